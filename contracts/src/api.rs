@@ -1,0 +1,62 @@
+//! The gateway's public JSON API, as clients see it.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::{FlowId, FlowStatus, VideoId, VideoStatus};
+
+/// `GET /v1/videos/{id}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VideoView {
+    pub id: VideoId,
+    pub title: String,
+    pub description: String,
+    pub status: VideoStatus,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// Newest first.
+    pub flows: Vec<FlowView>,
+    /// Absolute URLs of the newest ready flow's presentation on holder.
+    pub playback: Option<Playback>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FlowView {
+    pub id: FlowId,
+    pub status: FlowStatus,
+    pub filename: Option<String>,
+    pub uploaded_bytes: u64,
+    pub total_bytes: u64,
+    pub error: Option<String>,
+    pub duration_seconds: Option<f64>,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub video_codec: Option<String>,
+    pub audio_codec: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Playback {
+    pub hls: String,
+    pub dash: String,
+}
+
+/// `GET /v1/videos`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VideoList {
+    pub videos: Vec<VideoView>,
+}
+
+/// Every error answer of the gateway.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// Stable, machine-readable.
+    pub code: String,
+    /// For people.
+    pub message: String,
+    /// The offending field of a validation error.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub field: Option<String>,
+}

@@ -1,0 +1,68 @@
+//! The HTTP API of an fflow replica, as the uploader calls it.
+//!
+//! `POST {default}/processes` with a [`CreateProcess`] body goes to any replica (through a
+//! reverse proxy, or one picked from a configured list); the replica that takes it answers with
+//! its own address, e.g. `http://fflow:4050/r1/`. Every later call for that session goes to that
+//! address, relative to it:
+//!
+//! - `PUT  {address}sessions/{session_id}/chunks?offset=N`, body = bytes → [`ChunkWritten`]
+//! - `POST {address}sessions/{session_id}/finish` → 202; encoding starts, the outcome comes later
+//!   on the outcomes queue
+//! - `DELETE {address}sessions/{session_id}` → 204; the process and its spool are removed
+//!
+//! Errors are JSON [`FflowError`]s. A chunk at an offset at or below what the replica holds
+//! overwrites from that offset (so a redelivered chunk is harmless); one past it is refused with
+//! 409 `offset_gap`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{FlowId, SessionId, VideoId};
+
+/// Path of process creation, relative to the default (or any replica's) address.
+pub const PROCESSES_PATH: &str = "processes";
+
+/// Body of `POST /processes`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateProcess {
+    pub session_id: SessionId,
+    pub video_id: VideoId,
+    pub flow_id: FlowId,
+    pub total_bytes: u64,
+}
+
+/// Answer to `POST /processes`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessCreated {
+    /// The replica's own address, ending in `/`, e.g. `http://127.0.0.1:4050/r1/`.
+    pub address: String,
+    pub replica_id: String,
+}
+
+/// Answer to a chunk `PUT`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkWritten {
+    /// Bytes of the source the replica now holds.
+    pub received_bytes: u64,
+}
+
+/// An error answer of fflow.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FflowError {
+    pub code: String,
+    pub message: String,
+}
+
+/// `sessions/{id}/chunks`, relative to a replica address.
+pub fn chunks_path(session_id: SessionId) -> String {
+    format!("sessions/{session_id}/chunks")
+}
+
+/// `sessions/{id}/finish`, relative to a replica address.
+pub fn finish_path(session_id: SessionId) -> String {
+    format!("sessions/{session_id}/finish")
+}
+
+/// `sessions/{id}`, relative to a replica address.
+pub fn session_path(session_id: SessionId) -> String {
+    format!("sessions/{session_id}")
+}

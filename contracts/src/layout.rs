@@ -1,0 +1,19 @@
+//! Where a presentation lives on holder. fflow writes there over FTP, holder serves the same
+//! tree over HTTP, and the gateway turns these paths into playback URLs.
+
+use crate::{FlowId, VideoId};
+
+/// File name of the HLS master playlist inside a presentation directory.
+pub const HLS_MASTER: &str = "master.m3u8";
+/// File name of the DASH manifest inside a presentation directory.
+pub const DASH_MANIFEST: &str = "manifest.mpd";
+
+/// Directory of one flow's presentation, relative to holder's root, without slashes around it.
+pub fn presentation_dir(video_id: VideoId, flow_id: FlowId) -> String {
+    format!("videos/{video_id}/{flow_id}")
+}
+
+/// Directory of all presentations of a video, relative to holder's root.
+pub fn video_dir(video_id: VideoId) -> String {
+    format!("videos/{video_id}")
+}

@@ -1,0 +1,17 @@
+//! The wire contracts of vod: everything that crosses a process boundary.
+//!
+//! Ids, statuses, the AMQP messages between gateway, uploader and fflow, the HTTP DTOs that
+//! fflow and the gateway's JSON API exchange, and the layout of a presentation on holder. This
+//! crate depends on serde and little else so that every service can share it.
+
+pub mod api;
+pub mod commands;
+pub mod fflow;
+mod ids;
+pub mod layout;
+pub mod outcome;
+pub mod queues;
+mod status;
+
+pub use ids::{FlowId, SessionId, VideoId};
+pub use status::{FlowStatus, SessionStatus, UnknownStatus, VideoStatus};

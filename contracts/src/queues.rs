@@ -1,0 +1,23 @@
+//! Names of the AMQP queues. Every name derives from one prefix, so that a deployment (or a
+//! test) can run beside another on the same broker without sharing messages.
+
+/// The queues of one deployment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueueNames {
+    /// Gateway → uploader requests (commands and chunks), competed for by uploader replicas.
+    pub commands: String,
+    /// fflow → uploader encode outcomes.
+    pub outcomes: String,
+}
+
+impl QueueNames {
+    pub fn with_prefix(prefix: &str) -> Self {
+        Self {
+            commands: format!("{prefix}.commands"),
+            outcomes: format!("{prefix}.outcomes"),
+        }
+    }
+}
+
+/// The prefix used when none is configured.
+pub const DEFAULT_QUEUE_PREFIX: &str = "vod";

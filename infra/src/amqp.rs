@@ -1,0 +1,64 @@
+//! RabbitMQ connections and the queues every service declares the same way.
+
+use anyhow::Context;
+use lapin::options::{BasicQosOptions, ConfirmSelectOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
+use lapin::{Channel, Connection, ConnectionProperties};
+use secrecy::ExposeSecret;
+use vod_contracts::queues::QueueNames;
+
+use crate::config::AmqpSettings;
+
+/// Connects with automatic recovery switched on: after a lost connection lapin reopens it and its
+/// channels, and deliveries come again, so every handler must be idempotent.
+pub async fn connect(settings: &AmqpSettings, connection_name: &str) -> anyhow::Result<Connection> {
+    let properties = ConnectionProperties::default()
+        .enable_auto_recover()
+        .with_connection_name(connection_name.into());
+    Connection::connect(settings.url.expose_secret(), properties)
+        .await
+        .context("failed to connect to rabbitmq")
+}
+
+/// The queue names of this deployment.
+pub fn queue_names(settings: &AmqpSettings) -> QueueNames {
+    QueueNames::with_prefix(&settings.queue_prefix)
+}
+
+/// Declares the durable queues; every service does it, with the same arguments, before use.
+pub async fn declare_queues(channel: &Channel, names: &QueueNames) -> anyhow::Result<()> {
+    for queue in [&names.commands, &names.outcomes] {
+        channel
+            .queue_declare(
+                queue.as_str().into(),
+                QueueDeclareOptions {
+                    durable: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .with_context(|| format!("failed to declare queue {queue}"))?;
+    }
+    Ok(())
+}
+
+/// A channel with publisher confirms on.
+pub async fn publisher_channel(connection: &Connection) -> anyhow::Result<Channel> {
+    let channel = connection.create_channel().await?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .context("failed to enable publisher confirms")?;
+    Ok(channel)
+}
+
+/// A channel for consuming with the given prefetch, set before any `basic_consume`.
+pub async fn consumer_channel(connection: &Connection, prefetch: u16) -> anyhow::Result<Channel> {
+    let channel = connection.create_channel().await?;
+    channel
+        .basic_qos(prefetch, BasicQosOptions::default())
+        .await
+        .context("failed to set prefetch")?;
+    Ok(channel)
+}
