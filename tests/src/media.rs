@@ -1,0 +1,200 @@
+//! Test media: clips made with ffmpeg, ffprobe readings, and fetching a whole presentation.
+
+use std::path::Path;
+use std::process::Command;
+
+/// Makes an MP4 clip with picture and sound.
+pub fn generate_clip(path: &Path, seconds: u32, size: &str) {
+    let status = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
+        .arg(format!("testsrc2=size={size}:rate=25"))
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args(["-t", &seconds.to_string()])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+        ])
+        .args(["-c:a", "aac", "-shortest"])
+        .arg(path)
+        .status()
+        .expect("ffmpeg runs");
+    assert!(status.success(), "ffmpeg made the clip");
+}
+
+/// What ffprobe reads of an input (a file or a URL).
+#[derive(Debug)]
+pub struct Probe {
+    pub duration_seconds: f64,
+    pub codec_types: Vec<String>,
+}
+
+pub fn probe(input: &str) -> Probe {
+    let output = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "format=duration:stream=codec_type",
+        ])
+        .args(["-of", "json", input])
+        .output()
+        .expect("ffprobe runs");
+    assert!(
+        output.status.success(),
+        "ffprobe {input}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).expect("ffprobe JSON");
+    let duration_seconds = json["format"]["duration"]
+        .as_str()
+        .and_then(|value| value.parse().ok())
+        .expect("duration");
+    let codec_types = json["streams"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|stream| stream["codec_type"].as_str().map(str::to_owned))
+        .collect();
+    Probe {
+        duration_seconds,
+        codec_types,
+    }
+}
+
+/// Decodes the whole input and returns the duration ffmpeg reached, in seconds: proves every
+/// segment is there and decodable, not only the headers.
+pub fn decoded_duration(input: &str) -> f64 {
+    let output = Command::new("ffmpeg")
+        .args(["-v", "error", "-i", input, "-f", "null", "-"])
+        .args(["-progress", "pipe:1", "-nostats"])
+        .output()
+        .expect("ffmpeg runs");
+    assert!(
+        output.status.success(),
+        "ffmpeg decodes {input}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| line.strip_prefix("out_time_us="))
+        .filter_map(|value| value.parse::<f64>().ok())
+        .fold(0.0, f64::max)
+        / 1_000_000.0
+}
+
+/// URIs a playlist references (media playlists, init segments, segments), resolved against
+/// the playlist's own URL.
+pub fn playlist_references(playlist_url: &str, body: &str) -> Vec<String> {
+    let base = playlist_url
+        .rsplit_once('/')
+        .map(|(base, _)| base)
+        .unwrap_or(playlist_url);
+    let mut references = Vec::new();
+    for line in body.lines().map(str::trim) {
+        if line.is_empty() {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix('#') {
+            if let Some(start) = rest.find("URI=\"") {
+                let uri = &rest[start + 5..];
+                if let Some(end) = uri.find('"') {
+                    references.push(format!("{base}/{}", &uri[..end]));
+                }
+            }
+            continue;
+        }
+        references.push(format!("{base}/{line}"));
+    }
+    references
+}
+
+/// Segment file names an MPD references through `SegmentTemplate` and `SegmentTimeline`
+/// (the `$RepresentationID$` and `$Number%05d$` forms ffmpeg writes).
+pub fn mpd_references(mpd_url: &str, mpd: &str) -> Vec<String> {
+    let base = mpd_url
+        .rsplit_once('/')
+        .map(|(base, _)| base)
+        .unwrap_or(mpd_url);
+    let mut references = Vec::new();
+    for representation in mpd.split("<Representation ").skip(1) {
+        let id = attribute(representation, "id").expect("Representation id");
+        let template = representation
+            .split("<SegmentTemplate ")
+            .nth(1)
+            .expect("SegmentTemplate inside the Representation");
+        let start_number: u64 = attribute(template, "startNumber")
+            .and_then(|value| value.parse().ok())
+            .unwrap_or(1);
+        let init = attribute(template, "initialization").expect("initialization");
+        let media = attribute(template, "media").expect("media");
+        references.push(format!(
+            "{base}/{}",
+            init.replace("$RepresentationID$", &id)
+        ));
+        let timeline = template.split("</SegmentTimeline>").next().unwrap_or("");
+        let mut count = 0u64;
+        for segment in timeline.split("<S ").skip(1) {
+            count += 1 + attribute(segment, "r")
+                .and_then(|value| value.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+        assert!(count > 0, "representation {id} lists segments");
+        for number in start_number..start_number + count {
+            let name = media
+                .replace("$RepresentationID$", &id)
+                .replace("$Number%05d$", &format!("{number:05}"))
+                .replace("$Number$", &number.to_string());
+            references.push(format!("{base}/{name}"));
+        }
+    }
+    references
+}
+
+fn attribute(element: &str, name: &str) -> Option<String> {
+    let tag_end = element.find('>').unwrap_or(element.len());
+    let tag = &element[..tag_end];
+    let needle = format!(" {name}=\"");
+    let start = format!(" {tag}").find(&needle)? + needle.len() - 1;
+    let rest = &tag[start..];
+    rest.find('"').map(|end| rest[..end].to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mpd_segments_are_listed_from_the_timeline() {
+        let mpd = r#"<MPD><Period><AdaptationSet>
+<Representation id="0" mimeType="video/mp4">
+<SegmentTemplate timescale="1000" initialization="init-stream$RepresentationID$.m4s" media="chunk-stream$RepresentationID$-$Number%05d$.m4s" startNumber="1">
+<SegmentTimeline><S t="0" d="4000" r="1" /><S d="2000" /></SegmentTimeline>
+</SegmentTemplate></Representation></AdaptationSet></Period></MPD>"#;
+        let references = mpd_references("http://h/v/manifest.mpd", mpd);
+        assert_eq!(
+            references,
+            vec![
+                "http://h/v/init-stream0.m4s",
+                "http://h/v/chunk-stream0-00001.m4s",
+                "http://h/v/chunk-stream0-00002.m4s",
+                "http://h/v/chunk-stream0-00003.m4s",
+            ]
+        );
+    }
+
+    #[test]
+    fn playlist_references_include_map_uris() {
+        let body = "#EXTM3U\n#EXT-X-MAP:URI=\"init-stream0.m4s\"\n#EXTINF:4.0,\nchunk-stream0-00001.m4s\n#EXT-X-ENDLIST\n";
+        assert_eq!(
+            playlist_references("http://h/v/media_0.m3u8", body),
+            vec![
+                "http://h/v/init-stream0.m4s",
+                "http://h/v/chunk-stream0-00001.m4s"
+            ]
+        );
+    }
+}

@@ -1,0 +1,172 @@
+//! A resumable upload becomes a playable HLS and DASH presentation, through the whole stack.
+
+use std::collections::{BTreeSet, HashMap};
+
+use vod_contracts::{FlowStatus, VideoStatus};
+use vod_tests::media::{
+    decoded_duration, generate_clip, mpd_references, playlist_references, probe,
+};
+use vod_tests::{Stack, TestEnv};
+
+async fn fetch(stack: &Stack, url: &str) -> (String, Vec<u8>) {
+    let response = stack.http.get(url).send().await.expect("holder answers");
+    assert_eq!(response.status(), 200, "GET {url}");
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    (content_type, response.bytes().await.expect("body").to_vec())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn uploaded_clip_plays_as_hls_and_dash_with_the_source_duration() {
+    let env = TestEnv::new().await;
+    let stack = Stack::spawn(&env).await;
+    let clip = env.dir.path().join("clip.mp4");
+    generate_clip(&clip, 4, "320x240");
+    let source = probe(clip.to_str().expect("utf-8 path"));
+    let bytes = std::fs::read(&clip).expect("clip");
+
+    // Three PATCHes, each cut by the gateway into several pieces.
+    let upload = stack.upload_in_pieces(&bytes, "clip.mp4", 3).await;
+    let video = stack.wait_until_settled(upload.video_id).await;
+
+    assert_eq!(video.status, VideoStatus::Ready, "{video:#?}");
+    assert_eq!(video.title, "clip.mp4");
+    let flow = &video.flows[0];
+    assert_eq!(flow.status, FlowStatus::Ready);
+    assert_eq!(flow.uploaded_bytes, bytes.len() as u64);
+    assert_eq!(flow.total_bytes, bytes.len() as u64);
+    assert_eq!((flow.width, flow.height), (Some(320), Some(240)));
+    let playback = video.playback.expect("playback URLs once ready");
+    assert!(
+        playback.hls.starts_with(&stack.holder_url),
+        "{}",
+        playback.hls
+    );
+    assert!(
+        playback.dash.starts_with(&stack.holder_url),
+        "{}",
+        playback.dash
+    );
+
+    // Every file the master playlist references, transitively, is served.
+    let (content_type, master) = fetch(&stack, &playback.hls).await;
+    assert_eq!(content_type, "application/vnd.apple.mpegurl");
+    let master = String::from_utf8(master).expect("utf-8 playlist");
+    let media_playlists = playlist_references(&playback.hls, &master);
+    assert!(
+        !media_playlists.is_empty(),
+        "master lists media playlists:\n{master}"
+    );
+    let mut hls_segments = BTreeSet::new();
+    for media_url in &media_playlists {
+        let (_, body) = fetch(&stack, media_url).await;
+        let body = String::from_utf8(body).expect("utf-8 playlist");
+        assert!(
+            body.contains("#EXT-X-ENDLIST"),
+            "{media_url} is complete:\n{body}"
+        );
+        hls_segments.extend(playlist_references(media_url, &body));
+    }
+    for segment in &hls_segments {
+        let (_, body) = fetch(&stack, segment).await;
+        assert!(!body.is_empty(), "{segment} has bytes");
+    }
+
+    // The MPD references the same CMAF segments.
+    let (content_type, mpd) = fetch(&stack, &playback.dash).await;
+    assert_eq!(content_type, "application/dash+xml");
+    let mpd = String::from_utf8(mpd).expect("utf-8 MPD");
+    let dash_segments: BTreeSet<String> =
+        mpd_references(&playback.dash, &mpd).into_iter().collect();
+    for segment in &dash_segments {
+        fetch(&stack, segment).await;
+    }
+    assert_eq!(
+        dash_segments, hls_segments,
+        "HLS and DASH share one set of segments"
+    );
+
+    // A player decodes the whole presentation, with picture and sound, for the source's length.
+    let hls = probe(&playback.hls);
+    assert!(hls.codec_types.contains(&"video".to_owned()), "{hls:?}");
+    assert!(hls.codec_types.contains(&"audio".to_owned()), "{hls:?}");
+    let decoded = decoded_duration(&playback.hls);
+    assert!(
+        (decoded - source.duration_seconds).abs() <= 0.5,
+        "HLS decodes for {decoded} s, the source lasts {} s",
+        source.duration_seconds
+    );
+    let dash = probe(&playback.dash);
+    assert!(dash.codec_types.contains(&"video".to_owned()), "{dash:?}");
+    assert!(dash.codec_types.contains(&"audio".to_owned()), "{dash:?}");
+
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn chunks_of_a_session_stay_on_one_replica_and_uploads_use_both() {
+    let env = TestEnv::new().await;
+    let stack = Stack::spawn(&env).await;
+    let clip = env.dir.path().join("clip.mp4");
+    generate_clip(&clip, 2, "160x120");
+    let bytes = std::fs::read(&clip).expect("clip");
+
+    let uploads = (0..4).map(|index| {
+        let stack = &stack;
+        let env = &env;
+        let bytes = bytes.clone();
+        async move {
+            let upload = stack
+                .create_upload(bytes.len() as u64, &format!("clip-{index}.mp4"))
+                .await;
+            let mut seen = BTreeSet::new();
+            let piece_len = bytes.len().div_ceil(4);
+            let mut offset = 0;
+            for piece in bytes.chunks(piece_len) {
+                let response = stack
+                    .patch(&upload.location, offset as u64, piece.to_vec())
+                    .await;
+                assert_eq!(response.status(), 204);
+                offset += piece.len();
+                seen.insert(Stack::recorded_replica(env, upload.session_id).await);
+            }
+            (upload, seen)
+        }
+    });
+    let results = futures_util::future::join_all(uploads).await;
+
+    let mut replica_per_upload = HashMap::new();
+    for (upload, seen) in &results {
+        assert_eq!(
+            seen.len(),
+            1,
+            "one replica for every chunk of {}: {seen:?}",
+            upload.session_id
+        );
+        let replica = seen
+            .iter()
+            .next()
+            .cloned()
+            .flatten()
+            .expect("a recorded replica");
+        assert!(
+            stack.fflow_addresses.contains(&replica),
+            "{replica} is one of ours"
+        );
+        replica_per_upload.insert(upload.session_id, replica);
+        let video = stack.wait_until_settled(upload.video_id).await;
+        assert_eq!(video.status, VideoStatus::Ready, "{video:#?}");
+    }
+    let used: BTreeSet<_> = replica_per_upload.values().collect();
+    assert_eq!(
+        used.len(),
+        2,
+        "concurrent uploads spread over both replicas: {used:?}"
+    );
+
+    stack.shutdown().await;
+}

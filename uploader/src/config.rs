@@ -1,0 +1,67 @@
+use serde::Deserialize;
+use vod_infra::config::{AmqpSettings, PostgresSettings, RedisSettings};
+
+/// Configuration of an uploader replica, read from `UPLOADER_*` variables.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    pub postgres: PostgresSettings,
+    pub redis: RedisSettings,
+    pub amqp: AmqpSettings,
+    /// Default fflow addresses: a reverse proxy in front of every replica, or the replicas
+    /// themselves. A new session's process is created on the first one that answers, starting
+    /// from a different one each time (`UPLOADER_FFLOW_URLS=http://a:4050,http://b:4051`).
+    pub fflow_urls: Vec<String>,
+    /// Timeout of one HTTP call to fflow, chunk transfer included.
+    pub fflow_timeout_ms: u64,
+    /// Attempts to tell fflow that an upload is complete before the flow is marked failed.
+    pub finish_attempts: u32,
+    /// How long the session → fflow replica entry lives in Redis.
+    pub routing_ttl_secs: u64,
+    /// Run the scheduler's jobs in this replica (`UPLOADER_SCHEDULER=true`).
+    pub scheduler: bool,
+    /// An open upload session without a chunk for this long is expired by the scheduler.
+    pub session_ttl_secs: u64,
+    /// When the expiry job runs: six-field cron (seconds first), UTC.
+    pub expire_sessions_cron: String,
+    /// Name of this replica in logs and in the broker's connection list.
+    pub replica_name: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            postgres: PostgresSettings::default(),
+            redis: RedisSettings::default(),
+            amqp: AmqpSettings::default(),
+            fflow_urls: vec!["http://127.0.0.1:4050".to_owned()],
+            fflow_timeout_ms: 30_000,
+            finish_attempts: 5,
+            routing_ttl_secs: 7 * 24 * 3600,
+            scheduler: false,
+            session_ttl_secs: 24 * 3600,
+            expire_sessions_cron: "0 */5 * * * *".to_owned(),
+            replica_name: "uploader".to_owned(),
+        }
+    }
+}
+
+impl Config {
+    pub fn from_env() -> anyhow::Result<Self> {
+        let config: Self = vod_infra::config::from_env("UPLOADER")?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            !self.fflow_urls.is_empty(),
+            "UPLOADER_FFLOW_URLS names no fflow address"
+        );
+        anyhow::ensure!(
+            self.finish_attempts > 0,
+            "UPLOADER_FINISH_ATTEMPTS must be positive"
+        );
+        Ok(())
+    }
+}

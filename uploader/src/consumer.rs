@@ -1,0 +1,122 @@
+//! The commands queue: decode each delivery, run its handler, reply to the gateway, then ack.
+//! Deliveries run concurrently up to the channel's prefetch.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicRejectOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use vod_contracts::commands::{
+    decode_chunk, Ack, Command, Reject, RejectCode, Reply, CHUNK_MESSAGE_TYPE, COMMAND_MESSAGE_TYPE,
+};
+
+use crate::handlers::{HandlerError, Handlers};
+
+pub async fn run(
+    channel: Channel,
+    reply_channel: Channel,
+    queue: String,
+    consumer_tag: String,
+    handlers: Arc<Handlers>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut consumer = channel
+        .basic_consume(
+            queue.as_str().into(),
+            consumer_tag.as_str().into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    let in_flight = TaskTracker::new();
+    loop {
+        let delivery = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            next = consumer.next() => next,
+        };
+        let delivery = match delivery {
+            Some(Ok(delivery)) => delivery,
+            Some(Err(error)) => {
+                // With auto-recovery on, the consumer resumes after the connection comes back.
+                tracing::warn!(error = %error, "commands consumer interrupted");
+                continue;
+            }
+            None => break,
+        };
+        let handlers = handlers.clone();
+        let reply_channel = reply_channel.clone();
+        in_flight.spawn(async move { handle_delivery(delivery, &handlers, &reply_channel).await });
+    }
+    in_flight.close();
+    in_flight.wait().await;
+    Ok(())
+}
+
+async fn handle_delivery(delivery: Delivery, handlers: &Handlers, reply_channel: &Channel) {
+    let kind = delivery
+        .properties
+        .kind()
+        .as_ref()
+        .map(|kind| kind.as_str().to_owned());
+    let result = match kind.as_deref() {
+        Some(CHUNK_MESSAGE_TYPE) => handle_chunk(&delivery.data, handlers).await,
+        Some(COMMAND_MESSAGE_TYPE) => match serde_json::from_slice::<Command>(&delivery.data) {
+            Ok(command) => handlers.command(command).await,
+            Err(error) => Err(invalid(format!("command is not valid: {error}"))),
+        },
+        other => Err(invalid(format!("unknown message type {other:?}"))),
+    };
+    let reply = Reply::from(result.map_err(HandlerError::into_reject));
+    if let Err(error) = send_reply(&delivery, reply_channel, &reply).await {
+        // The gateway is gone or the broker is; the work is done and idempotent, so the
+        // delivery is acked anyway and a resend is answered from the database.
+        tracing::warn!(error = %error, "reply not sent");
+    }
+    if let Err(error) = delivery.ack(BasicAckOptions::default()).await {
+        tracing::warn!(error = %error, "delivery not acked, it will come again");
+        let _ = delivery.reject(BasicRejectOptions { requeue: true }).await;
+    }
+}
+
+async fn handle_chunk(frame: &[u8], handlers: &Handlers) -> Result<Ack, HandlerError> {
+    let (header, payload) =
+        decode_chunk(frame).map_err(|error| invalid(format!("chunk is not valid: {error}")))?;
+    let payload = Bytes::copy_from_slice(payload);
+    handlers.chunk(header, payload).await
+}
+
+fn invalid(message: String) -> HandlerError {
+    HandlerError::Rejected(Reject::new(RejectCode::InvalidCommand, message))
+}
+
+async fn send_reply(
+    delivery: &Delivery,
+    reply_channel: &Channel,
+    reply: &Reply,
+) -> anyhow::Result<()> {
+    let Some(reply_to) = delivery.properties.reply_to() else {
+        return Ok(());
+    };
+    let body = serde_json::to_vec(reply)?;
+    let mut properties = BasicProperties::default().with_content_type("application/json".into());
+    if let Some(correlation_id) = delivery.properties.correlation_id() {
+        properties = properties.with_correlation_id(correlation_id.clone());
+    }
+    reply_channel
+        .basic_publish(
+            "".into(),
+            reply_to.clone(),
+            BasicPublishOptions::default(),
+            &body,
+            properties,
+        )
+        .await?;
+    Ok(())
+}

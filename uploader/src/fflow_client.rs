@@ -1,0 +1,155 @@
+//! HTTP calls to fflow replicas (see `vod_contracts::fflow`).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use vod_contracts::fflow::{
+    chunks_path, finish_path, session_path, ChunkWritten, CreateProcess, FflowError,
+    ProcessCreated, PROCESSES_PATH,
+};
+use vod_contracts::SessionId;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FflowCallError {
+    #[error("fflow at {url} could not be reached: {source}")]
+    Unreachable {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("fflow at {url} answered {status} {code}: {message}")]
+    Refused {
+        url: String,
+        status: u16,
+        code: String,
+        message: String,
+    },
+}
+
+pub struct FflowClient {
+    http: reqwest::Client,
+    default_urls: Vec<String>,
+    next_default: AtomicUsize,
+}
+
+impl FflowClient {
+    pub fn new(default_urls: Vec<String>, timeout: Duration) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .tcp_nodelay(true)
+            .build()?;
+        Ok(Self {
+            http,
+            default_urls,
+            next_default: AtomicUsize::new(0),
+        })
+    }
+
+    /// Asks the default addresses, starting from a different one each call, until one replica
+    /// creates the process; returns that replica's own address.
+    pub async fn create_process(
+        &self,
+        request: &CreateProcess,
+    ) -> Result<ProcessCreated, FflowCallError> {
+        let start = self.next_default.fetch_add(1, Ordering::Relaxed);
+        let count = self.default_urls.len();
+        let mut last_error = None;
+        for index in 0..count {
+            let base = &self.default_urls[(start + index) % count];
+            let url = format!("{}/{PROCESSES_PATH}", base.trim_end_matches('/'));
+            let result = self.http.post(&url).json(request).send().await;
+            match read_json::<ProcessCreated>(&url, result).await {
+                Ok(created) => return Ok(created),
+                Err(error) => {
+                    tracing::warn!(url = %url, error = %error, "fflow did not create a process");
+                    last_error = Some(error);
+                }
+            }
+        }
+        Err(last_error.unwrap_or_else(|| FflowCallError::Refused {
+            url: String::new(),
+            status: 0,
+            code: "no_fflow_configured".to_owned(),
+            message: "no fflow address is configured".to_owned(),
+        }))
+    }
+
+    pub async fn put_chunk(
+        &self,
+        address: &str,
+        session_id: SessionId,
+        offset: u64,
+        payload: Bytes,
+    ) -> Result<ChunkWritten, FflowCallError> {
+        let url = format!("{address}{}", chunks_path(session_id));
+        let result = self
+            .http
+            .put(&url)
+            .query(&[("offset", offset)])
+            .header("content-type", "application/octet-stream")
+            .body(payload)
+            .send()
+            .await;
+        read_json(&url, result).await
+    }
+
+    pub async fn finish(&self, address: &str, session_id: SessionId) -> Result<(), FflowCallError> {
+        let url = format!("{address}{}", finish_path(session_id));
+        let result = self.http.post(&url).send().await;
+        check_status(&url, result).await
+    }
+
+    pub async fn delete_session(
+        &self,
+        address: &str,
+        session_id: SessionId,
+    ) -> Result<(), FflowCallError> {
+        let url = format!("{address}{}", session_path(session_id));
+        let result = self.http.delete(&url).send().await;
+        check_status(&url, result).await
+    }
+}
+
+async fn check_status(
+    url: &str,
+    result: reqwest::Result<reqwest::Response>,
+) -> Result<(), FflowCallError> {
+    let response = result.map_err(|source| FflowCallError::Unreachable {
+        url: url.to_owned(),
+        source,
+    })?;
+    if response.status().is_success() {
+        return Ok(());
+    }
+    Err(refused(url, response).await)
+}
+
+async fn read_json<T: serde::de::DeserializeOwned>(
+    url: &str,
+    result: reqwest::Result<reqwest::Response>,
+) -> Result<T, FflowCallError> {
+    let unreachable = |source| FflowCallError::Unreachable {
+        url: url.to_owned(),
+        source,
+    };
+    let response = result.map_err(unreachable)?;
+    if !response.status().is_success() {
+        return Err(refused(url, response).await);
+    }
+    response.json::<T>().await.map_err(unreachable)
+}
+
+async fn refused(url: &str, response: reqwest::Response) -> FflowCallError {
+    let status = response.status().as_u16();
+    let body = response.json::<FflowError>().await.unwrap_or(FflowError {
+        code: "unexpected_response".to_owned(),
+        message: "fflow answered without an error body".to_owned(),
+    });
+    FflowCallError::Refused {
+        url: url.to_owned(),
+        status,
+        code: body.code,
+        message: body.message,
+    }
+}

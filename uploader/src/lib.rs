@@ -1,0 +1,20 @@
+//! The uploader owns Video, Flow and UploadSession state.
+//!
+//! Several replicas compete for the commands queue. Each chunk is checked against PostgreSQL,
+//! forwarded to the fflow replica that owns its session (found through Redis, with PostgreSQL
+//! keeping the durable copy), and only then counted. fflow's encode outcomes come back on the
+//! outcomes queue and finish the flow. One replica may also run the scheduler.
+
+pub mod config;
+mod consumer;
+mod fflow_client;
+mod handlers;
+mod outcomes;
+mod routing;
+pub mod scheduler;
+mod startup;
+mod store;
+pub mod transitions;
+
+pub use config::Config;
+pub use startup::App;

@@ -1,0 +1,91 @@
+//! The outcomes queue: fflow says how an encode ended; the flow and its video follow.
+
+use deadpool_postgres::Pool;
+use futures_util::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicRejectOptions};
+use lapin::types::FieldTable;
+use lapin::Channel;
+use tokio_util::sync::CancellationToken;
+use vod_contracts::outcome::{EncodeOutcome, EncodeResult};
+
+use crate::routing::Routing;
+use crate::transitions;
+
+pub async fn run(
+    channel: Channel,
+    queue: String,
+    consumer_tag: String,
+    pg: Pool,
+    routing: Routing,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut consumer = channel
+        .basic_consume(
+            queue.as_str().into(),
+            consumer_tag.as_str().into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    loop {
+        let delivery = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            next = consumer.next() => next,
+        };
+        match delivery {
+            Some(Ok(delivery)) => handle(delivery, &pg, &routing).await,
+            Some(Err(error)) => tracing::warn!(error = %error, "outcomes consumer interrupted"),
+            None => break,
+        }
+    }
+    Ok(())
+}
+
+async fn handle(delivery: Delivery, pg: &Pool, routing: &Routing) {
+    let outcome: EncodeOutcome = match serde_json::from_slice(&delivery.data) {
+        Ok(outcome) => outcome,
+        Err(error) => {
+            tracing::error!(error = %error, "outcome is not valid, dropping it");
+            let _ = delivery.reject(BasicRejectOptions { requeue: false }).await;
+            return;
+        }
+    };
+    match apply(&outcome, pg).await {
+        Ok(changed) => {
+            if changed {
+                match &outcome.result {
+                    EncodeResult::Ready(facts) => tracing::info!(
+                        video_id = %outcome.video_id, flow_id = %outcome.flow_id,
+                        duration_seconds = facts.duration_seconds, "flow ready"
+                    ),
+                    EncodeResult::Failed { reason } => tracing::warn!(
+                        video_id = %outcome.video_id, flow_id = %outcome.flow_id,
+                        reason = %reason, "flow failed"
+                    ),
+                }
+            }
+            routing.forget(outcome.session_id).await;
+            let _ = delivery.ack(BasicAckOptions::default()).await;
+        }
+        Err(error) => {
+            tracing::error!(flow_id = %outcome.flow_id, error = ?error, "outcome not applied, retrying later");
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            let _ = delivery
+                .nack(BasicNackOptions {
+                    requeue: true,
+                    ..BasicNackOptions::default()
+                })
+                .await;
+        }
+    }
+}
+
+async fn apply(outcome: &EncodeOutcome, pg: &Pool) -> anyhow::Result<bool> {
+    let mut client = pg.get().await?;
+    let tx = client.transaction().await?;
+    let changed =
+        transitions::apply_outcome(&tx, outcome.flow_id, outcome.video_id, &outcome.result).await?;
+    tx.commit().await?;
+    Ok(changed)
+}

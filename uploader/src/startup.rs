@@ -1,0 +1,118 @@
+use std::sync::Arc;
+
+use anyhow::Context;
+use lapin::Connection;
+use tokio_util::sync::CancellationToken;
+use vod_contracts::queues::QueueNames;
+use vod_contracts::SessionId;
+use vod_infra::config::millis;
+
+use crate::config::Config;
+use crate::fflow_client::FflowClient;
+use crate::handlers::Handlers;
+use crate::routing::Routing;
+use crate::scheduler::Scheduler;
+use crate::{consumer, outcomes};
+
+/// One uploader replica: its pools, its broker connection and its consumers.
+pub struct App {
+    config: Config,
+    handlers: Arc<Handlers>,
+    amqp: Connection,
+    queues: QueueNames,
+    scheduler: Scheduler,
+}
+
+impl App {
+    /// Migrates the schema (serialized across replicas), builds the pools and connects to the
+    /// broker.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        config.validate()?;
+        vod_infra::postgres::migrate(&config.postgres).await?;
+        let pg = vod_infra::postgres::pool(&config.postgres)?;
+        let redis = vod_infra::redis::pool(&config.redis)?;
+        let fflow = Arc::new(FflowClient::new(
+            config.fflow_urls.clone(),
+            millis(config.fflow_timeout_ms),
+        )?);
+        let routing = Routing::new(
+            redis,
+            config.redis.key_prefix.clone(),
+            config.routing_ttl_secs,
+            fflow.clone(),
+        );
+        let amqp = vod_infra::amqp::connect(&config.amqp, &config.replica_name).await?;
+        let queues = vod_infra::amqp::queue_names(&config.amqp);
+        let setup = amqp.create_channel().await?;
+        vod_infra::amqp::declare_queues(&setup, &queues).await?;
+        let handlers = Arc::new(Handlers {
+            pg,
+            routing,
+            fflow,
+            finish_attempts: config.finish_attempts,
+        });
+        let scheduler = Scheduler::new(handlers.clone(), config.session_ttl_secs);
+        Ok(Self {
+            config,
+            handlers,
+            amqp,
+            queues,
+            scheduler,
+        })
+    }
+
+    /// The scheduler's jobs, to run them directly.
+    pub fn scheduler(&self) -> Scheduler {
+        self.scheduler.clone()
+    }
+
+    /// Where chunks of a session go, as cached in Redis.
+    pub async fn cached_route(&self, session_id: SessionId) -> Option<String> {
+        self.handlers.routing.cached_address(session_id).await
+    }
+
+    /// Consumes commands and outcomes (and runs the scheduler if configured) until `shutdown`;
+    /// then stops consuming, finishes and acks what is in flight, and closes the connection.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let name = &self.config.replica_name;
+        let commands_channel =
+            vod_infra::amqp::consumer_channel(&self.amqp, self.config.amqp.prefetch).await?;
+        let outcomes_channel = vod_infra::amqp::consumer_channel(&self.amqp, 1).await?;
+        let reply_channel = self.amqp.create_channel().await?;
+        let cron = if self.config.scheduler {
+            tracing::info!(replica = %name, "scheduler enabled");
+            Some(
+                self.scheduler
+                    .start(&self.config.expire_sessions_cron)
+                    .await?,
+            )
+        } else {
+            None
+        };
+        let commands = consumer::run(
+            commands_channel,
+            reply_channel,
+            self.queues.commands.clone(),
+            format!("{name}-commands"),
+            self.handlers.clone(),
+            shutdown.clone(),
+        );
+        let outcomes = outcomes::run(
+            outcomes_channel,
+            self.queues.outcomes.clone(),
+            format!("{name}-outcomes"),
+            self.handlers.pg.clone(),
+            self.handlers.routing.clone(),
+            shutdown.clone(),
+        );
+        tracing::info!(replica = %name, queue = %self.queues.commands, "uploader consuming");
+        let (commands, outcomes) = tokio::join!(commands, outcomes);
+        if let Some(mut cron) = cron {
+            let _ = cron.shutdown().await;
+        }
+        let _ = self.amqp.close(200, "shutting down".into()).await;
+        commands.context("commands consumer failed")?;
+        outcomes.context("outcomes consumer failed")?;
+        Ok(())
+    }
+}

@@ -1,0 +1,379 @@
+//! Every status change of Video, Flow and UploadSession happens here, inside the caller's
+//! transaction. The schema enforces the statuses and their invariants; this module decides
+//! which change is allowed when.
+
+use anyhow::Context;
+use deadpool_postgres::GenericClient;
+use vod_contracts::commands::{Reject, RejectCode};
+use vod_contracts::outcome::{EncodeResult, MediaFacts};
+use vod_contracts::{FlowId, FlowStatus, SessionId, VideoId, VideoStatus};
+
+/// The status a video shows, from its flows' statuses, newest first. A cancelled flow does not
+/// count; a failed re-upload does not hide a video that is still playable.
+pub fn video_status_from_flows(flows_newest_first: &[FlowStatus]) -> VideoStatus {
+    let mut counted = flows_newest_first
+        .iter()
+        .filter(|status| **status != FlowStatus::Cancelled);
+    match counted.next() {
+        None => VideoStatus::Created,
+        Some(FlowStatus::Uploading) => VideoStatus::Uploading,
+        Some(FlowStatus::Processing) => VideoStatus::Processing,
+        Some(FlowStatus::Ready) => VideoStatus::Ready,
+        Some(FlowStatus::Failed) | Some(FlowStatus::Cancelled) => {
+            if flows_newest_first.contains(&FlowStatus::Ready) {
+                VideoStatus::Ready
+            } else {
+                VideoStatus::Failed
+            }
+        }
+    }
+}
+
+/// Recomputes a video's status from its flows.
+pub async fn refresh_video_status(
+    client: &impl GenericClient,
+    video_id: VideoId,
+) -> anyhow::Result<VideoStatus> {
+    let rows = client
+        .query(
+            "SELECT status FROM flow WHERE video_id = $1 ORDER BY created_at DESC, id DESC",
+            &[&video_id.0],
+        )
+        .await
+        .context("failed to read flow statuses")?;
+    let statuses = rows
+        .iter()
+        .map(|row| Ok(row.try_get::<_, &str>(0)?.parse::<FlowStatus>()?))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let status = video_status_from_flows(&statuses);
+    client
+        .execute(
+            "UPDATE video SET status = $2, updated_at = now() WHERE id = $1 AND status <> $2",
+            &[&video_id.0, &status.as_str()],
+        )
+        .await
+        .context("failed to update video status")?;
+    Ok(status)
+}
+
+pub async fn create_video(
+    client: &impl GenericClient,
+    title: &str,
+    description: &str,
+) -> anyhow::Result<VideoId> {
+    let video_id = VideoId::new();
+    client
+        .execute(
+            "INSERT INTO video (id, title, description, status) VALUES ($1, $2, $3, 'CREATED')",
+            &[&video_id.0, &title, &description],
+        )
+        .await
+        .context("failed to insert video")?;
+    Ok(video_id)
+}
+
+/// What a new upload is for.
+pub struct NewUpload<'a> {
+    pub video_id: Option<VideoId>,
+    pub title: &'a str,
+    pub filename: Option<&'a str>,
+    pub total_bytes: u64,
+    pub metadata: Option<&'a str>,
+}
+
+/// Creates a flow and its open session, on the given video or a new one. An empty upload has
+/// nothing to encode: its flow fails at once.
+pub async fn create_upload(
+    client: &impl GenericClient,
+    upload: NewUpload<'_>,
+) -> anyhow::Result<Result<(VideoId, FlowId, SessionId), Reject>> {
+    let video_id = match upload.video_id {
+        Some(video_id) => {
+            let exists = client
+                .query_opt(
+                    "SELECT 1 FROM video WHERE id = $1 FOR UPDATE",
+                    &[&video_id.0],
+                )
+                .await
+                .context("failed to lock video")?;
+            if exists.is_none() {
+                return Ok(Err(Reject::new(
+                    RejectCode::VideoNotFound,
+                    format!("video {video_id} does not exist"),
+                )));
+            }
+            video_id
+        }
+        None => create_video(client, upload.title, "").await?,
+    };
+    let total = i64::try_from(upload.total_bytes).context("upload length overflows")?;
+    let flow_id = FlowId::new();
+    let session_id = SessionId::new();
+    let empty = upload.total_bytes == 0;
+    let (flow_status, session_status, error) = if empty {
+        ("FAILED", "FAILED", Some("the upload is empty"))
+    } else {
+        ("UPLOADING", "OPEN", None)
+    };
+    client
+        .execute(
+            "INSERT INTO flow (id, video_id, status, filename, total_bytes, error) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            &[
+                &flow_id.0,
+                &video_id.0,
+                &flow_status,
+                &upload.filename,
+                &total,
+                &error,
+            ],
+        )
+        .await
+        .context("failed to insert flow")?;
+    client
+        .execute(
+            "INSERT INTO upload_session (id, flow_id, status, metadata, closed_at) \
+             VALUES ($1, $2, $3, $4, CASE WHEN $3 = 'OPEN' THEN NULL ELSE now() END)",
+            &[&session_id.0, &flow_id.0, &session_status, &upload.metadata],
+        )
+        .await
+        .context("failed to insert upload session")?;
+    refresh_video_status(client, video_id).await?;
+    Ok(Ok((video_id, flow_id, session_id)))
+}
+
+/// Counts `len` bytes at `offset` as stored, if the flow is still uploading and still at
+/// `offset`. Returns the new offset, or `None` when another delivery moved it first.
+pub async fn advance_offset(
+    client: &impl GenericClient,
+    session_id: SessionId,
+    flow_id: FlowId,
+    offset: u64,
+    len: u64,
+) -> anyhow::Result<Option<u64>> {
+    let offset = i64::try_from(offset)?;
+    let len = i64::try_from(len)?;
+    let row = client
+        .query_opt(
+            "UPDATE flow SET uploaded_bytes = uploaded_bytes + $3, updated_at = now() \
+             WHERE id = $1 AND uploaded_bytes = $2 AND status = 'UPLOADING' \
+             RETURNING uploaded_bytes",
+            &[&flow_id.0, &offset, &len],
+        )
+        .await
+        .context("failed to advance the offset")?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    client
+        .execute(
+            "UPDATE upload_session SET last_chunk_at = now() WHERE id = $1",
+            &[&session_id.0],
+        )
+        .await
+        .context("failed to touch the session")?;
+    Ok(Some(u64::try_from(row.try_get::<_, i64>(0)?)?))
+}
+
+/// The last byte arrived: the session completes and the flow starts processing.
+pub async fn complete_upload(
+    client: &impl GenericClient,
+    session_id: SessionId,
+    flow_id: FlowId,
+    video_id: VideoId,
+) -> anyhow::Result<()> {
+    client
+        .execute(
+            "UPDATE upload_session SET status = 'COMPLETED', closed_at = now() \
+             WHERE id = $1 AND status = 'OPEN'",
+            &[&session_id.0],
+        )
+        .await
+        .context("failed to complete the session")?;
+    client
+        .execute(
+            "UPDATE flow SET status = 'PROCESSING', updated_at = now() \
+             WHERE id = $1 AND status = 'UPLOADING'",
+            &[&flow_id.0],
+        )
+        .await
+        .context("failed to start processing the flow")?;
+    refresh_video_status(client, video_id).await?;
+    Ok(())
+}
+
+/// The client terminated the upload: the session closes and the flow is cancelled.
+pub async fn terminate_upload(
+    client: &impl GenericClient,
+    session_id: SessionId,
+    flow_id: FlowId,
+    video_id: VideoId,
+) -> anyhow::Result<()> {
+    close_session_and_flow(
+        client,
+        session_id,
+        "TERMINATED",
+        flow_id,
+        FlowStatus::Cancelled,
+        None,
+    )
+    .await?;
+    refresh_video_status(client, video_id).await?;
+    Ok(())
+}
+
+/// No chunk came for too long: the session expires and the flow fails with `reason`.
+pub async fn expire_upload(
+    client: &impl GenericClient,
+    session_id: SessionId,
+    flow_id: FlowId,
+    video_id: VideoId,
+    reason: &str,
+) -> anyhow::Result<()> {
+    close_session_and_flow(
+        client,
+        session_id,
+        "EXPIRED",
+        flow_id,
+        FlowStatus::Failed,
+        Some(reason),
+    )
+    .await?;
+    refresh_video_status(client, video_id).await?;
+    Ok(())
+}
+
+async fn close_session_and_flow(
+    client: &impl GenericClient,
+    session_id: SessionId,
+    session_status: &str,
+    flow_id: FlowId,
+    flow_status: FlowStatus,
+    error: Option<&str>,
+) -> anyhow::Result<()> {
+    client
+        .execute(
+            "UPDATE upload_session SET status = $2, closed_at = now() \
+             WHERE id = $1 AND status = 'OPEN'",
+            &[&session_id.0, &session_status],
+        )
+        .await
+        .context("failed to close the session")?;
+    client
+        .execute(
+            "UPDATE flow SET status = $2, error = $3, updated_at = now() \
+             WHERE id = $1 AND status = 'UPLOADING'",
+            &[&flow_id.0, &flow_status.as_str(), &error],
+        )
+        .await
+        .context("failed to close the flow")?;
+    Ok(())
+}
+
+/// A processing flow failed before or outside the encode (for example fflow never heard that
+/// the upload was complete).
+pub async fn fail_processing(
+    client: &impl GenericClient,
+    flow_id: FlowId,
+    video_id: VideoId,
+    reason: &str,
+) -> anyhow::Result<bool> {
+    let changed = client
+        .execute(
+            "UPDATE flow SET status = 'FAILED', error = $2, updated_at = now() \
+             WHERE id = $1 AND status = 'PROCESSING'",
+            &[&flow_id.0, &reason],
+        )
+        .await
+        .context("failed to fail the flow")?;
+    refresh_video_status(client, video_id).await?;
+    Ok(changed > 0)
+}
+
+/// Applies fflow's outcome to a processing flow. Returns false when the flow was not
+/// processing (a repeated or late outcome), which changes nothing.
+pub async fn apply_outcome(
+    client: &impl GenericClient,
+    flow_id: FlowId,
+    video_id: VideoId,
+    result: &EncodeResult,
+) -> anyhow::Result<bool> {
+    let changed = match result {
+        EncodeResult::Ready(facts) => mark_ready(client, flow_id, facts).await?,
+        EncodeResult::Failed { reason } => client
+            .execute(
+                "UPDATE flow SET status = 'FAILED', error = $2, updated_at = now() \
+                     WHERE id = $1 AND status = 'PROCESSING'",
+                &[&flow_id.0, reason],
+            )
+            .await
+            .context("failed to mark the flow failed")?,
+    };
+    refresh_video_status(client, video_id).await?;
+    Ok(changed > 0)
+}
+
+async fn mark_ready(
+    client: &impl GenericClient,
+    flow_id: FlowId,
+    facts: &MediaFacts,
+) -> anyhow::Result<u64> {
+    let width = i32::try_from(facts.width)?;
+    let height = i32::try_from(facts.height)?;
+    client
+        .execute(
+            "UPDATE flow SET status = 'READY', error = NULL, duration_seconds = $2, width = $3, \
+             height = $4, video_codec = $5, audio_codec = $6, hls_path = $7, dash_path = $8, \
+             updated_at = now() \
+             WHERE id = $1 AND status = 'PROCESSING'",
+            &[
+                &flow_id.0,
+                &facts.duration_seconds,
+                &width,
+                &height,
+                &facts.video_codec,
+                &facts.audio_codec,
+                &facts.hls_path,
+                &facts.dash_path,
+            ],
+        )
+        .await
+        .context("failed to mark the flow ready")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use FlowStatus::*;
+
+    #[test]
+    fn video_without_flows_is_created() {
+        assert_eq!(video_status_from_flows(&[]), VideoStatus::Created);
+        assert_eq!(video_status_from_flows(&[Cancelled]), VideoStatus::Created);
+    }
+
+    #[test]
+    fn video_follows_its_newest_counted_flow() {
+        assert_eq!(
+            video_status_from_flows(&[Uploading, Ready]),
+            VideoStatus::Uploading
+        );
+        assert_eq!(
+            video_status_from_flows(&[Cancelled, Processing]),
+            VideoStatus::Processing
+        );
+        assert_eq!(
+            video_status_from_flows(&[Ready, Failed]),
+            VideoStatus::Ready
+        );
+        assert_eq!(video_status_from_flows(&[Failed]), VideoStatus::Failed);
+    }
+
+    #[test]
+    fn failed_reupload_keeps_a_playable_video_ready() {
+        assert_eq!(
+            video_status_from_flows(&[Failed, Ready]),
+            VideoStatus::Ready
+        );
+    }
+}
