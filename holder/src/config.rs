@@ -1,0 +1,147 @@
+//! holder's settings, read from `HOLDER_*` environment variables.
+
+use std::ops::RangeInclusive;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// `HOLDER_HTTP_ADDR`: where players fetch presentations.
+    pub http_addr: String,
+    /// `HOLDER_FTP_ADDR`: where fflow uploads presentations.
+    pub ftp_addr: String,
+    /// `HOLDER_ROOT`: the directory served over both protocols; created if missing.
+    pub root: PathBuf,
+    /// `HOLDER_FTP_USER`: the only account of the FTP server.
+    pub ftp_user: String,
+    /// `HOLDER_FTP_PASSWORD`: required, no default.
+    pub ftp_password: SecretString,
+    /// `HOLDER_PASSIVE_HOST`: IPv4 address or DNS name announced in PASV replies; empty means
+    /// the address the client connected to.
+    pub passive_host: String,
+    /// `HOLDER_PASSIVE_PORT_MIN`, `HOLDER_PASSIVE_PORT_MAX`: passive data ports, both included.
+    pub passive_port_min: u16,
+    pub passive_port_max: u16,
+    /// `HOLDER_SEGMENT_MAX_AGE_SECS`: cache lifetime of segments, init segments and images.
+    pub segment_max_age_secs: u64,
+    /// `HOLDER_PLAYLIST_MAX_AGE_SECS`: cache lifetime of playlists and manifests.
+    pub playlist_max_age_secs: u64,
+    /// `HOLDER_CORS_ALLOW_ORIGIN`: `*` or a comma-separated list of origins.
+    pub cors_allow_origin: String,
+    /// `HOLDER_FTP_IDLE_TIMEOUT_SECS`: an FTP session without commands is closed after it.
+    pub ftp_idle_timeout_secs: u64,
+    /// `HOLDER_FTP_SHUTDOWN_GRACE_SECS`: on shutdown, how long open FTP sessions may take to
+    /// finish before they are closed.
+    pub ftp_shutdown_grace_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            http_addr: "127.0.0.1:8090".to_owned(),
+            ftp_addr: "127.0.0.1:2121".to_owned(),
+            root: PathBuf::from("./data/holder"),
+            ftp_user: "vod".to_owned(),
+            ftp_password: SecretString::from(""),
+            passive_host: "127.0.0.1".to_owned(),
+            passive_port_min: 50_000,
+            passive_port_max: 50_099,
+            segment_max_age_secs: 31_536_000,
+            playlist_max_age_secs: 2,
+            cors_allow_origin: "*".to_owned(),
+            ftp_idle_timeout_secs: 600,
+            ftp_shutdown_grace_secs: 10,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("HOLDER_FTP_PASSWORD is required")]
+    MissingFtpPassword,
+    #[error("HOLDER_FTP_USER must not be empty")]
+    MissingFtpUser,
+    #[error("passive port range {min}..={max} is empty or starts at port 0")]
+    InvalidPassivePorts { min: u16, max: u16 },
+}
+
+impl Config {
+    pub fn from_env() -> anyhow::Result<Config> {
+        let config: Config = vod_infra::config::from_env("HOLDER")
+            .context("failed to read holder configuration from the environment")?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Both listeners on free ports of 127.0.0.1, everything else as in production. Parallel
+    /// instances share the passive port range: libunftp picks a random free port in it and tries
+    /// again when one is taken.
+    pub fn for_tests(root: PathBuf, ftp_password: &str) -> Config {
+        Config {
+            http_addr: "127.0.0.1:0".to_owned(),
+            ftp_addr: "127.0.0.1:0".to_owned(),
+            root,
+            ftp_password: SecretString::from(ftp_password),
+            ftp_shutdown_grace_secs: 1,
+            ..Config::default()
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.ftp_password.expose_secret().is_empty() {
+            return Err(ConfigError::MissingFtpPassword);
+        }
+        if self.ftp_user.is_empty() {
+            return Err(ConfigError::MissingFtpUser);
+        }
+        if self.passive_port_min == 0 || self.passive_port_min > self.passive_port_max {
+            return Err(ConfigError::InvalidPassivePorts {
+                min: self.passive_port_min,
+                max: self.passive_port_max,
+            });
+        }
+        Ok(())
+    }
+
+    pub fn passive_ports(&self) -> RangeInclusive<u16> {
+        self.passive_port_min..=self.passive_port_max
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_config_without_password_is_rejected() {
+        assert_eq!(
+            Config::default().validate(),
+            Err(ConfigError::MissingFtpPassword)
+        );
+    }
+
+    #[test]
+    fn test_config_is_valid_and_uses_free_ports() {
+        let config = Config::for_tests(PathBuf::from("/tmp/x"), "secret");
+        assert_eq!(config.validate(), Ok(()));
+        assert!(config.http_addr.ends_with(":0"));
+        assert!(config.ftp_addr.ends_with(":0"));
+    }
+
+    #[test]
+    fn inverted_passive_range_is_rejected() {
+        let config = Config {
+            passive_port_min: 50_010,
+            passive_port_max: 50_000,
+            ..Config::for_tests(PathBuf::from("/tmp/x"), "secret")
+        };
+        assert!(matches!(
+            config.validate(),
+            Err(ConfigError::InvalidPassivePorts { .. })
+        ));
+    }
+}

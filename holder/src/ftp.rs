@@ -1,0 +1,138 @@
+//! holder's FTP side: fflow uploads presentations into the root with the one configured account.
+//!
+//! holder accepts control connections itself, on the listener bound in `App::build`, and hands
+//! each to libunftp (`Server::service`). So port 0 works, the port is known before serving
+//! starts, and connections made right after `build` wait in the backlog instead of being refused.
+
+mod auth;
+mod storage;
+
+use std::ops::RangeInclusive;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use libunftp::options::{ActivePassiveMode, PassiveHost};
+use libunftp::{Server, ServerBuilder, ServerError};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, error, info, warn};
+use unftp_core::auth::DefaultUser;
+
+use self::auth::SingleAccount;
+use self::storage::RootStorage;
+use crate::config::Config;
+
+/// Pause after a failed accept (out of file descriptors, ...) so the loop does not spin.
+const ACCEPT_RETRY_DELAY: Duration = Duration::from_millis(100);
+
+pub struct FtpServer {
+    root: PathBuf,
+    account: Arc<SingleAccount>,
+    passive_host: PassiveHost,
+    passive_ports: RangeInclusive<u16>,
+    idle_timeout_secs: u64,
+    shutdown_grace: Duration,
+}
+
+impl FtpServer {
+    pub fn new(config: &Config, root: PathBuf) -> Self {
+        let passive_host = match config.passive_host.trim() {
+            "" => PassiveHost::FromConnection,
+            host => PassiveHost::from(host),
+        };
+        Self {
+            root,
+            account: Arc::new(SingleAccount::new(
+                config.ftp_user.clone(),
+                config.ftp_password.clone(),
+            )),
+            passive_host,
+            passive_ports: config.passive_ports(),
+            idle_timeout_secs: config.ftp_idle_timeout_secs,
+            shutdown_grace: Duration::from_secs(config.ftp_shutdown_grace_secs),
+        }
+    }
+
+    /// libunftp serves one connection per `Server`, so each session gets its own, all built
+    /// from the same settings. Passive ports: libunftp tries random ports of the range until one
+    /// binds, so servers sharing the range (replicas, parallel tests) do not collide.
+    fn session_server(&self) -> Result<Server<RootStorage, DefaultUser>, ServerError> {
+        let root = self.root.clone();
+        ServerBuilder::with_authenticator(
+            Box::new(move || RootStorage::open(&root)),
+            self.account.clone(),
+        )
+        .greeting("holder ready")
+        .passive_host(self.passive_host.clone())
+        .passive_ports(self.passive_ports.clone())
+        .active_passive_mode(ActivePassiveMode::PassiveOnly)
+        .idle_session_timeout(self.idle_timeout_secs)
+        .build()
+    }
+
+    /// Serves until `shutdown`, then gives open sessions the grace period to finish their
+    /// transfers and closes the rest.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        let sessions = TaskTracker::new();
+        let close_sessions = CancellationToken::new();
+        loop {
+            let (stream, peer) = tokio::select! {
+                () = shutdown.cancelled() => break,
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(err) => {
+                        warn!(error = %err, "failed to accept ftp connection");
+                        tokio::time::sleep(ACCEPT_RETRY_DELAY).await;
+                        continue;
+                    }
+                },
+            };
+            let server = match self.session_server() {
+                Ok(server) => server,
+                Err(err) => {
+                    error!(%peer, error = %err, "failed to set up ftp session");
+                    continue;
+                }
+            };
+            if let Err(err) = stream.set_nodelay(true) {
+                debug!(%peer, error = %err, "failed to set tcp_nodelay on ftp connection");
+            }
+            let close = close_sessions.clone();
+            sessions.spawn(async move {
+                debug!(%peer, "ftp session opened");
+                tokio::select! {
+                    result = server.service(stream) => {
+                        if let Err(err) = result {
+                            warn!(%peer, error = %err, "ftp session failed");
+                        }
+                    }
+                    // Dropping the session drops libunftp's shutdown notifier, which ends the
+                    // control loop.
+                    () = close.cancelled() => {}
+                }
+                debug!(%peer, "ftp session closed");
+            });
+        }
+        drop(listener);
+        sessions.close();
+        if tokio::time::timeout(self.shutdown_grace, sessions.wait())
+            .await
+            .is_err()
+        {
+            info!(
+                sessions = sessions.len(),
+                "closing ftp sessions still open after the grace period"
+            );
+            close_sessions.cancel();
+            sessions.wait().await;
+        }
+        info!("ftp server stopped");
+        Ok(())
+    }
+}

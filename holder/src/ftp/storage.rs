@@ -1,0 +1,114 @@
+use std::fmt::Debug;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use tracing::error;
+use unftp_core::auth::UserDetail;
+use unftp_core::storage::{Error, ErrorKind, Fileinfo, Result, StorageBackend};
+use unftp_sbe_fs::{Filesystem, Meta};
+
+/// The filesystem back end of one FTP session, confined to holder's root.
+///
+/// libunftp builds a back end per session through an infallible factory, while opening the root
+/// can fail (it was removed or its permissions changed). Such a session answers every command
+/// with "451 local error" instead of taking the server down.
+#[derive(Debug)]
+pub struct RootStorage {
+    filesystem: Option<Filesystem>,
+}
+
+impl RootStorage {
+    pub fn open(root: &Path) -> Self {
+        let filesystem = Filesystem::new(root)
+            .inspect_err(|err| {
+                error!(root = %root.display(), error = %err, "failed to open ftp root");
+            })
+            .ok();
+        Self { filesystem }
+    }
+
+    fn filesystem(&self) -> Result<&Filesystem> {
+        self.filesystem
+            .as_ref()
+            .ok_or_else(|| Error::from(ErrorKind::LocalError))
+    }
+}
+
+#[async_trait]
+impl<User: UserDetail> StorageBackend<User> for RootStorage {
+    type Metadata = Meta;
+
+    fn enter(&mut self, user: &User) -> io::Result<()> {
+        match self.filesystem.as_mut() {
+            Some(filesystem) => StorageBackend::<User>::enter(filesystem, user),
+            // Refusing here would look like a wrong password; commands fail with 451 instead.
+            None => Ok(()),
+        }
+    }
+
+    fn supported_features(&self) -> u32 {
+        self.filesystem
+            .as_ref()
+            .map_or(0, StorageBackend::<User>::supported_features)
+    }
+
+    async fn metadata<P: AsRef<Path> + Send + Debug>(&self, user: &User, path: P) -> Result<Meta> {
+        self.filesystem()?.metadata(user, path).await
+    }
+
+    async fn list<P: AsRef<Path> + Send + Debug>(
+        &self,
+        user: &User,
+        path: P,
+    ) -> Result<Vec<Fileinfo<PathBuf, Meta>>> {
+        self.filesystem()?.list(user, path).await
+    }
+
+    async fn get<P: AsRef<Path> + Send + Debug>(
+        &self,
+        user: &User,
+        path: P,
+        start_pos: u64,
+    ) -> Result<Box<dyn tokio::io::AsyncRead + Send + Sync + Unpin>> {
+        self.filesystem()?.get(user, path, start_pos).await
+    }
+
+    async fn put<
+        P: AsRef<Path> + Send + Debug,
+        R: tokio::io::AsyncRead + Send + Sync + Unpin + 'static,
+    >(
+        &self,
+        user: &User,
+        input: R,
+        path: P,
+        start_pos: u64,
+    ) -> Result<u64> {
+        self.filesystem()?.put(user, input, path, start_pos).await
+    }
+
+    async fn del<P: AsRef<Path> + Send + Debug>(&self, user: &User, path: P) -> Result<()> {
+        self.filesystem()?.del(user, path).await
+    }
+
+    async fn mkd<P: AsRef<Path> + Send + Debug>(&self, user: &User, path: P) -> Result<()> {
+        self.filesystem()?.mkd(user, path).await
+    }
+
+    async fn rename<P: AsRef<Path> + Send + Debug>(
+        &self,
+        user: &User,
+        from: P,
+        to: P,
+    ) -> Result<()> {
+        self.filesystem()?.rename(user, from, to).await
+    }
+
+    async fn rmd<P: AsRef<Path> + Send + Debug>(&self, user: &User, path: P) -> Result<()> {
+        self.filesystem()?.rmd(user, path).await
+    }
+
+    async fn cwd<P: AsRef<Path> + Send + Debug>(&self, user: &User, path: P) -> Result<()> {
+        self.filesystem()?.cwd(user, path).await
+    }
+}

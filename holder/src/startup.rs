@@ -1,0 +1,85 @@
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::config::Config;
+use crate::ftp::FtpServer;
+use crate::routes;
+
+pub struct App {
+    http_listener: TcpListener,
+    http_addr: SocketAddr,
+    ftp_listener: TcpListener,
+    ftp_addr: SocketAddr,
+    router: Router,
+    ftp: FtpServer,
+}
+
+impl App {
+    /// Creates the root if missing and binds both listeners. Clients may connect as soon as this
+    /// returns: their connections wait until `run_until_stopped` serves them.
+    pub async fn build(config: Config) -> anyhow::Result<App> {
+        config.validate()?;
+        tokio::fs::create_dir_all(&config.root)
+            .await
+            .with_context(|| format!("failed to create root {}", config.root.display()))?;
+        let root = tokio::fs::canonicalize(&config.root)
+            .await
+            .with_context(|| format!("failed to resolve root {}", config.root.display()))?;
+
+        let router = routes::router(&config, root.clone())?;
+        let ftp = FtpServer::new(&config, root.clone());
+        let (http_listener, http_addr) = vod_infra::http::bind(&config.http_addr).await?;
+        let ftp_listener = TcpListener::bind(&config.ftp_addr)
+            .await
+            .with_context(|| format!("failed to bind {}", config.ftp_addr))?;
+        let ftp_addr = ftp_listener.local_addr()?;
+        info!(%http_addr, %ftp_addr, root = %root.display(), "holder listening");
+        Ok(App {
+            http_listener,
+            http_addr,
+            ftp_listener,
+            ftp_addr,
+            router,
+            ftp,
+        })
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    pub fn ftp_addr(&self) -> SocketAddr {
+        self.ftp_addr
+    }
+
+    /// Serves HTTP and FTP until `shutdown` is cancelled or one of them fails, which stops the
+    /// other too.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let stop = shutdown.child_token();
+        let http = {
+            let stop = stop.clone();
+            async move {
+                let result =
+                    vod_infra::http::serve(self.http_listener, self.router, stop.clone()).await;
+                stop.cancel();
+                result
+            }
+        };
+        let ftp = {
+            let stop = stop.clone();
+            async move {
+                let result = self.ftp.serve(self.ftp_listener, stop.clone()).await;
+                stop.cancel();
+                result
+            }
+        };
+        let (http, ftp) = tokio::join!(http, ftp);
+        info!("holder stopped");
+        http.and(ftp)
+    }
+}
