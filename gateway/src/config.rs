@@ -1,0 +1,98 @@
+use std::time::Duration;
+
+use anyhow::ensure;
+use secrecy::SecretString;
+use serde::Deserialize;
+use vod_infra::config::{AmqpSettings, PostgresSettings};
+
+const MIB: usize = 1024 * 1024;
+/// RabbitMQ 4 refuses messages over 16 MiB; a chunk message is its payload plus a small header.
+pub const MAX_CHUNK_SIZE_BYTES: usize = 15 * MIB;
+
+/// The gateway's settings, read from `GATEWAY_*` variables.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    pub listen_addr: String,
+    /// Base of the `Location` URLs of uploads; `http://{Host header}` when unset.
+    pub public_url: Option<String>,
+    /// Base of playback URLs: `{holder_public_url}/{flow.hls_path}`.
+    pub holder_public_url: String,
+    /// Largest piece of an upload body sent to the uploader in one message.
+    pub chunk_size_bytes: usize,
+    /// Largest `Upload-Length` accepted; announced as `Tus-Max-Size`.
+    pub max_upload_bytes: u64,
+    /// How long a request to the uploader may take, publish to reply.
+    pub rpc_timeout_ms: u64,
+    pub max_json_bytes: usize,
+    /// `Retry-After` of a 503.
+    pub retry_after_secs: u64,
+    pub postgres: PostgresSettings,
+    pub amqp: AmqpSettings,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen_addr: "127.0.0.1:8080".to_owned(),
+            public_url: None,
+            holder_public_url: "http://127.0.0.1:8090".to_owned(),
+            chunk_size_bytes: 8 * MIB,
+            max_upload_bytes: 20 * 1024 * 1024 * 1024,
+            rpc_timeout_ms: 60_000,
+            max_json_bytes: 64 * 1024,
+            retry_after_secs: 5,
+            postgres: PostgresSettings::default(),
+            amqp: AmqpSettings::default(),
+        }
+    }
+}
+
+impl Config {
+    pub fn from_env() -> anyhow::Result<Self> {
+        vod_infra::config::from_env("GATEWAY")
+    }
+
+    /// Local defaults on a free port, with the given database and queue prefix.
+    pub fn for_tests(postgres_url: &str, queue_prefix: &str) -> Self {
+        let mut config = Self {
+            listen_addr: "127.0.0.1:0".to_owned(),
+            ..Self::default()
+        };
+        config.postgres.url = SecretString::from(postgres_url.to_owned());
+        config.amqp.queue_prefix = queue_prefix.to_owned();
+        config
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        ensure!(
+            (1..=MAX_CHUNK_SIZE_BYTES).contains(&self.chunk_size_bytes),
+            "chunk_size_bytes must be between 1 and {MAX_CHUNK_SIZE_BYTES}, got {}",
+            self.chunk_size_bytes
+        );
+        ensure!(self.rpc_timeout_ms > 0, "rpc_timeout_ms must be positive");
+        ensure!(self.max_json_bytes > 0, "max_json_bytes must be positive");
+        Ok(())
+    }
+
+    pub fn rpc_timeout(&self) -> Duration {
+        vod_infra::config::millis(self.rpc_timeout_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_size_is_bounded_below_the_broker_message_limit() {
+        let mut config = Config::default();
+        assert!(config.validate().is_ok());
+        config.chunk_size_bytes = 0;
+        assert!(config.validate().is_err());
+        config.chunk_size_bytes = MAX_CHUNK_SIZE_BYTES;
+        assert!(config.validate().is_ok());
+        config.chunk_size_bytes = MAX_CHUNK_SIZE_BYTES + 1;
+        assert!(config.validate().is_err());
+    }
+}

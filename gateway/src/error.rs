@@ -1,0 +1,243 @@
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use vod_contracts::api::ErrorBody;
+use vod_contracts::commands::{Reject, RejectCode};
+
+use crate::tus;
+use crate::uploader_client::CallError;
+
+/// Every error answer of the gateway, with a stable code.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("only tus 1.0.0 is supported")]
+    TusVersionUnsupported,
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("{message}")]
+    InvalidHeader {
+        header: &'static str,
+        message: String,
+    },
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("{message}")]
+    ValidationFailed { field: String, message: String },
+    #[error("{0}")]
+    InvalidJson(String),
+    #[error("{0}")]
+    OffsetMismatch(String),
+    #[error("no such upload")]
+    UploadNotFound,
+    #[error("the upload expired")]
+    UploadExpired,
+    #[error("{0}")]
+    UploadClosed(String),
+    #[error("uploads are limited to {max} bytes")]
+    UploadTooLarge { max: u64 },
+    #[error("{0}")]
+    LengthExceeded(String),
+    #[error("the request body is larger than {max} bytes")]
+    PayloadTooLarge { max: usize },
+    #[error("no such video")]
+    VideoNotFound,
+    #[error("no such route")]
+    RouteNotFound,
+    /// A dependency is down or too slow; the cause is logged, the client is told to retry.
+    #[error("service unavailable: {0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    pub fn invalid_header(header: &'static str, message: impl Into<String>) -> Self {
+        Self::InvalidHeader {
+            header,
+            message: message.into(),
+        }
+    }
+
+    pub fn validation(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::ValidationFailed {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::TusVersionUnsupported => StatusCode::PRECONDITION_FAILED,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::InvalidHeader { .. }
+            | Self::InvalidRequest(_)
+            | Self::ValidationFailed { .. }
+            | Self::InvalidJson(_) => StatusCode::BAD_REQUEST,
+            Self::OffsetMismatch(_) | Self::UploadClosed(_) => StatusCode::CONFLICT,
+            Self::UploadNotFound | Self::VideoNotFound | Self::RouteNotFound => {
+                StatusCode::NOT_FOUND
+            }
+            Self::UploadExpired => StatusCode::GONE,
+            Self::UploadTooLarge { .. }
+            | Self::LengthExceeded(_)
+            | Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::TusVersionUnsupported => "tus_version_unsupported",
+            Self::UnsupportedMediaType(_) => "unsupported_media_type",
+            Self::InvalidHeader { .. } => "invalid_header",
+            Self::InvalidRequest(_) => "invalid_request",
+            Self::ValidationFailed { .. } => "validation_failed",
+            Self::InvalidJson(_) => "invalid_json",
+            Self::OffsetMismatch(_) => "offset_mismatch",
+            Self::UploadNotFound => "upload_not_found",
+            Self::UploadExpired => "upload_expired",
+            Self::UploadClosed(_) => "upload_closed",
+            Self::UploadTooLarge { .. } => "upload_too_large",
+            Self::LengthExceeded(_) => "length_exceeded",
+            Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::VideoNotFound => "video_not_found",
+            Self::RouteNotFound => "not_found",
+            Self::Unavailable(_) => "service_unavailable",
+            Self::Internal(_) => "internal",
+        }
+    }
+
+    fn body(&self) -> ErrorBody {
+        let message = match self {
+            Self::Unavailable(_) => {
+                "the service is temporarily unavailable, retry later".to_owned()
+            }
+            Self::Internal(_) => "internal error".to_owned(),
+            other => other.to_string(),
+        };
+        let field = match self {
+            Self::InvalidHeader { header, .. } => Some((*header).to_owned()),
+            Self::ValidationFailed { field, .. } => Some(field.clone()),
+            _ => None,
+        };
+        ErrorBody {
+            code: self.code().to_owned(),
+            message,
+            field,
+        }
+    }
+}
+
+impl From<Reject> for ApiError {
+    fn from(reject: Reject) -> Self {
+        let Reject { code, message } = reject;
+        match code {
+            RejectCode::UploadNotFound => Self::UploadNotFound,
+            RejectCode::UploadClosed => Self::UploadClosed(message),
+            RejectCode::OffsetMismatch => Self::OffsetMismatch(message),
+            RejectCode::LengthExceeded => Self::LengthExceeded(message),
+            RejectCode::VideoNotFound => Self::VideoNotFound,
+            RejectCode::InvalidCommand => Self::InvalidRequest(message),
+            RejectCode::Unavailable => Self::Unavailable(format!("uploader: {message}")),
+        }
+    }
+}
+
+impl From<CallError> for ApiError {
+    fn from(error: CallError) -> Self {
+        match error {
+            CallError::Rejected(reject) => reject.into(),
+            other => Self::Unavailable(other.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        match &self {
+            Self::Internal(error) => {
+                tracing::error!(error = format!("{error:#}"), "request failed")
+            }
+            Self::Unavailable(cause) => {
+                tracing::warn!(cause = %cause, "request failed, dependency unavailable")
+            }
+            _ => {}
+        }
+        let mut response = (status, Json(self.body())).into_response();
+        if matches!(self, Self::TusVersionUnsupported) {
+            response.headers_mut().insert(
+                tus::TUS_VERSION,
+                HeaderValue::from_static(tus::SUPPORTED_VERSION),
+            );
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reject_code_maps_to_its_status_and_code() {
+        let cases = [
+            (RejectCode::UploadNotFound, 404, "upload_not_found"),
+            (RejectCode::UploadClosed, 409, "upload_closed"),
+            (RejectCode::OffsetMismatch, 409, "offset_mismatch"),
+            (RejectCode::LengthExceeded, 413, "length_exceeded"),
+            (RejectCode::VideoNotFound, 404, "video_not_found"),
+            (RejectCode::InvalidCommand, 400, "invalid_request"),
+            (RejectCode::Unavailable, 503, "service_unavailable"),
+        ];
+        for (code, status, api_code) in cases {
+            let error = ApiError::from(CallError::Rejected(Reject::new(code, "why")));
+            assert_eq!(error.status().as_u16(), status, "{code:?}");
+            assert_eq!(error.code(), api_code, "{code:?}");
+        }
+    }
+
+    #[test]
+    fn timeouts_and_broker_failures_are_unavailable() {
+        for error in [
+            CallError::Timeout,
+            CallError::Unavailable("down".to_owned()),
+        ] {
+            let error = ApiError::from(error);
+            assert_eq!(error.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(error.code(), "service_unavailable");
+        }
+    }
+
+    #[test]
+    fn server_errors_hide_their_cause() {
+        let body = ApiError::Internal(anyhow::anyhow!("password=hunter2")).body();
+        assert_eq!(body.code, "internal");
+        assert!(!body.message.contains("hunter2"));
+        let body = ApiError::Unavailable("amqp://secret".to_owned()).body();
+        assert!(!body.message.contains("secret"));
+    }
+
+    #[test]
+    fn client_errors_name_the_offending_field() {
+        let body = ApiError::invalid_header("Upload-Offset", "must be an integer").body();
+        assert_eq!(body.field.as_deref(), Some("Upload-Offset"));
+        let body = ApiError::validation("title", "is required").body();
+        assert_eq!(body.code, "validation_failed");
+        assert_eq!(body.field.as_deref(), Some("title"));
+    }
+
+    #[test]
+    fn tus_version_error_announces_the_supported_version() {
+        let response = ApiError::TusVersionUnsupported.into_response();
+        assert_eq!(response.status(), StatusCode::PRECONDITION_FAILED);
+        assert_eq!(
+            response
+                .headers()
+                .get(tus::TUS_VERSION)
+                .and_then(|v| v.to_str().ok()),
+            Some("1.0.0")
+        );
+    }
+}

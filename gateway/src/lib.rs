@@ -1,0 +1,19 @@
+//! Public write API of vod: tus resumable uploads and the JSON video API.
+//!
+//! The gateway never writes Video, Flow or UploadSession: every write is a request to the
+//! uploader over AMQP, and clients are answered only with what the uploader confirmed. It reads
+//! PostgreSQL to answer `HEAD` and the JSON `GET`s.
+
+mod config;
+mod error;
+mod read_model;
+mod routes;
+mod startup;
+mod title;
+mod tus;
+mod upload_stream;
+pub mod uploader_client;
+
+pub use config::Config;
+pub use error::ApiError;
+pub use startup::App;

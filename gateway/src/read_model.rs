@@ -1,0 +1,245 @@
+//! What the gateway reads from PostgreSQL. It never writes: the uploader owns these rows.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::{Pool, PoolError};
+use tokio_postgres::Row;
+use uuid::Uuid;
+use vod_contracts::api::{FlowView, Playback, VideoView};
+use vod_contracts::{FlowStatus, SessionId, SessionStatus, UnknownStatus, VideoId, VideoStatus};
+
+use crate::error::ApiError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("no database connection: {0}")]
+    Unavailable(#[from] PoolError),
+    #[error("query failed: {0}")]
+    Query(#[from] tokio_postgres::Error),
+    #[error("unexpected row: {0}")]
+    Corrupt(#[from] UnknownStatus),
+}
+
+impl From<ReadError> for ApiError {
+    fn from(error: ReadError) -> Self {
+        match error {
+            ReadError::Unavailable(_) => Self::Unavailable(error.to_string()),
+            ReadError::Query(ref query) if query.is_closed() => {
+                Self::Unavailable(error.to_string())
+            }
+            other => {
+                Self::Internal(anyhow::Error::new(other).context("failed to read the database"))
+            }
+        }
+    }
+}
+
+/// An upload session with its flow, as `HEAD` and `PATCH` need it.
+#[derive(Debug, Clone)]
+pub struct UploadState {
+    pub status: SessionStatus,
+    pub video_id: VideoId,
+    pub uploaded_bytes: u64,
+    pub total_bytes: u64,
+    pub metadata: Option<String>,
+}
+
+pub async fn find_upload(
+    pool: &Pool,
+    session_id: SessionId,
+) -> Result<Option<UploadState>, ReadError> {
+    let client = pool.get().await?;
+    let row = client
+        .query_opt(
+            "SELECT s.status, f.video_id, f.uploaded_bytes, f.total_bytes, s.metadata
+             FROM upload_session s JOIN flow f ON f.id = s.flow_id
+             WHERE s.id = $1",
+            &[&session_id.0],
+        )
+        .await?;
+    row.map(|row| {
+        Ok(UploadState {
+            status: row.get::<_, &str>("status").parse()?,
+            video_id: VideoId(row.get("video_id")),
+            uploaded_bytes: non_negative(row.get("uploaded_bytes")),
+            total_bytes: non_negative(row.get("total_bytes")),
+            metadata: row.get("metadata"),
+        })
+    })
+    .transpose()
+}
+
+const VIDEO_COLUMNS: &str = "id, title, description, status, created_at, updated_at";
+const FLOW_COLUMNS: &str = "id, video_id, status, filename, uploaded_bytes, total_bytes, error, \
+     duration_seconds, width, height, video_codec, audio_codec, hls_path, dash_path, created_at, \
+     updated_at";
+
+pub async fn find_video(
+    pool: &Pool,
+    video_id: VideoId,
+    holder_public_url: &str,
+) -> Result<Option<VideoView>, ReadError> {
+    let client = pool.get().await?;
+    let Some(row) = client
+        .query_opt(
+            &format!("SELECT {VIDEO_COLUMNS} FROM video WHERE id = $1"),
+            &[&video_id.0],
+        )
+        .await?
+    else {
+        return Ok(None);
+    };
+    let flows = client
+        .query(
+            &format!(
+                "SELECT {FLOW_COLUMNS} FROM flow WHERE video_id = $1 \
+                 ORDER BY created_at DESC, id DESC"
+            ),
+            &[&video_id.0],
+        )
+        .await?
+        .iter()
+        .map(FlowRow::from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some(video_view(&row, flows, holder_public_url)?))
+}
+
+/// A page of videos, newest first, with their flows loaded in one query.
+pub async fn list_videos(
+    pool: &Pool,
+    limit: i64,
+    offset: i64,
+    holder_public_url: &str,
+) -> Result<Vec<VideoView>, ReadError> {
+    let client = pool.get().await?;
+    let videos = client
+        .query(
+            &format!(
+                "SELECT {VIDEO_COLUMNS} FROM video \
+                 ORDER BY created_at DESC, id DESC LIMIT $1 OFFSET $2"
+            ),
+            &[&limit, &offset],
+        )
+        .await?;
+    let ids: Vec<Uuid> = videos.iter().map(|row| row.get("id")).collect();
+    let mut flows_by_video: HashMap<Uuid, Vec<FlowRow>> = HashMap::new();
+    if !ids.is_empty() {
+        let flows = client
+            .query(
+                &format!(
+                    "SELECT {FLOW_COLUMNS} FROM flow WHERE video_id = ANY($1) \
+                     ORDER BY created_at DESC, id DESC"
+                ),
+                &[&ids],
+            )
+            .await?;
+        for row in &flows {
+            let flow = FlowRow::from_row(row)?;
+            flows_by_video.entry(flow.video_id).or_default().push(flow);
+        }
+    }
+    videos
+        .iter()
+        .map(|row| {
+            let flows = flows_by_video
+                .remove(&row.get::<_, Uuid>("id"))
+                .unwrap_or_default();
+            video_view(row, flows, holder_public_url)
+        })
+        .collect()
+}
+
+struct FlowRow {
+    video_id: Uuid,
+    view: FlowView,
+    hls_path: Option<String>,
+    dash_path: Option<String>,
+}
+
+impl FlowRow {
+    fn from_row(row: &Row) -> Result<Self, ReadError> {
+        let status: FlowStatus = row.get::<_, &str>("status").parse()?;
+        Ok(Self {
+            video_id: row.get("video_id"),
+            hls_path: row.get("hls_path"),
+            dash_path: row.get("dash_path"),
+            view: FlowView {
+                id: row.get::<_, Uuid>("id").into(),
+                status,
+                filename: row.get("filename"),
+                uploaded_bytes: non_negative(row.get("uploaded_bytes")),
+                total_bytes: non_negative(row.get("total_bytes")),
+                error: row.get("error"),
+                duration_seconds: row.get("duration_seconds"),
+                width: row.get::<_, Option<i32>>("width").map(non_negative_u32),
+                height: row.get::<_, Option<i32>>("height").map(non_negative_u32),
+                video_codec: row.get("video_codec"),
+                audio_codec: row.get("audio_codec"),
+                created_at: row.get::<_, DateTime<Utc>>("created_at"),
+                updated_at: row.get::<_, DateTime<Utc>>("updated_at"),
+            },
+        })
+    }
+}
+
+/// `flows` are newest first; the newest ready one is what plays.
+fn video_view(
+    row: &Row,
+    flows: Vec<FlowRow>,
+    holder_public_url: &str,
+) -> Result<VideoView, ReadError> {
+    let status: VideoStatus = row.get::<_, &str>("status").parse()?;
+    let playback = flows
+        .iter()
+        .find_map(|flow| match (&flow.hls_path, &flow.dash_path) {
+            (Some(hls), Some(dash)) if flow.view.status == FlowStatus::Ready => Some(Playback {
+                hls: public_url(holder_public_url, hls),
+                dash: public_url(holder_public_url, dash),
+            }),
+            _ => None,
+        });
+    Ok(VideoView {
+        id: row.get::<_, Uuid>("id").into(),
+        title: row.get("title"),
+        description: row.get("description"),
+        status,
+        created_at: row.get("created_at"),
+        updated_at: row.get("updated_at"),
+        flows: flows.into_iter().map(|flow| flow.view).collect(),
+        playback,
+    })
+}
+
+pub fn public_url(base: &str, path: &str) -> String {
+    format!(
+        "{}/{}",
+        base.trim_end_matches('/'),
+        path.trim_start_matches('/')
+    )
+}
+
+fn non_negative(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or_default()
+}
+
+fn non_negative_u32(value: i32) -> u32 {
+    u32::try_from(value).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn playback_urls_join_base_and_path_with_one_slash() {
+        assert_eq!(
+            public_url("http://127.0.0.1:8090/", "/videos/a/b/master.m3u8"),
+            "http://127.0.0.1:8090/videos/a/b/master.m3u8"
+        );
+        assert_eq!(
+            public_url("http://cdn.example/vod", "videos/a/b/manifest.mpd"),
+            "http://cdn.example/vod/videos/a/b/manifest.mpd"
+        );
+    }
+}

@@ -1,0 +1,3 @@
+pub mod health;
+pub mod uploads;
+pub mod videos;

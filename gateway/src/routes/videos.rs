@@ -1,0 +1,231 @@
+//! The JSON API for videos.
+
+use anyhow::anyhow;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::header::LOCATION;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use validator::{Validate, ValidationError, ValidationErrors};
+use vod_contracts::api::VideoList;
+use vod_contracts::commands::{Ack, Command};
+use vod_contracts::VideoId;
+
+use crate::error::ApiError;
+use crate::read_model;
+use crate::startup::AppState;
+use crate::title::normalize_title;
+
+const MAX_DESCRIPTION_CHARS: u64 = 5000;
+const DEFAULT_PAGE_SIZE: i64 = 20;
+const MAX_PAGE_SIZE: i64 = 100;
+
+#[derive(Debug, Deserialize, Validate)]
+pub struct CreateVideoRequest {
+    #[validate(
+        required(message = "title is required"),
+        custom(function = "valid_title")
+    )]
+    title: Option<String>,
+    #[validate(length(max = MAX_DESCRIPTION_CHARS, message = "description must be at most 5000 characters"))]
+    description: Option<String>,
+}
+
+fn valid_title(title: &str) -> Result<(), ValidationError> {
+    normalize_title(title)
+        .map(|_| ())
+        .map_err(|err| ValidationError::new("title").with_message(err.to_string().into()))
+}
+
+/// `POST /v1/videos`: creates an empty video through the uploader.
+pub async fn create(
+    State(state): State<AppState>,
+    request: Result<Json<CreateVideoRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(request) =
+        request.map_err(|rejection| json_rejection(rejection, state.config.max_json_bytes))?;
+    request.validate().map_err(first_validation_error)?;
+    let title = request
+        .title
+        .as_deref()
+        .map(normalize_title)
+        .transpose()
+        .map_err(|err| ApiError::validation("title", err.to_string()))?
+        .ok_or_else(|| ApiError::validation("title", "title is required"))?;
+    let ack = state
+        .uploader
+        .call(&Command::CreateVideo {
+            title,
+            description: request.description.unwrap_or_default(),
+        })
+        .await?;
+    let Ack::VideoCreated { video_id } = ack else {
+        return Err(anyhow!("unexpected reply to create video: {ack:?}").into());
+    };
+    tracing::info!(%video_id, "video created");
+    let view = read_model::find_video(&state.pool, video_id, &state.config.holder_public_url)
+        .await?
+        .ok_or_else(|| anyhow!("video {video_id} confirmed by the uploader but not found"))?;
+    Ok((
+        StatusCode::CREATED,
+        [(LOCATION, format!("/v1/videos/{video_id}"))],
+        Json(view),
+    )
+        .into_response())
+}
+
+/// `GET /v1/videos/{id}`.
+pub async fn show(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let video_id: VideoId = id.parse().map_err(|_| ApiError::VideoNotFound)?;
+    let view = read_model::find_video(&state.pool, video_id, &state.config.holder_public_url)
+        .await?
+        .ok_or(ApiError::VideoNotFound)?;
+    Ok(Json(view).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    limit: Option<String>,
+    offset: Option<String>,
+}
+
+/// `GET /v1/videos?limit=&offset=`: newest first.
+pub async fn list(
+    State(state): State<AppState>,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(query) =
+        query.map_err(|rejection| ApiError::InvalidRequest(rejection.body_text()))?;
+    let limit = page_number(
+        query.limit.as_deref(),
+        "limit",
+        DEFAULT_PAGE_SIZE,
+        1,
+        MAX_PAGE_SIZE,
+    )?;
+    let offset = page_number(query.offset.as_deref(), "offset", 0, 0, i64::MAX)?;
+    let videos =
+        read_model::list_videos(&state.pool, limit, offset, &state.config.holder_public_url)
+            .await?;
+    Ok(Json(VideoList { videos }).into_response())
+}
+
+fn page_number(
+    text: Option<&str>,
+    field: &'static str,
+    default: i64,
+    min: i64,
+    max: i64,
+) -> Result<i64, ApiError> {
+    let Some(text) = text else {
+        return Ok(default);
+    };
+    text.trim()
+        .parse::<i64>()
+        .ok()
+        .filter(|value| (min..=max).contains(value))
+        .ok_or_else(|| {
+            ApiError::validation(
+                field,
+                format!("{field} must be an integer from {min} to {max}"),
+            )
+        })
+}
+
+fn json_rejection(rejection: JsonRejection, max_json_bytes: usize) -> ApiError {
+    match rejection {
+        JsonRejection::MissingJsonContentType(_) => {
+            ApiError::UnsupportedMediaType("the body must be application/json".to_owned())
+        }
+        JsonRejection::BytesRejection(_) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::PayloadTooLarge {
+                max: max_json_bytes,
+            }
+        }
+        JsonRejection::JsonDataError(_) | JsonRejection::JsonSyntaxError(_) => {
+            ApiError::InvalidJson(rejection.body_text())
+        }
+        other => ApiError::InvalidRequest(other.body_text()),
+    }
+}
+
+/// The first failing field, in name order so that the answer is stable.
+fn first_validation_error(errors: ValidationErrors) -> ApiError {
+    let field_errors = errors.field_errors();
+    let mut fields: Vec<_> = field_errors.iter().collect();
+    fields.sort_by(|a, b| a.0.cmp(b.0));
+    match fields.first() {
+        Some((field, errors)) => {
+            let message = errors
+                .first()
+                .and_then(|error| error.message.as_ref().map(ToString::to_string))
+                .unwrap_or_else(|| format!("{field} is invalid"));
+            ApiError::validation(field.to_string(), message)
+        }
+        None => ApiError::InvalidRequest("the request is invalid".to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field_of(error: ApiError) -> String {
+        match error {
+            ApiError::ValidationFailed { field, .. } => field,
+            other => panic!("expected a validation error, got {other:?}"),
+        }
+    }
+
+    fn validate(json: &str) -> Result<(), ApiError> {
+        let request: CreateVideoRequest = serde_json::from_str(json).expect("json");
+        request.validate().map_err(first_validation_error)
+    }
+
+    #[test]
+    fn missing_or_blank_title_is_a_validation_error_on_title() {
+        for json in [r#"{}"#, r#"{"title": null}"#, r#"{"title": "   "}"#] {
+            assert_eq!(field_of(validate(json).expect_err(json)), "title");
+        }
+        let long = format!(r#"{{"title": "{}"}}"#, "a".repeat(201));
+        assert_eq!(field_of(validate(&long).expect_err("too long")), "title");
+        assert!(validate(r#"{"title": "Film"}"#).is_ok());
+    }
+
+    #[test]
+    fn long_description_is_a_validation_error_on_description() {
+        let json = format!(
+            r#"{{"title": "Film", "description": "{}"}}"#,
+            "d".repeat(5001)
+        );
+        assert_eq!(
+            field_of(validate(&json).expect_err("too long")),
+            "description"
+        );
+        let json = format!(
+            r#"{{"title": "Film", "description": "{}"}}"#,
+            "d".repeat(5000)
+        );
+        assert!(validate(&json).is_ok());
+    }
+
+    #[test]
+    fn page_numbers_are_bounded() {
+        assert_eq!(page_number(None, "limit", 20, 1, 100).ok(), Some(20));
+        assert_eq!(
+            page_number(Some("100"), "limit", 20, 1, 100).ok(),
+            Some(100)
+        );
+        for bad in ["0", "101", "-1", "ten"] {
+            assert_eq!(
+                field_of(page_number(Some(bad), "limit", 20, 1, 100).expect_err(bad)),
+                "limit"
+            );
+        }
+    }
+}

@@ -1,0 +1,54 @@
+//! Video titles, wherever they come from: 1 to 200 characters once trimmed, as the schema allows.
+
+/// Longest title, in characters.
+pub const MAX_TITLE_CHARS: usize = 200;
+const DEFAULT_TITLE: &str = "Untitled";
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TitleError {
+    #[error("title must not be empty")]
+    Empty,
+    #[error("title must be at most {MAX_TITLE_CHARS} characters")]
+    TooLong,
+}
+
+/// The title trimmed of surrounding blanks, if it is acceptable.
+pub fn normalize_title(title: &str) -> Result<String, TitleError> {
+    let title = title.trim();
+    if title.is_empty() {
+        return Err(TitleError::Empty);
+    }
+    if title.chars().count() > MAX_TITLE_CHARS {
+        return Err(TitleError::TooLong);
+    }
+    Ok(title.to_owned())
+}
+
+/// The title of an upload that names none: its file name, cut to fit, else "Untitled".
+pub fn default_title(filename: Option<&str>) -> String {
+    match filename.map(str::trim) {
+        Some(name) if !name.is_empty() => name.chars().take(MAX_TITLE_CHARS).collect(),
+        _ => DEFAULT_TITLE.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn titles_are_trimmed_and_bounded_in_characters() {
+        assert_eq!(normalize_title("  Film  "), Ok("Film".to_owned()));
+        assert_eq!(normalize_title(" \t "), Err(TitleError::Empty));
+        assert!(normalize_title(&"é".repeat(200)).is_ok());
+        assert_eq!(normalize_title(&"é".repeat(201)), Err(TitleError::TooLong));
+    }
+
+    #[test]
+    fn default_title_falls_back_to_untitled() {
+        assert_eq!(default_title(Some("a.mp4")), "a.mp4");
+        assert_eq!(default_title(Some("  ")), "Untitled");
+        assert_eq!(default_title(None), "Untitled");
+        assert_eq!(default_title(Some(&"x".repeat(300))).len(), MAX_TITLE_CHARS);
+    }
+}

@@ -1,0 +1,337 @@
+//! The tus 1.0.0 headers: names, and parsing of what clients send.
+
+use std::collections::BTreeMap;
+
+use axum::http::header::{HeaderName, CONTENT_LENGTH, CONTENT_TYPE};
+use axum::http::HeaderMap;
+use base64::alphabet;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use base64::Engine;
+use vod_contracts::VideoId;
+
+use crate::error::ApiError;
+use crate::title::{default_title, normalize_title};
+
+pub const SUPPORTED_VERSION: &str = "1.0.0";
+pub const EXTENSIONS: &str = "creation,creation-with-upload,termination";
+pub const OFFSET_OCTET_STREAM: &str = "application/offset+octet-stream";
+
+pub const TUS_RESUMABLE: HeaderName = HeaderName::from_static("tus-resumable");
+pub const TUS_VERSION: HeaderName = HeaderName::from_static("tus-version");
+pub const TUS_EXTENSION: HeaderName = HeaderName::from_static("tus-extension");
+pub const TUS_MAX_SIZE: HeaderName = HeaderName::from_static("tus-max-size");
+pub const UPLOAD_OFFSET: HeaderName = HeaderName::from_static("upload-offset");
+pub const UPLOAD_LENGTH: HeaderName = HeaderName::from_static("upload-length");
+pub const UPLOAD_DEFER_LENGTH: HeaderName = HeaderName::from_static("upload-defer-length");
+pub const UPLOAD_METADATA: HeaderName = HeaderName::from_static("upload-metadata");
+pub const VIDEO_ID: HeaderName = HeaderName::from_static("video-id");
+
+/// Padding is optional in what clients send.
+const METADATA_BASE64: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+/// 412 unless the request speaks tus 1.0.0.
+pub fn require_tus_resumable(headers: &HeaderMap) -> Result<(), ApiError> {
+    match headers.get(TUS_RESUMABLE) {
+        Some(value) if value.as_bytes() == SUPPORTED_VERSION.as_bytes() => Ok(()),
+        _ => Err(ApiError::TusVersionUnsupported),
+    }
+}
+
+/// True when the body is declared as tus upload bytes.
+pub fn has_offset_octet_stream_body(headers: &HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|media_type| media_type.trim().eq_ignore_ascii_case(OFFSET_OCTET_STREAM))
+}
+
+/// A header that must hold a non-negative integer, if present.
+pub fn optional_u64(
+    headers: &HeaderMap,
+    name: &HeaderName,
+    display_name: &'static str,
+) -> Result<Option<u64>, ApiError> {
+    let Some(value) = headers.get(name) else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .and_then(parse_non_negative)
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::invalid_header(
+                display_name,
+                format!("{display_name} must be a non-negative integer"),
+            )
+        })
+}
+
+/// A header that must be present and hold a non-negative integer.
+pub fn required_u64(
+    headers: &HeaderMap,
+    name: &HeaderName,
+    display_name: &'static str,
+) -> Result<u64, ApiError> {
+    optional_u64(headers, name, display_name)?.ok_or_else(|| {
+        ApiError::invalid_header(display_name, format!("{display_name} is required"))
+    })
+}
+
+pub fn content_length(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+    optional_u64(headers, &CONTENT_LENGTH, "Content-Length")
+}
+
+/// Digits only: `u64::from_str` would also take a leading `+`.
+fn parse_non_negative(text: &str) -> Option<u64> {
+    let text = text.trim();
+    if text.is_empty() || !text.bytes().all(|byte| byte.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
+
+/// `Upload-Metadata` is not a comma-separated list of `key base64value` pairs.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MetadataError {
+    #[error("Upload-Metadata has an empty key")]
+    EmptyKey,
+    #[error("Upload-Metadata key {0:?} appears twice")]
+    DuplicateKey(String),
+    #[error("Upload-Metadata value of {0:?} is not base64")]
+    NotBase64(String),
+    #[error("Upload-Metadata pair {0:?} has more than a key and a value")]
+    Malformed(String),
+}
+
+/// Parses `key base64value` pairs separated by commas; a value may be left out.
+pub fn parse_metadata(raw: &str) -> Result<BTreeMap<String, Vec<u8>>, MetadataError> {
+    let mut pairs = BTreeMap::new();
+    if raw.trim().is_empty() {
+        return Ok(pairs);
+    }
+    for pair in raw.split(',') {
+        let pair = pair.trim();
+        let mut parts = pair.split(' ').filter(|part| !part.is_empty());
+        let key = parts.next().ok_or(MetadataError::EmptyKey)?;
+        let encoded = parts.next().unwrap_or("");
+        if parts.next().is_some() {
+            return Err(MetadataError::Malformed(pair.to_owned()));
+        }
+        let value = METADATA_BASE64
+            .decode(encoded)
+            .map_err(|_| MetadataError::NotBase64(key.to_owned()))?;
+        if pairs.insert(key.to_owned(), value).is_some() {
+            return Err(MetadataError::DuplicateKey(key.to_owned()));
+        }
+    }
+    Ok(pairs)
+}
+
+/// What the gateway reads from `Upload-Metadata`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct UploadMetadata {
+    pub filename: Option<String>,
+    pub title: String,
+    pub video_id: Option<VideoId>,
+}
+
+impl UploadMetadata {
+    /// Reads the known keys of the raw header; other keys are kept only in the raw header.
+    pub fn from_header(raw: Option<&str>) -> Result<Self, ApiError> {
+        let pairs = match raw {
+            Some(raw) => parse_metadata(raw)
+                .map_err(|err| ApiError::invalid_header("Upload-Metadata", err.to_string()))?,
+            None => BTreeMap::new(),
+        };
+        let text = |key: &str| -> Result<Option<String>, ApiError> {
+            pairs
+                .get(key)
+                .map(|value| {
+                    String::from_utf8(value.clone()).map_err(|_| {
+                        ApiError::invalid_header(
+                            "Upload-Metadata",
+                            format!("Upload-Metadata value of {key:?} is not UTF-8"),
+                        )
+                    })
+                })
+                .transpose()
+        };
+        let filename = text("filename")?.filter(|name| !name.trim().is_empty());
+        let title = match text("title")? {
+            Some(title) => normalize_title(&title)
+                .map_err(|err| ApiError::validation("title", err.to_string()))?,
+            None => default_title(filename.as_deref()),
+        };
+        let video_id = text("video_id")?
+            .map(|id| {
+                id.trim()
+                    .parse::<VideoId>()
+                    .map_err(|_| ApiError::validation("video_id", "video_id must be a UUID"))
+            })
+            .transpose()?;
+        Ok(Self {
+            filename,
+            title,
+            video_id,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderValue;
+
+    use super::*;
+
+    fn b64(text: &str) -> String {
+        base64::engine::general_purpose::STANDARD.encode(text)
+    }
+
+    fn headers(pairs: &[(HeaderName, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(
+                name.clone(),
+                HeaderValue::from_str(value).expect("header value"),
+            );
+        }
+        map
+    }
+
+    #[test]
+    fn metadata_pairs_decode_with_and_without_values() {
+        let raw = format!(
+            "filename {},is_confidential, title {}",
+            b64("a.mp4"),
+            b64("Ünïcode")
+        );
+        let pairs = parse_metadata(&raw).expect("valid metadata");
+        assert_eq!(pairs["filename"], b"a.mp4");
+        assert_eq!(pairs["is_confidential"], b"");
+        assert_eq!(pairs["title"], "Ünïcode".as_bytes());
+    }
+
+    #[test]
+    fn metadata_without_padding_is_accepted() {
+        let pairs = parse_metadata("filename YS5tcDQ").expect("valid metadata");
+        assert_eq!(pairs["filename"], b"a.mp4");
+    }
+
+    #[test]
+    fn malformed_metadata_is_refused() {
+        assert_eq!(
+            parse_metadata("title !!!"),
+            Err(MetadataError::NotBase64("title".to_owned()))
+        );
+        assert_eq!(
+            parse_metadata("title YQ==,title Yg=="),
+            Err(MetadataError::DuplicateKey("title".to_owned()))
+        );
+        assert_eq!(parse_metadata("title YQ==,,"), Err(MetadataError::EmptyKey));
+        assert!(matches!(
+            parse_metadata("title YQ== extra"),
+            Err(MetadataError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn title_defaults_to_the_filename_then_to_untitled() {
+        let raw = format!("filename {}", b64("holiday.mp4"));
+        let metadata = UploadMetadata::from_header(Some(&raw)).expect("valid");
+        assert_eq!(metadata.title, "holiday.mp4");
+        assert_eq!(metadata.filename.as_deref(), Some("holiday.mp4"));
+        let metadata = UploadMetadata::from_header(None).expect("valid");
+        assert_eq!(metadata.title, "Untitled");
+        assert_eq!(metadata.video_id, None);
+    }
+
+    #[test]
+    fn explicit_titles_are_trimmed_and_bounded() {
+        let raw = format!("title {}", b64("  My film "));
+        let metadata = UploadMetadata::from_header(Some(&raw)).expect("valid");
+        assert_eq!(metadata.title, "My film");
+        for bad in ["   ", &"é".repeat(201)] {
+            let raw = format!("title {}", b64(bad));
+            let error = UploadMetadata::from_header(Some(&raw)).expect_err("invalid title");
+            assert_eq!(error.code(), "validation_failed");
+            assert!(
+                matches!(error, ApiError::ValidationFailed { ref field, .. } if field == "title")
+            );
+        }
+        let raw = format!("title {}", b64(&"é".repeat(200)));
+        assert!(UploadMetadata::from_header(Some(&raw)).is_ok());
+    }
+
+    #[test]
+    fn video_id_must_be_a_uuid() {
+        let id = VideoId::new();
+        let raw = format!("video_id {}", b64(&id.to_string()));
+        let metadata = UploadMetadata::from_header(Some(&raw)).expect("valid");
+        assert_eq!(metadata.video_id, Some(id));
+        let raw = format!("video_id {}", b64("42"));
+        let error = UploadMetadata::from_header(Some(&raw)).expect_err("not a uuid");
+        assert!(
+            matches!(error, ApiError::ValidationFailed { ref field, .. } if field == "video_id")
+        );
+    }
+
+    #[test]
+    fn bad_metadata_names_the_header() {
+        let error = UploadMetadata::from_header(Some("title %%%")).expect_err("invalid");
+        assert!(matches!(
+            error,
+            ApiError::InvalidHeader {
+                header: "Upload-Metadata",
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn integer_headers_take_digits_only() {
+        let map = headers(&[(UPLOAD_OFFSET, "1024")]);
+        assert_eq!(
+            required_u64(&map, &UPLOAD_OFFSET, "Upload-Offset").ok(),
+            Some(1024)
+        );
+        for bad in ["-1", "+5", "1.5", "abc", "", "99999999999999999999999"] {
+            let map = headers(&[(UPLOAD_OFFSET, bad)]);
+            let error = required_u64(&map, &UPLOAD_OFFSET, "Upload-Offset").expect_err(bad);
+            assert!(matches!(
+                error,
+                ApiError::InvalidHeader {
+                    header: "Upload-Offset",
+                    ..
+                }
+            ));
+        }
+        let error =
+            required_u64(&HeaderMap::new(), &UPLOAD_LENGTH, "Upload-Length").expect_err("missing");
+        assert!(error.to_string().contains("Upload-Length"));
+        assert_eq!(
+            optional_u64(&HeaderMap::new(), &UPLOAD_LENGTH, "Upload-Length").ok(),
+            Some(None)
+        );
+    }
+
+    #[test]
+    fn tus_version_and_content_type_are_checked() {
+        assert!(require_tus_resumable(&headers(&[(TUS_RESUMABLE, "1.0.0")])).is_ok());
+        assert!(require_tus_resumable(&headers(&[(TUS_RESUMABLE, "0.2.2")])).is_err());
+        assert!(require_tus_resumable(&HeaderMap::new()).is_err());
+        assert!(has_offset_octet_stream_body(&headers(&[(
+            CONTENT_TYPE,
+            "Application/Offset+Octet-Stream; charset=binary"
+        )])));
+        assert!(!has_offset_octet_stream_body(&headers(&[(
+            CONTENT_TYPE,
+            "application/octet-stream"
+        )])));
+        assert!(!has_offset_octet_stream_body(&HeaderMap::new()));
+    }
+}

@@ -1,0 +1,315 @@
+//! Cutting a request body into bounded pieces while it streams in.
+//!
+//! A tus client may send a whole file in one PATCH, and a broker message must stay small, so the
+//! body is read into one buffer of at most one piece, the piece is stored, and only then is more
+//! of the body read. Memory stays at about one piece however large the body is.
+
+use std::fmt::Display;
+use std::future::Future;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::{Stream, StreamExt};
+
+/// How the body ended, once everything that arrived was stored.
+#[derive(Debug, PartialEq, Eq)]
+pub enum BodyEnd {
+    /// The whole body was stored.
+    Complete,
+    /// The body went past the upload's length; the bytes up to it were stored.
+    TooLong,
+    /// The client's stream broke; what had arrived was stored.
+    Interrupted(String),
+    /// The store confirmed another offset than the one the pieces reached, so the rest of the
+    /// body would not fit there.
+    Diverged,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct Streamed {
+    /// The offset the store confirmed last.
+    pub uploaded_bytes: u64,
+    pub end: BodyEnd,
+}
+
+/// Storing a piece failed; `uploaded_bytes` were confirmed before.
+#[derive(Debug)]
+pub struct StoreFailed<E> {
+    pub uploaded_bytes: u64,
+    pub error: E,
+}
+
+/// Streams `body` into pieces of at most `piece_size` bytes, starting at `offset` of an upload
+/// of `total` bytes. `store(offset, piece)` returns the upload's confirmed length after it.
+pub async fn stream_in_pieces<B, BodyError, S, F, StoreError>(
+    mut body: B,
+    offset: u64,
+    total: u64,
+    piece_size: usize,
+    mut store: S,
+) -> Result<Streamed, StoreFailed<StoreError>>
+where
+    B: Stream<Item = Result<Bytes, BodyError>> + Unpin,
+    BodyError: Display,
+    S: FnMut(u64, Bytes) -> F,
+    F: Future<Output = Result<u64, StoreError>>,
+{
+    let mut pieces = Pieces {
+        offset,
+        total,
+        piece_size: piece_size.max(1),
+        buffer: BytesMut::new(),
+    };
+    pieces.reserve_next();
+    let end = loop {
+        let mut frame = match body.next().await {
+            None => break BodyEnd::Complete,
+            Some(Err(error)) => break BodyEnd::Interrupted(error.to_string()),
+            Some(Ok(frame)) => frame,
+        };
+        let mut too_long = false;
+        while !frame.is_empty() {
+            let room = pieces.room();
+            if room == 0 {
+                too_long = true;
+                break;
+            }
+            let taken = frame.split_to(room.min(frame.len()));
+            pieces.buffer.extend_from_slice(&taken);
+            if pieces.room() == 0 && !pieces.flush(&mut store).await? {
+                return Ok(pieces.streamed(BodyEnd::Diverged));
+            }
+        }
+        if too_long {
+            break BodyEnd::TooLong;
+        }
+    };
+    if !pieces.flush(&mut store).await? {
+        return Ok(pieces.streamed(BodyEnd::Diverged));
+    }
+    Ok(pieces.streamed(end))
+}
+
+struct Pieces {
+    /// Where the buffered bytes start.
+    offset: u64,
+    total: u64,
+    piece_size: usize,
+    buffer: BytesMut,
+}
+
+impl Pieces {
+    /// The size the current piece grows to: a full piece, or what is left of the upload.
+    fn limit(&self) -> usize {
+        let left = self.total.saturating_sub(self.offset);
+        usize::try_from(left).map_or(self.piece_size, |left| left.min(self.piece_size))
+    }
+
+    fn room(&self) -> usize {
+        self.limit().saturating_sub(self.buffer.len())
+    }
+
+    fn reserve_next(&mut self) {
+        let limit = self.limit();
+        self.buffer.reserve(limit);
+    }
+
+    /// Stores the buffered piece; false when the confirmed offset is not where it should be.
+    async fn flush<S, F, StoreError>(
+        &mut self,
+        store: &mut S,
+    ) -> Result<bool, StoreFailed<StoreError>>
+    where
+        S: FnMut(u64, Bytes) -> F,
+        F: Future<Output = Result<u64, StoreError>>,
+    {
+        if self.buffer.is_empty() {
+            return Ok(true);
+        }
+        let piece = self.buffer.split().freeze();
+        let expected = self.offset + piece.len() as u64;
+        let confirmed = store(self.offset, piece)
+            .await
+            .map_err(|error| StoreFailed {
+                uploaded_bytes: self.offset,
+                error,
+            })?;
+        self.offset = confirmed;
+        self.reserve_next();
+        Ok(confirmed == expected)
+    }
+
+    fn streamed(&self, end: BodyEnd) -> Streamed {
+        Streamed {
+            uploaded_bytes: self.offset,
+            end,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use futures_util::stream;
+
+    use super::*;
+
+    type Stored = Arc<Mutex<Vec<(u64, Vec<u8>)>>>;
+
+    fn frames(data: &[u8], frame_size: usize) -> Vec<Result<Bytes, String>> {
+        data.chunks(frame_size)
+            .map(|frame| Ok(Bytes::copy_from_slice(frame)))
+            .collect()
+    }
+
+    fn recording_store(
+        stored: &Stored,
+    ) -> impl FnMut(u64, Bytes) -> std::future::Ready<Result<u64, String>> {
+        let stored = stored.clone();
+        move |offset, piece| {
+            let end = offset + piece.len() as u64;
+            stored.lock().expect("lock").push((offset, piece.to_vec()));
+            std::future::ready(Ok(end))
+        }
+    }
+
+    fn body(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i % 251) as u8).collect()
+    }
+
+    #[tokio::test]
+    async fn pieces_are_bounded_ordered_and_complete() {
+        let data = body(300 * 1024 + 17);
+        let stored = Stored::default();
+        let streamed = stream_in_pieces(
+            stream::iter(frames(&data, 10_000)),
+            0,
+            data.len() as u64,
+            64 * 1024,
+            recording_store(&stored),
+        )
+        .await
+        .expect("stored");
+        assert_eq!(streamed.end, BodyEnd::Complete);
+        assert_eq!(streamed.uploaded_bytes, data.len() as u64);
+        let stored = stored.lock().expect("lock");
+        assert_eq!(stored.len(), 5);
+        let mut expected_offset = 0;
+        let mut joined = Vec::new();
+        for (offset, piece) in stored.iter() {
+            assert_eq!(*offset, expected_offset);
+            assert!(piece.len() <= 64 * 1024);
+            expected_offset += piece.len() as u64;
+            joined.extend_from_slice(piece);
+        }
+        assert_eq!(joined, data);
+    }
+
+    #[tokio::test]
+    async fn pieces_start_at_the_given_offset() {
+        let data = body(100);
+        let stored = Stored::default();
+        let streamed = stream_in_pieces(
+            stream::iter(frames(&data, 7)),
+            1_000,
+            1_100,
+            40,
+            recording_store(&stored),
+        )
+        .await
+        .expect("stored");
+        assert_eq!(streamed.uploaded_bytes, 1_100);
+        let offsets: Vec<u64> = stored
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|(offset, _)| *offset)
+            .collect();
+        assert_eq!(offsets, vec![1_000, 1_040, 1_080]);
+    }
+
+    #[tokio::test]
+    async fn a_body_past_the_length_stores_what_fits_then_stops() {
+        let data = body(150);
+        let stored = Stored::default();
+        let streamed = stream_in_pieces(
+            stream::iter(frames(&data, 32)),
+            0,
+            100,
+            64,
+            recording_store(&stored),
+        )
+        .await
+        .expect("stored");
+        assert_eq!(streamed.end, BodyEnd::TooLong);
+        assert_eq!(streamed.uploaded_bytes, 100);
+        let joined: Vec<u8> = stored
+            .lock()
+            .expect("lock")
+            .iter()
+            .flat_map(|(_, piece)| piece.clone())
+            .collect();
+        assert_eq!(joined, data[..100]);
+    }
+
+    #[tokio::test]
+    async fn an_interrupted_body_keeps_what_arrived() {
+        let data = body(100);
+        let mut items = frames(&data, 30);
+        items.push(Err("connection reset".to_owned()));
+        let stored = Stored::default();
+        let streamed =
+            stream_in_pieces(stream::iter(items), 0, 1_000, 64, recording_store(&stored))
+                .await
+                .expect("stored");
+        assert_eq!(
+            streamed.end,
+            BodyEnd::Interrupted("connection reset".to_owned())
+        );
+        assert_eq!(streamed.uploaded_bytes, 100);
+        let sizes: Vec<usize> = stored
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|(_, piece)| piece.len())
+            .collect();
+        assert_eq!(sizes, vec![64, 36]);
+    }
+
+    #[tokio::test]
+    async fn a_failed_store_reports_what_was_confirmed_before() {
+        let data = body(200);
+        let mut calls = 0;
+        let failure = stream_in_pieces(
+            stream::iter(frames(&data, 50)),
+            0,
+            200,
+            64,
+            |offset, piece: Bytes| {
+                calls += 1;
+                let result = if calls == 2 {
+                    Err("nope")
+                } else {
+                    Ok(offset + piece.len() as u64)
+                };
+                std::future::ready(result)
+            },
+        )
+        .await
+        .expect_err("second piece fails");
+        assert_eq!(failure.uploaded_bytes, 64);
+        assert_eq!(failure.error, "nope");
+    }
+
+    #[tokio::test]
+    async fn a_diverging_confirmation_stops_the_stream() {
+        let data = body(200);
+        let streamed = stream_in_pieces(stream::iter(frames(&data, 50)), 0, 200, 64, |_, _| {
+            std::future::ready(Ok::<u64, String>(150))
+        })
+        .await
+        .expect("stored");
+        assert_eq!(streamed.end, BodyEnd::Diverged);
+        assert_eq!(streamed.uploaded_bytes, 150);
+    }
+}

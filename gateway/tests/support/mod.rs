@@ -1,0 +1,237 @@
+//! An isolated world per test on the real PostgreSQL and RabbitMQ: a fresh migrated database,
+//! a unique queue prefix, a gateway on port 0, and a test double of the uploader.
+#![allow(dead_code, unused_imports)]
+
+pub mod uploader_double;
+
+use std::time::Duration;
+
+use gateway::{App, Config};
+use secrecy::SecretString;
+use tokio_postgres::NoTls;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+use vod_contracts::{FlowId, SessionId, VideoId};
+use vod_infra::config::{AmqpSettings, PostgresSettings};
+
+pub use uploader_double::UploaderDouble;
+
+const ADMIN_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+pub struct TestEnv {
+    pub db_name: String,
+    pub db_url: String,
+    pub queue_prefix: String,
+    pub db: tokio_postgres::Client,
+}
+
+impl TestEnv {
+    pub async fn new() -> Self {
+        vod_infra::telemetry::init("warn");
+        let db_name = format!("gw_test_{}", Uuid::new_v4().simple());
+        let admin = connect(ADMIN_POSTGRES_URL).await;
+        admin
+            .batch_execute(&format!("CREATE DATABASE \"{db_name}\""))
+            .await
+            .expect("create test database");
+        let db_url = format!("postgres://postgres@127.0.0.1:5432/{db_name}");
+        let settings = PostgresSettings {
+            url: SecretString::from(db_url.clone()),
+            ..PostgresSettings::default()
+        };
+        vod_infra::postgres::migrate(&settings)
+            .await
+            .expect("migrate");
+        let db = connect(&db_url).await;
+        Self {
+            db_name,
+            db_url,
+            queue_prefix: format!("test-{}", Uuid::new_v4()),
+            db,
+        }
+    }
+
+    pub fn config(&self) -> Config {
+        Config::for_tests(&self.db_url, &self.queue_prefix)
+    }
+
+    pub fn amqp_settings(&self) -> AmqpSettings {
+        AmqpSettings {
+            queue_prefix: self.queue_prefix.clone(),
+            ..AmqpSettings::default()
+        }
+    }
+
+    /// A video with one flow and its session, written directly as the uploader would have.
+    pub async fn insert_upload(
+        &self,
+        session_status: &str,
+        uploaded_bytes: i64,
+        total_bytes: i64,
+        metadata: Option<&str>,
+    ) -> (VideoId, SessionId) {
+        let video_id = VideoId::new();
+        let flow_id = FlowId::new();
+        let session_id = SessionId::new();
+        let flow_status = if session_status == "OPEN" {
+            "UPLOADING"
+        } else {
+            "CANCELLED"
+        };
+        let closed_at = if session_status == "OPEN" {
+            None
+        } else {
+            Some(chrono::Utc::now())
+        };
+        self.db
+            .execute(
+                "INSERT INTO video (id, title, status) VALUES ($1, 'inserted', 'UPLOADING')",
+                &[&video_id.0],
+            )
+            .await
+            .expect("insert video");
+        self.db.batch_execute("BEGIN").await.expect("begin");
+        self.db
+            .execute(
+                "INSERT INTO flow (id, video_id, status, uploaded_bytes, total_bytes)
+                 VALUES ($1, $2, $3, $4, $5)",
+                &[
+                    &flow_id.0,
+                    &video_id.0,
+                    &flow_status,
+                    &uploaded_bytes,
+                    &total_bytes,
+                ],
+            )
+            .await
+            .expect("insert flow");
+        self.db
+            .execute(
+                "INSERT INTO upload_session (id, flow_id, status, metadata, closed_at)
+                 VALUES ($1, $2, $3, $4, $5)",
+                &[
+                    &session_id.0,
+                    &flow_id.0,
+                    &session_status,
+                    &metadata,
+                    &closed_at,
+                ],
+            )
+            .await
+            .expect("insert session");
+        self.db.batch_execute("COMMIT").await.expect("commit");
+        (video_id, session_id)
+    }
+
+    pub async fn uploaded_bytes(&self, session_id: SessionId) -> i64 {
+        self.db
+            .query_one(
+                "SELECT f.uploaded_bytes FROM flow f JOIN upload_session s ON s.flow_id = f.id
+                 WHERE s.id = $1",
+                &[&session_id.0],
+            )
+            .await
+            .expect("read offset")
+            .get(0)
+    }
+}
+
+impl Drop for TestEnv {
+    /// Drops the database and the queues, even when the test failed.
+    fn drop(&mut self) {
+        let db_name = self.db_name.clone();
+        let queues = vod_infra::amqp::queue_names(&self.amqp_settings());
+        let amqp = self.amqp_settings();
+        let cleanup = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async move {
+                if let Ok((admin, connection)) =
+                    tokio_postgres::connect(ADMIN_POSTGRES_URL, NoTls).await
+                {
+                    tokio::spawn(connection);
+                    let _ = admin
+                        .batch_execute(&format!(
+                            "DROP DATABASE IF EXISTS \"{db_name}\" WITH (FORCE)"
+                        ))
+                        .await;
+                }
+                if let Ok(connection) =
+                    vod_infra::amqp::connect(&amqp, "gateway-test-cleanup").await
+                {
+                    if let Ok(channel) = connection.create_channel().await {
+                        for queue in [queues.commands, queues.outcomes] {
+                            let _ = channel
+                                .queue_delete(queue.as_str().into(), Default::default())
+                                .await;
+                        }
+                    }
+                    let _ = connection.close(200, "OK".into()).await;
+                }
+            });
+        });
+        let _ = cleanup.join();
+    }
+}
+
+pub async fn connect(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, NoTls)
+        .await
+        .expect("connect to postgres");
+    tokio::spawn(connection);
+    client
+}
+
+/// A gateway serving in the background until dropped.
+pub struct Gateway {
+    pub base_url: String,
+    shutdown: CancellationToken,
+}
+
+impl Gateway {
+    pub async fn spawn(config: Config) -> Self {
+        let app = App::build(config).await.expect("build gateway");
+        let base_url = format!("http://{}", app.local_addr());
+        let shutdown = CancellationToken::new();
+        tokio::spawn(app.run_until_stopped(shutdown.clone()));
+        Self { base_url, shutdown }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("http client")
+}
+
+pub fn b64(text: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
+
+pub fn header<'a>(response: &'a reqwest::Response, name: &str) -> Option<&'a str> {
+    response
+        .headers()
+        .get(name)
+        .and_then(|value| value.to_str().ok())
+}
+
+/// The JSON error body of a response, checked to be one.
+pub async fn error_body(response: reqwest::Response) -> vod_contracts::api::ErrorBody {
+    response.json().await.expect("json error body")
+}
