@@ -147,11 +147,29 @@ fn json_rejection(rejection: JsonRejection, max_json_bytes: usize) -> ApiError {
                 max: max_json_bytes,
             }
         }
-        JsonRejection::JsonDataError(_) | JsonRejection::JsonSyntaxError(_) => {
-            ApiError::InvalidJson(rejection.body_text())
-        }
+        JsonRejection::JsonDataError(ref error) => match wrong_field(error) {
+            Some(field) => {
+                let message = format!("{field} has the wrong type: {}", rejection.body_text());
+                ApiError::validation(field, message)
+            }
+            None => ApiError::InvalidJson(rejection.body_text()),
+        },
+        JsonRejection::JsonSyntaxError(_) => ApiError::InvalidJson(rejection.body_text()),
         other => ApiError::InvalidRequest(other.body_text()),
     }
+}
+
+/// The field whose value had the wrong type, when the JSON itself was well formed.
+fn wrong_field(error: &axum::extract::rejection::JsonDataError) -> Option<String> {
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if let Some(error) = cause.downcast_ref::<serde_path_to_error::Error<serde_json::Error>>() {
+            let path = error.path().to_string();
+            return (path != ".").then_some(path);
+        }
+        source = cause.source();
+    }
+    None
 }
 
 /// The first failing field, in name order so that the answer is stable.
