@@ -1,0 +1,268 @@
+use std::path::PathBuf;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use vod_infra::config::{millis, AmqpSettings};
+
+/// Configuration of an fflow replica, read from `FFLOW_*` variables.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    pub listen_addr: String,
+    /// Names this replica in its URLs (`/{replica_id}/...`) and in its spool: `[a-z0-9-]+`.
+    pub replica_id: String,
+    /// Base URL through which others reach this replica (e.g. a reverse proxy,
+    /// `http://fflow:4050`); `http://{bound address}` when unset.
+    pub public_url: Option<String>,
+    /// Each session spools in `{spool_dir}/{replica_id}/{session_id}/`.
+    pub spool_dir: PathBuf,
+    pub ffmpeg_path: String,
+    pub ffprobe_path: String,
+    pub max_concurrent_encodes: usize,
+    pub segment_seconds: u32,
+    /// Must divide `segment_seconds`, so every segment starts on a keyframe.
+    pub keyframe_interval_seconds: u32,
+    pub x264_preset: String,
+    pub crf: u8,
+    /// The rendition keeps the source size, never upscaled, at most this tall.
+    pub max_height: u32,
+    pub audio_bitrate: String,
+    pub max_chunk_bytes: u64,
+    pub probe_timeout_ms: u64,
+    /// An encode running longer than this is killed and reported failed.
+    pub max_encode_seconds: u64,
+    /// First wait before publishing an outcome again; doubles up to `publish_max_backoff_ms`.
+    /// Publishing is retried until it succeeds or the replica stops (a restarted replica
+    /// encodes and publishes again).
+    pub publish_backoff_ms: u64,
+    pub publish_max_backoff_ms: u64,
+    /// Timeout of one publish, confirmation included.
+    pub publish_timeout_ms: u64,
+    pub holder: HolderSettings,
+    pub amqp: AmqpSettings,
+}
+
+/// How to reach holder's FTP server (`FFLOW_HOLDER__ADDR`, ...).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default)]
+pub struct HolderSettings {
+    pub addr: String,
+    pub user: String,
+    /// Required: `FFLOW_HOLDER__PASSWORD`.
+    pub password: SecretString,
+    /// Timeout of every single FTP call, a whole file transfer included.
+    pub timeout_ms: u64,
+    /// Attempts of a whole upload before the flow is reported failed.
+    pub attempts: u32,
+    /// Wait before the second attempt; doubles after each.
+    pub backoff_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen_addr: "127.0.0.1:4050".to_owned(),
+            replica_id: "r1".to_owned(),
+            public_url: None,
+            spool_dir: PathBuf::from("./data/fflow"),
+            ffmpeg_path: "ffmpeg".to_owned(),
+            ffprobe_path: "ffprobe".to_owned(),
+            max_concurrent_encodes: 2,
+            segment_seconds: 4,
+            keyframe_interval_seconds: 2,
+            x264_preset: "veryfast".to_owned(),
+            crf: 23,
+            max_height: 1080,
+            audio_bitrate: "128k".to_owned(),
+            max_chunk_bytes: 16 * 1024 * 1024,
+            probe_timeout_ms: 60_000,
+            max_encode_seconds: 6 * 3600,
+            publish_backoff_ms: 500,
+            publish_max_backoff_ms: 30_000,
+            publish_timeout_ms: 10_000,
+            holder: HolderSettings::default(),
+            amqp: AmqpSettings::default(),
+        }
+    }
+}
+
+impl Default for HolderSettings {
+    fn default() -> Self {
+        Self {
+            addr: "127.0.0.1:2121".to_owned(),
+            user: "vod".to_owned(),
+            // Empty means unset: `validate` refuses it, there is no default password.
+            password: SecretString::from(""),
+            timeout_ms: 30_000,
+            attempts: 4,
+            backoff_ms: 500,
+        }
+    }
+}
+
+const X264_PRESETS: [&str; 10] = [
+    "ultrafast",
+    "superfast",
+    "veryfast",
+    "faster",
+    "fast",
+    "medium",
+    "slow",
+    "slower",
+    "veryslow",
+    "placebo",
+];
+
+impl Config {
+    pub fn from_env() -> anyhow::Result<Self> {
+        let config: Self = vod_infra::config::from_env("FFLOW")?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// A replica on a free local port, spooling in `spool_dir`, storing on the holder at
+    /// `holder_addr` and publishing to queues prefixed with `queue_prefix`.
+    pub fn for_tests(
+        spool_dir: PathBuf,
+        replica_id: &str,
+        holder_addr: &str,
+        holder_password: &str,
+        queue_prefix: &str,
+    ) -> Self {
+        let defaults = Self::default();
+        Self {
+            listen_addr: "127.0.0.1:0".to_owned(),
+            replica_id: replica_id.to_owned(),
+            spool_dir,
+            holder: HolderSettings {
+                addr: holder_addr.to_owned(),
+                password: SecretString::from(holder_password),
+                backoff_ms: 100,
+                ..defaults.holder
+            },
+            amqp: AmqpSettings {
+                queue_prefix: queue_prefix.to_owned(),
+                ..defaults.amqp
+            },
+            ..Self::default()
+        }
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            is_valid_replica_id(&self.replica_id),
+            "FFLOW_REPLICA_ID must match [a-z0-9-]+, got {:?}",
+            self.replica_id
+        );
+        anyhow::ensure!(
+            !self.holder.password.expose_secret().is_empty(),
+            "FFLOW_HOLDER__PASSWORD is required"
+        );
+        anyhow::ensure!(
+            self.segment_seconds > 0 && self.keyframe_interval_seconds > 0,
+            "FFLOW_SEGMENT_SECONDS and FFLOW_KEYFRAME_INTERVAL_SECONDS must be positive"
+        );
+        anyhow::ensure!(
+            self.segment_seconds
+                .is_multiple_of(self.keyframe_interval_seconds),
+            "FFLOW_KEYFRAME_INTERVAL_SECONDS ({}) must divide FFLOW_SEGMENT_SECONDS ({})",
+            self.keyframe_interval_seconds,
+            self.segment_seconds
+        );
+        anyhow::ensure!(
+            self.max_concurrent_encodes > 0,
+            "FFLOW_MAX_CONCURRENT_ENCODES must be positive"
+        );
+        anyhow::ensure!(self.max_height >= 2, "FFLOW_MAX_HEIGHT must be at least 2");
+        anyhow::ensure!(self.crf <= 51, "FFLOW_CRF must be between 0 and 51");
+        anyhow::ensure!(
+            X264_PRESETS.contains(&self.x264_preset.as_str()),
+            "FFLOW_X264_PRESET must be one of {}",
+            X264_PRESETS.join(", ")
+        );
+        anyhow::ensure!(
+            self.max_chunk_bytes > 0,
+            "FFLOW_MAX_CHUNK_BYTES must be positive"
+        );
+        anyhow::ensure!(
+            self.holder.attempts > 0,
+            "FFLOW_HOLDER__ATTEMPTS must be positive"
+        );
+        Ok(())
+    }
+
+    pub(crate) fn probe_timeout(&self) -> Duration {
+        millis(self.probe_timeout_ms)
+    }
+
+    pub(crate) fn max_encode_duration(&self) -> Duration {
+        Duration::from_secs(self.max_encode_seconds)
+    }
+}
+
+fn is_valid_replica_id(id: &str) -> bool {
+    !id.is_empty()
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid() -> Config {
+        Config::for_tests(
+            PathBuf::from("/tmp/x"),
+            "r1",
+            "127.0.0.1:2121",
+            "pw",
+            "test",
+        )
+    }
+
+    #[test]
+    fn test_config_is_valid() {
+        assert!(valid().validate().is_ok());
+    }
+
+    #[test]
+    fn missing_password_is_refused() {
+        let config = Config::default();
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains("FFLOW_HOLDER__PASSWORD"), "{error}");
+    }
+
+    #[test]
+    fn replica_id_is_checked() {
+        for bad in ["", "R1", "r/1", "r 1", "r_1"] {
+            let config = Config {
+                replica_id: bad.to_owned(),
+                ..valid()
+            };
+            assert!(config.validate().is_err(), "{bad:?} accepted");
+        }
+        let config = Config {
+            replica_id: "fflow-2".to_owned(),
+            ..valid()
+        };
+        assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn keyframe_interval_must_divide_segment() {
+        let config = Config {
+            segment_seconds: 4,
+            keyframe_interval_seconds: 3,
+            ..valid()
+        };
+        assert!(config.validate().is_err());
+        let config = Config {
+            segment_seconds: 6,
+            keyframe_interval_seconds: 3,
+            ..valid()
+        };
+        assert!(config.validate().is_ok());
+    }
+}

@@ -1,0 +1,213 @@
+//! Stores a presentation on holder over FTP.
+//!
+//! holder writes in place, so every file goes up under a temporary dot-name and is renamed once
+//! complete: a player never sees half a file. Playlists and the MPD go last, so a presentation
+//! is never announced before its segments are there.
+
+use std::future::Future;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use secrecy::ExposeSecret;
+use suppaftp::tokio::AsyncFtpStream;
+use suppaftp::types::FileType;
+use suppaftp::{FtpError, FtpResult};
+use vod_contracts::layout::{DASH_MANIFEST, HLS_MASTER};
+
+use crate::config::HolderSettings;
+
+/// Uploads every file of `local_dir` into `remote_dir`, retrying the whole upload with backoff.
+pub async fn store_presentation(
+    settings: &HolderSettings,
+    local_dir: &Path,
+    remote_dir: &str,
+) -> anyhow::Result<()> {
+    let files = upload_order(list_files(local_dir).await?);
+    let mut backoff = Duration::from_millis(settings.backoff_ms);
+    let mut attempt = 1;
+    loop {
+        match upload(settings, local_dir, remote_dir, &files).await {
+            Ok(()) => return Ok(()),
+            Err(err) if attempt < settings.attempts => {
+                tracing::warn!(
+                    attempt,
+                    error = %format!("{err:#}"),
+                    "upload to holder failed, retrying"
+                );
+                tokio::time::sleep(backoff).await;
+                backoff = backoff.saturating_mul(2);
+                attempt += 1;
+            }
+            Err(err) => return Err(err),
+        }
+    }
+}
+
+async fn list_files(dir: &Path) -> anyhow::Result<Vec<String>> {
+    let mut names = Vec::new();
+    let mut entries = tokio::fs::read_dir(dir)
+        .await
+        .context("failed to list the encoded files")?;
+    while let Some(entry) = entries.next_entry().await? {
+        if !entry.file_type().await?.is_file() {
+            continue;
+        }
+        if let Some(name) = entry.file_name().to_str() {
+            if !name.starts_with('.') && !name.ends_with(".tmp") {
+                names.push(name.to_owned());
+            }
+        }
+    }
+    Ok(names)
+}
+
+/// Segments and init segments first, then media playlists, then the master and the MPD.
+pub fn upload_order(mut names: Vec<String>) -> Vec<String> {
+    names.sort_by_key(|name| {
+        let rank = if name == HLS_MASTER || name == DASH_MANIFEST {
+            2
+        } else if name.ends_with(".m3u8") || name.ends_with(".mpd") {
+            1
+        } else {
+            0
+        };
+        (rank, name.clone())
+    });
+    names
+}
+
+/// `a/b/c` → `a`, `a/b`, `a/b/c`.
+fn directory_levels(path: &str) -> Vec<String> {
+    let parts: Vec<&str> = path.split('/').filter(|part| !part.is_empty()).collect();
+    (1..=parts.len()).map(|n| parts[..n].join("/")).collect()
+}
+
+async fn upload(
+    settings: &HolderSettings,
+    local_dir: &Path,
+    remote_dir: &str,
+    files: &[String],
+) -> anyhow::Result<()> {
+    let limit = Duration::from_millis(settings.timeout_ms);
+    let mut ftp = within(
+        limit,
+        "connecting",
+        AsyncFtpStream::connect(settings.addr.as_str()),
+    )
+    .await
+    .with_context(|| format!("failed to reach {}", settings.addr))?;
+    let result = async {
+        within(
+            limit,
+            "logging in",
+            ftp.login(settings.user.as_str(), settings.password.expose_secret()),
+        )
+        .await?;
+        within(
+            limit,
+            "setting binary mode",
+            ftp.transfer_type(FileType::Binary),
+        )
+        .await?;
+        for level in directory_levels(remote_dir) {
+            match within(limit, "creating a directory", ftp.mkdir(&level)).await {
+                // Already there (from another flow of the video, or an earlier attempt).
+                Ok(()) | Err(FtpCallError::Refused(_)) => {}
+                Err(err) => return Err(err.into()),
+            }
+        }
+        for name in files {
+            let local = local_dir.join(name);
+            let temporary = format!("{remote_dir}/.{name}.part");
+            let published = format!("{remote_dir}/{name}");
+            let mut file = tokio::fs::File::open(&local)
+                .await
+                .with_context(|| format!("failed to open encoded file {name}"))?;
+            within(limit, "uploading", ftp.put_file(&temporary, &mut file))
+                .await
+                .with_context(|| format!("failed to upload {name}"))?;
+            within(
+                limit,
+                "renaming",
+                ftp.rename(temporary.as_str(), published.as_str()),
+            )
+            .await
+            .with_context(|| format!("failed to publish {name}"))?;
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    let _ = within(limit, "quitting", ftp.quit()).await;
+    result
+}
+
+#[derive(Debug, thiserror::Error)]
+enum FtpCallError {
+    #[error("holder did not answer while {0}")]
+    TimedOut(&'static str),
+    #[error("holder refused {0}")]
+    Refused(String),
+    #[error("{0}")]
+    Failed(FtpError),
+}
+
+/// Every FTP call gets a deadline: suppaftp's data connections have none.
+async fn within<T>(
+    limit: Duration,
+    doing: &'static str,
+    call: impl Future<Output = FtpResult<T>>,
+) -> Result<T, FtpCallError> {
+    match tokio::time::timeout(limit, call).await {
+        Err(_) => Err(FtpCallError::TimedOut(doing)),
+        Ok(Err(FtpError::UnexpectedResponse(response))) => Err(FtpCallError::Refused(format!(
+            "{doing}: {}",
+            String::from_utf8_lossy(&response.body).trim()
+        ))),
+        Ok(Err(err)) => Err(FtpCallError::Failed(err)),
+        Ok(Ok(value)) => Ok(value),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn playlists_and_manifest_go_last() {
+        let names = [
+            "master.m3u8",
+            "manifest.mpd",
+            "media_1.m3u8",
+            "chunk-stream0-00002.m4s",
+            "init-stream1.m4s",
+            "media_0.m3u8",
+            "chunk-stream0-00001.m4s",
+            "init-stream0.m4s",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        assert_eq!(
+            upload_order(names),
+            [
+                "chunk-stream0-00001.m4s",
+                "chunk-stream0-00002.m4s",
+                "init-stream0.m4s",
+                "init-stream1.m4s",
+                "media_0.m3u8",
+                "media_1.m3u8",
+                "manifest.mpd",
+                "master.m3u8",
+            ]
+        );
+    }
+
+    #[test]
+    fn directories_are_created_level_by_level() {
+        assert_eq!(
+            directory_levels("videos/v1/f1"),
+            ["videos", "videos/v1", "videos/v1/f1"]
+        );
+        assert_eq!(directory_levels("/a//b/"), ["a", "a/b"]);
+    }
+}

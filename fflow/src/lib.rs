@@ -1,0 +1,25 @@
+//! fflow stitches an upload's chunks into a spool file and encodes it with ffmpeg to CMAF
+//! segments with an HLS master playlist and a DASH MPD, stores the presentation on holder over
+//! FTP and publishes the outcome on the outcomes queue.
+//!
+//! Each replica serves its sessions under `/{replica_id}/`; process creation is also served on
+//! the bare address, which a reverse proxy may send to any replica. A session lives in
+//! `{spool_dir}/{replica_id}/{session_id}/` until its outcome is published, so a restarted
+//! replica takes its sessions up again.
+
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod config;
+mod encode;
+mod error;
+mod ffmpeg;
+mod ftp;
+mod outcomes;
+mod playlists;
+mod probe;
+mod routes;
+mod sessions;
+mod startup;
+
+pub use config::{Config, HolderSettings};
+pub use startup::App;

@@ -1,0 +1,188 @@
+//! The HTTP API, see `vod_contracts::fflow`.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::routing::{delete, get, post, put};
+use axum::{Json, Router};
+use serde::Deserialize;
+use tower_http::trace::TraceLayer;
+use vod_contracts::fflow::{ChunkWritten, CreateProcess, ProcessCreated};
+use vod_contracts::SessionId;
+
+use crate::encode;
+use crate::error::ApiError;
+use crate::sessions::{Created, Session, SessionError};
+use crate::startup::AppState;
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/processes", post(create_process))
+        .route("/{replica_id}/processes", post(create_process_on_replica))
+        .route(
+            "/{replica_id}/sessions/{session_id}/chunks",
+            put(put_chunk).layer(DefaultBodyLimit::disable()),
+        )
+        .route("/{replica_id}/sessions/{session_id}/finish", post(finish))
+        .route(
+            "/{replica_id}/sessions/{session_id}",
+            delete(delete_session),
+        )
+        .fallback(|| async { ApiError::RouteNotFound })
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    // The spool and ffmpeg were checked at start; the replica serves only if both work.
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+async fn create_process(
+    State(state): State<Arc<AppState>>,
+    body: Result<Json<CreateProcess>, JsonRejection>,
+) -> Result<(StatusCode, Json<ProcessCreated>), ApiError> {
+    let Json(request) =
+        body.map_err(|rejection| ApiError::InvalidRequest(rejection.body_text()))?;
+    let (status, session) = match state.sessions.create(&request).await? {
+        Created::New(session) => (StatusCode::CREATED, session),
+        Created::Existing(session) => (StatusCode::OK, session),
+    };
+    tracing::info!(
+        session_id = %session.session_id,
+        video_id = %session.video_id,
+        flow_id = %session.flow_id,
+        total_bytes = session.total_bytes,
+        created = status == StatusCode::CREATED,
+        "process created"
+    );
+    let created = ProcessCreated {
+        address: state.address.clone(),
+        replica_id: state.config.replica_id.clone(),
+    };
+    Ok((status, Json(created)))
+}
+
+async fn create_process_on_replica(
+    State(state): State<Arc<AppState>>,
+    Path(replica_id): Path<String>,
+    body: Result<Json<CreateProcess>, JsonRejection>,
+) -> Result<(StatusCode, Json<ProcessCreated>), ApiError> {
+    check_replica(&state, &replica_id)?;
+    create_process(State(state), body).await
+}
+
+#[derive(Deserialize)]
+struct ChunkQuery {
+    offset: u64,
+}
+
+async fn put_chunk(
+    State(state): State<Arc<AppState>>,
+    Path((replica_id, session_id)): Path<(String, String)>,
+    query: Result<Query<ChunkQuery>, QueryRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<ChunkWritten>, ApiError> {
+    let session = find_session(&state, &replica_id, &session_id)?;
+    let Query(ChunkQuery { offset }) = query.map_err(|_| {
+        ApiError::InvalidRequest("the query must carry offset, a byte count".to_owned())
+    })?;
+    let declared_len = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    let written = session
+        .write_chunk(
+            offset,
+            declared_len,
+            state.config.max_chunk_bytes,
+            body.into_data_stream(),
+        )
+        .await;
+    match written {
+        Ok(received_bytes) => {
+            tracing::debug!(
+                session_id = %session.session_id,
+                offset,
+                received_bytes,
+                "chunk written"
+            );
+            Ok(Json(ChunkWritten { received_bytes }))
+        }
+        Err(err) => {
+            tracing::warn!(session_id = %session.session_id, offset, error = %err, "chunk rejected");
+            Err(err.into())
+        }
+    }
+}
+
+async fn finish(
+    State(state): State<Arc<AppState>>,
+    Path((replica_id, session_id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let session = find_session(&state, &replica_id, &session_id)?;
+    if session.begin_encode().await? {
+        tracing::info!(
+            session_id = %session.session_id,
+            video_id = %session.video_id,
+            flow_id = %session.flow_id,
+            "upload complete, encode queued"
+        );
+        state.tracker.spawn(encode::run(state.clone(), session));
+    }
+    Ok(StatusCode::ACCEPTED)
+}
+
+async fn delete_session(
+    State(state): State<Arc<AppState>>,
+    Path((replica_id, session_id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    check_replica(&state, &replica_id)?;
+    let Ok(session_id) = session_id.parse::<SessionId>() else {
+        return Ok(StatusCode::NO_CONTENT);
+    };
+    if let Some(session) = state.sessions.remove(session_id) {
+        // An encode still writing removes what is left when it stops.
+        if let Err(err) = session.remove_spool().await {
+            tracing::debug!(session_id = %session_id, error = %err, "spool not removed yet");
+        }
+        tracing::info!(
+            session_id = %session_id,
+            video_id = %session.video_id,
+            flow_id = %session.flow_id,
+            "session deleted"
+        );
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn check_replica(state: &AppState, replica_id: &str) -> Result<(), ApiError> {
+    if replica_id == state.config.replica_id {
+        Ok(())
+    } else {
+        Err(ApiError::WrongReplica {
+            own: state.config.replica_id.clone(),
+            asked: replica_id.to_owned(),
+        })
+    }
+}
+
+fn find_session(
+    state: &AppState,
+    replica_id: &str,
+    session_id: &str,
+) -> Result<Arc<Session>, ApiError> {
+    check_replica(state, replica_id)?;
+    let id = session_id
+        .parse::<SessionId>()
+        .map_err(|_| ApiError::InvalidRequest(format!("{session_id:?} is not a session id")))?;
+    state
+        .sessions
+        .get(id)
+        .ok_or(ApiError::Session(SessionError::NotFound(id)))
+}

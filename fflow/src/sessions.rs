@@ -1,0 +1,595 @@
+//! The sessions of this replica: one spool directory each, holding `session.json`, the stitched
+//! `source` and, while encoding, the `out` directory. What is on disk is enough to carry on after
+//! a restart.
+
+use std::collections::HashMap;
+use std::fmt::Display;
+use std::io::{ErrorKind, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+use vod_contracts::fflow::CreateProcess;
+use vod_contracts::{FlowId, SessionId, VideoId};
+
+pub const SOURCE_FILE: &str = "source";
+pub const OUTPUT_DIR: &str = "out";
+const RECORD_FILE: &str = "session.json";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("no session {0} on this replica")]
+    NotFound(SessionId),
+    #[error("session {0} already exists for another flow or size")]
+    Conflict(SessionId),
+    #[error("offset {offset} is past the {received} bytes received")]
+    OffsetGap { offset: u64, received: u64 },
+    #[error("the chunk would end at byte {end}, past the {total} bytes announced")]
+    LengthExceeded { end: u64, total: u64 },
+    #[error("a chunk may carry at most {max} bytes")]
+    ChunkTooLarge { max: u64 },
+    #[error("the session is finished and takes no more chunks")]
+    Finished,
+    #[error("only {received} of {total} bytes were received")]
+    Incomplete { received: u64, total: u64 },
+    #[error("the chunk body was interrupted: {0}")]
+    BodyInterrupted(String),
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+/// `session.json`: what a restarted replica needs to take a session up again.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct SessionRecord {
+    session_id: SessionId,
+    video_id: VideoId,
+    flow_id: FlowId,
+    total_bytes: u64,
+    /// The encode was started; a restarted replica starts it again.
+    #[serde(default)]
+    finished: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    Receiving,
+    Encoding,
+    /// Outcome published, spool removed; kept so that `finish` stays idempotent.
+    Done,
+}
+
+struct SessionState {
+    received: u64,
+    phase: Phase,
+}
+
+pub struct Session {
+    pub session_id: SessionId,
+    pub video_id: VideoId,
+    pub flow_id: FlowId,
+    pub total_bytes: u64,
+    pub dir: PathBuf,
+    /// Serializes the writes of one session.
+    state: tokio::sync::Mutex<SessionState>,
+    /// Cancelled by `DELETE` or by shutdown; stops the encode and kills its ffmpeg.
+    pub cancel: CancellationToken,
+    deleted: AtomicBool,
+}
+
+impl Session {
+    fn record(&self, finished: bool) -> SessionRecord {
+        SessionRecord {
+            session_id: self.session_id,
+            video_id: self.video_id,
+            flow_id: self.flow_id,
+            total_bytes: self.total_bytes,
+            finished,
+        }
+    }
+
+    pub fn source_path(&self) -> PathBuf {
+        self.dir.join(SOURCE_FILE)
+    }
+
+    pub fn output_dir(&self) -> PathBuf {
+        self.dir.join(OUTPUT_DIR)
+    }
+
+    pub fn is_deleted(&self) -> bool {
+        self.deleted.load(Ordering::SeqCst)
+    }
+
+    pub async fn phase(&self) -> Phase {
+        self.state.lock().await.phase
+    }
+
+    /// Writes a chunk at `offset`: the source is cut at `offset` first, so a chunk sent again
+    /// overwrites what it wrote before with the same bytes. Returns the bytes now held.
+    pub async fn write_chunk<S, E>(
+        &self,
+        offset: u64,
+        declared_len: Option<u64>,
+        max_chunk_bytes: u64,
+        mut body: S,
+    ) -> Result<u64, SessionError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: Display,
+    {
+        let mut state = self.state.lock().await;
+        if state.phase != Phase::Receiving {
+            return Err(SessionError::Finished);
+        }
+        if offset > state.received {
+            return Err(SessionError::OffsetGap {
+                offset,
+                received: state.received,
+            });
+        }
+        if let Some(len) = declared_len {
+            self.check_chunk(offset, len, max_chunk_bytes)?;
+        }
+
+        let mut file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(self.source_path())
+            .await
+            .context("failed to open the source file")?;
+        file.set_len(offset)
+            .await
+            .context("failed to cut the source file")?;
+        state.received = offset;
+        file.seek(SeekFrom::Start(offset))
+            .await
+            .context("failed to seek in the source file")?;
+
+        let mut written = 0u64;
+        let copied: Result<(), SessionError> = async {
+            while let Some(frame) = body.next().await {
+                let bytes = frame.map_err(|err| SessionError::BodyInterrupted(err.to_string()))?;
+                written += bytes.len() as u64;
+                self.check_chunk(offset, written, max_chunk_bytes)?;
+                file.write_all(&bytes)
+                    .await
+                    .context("failed to write the chunk")?;
+            }
+            file.flush().await.context("failed to write the chunk")?;
+            Ok(())
+        }
+        .await;
+        match copied {
+            Ok(()) => {
+                state.received = offset + written;
+                Ok(state.received)
+            }
+            Err(err) => {
+                // What was received stays exactly `offset` bytes.
+                let _ = file.set_len(offset).await;
+                Err(err)
+            }
+        }
+    }
+
+    fn check_chunk(&self, offset: u64, len: u64, max_chunk_bytes: u64) -> Result<(), SessionError> {
+        if len > max_chunk_bytes {
+            return Err(SessionError::ChunkTooLarge {
+                max: max_chunk_bytes,
+            });
+        }
+        let end = offset.saturating_add(len);
+        if end > self.total_bytes {
+            return Err(SessionError::LengthExceeded {
+                end,
+                total: self.total_bytes,
+            });
+        }
+        Ok(())
+    }
+
+    /// Moves a complete session to encoding. `Ok(true)` when the caller must start the encode,
+    /// `Ok(false)` when it was already started.
+    pub async fn begin_encode(&self) -> Result<bool, SessionError> {
+        let mut state = self.state.lock().await;
+        if state.phase != Phase::Receiving {
+            return Ok(false);
+        }
+        if state.received != self.total_bytes {
+            return Err(SessionError::Incomplete {
+                received: state.received,
+                total: self.total_bytes,
+            });
+        }
+        write_record(&self.dir, &self.record(true)).await?;
+        state.phase = Phase::Encoding;
+        Ok(true)
+    }
+
+    pub async fn mark_done(&self) {
+        self.state.lock().await.phase = Phase::Done;
+    }
+
+    pub async fn remove_spool(&self) -> std::io::Result<()> {
+        match tokio::fs::remove_dir_all(&self.dir).await {
+            Err(err) if err.kind() != ErrorKind::NotFound => Err(err),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The sessions of this replica, by id.
+pub struct Sessions {
+    root: PathBuf,
+    by_id: Mutex<HashMap<SessionId, Arc<Session>>>,
+    creating: tokio::sync::Mutex<()>,
+    stopping: CancellationToken,
+}
+
+pub enum Created {
+    New(Arc<Session>),
+    Existing(Arc<Session>),
+}
+
+impl Sessions {
+    /// Loads the sessions spooled under `root` (`{spool_dir}/{replica_id}`) by an earlier run.
+    pub async fn load(root: PathBuf, stopping: CancellationToken) -> anyhow::Result<Self> {
+        tokio::fs::create_dir_all(&root)
+            .await
+            .with_context(|| format!("failed to create spool directory {}", root.display()))?;
+        let sessions = Self {
+            root,
+            by_id: Mutex::new(HashMap::new()),
+            creating: tokio::sync::Mutex::new(()),
+            stopping,
+        };
+        let mut entries = tokio::fs::read_dir(&sessions.root)
+            .await
+            .context("failed to list the spool directory")?;
+        while let Some(entry) = entries.next_entry().await? {
+            let dir = entry.path();
+            if !entry.file_type().await?.is_dir() {
+                continue;
+            }
+            match sessions.reload(&dir).await {
+                Ok(session) => {
+                    tracing::info!(
+                        session_id = %session.session_id,
+                        video_id = %session.video_id,
+                        flow_id = %session.flow_id,
+                        "session reloaded from spool"
+                    );
+                    sessions.insert(session);
+                }
+                Err(err) => {
+                    // A directory whose creation never completed: nobody was told about it.
+                    tracing::warn!(dir = %dir.display(), error = %format!("{err:#}"), "unusable spool directory removed");
+                    let _ = tokio::fs::remove_dir_all(&dir).await;
+                }
+            }
+        }
+        Ok(sessions)
+    }
+
+    async fn reload(&self, dir: &Path) -> anyhow::Result<Arc<Session>> {
+        let text = tokio::fs::read(dir.join(RECORD_FILE))
+            .await
+            .context("failed to read session.json")?;
+        let record: SessionRecord =
+            serde_json::from_slice(&text).context("failed to parse session.json")?;
+        let source = dir.join(SOURCE_FILE);
+        let received = match tokio::fs::metadata(&source).await {
+            Ok(metadata) => metadata.len(),
+            Err(err) if err.kind() == ErrorKind::NotFound => 0,
+            Err(err) => return Err(err).context("failed to read the source size"),
+        };
+        let received = received.min(record.total_bytes);
+        let phase = if record.finished && received == record.total_bytes {
+            Phase::Encoding
+        } else {
+            Phase::Receiving
+        };
+        Ok(self.session(&record, dir.to_path_buf(), received, phase))
+    }
+
+    fn session(
+        &self,
+        record: &SessionRecord,
+        dir: PathBuf,
+        received: u64,
+        phase: Phase,
+    ) -> Arc<Session> {
+        Arc::new(Session {
+            session_id: record.session_id,
+            video_id: record.video_id,
+            flow_id: record.flow_id,
+            total_bytes: record.total_bytes,
+            dir,
+            state: tokio::sync::Mutex::new(SessionState { received, phase }),
+            cancel: self.stopping.child_token(),
+            deleted: AtomicBool::new(false),
+        })
+    }
+
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, Arc<Session>>> {
+        self.by_id
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn insert(&self, session: Arc<Session>) {
+        self.map().insert(session.session_id, session);
+    }
+
+    pub fn get(&self, id: SessionId) -> Option<Arc<Session>> {
+        self.map().get(&id).cloned()
+    }
+
+    /// Sessions reloaded in the middle of their encode.
+    pub async fn encoding(&self) -> Vec<Arc<Session>> {
+        let all: Vec<Arc<Session>> = self.map().values().cloned().collect();
+        let mut encoding = Vec::new();
+        for session in all {
+            if session.phase().await == Phase::Encoding {
+                encoding.push(session);
+            }
+        }
+        encoding
+    }
+
+    /// Creates the session, or returns the one with the same ids and size.
+    pub async fn create(&self, request: &CreateProcess) -> Result<Created, SessionError> {
+        let _creating = self.creating.lock().await;
+        if let Some(existing) = self.get(request.session_id) {
+            let same = existing.video_id == request.video_id
+                && existing.flow_id == request.flow_id
+                && existing.total_bytes == request.total_bytes;
+            return if same {
+                Ok(Created::Existing(existing))
+            } else {
+                Err(SessionError::Conflict(request.session_id))
+            };
+        }
+        let record = SessionRecord {
+            session_id: request.session_id,
+            video_id: request.video_id,
+            flow_id: request.flow_id,
+            total_bytes: request.total_bytes,
+            finished: false,
+        };
+        let dir = self.root.join(request.session_id.to_string());
+        // Left over by a session deleted while its encode was still writing.
+        let _ = tokio::fs::remove_dir_all(&dir).await;
+        tokio::fs::create_dir_all(&dir)
+            .await
+            .context("failed to create the session directory")?;
+        write_record(&dir, &record).await?;
+        let session = self.session(&record, dir, 0, Phase::Receiving);
+        self.insert(session.clone());
+        Ok(Created::New(session))
+    }
+
+    /// Forgets the session and stops its encode; the caller removes the spool.
+    pub fn remove(&self, id: SessionId) -> Option<Arc<Session>> {
+        let session = self.map().remove(&id)?;
+        session.deleted.store(true, Ordering::SeqCst);
+        session.cancel.cancel();
+        Some(session)
+    }
+}
+
+async fn write_record(dir: &Path, record: &SessionRecord) -> anyhow::Result<()> {
+    let json = serde_json::to_vec_pretty(record).context("failed to encode session.json")?;
+    let temporary = dir.join(format!(".{RECORD_FILE}.tmp"));
+    let mut file = tokio::fs::File::create(&temporary)
+        .await
+        .context("failed to create session.json")?;
+    file.write_all(&json)
+        .await
+        .context("failed to write session.json")?;
+    file.sync_all()
+        .await
+        .context("failed to write session.json")?;
+    drop(file);
+    tokio::fs::rename(&temporary, dir.join(RECORD_FILE))
+        .await
+        .context("failed to write session.json")?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use futures_util::stream;
+
+    use super::*;
+
+    fn request(total_bytes: u64) -> CreateProcess {
+        CreateProcess {
+            session_id: SessionId::new(),
+            video_id: VideoId::new(),
+            flow_id: FlowId::new(),
+            total_bytes,
+        }
+    }
+
+    fn body(parts: &[&'static [u8]]) -> impl Stream<Item = Result<Bytes, Infallible>> + Unpin {
+        stream::iter(
+            parts
+                .iter()
+                .map(|part| Ok(Bytes::from_static(part)))
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    async fn new_session(sessions: &Sessions, total: u64) -> Arc<Session> {
+        match sessions.create(&request(total)).await.unwrap() {
+            Created::New(session) => session,
+            Created::Existing(_) => panic!("session existed"),
+        }
+    }
+
+    #[tokio::test]
+    async fn chunks_stitch_and_redelivery_is_harmless() {
+        let spool = tempfile::tempdir().unwrap();
+        let sessions = Sessions::load(spool.path().join("r1"), CancellationToken::new())
+            .await
+            .unwrap();
+        let session = new_session(&sessions, 10).await;
+        assert_eq!(
+            session
+                .write_chunk(0, None, 100, body(&[b"abc", b"d"]))
+                .await
+                .unwrap(),
+            4
+        );
+        assert_eq!(
+            session
+                .write_chunk(4, Some(3), 100, body(&[b"efg"]))
+                .await
+                .unwrap(),
+            7
+        );
+        assert_eq!(
+            session
+                .write_chunk(4, None, 100, body(&[b"efg"]))
+                .await
+                .unwrap(),
+            7
+        );
+        assert!(matches!(
+            session.write_chunk(8, None, 100, body(&[b"x"])).await,
+            Err(SessionError::OffsetGap {
+                offset: 8,
+                received: 7
+            })
+        ));
+        assert!(matches!(
+            session.write_chunk(7, None, 100, body(&[b"hijk"])).await,
+            Err(SessionError::LengthExceeded { end: 11, total: 10 })
+        ));
+        assert!(matches!(
+            session.write_chunk(7, Some(4), 100, body(&[b"hijk"])).await,
+            Err(SessionError::LengthExceeded { .. })
+        ));
+        assert!(matches!(
+            session.write_chunk(7, None, 2, body(&[b"hij"])).await,
+            Err(SessionError::ChunkTooLarge { max: 2 })
+        ));
+        assert!(matches!(
+            session.begin_encode().await,
+            Err(SessionError::Incomplete {
+                received: 7,
+                total: 10
+            })
+        ));
+        assert_eq!(
+            session
+                .write_chunk(7, None, 100, body(&[b"hij"]))
+                .await
+                .unwrap(),
+            10
+        );
+        assert_eq!(
+            tokio::fs::read(session.source_path()).await.unwrap(),
+            b"abcdefghij"
+        );
+        assert!(session.begin_encode().await.unwrap());
+        assert!(!session.begin_encode().await.unwrap());
+        assert!(matches!(
+            session.write_chunk(0, None, 100, body(&[b"a"])).await,
+            Err(SessionError::Finished)
+        ));
+    }
+
+    #[tokio::test]
+    async fn create_is_idempotent_and_refuses_conflicts() {
+        let spool = tempfile::tempdir().unwrap();
+        let sessions = Sessions::load(spool.path().join("r1"), CancellationToken::new())
+            .await
+            .unwrap();
+        let request = request(5);
+        assert!(matches!(
+            sessions.create(&request).await.unwrap(),
+            Created::New(_)
+        ));
+        assert!(matches!(
+            sessions.create(&request).await.unwrap(),
+            Created::Existing(_)
+        ));
+        let other = CreateProcess {
+            total_bytes: 6,
+            ..request.clone()
+        };
+        assert!(matches!(
+            sessions.create(&other).await,
+            Err(SessionError::Conflict(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn sessions_are_reloaded_from_the_spool() {
+        let spool = tempfile::tempdir().unwrap();
+        let root = spool.path().join("r1");
+        let (receiving, finished) = {
+            let sessions = Sessions::load(root.clone(), CancellationToken::new())
+                .await
+                .unwrap();
+            let receiving = new_session(&sessions, 10).await;
+            receiving
+                .write_chunk(0, None, 100, body(&[b"abc"]))
+                .await
+                .unwrap();
+            let finished = new_session(&sessions, 2).await;
+            finished
+                .write_chunk(0, None, 100, body(&[b"ab"]))
+                .await
+                .unwrap();
+            finished.begin_encode().await.unwrap();
+            (receiving.session_id, finished.session_id)
+        };
+        tokio::fs::create_dir_all(root.join("half-created"))
+            .await
+            .unwrap();
+
+        let sessions = Sessions::load(root.clone(), CancellationToken::new())
+            .await
+            .unwrap();
+        let reloaded = sessions.get(receiving).unwrap();
+        assert_eq!(reloaded.phase().await, Phase::Receiving);
+        assert_eq!(
+            reloaded
+                .write_chunk(3, None, 100, body(&[b"d"]))
+                .await
+                .unwrap(),
+            4
+        );
+        let encoding = sessions.encoding().await;
+        assert_eq!(encoding.len(), 1);
+        assert_eq!(encoding[0].session_id, finished);
+        assert!(!root.join("half-created").exists());
+    }
+
+    #[tokio::test]
+    async fn removing_cancels_and_forgets() {
+        let spool = tempfile::tempdir().unwrap();
+        let sessions = Sessions::load(spool.path().join("r1"), CancellationToken::new())
+            .await
+            .unwrap();
+        let session = new_session(&sessions, 10).await;
+        let removed = sessions.remove(session.session_id).unwrap();
+        assert!(removed.cancel.is_cancelled());
+        assert!(removed.is_deleted());
+        removed.remove_spool().await.unwrap();
+        assert!(!session.dir.exists());
+        assert!(sessions.get(session.session_id).is_none());
+        assert!(sessions.remove(session.session_id).is_none());
+    }
+}

@@ -1,0 +1,173 @@
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use vod_infra::config::millis;
+
+use crate::config::Config;
+use crate::encode;
+use crate::outcomes::Publisher;
+use crate::routes;
+use crate::sessions::Sessions;
+
+/// What the handlers and the encode tasks share.
+pub struct AppState {
+    pub config: Config,
+    /// This replica's address, e.g. `http://fflow:4050/r1/`.
+    pub address: String,
+    pub sessions: Sessions,
+    pub tracker: TaskTracker,
+    /// Bounds the encodes running at once.
+    pub encodes: Semaphore,
+    pub publisher: Publisher,
+    /// Cancelled at shutdown; every session's token is a child of it.
+    pub stopping: CancellationToken,
+}
+
+pub struct App {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    state: Arc<AppState>,
+    router: Router,
+}
+
+impl App {
+    /// Checks ffmpeg, ffprobe and the spool, binds the listener, connects to RabbitMQ and
+    /// reloads the sessions an earlier run left in the spool.
+    pub async fn build(mut config: Config) -> anyhow::Result<App> {
+        config.validate()?;
+        config.ffmpeg_path = resolve_program(&config.ffmpeg_path)?;
+        config.ffprobe_path = resolve_program(&config.ffprobe_path)?;
+        check_runs(&config.ffmpeg_path).await?;
+        check_runs(&config.ffprobe_path).await?;
+        let spool = config.spool_dir.join(&config.replica_id);
+        check_writable(&spool).await?;
+
+        let (listener, local_addr) = vod_infra::http::bind(&config.listen_addr).await?;
+        let public_url = config
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{local_addr}"));
+        let address = format!(
+            "{}/{}/",
+            public_url.trim_end_matches('/'),
+            config.replica_id
+        );
+
+        let publisher = Publisher::connect(
+            &config.amqp,
+            format!("fflow-{}", config.replica_id),
+            millis(config.publish_timeout_ms),
+        )
+        .await?;
+        let stopping = CancellationToken::new();
+        let sessions = Sessions::load(spool, stopping.clone()).await?;
+        let state = Arc::new(AppState {
+            address,
+            sessions,
+            tracker: TaskTracker::new(),
+            encodes: Semaphore::new(config.max_concurrent_encodes),
+            publisher,
+            stopping,
+            config,
+        });
+        tracing::info!(
+            replica_id = %state.config.replica_id,
+            addr = %local_addr,
+            address = %state.address,
+            "fflow replica ready"
+        );
+        Ok(App {
+            listener,
+            local_addr,
+            router: routes::router(state.clone()),
+            state,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The address this replica advertises, ending in `/{replica_id}/`.
+    pub fn address(&self) -> String {
+        self.state.address.clone()
+    }
+
+    pub fn replica_id(&self) -> &str {
+        &self.state.config.replica_id
+    }
+
+    /// Serves until `shutdown`; then stops taking requests, kills running ffmpeg processes and
+    /// waits for the encode tasks.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let state = self.state;
+        for session in state.sessions.encoding().await {
+            tracing::info!(session_id = %session.session_id, "encode resumed after restart");
+            state.tracker.spawn(encode::run(state.clone(), session));
+        }
+        let stopping = state.stopping.clone();
+        let shutdown_watch = shutdown.clone();
+        state.tracker.spawn(async move {
+            tokio::select! {
+                () = shutdown_watch.cancelled() => stopping.cancel(),
+                () = stopping.cancelled() => {}
+            }
+        });
+
+        let served = vod_infra::http::serve(self.listener, self.router, shutdown).await;
+        state.stopping.cancel();
+        state.tracker.close();
+        state.tracker.wait().await;
+        state.publisher.close().await;
+        tracing::info!(replica_id = %state.config.replica_id, "fflow replica stopped");
+        served
+    }
+}
+
+/// A relative path with a directory part is made absolute: ffmpeg runs inside the session
+/// directory.
+fn resolve_program(program: &str) -> anyhow::Result<String> {
+    let path = Path::new(program);
+    if path.is_absolute() || path.components().count() == 1 {
+        return Ok(program.to_owned());
+    }
+    let absolute = std::fs::canonicalize(path).with_context(|| format!("{program} not found"))?;
+    Ok(absolute.to_string_lossy().into_owned())
+}
+
+async fn check_runs(program: &str) -> anyhow::Result<()> {
+    let run = tokio::process::Command::new(program)
+        .arg("-version")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .status();
+    let status = tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .with_context(|| format!("{program} -version did not finish"))?
+        .with_context(|| format!("failed to run {program}"))?;
+    anyhow::ensure!(status.success(), "{program} -version exited with {status}");
+    Ok(())
+}
+
+async fn check_writable(dir: &Path) -> anyhow::Result<()> {
+    tokio::fs::create_dir_all(dir)
+        .await
+        .with_context(|| format!("failed to create spool directory {}", dir.display()))?;
+    let probe = dir.join(".writable");
+    tokio::fs::write(&probe, b"ok")
+        .await
+        .with_context(|| format!("spool directory {} is not writable", dir.display()))?;
+    let _ = tokio::fs::remove_file(&probe).await;
+    Ok(())
+}

@@ -1,0 +1,336 @@
+//! A world of one test: a real holder on a temp root, fflow replicas on a temp spool, queues
+//! with a unique prefix on the local RabbitMQ.
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use lapin::options::{BasicGetOptions, QueueDeleteOptions};
+use lapin::{Channel, Connection};
+use reqwest::StatusCode;
+use tempfile::TempDir;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use vod_contracts::fflow::{ChunkWritten, CreateProcess, FflowError, ProcessCreated};
+use vod_contracts::outcome::EncodeOutcome;
+use vod_contracts::{FlowId, SessionId, VideoId};
+use vod_infra::config::AmqpSettings;
+
+const HOLDER_PASSWORD: &str = "test-password";
+
+pub struct TestEnv {
+    pub dir: TempDir,
+    pub holder_root: PathBuf,
+    pub holder_http: SocketAddr,
+    pub holder_ftp: SocketAddr,
+    pub queue_prefix: String,
+    pub http: reqwest::Client,
+    shutdown: CancellationToken,
+    holder: JoinHandle<anyhow::Result<()>>,
+    amqp: Connection,
+    channel: Channel,
+}
+
+pub struct Replica {
+    /// `http://127.0.0.1:port`, the bare address.
+    pub base: String,
+    /// The advertised address, `http://127.0.0.1:port/{id}/`.
+    pub address: String,
+    pub spool: PathBuf,
+    shutdown: CancellationToken,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl TestEnv {
+    pub async fn start() -> TestEnv {
+        vod_infra::telemetry::init("warn");
+        let dir = tempfile::tempdir().unwrap();
+        let holder_root = dir.path().join("holder");
+        let holder = holder::App::build(holder::Config::for_tests(
+            holder_root.clone(),
+            HOLDER_PASSWORD,
+        ))
+        .await
+        .unwrap();
+        let holder_http = holder.http_addr();
+        let holder_ftp = holder.ftp_addr();
+        let shutdown = CancellationToken::new();
+        let holder = tokio::spawn(holder.run_until_stopped(shutdown.clone()));
+
+        let queue_prefix = format!("test-{}", uuid::Uuid::new_v4());
+        let amqp = vod_infra::amqp::connect(&AmqpSettings::default(), "fflow-tests")
+            .await
+            .unwrap();
+        let channel = amqp.create_channel().await.unwrap();
+        vod_infra::amqp::declare_queues(
+            &channel,
+            &vod_contracts::queues::QueueNames::with_prefix(&queue_prefix),
+        )
+        .await
+        .unwrap();
+        TestEnv {
+            dir,
+            holder_root,
+            holder_http,
+            holder_ftp,
+            queue_prefix,
+            http: reqwest::Client::new(),
+            shutdown,
+            holder,
+            amqp,
+            channel,
+        }
+    }
+
+    pub fn spool(&self) -> PathBuf {
+        self.dir.path().join("spool")
+    }
+
+    pub fn fflow_config(&self, replica_id: &str) -> fflow::Config {
+        fflow::Config::for_tests(
+            self.spool(),
+            replica_id,
+            &self.holder_ftp.to_string(),
+            HOLDER_PASSWORD,
+            &self.queue_prefix,
+        )
+    }
+
+    pub async fn start_replica(&self, replica_id: &str) -> Replica {
+        self.start_replica_with(self.fflow_config(replica_id)).await
+    }
+
+    pub async fn start_replica_with(&self, config: fflow::Config) -> Replica {
+        let spool = config.spool_dir.join(&config.replica_id);
+        let app = fflow::App::build(config).await.unwrap();
+        let base = format!("http://{}", app.local_addr());
+        let address = app.address();
+        let shutdown = self.shutdown.child_token();
+        let task = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+        Replica {
+            base,
+            address,
+            spool,
+            shutdown,
+            task,
+        }
+    }
+
+    /// The next outcome fflow published, waiting for it up to two minutes.
+    pub async fn next_outcome(&self) -> EncodeOutcome {
+        let queue = vod_contracts::queues::QueueNames::with_prefix(&self.queue_prefix).outcomes;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            let message = self
+                .channel
+                .basic_get(queue.as_str().into(), BasicGetOptions { no_ack: true })
+                .await
+                .unwrap();
+            if let Some(message) = message {
+                let properties = &message.delivery.properties;
+                assert_eq!(
+                    properties.delivery_mode(),
+                    &Some(2),
+                    "outcome not persistent"
+                );
+                return serde_json::from_slice(&message.delivery.data).unwrap();
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no outcome was published"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.holder.await.unwrap().unwrap();
+        let names = vod_contracts::queues::QueueNames::with_prefix(&self.queue_prefix);
+        for queue in [names.commands, names.outcomes] {
+            self.channel
+                .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+                .await
+                .unwrap();
+        }
+        let _ = self.amqp.close(200, "done".into()).await;
+    }
+}
+
+impl Replica {
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.task.await.unwrap().unwrap();
+    }
+
+    pub fn session_dir(&self, session_id: SessionId) -> PathBuf {
+        self.spool.join(session_id.to_string())
+    }
+
+    pub async fn create(
+        &self,
+        http: &reqwest::Client,
+        total_bytes: u64,
+    ) -> (CreateProcess, ProcessCreated) {
+        let request = CreateProcess {
+            session_id: SessionId::new(),
+            video_id: VideoId::new(),
+            flow_id: FlowId::new(),
+            total_bytes,
+        };
+        let response = http
+            .post(format!("{}/processes", self.base))
+            .json(&request)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED);
+        (request, response.json().await.unwrap())
+    }
+
+    pub async fn put_chunk(
+        &self,
+        http: &reqwest::Client,
+        session_id: SessionId,
+        offset: u64,
+        bytes: &[u8],
+    ) -> reqwest::Response {
+        http.put(format!(
+            "{}{}?offset={offset}",
+            self.address,
+            vod_contracts::fflow::chunks_path(session_id)
+        ))
+        .body(bytes.to_vec())
+        .send()
+        .await
+        .unwrap()
+    }
+
+    pub async fn put_ok(
+        &self,
+        http: &reqwest::Client,
+        session_id: SessionId,
+        offset: u64,
+        bytes: &[u8],
+    ) -> u64 {
+        let response = self.put_chunk(http, session_id, offset, bytes).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let written: ChunkWritten = response.json().await.unwrap();
+        written.received_bytes
+    }
+
+    pub async fn finish(&self, http: &reqwest::Client, session_id: SessionId) -> reqwest::Response {
+        http.post(format!(
+            "{}{}",
+            self.address,
+            vod_contracts::fflow::finish_path(session_id)
+        ))
+        .send()
+        .await
+        .unwrap()
+    }
+}
+
+/// Uploads `bytes` in `chunks` pieces and finishes.
+pub async fn upload(env: &TestEnv, replica: &Replica, bytes: &[u8]) -> CreateProcess {
+    let (request, _) = replica.create(&env.http, bytes.len() as u64).await;
+    let piece = bytes.len().div_ceil(3);
+    let mut offset = 0;
+    for chunk in bytes.chunks(piece) {
+        offset = replica
+            .put_ok(&env.http, request.session_id, offset, chunk)
+            .await;
+    }
+    assert_eq!(
+        replica.finish(&env.http, request.session_id).await.status(),
+        StatusCode::ACCEPTED
+    );
+    request
+}
+
+pub async fn error_of(response: reqwest::Response) -> (StatusCode, String) {
+    let status = response.status();
+    let error: FflowError = response.json().await.unwrap();
+    (status, error.code)
+}
+
+/// A 3-second 320x240 MP4 with a 440 Hz tone.
+pub fn make_clip(dir: &Path) -> Vec<u8> {
+    let path = dir.join("clip.mp4");
+    let status = Command::new("ffmpeg")
+        .args([
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x240:rate=25",
+        ])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440",
+            "-t",
+            "3",
+            "-pix_fmt",
+            "yuv420p",
+        ])
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::read(path).unwrap()
+}
+
+/// ffprobe's view of a URL or file: (duration, stream kinds).
+pub async fn probe(input: &str) -> (f64, Vec<String>) {
+    let output = tokio::process::Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-of",
+            "json",
+            "-show_format",
+            "-show_streams",
+            input,
+        ])
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let answer: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let duration = answer["format"]["duration"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let kinds = answer["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|stream| stream["codec_type"].as_str().unwrap().to_owned())
+        .collect();
+    (duration, kinds)
+}
+
+/// Polls `condition` until it holds, for up to 30 seconds.
+pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !condition() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what} never happened"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
