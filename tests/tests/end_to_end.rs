@@ -170,3 +170,39 @@ async fn chunks_of_a_session_stay_on_one_replica_and_uploads_use_both() {
 
     stack.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_large_streamed_patch_is_stored_whole() {
+    let env = TestEnv::new().await;
+    let options = vod_tests::StackOptions {
+        chunk_size_bytes: 1024 * 1024,
+        ..vod_tests::StackOptions::default()
+    };
+    let stack = Stack::spawn_with(&env, options).await;
+    const LEN: usize = 24 * 1024 * 1024;
+    let upload = stack.create_upload(LEN as u64, "large.bin").await;
+
+    // A chunked body of unknown length, as a client streaming a file sends it.
+    let frames = (0..LEN / 65_536).map(|index| {
+        Ok::<_, std::io::Error>(bytes::Bytes::from(vec![(index % 251) as u8; 65_536]))
+    });
+    let response = stack
+        .http
+        .patch(&upload.location)
+        .header("Tus-Resumable", vod_tests::tus::TUS_VERSION)
+        .header("Content-Type", vod_tests::tus::OFFSET_OCTET_STREAM)
+        .header("Upload-Offset", "0")
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(frames)))
+        .send()
+        .await
+        .expect("gateway answers");
+    assert_eq!(response.status(), 204);
+    assert_eq!(vod_tests::tus::header_u64(&response, "upload-offset"), LEN as u64);
+    assert_eq!(stack.offset(&upload.location).await, LEN as u64);
+
+    // Not a video, so it fails, but only after every byte was counted.
+    let video = stack.wait_until_settled(upload.video_id).await;
+    assert_eq!(video.flows[0].uploaded_bytes, LEN as u64);
+    assert_eq!(video.status, VideoStatus::Failed, "{video:#?}");
+    stack.shutdown().await;
+}
