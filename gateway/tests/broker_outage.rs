@@ -17,7 +17,14 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-const RABBITMQ: &str = "127.0.0.1:5672";
+/// `host:port` of the test broker, from its URL.
+fn broker_address(url: &str) -> String {
+    let without_scheme = url.trim_start_matches("amqp://");
+    let host_part = without_scheme
+        .rsplit_once('@')
+        .map_or(without_scheme, |(_, rest)| rest);
+    host_part.split('/').next().unwrap_or(host_part).to_owned()
+}
 
 struct FlakyProxy {
     addr: SocketAddr,
@@ -39,7 +46,8 @@ impl FlakyProxy {
                 }
                 let cut = accept_connections.lock().expect("lock").clone();
                 tokio::spawn(async move {
-                    let Ok(mut upstream) = TcpStream::connect(RABBITMQ).await else {
+                    let broker = broker_address(&vod_infra::testsuite::amqp_url());
+                    let Ok(mut upstream) = TcpStream::connect(broker).await else {
                         return;
                     };
                     tokio::select! {
@@ -91,7 +99,9 @@ async fn requests_fail_fast_while_the_broker_is_away_and_work_again_after() {
     let _uploader = UploaderDouble::start(&env).await;
     let proxy = FlakyProxy::start().await;
     let mut config = env.config();
-    config.amqp.url = SecretString::from(format!("amqp://guest:guest@{}/%2f", proxy.addr));
+    let broker_url = vod_infra::testsuite::amqp_url();
+    let proxied = broker_url.replacen(&broker_address(&broker_url), &proxy.addr.to_string(), 1);
+    config.amqp.url = SecretString::from(proxied);
     // Far longer than the HTTP client waits: a request that waited for it would fail the test.
     config.rpc_timeout_ms = 600_000;
     let gateway = Gateway::spawn(config).await;

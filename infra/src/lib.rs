@@ -9,3 +9,5 @@ pub mod postgres;
 pub mod redis;
 pub mod shutdown;
 pub mod telemetry;
+#[cfg(feature = "testsuite")]
+pub mod testsuite;

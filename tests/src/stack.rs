@@ -97,13 +97,14 @@ impl Stack {
         let mut fflow_addresses = Vec::new();
         let mut fflow_urls = Vec::new();
         for replica in ["r1", "r2"] {
-            let config = fflow::Config::for_tests(
+            let mut config = fflow::Config::for_tests(
                 env.dir.path().join("fflow"),
                 replica,
                 &holder_ftp.to_string(),
                 &ftp_password,
                 &env.queue_prefix,
             );
+            config.amqp = env.amqp();
             let app = fflow::App::build(config).await.expect("fflow starts");
             fflow_urls.push(format!("http://{}", app.local_addr()));
             fflow_addresses.push(app.address());
@@ -131,6 +132,8 @@ impl Stack {
         }
 
         let mut gateway_config = gateway::Config::for_tests(&env.postgres_url, &env.queue_prefix);
+        gateway_config.postgres = env.postgres();
+        gateway_config.amqp = env.amqp();
         gateway_config.holder_public_url = holder_url.clone();
         gateway_config.chunk_size_bytes = options.chunk_size_bytes;
         gateway_config.max_upload_bytes = options.max_upload_bytes;

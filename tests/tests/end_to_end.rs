@@ -192,12 +192,17 @@ async fn one_large_streamed_patch_is_stored_whole() {
         .header("Tus-Resumable", vod_tests::tus::TUS_VERSION)
         .header("Content-Type", vod_tests::tus::OFFSET_OCTET_STREAM)
         .header("Upload-Offset", "0")
-        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(frames)))
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            frames,
+        )))
         .send()
         .await
         .expect("gateway answers");
     assert_eq!(response.status(), 204);
-    assert_eq!(vod_tests::tus::header_u64(&response, "upload-offset"), LEN as u64);
+    assert_eq!(
+        vod_tests::tus::header_u64(&response, "upload-offset"),
+        LEN as u64
+    );
     assert_eq!(stack.offset(&upload.location).await, LEN as u64);
 
     // Not a video, so it fails, but only after every byte was counted.

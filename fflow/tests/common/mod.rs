@@ -11,6 +11,7 @@ use std::time::Duration;
 use lapin::options::{BasicGetOptions, QueueDeleteOptions};
 use lapin::{Channel, Connection};
 use reqwest::StatusCode;
+use secrecy::SecretString;
 use tempfile::TempDir;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -44,6 +45,15 @@ pub struct Replica {
     task: JoinHandle<anyhow::Result<()>>,
 }
 
+/// The test broker (`VOD_TEST_AMQP_URL`) with this test's queue prefix.
+fn amqp_settings(queue_prefix: &str) -> AmqpSettings {
+    AmqpSettings {
+        url: SecretString::from(vod_infra::testsuite::amqp_url()),
+        queue_prefix: queue_prefix.to_owned(),
+        ..AmqpSettings::default()
+    }
+}
+
 impl TestEnv {
     pub async fn start() -> TestEnv {
         vod_infra::telemetry::init("warn");
@@ -61,7 +71,7 @@ impl TestEnv {
         let holder = tokio::spawn(holder.run_until_stopped(shutdown.clone()));
 
         let queue_prefix = format!("test-{}", uuid::Uuid::new_v4());
-        let amqp = vod_infra::amqp::connect(&AmqpSettings::default(), "fflow-tests")
+        let amqp = vod_infra::amqp::connect(&amqp_settings(&queue_prefix), "fflow-tests")
             .await
             .unwrap();
         let channel = amqp.create_channel().await.unwrap();
@@ -90,13 +100,15 @@ impl TestEnv {
     }
 
     pub fn fflow_config(&self, replica_id: &str) -> fflow::Config {
-        fflow::Config::for_tests(
+        let mut config = fflow::Config::for_tests(
             self.spool(),
             replica_id,
             &self.holder_ftp.to_string(),
             HOLDER_PASSWORD,
             &self.queue_prefix,
-        )
+        );
+        config.amqp = amqp_settings(&self.queue_prefix);
+        config
     }
 
     pub async fn start_replica(&self, replica_id: &str) -> Replica {

@@ -7,59 +7,38 @@ pub mod uploader_double;
 use std::time::Duration;
 
 use gateway::{App, Config};
-use secrecy::SecretString;
 use tokio_postgres::NoTls;
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 use vod_contracts::{FlowId, SessionId, VideoId};
-use vod_infra::config::{AmqpSettings, PostgresSettings};
+use vod_infra::config::AmqpSettings;
+use vod_infra::testsuite::TestWorld;
 
 pub use uploader_double::UploaderDouble;
 
-const ADMIN_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-
+/// The isolated world of one gateway test: a migrated database, queue names of its own, and
+/// a connection to the database for arranging and checking rows.
 pub struct TestEnv {
-    pub db_name: String,
-    pub db_url: String,
-    pub queue_prefix: String,
+    pub world: TestWorld,
     pub db: tokio_postgres::Client,
 }
 
 impl TestEnv {
     pub async fn new() -> Self {
         vod_infra::telemetry::init("warn");
-        let db_name = format!("gw_test_{}", Uuid::new_v4().simple());
-        let admin = connect(ADMIN_POSTGRES_URL).await;
-        admin
-            .batch_execute(&format!("CREATE DATABASE \"{db_name}\""))
-            .await
-            .expect("create test database");
-        let db_url = format!("postgres://postgres@127.0.0.1:5432/{db_name}");
-        let settings = PostgresSettings {
-            url: SecretString::from(db_url.clone()),
-            ..PostgresSettings::default()
-        };
-        vod_infra::postgres::migrate(&settings)
-            .await
-            .expect("migrate");
-        let db = connect(&db_url).await;
-        Self {
-            db_name,
-            db_url,
-            queue_prefix: format!("test-{}", Uuid::new_v4()),
-            db,
-        }
+        let world = TestWorld::new().await;
+        let db = world.db().await;
+        Self { world, db }
     }
 
     pub fn config(&self) -> Config {
-        Config::for_tests(&self.db_url, &self.queue_prefix)
+        let mut config = Config::for_tests(&self.world.postgres_url, &self.world.queue_prefix);
+        config.postgres = self.world.postgres();
+        config.amqp = self.world.amqp();
+        config
     }
 
     pub fn amqp_settings(&self) -> AmqpSettings {
-        AmqpSettings {
-            queue_prefix: self.queue_prefix.clone(),
-            ..AmqpSettings::default()
-        }
+        self.world.amqp()
     }
 
     /// A video with one flow and its session, written directly as the uploader would have.
@@ -133,48 +112,6 @@ impl TestEnv {
             .await
             .expect("read offset")
             .get(0)
-    }
-}
-
-impl Drop for TestEnv {
-    /// Drops the database and the queues, even when the test failed.
-    fn drop(&mut self) {
-        let db_name = self.db_name.clone();
-        let queues = vod_infra::amqp::queue_names(&self.amqp_settings());
-        let amqp = self.amqp_settings();
-        let cleanup = std::thread::spawn(move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            runtime.block_on(async move {
-                if let Ok((admin, connection)) =
-                    tokio_postgres::connect(ADMIN_POSTGRES_URL, NoTls).await
-                {
-                    tokio::spawn(connection);
-                    let _ = admin
-                        .batch_execute(&format!(
-                            "DROP DATABASE IF EXISTS \"{db_name}\" WITH (FORCE)"
-                        ))
-                        .await;
-                }
-                if let Ok(connection) =
-                    vod_infra::amqp::connect(&amqp, "gateway-test-cleanup").await
-                {
-                    if let Ok(channel) = connection.create_channel().await {
-                        for queue in [queues.commands, queues.outcomes] {
-                            let _ = channel
-                                .queue_delete(queue.as_str().into(), Default::default())
-                                .await;
-                        }
-                    }
-                    let _ = connection.close(200, "OK".into()).await;
-                }
-            });
-        });
-        let _ = cleanup.join();
     }
 }
 

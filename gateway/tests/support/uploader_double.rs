@@ -58,7 +58,7 @@ impl UploaderDouble {
             .expect("consume commands");
         let chunks = Arc::new(Mutex::new(Vec::new()));
         let state = DoubleState {
-            db: connect(&env.db_url).await,
+            db: connect(&env.world.postgres_url).await,
             chunks: chunks.clone(),
         };
         let task = tokio::spawn(serve(channel, consumer, state));
