@@ -156,9 +156,4 @@ impl Routing {
             tracing::warn!(session_id = %session_id, error = %error, "routing entry not removed");
         }
     }
-
-    /// The cached address, for tests that check where chunks went.
-    pub async fn cached_address(&self, session_id: SessionId) -> Option<String> {
-        self.cached(session_id).await
-    }
 }

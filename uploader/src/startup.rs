@@ -4,7 +4,6 @@ use anyhow::Context;
 use lapin::Connection;
 use tokio_util::sync::CancellationToken;
 use vod_contracts::queues::QueueNames;
-use vod_contracts::SessionId;
 use vod_infra::config::millis;
 
 use crate::config::Config;
@@ -64,11 +63,6 @@ impl App {
     /// The scheduler's jobs, to run them directly.
     pub fn scheduler(&self) -> Scheduler {
         self.scheduler.clone()
-    }
-
-    /// Where chunks of a session go, as cached in Redis.
-    pub async fn cached_route(&self, session_id: SessionId) -> Option<String> {
-        self.handlers.routing.cached_address(session_id).await
     }
 
     /// Consumes commands and outcomes (and runs the scheduler if configured) until `shutdown`;
