@@ -48,7 +48,13 @@ pub async fn run(
                 tracing::warn!(error = %error, "commands consumer interrupted");
                 continue;
             }
-            None => break,
+            None => {
+                in_flight.close();
+                in_flight.wait().await;
+                // The broker cancelled the consumer and recovery did not bring it back: stop
+                // the replica so that its supervisor restarts it, rather than idle unseen.
+                anyhow::bail!("the broker closed the commands consumer");
+            }
         };
         let handlers = handlers.clone();
         let reply_channel = reply_channel.clone();

@@ -36,7 +36,7 @@ pub async fn run(
         match delivery {
             Some(Ok(delivery)) => handle(delivery, &pg, &routing).await,
             Some(Err(error)) => tracing::warn!(error = %error, "outcomes consumer interrupted"),
-            None => break,
+            None => anyhow::bail!("the broker closed the outcomes consumer"),
         }
     }
     Ok(())

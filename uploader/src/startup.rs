@@ -83,22 +83,40 @@ impl App {
         } else {
             None
         };
-        let commands = consumer::run(
-            commands_channel,
-            reply_channel,
-            self.queues.commands.clone(),
-            format!("{name}-commands"),
-            self.handlers.clone(),
-            shutdown.clone(),
-        );
-        let outcomes = outcomes::run(
-            outcomes_channel,
-            self.queues.outcomes.clone(),
-            format!("{name}-outcomes"),
-            self.handlers.pg.clone(),
-            self.handlers.routing.clone(),
-            shutdown.clone(),
-        );
+        // A consumer that fails stops the other one too, and the replica exits with the error.
+        let stop = shutdown.child_token();
+        let stop_on_error = |result: anyhow::Result<()>| {
+            if result.is_err() {
+                stop.cancel();
+            }
+            result
+        };
+        let commands = async {
+            stop_on_error(
+                consumer::run(
+                    commands_channel,
+                    reply_channel,
+                    self.queues.commands.clone(),
+                    format!("{name}-commands"),
+                    self.handlers.clone(),
+                    stop.clone(),
+                )
+                .await,
+            )
+        };
+        let outcomes = async {
+            stop_on_error(
+                outcomes::run(
+                    outcomes_channel,
+                    self.queues.outcomes.clone(),
+                    format!("{name}-outcomes"),
+                    self.handlers.pg.clone(),
+                    self.handlers.routing.clone(),
+                    stop.clone(),
+                )
+                .await,
+            )
+        };
         tracing::info!(replica = %name, queue = %self.queues.commands, "uploader consuming");
         let (commands, outcomes) = tokio::join!(commands, outcomes);
         if let Some(mut cron) = cron {
