@@ -4,22 +4,44 @@
 //! so `UPLOADER_POSTGRES__URL` sets `postgres.url` of the uploader. Every field has a default
 //! that works on a developer machine.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use secrecy::SecretString;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-/// Reads `T` from the environment variables that start with `{prefix}_`.
+/// Reads `T` from the environment variables that start with `{prefix}_`. A variable with the
+/// prefix that names no setting is most likely a typo: it is logged, not fatal, because
+/// orchestrators add variables of their own (`GATEWAY_PORT` for a service named gateway).
 pub fn from_env<T: DeserializeOwned>(prefix: &str) -> anyhow::Result<T> {
+    let (config, unknown) = from_vars(prefix, None)?;
+    for variable in unknown {
+        tracing::warn!(%variable, "environment variable names no setting, ignored");
+    }
+    Ok(config)
+}
+
+/// Reads `T` from `vars` (the process environment when `None`), and returns with it the
+/// variables that named no setting.
+pub fn from_vars<T: DeserializeOwned>(
+    prefix: &str,
+    vars: Option<HashMap<String, String>>,
+) -> anyhow::Result<(T, Vec<String>)> {
     let source = ::config::Environment::with_prefix(prefix)
         .prefix_separator("_")
         .separator("__")
         .try_parsing(true)
         .list_separator(",")
-        .with_list_parse_key("fflow_urls");
+        .with_list_parse_key("fflow_urls")
+        .source(vars.map(|vars| vars.into_iter().collect()));
     let config = ::config::Config::builder().add_source(source).build()?;
-    Ok(config.try_deserialize()?)
+    let mut unknown = Vec::new();
+    let value = serde_ignored::deserialize(config, |path| {
+        let name = path.to_string().replace('.', "__").to_uppercase();
+        unknown.push(format!("{prefix}_{name}"));
+    })?;
+    Ok((value, unknown))
 }
 
 /// Milliseconds in configuration, a [`Duration`] in code.
@@ -84,5 +106,65 @@ impl Default for AmqpSettings {
             queue_prefix: vod_contracts::queues::DEFAULT_QUEUE_PREFIX.to_owned(),
             prefetch: 2,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(default)]
+    struct Example {
+        port: u16,
+        nested: Nested,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(default)]
+    struct Nested {
+        name: String,
+    }
+
+    fn vars(pairs: &[(&str, &str)]) -> Option<HashMap<String, String>> {
+        Some(
+            pairs
+                .iter()
+                .map(|(key, value)| (key.to_string(), value.to_string()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn nested_settings_use_double_underscores() {
+        let (example, unknown) = from_vars::<Example>(
+            "SVC",
+            vars(&[
+                ("SVC_PORT", "8080"),
+                ("SVC_NESTED__NAME", "r1"),
+                ("OTHER_PORT", "1"),
+            ]),
+        )
+        .expect("valid configuration");
+        assert_eq!(example.port, 8080);
+        assert_eq!(example.nested.name, "r1");
+        assert!(unknown.is_empty(), "{unknown:?}");
+    }
+
+    #[test]
+    fn variables_naming_no_setting_are_reported() {
+        let (_, unknown) = from_vars::<Example>(
+            "SVC",
+            vars(&[("SVC_PROT", "8080"), ("SVC_NESTED__NAEM", "r1")]),
+        )
+        .expect("valid configuration");
+        let mut unknown = unknown;
+        unknown.sort();
+        assert_eq!(unknown, vec!["SVC_NESTED__NAEM", "SVC_PROT"]);
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_type_is_an_error() {
+        assert!(from_vars::<Example>("SVC", vars(&[("SVC_PORT", "eighty")])).is_err());
     }
 }
