@@ -1,0 +1,209 @@
+//! The whole stack as separate processes started from the release binaries, in a world of its
+//! own (database, queues, Redis keys, directories), so that benchmarks measure what a deployment
+//! runs and can read each service's memory.
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use vod_infra::testsuite::{self, TestWorld};
+
+pub struct LocalStack {
+    pub gateway_url: String,
+    pub holder_url: String,
+    pub dir: tempfile::TempDir,
+    children: Vec<(String, Child)>,
+    _world: TestWorld,
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+impl LocalStack {
+    /// Starts holder, two fflow replicas, two uploaders and the gateway from `bin_dir`.
+    pub async fn start(bin_dir: &Path) -> anyhow::Result<Self> {
+        let world = TestWorld::new().await;
+        let dir = tempfile::tempdir()?;
+        let ftp_password = format!("bench-{}", world.id);
+        let holder_http = free_port()?;
+        let holder_ftp = free_port()?;
+        let fflow_ports = [free_port()?, free_port()?];
+        let gateway_port = free_port()?;
+        let amqp_url = testsuite::amqp_url();
+
+        let mut stack = Self {
+            gateway_url: format!("http://127.0.0.1:{gateway_port}"),
+            holder_url: format!("http://127.0.0.1:{holder_http}"),
+            dir,
+            children: Vec::new(),
+            _world: world,
+        };
+        let (postgres_url, queue_prefix, redis_prefix) = (
+            stack._world.postgres_url.clone(),
+            stack._world.queue_prefix.clone(),
+            stack._world.redis_prefix.clone(),
+        );
+        let holder_env = HashMap::from([
+            ("HOLDER_HTTP_ADDR", format!("127.0.0.1:{holder_http}")),
+            ("HOLDER_FTP_ADDR", format!("127.0.0.1:{holder_ftp}")),
+            ("HOLDER_ROOT", path_text(&stack.dir.path().join("holder"))),
+            ("HOLDER_FTP_PASSWORD", ftp_password.clone()),
+        ]);
+        stack.spawn(bin_dir, "holder", "holder", holder_env)?;
+        let mut fflow_urls = Vec::new();
+        for (index, port) in fflow_ports.iter().enumerate() {
+            let replica = format!("r{}", index + 1);
+            let env = HashMap::from([
+                ("FFLOW_LISTEN_ADDR", format!("127.0.0.1:{port}")),
+                ("FFLOW_REPLICA_ID", replica.clone()),
+                (
+                    "FFLOW_SPOOL_DIR",
+                    path_text(&stack.dir.path().join("fflow")),
+                ),
+                ("FFLOW_HOLDER__ADDR", format!("127.0.0.1:{holder_ftp}")),
+                ("FFLOW_HOLDER__PASSWORD", ftp_password.clone()),
+                ("FFLOW_AMQP__URL", amqp_url.clone()),
+                ("FFLOW_AMQP__QUEUE_PREFIX", queue_prefix.clone()),
+            ]);
+            stack.spawn(bin_dir, &format!("fflow-{replica}"), "fflow", env)?;
+            fflow_urls.push(format!("http://127.0.0.1:{port}"));
+        }
+        for index in 1..=2 {
+            let env = HashMap::from([
+                ("UPLOADER_POSTGRES__URL", postgres_url.clone()),
+                ("UPLOADER_REDIS__URL", testsuite::redis_url()),
+                ("UPLOADER_REDIS__KEY_PREFIX", redis_prefix.clone()),
+                ("UPLOADER_AMQP__URL", amqp_url.clone()),
+                ("UPLOADER_AMQP__QUEUE_PREFIX", queue_prefix.clone()),
+                ("UPLOADER_FFLOW_URLS", fflow_urls.join(",")),
+                ("UPLOADER_REPLICA_NAME", format!("uploader-{index}")),
+            ]);
+            stack.spawn(bin_dir, &format!("uploader-{index}"), "uploader", env)?;
+        }
+        let gateway_env = HashMap::from([
+            ("GATEWAY_LISTEN_ADDR", format!("127.0.0.1:{gateway_port}")),
+            ("GATEWAY_POSTGRES__URL", postgres_url.clone()),
+            ("GATEWAY_AMQP__URL", amqp_url.clone()),
+            ("GATEWAY_AMQP__QUEUE_PREFIX", queue_prefix.clone()),
+            ("GATEWAY_HOLDER_PUBLIC_URL", stack.holder_url.clone()),
+        ]);
+        stack.spawn(bin_dir, "gateway", "gateway", gateway_env)?;
+
+        let mut health = vec![
+            format!("{}/healthz", stack.holder_url),
+            format!("{}/healthz", stack.gateway_url),
+        ];
+        health.extend(fflow_urls.iter().map(|url| format!("{url}/healthz")));
+        let http = reqwest::Client::new();
+        for url in health {
+            stack
+                .wait_until(&format!("{url} answers"), || async {
+                    http.get(&url)
+                        .send()
+                        .await
+                        .is_ok_and(|r| r.status().is_success())
+                })
+                .await?;
+        }
+        Ok(stack)
+    }
+
+    fn spawn(
+        &mut self,
+        bin_dir: &Path,
+        name: &str,
+        binary: &str,
+        env: HashMap<&str, String>,
+    ) -> anyhow::Result<()> {
+        let log = std::fs::File::create(self.dir.path().join(format!("{name}.log")))?;
+        let child = Command::new(bin_dir.join(binary))
+            .envs(env)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("failed to start {binary} from {}", bin_dir.display()))?;
+        self.children.push((name.to_owned(), child));
+        Ok(())
+    }
+
+    async fn wait_until<F, Fut>(&mut self, what: &str, mut check: F) -> anyhow::Result<()>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !check().await {
+            for (name, child) in &mut self.children {
+                if let Some(status) = child.try_wait()? {
+                    bail!(
+                        "{name} exited with {status}; see {}",
+                        self.dir.path().display()
+                    );
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("timed out waiting until {what}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(())
+    }
+
+    /// Peak resident memory of the named processes (`VmHWM`), in MiB.
+    pub fn peak_rss_mib(&self, name_prefix: &str) -> Vec<(String, f64)> {
+        self.children
+            .iter()
+            .filter(|(name, _)| name.starts_with(name_prefix))
+            .filter_map(|(name, child)| {
+                let status =
+                    std::fs::read_to_string(format!("/proc/{}/status", child.id())).ok()?;
+                let kib: f64 = status
+                    .lines()
+                    .find_map(|line| line.strip_prefix("VmHWM:"))?
+                    .trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse()
+                    .ok()?;
+                Some((name.clone(), kib / 1024.0))
+            })
+            .collect()
+    }
+}
+
+impl Drop for LocalStack {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.children {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+        }
+        for (_, child) in &mut self.children {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn path_text(path: &Path) -> String {
+    path.to_string_lossy().into_owned()
+}
+
+/// Where `cargo build --release` put the binaries.
+pub fn release_bin_dir() -> PathBuf {
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    target.join("release")
+}
