@@ -69,8 +69,9 @@ async fn uploaded_clip_is_encoded_stored_on_holder_and_reported_ready() {
     };
     let dir = layout::presentation_dir(request.video_id, request.flow_id);
     assert!((facts.duration_seconds - 3.0).abs() < 0.2, "{facts:?}");
-    assert_eq!((facts.width, facts.height), (320, 240));
-    assert_eq!(facts.video_codec, "h264");
+    assert_eq!((facts.width, facts.height), (Some(320), Some(240)));
+    assert_eq!(facts.video_codec.as_deref(), Some("h264"));
+    assert_eq!(facts.poster_path, Some(format!("{dir}/poster.jpg")));
     assert_eq!(facts.audio_codec.as_deref(), Some("aac"));
     assert_eq!(facts.hls_path, format!("{dir}/master.m3u8"));
     assert_eq!(facts.dash_path, format!("{dir}/manifest.mpd"));
@@ -92,6 +93,7 @@ async fn uploaded_clip_is_encoded_stored_on_holder_and_reported_ready() {
             "master.m3u8",
             "media_0.m3u8",
             "media_1.m3u8",
+            "poster.jpg",
         ]
     );
     let media = std::fs::read_to_string(stored.join("media_0.m3u8")).unwrap();

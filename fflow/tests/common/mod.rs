@@ -162,9 +162,9 @@ impl TestEnv {
         self.shutdown.cancel();
         self.holder.await.unwrap().unwrap();
         let names = vod_contracts::queues::QueueNames::with_prefix(&self.queue_prefix);
-        for queue in [names.commands, names.outcomes] {
+        for queue in names.all() {
             self.channel
-                .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+                .queue_delete(queue.into(), QueueDeleteOptions::default())
                 .await
                 .unwrap();
         }
