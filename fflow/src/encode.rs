@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use tokio::sync::watch;
 use tracing::Instrument;
 use vod_contracts::layout::{self, DASH_MANIFEST, HLS_MASTER, POSTER};
 use vod_contracts::outcome::{
@@ -21,6 +22,7 @@ use crate::ladder::DisplaySize;
 use crate::plan::{self, EncodePlan, Input};
 use crate::playlists::{self, Variant};
 use crate::probe::{self, ProbeError, SourceFacts};
+use crate::progress;
 use crate::sessions::{Session, OUTPUT_DIR, SOURCE_FILE};
 use crate::startup::AppState;
 
@@ -130,12 +132,27 @@ async fn produce(
         "encoding"
     );
     let args = plan::encode_args(config, &plan, Input::File(SOURCE_FILE), OUTPUT_DIR);
-    let supervision = Supervision::new(config.stall_timeout());
-    *started = Some(EncodeStart {
+    let start = EncodeStart {
         path: EncodePath::AfterUpload,
         received_bytes: session.total_bytes,
-    });
-    encode_with_deadline(config, &session.dir, args, supervision).await?;
+    };
+    *started = Some(start);
+    let (encoded, encoded_watch) = watch::channel(Duration::ZERO);
+    let supervision = Supervision {
+        progress: Some(encoded),
+        ..Supervision::new(config.stall_timeout())
+    };
+    let (encode_result, ()) = tokio::join!(
+        encode_with_deadline(config, &session.dir, args, supervision),
+        progress::report(
+            state,
+            session,
+            start,
+            source.duration_seconds,
+            encoded_watch
+        ),
+    );
+    encode_result?;
     drop(permit);
 
     let remote_dir = layout::presentation_dir(session.video_id, session.flow_id);

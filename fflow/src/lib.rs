@@ -19,6 +19,7 @@ mod outcomes;
 mod plan;
 mod playlists;
 mod probe;
+mod progress;
 mod routes;
 mod sessions;
 mod startup;

@@ -122,7 +122,17 @@ pub fn encode_args(
 ) -> Vec<String> {
     let mut args: Vec<String> = Vec::new();
     let mut push = |items: &[&str]| args.extend(items.iter().map(|item| (*item).to_owned()));
-    push(&["-nostdin", "-y", "-nostats", "-progress", "pipe:1"]);
+    // ffmpeg reports at least as often as progress is reported on, and at most every 50 ms.
+    let stats_period = (config.progress_interval_ms.clamp(50, 500) as f64) / 1000.0;
+    push(&[
+        "-nostdin",
+        "-y",
+        "-nostats",
+        "-progress",
+        "pipe:1",
+        "-stats_period",
+        &format!("{stats_period:.3}"),
+    ]);
     push(&[
         "-i",
         match input {
@@ -346,6 +356,7 @@ mod tests {
             Some("id=0,streams=v id=1,streams=a")
         );
         assert_eq!(value_of(&args, "-progress"), Some("pipe:1"));
+        assert_eq!(value_of(&args, "-stats_period"), Some("0.500"));
         assert_eq!(args.last().map(String::as_str), Some("out/poster.jpg"));
         assert!(args.iter().any(|arg| arg == "out/manifest.mpd"));
         assert_eq!(plan.audio_stream_index(), Some(4));

@@ -333,7 +333,7 @@ pub async fn record_progress(
     let received = i64::try_from(started.received_bytes)?;
     let changed = client
         .execute(
-            "UPDATE flow SET progress_percent = GREATEST(COALESCE(progress_percent, 0), $2), \
+            "UPDATE flow SET progress_percent = GREATEST(progress_percent, $2::smallint), \
              encode_path = $3, encode_started_at_byte = LEAST($4, total_bytes) \
              WHERE id = $1 AND status IN ('UPLOADING', 'PROCESSING')",
             &[&flow_id.0, &percent, &started.path.as_str(), &received],
