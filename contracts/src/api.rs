@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::{FlowId, FlowStatus, VideoId, VideoStatus};
+use crate::{EncodePath, FlowId, FlowStatus, VideoId, VideoStatus};
 
 /// `GET /v1/videos/{id}`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -35,6 +35,50 @@ pub struct FlowView {
     pub audio_codec: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// How far the encode is, 0–100, from ffmpeg's own progress reports; 100 once ready,
+    /// `None` before the encode starts.
+    #[serde(default)]
+    pub progress_percent: Option<u8>,
+    /// Whether the encode started while the upload was arriving (`STREAMING`) or once it was
+    /// complete (`AFTER_UPLOAD`); `None` before it starts.
+    #[serde(default)]
+    pub encode_path: Option<EncodePath>,
+    /// Bytes of the upload that had arrived when the encode started.
+    #[serde(default)]
+    pub encode_started_at_byte: Option<u64>,
+    /// The uploaded source, once ready.
+    #[serde(default)]
+    pub source: Option<SourceView>,
+    /// The video renditions, tallest first, once ready; empty for an audio-only presentation.
+    #[serde(default)]
+    pub renditions: Vec<RenditionView>,
+    /// Absolute URL of the JPEG poster on holder, once ready (none without a picture).
+    #[serde(default)]
+    pub poster: Option<String>,
+}
+
+/// The uploaded source as ffprobe read it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SourceView {
+    /// Displayed size, rotation applied.
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub video_codec: Option<String>,
+    pub audio_codec: Option<String>,
+    pub frame_rate: Option<f64>,
+}
+
+/// One rendition of the ladder.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RenditionView {
+    pub width: u32,
+    pub height: u32,
+    /// Peak bits per second, audio included.
+    pub bandwidth: u64,
+    pub average_bandwidth: u64,
+    pub codecs: String,
+    /// Absolute URL of the rendition's HLS media playlist on holder.
+    pub hls: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

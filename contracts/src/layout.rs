@@ -7,6 +7,8 @@ use crate::{FlowId, VideoId};
 pub const HLS_MASTER: &str = "master.m3u8";
 /// File name of the DASH manifest inside a presentation directory.
 pub const DASH_MANIFEST: &str = "manifest.mpd";
+/// File name of the JPEG poster inside a presentation directory.
+pub const POSTER: &str = "poster.jpg";
 
 /// Directory of one flow's presentation, relative to holder's root, without slashes around it.
 pub fn presentation_dir(video_id: VideoId, flow_id: FlowId) -> String {

@@ -14,4 +14,4 @@ pub mod queues;
 mod status;
 
 pub use ids::{FlowId, SessionId, VideoId};
-pub use status::{FlowStatus, SessionStatus, UnknownStatus, VideoStatus};
+pub use status::{EncodePath, FlowStatus, SessionStatus, UnknownStatus, VideoStatus};

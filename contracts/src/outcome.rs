@@ -1,9 +1,13 @@
-//! fflow → uploader: how an encode ended. Published on the outcomes queue; the uploader applies
-//! it to the flow and video. Applying the same outcome twice changes nothing.
+//! fflow → uploader: how an encode ended, and how far along it is.
+//!
+//! An [`EncodeOutcome`] is published on the outcomes queue; the uploader applies it to the flow
+//! and video, and applying the same outcome twice changes nothing. [`EncodeProgress`] reports go
+//! on the progress queue while ffmpeg runs; they are advisory, a lost one is harmless, and one
+//! that arrives after the outcome changes nothing.
 
 use serde::{Deserialize, Serialize};
 
-use crate::{FlowId, SessionId, VideoId};
+use crate::{EncodePath, FlowId, SessionId, VideoId};
 
 /// The result of encoding one flow.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -12,12 +16,25 @@ pub struct EncodeOutcome {
     pub flow_id: FlowId,
     pub session_id: SessionId,
     pub result: EncodeResult,
+    /// How the encode that produced this result was started; `None` when it never started
+    /// (the source was refused before ffmpeg ran).
+    #[serde(default)]
+    pub started: Option<EncodeStart>,
+}
+
+/// How an encode was started.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EncodeStart {
+    pub path: EncodePath,
+    /// Bytes of the upload on the replica when ffmpeg started: the whole upload on the
+    /// after-upload path, less on the streaming path.
+    pub received_bytes: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum EncodeResult {
-    Ready(MediaFacts),
+    Ready(Box<MediaFacts>),
     Failed {
         /// A sentence a user can read, e.g. ffmpeg's own error line.
         reason: String,
@@ -28,12 +45,59 @@ pub enum EncodeResult {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MediaFacts {
     pub duration_seconds: f64,
-    pub width: u32,
-    pub height: u32,
-    pub video_codec: String,
+    /// Size of the largest rendition; `None` for an audio-only presentation.
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    /// Codec of the renditions' picture (`h264`), `None` for an audio-only presentation.
+    pub video_codec: Option<String>,
     pub audio_codec: Option<String>,
     /// Path of the HLS master playlist relative to holder's root.
     pub hls_path: String,
     /// Path of the DASH manifest relative to holder's root.
     pub dash_path: String,
+    /// What was uploaded.
+    pub source: SourceFacts,
+    /// The video renditions, tallest first; empty for an audio-only presentation.
+    pub renditions: Vec<RenditionFacts>,
+    /// Path of the JPEG poster relative to holder's root; `None` without a picture.
+    pub poster_path: Option<String>,
+}
+
+/// The uploaded source as ffprobe describes it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SourceFacts {
+    /// Displayed size (rotation and pixel aspect applied); `None` without a picture.
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    /// ffmpeg's codec names, e.g. `h264`, `hevc`, `vp9`, `aac`, `opus`.
+    pub video_codec: Option<String>,
+    pub audio_codec: Option<String>,
+    /// Frames per second of the source (its average rate).
+    pub frame_rate: Option<f64>,
+}
+
+/// One video rendition of the ladder.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RenditionFacts {
+    pub width: u32,
+    pub height: u32,
+    /// Peak bits per second of a segment, audio included, as in the HLS `BANDWIDTH`.
+    pub bandwidth: u64,
+    /// Mean bits per second, audio included.
+    pub average_bandwidth: u64,
+    /// RFC 6381 codecs, e.g. `avc1.64001f,mp4a.40.2`.
+    pub codecs: String,
+    /// Path of the rendition's HLS media playlist relative to holder's root.
+    pub playlist_path: String,
+}
+
+/// How far an encode is. Sent at most every few seconds per encode.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EncodeProgress {
+    pub video_id: VideoId,
+    pub flow_id: FlowId,
+    pub session_id: SessionId,
+    pub started: EncodeStart,
+    /// 0–99 while ffmpeg runs; a ready flow is 100.
+    pub percent: u8,
 }

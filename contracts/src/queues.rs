@@ -8,6 +8,8 @@ pub struct QueueNames {
     pub commands: String,
     /// fflow → uploader encode outcomes.
     pub outcomes: String,
+    /// fflow → uploader encode progress reports.
+    pub progress: String,
 }
 
 impl QueueNames {
@@ -15,7 +17,13 @@ impl QueueNames {
         Self {
             commands: format!("{prefix}.commands"),
             outcomes: format!("{prefix}.outcomes"),
+            progress: format!("{prefix}.progress"),
         }
+    }
+
+    /// Every queue, to declare or delete them all.
+    pub fn all(&self) -> [&str; 3] {
+        [&self.commands, &self.outcomes, &self.progress]
     }
 }
 

@@ -80,6 +80,15 @@ status_enum!(
     }
 );
 
+status_enum!(
+    /// How an encode was started: while the upload was still arriving, or once it was
+    /// complete.
+    EncodePath {
+        Streaming => "STREAMING",
+        AfterUpload => "AFTER_UPLOAD",
+    }
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,6 +5,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use vod_infra::config::{millis, AmqpSettings};
 
+use crate::ladder::Ladder;
+
 /// Configuration of an fflow replica, read from `FFLOW_*` variables.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default)]
@@ -24,14 +26,22 @@ pub struct Config {
     /// Must divide `segment_seconds`, so every segment starts on a keyframe.
     pub keyframe_interval_seconds: u32,
     pub x264_preset: String,
-    pub crf: u8,
-    /// The rendition keeps the source size, never upscaled, at most this tall.
-    pub max_height: u32,
+    /// The rungs renditions are chosen from (`FFLOW_LADDER`, see [`Ladder`]).
+    pub ladder: Ladder,
+    /// A faster source is encoded at an integer fraction of its rate, at most this.
+    pub max_frame_rate: u32,
+    /// The poster is the first frame at this time (or a third into shorter sources).
+    pub poster_at_seconds: f64,
     pub audio_bitrate: String,
     pub max_chunk_bytes: u64,
     pub probe_timeout_ms: u64,
     /// An encode running longer than this is killed and reported failed.
     pub max_encode_seconds: u64,
+    /// An ffmpeg that neither advances its output nor reads input for this long is killed and
+    /// its flow reported failed. Time spent waiting for upload bytes does not count.
+    pub stall_timeout_seconds: u64,
+    /// At most one progress report per encode in this interval.
+    pub progress_interval_ms: u64,
     /// First wait before publishing an outcome again; doubles up to `publish_max_backoff_ms`.
     /// Publishing is retried until it succeeds or the replica stops (a restarted replica
     /// encodes and publishes again).
@@ -72,12 +82,15 @@ impl Default for Config {
             segment_seconds: 4,
             keyframe_interval_seconds: 2,
             x264_preset: "veryfast".to_owned(),
-            crf: 23,
-            max_height: 1080,
+            ladder: Ladder::default(),
+            max_frame_rate: 60,
+            poster_at_seconds: 5.0,
             audio_bitrate: "128k".to_owned(),
             max_chunk_bytes: 16 * 1024 * 1024,
             probe_timeout_ms: 60_000,
             max_encode_seconds: 6 * 3600,
+            stall_timeout_seconds: 120,
+            progress_interval_ms: 1_000,
             publish_backoff_ms: 500,
             publish_max_backoff_ms: 30_000,
             publish_timeout_ms: 10_000,
@@ -174,8 +187,18 @@ impl Config {
             self.max_concurrent_encodes > 0,
             "FFLOW_MAX_CONCURRENT_ENCODES must be positive"
         );
-        anyhow::ensure!(self.max_height >= 2, "FFLOW_MAX_HEIGHT must be at least 2");
-        anyhow::ensure!(self.crf <= 51, "FFLOW_CRF must be between 0 and 51");
+        anyhow::ensure!(
+            self.max_frame_rate > 0,
+            "FFLOW_MAX_FRAME_RATE must be positive"
+        );
+        anyhow::ensure!(
+            self.poster_at_seconds.is_finite() && self.poster_at_seconds >= 0.0,
+            "FFLOW_POSTER_AT_SECONDS must be a time in seconds"
+        );
+        anyhow::ensure!(
+            self.stall_timeout_seconds > 0,
+            "FFLOW_STALL_TIMEOUT_SECONDS must be positive"
+        );
         anyhow::ensure!(
             X264_PRESETS.contains(&self.x264_preset.as_str()),
             "FFLOW_X264_PRESET must be one of {}",
@@ -198,6 +221,10 @@ impl Config {
 
     pub(crate) fn max_encode_duration(&self) -> Duration {
         Duration::from_secs(self.max_encode_seconds)
+    }
+
+    pub(crate) fn stall_timeout(&self) -> Duration {
+        Duration::from_secs(self.stall_timeout_seconds)
     }
 }
 
@@ -248,6 +275,18 @@ mod tests {
             ..valid()
         };
         assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn ladder_is_read_from_its_text_form() {
+        let config: Config = serde_json::from_value(serde_json::json!({
+            "ladder": "360:800:856:1200,720:2800:2996:4200"
+        }))
+        .unwrap();
+        let sizes: Vec<u32> = config.ladder.rungs().iter().map(|rung| rung.size).collect();
+        assert_eq!(sizes, [720, 360]);
+        let refused = serde_json::from_value::<Config>(serde_json::json!({ "ladder": "720" }));
+        assert!(refused.is_err());
     }
 
     #[test]

@@ -1,19 +1,28 @@
 //! One session's way from a complete source to a published outcome: probe, encode, fix the
 //! playlists, store on holder, publish, clean the spool.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use tokio::sync::watch;
 use tracing::Instrument;
-use vod_contracts::layout::{self, DASH_MANIFEST, HLS_MASTER};
-use vod_contracts::outcome::{EncodeOutcome, EncodeResult, MediaFacts};
+use vod_contracts::layout::{self, DASH_MANIFEST, HLS_MASTER, POSTER};
+use vod_contracts::outcome::{
+    EncodeOutcome, EncodeResult, EncodeStart, MediaFacts, RenditionFacts,
+};
+use vod_contracts::EncodePath;
 
-use crate::ffmpeg::{self, EncodePlan, FfmpegError};
+use crate::config::Config;
+use crate::ffmpeg::{self, FfmpegError, Supervision};
 use crate::ftp;
-use crate::playlists::{self, VariantFacts};
-use crate::probe::{self, ProbeError};
+use crate::ladder::DisplaySize;
+use crate::plan::{self, EncodePlan, Input};
+use crate::playlists::{self, Variant};
+use crate::probe::{self, ProbeError, SourceFacts};
+use crate::progress;
 use crate::sessions::{Session, OUTPUT_DIR, SOURCE_FILE};
 use crate::startup::AppState;
 
@@ -48,15 +57,15 @@ pub async fn run(state: Arc<AppState>, session: Arc<Session>) {
 }
 
 async fn encode_store_publish(state: &AppState, session: &Session) {
-    let result = match produce(state, session).await {
+    let mut started = None;
+    let result = match produce(state, session, &mut started).await {
         Ok(facts) => {
             tracing::info!(
                 duration_seconds = facts.duration_seconds,
-                width = facts.width,
-                height = facts.height,
+                renditions = facts.renditions.len(),
                 "presentation stored"
             );
-            EncodeResult::Ready(facts)
+            EncodeResult::Ready(Box::new(facts))
         }
         Err(reason) => {
             tracing::warn!(reason = %reason, "encode failed");
@@ -68,6 +77,7 @@ async fn encode_store_publish(state: &AppState, session: &Session) {
         flow_id: session.flow_id,
         session_id: session.session_id,
         result,
+        started,
     };
     publish_until_confirmed(state, &outcome).await;
 }
@@ -96,7 +106,11 @@ async fn publish_until_confirmed(state: &AppState, outcome: &EncodeOutcome) {
 }
 
 /// The stored presentation's facts, or the reason a user reads.
-async fn produce(state: &AppState, session: &Session) -> Result<MediaFacts, String> {
+async fn produce(
+    state: &AppState,
+    session: &Session,
+    started: &mut Option<EncodeStart>,
+) -> Result<MediaFacts, String> {
     let config = &state.config;
     let permit = state
         .encodes
@@ -105,9 +119,59 @@ async fn produce(state: &AppState, session: &Session) -> Result<MediaFacts, Stri
         .map_err(|_| "the encoder is shutting down".to_owned())?;
 
     tracing::info!("probing the source");
-    let source = probe::probe(
+    let source = probe_source(config, &session.dir).await?;
+    let plan = EncodePlan::for_source(config, &source);
+    let output_dir = session.output_dir();
+    fresh_dir(&output_dir)
+        .await
+        .map_err(|err| internal("preparing the output", &err))?;
+
+    tracing::info!(
+        renditions = plan.renditions().len(),
+        has_audio = plan.has_audio,
+        "encoding"
+    );
+    let args = plan::encode_args(config, &plan, Input::File(SOURCE_FILE), OUTPUT_DIR);
+    let start = EncodeStart {
+        path: EncodePath::AfterUpload,
+        received_bytes: session.total_bytes,
+    };
+    *started = Some(start);
+    let (encoded, encoded_watch) = watch::channel(Duration::ZERO);
+    let supervision = Supervision {
+        progress: Some(encoded),
+        ..Supervision::new(config.stall_timeout())
+    };
+    let (encode_result, ()) = tokio::join!(
+        encode_with_deadline(config, &session.dir, args, supervision),
+        progress::report(
+            state,
+            session,
+            start,
+            source.duration_seconds,
+            encoded_watch
+        ),
+    );
+    encode_result?;
+    drop(permit);
+
+    let remote_dir = layout::presentation_dir(session.video_id, session.flow_id);
+    let facts = finalize_presentation(config, &output_dir, &plan, &source, &remote_dir)
+        .await
+        .map_err(|err| internal("finishing the presentation", &err))?;
+
+    tracing::info!(remote_dir = %remote_dir, "storing on holder");
+    ftp::store_presentation(&config.holder, &output_dir, &remote_dir)
+        .await
+        .map_err(|err| format!("could not store the presentation on holder: {err:#}"))?;
+    Ok(facts)
+}
+
+/// ffprobe's view of the source, or the reason a user reads.
+async fn probe_source(config: &Config, dir: &Path) -> Result<SourceFacts, String> {
+    probe::probe(
         &config.ffprobe_path,
-        &session.dir,
+        dir,
         SOURCE_FILE,
         config.probe_timeout(),
     )
@@ -115,60 +179,33 @@ async fn produce(state: &AppState, session: &Session) -> Result<MediaFacts, Stri
     .map_err(|err| match err {
         ProbeError::Unexpected(err) => internal("probing", &err),
         readable => readable.to_string(),
-    })?;
+    })
+}
 
-    let (width, height) = probe::rendition_size(source.video, config.max_height);
-    let plan = EncodePlan {
-        width,
-        height,
-        has_audio: source.has_audio,
-    };
-    let output_dir = session.output_dir();
-    fresh_dir(&output_dir)
-        .await
-        .map_err(|err| internal("preparing the output", &err))?;
-
-    tracing::info!(width, height, has_audio = plan.has_audio, "encoding");
-    let args = ffmpeg::encode_args(config, &plan, SOURCE_FILE, OUTPUT_DIR);
+/// Runs ffmpeg under the watchdog and the overall encode deadline.
+async fn encode_with_deadline(
+    config: &Config,
+    dir: &Path,
+    args: Vec<String>,
+    supervision: Supervision,
+) -> Result<(), String> {
     let encoded = tokio::time::timeout(
         config.max_encode_duration(),
-        ffmpeg::run(&config.ffmpeg_path, &session.dir, args),
+        ffmpeg::run(&config.ffmpeg_path, dir, args, supervision),
     )
     .await;
     match encoded {
-        Err(_) => {
-            return Err(format!(
-                "the encode took longer than {} seconds",
-                config.max_encode_seconds
-            ))
-        }
+        Err(_) => Err(format!(
+            "the encode took longer than {} seconds",
+            config.max_encode_seconds
+        )),
         Ok(Err(FfmpegError::Failed(line))) => {
-            return Err(format!("ffmpeg could not encode the file: {line}"))
+            Err(format!("ffmpeg could not encode the file: {line}"))
         }
-        Ok(Err(FfmpegError::Unexpected(err))) => return Err(internal("encoding", &err)),
-        Ok(Ok(())) => {}
+        Ok(Err(stalled @ FfmpegError::Stalled(_))) => Err(stalled.to_string()),
+        Ok(Err(FfmpegError::Unexpected(err))) => Err(internal("encoding", &err)),
+        Ok(Ok(())) => Ok(()),
     }
-    drop(permit);
-
-    finalize_playlists(&output_dir, &plan, source.duration_seconds)
-        .await
-        .map_err(|err| internal("finishing the playlists", &err))?;
-
-    let remote_dir = layout::presentation_dir(session.video_id, session.flow_id);
-    tracing::info!(remote_dir = %remote_dir, "storing on holder");
-    ftp::store_presentation(&config.holder, &output_dir, &remote_dir)
-        .await
-        .map_err(|err| format!("could not store the presentation on holder: {err:#}"))?;
-
-    Ok(MediaFacts {
-        duration_seconds: source.duration_seconds,
-        width,
-        height,
-        video_codec: "h264".to_owned(),
-        audio_codec: source.has_audio.then(|| "aac".to_owned()),
-        hls_path: format!("{remote_dir}/{HLS_MASTER}"),
-        dash_path: format!("{remote_dir}/{DASH_MANIFEST}"),
-    })
 }
 
 /// Logs the cause and returns what a user is told.
@@ -189,28 +226,60 @@ async fn fresh_dir(dir: &Path) -> anyhow::Result<()> {
         .context("failed to create the output directory")
 }
 
-/// Makes ffmpeg's HLS playlists proper VoD playlists, see [`playlists`].
-async fn finalize_playlists(
+/// Bits per second of a media playlist's segments: `(peak, average)`.
+async fn measured_bandwidth(dir: &Path, playlist: &str) -> anyhow::Result<(u64, u64)> {
+    let text = tokio::fs::read_to_string(dir.join(playlist))
+        .await
+        .with_context(|| format!("ffmpeg wrote no {playlist}"))?;
+    let mut peak = 0.0f64;
+    let mut total_bytes = 0u64;
+    let mut total_seconds = 0.0f64;
+    for (seconds, uri) in playlists::media_segments(&text) {
+        let bytes = tokio::fs::metadata(dir.join(&uri))
+            .await
+            .with_context(|| format!("{playlist} names {uri}, which ffmpeg did not write"))?
+            .len();
+        total_bytes += bytes;
+        total_seconds += seconds;
+        if seconds > 0.0 {
+            peak = peak.max(bytes as f64 * 8.0 / seconds);
+        }
+    }
+    let average = if total_seconds > 0.0 {
+        total_bytes as f64 * 8.0 / total_seconds
+    } else {
+        0.0
+    };
+    Ok((peak.ceil() as u64, average.ceil() as u64))
+}
+
+/// Makes ffmpeg's HLS playlists proper VoD playlists, writes the master playlist from what was
+/// encoded (see [`playlists`]), makes sure there is a poster, and returns the presentation's
+/// facts with paths under `remote_dir`.
+async fn finalize_presentation(
+    config: &Config,
     dir: &Path,
     plan: &EncodePlan,
-    duration_seconds: f64,
-) -> anyhow::Result<()> {
+    source: &SourceFacts,
+    remote_dir: &str,
+) -> anyhow::Result<MediaFacts> {
     let mpd = tokio::fs::read_to_string(dir.join(DASH_MANIFEST))
         .await
         .context("ffmpeg wrote no DASH manifest")?;
-    let master_path = dir.join(HLS_MASTER);
-    let master = tokio::fs::read_to_string(&master_path)
-        .await
-        .context("ffmpeg wrote no HLS master playlist")?;
+    let codecs_by_stream: HashMap<String, String> =
+        playlists::mpd_codecs(&mpd).into_iter().collect();
+    let codecs_of = |stream: usize| {
+        codecs_by_stream
+            .get(&stream.to_string())
+            .cloned()
+            .with_context(|| format!("the DASH manifest has no representation {stream}"))
+    };
 
-    let mut media_bytes = 0u64;
     let mut entries = tokio::fs::read_dir(dir).await?;
     while let Some(entry) = entries.next_entry().await? {
-        let path = entry.path();
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name.ends_with(".m4s") {
-            media_bytes += entry.metadata().await?.len();
-        } else if name.ends_with(".m3u8") && name != HLS_MASTER {
+        if name.ends_with(".m3u8") && name != HLS_MASTER {
+            let path = entry.path();
             let text = tokio::fs::read_to_string(&path).await?;
             tokio::fs::write(&path, playlists::finalize_media_playlist(&text))
                 .await
@@ -218,22 +287,140 @@ async fn finalize_playlists(
         }
     }
 
-    let bandwidth = match playlists::mpd_bandwidth(&mpd) {
-        0 if duration_seconds > 0.0 => (media_bytes as f64 * 8.0 / duration_seconds) as u64,
-        from_mpd => from_mpd,
+    let audio = match plan.audio_stream_index() {
+        Some(stream) => {
+            let playlist = media_playlist_name(stream);
+            let (peak, average) = measured_bandwidth(dir, &playlist).await?;
+            Some((playlist, peak, average, codecs_of(stream)?))
+        }
+        None => None,
     };
-    let facts = VariantFacts {
-        bandwidth,
-        width: plan.width,
-        height: plan.height,
-        codecs: playlists::mpd_codecs(&mpd),
+    let frame_rate = plan
+        .video
+        .as_ref()
+        .map(|video| f64::from(video.frame_rate.0) / f64::from(video.frame_rate.1));
+    let mut variants = Vec::new();
+    let mut renditions = Vec::new();
+    for (stream, rendition) in plan.renditions().iter().enumerate() {
+        let playlist = media_playlist_name(stream);
+        let (mut peak, mut average) = measured_bandwidth(dir, &playlist).await?;
+        let mut codecs = codecs_of(stream)?;
+        if let Some((_, audio_peak, audio_average, audio_codecs)) = &audio {
+            peak += audio_peak;
+            average += audio_average;
+            codecs = format!("{codecs},{audio_codecs}");
+        }
+        variants.push(Variant {
+            playlist: playlist.clone(),
+            bandwidth: peak,
+            average_bandwidth: average,
+            resolution: Some((rendition.width, rendition.height)),
+            frame_rate,
+            codecs: codecs.clone(),
+        });
+        renditions.push(RenditionFacts {
+            width: rendition.width,
+            height: rendition.height,
+            bandwidth: peak,
+            average_bandwidth: average,
+            codecs,
+            playlist_path: format!("{remote_dir}/{playlist}"),
+        });
+    }
+    let master = match (&audio, variants.is_empty()) {
+        (Some((playlist, peak, average, codecs)), true) => {
+            let only_audio = Variant {
+                playlist: playlist.clone(),
+                bandwidth: *peak,
+                average_bandwidth: *average,
+                resolution: None,
+                frame_rate: None,
+                codecs: codecs.clone(),
+            };
+            playlists::master_playlist(&[only_audio], None)
+        }
+        (audio, _) => playlists::master_playlist(
+            &variants,
+            audio.as_ref().map(|(playlist, ..)| playlist.as_str()),
+        ),
     };
-    tokio::fs::write(
-        &master_path,
-        playlists::finalize_master_playlist(&master, &facts),
+    tokio::fs::write(dir.join(HLS_MASTER), master)
+        .await
+        .context("failed to write the master playlist")?;
+
+    let poster_path = if plan.video.is_some() {
+        ensure_poster(config, dir).await?;
+        Some(format!("{remote_dir}/{POSTER}"))
+    } else {
+        None
+    };
+    let top = plan.renditions().first();
+    Ok(MediaFacts {
+        duration_seconds: source.duration_seconds,
+        width: top.map(|rendition| rendition.width),
+        height: top.map(|rendition| rendition.height),
+        video_codec: plan.video.as_ref().map(|_| "h264".to_owned()),
+        audio_codec: plan.has_audio.then(|| "aac".to_owned()),
+        hls_path: format!("{remote_dir}/{HLS_MASTER}"),
+        dash_path: format!("{remote_dir}/{DASH_MANIFEST}"),
+        source: source_facts(source),
+        renditions,
+        poster_path,
+    })
+}
+
+fn media_playlist_name(stream: usize) -> String {
+    format!("media_{stream}.m3u8")
+}
+
+/// The encode takes the poster at its planned time; a picture shorter than that (its length
+/// unknown when the encode started) gets its first frame instead.
+async fn ensure_poster(config: &Config, dir: &Path) -> anyhow::Result<()> {
+    if tokio::fs::try_exists(dir.join(POSTER)).await? {
+        return Ok(());
+    }
+    let args: Vec<String> = [
+        "-nostdin",
+        "-y",
+        "-i",
+        &media_playlist_name(0),
+        "-frames:v",
+        "1",
+        "-q:v",
+        "3",
+        "-update",
+        "1",
+        POSTER,
+    ]
+    .map(str::to_owned)
+    .into();
+    ffmpeg::run(
+        &config.ffmpeg_path,
+        dir,
+        args,
+        Supervision::new(config.stall_timeout()),
     )
     .await
-    .context("failed to rewrite the master playlist")
+    .map_err(|err| anyhow::anyhow!("failed to take the poster: {err}"))
+}
+
+fn source_facts(source: &SourceFacts) -> vod_contracts::outcome::SourceFacts {
+    let video = source.video.as_ref();
+    let display = video.map(|video| {
+        DisplaySize::new(
+            video.width,
+            video.height,
+            video.sample_aspect,
+            video.rotation,
+        )
+    });
+    vod_contracts::outcome::SourceFacts {
+        width: display.map(|display| display.width),
+        height: display.map(|display| display.height),
+        video_codec: video.map(|video| video.codec.clone()),
+        audio_codec: source.audio.as_ref().map(|audio| audio.codec.clone()),
+        frame_rate: video.and_then(|video| video.frame_rate),
+    }
 }
 
 #[cfg(test)]
@@ -292,23 +479,25 @@ mod tests {
         serde_json::from_slice(&output.stdout).unwrap()
     }
 
-    async fn encode(dir: &Path, config: &Config) -> EncodePlan {
+    async fn encode(dir: &Path, config: &Config) -> (EncodePlan, MediaFacts) {
         let source = probe::probe("ffprobe", dir, SOURCE_FILE, config.probe_timeout())
             .await
             .unwrap();
-        let (width, height) = probe::rendition_size(source.video, config.max_height);
-        let plan = EncodePlan {
-            width,
-            height,
-            has_audio: source.has_audio,
-        };
+        let plan = EncodePlan::for_source(config, &source);
         fresh_dir(&dir.join(OUTPUT_DIR)).await.unwrap();
-        let args = ffmpeg::encode_args(config, &plan, SOURCE_FILE, OUTPUT_DIR);
-        ffmpeg::run("ffmpeg", dir, args).await.unwrap();
-        finalize_playlists(&dir.join(OUTPUT_DIR), &plan, source.duration_seconds)
+        let args = plan::encode_args(config, &plan, Input::File(SOURCE_FILE), OUTPUT_DIR);
+        ffmpeg::run(
+            "ffmpeg",
+            dir,
+            args,
+            Supervision::new(config.stall_timeout()),
+        )
+        .await
+        .unwrap();
+        let facts = finalize_presentation(config, &dir.join(OUTPUT_DIR), &plan, &source, "v/f")
             .await
             .unwrap();
-        plan
+        (plan, facts)
     }
 
     fn test_config() -> Config {
@@ -319,8 +508,14 @@ mod tests {
     async fn encode_writes_cmaf_with_vod_playlists_that_play() {
         let dir = tempfile::tempdir().unwrap();
         make_clip(&dir.path().join(SOURCE_FILE), 9, true);
-        let plan = encode(dir.path(), &test_config()).await;
-        assert_eq!((plan.width, plan.height, plan.has_audio), (320, 240, true));
+        let (plan, facts) = encode(dir.path(), &test_config()).await;
+        assert!(plan.has_audio);
+        assert_eq!((facts.width, facts.height), (Some(320), Some(240)));
+        assert_eq!(facts.renditions.len(), 1);
+        assert_eq!(facts.renditions[0].playlist_path, "v/f/media_0.m3u8");
+        assert_eq!(facts.poster_path.as_deref(), Some("v/f/poster.jpg"));
+        assert_eq!(facts.source.video_codec.as_deref(), Some("h264"));
+        assert_eq!(facts.source.audio_codec.as_deref(), Some("aac"));
 
         let out = dir.path().join(OUTPUT_DIR);
         let mut names: Vec<String> = std::fs::read_dir(&out)
@@ -343,6 +538,7 @@ mod tests {
                 "master.m3u8",
                 "media_0.m3u8",
                 "media_1.m3u8",
+                "poster.jpg",
             ]
         );
         for media in ["media_0.m3u8", "media_1.m3u8"] {
@@ -358,7 +554,8 @@ mod tests {
             .find(|line| line.starts_with("#EXT-X-STREAM-INF:"))
             .unwrap();
         for attribute in [
-            "BANDWIDTH=",
+            &format!("BANDWIDTH={}", facts.renditions[0].bandwidth),
+            "AVERAGE-BANDWIDTH=",
             "RESOLUTION=320x240",
             "CODECS=\"avc1.",
             "mp4a.40.2",
@@ -389,8 +586,9 @@ mod tests {
     async fn encode_without_audio_has_video_only() {
         let dir = tempfile::tempdir().unwrap();
         make_clip(&dir.path().join(SOURCE_FILE), 2, false);
-        let plan = encode(dir.path(), &test_config()).await;
+        let (plan, facts) = encode(dir.path(), &test_config()).await;
         assert!(!plan.has_audio);
+        assert_eq!(facts.audio_codec, None);
         let out = dir.path().join(OUTPUT_DIR);
         assert!(!out.join("media_1.m3u8").exists());
         let master = std::fs::read_to_string(out.join(HLS_MASTER)).unwrap();
@@ -403,14 +601,26 @@ mod tests {
     async fn ffmpeg_failure_gives_its_error_line_without_paths() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(SOURCE_FILE), b"not a video at all").unwrap();
-        let plan = EncodePlan {
-            width: 320,
-            height: 240,
-            has_audio: false,
+        let config = test_config();
+        let source = SourceFacts {
+            duration_seconds: 1.0,
+            video: Some(probe::VideoStream {
+                codec: "h264".to_owned(),
+                width: 320,
+                height: 240,
+                sample_aspect: (1, 1),
+                rotation: 0,
+                frame_rate: Some(25.0),
+            }),
+            audio: None,
         };
+        let plan = EncodePlan::for_source(&config, &source);
         fresh_dir(&dir.path().join(OUTPUT_DIR)).await.unwrap();
-        let args = ffmpeg::encode_args(&test_config(), &plan, SOURCE_FILE, OUTPUT_DIR);
-        let Err(FfmpegError::Failed(line)) = ffmpeg::run("ffmpeg", dir.path(), args).await else {
+        let args = plan::encode_args(&config, &plan, Input::File(SOURCE_FILE), OUTPUT_DIR);
+        let supervision = Supervision::new(config.stall_timeout());
+        let Err(FfmpegError::Failed(line)) =
+            ffmpeg::run("ffmpeg", dir.path(), args, supervision).await
+        else {
             panic!("ffmpeg accepted garbage");
         };
         assert_eq!(line, "Invalid data found when processing input");
@@ -457,7 +667,8 @@ mod tests {
                     .unwrap_or(false)
             })
         };
-        let mut run = Box::pin(ffmpeg::run("ffmpeg", dir.path(), args));
+        let supervision = Supervision::new(Duration::from_secs(600));
+        let mut run = Box::pin(ffmpeg::run("ffmpeg", dir.path(), args, supervision));
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         loop {
             tokio::select! {

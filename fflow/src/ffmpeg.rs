@@ -1,128 +1,171 @@
-//! The one ffmpeg run that turns a source into CMAF segments with an MPD and HLS playlists.
+//! Runs one ffmpeg process to its end: drains its logs (keeping the last error line), reads its
+//! `-progress` reports, optionally feeds its standard input, and kills it when it stops making
+//! progress.
 
+use std::future::Future;
+use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::ExitStatus;
+use std::pin::Pin;
+use std::process::{ChildStderr, ChildStdout};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::Context;
 use ffmpeg_sidecar::child::FfmpegChild;
 use ffmpeg_sidecar::command::FfmpegCommand;
 use ffmpeg_sidecar::event::{FfmpegEvent, LogLevel};
-use ffmpeg_sidecar::iter::FfmpegIterator;
-use vod_contracts::layout::{DASH_MANIFEST, HLS_MASTER};
+use ffmpeg_sidecar::log_parser::FfmpegLogParser;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 
-use crate::config::Config;
 use crate::probe::readable_line;
-
-/// What the encode makes of one source.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct EncodePlan {
-    pub width: u32,
-    pub height: u32,
-    pub has_audio: bool,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum FfmpegError {
     /// ffmpeg ran and failed; carries its last error line, readable.
     #[error("{0}")]
     Failed(String),
+    /// The watchdog killed ffmpeg.
+    #[error("the encode made no progress for {} seconds and was stopped", .0.as_secs())]
+    Stalled(Duration),
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
 }
 
-/// ffmpeg's arguments, relative to the session directory: it reads `source` and writes into
-/// `output_dir`.
-pub fn encode_args(
-    config: &Config,
-    plan: &EncodePlan,
-    source: &str,
-    output_dir: &str,
-) -> Vec<String> {
-    let keyframes = format!("expr:gte(t,n_forced*{})", config.keyframe_interval_seconds);
-    let adaptation_sets = if plan.has_audio {
-        "id=0,streams=v id=1,streams=a"
-    } else {
-        "id=0,streams=v"
-    };
-    let mut args: Vec<String> = [
-        "-nostdin",
-        "-y",
-        "-i",
-        source,
-        "-map",
-        "0:v:0",
-        "-map",
-        "0:a:0?",
-        "-sn",
-        "-dn",
-        "-map_metadata",
-        "-1",
-    ]
-    .map(str::to_owned)
-    .into();
-    args.extend(
-        [
-            "-vf",
-            &format!("scale={}:{}", plan.width, plan.height),
-            "-c:v",
-            "libx264",
-            "-preset",
-            &config.x264_preset,
-            "-crf",
-            &config.crf.to_string(),
-            "-pix_fmt",
-            "yuv420p",
-            "-force_key_frames",
-            &keyframes,
-            "-sc_threshold",
-            "0",
-        ]
-        .map(str::to_owned),
-    );
-    if plan.has_audio {
-        args.extend(["-c:a", "aac", "-ac", "2", "-b:a", &config.audio_bitrate].map(str::to_owned));
-    }
-    args.extend(
-        [
-            "-f",
-            "dash",
-            "-seg_duration",
-            &config.segment_seconds.to_string(),
-            "-use_template",
-            "1",
-            "-use_timeline",
-            "1",
-            "-hls_playlist",
-            "1",
-            "-hls_master_name",
-            HLS_MASTER,
-            "-adaptation_sets",
-            adaptation_sets,
-            &format!("{output_dir}/{DASH_MANIFEST}"),
-        ]
-        .map(str::to_owned),
-    );
-    args
+/// What a feeder and the watchdog share: the watchdog does not count time ffmpeg spends waiting
+/// for bytes that have not been uploaded yet, and counts bytes it takes as activity.
+#[derive(Debug, Default)]
+pub struct InputActivity {
+    starved: AtomicBool,
+    fed_bytes: AtomicU64,
 }
 
-/// Runs ffmpeg in `dir` until it exits, draining all its output. Dropping the returned future
-/// kills ffmpeg: that is how a deleted session or a shutdown stops an encode.
-pub async fn run(ffmpeg_path: &str, dir: &Path, args: Vec<String>) -> Result<(), FfmpegError> {
+#[allow(dead_code)] // fed by the streaming encode
+impl InputActivity {
+    /// The feeder waits for the upload (true) or has bytes to give (false).
+    pub fn set_starved(&self, starved: bool) {
+        self.starved.store(starved, Ordering::SeqCst);
+    }
+
+    pub fn add_fed(&self, bytes: u64) {
+        self.fed_bytes.fetch_add(bytes, Ordering::SeqCst);
+    }
+
+    fn is_starved(&self) -> bool {
+        self.starved.load(Ordering::SeqCst)
+    }
+
+    fn fed(&self) -> u64 {
+        self.fed_bytes.load(Ordering::SeqCst)
+    }
+}
+
+pub type FeedFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+/// Writes the source into ffmpeg's standard input and closes it at the end.
+pub type Feeder =
+    Box<dyn FnOnce(tokio::process::ChildStdin, Arc<InputActivity>) -> FeedFuture + Send>;
+
+/// How a run is supervised.
+pub struct Supervision {
+    /// ffmpeg is killed after this long without progress, reading input or waiting for it.
+    pub stall_timeout: Duration,
+    /// Receives how far into the source ffmpeg has encoded, from its `-progress` reports.
+    pub progress: Option<watch::Sender<Duration>>,
+    /// Feeds standard input; without it, standard input is closed.
+    pub feeder: Option<Feeder>,
+}
+
+impl Supervision {
+    pub fn new(stall_timeout: Duration) -> Self {
+        Self {
+            stall_timeout,
+            progress: None,
+            feeder: None,
+        }
+    }
+}
+
+/// Runs ffmpeg in `dir` until it exits. Dropping the returned future kills ffmpeg: that is how
+/// a deleted session or a shutdown stops an encode.
+pub async fn run(
+    ffmpeg_path: &str,
+    dir: &Path,
+    args: Vec<String>,
+    supervision: Supervision,
+) -> Result<(), FfmpegError> {
+    let Supervision {
+        stall_timeout,
+        progress,
+        feeder,
+    } = supervision;
     let mut command = FfmpegCommand::new_with_path(ffmpeg_path);
     command.as_inner_mut().current_dir(dir);
     command.args(&args);
     let mut child = command
         .spawn()
         .with_context(|| format!("failed to start {ffmpeg_path}"))?;
-    let events = child.iter().context("failed to read ffmpeg's output")?;
+    let stderr = child.take_stderr().context("ffmpeg has no stderr")?;
+    let stdout = child.take_stdout().context("ffmpeg has no stdout")?;
+    // Without a feeder, dropping it closes ffmpeg's standard input at once.
+    let stdin = child.take_stdin();
     let child = Arc::new(Mutex::new(child));
     let _kill_on_drop = KillOnDrop(child.clone());
 
-    let (status, last_error) = tokio::task::spawn_blocking(move || drain(events, &child))
+    let activity = Arc::new(InputActivity::default());
+    let feeding: FeedFuture = match (feeder, stdin) {
+        (Some(feeder), Some(stdin)) => {
+            let stdin = tokio::process::ChildStdin::from_std(stdin)
+                .context("failed to attach ffmpeg's stdin")?;
+            feeder(stdin, activity.clone())
+        }
+        _ => Box::pin(std::future::pending()),
+    };
+    let mut feeding = feeding;
+    let mut errors = tokio::task::spawn_blocking(move || last_error_line(stderr));
+    let (out_times, mut out_time_reports) = mpsc::unbounded_channel();
+    let progress_reader = tokio::task::spawn_blocking(move || read_progress(stdout, &out_times));
+
+    let mut deadline = Instant::now() + stall_timeout;
+    let mut encoded = Duration::ZERO;
+    let mut fed = 0;
+    let mut stalled = false;
+    let last_error = loop {
+        tokio::select! {
+            last_error = &mut errors => break last_error.context("ffmpeg log reader panicked")?,
+            Some(out_time) = out_time_reports.recv() => {
+                if out_time > encoded {
+                    encoded = out_time;
+                    deadline = Instant::now() + stall_timeout;
+                    if let Some(progress) = &progress {
+                        progress.send_replace(out_time);
+                    }
+                }
+            }
+            () = &mut feeding => feeding = Box::pin(std::future::pending()),
+            () = tokio::time::sleep_until(deadline), if !stalled => {
+                let now_fed = activity.fed();
+                if activity.is_starved() || now_fed != fed {
+                    fed = now_fed;
+                    deadline = Instant::now() + stall_timeout;
+                    continue;
+                }
+                tracing::warn!(seconds = stall_timeout.as_secs(), "ffmpeg made no progress, killing it");
+                stalled = true;
+                let _ = lock(&child).kill();
+            }
+        }
+    };
+    drop(feeding);
+    let waited = child.clone();
+    let status = tokio::task::spawn_blocking(move || lock(&waited).wait())
         .await
         .context("ffmpeg supervision panicked")?
         .context("failed to wait for ffmpeg")?;
+    let _ = progress_reader.await;
+    if stalled {
+        return Err(FfmpegError::Stalled(stall_timeout));
+    }
     if status.success() {
         return Ok(());
     }
@@ -133,28 +176,54 @@ pub async fn run(ffmpeg_path: &str, dir: &Path, args: Vec<String>) -> Result<(),
     Err(FfmpegError::Failed(reason))
 }
 
-/// Reads every event (ffmpeg blocks when its stderr is not read), remembers the last error
-/// line, then reaps the process.
-fn drain(
-    events: FfmpegIterator,
-    child: &Mutex<FfmpegChild>,
-) -> std::io::Result<(ExitStatus, Option<String>)> {
+/// Reads every log line (ffmpeg blocks when its stderr is not read) until ffmpeg closes it, and
+/// returns the last error line.
+fn last_error_line(stderr: ChildStderr) -> Option<String> {
+    let mut parser = FfmpegLogParser::new(stderr);
     let mut last_error = None;
-    for event in events {
-        match event {
-            FfmpegEvent::Log(LogLevel::Error | LogLevel::Fatal, line) => {
+    loop {
+        match parser.parse_next_event() {
+            Ok(FfmpegEvent::Log(LogLevel::Error | LogLevel::Fatal, line)) => {
                 tracing::debug!(line = %line, "ffmpeg error line");
                 last_error = Some(line);
             }
-            FfmpegEvent::Log(LogLevel::Warning, line) => {
+            Ok(FfmpegEvent::Log(LogLevel::Warning, line)) => {
                 tracing::debug!(line = %line, "ffmpeg warning");
             }
-            FfmpegEvent::LogEOF => break,
-            _ => {}
+            Ok(FfmpegEvent::LogEOF) => return last_error,
+            Ok(_) => {}
+            // A line the parser does not understand; the next one may be fine.
+            Err(err) if !is_closed(&err) => {}
+            Err(_) => return last_error,
         }
     }
-    let status = lock(child).wait()?;
-    Ok((status, last_error))
+}
+
+fn is_closed(err: &anyhow::Error) -> bool {
+    err.downcast_ref::<std::io::Error>().is_some()
+}
+
+/// Reads ffmpeg's `-progress pipe:1` reports (`key=value` lines) and sends each `out_time_us`.
+fn read_progress(stdout: ChildStdout, out_times: &mpsc::UnboundedSender<Duration>) {
+    for line in BufReader::new(stdout).lines() {
+        let Ok(line) = line else { return };
+        if let Some(out_time) = parse_out_time(&line) {
+            if out_times.send(out_time).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// `out_time_us=1234567` → 1.234567 s; `N/A` and negative values (before the first frame)
+/// give nothing.
+pub fn parse_out_time(line: &str) -> Option<Duration> {
+    let micros = line
+        .trim()
+        .strip_prefix("out_time_us=")?
+        .parse::<i64>()
+        .ok()?;
+    u64::try_from(micros).ok().map(Duration::from_micros)
 }
 
 fn lock(child: &Mutex<FfmpegChild>) -> std::sync::MutexGuard<'_, FfmpegChild> {
@@ -167,8 +236,8 @@ struct KillOnDrop(Arc<Mutex<FfmpegChild>>);
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
-        // Held only by `drain` while reaping, after ffmpeg closed its output: it is exiting.
-        // Killing an already reaped child does nothing.
+        // Held only while reaping, after ffmpeg closed its output: it is exiting. Killing an
+        // already reaped child does nothing.
         if let Ok(mut child) = self.0.try_lock() {
             let _ = child.kill();
         }
@@ -177,96 +246,17 @@ impl Drop for KillOnDrop {
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
-
     use super::*;
 
-    fn config() -> Config {
-        Config::for_tests(
-            PathBuf::from("/tmp/spool"),
-            "r1",
-            "127.0.0.1:2121",
-            "pw",
-            "test",
-        )
-    }
-
-    fn value_of<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
-        let at = args.iter().position(|arg| arg == flag)?;
-        args.get(at + 1).map(String::as_str)
-    }
-
     #[test]
-    fn args_make_cmaf_dash_and_hls_from_one_encode() {
-        let plan = EncodePlan {
-            width: 640,
-            height: 360,
-            has_audio: true,
-        };
-        let args = encode_args(&config(), &plan, "source", "out");
-        assert_eq!(value_of(&args, "-i"), Some("source"));
-        assert_eq!(value_of(&args, "-f"), Some("dash"));
-        assert_eq!(value_of(&args, "-hls_playlist"), Some("1"));
-        assert_eq!(value_of(&args, "-hls_master_name"), Some("master.m3u8"));
-        assert_eq!(value_of(&args, "-seg_duration"), Some("4"));
-        assert_eq!(value_of(&args, "-use_template"), Some("1"));
-        assert_eq!(value_of(&args, "-use_timeline"), Some("1"));
-        assert_eq!(value_of(&args, "-c:v"), Some("libx264"));
-        assert_eq!(value_of(&args, "-preset"), Some("veryfast"));
-        assert_eq!(value_of(&args, "-crf"), Some("23"));
-        assert_eq!(value_of(&args, "-pix_fmt"), Some("yuv420p"));
+    fn out_time_is_read_from_progress_lines() {
         assert_eq!(
-            value_of(&args, "-force_key_frames"),
-            Some("expr:gte(t,n_forced*2)")
+            parse_out_time("out_time_us=6016000"),
+            Some(Duration::from_micros(6_016_000))
         );
-        assert_eq!(value_of(&args, "-sc_threshold"), Some("0"));
-        assert_eq!(value_of(&args, "-vf"), Some("scale=640:360"));
-        assert_eq!(value_of(&args, "-c:a"), Some("aac"));
-        assert_eq!(value_of(&args, "-ac"), Some("2"));
-        assert_eq!(value_of(&args, "-b:a"), Some("128k"));
-        assert_eq!(
-            value_of(&args, "-adaptation_sets"),
-            Some("id=0,streams=v id=1,streams=a")
-        );
-        let maps: Vec<_> = args
-            .windows(2)
-            .filter(|pair| pair[0] == "-map")
-            .map(|pair| pair[1].as_str())
-            .collect();
-        assert_eq!(maps, ["0:v:0", "0:a:0?"]);
-        assert_eq!(args.last().map(String::as_str), Some("out/manifest.mpd"));
-        assert!(args.iter().any(|arg| arg == "-y"));
-    }
-
-    #[test]
-    fn args_without_audio_have_no_audio_set() {
-        let plan = EncodePlan {
-            width: 320,
-            height: 240,
-            has_audio: false,
-        };
-        let args = encode_args(&config(), &plan, "source", "out");
-        assert_eq!(value_of(&args, "-adaptation_sets"), Some("id=0,streams=v"));
-        assert_eq!(value_of(&args, "-c:a"), None);
-    }
-
-    #[test]
-    fn keyframe_interval_comes_from_config() {
-        let config = Config {
-            segment_seconds: 6,
-            keyframe_interval_seconds: 3,
-            ..config()
-        };
-        let plan = EncodePlan {
-            width: 320,
-            height: 240,
-            has_audio: false,
-        };
-        let args = encode_args(&config, &plan, "source", "out");
-        assert_eq!(
-            value_of(&args, "-force_key_frames"),
-            Some("expr:gte(t,n_forced*3)")
-        );
-        assert_eq!(value_of(&args, "-seg_duration"), Some("6"));
+        assert_eq!(parse_out_time("out_time_us=N/A"), None);
+        assert_eq!(parse_out_time("out_time_us=-9223372036854775807"), None);
+        assert_eq!(parse_out_time("out_time_ms=6016000"), None);
+        assert_eq!(parse_out_time("progress=end"), None);
     }
 }

@@ -1,4 +1,5 @@
-//! Publishes encode outcomes on the outcomes queue, with publisher confirms.
+//! Publishes encode outcomes on the outcomes queue and progress reports on the progress queue,
+//! with publisher confirms.
 
 use std::time::Duration;
 
@@ -6,15 +7,17 @@ use anyhow::Context;
 use lapin::options::BasicPublishOptions;
 use lapin::Confirmation;
 use lapin::{BasicProperties, Channel, Connection};
-use vod_contracts::outcome::EncodeOutcome;
+use vod_contracts::outcome::{EncodeOutcome, EncodeProgress};
+use vod_contracts::queues::QueueNames;
 use vod_infra::config::AmqpSettings;
 
+const TRANSIENT: u8 = 1;
 const PERSISTENT: u8 = 2;
 
 pub struct Publisher {
     settings: AmqpSettings,
     connection_name: String,
-    queue: String,
+    queues: QueueNames,
     timeout: Duration,
     link: tokio::sync::Mutex<Link>,
 }
@@ -36,7 +39,7 @@ impl Publisher {
         let publisher = Self {
             settings: settings.clone(),
             connection_name,
-            queue: vod_infra::amqp::queue_names(settings).outcomes,
+            queues: vod_infra::amqp::queue_names(settings),
             timeout,
             link: tokio::sync::Mutex::new(Link::default()),
         };
@@ -49,11 +52,31 @@ impl Publisher {
     /// One attempt: published, routed and confirmed by the broker, or an error.
     pub async fn publish(&self, outcome: &EncodeOutcome) -> anyhow::Result<()> {
         let payload = serde_json::to_vec(outcome).context("failed to encode the outcome")?;
+        self.publish_json(&self.queues.outcomes, &payload, PERSISTENT)
+            .await
+    }
+
+    /// One attempt, like [`Publisher::publish`]; a report is not kept across a broker restart.
+    pub async fn publish_progress(&self, progress: &EncodeProgress) -> anyhow::Result<()> {
+        let payload = serde_json::to_vec(progress).context("failed to encode the progress")?;
+        self.publish_json(&self.queues.progress, &payload, TRANSIENT)
+            .await
+    }
+
+    async fn publish_json(
+        &self,
+        queue: &str,
+        payload: &[u8],
+        delivery_mode: u8,
+    ) -> anyhow::Result<()> {
         let mut link = self.link.lock().await;
         let channel = self.open_channel(&mut link).await?;
-        let published = tokio::time::timeout(self.timeout, self.publish_on(&channel, &payload))
-            .await
-            .unwrap_or_else(|_| Err(anyhow::anyhow!("rabbitmq did not confirm in time")));
+        let published = tokio::time::timeout(
+            self.timeout,
+            self.publish_on(&channel, queue, payload, delivery_mode),
+        )
+        .await
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("rabbitmq did not confirm in time")));
         if published.is_err() {
             link.channel = None;
         }
@@ -66,14 +89,20 @@ impl Publisher {
             .unwrap_or_else(|_| Err(anyhow::anyhow!("rabbitmq did not answer in time")))
     }
 
-    async fn publish_on(&self, channel: &Channel, payload: &[u8]) -> anyhow::Result<()> {
+    async fn publish_on(
+        &self,
+        channel: &Channel,
+        queue: &str,
+        payload: &[u8],
+        delivery_mode: u8,
+    ) -> anyhow::Result<()> {
         let properties = BasicProperties::default()
-            .with_delivery_mode(PERSISTENT)
+            .with_delivery_mode(delivery_mode)
             .with_content_type("application/json".into());
         let confirmation = channel
             .basic_publish(
                 "".into(),
-                self.queue.as_str().into(),
+                queue.into(),
                 BasicPublishOptions {
                     mandatory: true,
                     ..BasicPublishOptions::default()
@@ -82,15 +111,15 @@ impl Publisher {
                 properties,
             )
             .await
-            .context("failed to publish the outcome")?
+            .context("failed to publish")?
             .await
-            .context("failed to get the outcome confirmed")?;
+            .context("failed to get the publish confirmed")?;
         match confirmation {
             Confirmation::Ack(None) => Ok(()),
             Confirmation::Ack(Some(returned)) | Confirmation::Nack(Some(returned)) => {
-                anyhow::bail!("rabbitmq returned the outcome: {}", returned.reply_text)
+                anyhow::bail!("rabbitmq returned the message: {}", returned.reply_text)
             }
-            Confirmation::Nack(None) => anyhow::bail!("rabbitmq refused the outcome"),
+            Confirmation::Nack(None) => anyhow::bail!("rabbitmq refused the message"),
             Confirmation::NotRequested => anyhow::bail!("publisher confirms are off"),
         }
     }
@@ -125,11 +154,7 @@ impl Link {
         }
         let connection = self.connection.as_ref().context("no rabbitmq connection")?;
         let channel = vod_infra::amqp::publisher_channel(connection).await?;
-        vod_infra::amqp::declare_queues(
-            &channel,
-            &vod_infra::amqp::queue_names(&publisher.settings),
-        )
-        .await?;
+        vod_infra::amqp::declare_queues(&channel, &publisher.queues).await?;
         self.channel = Some(channel.clone());
         Ok(channel)
     }

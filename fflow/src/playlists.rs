@@ -2,16 +2,78 @@
 //!
 //! Its media playlists carry wall-clock `EXT-X-PROGRAM-DATE-TIME` tags (meaningless for VoD,
 //! and they make some players treat the stream as live) and no `EXT-X-PLAYLIST-TYPE`. Its master
-//! playlist may leave out attributes players use to choose a variant.
+//! playlist announces target bitrates rather than peaks and no average, so the master is written
+//! here from what was really encoded.
 
-/// What the master playlist must say of the single variant.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct VariantFacts {
+/// One `EXT-X-STREAM-INF` of the master playlist.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Variant {
+    /// Media playlist file name.
+    pub playlist: String,
+    /// Peak bits per second, as HLS defines `BANDWIDTH`.
     pub bandwidth: u64,
-    pub width: u32,
-    pub height: u32,
+    pub average_bandwidth: u64,
+    /// `None` for an audio-only variant.
+    pub resolution: Option<(u32, u32)>,
+    pub frame_rate: Option<f64>,
     /// RFC 6381 codecs, e.g. `avc1.64001f,mp4a.40.2`.
     pub codecs: String,
+}
+
+/// The HLS master playlist: every variant, with the audio rendition as a group when the
+/// variants are pictures.
+pub fn master_playlist(variants: &[Variant], audio_playlist: Option<&str>) -> String {
+    let mut lines = vec![
+        "#EXTM3U".to_owned(),
+        "#EXT-X-VERSION:7".to_owned(),
+        "#EXT-X-INDEPENDENT-SEGMENTS".to_owned(),
+    ];
+    if let Some(audio) = audio_playlist {
+        lines.push(format!(
+            "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"audio\",DEFAULT=YES,\
+             AUTOSELECT=YES,CHANNELS=\"2\",URI=\"{audio}\""
+        ));
+    }
+    for variant in variants {
+        let mut attributes = vec![
+            format!("BANDWIDTH={}", variant.bandwidth.max(1)),
+            format!("AVERAGE-BANDWIDTH={}", variant.average_bandwidth.max(1)),
+        ];
+        if let Some((width, height)) = variant.resolution {
+            attributes.push(format!("RESOLUTION={width}x{height}"));
+        }
+        if let Some(rate) = variant.frame_rate {
+            attributes.push(format!("FRAME-RATE={rate:.3}"));
+        }
+        if !variant.codecs.is_empty() {
+            attributes.push(format!("CODECS=\"{}\"", variant.codecs));
+        }
+        if audio_playlist.is_some() && variant.resolution.is_some() {
+            attributes.push("AUDIO=\"audio\"".to_owned());
+        }
+        lines.push(format!("#EXT-X-STREAM-INF:{}", attributes.join(",")));
+        lines.push(variant.playlist.clone());
+    }
+    join_lines(&lines)
+}
+
+/// The segments of a media playlist: `(duration in seconds, URI)`.
+pub fn media_segments(text: &str) -> Vec<(f64, String)> {
+    let mut segments = Vec::new();
+    let mut duration = None;
+    for line in text.lines().map(str::trim) {
+        if let Some(rest) = line.strip_prefix("#EXTINF:") {
+            duration = rest
+                .split(',')
+                .next()
+                .and_then(|d| d.trim().parse::<f64>().ok());
+        } else if !line.is_empty() && !line.starts_with('#') {
+            if let Some(seconds) = duration.take() {
+                segments.push((seconds, line.to_owned()));
+            }
+        }
+    }
+    segments
 }
 
 /// A media playlist as a complete VoD playlist: no program date-times, `PLAYLIST-TYPE:VOD`, a
@@ -50,93 +112,33 @@ pub fn finalize_media_playlist(text: &str) -> String {
     join_lines(&lines)
 }
 
-/// The master playlist with `BANDWIDTH`, `RESOLUTION` and `CODECS` on every variant, taken from
-/// `facts` where ffmpeg left one out.
-pub fn finalize_master_playlist(text: &str, facts: &VariantFacts) -> String {
-    let mut lines: Vec<String> = text
-        .lines()
-        .map(str::trim_end)
-        .map(|line| match line.strip_prefix("#EXT-X-STREAM-INF:") {
-            Some(attributes) => complete_stream_inf(attributes, facts),
-            None => line.to_owned(),
-        })
-        .collect();
-    trim_trailing_blank_lines(&mut lines);
-    join_lines(&lines)
-}
-
 fn trim_trailing_blank_lines(lines: &mut Vec<String>) {
     while lines.last().is_some_and(|line| line.is_empty()) {
         lines.pop();
     }
 }
 
-fn complete_stream_inf(attributes: &str, facts: &VariantFacts) -> String {
-    let mut attributes = split_attributes(attributes);
-    let has = |list: &[String], name: &str| {
-        list.iter()
-            .any(|attribute| attribute.split('=').next() == Some(name))
-    };
-    if !has(&attributes, "BANDWIDTH") {
-        attributes.insert(0, format!("BANDWIDTH={}", facts.bandwidth.max(1)));
-    }
-    if !has(&attributes, "RESOLUTION") {
-        attributes.push(format!("RESOLUTION={}x{}", facts.width, facts.height));
-    }
-    if !has(&attributes, "CODECS") && !facts.codecs.is_empty() {
-        attributes.push(format!("CODECS=\"{}\"", facts.codecs));
-    }
-    format!("#EXT-X-STREAM-INF:{}", attributes.join(","))
-}
-
-/// Splits an HLS attribute list at the commas outside quoted strings.
-fn split_attributes(list: &str) -> Vec<String> {
-    let mut attributes = Vec::new();
-    let mut current = String::new();
-    let mut quoted = false;
-    for c in list.chars() {
-        match c {
-            '"' => {
-                quoted = !quoted;
-                current.push(c);
-            }
-            ',' if !quoted => attributes.push(std::mem::take(&mut current)),
-            _ => current.push(c),
-        }
-    }
-    if !current.is_empty() {
-        attributes.push(current);
-    }
-    attributes
-}
-
-/// The distinct `codecs` of the MPD's representations, in order, comma-separated.
-pub fn mpd_codecs(mpd: &str) -> String {
-    let mut codecs: Vec<&str> = Vec::new();
-    for value in attribute_values(mpd, "codecs") {
-        if !codecs.contains(&value) {
-            codecs.push(value);
-        }
-    }
-    codecs.join(",")
-}
-
-/// The sum of the MPD's representation bandwidths, in bits per second.
-pub fn mpd_bandwidth(mpd: &str) -> u64 {
-    attribute_values(mpd, "bandwidth")
-        .into_iter()
-        .filter_map(|value| value.parse::<u64>().ok())
-        .sum()
-}
-
-fn attribute_values<'a>(xml: &'a str, name: &str) -> Vec<&'a str> {
-    let needle = format!(" {name}=\"");
-    xml.match_indices(&needle)
-        .filter_map(|(at, _)| {
-            let rest = &xml[at + needle.len()..];
-            rest.find('"').map(|end| &rest[..end])
+/// The `codecs` of every MPD representation, by representation id.
+pub fn mpd_codecs(mpd: &str) -> Vec<(String, String)> {
+    mpd.split("<Representation ")
+        .skip(1)
+        .filter_map(|representation| {
+            let tag = &representation[..representation.find('>').unwrap_or(representation.len())];
+            let id = attribute_value(tag, "id")?;
+            let codecs = attribute_value(tag, "codecs")?;
+            Some((id.to_owned(), codecs.to_owned()))
         })
         .collect()
+}
+
+fn attribute_value<'a>(tag: &'a str, name: &str) -> Option<&'a str> {
+    let needle = format!("{name}=\"");
+    let at = tag
+        .match_indices(&needle)
+        .map(|(at, _)| at)
+        .find(|at| *at == 0 || tag[..*at].ends_with(char::is_whitespace))?;
+    let rest = &tag[at + needle.len()..];
+    rest.find('"').map(|end| &rest[..end])
 }
 
 fn join_lines(lines: &[String]) -> String {
@@ -161,23 +163,6 @@ chunk-stream0-00001.m4s
 #EXT-X-ENDLIST
 ";
 
-    const FFMPEG_MASTER: &str = "#EXTM3U
-#EXT-X-VERSION:7
-#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"group_A1\",NAME=\"audio_1\",DEFAULT=YES,URI=\"media_1.m3u8\"
-#EXT-X-STREAM-INF:BANDWIDTH=394120,RESOLUTION=320x240,CODECS=\"avc1.64000d,mp4a.40.2\",AUDIO=\"group_A1\"
-media_0.m3u8
-
-";
-
-    fn facts() -> VariantFacts {
-        VariantFacts {
-            bandwidth: 400_000,
-            width: 320,
-            height: 240,
-            codecs: "avc1.64000d,mp4a.40.2".to_owned(),
-        }
-    }
-
     #[test]
     fn media_playlist_becomes_vod() {
         let finalized = finalize_media_playlist(FFMPEG_MEDIA);
@@ -200,8 +185,6 @@ chunk-stream0-00001.m4s
     fn finalizing_twice_changes_nothing() {
         let once = finalize_media_playlist(FFMPEG_MEDIA);
         assert_eq!(finalize_media_playlist(&once), once);
-        let master = finalize_master_playlist(FFMPEG_MASTER, &facts());
-        assert_eq!(finalize_master_playlist(&master, &facts()), master);
     }
 
     #[test]
@@ -237,28 +220,71 @@ chunk-stream0-00001.m4s
         );
     }
 
-    #[test]
-    fn complete_master_is_kept() {
-        let finalized = finalize_master_playlist(FFMPEG_MASTER, &facts());
-        assert_eq!(finalized, FFMPEG_MASTER.trim_end().to_owned() + "\n");
+    fn variant(height: u32) -> Variant {
+        Variant {
+            playlist: format!("media_{height}.m3u8"),
+            bandwidth: u64::from(height) * 1000,
+            average_bandwidth: u64::from(height) * 900,
+            resolution: Some((height * 16 / 9, height)),
+            frame_rate: Some(25.0),
+            codecs: "avc1.64001f,mp4a.40.2".to_owned(),
+        }
     }
 
     #[test]
-    fn master_gets_missing_attributes() {
-        let text = "#EXTM3U\n#EXT-X-STREAM-INF:AUDIO=\"a,b\"\nmedia_0.m3u8\n";
-        let finalized = finalize_master_playlist(text, &facts());
+    fn master_lists_every_variant_with_the_audio_group() {
+        let master = master_playlist(&[variant(720), variant(360)], Some("media_2.m3u8"));
         assert_eq!(
-            finalized,
-            "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=400000,AUDIO=\"a,b\",RESOLUTION=320x240,\
-             CODECS=\"avc1.64000d,mp4a.40.2\"\nmedia_0.m3u8\n"
+            master,
+            "#EXTM3U
+#EXT-X-VERSION:7
+#EXT-X-INDEPENDENT-SEGMENTS
+#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"audio\",DEFAULT=YES,AUTOSELECT=YES,CHANNELS=\"2\",URI=\"media_2.m3u8\"
+#EXT-X-STREAM-INF:BANDWIDTH=720000,AVERAGE-BANDWIDTH=648000,RESOLUTION=1280x720,FRAME-RATE=25.000,CODECS=\"avc1.64001f,mp4a.40.2\",AUDIO=\"audio\"
+media_720.m3u8
+#EXT-X-STREAM-INF:BANDWIDTH=360000,AVERAGE-BANDWIDTH=324000,RESOLUTION=640x360,FRAME-RATE=25.000,CODECS=\"avc1.64001f,mp4a.40.2\",AUDIO=\"audio\"
+media_360.m3u8
+"
         );
     }
 
     #[test]
-    fn codecs_and_bandwidth_come_from_the_mpd() {
-        let mpd = r#"<Representation id="0" mimeType="video/mp4" codecs="avc1.64000d" bandwidth="261365" width="320">
+    fn audio_only_master_has_one_variant_without_picture() {
+        let audio = Variant {
+            playlist: "media_0.m3u8".to_owned(),
+            bandwidth: 130_000,
+            average_bandwidth: 128_000,
+            resolution: None,
+            frame_rate: None,
+            codecs: "mp4a.40.2".to_owned(),
+        };
+        let master = master_playlist(&[audio], None);
+        assert!(!master.contains("EXT-X-MEDIA:"), "{master}");
+        assert!(master.ends_with(
+            "#EXT-X-STREAM-INF:BANDWIDTH=130000,AVERAGE-BANDWIDTH=128000,CODECS=\"mp4a.40.2\"\nmedia_0.m3u8\n"
+        ), "{master}");
+    }
+
+    #[test]
+    fn segments_are_read_with_their_durations() {
+        let finalized = finalize_media_playlist(FFMPEG_MEDIA);
+        assert_eq!(
+            media_segments(&finalized),
+            [(3.018594, "chunk-stream0-00001.m4s".to_owned())]
+        );
+    }
+
+    #[test]
+    fn codecs_come_from_the_mpd_by_representation() {
+        let mpd = r#"<AdaptationSet id="0" contentType="video">
+<Representation id="0" mimeType="video/mp4" codecs="avc1.64001f" bandwidth="261365" width="320">
 <Representation id="1" mimeType="audio/mp4" codecs="mp4a.40.2" bandwidth="128000" audioSamplingRate="44100">"#;
-        assert_eq!(mpd_codecs(mpd), "avc1.64000d,mp4a.40.2");
-        assert_eq!(mpd_bandwidth(mpd), 389_365);
+        assert_eq!(
+            mpd_codecs(mpd),
+            [
+                ("0".to_owned(), "avc1.64001f".to_owned()),
+                ("1".to_owned(), "mp4a.40.2".to_owned())
+            ]
+        );
     }
 }

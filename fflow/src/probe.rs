@@ -10,17 +10,34 @@ use tokio::process::Command;
 /// The source as the encode needs to know it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SourceFacts {
+    /// 0 when ffprobe could not tell.
     pub duration_seconds: f64,
-    pub video: VideoStream,
-    pub has_audio: bool,
+    pub video: Option<VideoStream>,
+    pub audio: Option<AudioStream>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct VideoStream {
+    pub codec: String,
     pub width: u32,
     pub height: u32,
+    /// Sample (pixel) aspect ratio, `(0, 1)` when unknown.
+    pub sample_aspect: (u32, u32),
     /// Degrees the player turns the picture; ffmpeg applies it while decoding.
     pub rotation: i32,
+    /// Average frames per second, when known.
+    pub frame_rate: Option<f64>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct AudioStream {
+    pub codec: String,
+}
+
+impl SourceFacts {
+    pub fn has_audio(&self) -> bool {
+        self.audio.is_some()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -28,8 +45,11 @@ pub enum ProbeError {
     /// ffprobe refused the file; carries its own error line.
     #[error("the file is not a video ffmpeg can read: {0}")]
     Unreadable(String),
-    #[error("the file has no video stream")]
-    NoVideo,
+    #[error("the file has neither picture nor sound")]
+    NoMedia,
+    /// ffprobe only guessed the format, as it does for arbitrary bytes.
+    #[error("the file is not a video or audio file ffmpeg recognises")]
+    Unrecognised,
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
 }
@@ -112,9 +132,13 @@ struct ProbeAnswer {
 #[derive(Deserialize)]
 struct ProbeStream {
     codec_type: Option<String>,
+    codec_name: Option<String>,
     width: Option<u32>,
     height: Option<u32>,
     duration: Option<String>,
+    sample_aspect_ratio: Option<String>,
+    avg_frame_rate: Option<String>,
+    r_frame_rate: Option<String>,
     disposition: Option<Disposition>,
     #[serde(default)]
     side_data_list: Vec<SideData>,
@@ -140,10 +164,19 @@ struct StreamTags {
 #[derive(Deserialize)]
 struct ProbeFormat {
     duration: Option<String>,
+    probe_score: Option<u32>,
 }
+
+/// ffmpeg's `AVPROBE_SCORE_RETRY`: a format recognised with this score or less is a guess
+/// (arbitrary bytes look like some raw audio format at 25).
+const GUESSED_FORMAT_SCORE: u32 = 25;
 
 impl ProbeAnswer {
     fn facts(&self) -> Result<SourceFacts, ProbeError> {
+        let score = self.format.as_ref().and_then(|format| format.probe_score);
+        if score.is_some_and(|score| score <= GUESSED_FORMAT_SCORE) {
+            return Err(ProbeError::Unrecognised);
+        }
         let is = |stream: &&ProbeStream, kind: &str| stream.codec_type.as_deref() == Some(kind);
         // A cover picture of an audio file is a "video" stream of one frame.
         let video = self
@@ -155,21 +188,15 @@ impl ProbeAnswer {
                     .disposition
                     .as_ref()
                     .is_none_or(|d| d.attached_pic == 0)
-            })
-            .ok_or(ProbeError::NoVideo)?;
-        let (Some(width), Some(height)) = (video.width, video.height) else {
-            return Err(ProbeError::Unreadable(
-                "the video stream has no picture size".to_owned(),
-            ));
-        };
-        if width == 0 || height == 0 {
-            return Err(ProbeError::Unreadable(
-                "the video stream has no picture size".to_owned(),
-            ));
+            });
+        let audio = self.streams.iter().find(|stream| is(stream, "audio"));
+        if video.is_none() && audio.is_none() {
+            return Err(ProbeError::NoMedia);
         }
         let duration_seconds = [
             self.format.as_ref().and_then(|f| f.duration.as_deref()),
-            video.duration.as_deref(),
+            video.and_then(|video| video.duration.as_deref()),
+            audio.and_then(|audio| audio.duration.as_deref()),
         ]
         .into_iter()
         .flatten()
@@ -178,17 +205,43 @@ impl ProbeAnswer {
         .unwrap_or(0.0);
         Ok(SourceFacts {
             duration_seconds,
-            video: VideoStream {
-                width,
-                height,
-                rotation: video.rotation(),
-            },
-            has_audio: self.streams.iter().any(|stream| is(&stream, "audio")),
+            video: video.map(ProbeStream::video).transpose()?,
+            audio: audio.map(|audio| AudioStream {
+                codec: audio.codec_name.clone().unwrap_or_default(),
+            }),
         })
     }
 }
 
 impl ProbeStream {
+    fn video(&self) -> Result<VideoStream, ProbeError> {
+        let no_size = || ProbeError::Unreadable("the video stream has no picture size".to_owned());
+        let (Some(width), Some(height)) = (self.width, self.height) else {
+            return Err(no_size());
+        };
+        if width == 0 || height == 0 {
+            return Err(no_size());
+        }
+        let frame_rate = [self.avg_frame_rate.as_deref(), self.r_frame_rate.as_deref()]
+            .into_iter()
+            .flatten()
+            .filter_map(|text| ratio(text, '/'))
+            .map(|(num, den)| f64::from(num) / f64::from(den))
+            .find(|rate| rate.is_finite() && *rate > 0.0);
+        Ok(VideoStream {
+            codec: self.codec_name.clone().unwrap_or_default(),
+            width,
+            height,
+            sample_aspect: self
+                .sample_aspect_ratio
+                .as_deref()
+                .and_then(|text| ratio(text, ':'))
+                .unwrap_or((0, 1)),
+            rotation: self.rotation(),
+            frame_rate,
+        })
+    }
+
     fn rotation(&self) -> i32 {
         let from_side_data = self.side_data_list.iter().find_map(|data| data.rotation);
         let from_tag = || {
@@ -201,61 +254,17 @@ impl ProbeStream {
     }
 }
 
-/// The size of the single rendition: the displayed source size, never upscaled, at most
-/// `max_height` tall, aspect kept, both dimensions even (yuv420p needs them so).
-pub fn rendition_size(video: VideoStream, max_height: u32) -> (u32, u32) {
-    let (width, height) = if video.rotation.rem_euclid(180) == 90 {
-        (video.height, video.width)
-    } else {
-        (video.width, video.height)
-    };
-    let target_height = height.min(max_height);
-    let target_width = if target_height == height {
-        width
-    } else {
-        (f64::from(width) * f64::from(target_height) / f64::from(height)).round() as u32
-    };
-    (even(target_width), even(target_height))
-}
-
-fn even(size: u32) -> u32 {
-    (size & !1).max(2)
+/// `num{separator}den` with both positive.
+fn ratio(text: &str, separator: char) -> Option<(u32, u32)> {
+    let (num, den) = text.split_once(separator)?;
+    let num = num.trim().parse::<u32>().ok()?;
+    let den = den.trim().parse::<u32>().ok()?;
+    (num > 0 && den > 0).then_some((num, den))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn video(width: u32, height: u32, rotation: i32) -> VideoStream {
-        VideoStream {
-            width,
-            height,
-            rotation,
-        }
-    }
-
-    #[test]
-    fn small_source_keeps_its_size() {
-        assert_eq!(rendition_size(video(320, 240, 0), 1080), (320, 240));
-    }
-
-    #[test]
-    fn odd_sizes_become_even() {
-        assert_eq!(rendition_size(video(321, 241, 0), 1080), (320, 240));
-    }
-
-    #[test]
-    fn tall_source_is_capped_with_aspect_kept() {
-        assert_eq!(rendition_size(video(3840, 2160, 0), 1080), (1920, 1080));
-        assert_eq!(rendition_size(video(1440, 1080, 0), 720), (960, 720));
-    }
-
-    #[test]
-    fn rotated_source_is_sized_as_displayed() {
-        assert_eq!(rendition_size(video(1920, 1080, -90), 1080), (608, 1080));
-        assert_eq!(rendition_size(video(1920, 1080, 90), 4000), (1080, 1920));
-        assert_eq!(rendition_size(video(1920, 1080, 180), 4000), (1920, 1080));
-    }
 
     #[test]
     fn error_lines_lose_prefixes_and_paths() {
@@ -285,28 +294,69 @@ mod tests {
     fn probe_answer_gives_facts() {
         let answer: ProbeAnswer = serde_json::from_str(
             r#"{"streams": [
-                {"codec_type": "video", "width": 640, "height": 360, "duration": "2.5",
-                 "side_data_list": [{"rotation": -90}]},
-                {"codec_type": "audio"}
+                {"codec_type": "video", "codec_name": "hevc", "width": 640, "height": 360,
+                 "duration": "2.5", "sample_aspect_ratio": "1:1", "avg_frame_rate": "30000/1001",
+                 "r_frame_rate": "30000/1001", "side_data_list": [{"rotation": -90}]},
+                {"codec_type": "audio", "codec_name": "opus"}
             ], "format": {"duration": "3.000000"}}"#,
         )
         .unwrap();
         let facts = answer.facts().unwrap();
         assert_eq!(facts.duration_seconds, 3.0);
-        assert_eq!(facts.video, video(640, 360, -90));
-        assert!(facts.has_audio);
+        let video = facts.video.unwrap();
+        assert_eq!((video.width, video.height, video.rotation), (640, 360, -90));
+        assert_eq!(video.codec, "hevc");
+        assert_eq!(video.sample_aspect, (1, 1));
+        assert!((video.frame_rate.unwrap() - 29.97).abs() < 0.01);
+        assert_eq!(facts.audio.unwrap().codec, "opus");
+    }
+
+    #[test]
+    fn unknown_rates_and_aspects_are_none() {
+        let answer: ProbeAnswer = serde_json::from_str(
+            r#"{"streams": [
+                {"codec_type": "video", "width": 64, "height": 48, "sample_aspect_ratio": "0:1",
+                 "avg_frame_rate": "0/0", "r_frame_rate": "0/0"}
+            ]}"#,
+        )
+        .unwrap();
+        let facts = answer.facts().unwrap();
+        let video = facts.video.unwrap();
+        assert_eq!(video.sample_aspect, (0, 1));
+        assert_eq!(video.frame_rate, None);
+        assert_eq!(facts.duration_seconds, 0.0);
+        assert!(facts.audio.is_none());
     }
 
     #[test]
     fn cover_art_is_not_a_video() {
         let answer: ProbeAnswer = serde_json::from_str(
             r#"{"streams": [
-                {"codec_type": "audio"},
+                {"codec_type": "audio", "codec_name": "mp3"},
                 {"codec_type": "video", "width": 500, "height": 500,
                  "disposition": {"attached_pic": 1}}
             ], "format": {"duration": "180.0"}}"#,
         )
         .unwrap();
-        assert!(matches!(answer.facts(), Err(ProbeError::NoVideo)));
+        let facts = answer.facts().unwrap();
+        assert!(facts.video.is_none());
+        assert_eq!(facts.audio.unwrap().codec, "mp3");
+    }
+
+    #[test]
+    fn guessed_format_is_not_media() {
+        let answer: ProbeAnswer = serde_json::from_str(
+            r#"{"streams": [{"codec_type": "audio", "codec_name": "adpcm_dtk"}],
+                "format": {"duration": "458.75", "probe_score": 25}}"#,
+        )
+        .unwrap();
+        assert!(matches!(answer.facts(), Err(ProbeError::Unrecognised)));
+    }
+
+    #[test]
+    fn data_only_file_has_no_media() {
+        let answer: ProbeAnswer =
+            serde_json::from_str(r#"{"streams": [{"codec_type": "data"}]}"#).unwrap();
+        assert!(matches!(answer.facts(), Err(ProbeError::NoMedia)));
     }
 }

@@ -2,11 +2,12 @@
 
 mod common;
 
-use common::{error_of, eventually, make_clip, probe, upload, TestEnv};
+use common::{error_of, eventually, make_clip, make_clip_of, probe, upload, TestEnv};
 use reqwest::StatusCode;
 use vod_contracts::fflow::ProcessCreated;
 use vod_contracts::layout;
 use vod_contracts::outcome::EncodeResult;
+use vod_contracts::EncodePath;
 
 #[tokio::test]
 async fn uploaded_clip_is_encoded_stored_on_holder_and_reported_ready() {
@@ -69,8 +70,9 @@ async fn uploaded_clip_is_encoded_stored_on_holder_and_reported_ready() {
     };
     let dir = layout::presentation_dir(request.video_id, request.flow_id);
     assert!((facts.duration_seconds - 3.0).abs() < 0.2, "{facts:?}");
-    assert_eq!((facts.width, facts.height), (320, 240));
-    assert_eq!(facts.video_codec, "h264");
+    assert_eq!((facts.width, facts.height), (Some(320), Some(240)));
+    assert_eq!(facts.video_codec.as_deref(), Some("h264"));
+    assert_eq!(facts.poster_path, Some(format!("{dir}/poster.jpg")));
     assert_eq!(facts.audio_codec.as_deref(), Some("aac"));
     assert_eq!(facts.hls_path, format!("{dir}/master.m3u8"));
     assert_eq!(facts.dash_path, format!("{dir}/manifest.mpd"));
@@ -92,6 +94,7 @@ async fn uploaded_clip_is_encoded_stored_on_holder_and_reported_ready() {
             "master.m3u8",
             "media_0.m3u8",
             "media_1.m3u8",
+            "poster.jpg",
         ]
     );
     let media = std::fs::read_to_string(stored.join("media_0.m3u8")).unwrap();
@@ -114,6 +117,49 @@ async fn uploaded_clip_is_encoded_stored_on_holder_and_reported_ready() {
     assert_eq!(
         error_of(late).await,
         (StatusCode::CONFLICT, "session_finished".to_owned())
+    );
+
+    replica.stop().await;
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn encode_progress_is_reported_as_ffmpeg_advances() {
+    let env = TestEnv::start().await;
+    let mut config = env.fflow_config("r1");
+    config.progress_interval_ms = 50;
+    let replica = env.start_replica_with(config).await;
+    let clip = make_clip_of(env.dir.path(), 12);
+
+    let request = upload(&env, &replica, &clip).await;
+    let outcome = env.next_outcome().await;
+    assert!(
+        matches!(outcome.result, EncodeResult::Ready(_)),
+        "{:?}",
+        outcome.result
+    );
+    let started = outcome
+        .started
+        .expect("the outcome says how the encode started");
+    assert_eq!(started.path, EncodePath::AfterUpload);
+    assert_eq!(started.received_bytes, clip.len() as u64);
+
+    let reports = env.progress_reports().await;
+    assert!(!reports.is_empty(), "no progress was reported");
+    assert!(reports
+        .iter()
+        .all(|report| report.flow_id == request.flow_id
+            && report.session_id == request.session_id
+            && report.started == started));
+    let percents: Vec<u8> = reports.iter().map(|report| report.percent).collect();
+    assert_eq!(percents[0], 0, "the first report comes as ffmpeg starts");
+    assert!(
+        percents.windows(2).all(|pair| pair[0] < pair[1]),
+        "reports only when it grows: {percents:?}"
+    );
+    assert!(
+        percents.iter().any(|percent| (1..=99).contains(percent)),
+        "ffmpeg's progress between start and end: {percents:?}"
     );
 
     replica.stop().await;

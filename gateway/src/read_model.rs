@@ -6,8 +6,11 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::{Pool, PoolError};
 use tokio_postgres::Row;
 use uuid::Uuid;
-use vod_contracts::api::{FlowView, Playback, VideoView};
-use vod_contracts::{FlowStatus, SessionId, SessionStatus, UnknownStatus, VideoId, VideoStatus};
+use vod_contracts::api::{FlowView, Playback, RenditionView, SourceView, VideoView};
+use vod_contracts::outcome::RenditionFacts;
+use vod_contracts::{
+    EncodePath, FlowStatus, SessionId, SessionStatus, UnknownStatus, VideoId, VideoStatus,
+};
 
 use crate::error::ApiError;
 
@@ -19,6 +22,8 @@ pub enum ReadError {
     Query(#[from] tokio_postgres::Error),
     #[error("unexpected row: {0}")]
     Corrupt(#[from] UnknownStatus),
+    #[error("unexpected renditions: {0}")]
+    CorruptRenditions(#[from] serde_json::Error),
 }
 
 impl From<ReadError> for ApiError {
@@ -73,7 +78,9 @@ pub async fn find_upload(
 const VIDEO_COLUMNS: &str = "id, title, description, status, created_at, updated_at";
 const FLOW_COLUMNS: &str = "id, video_id, status, filename, uploaded_bytes, total_bytes, error, \
      duration_seconds, width, height, video_codec, audio_codec, hls_path, dash_path, created_at, \
-     updated_at";
+     updated_at, progress_percent, encode_path, encode_started_at_byte, source_width, \
+     source_height, source_video_codec, source_audio_codec, source_frame_rate, renditions, \
+     poster_path";
 
 pub async fn find_video(
     pool: &Pool,
@@ -100,7 +107,7 @@ pub async fn find_video(
         )
         .await?
         .iter()
-        .map(FlowRow::from_row)
+        .map(|row| FlowRow::from_row(row, holder_public_url))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Some(video_view(&row, flows, holder_public_url)?))
 }
@@ -135,7 +142,7 @@ pub async fn list_videos(
             )
             .await?;
         for row in &flows {
-            let flow = FlowRow::from_row(row)?;
+            let flow = FlowRow::from_row(row, holder_public_url)?;
             flows_by_video.entry(flow.video_id).or_default().push(flow);
         }
     }
@@ -158,8 +165,30 @@ struct FlowRow {
 }
 
 impl FlowRow {
-    fn from_row(row: &Row) -> Result<Self, ReadError> {
+    fn from_row(row: &Row, holder_public_url: &str) -> Result<Self, ReadError> {
         let status: FlowStatus = row.get::<_, &str>("status").parse()?;
+        let encode_path = row
+            .get::<_, Option<&str>>("encode_path")
+            .map(str::parse::<EncodePath>)
+            .transpose()?;
+        let renditions = match row.get::<_, Option<serde_json::Value>>("renditions") {
+            Some(json) => serde_json::from_value::<Vec<RenditionFacts>>(json)?,
+            None => Vec::new(),
+        };
+        let source_video_codec: Option<String> = row.get("source_video_codec");
+        let source_audio_codec: Option<String> = row.get("source_audio_codec");
+        let source =
+            (source_video_codec.is_some() || source_audio_codec.is_some()).then(|| SourceView {
+                width: row
+                    .get::<_, Option<i32>>("source_width")
+                    .map(non_negative_u32),
+                height: row
+                    .get::<_, Option<i32>>("source_height")
+                    .map(non_negative_u32),
+                video_codec: source_video_codec,
+                audio_codec: source_audio_codec,
+                frame_rate: row.get("source_frame_rate"),
+            });
         Ok(Self {
             video_id: row.get("video_id"),
             hls_path: row.get("hls_path"),
@@ -178,6 +207,28 @@ impl FlowRow {
                 audio_codec: row.get("audio_codec"),
                 created_at: row.get::<_, DateTime<Utc>>("created_at"),
                 updated_at: row.get::<_, DateTime<Utc>>("updated_at"),
+                progress_percent: row
+                    .get::<_, Option<i16>>("progress_percent")
+                    .and_then(|percent| u8::try_from(percent).ok()),
+                encode_path,
+                encode_started_at_byte: row
+                    .get::<_, Option<i64>>("encode_started_at_byte")
+                    .map(non_negative),
+                source,
+                renditions: renditions
+                    .into_iter()
+                    .map(|rendition| RenditionView {
+                        width: rendition.width,
+                        height: rendition.height,
+                        bandwidth: rendition.bandwidth,
+                        average_bandwidth: rendition.average_bandwidth,
+                        codecs: rendition.codecs,
+                        hls: public_url(holder_public_url, &rendition.playlist_path),
+                    })
+                    .collect(),
+                poster: row
+                    .get::<_, Option<&str>>("poster_path")
+                    .map(|path| public_url(holder_public_url, path)),
             },
         })
     }

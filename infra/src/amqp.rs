@@ -27,10 +27,10 @@ pub fn queue_names(settings: &AmqpSettings) -> QueueNames {
 
 /// Declares the durable queues; every service does it, with the same arguments, before use.
 pub async fn declare_queues(channel: &Channel, names: &QueueNames) -> anyhow::Result<()> {
-    for queue in [&names.commands, &names.outcomes] {
+    for queue in names.all() {
         channel
             .queue_declare(
-                queue.as_str().into(),
+                queue.into(),
                 QueueDeclareOptions {
                     durable: true,
                     ..QueueDeclareOptions::default()

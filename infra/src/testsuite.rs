@@ -126,10 +126,8 @@ impl Drop for TestWorld {
                 let properties = lapin::ConnectionProperties::default();
                 if let Ok(connection) = lapin::Connection::connect(&amqp_url(), properties).await {
                     if let Ok(channel) = connection.create_channel().await {
-                        for queue in [queues.commands, queues.outcomes] {
-                            let _ = channel
-                                .queue_delete(queue.as_str().into(), Default::default())
-                                .await;
+                        for queue in queues.all() {
+                            let _ = channel.queue_delete(queue.into(), Default::default()).await;
                         }
                     }
                     let _ = connection.close(200, "test over".into()).await;

@@ -86,6 +86,67 @@ pub fn decoded_duration(input: &str) -> f64 {
         / 1_000_000.0
 }
 
+/// Presentation times of the keyframes of an input's first video stream, in seconds.
+pub fn keyframe_times(input: &str) -> Vec<f64> {
+    let output = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0"])
+        .args(["-show_entries", "packet=pts_time,flags", "-of", "csv=p=0"])
+        .arg(input)
+        .output()
+        .expect("ffprobe runs");
+    assert!(
+        output.status.success(),
+        "ffprobe {input}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| {
+            let (time, flags) = line.split_once(',')?;
+            flags.starts_with('K').then(|| time.parse::<f64>().ok())?
+        })
+        .collect()
+}
+
+/// The attributes of every `#EXT-X-STREAM-INF` of a master playlist, with the URI after it.
+pub fn stream_infs(master: &str) -> Vec<(std::collections::HashMap<String, String>, String)> {
+    let mut variants = Vec::new();
+    let mut lines = master.lines().map(str::trim);
+    while let Some(line) = lines.next() {
+        let Some(attributes) = line.strip_prefix("#EXT-X-STREAM-INF:") else {
+            continue;
+        };
+        let uri = lines.next().unwrap_or_default().to_owned();
+        variants.push((hls_attributes(attributes), uri));
+    }
+    variants
+}
+
+/// An HLS attribute list, split at the commas outside quotes, with quotes removed.
+pub fn hls_attributes(list: &str) -> std::collections::HashMap<String, String> {
+    let mut attributes = std::collections::HashMap::new();
+    let mut current = String::new();
+    let mut quoted = false;
+    let mut flush = |current: &mut String| {
+        if let Some((name, value)) = current.split_once('=') {
+            attributes.insert(name.to_owned(), value.trim_matches('"').to_owned());
+        }
+        current.clear();
+    };
+    for c in list.chars() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                current.push(c);
+            }
+            ',' if !quoted => flush(&mut current),
+            _ => current.push(c),
+        }
+    }
+    flush(&mut current);
+    attributes
+}
+
 /// URIs a playlist references (media playlists, init segments, segments), resolved against
 /// the playlist's own URL.
 pub fn playlist_references(playlist_url: &str, body: &str) -> Vec<String> {
@@ -184,6 +245,18 @@ mod tests {
                 "http://h/v/chunk-stream0-00003.m4s",
             ]
         );
+    }
+
+    #[test]
+    fn stream_infs_keep_quoted_commas() {
+        let master = "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=5,CODECS=\"avc1.64001f,mp4a.40.2\",RESOLUTION=2x2\nmedia_0.m3u8\n";
+        let variants = stream_infs(master);
+        assert_eq!(variants.len(), 1);
+        let (attributes, uri) = &variants[0];
+        assert_eq!(uri, "media_0.m3u8");
+        assert_eq!(attributes["CODECS"], "avc1.64001f,mp4a.40.2");
+        assert_eq!(attributes["BANDWIDTH"], "5");
+        assert_eq!(attributes["RESOLUTION"], "2x2");
     }
 
     #[test]

@@ -14,6 +14,8 @@ use crate::poll_until;
 pub struct StackOptions {
     pub chunk_size_bytes: usize,
     pub max_upload_bytes: u64,
+    /// Changes both fflow replicas' configuration before they start.
+    pub configure_fflow: fn(&mut fflow::Config),
 }
 
 impl Default for StackOptions {
@@ -21,6 +23,7 @@ impl Default for StackOptions {
         Self {
             chunk_size_bytes: 256 * 1024,
             max_upload_bytes: 512 * 1024 * 1024,
+            configure_fflow: |_| {},
         }
     }
 }
@@ -105,6 +108,7 @@ impl Stack {
                 &env.queue_prefix,
             );
             config.amqp = env.amqp();
+            (options.configure_fflow)(&mut config);
             let app = fflow::App::build(config).await.expect("fflow starts");
             fflow_urls.push(format!("http://{}", app.local_addr()));
             fflow_addresses.push(app.address());

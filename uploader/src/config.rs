@@ -26,6 +26,8 @@ pub struct Config {
     pub expire_sessions_cron: String,
     /// Name of this replica in logs and in the broker's connection list.
     pub replica_name: String,
+    /// Unacknowledged progress reports held at once; they are small and applied quickly.
+    pub progress_prefetch: u16,
 }
 
 impl Default for Config {
@@ -42,6 +44,7 @@ impl Default for Config {
             session_ttl_secs: 24 * 3600,
             expire_sessions_cron: "0 */5 * * * *".to_owned(),
             replica_name: "uploader".to_owned(),
+            progress_prefetch: 16,
         }
     }
 }
@@ -61,6 +64,10 @@ impl Config {
         anyhow::ensure!(
             self.finish_attempts > 0,
             "UPLOADER_FINISH_ATTEMPTS must be positive"
+        );
+        anyhow::ensure!(
+            self.progress_prefetch > 0,
+            "UPLOADER_PROGRESS_PREFETCH must be positive"
         );
         Ok(())
     }

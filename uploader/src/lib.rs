@@ -3,13 +3,15 @@
 //! Several replicas compete for the commands queue. Each chunk is checked against PostgreSQL,
 //! forwarded to the fflow replica that owns its session (found through Redis, with PostgreSQL
 //! keeping the durable copy), and only then counted. fflow's encode outcomes come back on the
-//! outcomes queue and finish the flow. One replica may also run the scheduler.
+//! outcomes queue and finish the flow; its progress reports on the progress queue. One replica
+//! may also run the scheduler.
 
 pub mod config;
 mod consumer;
 mod fflow_client;
 mod handlers;
 mod outcomes;
+mod progress;
 mod routing;
 pub mod scheduler;
 mod startup;

@@ -11,7 +11,7 @@ use crate::fflow_client::FflowClient;
 use crate::handlers::Handlers;
 use crate::routing::Routing;
 use crate::scheduler::Scheduler;
-use crate::{consumer, outcomes};
+use crate::{consumer, outcomes, progress};
 
 /// One uploader replica: its pools, its broker connection and its consumers.
 pub struct App {
@@ -72,6 +72,8 @@ impl App {
         let commands_channel =
             vod_infra::amqp::consumer_channel(&self.amqp, self.config.amqp.prefetch).await?;
         let outcomes_channel = vod_infra::amqp::consumer_channel(&self.amqp, 1).await?;
+        let progress_channel =
+            vod_infra::amqp::consumer_channel(&self.amqp, self.config.progress_prefetch).await?;
         let reply_channel = self.amqp.create_channel().await?;
         let cron = if self.config.scheduler {
             tracing::info!(replica = %name, "scheduler enabled");
@@ -117,14 +119,27 @@ impl App {
                 .await,
             )
         };
+        let progress = async {
+            stop_on_error(
+                progress::run(
+                    progress_channel,
+                    self.queues.progress.clone(),
+                    format!("{name}-progress"),
+                    self.handlers.pg.clone(),
+                    stop.clone(),
+                )
+                .await,
+            )
+        };
         tracing::info!(replica = %name, queue = %self.queues.commands, "uploader consuming");
-        let (commands, outcomes) = tokio::join!(commands, outcomes);
+        let (commands, outcomes, progress) = tokio::join!(commands, outcomes, progress);
         if let Some(mut cron) = cron {
             let _ = cron.shutdown().await;
         }
         let _ = self.amqp.close(200, "shutting down".into()).await;
         commands.context("commands consumer failed")?;
         outcomes.context("outcomes consumer failed")?;
+        progress.context("progress consumer failed")?;
         Ok(())
     }
 }

@@ -5,7 +5,7 @@
 use anyhow::Context;
 use deadpool_postgres::GenericClient;
 use vod_contracts::commands::{Reject, RejectCode};
-use vod_contracts::outcome::{EncodeResult, MediaFacts};
+use vod_contracts::outcome::{EncodeResult, EncodeStart, MediaFacts};
 use vod_contracts::{FlowId, FlowStatus, SessionId, VideoId, VideoStatus};
 
 /// The status a video shows, from its flows' statuses, newest first. A cancelled flow does not
@@ -297,20 +297,67 @@ pub async fn apply_outcome(
     flow_id: FlowId,
     video_id: VideoId,
     result: &EncodeResult,
+    started: Option<EncodeStart>,
 ) -> anyhow::Result<bool> {
     let changed = match result {
         EncodeResult::Ready(facts) => mark_ready(client, flow_id, facts).await?,
         EncodeResult::Failed { reason } => client
             .execute(
-                "UPDATE flow SET status = 'FAILED', error = $2, updated_at = now() \
-                     WHERE id = $1 AND status = 'PROCESSING'",
+                "UPDATE flow SET status = 'FAILED', error = $2, progress_percent = NULL, \
+                 updated_at = now() \
+                 WHERE id = $1 AND status = 'PROCESSING'",
                 &[&flow_id.0, reason],
             )
             .await
             .context("failed to mark the flow failed")?,
     };
+    if changed > 0 {
+        if let Some(started) = started {
+            record_encode_start(client, flow_id, started).await?;
+        }
+    }
     refresh_video_status(client, video_id).await?;
     Ok(changed > 0)
+}
+
+/// Records how far an encode is, and how it started, on a flow that is still uploading or
+/// processing; a late or repeated report changes nothing. Progress never goes backwards. Not a
+/// status change.
+pub async fn record_progress(
+    client: &impl GenericClient,
+    flow_id: FlowId,
+    started: EncodeStart,
+    percent: u8,
+) -> anyhow::Result<bool> {
+    let percent = i16::from(percent.min(99));
+    let received = i64::try_from(started.received_bytes)?;
+    let changed = client
+        .execute(
+            "UPDATE flow SET progress_percent = GREATEST(progress_percent, $2::smallint), \
+             encode_path = $3, encode_started_at_byte = LEAST($4, total_bytes) \
+             WHERE id = $1 AND status IN ('UPLOADING', 'PROCESSING')",
+            &[&flow_id.0, &percent, &started.path.as_str(), &received],
+        )
+        .await
+        .context("failed to record the encode progress")?;
+    Ok(changed > 0)
+}
+
+async fn record_encode_start(
+    client: &impl GenericClient,
+    flow_id: FlowId,
+    started: EncodeStart,
+) -> anyhow::Result<()> {
+    let received = i64::try_from(started.received_bytes)?;
+    client
+        .execute(
+            "UPDATE flow SET encode_path = $2, encode_started_at_byte = LEAST($3, total_bytes) \
+             WHERE id = $1",
+            &[&flow_id.0, &started.path.as_str(), &received],
+        )
+        .await
+        .context("failed to record how the encode started")?;
+    Ok(())
 }
 
 async fn mark_ready(
@@ -318,23 +365,32 @@ async fn mark_ready(
     flow_id: FlowId,
     facts: &MediaFacts,
 ) -> anyhow::Result<u64> {
-    let width = i32::try_from(facts.width)?;
-    let height = i32::try_from(facts.height)?;
+    let to_i32 = |value: Option<u32>| value.map(i32::try_from).transpose();
+    let renditions = serde_json::to_value(&facts.renditions)?;
     client
         .execute(
             "UPDATE flow SET status = 'READY', error = NULL, duration_seconds = $2, width = $3, \
              height = $4, video_codec = $5, audio_codec = $6, hls_path = $7, dash_path = $8, \
-             updated_at = now() \
+             source_width = $9, source_height = $10, source_video_codec = $11, \
+             source_audio_codec = $12, source_frame_rate = $13, renditions = $14, \
+             poster_path = $15, progress_percent = 100, updated_at = now() \
              WHERE id = $1 AND status = 'PROCESSING'",
             &[
                 &flow_id.0,
                 &facts.duration_seconds,
-                &width,
-                &height,
+                &to_i32(facts.width)?,
+                &to_i32(facts.height)?,
                 &facts.video_codec,
                 &facts.audio_codec,
                 &facts.hls_path,
                 &facts.dash_path,
+                &to_i32(facts.source.width)?,
+                &to_i32(facts.source.height)?,
+                &facts.source.video_codec,
+                &facts.source.audio_codec,
+                &facts.source.frame_rate,
+                &renditions,
+                &facts.poster_path,
             ],
         )
         .await

@@ -131,6 +131,21 @@ impl TestEnv {
         }
     }
 
+    /// Every progress report fflow published so far.
+    pub async fn progress_reports(&self) -> Vec<vod_contracts::outcome::EncodeProgress> {
+        let queue = vod_contracts::queues::QueueNames::with_prefix(&self.queue_prefix).progress;
+        let mut reports = Vec::new();
+        while let Some(message) = self
+            .channel
+            .basic_get(queue.as_str().into(), BasicGetOptions { no_ack: true })
+            .await
+            .unwrap()
+        {
+            reports.push(serde_json::from_slice(&message.delivery.data).unwrap());
+        }
+        reports
+    }
+
     /// The next outcome fflow published, waiting for it up to two minutes.
     pub async fn next_outcome(&self) -> EncodeOutcome {
         let queue = vod_contracts::queues::QueueNames::with_prefix(&self.queue_prefix).outcomes;
@@ -162,9 +177,9 @@ impl TestEnv {
         self.shutdown.cancel();
         self.holder.await.unwrap().unwrap();
         let names = vod_contracts::queues::QueueNames::with_prefix(&self.queue_prefix);
-        for queue in [names.commands, names.outcomes] {
+        for queue in names.all() {
             self.channel
-                .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+                .queue_delete(queue.into(), QueueDeleteOptions::default())
                 .await
                 .unwrap();
         }
@@ -271,7 +286,12 @@ pub async fn error_of(response: reqwest::Response) -> (StatusCode, String) {
 
 /// A 3-second 320x240 MP4 with a 440 Hz tone.
 pub fn make_clip(dir: &Path) -> Vec<u8> {
-    let path = dir.join("clip.mp4");
+    make_clip_of(dir, 3)
+}
+
+/// A 320x240 MP4 with a 440 Hz tone, `seconds` long.
+pub fn make_clip_of(dir: &Path, seconds: u32) -> Vec<u8> {
+    let path = dir.join(format!("clip-{seconds}.mp4"));
     let status = Command::new("ffmpeg")
         .args([
             "-v",
@@ -288,7 +308,7 @@ pub fn make_clip(dir: &Path) -> Vec<u8> {
             "-i",
             "sine=frequency=440",
             "-t",
-            "3",
+            &seconds.to_string(),
             "-pix_fmt",
             "yuv420p",
         ])

@@ -1,0 +1,430 @@
+//! What one encode makes of a source, and the arguments of the single ffmpeg process that makes
+//! it: one decode, split once per rendition and scaled, every rendition encoded with keyframes on
+//! the same timestamps, one stereo AAC rendition, CMAF segments with an MPD and HLS playlists,
+//! and a JPEG poster.
+
+use vod_contracts::layout::{DASH_MANIFEST, HLS_MASTER, POSTER};
+
+use crate::config::Config;
+use crate::ladder::{self, DisplaySize, Rendition};
+use crate::probe::SourceFacts;
+
+/// Frame rates a source close to one of them is snapped to, as `(num, den)`.
+const COMMON_FRAME_RATES: [(u32, u32); 9] = [
+    (24_000, 1001),
+    (24, 1),
+    (25, 1),
+    (30_000, 1001),
+    (30, 1),
+    (48, 1),
+    (50, 1),
+    (60_000, 1001),
+    (60, 1),
+];
+/// Frame rate used when the source does not tell.
+const FALLBACK_FRAME_RATE: (u32, u32) = (25, 1);
+
+/// Where ffmpeg reads the source.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Input<'a> {
+    /// A complete file, relative to the session directory.
+    File(&'a str),
+    /// ffmpeg's standard input, fed while the upload arrives.
+    #[allow(dead_code)] // used by the streaming encode
+    Stdin,
+}
+
+/// The picture side of an encode.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VideoPlan {
+    /// Tallest first.
+    pub renditions: Vec<Rendition>,
+    /// Output frames per second, `(num, den)`; the same for every rendition.
+    pub frame_rate: (u32, u32),
+    /// Seconds into the picture where the poster is taken.
+    pub poster_at_seconds: f64,
+}
+
+/// What the encode makes of one source.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EncodePlan {
+    /// `None` for a source without picture: an audio-only presentation.
+    pub video: Option<VideoPlan>,
+    pub has_audio: bool,
+}
+
+impl EncodePlan {
+    pub fn for_source(config: &Config, source: &SourceFacts) -> Self {
+        let video = source.video.as_ref().map(|video| {
+            let display = DisplaySize::new(
+                video.width,
+                video.height,
+                video.sample_aspect,
+                video.rotation,
+            );
+            let poster_at_seconds = if source.duration_seconds > 0.0 {
+                config.poster_at_seconds.min(source.duration_seconds / 3.0)
+            } else {
+                config.poster_at_seconds
+            };
+            VideoPlan {
+                renditions: ladder::renditions(display, &config.ladder),
+                frame_rate: output_frame_rate(video.frame_rate, config.max_frame_rate),
+                poster_at_seconds,
+            }
+        });
+        Self {
+            video,
+            has_audio: source.has_audio(),
+        }
+    }
+
+    pub fn renditions(&self) -> &[Rendition] {
+        self.video
+            .as_ref()
+            .map_or(&[], |video| video.renditions.as_slice())
+    }
+
+    /// Output stream index of the audio rendition (after every video rendition).
+    pub fn audio_stream_index(&self) -> Option<usize> {
+        self.has_audio.then_some(self.renditions().len())
+    }
+}
+
+/// The source's rate, snapped to a common one when within 0.5 % of it, otherwise rounded to
+/// whole frames; a rate above `max` is divided down (120 → 60).
+pub fn output_frame_rate(source: Option<f64>, max: u32) -> (u32, u32) {
+    let Some(mut rate) = source.filter(|rate| rate.is_finite() && *rate > 0.0) else {
+        return FALLBACK_FRAME_RATE;
+    };
+    let max = f64::from(max.max(1));
+    if rate > max * 1.005 {
+        rate /= (rate / max).ceil();
+    }
+    let distance = |(num, den): (u32, u32)| {
+        let candidate = f64::from(num) / f64::from(den);
+        (rate - candidate).abs() / candidate
+    };
+    COMMON_FRAME_RATES
+        .into_iter()
+        .filter(|common| distance(*common) <= 0.005)
+        .min_by(|a, b| distance(*a).total_cmp(&distance(*b)))
+        .unwrap_or(((rate.round() as u32).max(1), 1))
+}
+
+/// ffmpeg's arguments, relative to the session directory: it reads `input` and writes into
+/// `output_dir`, reporting progress on its standard output.
+pub fn encode_args(
+    config: &Config,
+    plan: &EncodePlan,
+    input: Input<'_>,
+    output_dir: &str,
+) -> Vec<String> {
+    let mut args: Vec<String> = Vec::new();
+    let mut push = |items: &[&str]| args.extend(items.iter().map(|item| (*item).to_owned()));
+    // ffmpeg reports at least as often as progress is reported on, and at most every 50 ms.
+    let stats_period = (config.progress_interval_ms.clamp(50, 500) as f64) / 1000.0;
+    push(&[
+        "-nostdin",
+        "-y",
+        "-nostats",
+        "-progress",
+        "pipe:1",
+        "-stats_period",
+        &format!("{stats_period:.3}"),
+    ]);
+    push(&[
+        "-i",
+        match input {
+            Input::File(name) => name,
+            Input::Stdin => "pipe:0",
+        },
+    ]);
+
+    if let Some(video) = &plan.video {
+        push(&["-filter_complex", &filter_graph(video)]);
+        for index in 0..video.renditions.len() {
+            push(&["-map", &format!("[v{index}]")]);
+        }
+    }
+    if plan.has_audio {
+        push(&["-map", "0:a:0"]);
+    }
+    push(&["-sn", "-dn", "-map_metadata", "-1", "-map_chapters", "-1"]);
+
+    if let Some(video) = &plan.video {
+        let (num, den) = video.frame_rate;
+        let gop_frames = (f64::from(num) / f64::from(den)
+            * f64::from(config.keyframe_interval_seconds))
+        .round()
+        .max(1.0)
+        .to_string();
+        push(&[
+            "-c:v",
+            "libx264",
+            "-preset",
+            &config.x264_preset,
+            "-pix_fmt",
+            "yuv420p",
+        ]);
+        for (index, rendition) in video.renditions.iter().enumerate() {
+            let rung = rendition.rung;
+            push(&[
+                &format!("-b:v:{index}"),
+                &format!("{}k", rung.bitrate_kbps),
+                &format!("-maxrate:v:{index}"),
+                &format!("{}k", rung.maxrate_kbps),
+                &format!("-bufsize:v:{index}"),
+                &format!("{}k", rung.bufsize_kbit),
+            ]);
+        }
+        push(&[
+            "-g",
+            &gop_frames,
+            "-keyint_min",
+            &gop_frames,
+            "-sc_threshold",
+            "0",
+            "-force_key_frames",
+            &format!("expr:gte(t,n_forced*{})", config.keyframe_interval_seconds),
+        ]);
+    }
+    if plan.has_audio {
+        push(&["-c:a", "aac", "-ac", "2", "-b:a", &config.audio_bitrate]);
+    }
+    let adaptation_sets = match (plan.video.is_some(), plan.has_audio) {
+        (true, true) => "id=0,streams=v id=1,streams=a",
+        (true, false) => "id=0,streams=v",
+        (false, _) => "id=0,streams=a",
+    };
+    push(&[
+        "-max_muxing_queue_size",
+        "4096",
+        "-f",
+        "dash",
+        "-seg_duration",
+        &config.segment_seconds.to_string(),
+        "-use_template",
+        "1",
+        "-use_timeline",
+        "1",
+        "-hls_playlist",
+        "1",
+        "-hls_master_name",
+        HLS_MASTER,
+        "-adaptation_sets",
+        adaptation_sets,
+        &format!("{output_dir}/{DASH_MANIFEST}"),
+    ]);
+    if plan.video.is_some() {
+        push(&[
+            "-map",
+            "[poster]",
+            "-update",
+            "1",
+            "-q:v",
+            "3",
+            "-f",
+            "image2",
+            &format!("{output_dir}/{POSTER}"),
+        ]);
+    }
+    args
+}
+
+/// One decode: frame rate made constant and pixels 8-bit 4:2:0 once, then split into every
+/// rendition (scaled, with the pixel aspect that keeps the source's exact display aspect) and
+/// the poster (the first frame at its time).
+fn filter_graph(video: &VideoPlan) -> String {
+    let (num, den) = video.frame_rate;
+    let count = video.renditions.len();
+    let mut graph = format!("[0:v:0]fps={num}/{den},format=yuv420p,split={}", count + 1);
+    for index in 0..count {
+        graph.push_str(&format!("[s{index}]"));
+    }
+    graph.push_str("[p]");
+    for (index, rendition) in video.renditions.iter().enumerate() {
+        let (sar_num, sar_den) = rendition.sample_aspect;
+        graph.push_str(&format!(
+            ";[s{index}]scale={}:{},setsar=sar={sar_num}/{sar_den}:max=2147483647[v{index}]",
+            rendition.width, rendition.height
+        ));
+    }
+    let (width, height) = video
+        .renditions
+        .first()
+        .map_or((2, 2), |top| (top.width, top.height));
+    graph.push_str(&format!(
+        ";[p]select='isnan(prev_selected_t)*gte(t\\,{:.3})',scale={width}:{height},setsar=1[poster]",
+        video.poster_at_seconds
+    ));
+    graph
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::probe::{AudioStream, VideoStream};
+
+    fn config() -> Config {
+        Config::for_tests(
+            PathBuf::from("/tmp/spool"),
+            "r1",
+            "127.0.0.1:2121",
+            "pw",
+            "test",
+        )
+    }
+
+    fn source(width: u32, height: u32, audio: bool) -> SourceFacts {
+        SourceFacts {
+            duration_seconds: 12.0,
+            video: Some(VideoStream {
+                codec: "h264".to_owned(),
+                width,
+                height,
+                sample_aspect: (1, 1),
+                rotation: 0,
+                frame_rate: Some(25.0),
+            }),
+            audio: audio.then(|| AudioStream {
+                codec: "aac".to_owned(),
+            }),
+        }
+    }
+
+    fn value_of<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
+        let at = args.iter().position(|arg| arg == flag)?;
+        args.get(at + 1).map(String::as_str)
+    }
+
+    fn values_of<'a>(args: &'a [String], flag: &str) -> Vec<&'a str> {
+        args.windows(2)
+            .filter(|pair| pair[0] == flag)
+            .map(|pair| pair[1].as_str())
+            .collect()
+    }
+
+    #[test]
+    fn one_process_makes_every_rendition_from_one_decode() {
+        let config = config();
+        let plan = EncodePlan::for_source(&config, &source(1280, 720, true));
+        let args = encode_args(&config, &plan, Input::File("source"), "out");
+        assert_eq!(values_of(&args, "-i"), ["source"]);
+        let graph = value_of(&args, "-filter_complex").unwrap();
+        assert_eq!(graph.matches("split=").count(), 1, "{graph}");
+        assert!(
+            graph.starts_with("[0:v:0]fps=25/1,format=yuv420p,split=5[s0][s1][s2][s3][p];"),
+            "{graph}"
+        );
+        assert!(
+            graph.contains("[s0]scale=1280:720,setsar=sar=1/1"),
+            "{graph}"
+        );
+        assert!(
+            graph.contains("[s1]scale=854:480,setsar=sar=1280/1281"),
+            "{graph}"
+        );
+        assert!(
+            graph.contains("[s3]scale=426:240,setsar=sar=640/639"),
+            "{graph}"
+        );
+        assert!(graph.contains("gte(t\\,4.000)"), "{graph}");
+        assert_eq!(
+            values_of(&args, "-map"),
+            ["[v0]", "[v1]", "[v2]", "[v3]", "0:a:0", "[poster]"]
+        );
+        assert_eq!(value_of(&args, "-b:v:0"), Some("2800k"));
+        assert_eq!(value_of(&args, "-maxrate:v:0"), Some("2996k"));
+        assert_eq!(value_of(&args, "-bufsize:v:0"), Some("4200k"));
+        assert_eq!(value_of(&args, "-b:v:3"), Some("400k"));
+        assert_eq!(value_of(&args, "-g"), Some("50"));
+        assert_eq!(value_of(&args, "-keyint_min"), Some("50"));
+        assert_eq!(value_of(&args, "-sc_threshold"), Some("0"));
+        assert_eq!(
+            value_of(&args, "-force_key_frames"),
+            Some("expr:gte(t,n_forced*2)")
+        );
+        assert_eq!(value_of(&args, "-c:a"), Some("aac"));
+        assert_eq!(value_of(&args, "-ac"), Some("2"));
+        assert_eq!(value_of(&args, "-seg_duration"), Some("4"));
+        assert_eq!(value_of(&args, "-hls_playlist"), Some("1"));
+        assert_eq!(
+            value_of(&args, "-adaptation_sets"),
+            Some("id=0,streams=v id=1,streams=a")
+        );
+        assert_eq!(value_of(&args, "-progress"), Some("pipe:1"));
+        assert_eq!(value_of(&args, "-stats_period"), Some("0.500"));
+        assert_eq!(args.last().map(String::as_str), Some("out/poster.jpg"));
+        assert!(args.iter().any(|arg| arg == "out/manifest.mpd"));
+        assert_eq!(plan.audio_stream_index(), Some(4));
+    }
+
+    #[test]
+    fn streaming_input_is_standard_input() {
+        let config = config();
+        let plan = EncodePlan::for_source(&config, &source(320, 240, false));
+        let args = encode_args(&config, &plan, Input::Stdin, "out");
+        assert_eq!(values_of(&args, "-i"), ["pipe:0"]);
+        assert_eq!(values_of(&args, "-map"), ["[v0]", "[poster]"]);
+        assert_eq!(value_of(&args, "-adaptation_sets"), Some("id=0,streams=v"));
+        assert_eq!(value_of(&args, "-c:a"), None);
+        assert_eq!(plan.audio_stream_index(), None);
+    }
+
+    #[test]
+    fn audio_only_source_makes_an_audio_presentation() {
+        let config = config();
+        let mut facts = source(2, 2, true);
+        facts.video = None;
+        let plan = EncodePlan::for_source(&config, &facts);
+        let args = encode_args(&config, &plan, Input::File("source"), "out");
+        assert_eq!(value_of(&args, "-filter_complex"), None);
+        assert_eq!(values_of(&args, "-map"), ["0:a:0"]);
+        assert_eq!(value_of(&args, "-adaptation_sets"), Some("id=0,streams=a"));
+        assert_eq!(value_of(&args, "-c:v"), None);
+        assert_eq!(plan.audio_stream_index(), Some(0));
+        assert!(!args.iter().any(|arg| arg.ends_with("poster.jpg")));
+    }
+
+    #[test]
+    fn keyframe_interval_and_segment_come_from_config() {
+        let config = Config {
+            segment_seconds: 6,
+            keyframe_interval_seconds: 3,
+            ..config()
+        };
+        let plan = EncodePlan::for_source(&config, &source(320, 240, false));
+        let args = encode_args(&config, &plan, Input::File("source"), "out");
+        assert_eq!(
+            value_of(&args, "-force_key_frames"),
+            Some("expr:gte(t,n_forced*3)")
+        );
+        assert_eq!(value_of(&args, "-g"), Some("75"));
+        assert_eq!(value_of(&args, "-seg_duration"), Some("6"));
+    }
+
+    #[test]
+    fn poster_is_taken_within_short_clips() {
+        let config = config();
+        let mut facts = source(320, 240, false);
+        facts.duration_seconds = 3.0;
+        let plan = EncodePlan::for_source(&config, &facts);
+        assert_eq!(plan.video.unwrap().poster_at_seconds, 1.0);
+    }
+
+    #[test]
+    fn frame_rates_are_snapped_rounded_and_capped() {
+        assert_eq!(output_frame_rate(Some(25.0), 60), (25, 1));
+        assert_eq!(output_frame_rate(Some(29.97), 60), (30_000, 1001));
+        assert_eq!(output_frame_rate(Some(29.87), 60), (30_000, 1001));
+        assert_eq!(output_frame_rate(Some(27.3), 60), (27, 1));
+        assert_eq!(output_frame_rate(Some(120.0), 60), (60, 1));
+        assert_eq!(output_frame_rate(Some(100.0), 60), (50, 1));
+        assert_eq!(output_frame_rate(Some(59.94), 30), (30_000, 1001));
+        assert_eq!(output_frame_rate(None, 60), (25, 1));
+        assert_eq!(output_frame_rate(Some(f64::NAN), 60), (25, 1));
+    }
+}
