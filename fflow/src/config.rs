@@ -42,6 +42,14 @@ pub struct Config {
     pub stall_timeout_seconds: u64,
     /// At most one progress report per encode in this interval.
     pub progress_interval_ms: u64,
+    /// Encode a source that can be read as it arrives (MP4 with its index first, fragmented
+    /// MP4, MPEG-TS, Matroska, WebM) while it uploads.
+    pub streaming_encode: bool,
+    /// A streaming encode starts once at least this much has arrived (or all of it, or an MP4's
+    /// whole index), enough for ffprobe to describe the streams.
+    pub streaming_probe_bytes: u64,
+    /// A partial upload ffprobe still cannot describe at this size is encoded once complete.
+    pub streaming_probe_max_bytes: u64,
     /// First wait before publishing an outcome again; doubles up to `publish_max_backoff_ms`.
     /// Publishing is retried until it succeeds or the replica stops (a restarted replica
     /// encodes and publishes again).
@@ -91,6 +99,9 @@ impl Default for Config {
             max_encode_seconds: 6 * 3600,
             stall_timeout_seconds: 120,
             progress_interval_ms: 1_000,
+            streaming_encode: true,
+            streaming_probe_bytes: 1024 * 1024,
+            streaming_probe_max_bytes: 64 * 1024 * 1024,
             publish_backoff_ms: 500,
             publish_max_backoff_ms: 30_000,
             publish_timeout_ms: 10_000,

@@ -58,7 +58,18 @@ pub async fn run(state: Arc<AppState>, session: Arc<Session>) {
 
 async fn encode_store_publish(state: &AppState, session: &Session) {
     let mut started = None;
-    let result = match produce(state, session, &mut started).await {
+    let result = produce(state, session, &mut started).await;
+    publish_result(state, session, result, started).await;
+}
+
+/// Publishes how the encode of `session` ended.
+pub(crate) async fn publish_result(
+    state: &AppState,
+    session: &Session,
+    result: Result<MediaFacts, String>,
+    started: Option<EncodeStart>,
+) {
+    let result = match result {
         Ok(facts) => {
             tracing::info!(
                 duration_seconds = facts.duration_seconds,
@@ -152,11 +163,22 @@ async fn produce(
             encoded_watch
         ),
     );
-    encode_result?;
+    encode_result.map_err(|failure| failure.reason)?;
     drop(permit);
 
+    finalize_and_store(config, session, &plan, &source).await
+}
+
+/// Finishes the encoded presentation and stores it on holder; returns its facts.
+pub(crate) async fn finalize_and_store(
+    config: &Config,
+    session: &Session,
+    plan: &EncodePlan,
+    source: &SourceFacts,
+) -> Result<MediaFacts, String> {
+    let output_dir = session.output_dir();
     let remote_dir = layout::presentation_dir(session.video_id, session.flow_id);
-    let facts = finalize_presentation(config, &output_dir, &plan, &source, &remote_dir)
+    let facts = finalize_presentation(config, &output_dir, plan, source, &remote_dir)
         .await
         .map_err(|err| internal("finishing the presentation", &err))?;
 
@@ -168,7 +190,7 @@ async fn produce(
 }
 
 /// ffprobe's view of the source, or the reason a user reads.
-async fn probe_source(config: &Config, dir: &Path) -> Result<SourceFacts, String> {
+pub(crate) async fn probe_source(config: &Config, dir: &Path) -> Result<SourceFacts, String> {
     probe::probe(
         &config.ffprobe_path,
         dir,
@@ -182,39 +204,53 @@ async fn probe_source(config: &Config, dir: &Path) -> Result<SourceFacts, String
     })
 }
 
+/// Why an encode failed, as a user reads it.
+pub(crate) struct EncodeFailure {
+    pub reason: String,
+    /// The watchdog stopped it.
+    pub stalled: bool,
+}
+
 /// Runs ffmpeg under the watchdog and the overall encode deadline.
-async fn encode_with_deadline(
+pub(crate) async fn encode_with_deadline(
     config: &Config,
     dir: &Path,
     args: Vec<String>,
     supervision: Supervision,
-) -> Result<(), String> {
+) -> Result<(), EncodeFailure> {
     let encoded = tokio::time::timeout(
         config.max_encode_duration(),
         ffmpeg::run(&config.ffmpeg_path, dir, args, supervision),
     )
     .await;
+    let failure = |reason: String| EncodeFailure {
+        reason,
+        stalled: false,
+    };
     match encoded {
-        Err(_) => Err(format!(
+        Err(_) => Err(failure(format!(
             "the encode took longer than {} seconds",
             config.max_encode_seconds
-        )),
+        ))),
         Ok(Err(FfmpegError::Failed(line))) => {
-            Err(format!("ffmpeg could not encode the file: {line}"))
+            Err(failure(format!("ffmpeg could not encode the file: {line}")))
         }
-        Ok(Err(stalled @ FfmpegError::Stalled(_))) => Err(stalled.to_string()),
-        Ok(Err(FfmpegError::Unexpected(err))) => Err(internal("encoding", &err)),
+        Ok(Err(stalled @ FfmpegError::Stalled(_))) => Err(EncodeFailure {
+            reason: stalled.to_string(),
+            stalled: true,
+        }),
+        Ok(Err(FfmpegError::Unexpected(err))) => Err(failure(internal("encoding", &err))),
         Ok(Ok(())) => Ok(()),
     }
 }
 
 /// Logs the cause and returns what a user is told.
-fn internal(doing: &str, err: &anyhow::Error) -> String {
+pub(crate) fn internal(doing: &str, err: &anyhow::Error) -> String {
     tracing::error!(error = %format!("{err:#}"), "failed while {doing}");
     format!("the encoder failed while {doing}")
 }
 
-async fn fresh_dir(dir: &Path) -> anyhow::Result<()> {
+pub(crate) async fn fresh_dir(dir: &Path) -> anyhow::Result<()> {
     match tokio::fs::remove_dir_all(dir).await {
         Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
             return Err(err).context("failed to clear the output directory");

@@ -41,7 +41,6 @@ pub struct InputActivity {
     fed_bytes: AtomicU64,
 }
 
-#[allow(dead_code)] // fed by the streaming encode
 impl InputActivity {
     /// The feeder waits for the upload (true) or has bytes to give (false).
     pub fn set_starved(&self, starved: bool) {

@@ -22,7 +22,9 @@ mod probe;
 mod progress;
 mod routes;
 mod sessions;
+mod sniff;
 mod startup;
+mod streaming;
 
 pub use config::{Config, HolderSettings};
 pub use startup::App;

@@ -30,7 +30,6 @@ pub enum Input<'a> {
     /// A complete file, relative to the session directory.
     File(&'a str),
     /// ffmpeg's standard input, fed while the upload arrives.
-    #[allow(dead_code)] // used by the streaming encode
     Stdin,
 }
 

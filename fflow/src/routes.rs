@@ -13,10 +13,10 @@ use tower_http::trace::TraceLayer;
 use vod_contracts::fflow::{ChunkWritten, CreateProcess, ProcessCreated};
 use vod_contracts::SessionId;
 
-use crate::encode;
 use crate::error::ApiError;
-use crate::sessions::{Created, Session, SessionError};
+use crate::sessions::{BeginEncode, Created, Session, SessionError};
 use crate::startup::AppState;
+use crate::{encode, streaming};
 
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
@@ -112,6 +112,11 @@ async fn put_chunk(
                 received_bytes,
                 "chunk written"
             );
+            if received_bytes < session.total_bytes {
+                state
+                    .tracker
+                    .spawn(streaming::consider(state.clone(), session));
+            }
             Ok(Json(ChunkWritten { received_bytes }))
         }
         Err(err) => {
@@ -126,14 +131,23 @@ async fn finish(
     Path((replica_id, session_id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let session = find_session(&state, &replica_id, &session_id)?;
-    if session.begin_encode().await? {
-        tracing::info!(
+    match session.begin_encode().await? {
+        BeginEncode::Start => {
+            tracing::info!(
+                session_id = %session.session_id,
+                video_id = %session.video_id,
+                flow_id = %session.flow_id,
+                "upload complete, encode queued"
+            );
+            state.tracker.spawn(encode::run(state.clone(), session));
+        }
+        BeginEncode::StreamingRunning => tracing::info!(
             session_id = %session.session_id,
             video_id = %session.video_id,
             flow_id = %session.flow_id,
-            "upload complete, encode queued"
-        );
-        state.tracker.spawn(encode::run(state.clone(), session));
+            "upload complete, the streaming encode finishes it"
+        ),
+        BeginEncode::AlreadyStarted => {}
     }
     Ok(StatusCode::ACCEPTED)
 }

@@ -13,7 +13,8 @@ use anyhow::Context;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use vod_contracts::fflow::CreateProcess;
 use vod_contracts::{FlowId, SessionId, VideoId};
@@ -67,6 +68,43 @@ pub enum Phase {
 struct SessionState {
     received: u64,
     phase: Phase,
+    streaming: Streaming,
+    /// Bytes of the source handed to the streaming encode's ffmpeg; 0 without one.
+    fed: u64,
+}
+
+/// Whether the session is encoded while it uploads.
+#[derive(Debug)]
+enum Streaming {
+    /// Not decided yet: the first bytes did not tell, or probing needs more of them.
+    Undecided,
+    /// One task is probing the source to start a streaming encode.
+    Starting,
+    /// A streaming encode runs; cancelling its token stops it.
+    Running { cancel: CancellationToken },
+    /// Encoded once complete: the source cannot be read as it arrives, streaming is off, or a
+    /// streaming encode was abandoned.
+    AtLastByte,
+}
+
+/// What `finish` must do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BeginEncode {
+    /// Start the encode of the complete source.
+    Start,
+    /// A streaming encode runs and finishes the session.
+    StreamingRunning,
+    /// Already finished earlier.
+    AlreadyStarted,
+}
+
+/// The next bytes for a streaming encode's ffmpeg.
+pub enum FeedRead {
+    Bytes(Vec<u8>),
+    /// Everything was fed.
+    End,
+    /// Nothing new was uploaded yet.
+    Wait,
 }
 
 pub struct Session {
@@ -80,6 +118,10 @@ pub struct Session {
     /// Cancelled by `DELETE` or by shutdown; stops the encode and kills its ffmpeg.
     pub cancel: CancellationToken,
     deleted: AtomicBool,
+    /// Bytes received, for a streaming encode waiting for more.
+    received_watch: watch::Sender<u64>,
+    /// Set once the upload is complete and the encode was asked for.
+    finished_watch: watch::Sender<bool>,
 }
 
 impl Session {
@@ -109,8 +151,10 @@ impl Session {
         self.state.lock().await.phase
     }
 
-    /// Writes a chunk at `offset`: the source is cut at `offset` first, so a chunk sent again
-    /// overwrites what it wrote before with the same bytes. Returns the bytes now held.
+    /// Writes a chunk at `offset`, over whatever was there: a chunk sent again leaves the same
+    /// bytes, and the source ends where the chunk ends. Returns the bytes now held. A chunk
+    /// that changes bytes a streaming encode already read abandons that encode: the source is
+    /// then encoded once complete.
     pub async fn write_chunk<S, E>(
         &self,
         offset: u64,
@@ -143,39 +187,85 @@ impl Session {
             .open(self.source_path())
             .await
             .context("failed to open the source file")?;
-        file.set_len(offset)
-            .await
-            .context("failed to cut the source file")?;
-        state.received = offset;
         file.seek(SeekFrom::Start(offset))
             .await
             .context("failed to seek in the source file")?;
+        // Bytes below `fed` were read by ffmpeg: they are compared before being overwritten.
+        let fed = state.fed;
+        let mut already_read = if offset < fed {
+            let mut reader = tokio::fs::File::open(self.source_path())
+                .await
+                .context("failed to open the source file")?;
+            reader
+                .seek(SeekFrom::Start(offset))
+                .await
+                .context("failed to seek in the source file")?;
+            Some(reader)
+        } else {
+            None
+        };
+        state.received = offset;
 
         let mut written = 0u64;
+        let mut diverged = false;
         let copied: Result<(), SessionError> = async {
             while let Some(frame) = body.next().await {
                 let bytes = frame.map_err(|err| SessionError::BodyInterrupted(err.to_string()))?;
+                let at = offset + written;
                 written += bytes.len() as u64;
                 self.check_chunk(offset, written, max_chunk_bytes)?;
+                if let Some(reader) = already_read.as_mut() {
+                    let overlap = fed.saturating_sub(at).min(bytes.len() as u64) as usize;
+                    let mut before = vec![0u8; overlap];
+                    reader
+                        .read_exact(&mut before)
+                        .await
+                        .context("failed to read the source file")?;
+                    diverged |= before[..] != bytes[..overlap];
+                    if offset + written >= fed {
+                        already_read = None;
+                    }
+                }
                 file.write_all(&bytes)
                     .await
                     .context("failed to write the chunk")?;
             }
+            // Bytes ffmpeg read stay on disk until the upload reaches them again, to be
+            // compared with what it sends then.
+            let keep = if diverged { 0 } else { fed };
+            file.set_len((offset + written).max(keep))
+                .await
+                .context("failed to cut the source file")?;
             file.flush().await.context("failed to write the chunk")?;
             Ok(())
         }
         .await;
+        if diverged {
+            self.abandon_streaming(&mut state, "the upload rewrote bytes the encoder had read");
+        }
         match copied {
             Ok(()) => {
                 state.received = offset + written;
+                self.received_watch.send_replace(state.received);
                 Ok(state.received)
             }
             Err(err) => {
                 // What was received stays exactly `offset` bytes.
-                let _ = file.set_len(offset).await;
+                let keep = if diverged { 0 } else { fed };
+                let _ = file.set_len(offset.max(keep)).await;
+                self.received_watch.send_replace(offset);
                 Err(err)
             }
         }
+    }
+
+    fn abandon_streaming(&self, state: &mut SessionState, why: &str) {
+        if let Streaming::Running { cancel, .. } = &state.streaming {
+            tracing::warn!(session_id = %self.session_id, why, "streaming encode abandoned, encoding once complete");
+            cancel.cancel();
+        }
+        state.streaming = Streaming::AtLastByte;
+        state.fed = 0;
     }
 
     fn check_chunk(&self, offset: u64, len: u64, max_chunk_bytes: u64) -> Result<(), SessionError> {
@@ -194,12 +284,11 @@ impl Session {
         Ok(())
     }
 
-    /// Moves a complete session to encoding. `Ok(true)` when the caller must start the encode,
-    /// `Ok(false)` when it was already started.
-    pub async fn begin_encode(&self) -> Result<bool, SessionError> {
+    /// Moves a complete session to encoding and says who encodes it.
+    pub async fn begin_encode(&self) -> Result<BeginEncode, SessionError> {
         let mut state = self.state.lock().await;
         if state.phase != Phase::Receiving {
-            return Ok(false);
+            return Ok(BeginEncode::AlreadyStarted);
         }
         if state.received != self.total_bytes {
             return Err(SessionError::Incomplete {
@@ -209,7 +298,113 @@ impl Session {
         }
         write_record(&self.dir, &self.record(true)).await?;
         state.phase = Phase::Encoding;
-        Ok(true)
+        self.finished_watch.send_replace(true);
+        Ok(match state.streaming {
+            Streaming::Running { .. } => BeginEncode::StreamingRunning,
+            _ => {
+                // A probe still running finds the session finished and gives up.
+                state.streaming = Streaming::AtLastByte;
+                BeginEncode::Start
+            }
+        })
+    }
+
+    /// Waits until the upload is complete and its encode was asked for.
+    pub async fn finished(&self) {
+        let mut finished = self.finished_watch.subscribe();
+        // Err only when the sender is gone, and `self` holds it.
+        let _ = finished.wait_for(|finished| *finished).await;
+    }
+
+    /// Bytes received so far, and whether the upload is still arriving with no decision on
+    /// streaming yet. When it is, the caller becomes the one task that decides: it must end
+    /// with [`Session::start_streaming`], [`Session::streaming_undecided`] or
+    /// [`Session::streaming_refused`].
+    pub async fn claim_streaming_decision(&self) -> Option<u64> {
+        let mut state = self.state.lock().await;
+        match (&state.phase, &state.streaming) {
+            (Phase::Receiving, Streaming::Undecided) => {
+                state.streaming = Streaming::Starting;
+                Some(state.received)
+            }
+            _ => None,
+        }
+    }
+
+    /// The decision needs more bytes; a later chunk tries again.
+    pub async fn streaming_undecided(&self) {
+        let mut state = self.state.lock().await;
+        if matches!(state.streaming, Streaming::Starting) {
+            state.streaming = Streaming::Undecided;
+        }
+    }
+
+    /// The source is encoded once complete.
+    pub async fn streaming_refused(&self) {
+        let mut state = self.state.lock().await;
+        if matches!(state.streaming, Streaming::Starting) {
+            state.streaming = Streaming::AtLastByte;
+        }
+    }
+
+    /// Records the streaming encode as running, unless the upload completed meanwhile. Returns
+    /// the bytes received as it starts.
+    pub async fn start_streaming(&self, cancel: CancellationToken) -> Option<u64> {
+        let mut state = self.state.lock().await;
+        if state.phase != Phase::Receiving || !matches!(state.streaming, Streaming::Starting) {
+            if matches!(state.streaming, Streaming::Starting) {
+                state.streaming = Streaming::AtLastByte;
+            }
+            return None;
+        }
+        state.streaming = Streaming::Running { cancel };
+        state.fed = 0;
+        Some(state.received)
+    }
+
+    /// The streaming encode ended without a presentation. Returns true when the upload is
+    /// already complete, so that the caller encodes it now; otherwise `finish` will.
+    pub async fn streaming_failed(&self) -> bool {
+        let mut state = self.state.lock().await;
+        if matches!(state.streaming, Streaming::Running { .. }) {
+            state.streaming = Streaming::AtLastByte;
+            state.fed = 0;
+        }
+        state.phase == Phase::Encoding
+    }
+
+    #[cfg(test)]
+    async fn is_streaming(&self) -> bool {
+        matches!(self.state.lock().await.streaming, Streaming::Running { .. })
+    }
+
+    /// Up to `max` bytes of the source from `fed` on, for the streaming encode's ffmpeg.
+    pub async fn read_for_feed(&self, fed: u64, max: usize) -> Result<FeedRead, SessionError> {
+        let mut state = self.state.lock().await;
+        if fed >= self.total_bytes {
+            return Ok(FeedRead::End);
+        }
+        if state.received <= fed {
+            return Ok(FeedRead::Wait);
+        }
+        let len = (state.received - fed).min(max as u64) as usize;
+        let mut file = tokio::fs::File::open(self.source_path())
+            .await
+            .context("failed to open the source file")?;
+        file.seek(SeekFrom::Start(fed))
+            .await
+            .context("failed to seek in the source file")?;
+        let mut bytes = vec![0u8; len];
+        file.read_exact(&mut bytes)
+            .await
+            .context("failed to read the source file")?;
+        state.fed = state.fed.max(fed + len as u64);
+        Ok(FeedRead::Bytes(bytes))
+    }
+
+    /// Notified whenever bytes are received.
+    pub fn received_changes(&self) -> watch::Receiver<u64> {
+        self.received_watch.subscribe()
     }
 
     pub async fn mark_done(&self) {
@@ -227,6 +422,8 @@ impl Session {
 /// The sessions of this replica, by id.
 pub struct Sessions {
     root: PathBuf,
+    /// New sessions may be encoded while they upload.
+    streaming: bool,
     by_id: Mutex<HashMap<SessionId, Arc<Session>>>,
     creating: tokio::sync::Mutex<()>,
     stopping: CancellationToken,
@@ -239,12 +436,17 @@ pub enum Created {
 
 impl Sessions {
     /// Loads the sessions spooled under `root` (`{spool_dir}/{replica_id}`) by an earlier run.
-    pub async fn load(root: PathBuf, stopping: CancellationToken) -> anyhow::Result<Self> {
+    pub async fn load(
+        root: PathBuf,
+        streaming: bool,
+        stopping: CancellationToken,
+    ) -> anyhow::Result<Self> {
         tokio::fs::create_dir_all(&root)
             .await
             .with_context(|| format!("failed to create spool directory {}", root.display()))?;
         let sessions = Self {
             root,
+            streaming,
             by_id: Mutex::new(HashMap::new()),
             creating: tokio::sync::Mutex::new(()),
             stopping,
@@ -311,9 +513,20 @@ impl Sessions {
             flow_id: record.flow_id,
             total_bytes: record.total_bytes,
             dir,
-            state: tokio::sync::Mutex::new(SessionState { received, phase }),
+            state: tokio::sync::Mutex::new(SessionState {
+                received,
+                phase,
+                streaming: if self.streaming {
+                    Streaming::Undecided
+                } else {
+                    Streaming::AtLastByte
+                },
+                fed: 0,
+            }),
             cancel: self.stopping.child_token(),
             deleted: AtomicBool::new(false),
+            received_watch: watch::Sender::new(received),
+            finished_watch: watch::Sender::new(phase != Phase::Receiving),
         })
     }
 
@@ -439,7 +652,7 @@ mod tests {
     #[tokio::test]
     async fn chunks_stitch_and_redelivery_is_harmless() {
         let spool = tempfile::tempdir().unwrap();
-        let sessions = Sessions::load(spool.path().join("r1"), CancellationToken::new())
+        let sessions = Sessions::load(spool.path().join("r1"), true, CancellationToken::new())
             .await
             .unwrap();
         let session = new_session(&sessions, 10).await;
@@ -501,8 +714,11 @@ mod tests {
             tokio::fs::read(session.source_path()).await.unwrap(),
             b"abcdefghij"
         );
-        assert!(session.begin_encode().await.unwrap());
-        assert!(!session.begin_encode().await.unwrap());
+        assert_eq!(session.begin_encode().await.unwrap(), BeginEncode::Start);
+        assert_eq!(
+            session.begin_encode().await.unwrap(),
+            BeginEncode::AlreadyStarted
+        );
         assert!(matches!(
             session.write_chunk(0, None, 100, body(&[b"a"])).await,
             Err(SessionError::Finished)
@@ -510,9 +726,119 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_rewrite_of_bytes_ffmpeg_read_abandons_streaming_unless_identical() {
+        let spool = tempfile::tempdir().unwrap();
+        let sessions = Sessions::load(spool.path().join("r1"), true, CancellationToken::new())
+            .await
+            .unwrap();
+        let session = new_session(&sessions, 8).await;
+        session
+            .write_chunk(0, None, 100, body(&[b"abcd"]))
+            .await
+            .unwrap();
+        assert_eq!(session.claim_streaming_decision().await, Some(4));
+        assert_eq!(
+            session.claim_streaming_decision().await,
+            None,
+            "one decider"
+        );
+        let cancel = CancellationToken::new();
+        assert_eq!(session.start_streaming(cancel.clone()).await, Some(4));
+        let FeedRead::Bytes(fed) = session.read_for_feed(0, 3).await.unwrap() else {
+            panic!("bytes to feed");
+        };
+        assert_eq!(fed, b"abc");
+        assert!(matches!(
+            session.read_for_feed(4, 3).await.unwrap(),
+            FeedRead::Wait
+        ));
+
+        // A redelivery with the same bytes changes nothing for ffmpeg.
+        session
+            .write_chunk(2, None, 100, body(&[b"c", b"d"]))
+            .await
+            .unwrap();
+        assert!(!cancel.is_cancelled());
+        assert!(session.is_streaming().await);
+        // Past what was fed, anything may be rewritten.
+        session
+            .write_chunk(3, None, 100, body(&[b"D"]))
+            .await
+            .unwrap();
+        assert!(!cancel.is_cancelled());
+        // A different byte ffmpeg already read does.
+        session
+            .write_chunk(1, None, 100, body(&[b"Bcd"]))
+            .await
+            .unwrap();
+        assert!(cancel.is_cancelled());
+        assert!(!session.is_streaming().await);
+        assert_eq!(session.claim_streaming_decision().await, None);
+
+        session
+            .write_chunk(4, None, 100, body(&[b"efgh"]))
+            .await
+            .unwrap();
+        assert_eq!(
+            tokio::fs::read(session.source_path()).await.unwrap(),
+            b"aBcdefgh"
+        );
+        assert_eq!(session.begin_encode().await.unwrap(), BeginEncode::Start);
+    }
+
+    #[tokio::test]
+    async fn a_running_streaming_encode_finishes_the_session() {
+        let spool = tempfile::tempdir().unwrap();
+        let sessions = Sessions::load(spool.path().join("r1"), true, CancellationToken::new())
+            .await
+            .unwrap();
+        let session = new_session(&sessions, 4).await;
+        session
+            .write_chunk(0, None, 100, body(&[b"ab"]))
+            .await
+            .unwrap();
+        session.claim_streaming_decision().await.unwrap();
+        session
+            .start_streaming(CancellationToken::new())
+            .await
+            .unwrap();
+        session
+            .write_chunk(2, None, 100, body(&[b"cd"]))
+            .await
+            .unwrap();
+        assert!(matches!(
+            session.read_for_feed(4, 10).await.unwrap(),
+            FeedRead::End
+        ));
+        assert_eq!(
+            session.begin_encode().await.unwrap(),
+            BeginEncode::StreamingRunning
+        );
+        tokio::time::timeout(std::time::Duration::from_secs(5), session.finished())
+            .await
+            .unwrap();
+        // Had it failed now, its task would encode the complete source itself.
+        assert!(session.streaming_failed().await);
+    }
+
+    #[tokio::test]
+    async fn without_streaming_every_session_waits_for_its_last_byte() {
+        let spool = tempfile::tempdir().unwrap();
+        let sessions = Sessions::load(spool.path().join("r1"), false, CancellationToken::new())
+            .await
+            .unwrap();
+        let session = new_session(&sessions, 4).await;
+        session
+            .write_chunk(0, None, 100, body(&[b"ab"]))
+            .await
+            .unwrap();
+        assert_eq!(session.claim_streaming_decision().await, None);
+    }
+
+    #[tokio::test]
     async fn create_is_idempotent_and_refuses_conflicts() {
         let spool = tempfile::tempdir().unwrap();
-        let sessions = Sessions::load(spool.path().join("r1"), CancellationToken::new())
+        let sessions = Sessions::load(spool.path().join("r1"), true, CancellationToken::new())
             .await
             .unwrap();
         let request = request(5);
@@ -539,7 +865,7 @@ mod tests {
         let spool = tempfile::tempdir().unwrap();
         let root = spool.path().join("r1");
         let (receiving, finished) = {
-            let sessions = Sessions::load(root.clone(), CancellationToken::new())
+            let sessions = Sessions::load(root.clone(), true, CancellationToken::new())
                 .await
                 .unwrap();
             let receiving = new_session(&sessions, 10).await;
@@ -559,7 +885,7 @@ mod tests {
             .await
             .unwrap();
 
-        let sessions = Sessions::load(root.clone(), CancellationToken::new())
+        let sessions = Sessions::load(root.clone(), true, CancellationToken::new())
             .await
             .unwrap();
         let reloaded = sessions.get(receiving).unwrap();
@@ -580,7 +906,7 @@ mod tests {
     #[tokio::test]
     async fn removing_cancels_and_forgets() {
         let spool = tempfile::tempdir().unwrap();
-        let sessions = Sessions::load(spool.path().join("r1"), CancellationToken::new())
+        let sessions = Sessions::load(spool.path().join("r1"), true, CancellationToken::new())
             .await
             .unwrap();
         let session = new_session(&sessions, 10).await;

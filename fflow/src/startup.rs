@@ -69,7 +69,7 @@ impl App {
         )
         .await?;
         let stopping = CancellationToken::new();
-        let sessions = Sessions::load(spool, stopping.clone()).await?;
+        let sessions = Sessions::load(spool, config.streaming_encode, stopping.clone()).await?;
         let state = Arc::new(AppState {
             address,
             sessions,

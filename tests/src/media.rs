@@ -25,6 +25,30 @@ pub fn generate_clip(path: &Path, seconds: u32, size: &str) {
     assert!(status.success(), "ffmpeg made the clip");
 }
 
+/// Makes a clip with picture and sound in the container `path`'s extension names, with extra
+/// output options (e.g. `-movflags +faststart`).
+pub fn generate_clip_with(path: &Path, seconds: u32, size: &str, output_args: &[&str]) {
+    let status = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
+        .arg(format!("testsrc2=size={size}:rate=25"))
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args(["-t", &seconds.to_string()])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+        ])
+        .args(["-c:a", "aac", "-shortest"])
+        .args(output_args)
+        .arg(path)
+        .status()
+        .expect("ffmpeg runs");
+    assert!(status.success(), "ffmpeg made the clip");
+}
+
 /// What ffprobe reads of an input (a file or a URL).
 #[derive(Debug)]
 pub struct Probe {

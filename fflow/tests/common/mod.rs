@@ -319,6 +319,35 @@ pub fn make_clip_of(dir: &Path, seconds: u32) -> Vec<u8> {
     std::fs::read(path).unwrap()
 }
 
+/// A 320x240 Matroska clip with a 440 Hz tone, `seconds` long: readable as it arrives.
+pub fn make_mkv(dir: &Path, seconds: u32) -> Vec<u8> {
+    let path = dir.join(format!("clip-{seconds}.mkv"));
+    let status = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
+        .arg("testsrc2=size=320x240:rate=25")
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440",
+            "-t",
+            &seconds.to_string(),
+        ])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+        ])
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::read(path).unwrap()
+}
+
 /// ffprobe's view of a URL or file: (duration, stream kinds).
 pub async fn probe(input: &str) -> (f64, Vec<String>) {
     let output = tokio::process::Command::new("ffprobe")

@@ -1,0 +1,152 @@
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{make_mkv, Replica, TestEnv};
+use reqwest::StatusCode;
+use vod_contracts::fflow::CreateProcess;
+use vod_contracts::layout;
+use vod_contracts::outcome::{EncodeOutcome, EncodeResult};
+use vod_contracts::EncodePath;
+
+const CHUNK: usize = 64 * 1024;
+
+async fn streaming_replica(env: &TestEnv) -> Replica {
+    let mut config = env.fflow_config("r1");
+    config.streaming_probe_bytes = CHUNK as u64;
+    config.progress_interval_ms = 50;
+    env.start_replica_with(config).await
+}
+
+/// Sends the first `count` chunks.
+async fn put_chunks(
+    env: &TestEnv,
+    replica: &Replica,
+    request: &CreateProcess,
+    clip: &[u8],
+    count: usize,
+) {
+    for (index, chunk) in clip.chunks(CHUNK).take(count).enumerate() {
+        replica
+            .put_ok(&env.http, request.session_id, (index * CHUNK) as u64, chunk)
+            .await;
+    }
+}
+
+async fn put_the_rest(
+    env: &TestEnv,
+    replica: &Replica,
+    request: &CreateProcess,
+    clip: &[u8],
+    from_chunk: usize,
+) {
+    for (index, chunk) in clip.chunks(CHUNK).enumerate().skip(from_chunk) {
+        replica
+            .put_ok(&env.http, request.session_id, (index * CHUNK) as u64, chunk)
+            .await;
+    }
+    assert_eq!(
+        replica.finish(&env.http, request.session_id).await.status(),
+        StatusCode::ACCEPTED
+    );
+}
+
+/// Waits until the streaming encode has encoded something, so ffmpeg has read the first chunk.
+async fn wait_for_streaming_output(env: &TestEnv) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let reports = env.progress_reports().await;
+        assert!(
+            reports
+                .iter()
+                .all(|report| report.started.path == EncodePath::Streaming),
+            "{reports:?}"
+        );
+        if reports.iter().any(|report| report.percent > 0) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the streaming encode made no output"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn ready_path(outcome: &EncodeOutcome) -> EncodePath {
+    assert!(
+        matches!(outcome.result, EncodeResult::Ready(_)),
+        "{:?}",
+        outcome.result
+    );
+    outcome.started.expect("how the encode started").path
+}
+
+#[tokio::test]
+async fn a_redelivered_chunk_with_the_same_bytes_keeps_the_streaming_encode() {
+    let env = TestEnv::start().await;
+    let replica = streaming_replica(&env).await;
+    let clip = make_mkv(env.dir.path(), 6);
+    let chunks = clip.len().div_ceil(CHUNK);
+    assert!(chunks >= 6, "{} bytes", clip.len());
+    let (request, _) = replica.create(&env.http, clip.len() as u64).await;
+
+    put_chunks(&env, &replica, &request, &clip, chunks / 2).await;
+    wait_for_streaming_output(&env).await;
+    // The uploader lost its commit of the first chunk and sends it again.
+    replica
+        .put_ok(&env.http, request.session_id, 0, &clip[..CHUNK])
+        .await;
+    put_the_rest(&env, &replica, &request, &clip, 1).await;
+
+    let outcome = env.next_outcome().await;
+    assert_eq!(outcome.session_id, request.session_id);
+    assert_eq!(ready_path(&outcome), EncodePath::Streaming);
+    let started = outcome.started.unwrap();
+    assert!(started.received_bytes < clip.len() as u64, "{started:?}");
+    let stored = env
+        .holder_root
+        .join(layout::presentation_dir(request.video_id, request.flow_id));
+    let (duration, _) = common::probe(stored.join("master.m3u8").to_str().unwrap()).await;
+    assert!((duration - 6.0).abs() < 0.3, "{duration}");
+
+    replica.stop().await;
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn a_rewrite_of_bytes_ffmpeg_read_makes_the_encode_wait_for_the_last_byte() {
+    let env = TestEnv::start().await;
+    let replica = streaming_replica(&env).await;
+    let clip = make_mkv(env.dir.path(), 6);
+    let chunks = clip.len().div_ceil(CHUNK);
+    let (request, _) = replica.create(&env.http, clip.len() as u64).await;
+
+    put_chunks(&env, &replica, &request, &clip, chunks / 2).await;
+    wait_for_streaming_output(&env).await;
+    // The same chunk, but with other bytes (the muxer's name in the header changed): what
+    // ffmpeg read is no longer the source.
+    let mut rewritten = clip[..CHUNK].to_vec();
+    let at = rewritten
+        .windows(4)
+        .position(|window| window == b"Lavf")
+        .expect("the muxer's name in the header");
+    rewritten[at] = b'X';
+    replica
+        .put_ok(&env.http, request.session_id, 0, &rewritten)
+        .await;
+    put_the_rest(&env, &replica, &request, &clip, 1).await;
+
+    let outcome = env.next_outcome().await;
+    assert_eq!(outcome.session_id, request.session_id);
+    assert_eq!(ready_path(&outcome), EncodePath::AfterUpload);
+    assert_eq!(outcome.started.unwrap().received_bytes, clip.len() as u64);
+    let source = std::fs::read(replica.session_dir(request.session_id).join("source"));
+    // The spool is gone once published; what was encoded is the rewritten source.
+    assert!(source.is_err() || source.unwrap()[at] == b'X');
+
+    replica.stop().await;
+    env.stop().await;
+}
