@@ -12,6 +12,9 @@ pub struct EncodeOutcome {
     pub flow_id: FlowId,
     pub session_id: SessionId,
     pub result: EncodeResult,
+    /// Lowercase hex SHA-256 of the stitched source, the bytes the encode read.
+    #[serde(default)]
+    pub source_sha256: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

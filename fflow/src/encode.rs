@@ -7,31 +7,37 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tracing::Instrument;
+use vod_contracts::fflow::EncodeTarget;
 use vod_contracts::layout::{self, DASH_MANIFEST, HLS_MASTER};
 use vod_contracts::outcome::{EncodeOutcome, EncodeResult, MediaFacts};
 
 use crate::ffmpeg::{self, EncodePlan, FfmpegError};
 use crate::ftp;
+use crate::join;
 use crate::playlists::{self, VariantFacts};
 use crate::probe::{self, ProbeError};
-use crate::sessions::{Session, OUTPUT_DIR, SOURCE_FILE};
+use crate::sessions::{Phase, Session, OUTPUT_DIR, SOURCE_FILE};
 use crate::startup::AppState;
 
-/// Runs the encode of a finished session to its end, unless the session is deleted or the
-/// replica stops first; then ffmpeg is killed, and after a stop the spool is kept so that the
-/// restarted replica encodes again.
+/// Runs the encode of a finished session to its end (joining its parts first when it is a
+/// concatenated upload), unless the session is deleted or the replica stops first; then ffmpeg
+/// is killed, and after a stop the spool is kept so that the restarted replica goes on.
 pub async fn run(state: Arc<AppState>, session: Arc<Session>) {
+    let Some(target) = session.target else {
+        tracing::error!(session_id = %session.session_id, "a partial upload cannot be encoded");
+        return;
+    };
     let span = tracing::info_span!(
         "encode",
-        video_id = %session.video_id,
-        flow_id = %session.flow_id,
+        video_id = %target.video_id,
+        flow_id = %target.flow_id,
         session_id = %session.session_id,
     );
     async move {
         let completed = tokio::select! {
             biased;
             () = session.cancel.cancelled() => false,
-            () = encode_store_publish(&state, &session) => true,
+            () = join_encode_store_publish(&state, &session, target) => true,
         };
         if completed {
             session.mark_done().await;
@@ -47,8 +53,29 @@ pub async fn run(state: Arc<AppState>, session: Arc<Session>) {
     .await;
 }
 
-async fn encode_store_publish(state: &AppState, session: &Session) {
-    let result = match produce(state, session).await {
+async fn join_encode_store_publish(state: &AppState, session: &Session, target: EncodeTarget) {
+    if session.phase().await == Phase::Joining {
+        if let Err(reason) = join::join_parts(state, session).await {
+            tracing::warn!(reason = %reason, "parts not joined");
+            let outcome = EncodeOutcome {
+                video_id: target.video_id,
+                flow_id: target.flow_id,
+                session_id: session.session_id,
+                result: EncodeResult::Failed { reason },
+                source_sha256: None,
+            };
+            publish_until_confirmed(state, &outcome).await;
+            return;
+        }
+    }
+    let source_sha256 = match session.source_sha256().await {
+        Ok(digest) => Some(digest),
+        Err(err) => {
+            tracing::warn!(error = %format!("{err:#}"), "source not hashed");
+            None
+        }
+    };
+    let result = match produce(state, session, target).await {
         Ok(facts) => {
             tracing::info!(
                 duration_seconds = facts.duration_seconds,
@@ -64,10 +91,11 @@ async fn encode_store_publish(state: &AppState, session: &Session) {
         }
     };
     let outcome = EncodeOutcome {
-        video_id: session.video_id,
-        flow_id: session.flow_id,
+        video_id: target.video_id,
+        flow_id: target.flow_id,
         session_id: session.session_id,
         result,
+        source_sha256,
     };
     publish_until_confirmed(state, &outcome).await;
 }
@@ -96,7 +124,11 @@ async fn publish_until_confirmed(state: &AppState, outcome: &EncodeOutcome) {
 }
 
 /// The stored presentation's facts, or the reason a user reads.
-async fn produce(state: &AppState, session: &Session) -> Result<MediaFacts, String> {
+async fn produce(
+    state: &AppState,
+    session: &Session,
+    target: EncodeTarget,
+) -> Result<MediaFacts, String> {
     let config = &state.config;
     let permit = state
         .encodes
@@ -154,7 +186,7 @@ async fn produce(state: &AppState, session: &Session) -> Result<MediaFacts, Stri
         .await
         .map_err(|err| internal("finishing the playlists", &err))?;
 
-    let remote_dir = layout::presentation_dir(session.video_id, session.flow_id);
+    let remote_dir = layout::presentation_dir(target.video_id, target.flow_id);
     tracing::info!(remote_dir = %remote_dir, "storing on holder");
     ftp::store_presentation(&config.holder, &output_dir, &remote_dir)
         .await

@@ -14,6 +14,7 @@ mod encode;
 mod error;
 mod ffmpeg;
 mod ftp;
+mod join;
 mod outcomes;
 mod playlists;
 mod probe;

@@ -6,11 +6,13 @@ use axum::body::Body;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
+use bytes::Bytes;
 use serde::Deserialize;
 use tower_http::trace::TraceLayer;
-use vod_contracts::fflow::{ChunkWritten, CreateProcess, ProcessCreated};
+use vod_contracts::fflow::{ChunkWritten, CreateProcess, FinishProcess, ProcessCreated};
 use vod_contracts::SessionId;
 
 use crate::encode;
@@ -28,6 +30,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             put(put_chunk).layer(DefaultBodyLimit::disable()),
         )
         .route("/{replica_id}/sessions/{session_id}/finish", post(finish))
+        .route("/{replica_id}/sessions/{session_id}/source", get(source))
         .route(
             "/{replica_id}/sessions/{session_id}",
             delete(delete_session),
@@ -54,9 +57,8 @@ async fn create_process(
     };
     tracing::info!(
         session_id = %session.session_id,
-        video_id = %session.video_id,
-        flow_id = %session.flow_id,
-        total_bytes = session.total_bytes,
+        partial = session.target.is_none(),
+        total_bytes = request.total_bytes,
         created = status == StatusCode::CREATED,
         "process created"
     );
@@ -124,18 +126,52 @@ async fn put_chunk(
 async fn finish(
     State(state): State<Arc<AppState>>,
     Path((replica_id, session_id)): Path<(String, String)>,
+    body: Bytes,
 ) -> Result<StatusCode, ApiError> {
     let session = find_session(&state, &replica_id, &session_id)?;
-    if session.begin_encode().await? {
+    // An empty body finishes a session whose length was given at creation.
+    let request: Option<FinishProcess> = if body.is_empty() {
+        None
+    } else {
+        Some(serde_json::from_slice(&body).map_err(|err| {
+            ApiError::InvalidRequest(format!("the finish request is not valid: {err}"))
+        })?)
+    };
+    let parts = match request {
+        Some(request) => {
+            session.set_total_bytes(request.total_bytes).await?;
+            request.parts
+        }
+        None => Vec::new(),
+    };
+    let joining = !parts.is_empty();
+    let start = if joining {
+        session.begin_join(parts).await?
+    } else {
+        session.begin_encode().await?
+    };
+    if start {
         tracing::info!(
             session_id = %session.session_id,
-            video_id = %session.video_id,
-            flow_id = %session.flow_id,
+            joining,
             "upload complete, encode queued"
         );
         state.tracker.spawn(encode::run(state.clone(), session));
     }
     Ok(StatusCode::ACCEPTED)
+}
+
+/// The bytes received so far, for the replica joining this session into a final upload.
+async fn source(
+    State(state): State<Arc<AppState>>,
+    Path((replica_id, session_id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let session = find_session(&state, &replica_id, &session_id)?;
+    let file = tokio::fs::File::open(session.source_path())
+        .await
+        .map_err(|err| ApiError::Session(SessionError::Unexpected(err.into())))?;
+    let body = Body::from_stream(tokio_util::io::ReaderStream::new(file));
+    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], body).into_response())
 }
 
 async fn delete_session(
@@ -151,12 +187,7 @@ async fn delete_session(
         if let Err(err) = session.remove_spool().await {
             tracing::debug!(session_id = %session_id, error = %err, "spool not removed yet");
         }
-        tracing::info!(
-            session_id = %session_id,
-            video_id = %session.video_id,
-            flow_id = %session.flow_id,
-            "session deleted"
-        );
+        tracing::info!(session_id = %session_id, "session deleted");
     }
     Ok(StatusCode::NO_CONTENT)
 }

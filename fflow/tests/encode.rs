@@ -62,12 +62,15 @@ async fn uploaded_clip_is_encoded_stored_on_holder_and_reported_ready() {
 
     let outcome = env.next_outcome().await;
     assert_eq!(outcome.session_id, session_id);
-    assert_eq!(outcome.video_id, request.video_id);
-    assert_eq!(outcome.flow_id, request.flow_id);
+    assert_eq!(outcome.video_id, request.target.expect("a target").video_id);
+    assert_eq!(outcome.flow_id, request.target.expect("a target").flow_id);
     let EncodeResult::Ready(facts) = outcome.result else {
         panic!("encode failed: {:?}", outcome.result);
     };
-    let dir = layout::presentation_dir(request.video_id, request.flow_id);
+    let dir = layout::presentation_dir(
+        request.target.expect("a target").video_id,
+        request.target.expect("a target").flow_id,
+    );
     assert!((facts.duration_seconds - 3.0).abs() < 0.2, "{facts:?}");
     assert_eq!((facts.width, facts.height), (320, 240));
     assert_eq!(facts.video_codec, "h264");
@@ -143,7 +146,10 @@ async fn non_media_file_is_reported_failed_with_a_readable_reason() {
     eventually("spool removal", || !spool.exists()).await;
     assert!(!env
         .holder_root
-        .join(layout::presentation_dir(request.video_id, request.flow_id))
+        .join(layout::presentation_dir(
+            request.target.expect("a target").video_id,
+            request.target.expect("a target").flow_id
+        ))
         .exists());
 
     replica.stop().await;
@@ -174,9 +180,10 @@ async fn encode_interrupted_by_shutdown_is_resumed_by_the_restarted_replica() {
         "{:?}",
         outcome.result
     );
-    let stored = env
-        .holder_root
-        .join(layout::presentation_dir(request.video_id, request.flow_id));
+    let stored = env.holder_root.join(layout::presentation_dir(
+        request.target.expect("a target").video_id,
+        request.target.expect("a target").flow_id,
+    ));
     assert!(stored.join("master.m3u8").exists());
     eventually("spool removal", || !spool.exists()).await;
 

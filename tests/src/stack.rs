@@ -14,6 +14,10 @@ use crate::poll_until;
 pub struct StackOptions {
     pub chunk_size_bytes: usize,
     pub max_upload_bytes: u64,
+    /// Uploads idle this long expire.
+    pub session_ttl_secs: u64,
+    /// How long a PATCH waits for another one writing to the same upload.
+    pub lock_wait_ms: u64,
 }
 
 impl Default for StackOptions {
@@ -21,6 +25,8 @@ impl Default for StackOptions {
         Self {
             chunk_size_bytes: 256 * 1024,
             max_upload_bytes: 512 * 1024 * 1024,
+            session_ttl_secs: 24 * 3600,
+            lock_wait_ms: 3_000,
         }
     }
 }
@@ -63,6 +69,8 @@ pub struct Stack {
     pub holder_url: String,
     pub holder_ftp: SocketAddr,
     pub holder_root: std::path::PathBuf,
+    /// fflow spools live in `{fflow_spool}/{replica_id}/{session_id}`.
+    pub fflow_spool: std::path::PathBuf,
     /// Advertised addresses of the fflow replicas, `r1` first.
     pub fflow_addresses: Vec<String>,
     pub http: reqwest::Client,
@@ -122,6 +130,7 @@ impl Stack {
                 fflow_urls: fflow_urls.clone(),
                 replica_name: format!("uploader-{index}"),
                 routing_ttl_secs: 3_600,
+                session_ttl_secs: options.session_ttl_secs,
                 ..uploader::Config::default()
             };
             let app = uploader::App::build(config).await.expect("uploader starts");
@@ -137,6 +146,7 @@ impl Stack {
         gateway_config.holder_public_url = holder_url.clone();
         gateway_config.chunk_size_bytes = options.chunk_size_bytes;
         gateway_config.max_upload_bytes = options.max_upload_bytes;
+        gateway_config.lock_wait_ms = options.lock_wait_ms;
         let gateway = gateway::App::build(gateway_config)
             .await
             .expect("gateway starts");
@@ -150,6 +160,7 @@ impl Stack {
             holder_url,
             holder_ftp,
             holder_root,
+            fflow_spool: env.dir.path().join("fflow"),
             fflow_addresses,
             http: reqwest::Client::new(),
             schedulers,

@@ -84,8 +84,14 @@ async fn handle(delivery: Delivery, pg: &Pool, routing: &Routing) {
 async fn apply(outcome: &EncodeOutcome, pg: &Pool) -> anyhow::Result<bool> {
     let mut client = pg.get().await?;
     let tx = client.transaction().await?;
-    let changed =
-        transitions::apply_outcome(&tx, outcome.flow_id, outcome.video_id, &outcome.result).await?;
+    let changed = transitions::apply_outcome(
+        &tx,
+        outcome.flow_id,
+        outcome.video_id,
+        &outcome.result,
+        outcome.source_sha256.as_deref(),
+    )
+    .await?;
     tx.commit().await?;
     Ok(changed)
 }
