@@ -26,6 +26,7 @@ pub struct FlowView {
     pub status: FlowStatus,
     pub filename: Option<String>,
     pub uploaded_bytes: u64,
+    /// 0 while the upload's length is deferred.
     pub total_bytes: u64,
     pub error: Option<String>,
     pub duration_seconds: Option<f64>,
@@ -33,6 +34,9 @@ pub struct FlowView {
     pub height: Option<u32>,
     pub video_codec: Option<String>,
     pub audio_codec: Option<String>,
+    /// Lowercase hex SHA-256 of the source as it was stitched, once processed.
+    #[serde(default)]
+    pub source_sha256: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     /// How far the encode is, 0–100, from ffmpeg's own progress reports; 100 once ready,

@@ -8,9 +8,10 @@
 //! [`ChunkHeader`], then the payload. All other commands are plain JSON [`Command`]s. The AMQP
 //! `type` property says which of the two a message is.
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::{FlowId, SessionId, VideoId};
+use crate::{FlowId, SessionId, VideoId, WriterId};
 
 /// AMQP `type` property of a JSON [`Command`].
 pub const COMMAND_MESSAGE_TYPE: &str = "vod.command";
@@ -29,12 +30,63 @@ pub enum Command {
         video_id: Option<VideoId>,
         title: String,
         filename: Option<String>,
-        total_bytes: u64,
+        /// `None` while the length is deferred (tus `creation-defer-length`).
+        total_bytes: Option<u64>,
         /// The raw tus `Upload-Metadata` header, echoed on `HEAD`.
         metadata: Option<String>,
     },
+    /// Create a partial upload (tus `concatenation`): an upload session with no flow, whose
+    /// bytes only count once a final upload joins them.
+    CreatePartialUpload {
+        total_bytes: Option<u64>,
+        metadata: Option<String>,
+    },
+    /// Create a final upload from complete partial uploads, in order: a flow whose source is
+    /// their joined bytes, processed at once.
+    CreateFinalUpload {
+        video_id: Option<VideoId>,
+        title: String,
+        filename: Option<String>,
+        metadata: Option<String>,
+        parts: Vec<SessionId>,
+    },
     /// The client gave up on the upload (tus termination).
     TerminateUpload { session_id: SessionId },
+    /// Declares the length of an upload created with a deferred length; it never changes
+    /// afterwards.
+    DeclareLength {
+        session_id: SessionId,
+        total_bytes: u64,
+    },
+    /// Takes the write lock of an upload for one request that will write from `offset`. Only
+    /// the holder's chunks are taken until it unlocks or its lease runs out, so two requests
+    /// never interleave their bytes.
+    LockUpload {
+        session_id: SessionId,
+        writer: WriterId,
+        offset: u64,
+    },
+    /// Gives the write lock back; nothing happens unless `writer` holds it.
+    UnlockUpload {
+        session_id: SessionId,
+        writer: WriterId,
+    },
+}
+
+/// How a chunk counts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "mode", rename_all = "snake_case")]
+pub enum ChunkCommit {
+    /// The upload's offset moves past the chunk as soon as it is stored.
+    #[default]
+    Immediate,
+    /// Stored past the offset, which stays at `base` until a [`ChunkCommit::CommitStaged`]
+    /// moves it over every staged byte; bytes staged and never committed are overwritten by the
+    /// next write. A request whose body must be verified as a whole (tus `checksum`) stages all
+    /// but its last piece.
+    Stage { base: u64 },
+    /// The last piece of a staged request: the offset moves from `base` to the chunk's end.
+    CommitStaged { base: u64 },
 }
 
 /// Metadata of one chunk: `len` bytes of the upload starting at `offset`.
@@ -43,6 +95,24 @@ pub struct ChunkHeader {
     pub session_id: SessionId,
     pub offset: u64,
     pub len: u64,
+    /// The request holding the upload's write lock, see [`Command::LockUpload`].
+    #[serde(default)]
+    pub writer: Option<WriterId>,
+    #[serde(default)]
+    pub commit: ChunkCommit,
+}
+
+impl ChunkHeader {
+    /// A chunk counted at once, outside any write lock.
+    pub fn immediate(session_id: SessionId, offset: u64, len: u64) -> Self {
+        Self {
+            session_id,
+            offset,
+            len,
+            writer: None,
+            commit: ChunkCommit::Immediate,
+        }
+    }
 }
 
 /// What a successful command returns.
@@ -56,14 +126,39 @@ pub enum Ack {
         video_id: VideoId,
         flow_id: FlowId,
         session_id: SessionId,
+        /// When the upload expires unless more bytes arrive; `None` once it is complete.
+        #[serde(default)]
+        expires_at: Option<DateTime<Utc>>,
+    },
+    PartialUploadCreated {
+        session_id: SessionId,
+        #[serde(default)]
+        expires_at: Option<DateTime<Utc>>,
     },
     /// The upload's bytes that are now safe; equal to `offset + len` of the chunk, or more when
     /// the chunk was a duplicate of bytes already stored.
     ChunkStored {
         uploaded_bytes: u64,
-        total_bytes: u64,
+        /// `None` while the length is deferred.
+        total_bytes: Option<u64>,
+        #[serde(default)]
+        expires_at: Option<DateTime<Utc>>,
+    },
+    /// A staged chunk is stored; the upload's offset has not moved.
+    ChunkStaged {
+        staged_to: u64,
     },
     UploadTerminated,
+    LengthDeclared {
+        uploaded_bytes: u64,
+        total_bytes: u64,
+    },
+    UploadLocked {
+        uploaded_bytes: u64,
+        #[serde(default)]
+        expires_at: Option<DateTime<Utc>>,
+    },
+    UploadUnlocked,
 }
 
 /// Why the uploader refused or could not do a command. The gateway maps each code to an HTTP
@@ -79,6 +174,15 @@ pub enum RejectCode {
     OffsetMismatch,
     /// The chunk would go past the declared length.
     LengthExceeded,
+    /// The upload expired; its bytes are gone.
+    UploadExpired,
+    /// Another request holds the upload's write lock.
+    UploadLocked,
+    /// A declared length is not acceptable: already set to another value, or below the bytes
+    /// already uploaded.
+    InvalidLength,
+    /// The partial uploads named by a final upload cannot be joined.
+    InvalidConcat,
     /// `video_id` names no video.
     VideoNotFound,
     /// The command itself is malformed.
@@ -178,9 +282,9 @@ mod tests {
     #[test]
     fn chunk_frame_round_trips() {
         let header = ChunkHeader {
-            session_id: SessionId::new(),
-            offset: 42,
-            len: 3,
+            writer: Some(WriterId::new()),
+            commit: ChunkCommit::Stage { base: 40 },
+            ..ChunkHeader::immediate(SessionId::new(), 42, 3)
         };
         let frame = encode_chunk(&header, b"abc");
         let (decoded, payload) = decode_chunk(&frame).expect("frame decodes");
@@ -190,11 +294,7 @@ mod tests {
 
     #[test]
     fn chunk_frame_with_wrong_length_is_refused() {
-        let header = ChunkHeader {
-            session_id: SessionId::new(),
-            offset: 0,
-            len: 10,
-        };
+        let header = ChunkHeader::immediate(SessionId::new(), 0, 10);
         let frame = encode_chunk(&header, b"abc");
         assert!(matches!(
             decode_chunk(&frame),

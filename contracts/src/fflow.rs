@@ -6,8 +6,11 @@
 //! address, relative to it:
 //!
 //! - `PUT  {address}sessions/{session_id}/chunks?offset=N`, body = bytes → [`ChunkWritten`]
-//! - `POST {address}sessions/{session_id}/finish` → 202; encoding starts, the outcome comes later
-//!   on the outcomes queue
+//! - `POST {address}sessions/{session_id}/finish` with a [`FinishProcess`] body → 202; encoding
+//!   starts (after joining the parts of a concatenated upload), the outcome comes later on the
+//!   outcomes queue
+//! - `GET  {address}sessions/{session_id}/source` → the bytes received so far, for the replica
+//!   that joins this session into a concatenated upload
 //! - `DELETE {address}sessions/{session_id}` → 204; the process and its spool are removed
 //!
 //! Errors are JSON [`FflowError`]s. A chunk at an offset at or below what the replica holds
@@ -25,9 +28,37 @@ pub const PROCESSES_PATH: &str = "processes";
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CreateProcess {
     pub session_id: SessionId,
+    /// What the encode is for; `None` for a partial upload, which is never encoded itself.
+    #[serde(default)]
+    pub target: Option<EncodeTarget>,
+    /// `None` while the length is deferred; the finish call gives it.
+    #[serde(default)]
+    pub total_bytes: Option<u64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EncodeTarget {
     pub video_id: VideoId,
     pub flow_id: FlowId,
+}
+
+/// Body of `POST sessions/{id}/finish`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FinishProcess {
+    /// The source's length, known by now even when it was deferred.
     pub total_bytes: u64,
+    /// For a concatenated upload: the partial uploads whose bytes, in order, are the source.
+    #[serde(default)]
+    pub parts: Vec<PartSource>,
+}
+
+/// Where a partial upload's bytes are.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartSource {
+    /// Address of the replica holding it, as in [`ProcessCreated::address`].
+    pub address: String,
+    pub session_id: SessionId,
+    pub len: u64,
 }
 
 /// Answer to `POST /processes`.
@@ -60,6 +91,11 @@ pub fn chunks_path(session_id: SessionId) -> String {
 /// `sessions/{id}/finish`, relative to a replica address.
 pub fn finish_path(session_id: SessionId) -> String {
     format!("sessions/{session_id}/finish")
+}
+
+/// `sessions/{id}/source`, relative to a replica address.
+pub fn source_path(session_id: SessionId) -> String {
+    format!("sessions/{session_id}/source")
 }
 
 /// `sessions/{id}`, relative to a replica address.

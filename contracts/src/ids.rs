@@ -58,3 +58,7 @@ id_type!(
     /// The upload session of a flow; also the tus upload id.
     SessionId
 );
+id_type!(
+    /// One request writing to an upload while it holds the upload's write lock.
+    WriterId
+);

@@ -13,5 +13,5 @@ pub mod outcome;
 pub mod queues;
 mod status;
 
-pub use ids::{FlowId, SessionId, VideoId};
+pub use ids::{FlowId, SessionId, VideoId, WriterId};
 pub use status::{EncodePath, FlowStatus, SessionStatus, UnknownStatus, VideoStatus};

@@ -20,6 +20,9 @@ pub struct EncodeOutcome {
     /// (the source was refused before ffmpeg ran).
     #[serde(default)]
     pub started: Option<EncodeStart>,
+    /// Lowercase hex SHA-256 of the stitched source, the bytes the encode read.
+    #[serde(default)]
+    pub source_sha256: Option<String>,
 }
 
 /// How an encode was started.

@@ -57,6 +57,9 @@ pub struct Config {
     pub publish_max_backoff_ms: u64,
     /// Timeout of one publish, confirmation included.
     pub publish_timeout_ms: u64,
+    /// Connect and read timeout of the calls to other replicas, which fetch the parts of a
+    /// concatenated upload.
+    pub peer_timeout_ms: u64,
     pub holder: HolderSettings,
     pub amqp: AmqpSettings,
 }
@@ -105,6 +108,7 @@ impl Default for Config {
             publish_backoff_ms: 500,
             publish_max_backoff_ms: 30_000,
             publish_timeout_ms: 10_000,
+            peer_timeout_ms: 30_000,
             holder: HolderSettings::default(),
             amqp: AmqpSettings::default(),
         }

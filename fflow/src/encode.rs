@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::sync::watch;
 use tracing::Instrument;
+use vod_contracts::fflow::EncodeTarget;
 use vod_contracts::layout::{self, DASH_MANIFEST, HLS_MASTER, POSTER};
 use vod_contracts::outcome::{
     EncodeOutcome, EncodeResult, EncodeStart, MediaFacts, RenditionFacts,
@@ -18,29 +19,34 @@ use vod_contracts::EncodePath;
 use crate::config::Config;
 use crate::ffmpeg::{self, FfmpegError, Supervision};
 use crate::ftp;
+use crate::join;
 use crate::ladder::DisplaySize;
 use crate::plan::{self, EncodePlan, Input};
 use crate::playlists::{self, Variant};
 use crate::probe::{self, ProbeError, SourceFacts};
 use crate::progress;
-use crate::sessions::{Session, OUTPUT_DIR, SOURCE_FILE};
+use crate::sessions::{Phase, Session, OUTPUT_DIR, SOURCE_FILE};
 use crate::startup::AppState;
 
-/// Runs the encode of a finished session to its end, unless the session is deleted or the
-/// replica stops first; then ffmpeg is killed, and after a stop the spool is kept so that the
-/// restarted replica encodes again.
+/// Runs the encode of a finished session to its end (joining its parts first when it is a
+/// concatenated upload), unless the session is deleted or the replica stops first; then ffmpeg
+/// is killed, and after a stop the spool is kept so that the restarted replica goes on.
 pub async fn run(state: Arc<AppState>, session: Arc<Session>) {
+    let Some(target) = session.target else {
+        tracing::error!(session_id = %session.session_id, "a partial upload cannot be encoded");
+        return;
+    };
     let span = tracing::info_span!(
         "encode",
-        video_id = %session.video_id,
-        flow_id = %session.flow_id,
+        video_id = %target.video_id,
+        flow_id = %target.flow_id,
         session_id = %session.session_id,
     );
     async move {
         let completed = tokio::select! {
             biased;
             () = session.cancel.cancelled() => false,
-            () = encode_store_publish(&state, &session) => true,
+            () = join_encode_store_publish(&state, &session, target) => true,
         };
         if completed {
             session.mark_done().await;
@@ -56,19 +62,34 @@ pub async fn run(state: Arc<AppState>, session: Arc<Session>) {
     .await;
 }
 
-async fn encode_store_publish(state: &AppState, session: &Session) {
+async fn join_encode_store_publish(state: &AppState, session: &Session, target: EncodeTarget) {
+    if session.phase().await == Phase::Joining {
+        if let Err(reason) = join::join_parts(state, session).await {
+            tracing::warn!(reason = %reason, "parts not joined");
+            publish_result(state, session, target, Err(reason), None).await;
+            return;
+        }
+    }
     let mut started = None;
-    let result = produce(state, session, &mut started).await;
-    publish_result(state, session, result, started).await;
+    let result = produce(state, session, target, &mut started).await;
+    publish_result(state, session, target, result, started).await;
 }
 
-/// Publishes how the encode of `session` ended.
+/// Publishes how the encode of `session` ended, with the digest of the source it read.
 pub(crate) async fn publish_result(
     state: &AppState,
     session: &Session,
+    target: EncodeTarget,
     result: Result<MediaFacts, String>,
     started: Option<EncodeStart>,
 ) {
+    let source_sha256 = match session.source_sha256().await {
+        Ok(digest) => Some(digest),
+        Err(err) => {
+            tracing::warn!(error = %format!("{err:#}"), "source not hashed");
+            None
+        }
+    };
     let result = match result {
         Ok(facts) => {
             tracing::info!(
@@ -84,11 +105,12 @@ pub(crate) async fn publish_result(
         }
     };
     let outcome = EncodeOutcome {
-        video_id: session.video_id,
-        flow_id: session.flow_id,
+        video_id: target.video_id,
+        flow_id: target.flow_id,
         session_id: session.session_id,
         result,
         started,
+        source_sha256,
     };
     publish_until_confirmed(state, &outcome).await;
 }
@@ -120,6 +142,7 @@ async fn publish_until_confirmed(state: &AppState, outcome: &EncodeOutcome) {
 async fn produce(
     state: &AppState,
     session: &Session,
+    target: EncodeTarget,
     started: &mut Option<EncodeStart>,
 ) -> Result<MediaFacts, String> {
     let config = &state.config;
@@ -145,7 +168,7 @@ async fn produce(
     let args = plan::encode_args(config, &plan, Input::File(SOURCE_FILE), OUTPUT_DIR);
     let start = EncodeStart {
         path: EncodePath::AfterUpload,
-        received_bytes: session.total_bytes,
+        received_bytes: session.total_bytes().await.unwrap_or_default(),
     };
     *started = Some(start);
     let (encoded, encoded_watch) = watch::channel(Duration::ZERO);
@@ -158,6 +181,7 @@ async fn produce(
         progress::report(
             state,
             session,
+            target,
             start,
             source.duration_seconds,
             encoded_watch
@@ -166,18 +190,19 @@ async fn produce(
     encode_result.map_err(|failure| failure.reason)?;
     drop(permit);
 
-    finalize_and_store(config, session, &plan, &source).await
+    finalize_and_store(config, session, target, &plan, &source).await
 }
 
 /// Finishes the encoded presentation and stores it on holder; returns its facts.
 pub(crate) async fn finalize_and_store(
     config: &Config,
     session: &Session,
+    target: EncodeTarget,
     plan: &EncodePlan,
     source: &SourceFacts,
 ) -> Result<MediaFacts, String> {
     let output_dir = session.output_dir();
-    let remote_dir = layout::presentation_dir(session.video_id, session.flow_id);
+    let remote_dir = layout::presentation_dir(target.video_id, target.flow_id);
     let facts = finalize_presentation(config, &output_dir, plan, source, &remote_dir)
         .await
         .map_err(|err| internal("finishing the presentation", &err))?;

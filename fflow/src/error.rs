@@ -37,6 +37,8 @@ impl ApiError {
                 SessionError::Finished => (StatusCode::CONFLICT, "session_finished"),
                 SessionError::Incomplete { .. } => (StatusCode::CONFLICT, "incomplete"),
                 SessionError::BodyInterrupted(_) => (StatusCode::BAD_REQUEST, "body_interrupted"),
+                SessionError::LengthMismatch { .. } => (StatusCode::CONFLICT, "length_mismatch"),
+                SessionError::NotEncodable => (StatusCode::CONFLICT, "not_encodable"),
                 SessionError::Unexpected(_) => {
                     (StatusCode::INTERNAL_SERVER_ERROR, "internal_error")
                 }

@@ -14,6 +14,7 @@ mod encode;
 mod error;
 mod ffmpeg;
 mod ftp;
+mod join;
 pub mod ladder;
 mod outcomes;
 mod plan;

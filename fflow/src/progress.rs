@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::time::Instant;
+use vod_contracts::fflow::EncodeTarget;
 use vod_contracts::outcome::{EncodeProgress, EncodeStart};
 
 use crate::sessions::Session;
@@ -16,6 +17,7 @@ use crate::startup::AppState;
 pub async fn report(
     state: &AppState,
     session: &Session,
+    target: EncodeTarget,
     started: EncodeStart,
     duration_seconds: f64,
     mut encoded: watch::Receiver<Duration>,
@@ -26,8 +28,8 @@ pub async fn report(
         let percent = percent(*encoded.borrow_and_update(), duration_seconds);
         if last_sent.is_none_or(|last| percent > last) {
             let progress = EncodeProgress {
-                video_id: session.video_id,
-                flow_id: session.flow_id,
+                video_id: target.video_id,
+                flow_id: target.flow_id,
                 session_id: session.session_id,
                 started,
                 percent,

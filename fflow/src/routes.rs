@@ -6,11 +6,13 @@ use axum::body::Body;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
+use bytes::Bytes;
 use serde::Deserialize;
 use tower_http::trace::TraceLayer;
-use vod_contracts::fflow::{ChunkWritten, CreateProcess, ProcessCreated};
+use vod_contracts::fflow::{ChunkWritten, CreateProcess, FinishProcess, ProcessCreated};
 use vod_contracts::SessionId;
 
 use crate::error::ApiError;
@@ -28,6 +30,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             put(put_chunk).layer(DefaultBodyLimit::disable()),
         )
         .route("/{replica_id}/sessions/{session_id}/finish", post(finish))
+        .route("/{replica_id}/sessions/{session_id}/source", get(source))
         .route(
             "/{replica_id}/sessions/{session_id}",
             delete(delete_session),
@@ -54,9 +57,8 @@ async fn create_process(
     };
     tracing::info!(
         session_id = %session.session_id,
-        video_id = %session.video_id,
-        flow_id = %session.flow_id,
-        total_bytes = session.total_bytes,
+        partial = session.target.is_none(),
+        total_bytes = request.total_bytes,
         created = status == StatusCode::CREATED,
         "process created"
     );
@@ -112,7 +114,11 @@ async fn put_chunk(
                 received_bytes,
                 "chunk written"
             );
-            if received_bytes < session.total_bytes {
+            if session
+                .total_bytes()
+                .await
+                .is_some_and(|total| received_bytes < total)
+            {
                 state
                     .tracker
                     .spawn(streaming::consider(state.clone(), session));
@@ -129,27 +135,56 @@ async fn put_chunk(
 async fn finish(
     State(state): State<Arc<AppState>>,
     Path((replica_id, session_id)): Path<(String, String)>,
+    body: Bytes,
 ) -> Result<StatusCode, ApiError> {
     let session = find_session(&state, &replica_id, &session_id)?;
+    // An empty body finishes a session whose length was given at creation.
+    let request: Option<FinishProcess> = if body.is_empty() {
+        None
+    } else {
+        Some(serde_json::from_slice(&body).map_err(|err| {
+            ApiError::InvalidRequest(format!("the finish request is not valid: {err}"))
+        })?)
+    };
+    let parts = match request {
+        Some(request) => {
+            session.set_total_bytes(request.total_bytes).await?;
+            request.parts
+        }
+        None => Vec::new(),
+    };
+    if !parts.is_empty() {
+        if session.begin_join(parts).await? {
+            tracing::info!(session_id = %session.session_id, "upload complete, joining its parts");
+            state.tracker.spawn(encode::run(state.clone(), session));
+        }
+        return Ok(StatusCode::ACCEPTED);
+    }
     match session.begin_encode().await? {
         BeginEncode::Start => {
-            tracing::info!(
-                session_id = %session.session_id,
-                video_id = %session.video_id,
-                flow_id = %session.flow_id,
-                "upload complete, encode queued"
-            );
+            tracing::info!(session_id = %session.session_id, "upload complete, encode queued");
             state.tracker.spawn(encode::run(state.clone(), session));
         }
         BeginEncode::StreamingRunning => tracing::info!(
             session_id = %session.session_id,
-            video_id = %session.video_id,
-            flow_id = %session.flow_id,
             "upload complete, the streaming encode finishes it"
         ),
         BeginEncode::AlreadyStarted => {}
     }
     Ok(StatusCode::ACCEPTED)
+}
+
+/// The bytes received so far, for the replica joining this session into a final upload.
+async fn source(
+    State(state): State<Arc<AppState>>,
+    Path((replica_id, session_id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let session = find_session(&state, &replica_id, &session_id)?;
+    let file = tokio::fs::File::open(session.source_path())
+        .await
+        .map_err(|err| ApiError::Session(SessionError::Unexpected(err.into())))?;
+    let body = Body::from_stream(tokio_util::io::ReaderStream::new(file));
+    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], body).into_response())
 }
 
 async fn delete_session(
@@ -165,12 +200,7 @@ async fn delete_session(
         if let Err(err) = session.remove_spool().await {
             tracing::debug!(session_id = %session_id, error = %err, "spool not removed yet");
         }
-        tracing::info!(
-            session_id = %session_id,
-            video_id = %session.video_id,
-            flow_id = %session.flow_id,
-            "session deleted"
-        );
+        tracing::info!(session_id = %session_id, "session deleted");
     }
     Ok(StatusCode::NO_CONTENT)
 }

@@ -2,7 +2,7 @@
 //! `source` and, while encoding, the `out` directory. What is on disk is enough to carry on after
 //! a restart.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt::Display;
 use std::io::{ErrorKind, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -13,10 +13,11 @@ use anyhow::Context;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use vod_contracts::fflow::CreateProcess;
+use vod_contracts::fflow::{CreateProcess, EncodeTarget, PartSource};
 use vod_contracts::{FlowId, SessionId, VideoId};
 
 pub const SOURCE_FILE: &str = "source";
@@ -39,6 +40,10 @@ pub enum SessionError {
     Finished,
     #[error("only {received} of {total} bytes were received")]
     Incomplete { received: u64, total: u64 },
+    #[error("the session is {known} bytes long, not {given}")]
+    LengthMismatch { known: u64, given: u64 },
+    #[error("a partial upload is never encoded itself")]
+    NotEncodable,
     #[error("the chunk body was interrupted: {0}")]
     BodyInterrupted(String),
     #[error(transparent)]
@@ -49,20 +54,109 @@ pub enum SessionError {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct SessionRecord {
     session_id: SessionId,
-    video_id: VideoId,
-    flow_id: FlowId,
-    total_bytes: u64,
+    #[serde(default)]
+    target: Option<EncodeTarget>,
+    /// Written by earlier versions, before partial uploads had no target.
+    #[serde(default, skip_serializing)]
+    video_id: Option<VideoId>,
+    #[serde(default, skip_serializing)]
+    flow_id: Option<FlowId>,
+    #[serde(default)]
+    total_bytes: Option<u64>,
     /// The encode was started; a restarted replica starts it again.
     #[serde(default)]
     finished: bool,
+    /// Parts being joined into the source; a restarted replica joins them again.
+    #[serde(default)]
+    parts: Vec<PartSource>,
+}
+
+impl SessionRecord {
+    fn target(&self) -> Option<EncodeTarget> {
+        self.target.or(match (self.video_id, self.flow_id) {
+            (Some(video_id), Some(flow_id)) => Some(EncodeTarget { video_id, flow_id }),
+            _ => None,
+        })
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Phase {
     Receiving,
+    /// The source is being joined from the parts of a concatenated upload.
+    Joining,
     Encoding,
     /// Outcome published, spool removed; kept so that `finish` stays idempotent.
     Done,
+}
+
+/// Checkpoints kept to rewind the digest when a chunk is written again.
+const DIGEST_CHECKPOINTS: usize = 64;
+
+/// SHA-256 of the source as its chunks land, in order. A chunk written again at the start of
+/// one of the last chunks rewinds to the checkpoint taken there; any other rewrite makes the
+/// running digest unknown, and the file is read again when the digest is asked for.
+struct SourceDigest {
+    hasher: Option<Sha256>,
+    hashed: u64,
+    checkpoints: VecDeque<(u64, Sha256)>,
+}
+
+impl SourceDigest {
+    fn new() -> Self {
+        Self {
+            hasher: Some(Sha256::new()),
+            hashed: 0,
+            checkpoints: VecDeque::new(),
+        }
+    }
+
+    fn unknown() -> Self {
+        Self {
+            hasher: None,
+            hashed: 0,
+            checkpoints: VecDeque::new(),
+        }
+    }
+
+    /// The source is cut at `offset` and written from there.
+    fn rewind_to(&mut self, offset: u64) {
+        if let Some(hasher) = &self.hasher {
+            if self.hashed == offset {
+                if self.checkpoints.back().is_some_and(|(at, _)| *at == offset) {
+                    self.checkpoints.pop_back();
+                }
+                self.checkpoints.push_back((offset, hasher.clone()));
+                if self.checkpoints.len() > DIGEST_CHECKPOINTS {
+                    self.checkpoints.pop_front();
+                }
+                return;
+            }
+        }
+        match self.checkpoints.iter().position(|(at, _)| *at == offset) {
+            Some(index) => {
+                self.checkpoints.truncate(index + 1);
+                self.hasher = self.checkpoints.back().map(|(_, hasher)| hasher.clone());
+                self.hashed = offset;
+            }
+            None => {
+                self.hasher = None;
+                self.checkpoints.clear();
+            }
+        }
+    }
+
+    fn update(&mut self, bytes: &[u8]) {
+        if let Some(hasher) = &mut self.hasher {
+            hasher.update(bytes);
+            self.hashed += bytes.len() as u64;
+        }
+    }
+
+    fn hex_if_at(&self, len: u64) -> Option<String> {
+        let hasher = self.hasher.as_ref().filter(|_| self.hashed == len)?;
+        Some(format!("{:x}", hasher.clone().finalize()))
+    }
 }
 
 struct SessionState {
@@ -71,6 +165,10 @@ struct SessionState {
     streaming: Streaming,
     /// Bytes of the source handed to the streaming encode's ffmpeg; 0 without one.
     fed: u64,
+    /// `None` while the length is deferred.
+    total_bytes: Option<u64>,
+    digest: SourceDigest,
+    parts: Vec<PartSource>,
 }
 
 /// Whether the session is encoded while it uploads.
@@ -109,9 +207,8 @@ pub enum FeedRead {
 
 pub struct Session {
     pub session_id: SessionId,
-    pub video_id: VideoId,
-    pub flow_id: FlowId,
-    pub total_bytes: u64,
+    /// `None` for a partial upload, which is never encoded itself.
+    pub target: Option<EncodeTarget>,
     pub dir: PathBuf,
     /// Serializes the writes of one session.
     state: tokio::sync::Mutex<SessionState>,
@@ -125,14 +222,24 @@ pub struct Session {
 }
 
 impl Session {
-    fn record(&self, finished: bool) -> SessionRecord {
+    fn record(&self, state: &SessionState, finished: bool) -> SessionRecord {
         SessionRecord {
             session_id: self.session_id,
-            video_id: self.video_id,
-            flow_id: self.flow_id,
-            total_bytes: self.total_bytes,
+            target: self.target,
+            video_id: None,
+            flow_id: None,
+            total_bytes: state.total_bytes,
             finished,
+            parts: state.parts.clone(),
         }
+    }
+
+    pub async fn total_bytes(&self) -> Option<u64> {
+        self.state.lock().await.total_bytes
+    }
+
+    pub async fn parts(&self) -> Vec<PartSource> {
+        self.state.lock().await.parts.clone()
     }
 
     pub fn source_path(&self) -> PathBuf {
@@ -160,6 +267,43 @@ impl Session {
         offset: u64,
         declared_len: Option<u64>,
         max_chunk_bytes: u64,
+        body: S,
+    ) -> Result<u64, SessionError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: Display,
+    {
+        self.write(
+            Phase::Receiving,
+            offset,
+            declared_len,
+            max_chunk_bytes,
+            body,
+        )
+        .await
+    }
+
+    /// Appends one part of a concatenated upload while the session is joining.
+    pub async fn write_part<S, E>(
+        &self,
+        offset: u64,
+        len: u64,
+        body: S,
+    ) -> Result<u64, SessionError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: Display,
+    {
+        self.write(Phase::Joining, offset, Some(len), u64::MAX, body)
+            .await
+    }
+
+    async fn write<S, E>(
+        &self,
+        phase: Phase,
+        offset: u64,
+        declared_len: Option<u64>,
+        max_chunk_bytes: u64,
         mut body: S,
     ) -> Result<u64, SessionError>
     where
@@ -167,7 +311,7 @@ impl Session {
         E: Display,
     {
         let mut state = self.state.lock().await;
-        if state.phase != Phase::Receiving {
+        if state.phase != phase {
             return Err(SessionError::Finished);
         }
         if offset > state.received {
@@ -176,8 +320,9 @@ impl Session {
                 received: state.received,
             });
         }
+        let total = state.total_bytes;
         if let Some(len) = declared_len {
-            self.check_chunk(offset, len, max_chunk_bytes)?;
+            check_chunk(offset, len, max_chunk_bytes, total)?;
         }
 
         let mut file = tokio::fs::OpenOptions::new()
@@ -205,15 +350,17 @@ impl Session {
             None
         };
         state.received = offset;
+        state.digest.rewind_to(offset);
 
         let mut written = 0u64;
         let mut diverged = false;
+        let digest = &mut state.digest;
         let copied: Result<(), SessionError> = async {
             while let Some(frame) = body.next().await {
                 let bytes = frame.map_err(|err| SessionError::BodyInterrupted(err.to_string()))?;
                 let at = offset + written;
                 written += bytes.len() as u64;
-                self.check_chunk(offset, written, max_chunk_bytes)?;
+                check_chunk(offset, written, max_chunk_bytes, total)?;
                 if let Some(reader) = already_read.as_mut() {
                     let overlap = fed.saturating_sub(at).min(bytes.len() as u64) as usize;
                     let mut before = vec![0u8; overlap];
@@ -229,6 +376,7 @@ impl Session {
                 file.write_all(&bytes)
                     .await
                     .context("failed to write the chunk")?;
+                digest.update(&bytes);
             }
             // Bytes ffmpeg read stay on disk until the upload reaches them again, to be
             // compared with what it sends then.
@@ -253,6 +401,7 @@ impl Session {
                 // What was received stays exactly `offset` bytes.
                 let keep = if diverged { 0 } else { fed };
                 let _ = file.set_len(offset.max(keep)).await;
+                state.digest.rewind_to(offset);
                 self.received_watch.send_replace(offset);
                 Err(err)
             }
@@ -268,35 +417,96 @@ impl Session {
         state.fed = 0;
     }
 
-    fn check_chunk(&self, offset: u64, len: u64, max_chunk_bytes: u64) -> Result<(), SessionError> {
-        if len > max_chunk_bytes {
-            return Err(SessionError::ChunkTooLarge {
-                max: max_chunk_bytes,
-            });
+    /// Records the source's length, given at finish when it was deferred at creation.
+    pub async fn set_total_bytes(&self, total_bytes: u64) -> Result<(), SessionError> {
+        let mut state = self.state.lock().await;
+        match state.total_bytes {
+            Some(known) if known != total_bytes => Err(SessionError::LengthMismatch {
+                known,
+                given: total_bytes,
+            }),
+            Some(_) => Ok(()),
+            None => {
+                state.total_bytes = Some(total_bytes);
+                write_record(&self.dir, &self.record(&state, false)).await?;
+                Ok(())
+            }
         }
-        let end = offset.saturating_add(len);
-        if end > self.total_bytes {
-            return Err(SessionError::LengthExceeded {
-                end,
-                total: self.total_bytes,
-            });
+    }
+
+    /// Starts joining `parts` into the source. `Ok(true)` when the caller must run the join,
+    /// `Ok(false)` when it was already started.
+    pub async fn begin_join(&self, parts: Vec<PartSource>) -> Result<bool, SessionError> {
+        if self.target.is_none() {
+            return Err(SessionError::NotEncodable);
         }
-        Ok(())
+        let mut state = self.state.lock().await;
+        if state.phase != Phase::Receiving {
+            return Ok(false);
+        }
+        state.parts = parts;
+        write_record(&self.dir, &self.record(&state, false)).await?;
+        state.phase = Phase::Joining;
+        Ok(true)
+    }
+
+    /// The SHA-256 of the whole source, from the running digest or, when a rewrite made it
+    /// unknown, from the file.
+    pub async fn source_sha256(&self) -> anyhow::Result<String> {
+        let received = {
+            let state = self.state.lock().await;
+            if let Some(hex) = state.digest.hex_if_at(state.received) {
+                return Ok(hex);
+            }
+            state.received
+        };
+        let mut file = tokio::fs::File::open(self.source_path())
+            .await
+            .context("failed to open the source to hash it")?;
+        let mut hasher = Sha256::new();
+        let mut buffer = vec![0u8; 1024 * 1024];
+        let mut hashed = 0u64;
+        while hashed < received {
+            let read = file
+                .read(&mut buffer)
+                .await
+                .context("failed to read the source to hash it")?;
+            if read == 0 {
+                break;
+            }
+            hasher.update(&buffer[..read]);
+            hashed += read as u64;
+        }
+        Ok(format!("{:x}", hasher.finalize()))
     }
 
     /// Moves a complete session to encoding and says who encodes it.
     pub async fn begin_encode(&self) -> Result<BeginEncode, SessionError> {
+        if self.target.is_none() {
+            return Err(SessionError::NotEncodable);
+        }
+        self.to_encoding(Phase::Receiving).await
+    }
+
+    /// The join is done: the session moves on to encoding.
+    pub async fn joined(&self) -> Result<BeginEncode, SessionError> {
+        self.to_encoding(Phase::Joining).await
+    }
+
+    async fn to_encoding(&self, from: Phase) -> Result<BeginEncode, SessionError> {
         let mut state = self.state.lock().await;
-        if state.phase != Phase::Receiving {
+        if state.phase != from {
             return Ok(BeginEncode::AlreadyStarted);
         }
-        if state.received != self.total_bytes {
+        let total = state.total_bytes.unwrap_or(state.received);
+        if state.received != total {
             return Err(SessionError::Incomplete {
                 received: state.received,
-                total: self.total_bytes,
+                total,
             });
         }
-        write_record(&self.dir, &self.record(true)).await?;
+        state.total_bytes = Some(total);
+        write_record(&self.dir, &self.record(&state, true)).await?;
         state.phase = Phase::Encoding;
         self.finished_watch.send_replace(true);
         Ok(match state.streaming {
@@ -322,6 +532,11 @@ impl Session {
     /// [`Session::streaming_refused`].
     pub async fn claim_streaming_decision(&self) -> Option<u64> {
         let mut state = self.state.lock().await;
+        // Only a whole upload of known length is encoded as it arrives: not a partial upload,
+        // nor one whose length is deferred.
+        if self.target.is_none() || state.total_bytes.is_none() {
+            return None;
+        }
         match (&state.phase, &state.streaming) {
             (Phase::Receiving, Streaming::Undecided) => {
                 state.streaming = Streaming::Starting;
@@ -381,7 +596,7 @@ impl Session {
     /// Up to `max` bytes of the source from `fed` on, for the streaming encode's ffmpeg.
     pub async fn read_for_feed(&self, fed: u64, max: usize) -> Result<FeedRead, SessionError> {
         let mut state = self.state.lock().await;
-        if fed >= self.total_bytes {
+        if state.total_bytes.is_some_and(|total| fed >= total) {
             return Ok(FeedRead::End);
         }
         if state.received <= fed {
@@ -434,6 +649,24 @@ pub enum Created {
     Existing(Arc<Session>),
 }
 
+fn check_chunk(
+    offset: u64,
+    len: u64,
+    max_chunk_bytes: u64,
+    total: Option<u64>,
+) -> Result<(), SessionError> {
+    if len > max_chunk_bytes {
+        return Err(SessionError::ChunkTooLarge {
+            max: max_chunk_bytes,
+        });
+    }
+    let end = offset.saturating_add(len);
+    match total {
+        Some(total) if end > total => Err(SessionError::LengthExceeded { end, total }),
+        _ => Ok(()),
+    }
+}
+
 impl Sessions {
     /// Loads the sessions spooled under `root` (`{spool_dir}/{replica_id}`) by an earlier run.
     pub async fn load(
@@ -463,8 +696,6 @@ impl Sessions {
                 Ok(session) => {
                     tracing::info!(
                         session_id = %session.session_id,
-                        video_id = %session.video_id,
-                        flow_id = %session.flow_id,
                         "session reloaded from spool"
                     );
                     sessions.insert(session);
@@ -491,9 +722,13 @@ impl Sessions {
             Err(err) if err.kind() == ErrorKind::NotFound => 0,
             Err(err) => return Err(err).context("failed to read the source size"),
         };
-        let received = received.min(record.total_bytes);
-        let phase = if record.finished && received == record.total_bytes {
+        let received = record
+            .total_bytes
+            .map_or(received, |total| received.min(total));
+        let phase = if record.finished && Some(received) == record.total_bytes {
             Phase::Encoding
+        } else if !record.parts.is_empty() {
+            Phase::Joining
         } else {
             Phase::Receiving
         };
@@ -507,11 +742,15 @@ impl Sessions {
         received: u64,
         phase: Phase,
     ) -> Arc<Session> {
+        // A reloaded source is hashed from its file when the digest is asked for.
+        let digest = if received == 0 {
+            SourceDigest::new()
+        } else {
+            SourceDigest::unknown()
+        };
         Arc::new(Session {
             session_id: record.session_id,
-            video_id: record.video_id,
-            flow_id: record.flow_id,
-            total_bytes: record.total_bytes,
+            target: record.target(),
             dir,
             state: tokio::sync::Mutex::new(SessionState {
                 received,
@@ -522,6 +761,9 @@ impl Sessions {
                     Streaming::AtLastByte
                 },
                 fed: 0,
+                total_bytes: record.total_bytes,
+                digest,
+                parts: record.parts.clone(),
             }),
             cancel: self.stopping.child_token(),
             deleted: AtomicBool::new(false),
@@ -549,7 +791,7 @@ impl Sessions {
         let all: Vec<Arc<Session>> = self.map().values().cloned().collect();
         let mut encoding = Vec::new();
         for session in all {
-            if session.phase().await == Phase::Encoding {
+            if matches!(session.phase().await, Phase::Joining | Phase::Encoding) {
                 encoding.push(session);
             }
         }
@@ -560,9 +802,8 @@ impl Sessions {
     pub async fn create(&self, request: &CreateProcess) -> Result<Created, SessionError> {
         let _creating = self.creating.lock().await;
         if let Some(existing) = self.get(request.session_id) {
-            let same = existing.video_id == request.video_id
-                && existing.flow_id == request.flow_id
-                && existing.total_bytes == request.total_bytes;
+            let same = existing.target == request.target
+                && existing.total_bytes().await == request.total_bytes;
             return if same {
                 Ok(Created::Existing(existing))
             } else {
@@ -571,10 +812,12 @@ impl Sessions {
         }
         let record = SessionRecord {
             session_id: request.session_id,
-            video_id: request.video_id,
-            flow_id: request.flow_id,
+            target: request.target,
+            video_id: None,
+            flow_id: None,
             total_bytes: request.total_bytes,
             finished: false,
+            parts: Vec::new(),
         };
         let dir = self.root.join(request.session_id.to_string());
         // Left over by a session deleted while its encode was still writing.
@@ -627,9 +870,11 @@ mod tests {
     fn request(total_bytes: u64) -> CreateProcess {
         CreateProcess {
             session_id: SessionId::new(),
-            video_id: VideoId::new(),
-            flow_id: FlowId::new(),
-            total_bytes,
+            target: Some(EncodeTarget {
+                video_id: VideoId::new(),
+                flow_id: FlowId::new(),
+            }),
+            total_bytes: Some(total_bytes),
         }
     }
 
@@ -835,6 +1080,52 @@ mod tests {
         assert_eq!(session.claim_streaming_decision().await, None);
     }
 
+    fn sha256_hex(bytes: &[u8]) -> String {
+        format!("{:x}", Sha256::digest(bytes))
+    }
+
+    #[tokio::test]
+    async fn the_digest_follows_the_source_through_rewrites() {
+        let spool = tempfile::tempdir().unwrap();
+        let sessions = Sessions::load(spool.path().join("r1"), false, CancellationToken::new())
+            .await
+            .unwrap();
+        let session = new_session(&sessions, 9).await;
+        session
+            .write_chunk(0, None, 100, body(&[b"abc"]))
+            .await
+            .unwrap();
+        session
+            .write_chunk(3, None, 100, body(&[b"XYZ"]))
+            .await
+            .unwrap();
+        // The last chunk again, with other bytes (staged bytes overwritten): rewinds.
+        session
+            .write_chunk(3, None, 100, body(&[b"def"]))
+            .await
+            .unwrap();
+        session
+            .write_chunk(6, None, 100, body(&[b"ghi"]))
+            .await
+            .unwrap();
+        assert_eq!(
+            session.source_sha256().await.unwrap(),
+            sha256_hex(b"abcdefghi")
+        );
+        assert!(session.state.lock().await.digest.hasher.is_some());
+
+        // A rewrite from the middle of a chunk: the digest comes from the file.
+        session
+            .write_chunk(4, None, 100, body(&[b"EFGHI"]))
+            .await
+            .unwrap();
+        assert!(session.state.lock().await.digest.hasher.is_none());
+        assert_eq!(
+            session.source_sha256().await.unwrap(),
+            sha256_hex(b"abcdEFGHI")
+        );
+    }
+
     #[tokio::test]
     async fn create_is_idempotent_and_refuses_conflicts() {
         let spool = tempfile::tempdir().unwrap();
@@ -851,7 +1142,7 @@ mod tests {
             Created::Existing(_)
         ));
         let other = CreateProcess {
-            total_bytes: 6,
+            total_bytes: Some(6),
             ..request.clone()
         };
         assert!(matches!(

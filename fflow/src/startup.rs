@@ -28,6 +28,8 @@ pub struct AppState {
     /// Bounds the encodes running at once.
     pub encodes: Semaphore,
     pub publisher: Publisher,
+    /// Calls to other replicas (fetching and dropping the parts of a concatenated upload).
+    pub http: reqwest::Client,
     /// Cancelled at shutdown; every session's token is a child of it.
     pub stopping: CancellationToken,
 }
@@ -70,7 +72,14 @@ impl App {
         .await?;
         let stopping = CancellationToken::new();
         let sessions = Sessions::load(spool, config.streaming_encode, stopping.clone()).await?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(millis(config.peer_timeout_ms))
+            .read_timeout(millis(config.peer_timeout_ms))
+            .tcp_nodelay(true)
+            .build()
+            .context("failed to build the http client")?;
         let state = Arc::new(AppState {
+            http,
             address,
             sessions,
             tracker: TaskTracker::new(),

@@ -16,6 +16,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::{watch, SemaphorePermit};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
+use vod_contracts::fflow::EncodeTarget;
 use vod_contracts::outcome::{EncodeStart, MediaFacts};
 use vod_contracts::EncodePath;
 
@@ -35,13 +36,16 @@ const FEED_PIECE: usize = 1024 * 1024;
 /// then runs it to its end.
 pub async fn consider(state: Arc<AppState>, session: Arc<Session>) {
     let state = &state;
+    let Some(target) = session.target else {
+        return;
+    };
     let Some(received) = session.claim_streaming_decision().await else {
         return;
     };
     let span = tracing::info_span!(
         "streaming_encode",
-        video_id = %session.video_id,
-        flow_id = %session.flow_id,
+        video_id = %target.video_id,
+        flow_id = %target.flow_id,
         session_id = %session.session_id,
     );
     async move {
@@ -54,7 +58,7 @@ pub async fn consider(state: Arc<AppState>, session: Arc<Session>) {
             Decision::Start { source, permit } => {
                 let cancel = session.cancel.child_token();
                 if let Some(received) = session.start_streaming(cancel.clone()).await {
-                    run(state, &session, source, permit, cancel, received).await;
+                    run(state, &session, target, source, permit, cancel, received).await;
                 }
             }
         }
@@ -75,7 +79,9 @@ enum Decision<'a> {
 
 async fn decide<'a>(state: &'a AppState, session: &Session, received: u64) -> Decision<'a> {
     let config = &state.config;
-    let total = session.total_bytes;
+    let Some(total) = session.total_bytes().await else {
+        return Decision::AtLastByte("the upload's length is not known yet");
+    };
     let path = session.source_path();
     let sniffed = tokio::task::spawn_blocking(move || {
         let file = std::fs::File::open(path)?;
@@ -147,6 +153,7 @@ enum Ended {
 async fn run(
     state: &Arc<AppState>,
     session: &Arc<Session>,
+    target: EncodeTarget,
     source: SourceFacts,
     permit: SemaphorePermit<'_>,
     cancel: CancellationToken,
@@ -163,7 +170,7 @@ async fn run(
     let ended = tokio::select! {
         biased;
         () = cancel.cancelled() => None,
-        ended = encode_stream(state, session, source, permit, started) => Some(ended),
+        ended = encode_stream(state, session, target, source, permit, started) => Some(ended),
     };
     // The uploader applies outcomes to flows whose upload is complete: a failure waits for it.
     let ended = match ended {
@@ -197,7 +204,7 @@ async fn run(
     let published = tokio::select! {
         biased;
         () = session.cancel.cancelled() => false,
-        () = encode::publish_result(state, session, result, Some(started)) => true,
+        () = encode::publish_result(state, session, target, result, Some(started)) => true,
     };
     if published {
         session.mark_done().await;
@@ -212,6 +219,7 @@ async fn run(
 async fn encode_stream(
     state: &AppState,
     session: &Arc<Session>,
+    target: EncodeTarget,
     mut source: SourceFacts,
     permit: SemaphorePermit<'_>,
     started: EncodeStart,
@@ -238,6 +246,7 @@ async fn encode_stream(
         progress::report(
             state,
             session,
+            target,
             started,
             source.duration_seconds,
             encoded_watch
@@ -258,7 +267,7 @@ async fn encode_stream(
             source.duration_seconds = complete.duration_seconds;
         }
     }
-    match encode::finalize_and_store(config, session, &plan, &source).await {
+    match encode::finalize_and_store(config, session, target, &plan, &source).await {
         Ok(facts) => Ended::Ready(Box::new(facts)),
         Err(reason) => Ended::Failed(reason),
     }

@@ -63,12 +63,15 @@ async fn uploaded_clip_is_encoded_stored_on_holder_and_reported_ready() {
 
     let outcome = env.next_outcome().await;
     assert_eq!(outcome.session_id, session_id);
-    assert_eq!(outcome.video_id, request.video_id);
-    assert_eq!(outcome.flow_id, request.flow_id);
+    assert_eq!(outcome.video_id, request.target.expect("a target").video_id);
+    assert_eq!(outcome.flow_id, request.target.expect("a target").flow_id);
     let EncodeResult::Ready(facts) = outcome.result else {
         panic!("encode failed: {:?}", outcome.result);
     };
-    let dir = layout::presentation_dir(request.video_id, request.flow_id);
+    let dir = layout::presentation_dir(
+        request.target.expect("a target").video_id,
+        request.target.expect("a target").flow_id,
+    );
     assert!((facts.duration_seconds - 3.0).abs() < 0.2, "{facts:?}");
     assert_eq!((facts.width, facts.height), (Some(320), Some(240)));
     assert_eq!(facts.video_codec.as_deref(), Some("h264"));
@@ -148,9 +151,11 @@ async fn encode_progress_is_reported_as_ffmpeg_advances() {
     assert!(!reports.is_empty(), "no progress was reported");
     assert!(reports
         .iter()
-        .all(|report| report.flow_id == request.flow_id
-            && report.session_id == request.session_id
-            && report.started == started));
+        .all(
+            |report| request.target.map(|target| target.flow_id) == Some(report.flow_id)
+                && report.session_id == request.session_id
+                && report.started == started
+        ));
     let percents: Vec<u8> = reports.iter().map(|report| report.percent).collect();
     assert_eq!(percents[0], 0, "the first report comes as ffmpeg starts");
     assert!(
@@ -189,7 +194,10 @@ async fn non_media_file_is_reported_failed_with_a_readable_reason() {
     eventually("spool removal", || !spool.exists()).await;
     assert!(!env
         .holder_root
-        .join(layout::presentation_dir(request.video_id, request.flow_id))
+        .join(layout::presentation_dir(
+            request.target.expect("a target").video_id,
+            request.target.expect("a target").flow_id
+        ))
         .exists());
 
     replica.stop().await;
@@ -220,9 +228,10 @@ async fn encode_interrupted_by_shutdown_is_resumed_by_the_restarted_replica() {
         "{:?}",
         outcome.result
     );
-    let stored = env
-        .holder_root
-        .join(layout::presentation_dir(request.video_id, request.flow_id));
+    let stored = env.holder_root.join(layout::presentation_dir(
+        request.target.expect("a target").video_id,
+        request.target.expect("a target").flow_id,
+    ));
     assert!(stored.join("master.m3u8").exists());
     eventually("spool removal", || !spool.exists()).await;
 

@@ -131,9 +131,11 @@ async fn process_creation_is_served_under_the_replica_path_too() {
     let replica = env.start_replica("r2").await;
     let request = CreateProcess {
         session_id: SessionId::new(),
-        video_id: VideoId::new(),
-        flow_id: FlowId::new(),
-        total_bytes: 3,
+        target: Some(vod_contracts::fflow::EncodeTarget {
+            video_id: VideoId::new(),
+            flow_id: FlowId::new(),
+        }),
+        total_bytes: Some(3),
     };
     let created = env
         .http
@@ -147,7 +149,7 @@ async fn process_creation_is_served_under_the_replica_path_too() {
         .http
         .post(format!("{}/processes", replica.base))
         .json(&CreateProcess {
-            total_bytes: 4,
+            total_bytes: Some(4),
             ..request.clone()
         })
         .send()

@@ -106,9 +106,10 @@ async fn a_redelivered_chunk_with_the_same_bytes_keeps_the_streaming_encode() {
     assert_eq!(ready_path(&outcome), EncodePath::Streaming);
     let started = outcome.started.unwrap();
     assert!(started.received_bytes < clip.len() as u64, "{started:?}");
+    let target = request.target.unwrap();
     let stored = env
         .holder_root
-        .join(layout::presentation_dir(request.video_id, request.flow_id));
+        .join(layout::presentation_dir(target.video_id, target.flow_id));
     let (duration, _) = common::probe(stored.join("master.m3u8").to_str().unwrap()).await;
     assert!((duration - 6.0).abs() < 0.3, "{duration}");
 

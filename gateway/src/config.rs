@@ -27,6 +27,9 @@ pub struct Config {
     pub max_json_bytes: usize,
     /// `Retry-After` of a 503.
     pub retry_after_secs: u64,
+    /// How long a request waits for an upload another request is writing to before it is
+    /// answered 409.
+    pub lock_wait_ms: u64,
     pub postgres: PostgresSettings,
     pub amqp: AmqpSettings,
 }
@@ -42,6 +45,7 @@ impl Default for Config {
             rpc_timeout_ms: 60_000,
             max_json_bytes: 64 * 1024,
             retry_after_secs: 5,
+            lock_wait_ms: 3_000,
             postgres: PostgresSettings::default(),
             amqp: AmqpSettings::default(),
         }

@@ -7,6 +7,12 @@ use vod_contracts::commands::{Reject, RejectCode};
 use crate::tus;
 use crate::uploader_client::CallError;
 
+/// tus `checksum`: the body does not hash to `Upload-Checksum`.
+pub const CHECKSUM_MISMATCH: StatusCode = match StatusCode::from_u16(460) {
+    Ok(status) => status,
+    Err(_) => StatusCode::BAD_REQUEST,
+};
+
 /// Every error answer of the gateway, with a stable code.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -41,6 +47,18 @@ pub enum ApiError {
     PayloadTooLarge { max: usize },
     #[error("no such video")]
     VideoNotFound,
+    #[error("{0}")]
+    ChecksumAlgorithmUnsupported(String),
+    #[error("the request body does not match its Upload-Checksum; nothing was stored")]
+    ChecksumMismatch,
+    #[error("{0}")]
+    UploadLocked(String),
+    #[error("a final upload is made of its partial uploads and takes no PATCH")]
+    FinalUploadNotPatchable,
+    #[error("{0}")]
+    InvalidConcat(String),
+    #[error("{0}")]
+    InvalidLength(String),
     #[error("no such route")]
     RouteNotFound,
     /// A dependency is down or too slow; the cause is logged, the client is told to retry.
@@ -72,8 +90,15 @@ impl ApiError {
             Self::InvalidHeader { .. }
             | Self::InvalidRequest(_)
             | Self::ValidationFailed { .. }
-            | Self::InvalidJson(_) => StatusCode::BAD_REQUEST,
-            Self::OffsetMismatch(_) | Self::UploadClosed(_) => StatusCode::CONFLICT,
+            | Self::InvalidJson(_)
+            | Self::ChecksumAlgorithmUnsupported(_)
+            | Self::InvalidConcat(_)
+            | Self::InvalidLength(_) => StatusCode::BAD_REQUEST,
+            Self::OffsetMismatch(_) | Self::UploadClosed(_) | Self::UploadLocked(_) => {
+                StatusCode::CONFLICT
+            }
+            Self::FinalUploadNotPatchable => StatusCode::FORBIDDEN,
+            Self::ChecksumMismatch => CHECKSUM_MISMATCH,
             Self::UploadNotFound | Self::VideoNotFound | Self::RouteNotFound => {
                 StatusCode::NOT_FOUND
             }
@@ -102,6 +127,12 @@ impl ApiError {
             Self::LengthExceeded(_) => "length_exceeded",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::VideoNotFound => "video_not_found",
+            Self::ChecksumAlgorithmUnsupported(_) => "checksum_algorithm_unsupported",
+            Self::ChecksumMismatch => "checksum_mismatch",
+            Self::UploadLocked(_) => "upload_locked",
+            Self::FinalUploadNotPatchable => "upload_is_final",
+            Self::InvalidConcat(_) => "invalid_concat",
+            Self::InvalidLength(_) => "invalid_length",
             Self::RouteNotFound => "not_found",
             Self::Unavailable(_) => "service_unavailable",
             Self::Internal(_) => "internal",
@@ -137,6 +168,10 @@ impl From<Reject> for ApiError {
             RejectCode::UploadClosed => Self::UploadClosed(message),
             RejectCode::OffsetMismatch => Self::OffsetMismatch(message),
             RejectCode::LengthExceeded => Self::LengthExceeded(message),
+            RejectCode::UploadExpired => Self::UploadExpired,
+            RejectCode::UploadLocked => Self::UploadLocked(message),
+            RejectCode::InvalidLength => Self::InvalidLength(message),
+            RejectCode::InvalidConcat => Self::InvalidConcat(message),
             RejectCode::VideoNotFound => Self::VideoNotFound,
             RejectCode::InvalidCommand => Self::InvalidRequest(message),
             RejectCode::Unavailable => Self::Unavailable(format!("uploader: {message}")),
@@ -187,6 +222,10 @@ mod tests {
             (RejectCode::UploadClosed, 409, "upload_closed"),
             (RejectCode::OffsetMismatch, 409, "offset_mismatch"),
             (RejectCode::LengthExceeded, 413, "length_exceeded"),
+            (RejectCode::UploadExpired, 410, "upload_expired"),
+            (RejectCode::UploadLocked, 409, "upload_locked"),
+            (RejectCode::InvalidLength, 400, "invalid_length"),
+            (RejectCode::InvalidConcat, 400, "invalid_concat"),
             (RejectCode::VideoNotFound, 404, "video_not_found"),
             (RejectCode::InvalidCommand, 400, "invalid_request"),
             (RejectCode::Unavailable, 503, "service_unavailable"),

@@ -40,14 +40,30 @@ impl From<ReadError> for ApiError {
     }
 }
 
+/// What an upload session is for (tus concatenation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UploadKind {
+    Single,
+    Partial,
+    Final,
+}
+
 /// An upload session with its flow, as `HEAD` and `PATCH` need it.
 #[derive(Debug, Clone)]
 pub struct UploadState {
     pub status: SessionStatus,
-    pub video_id: VideoId,
+    pub kind: UploadKind,
+    /// `None` for a partial upload.
+    pub video_id: Option<VideoId>,
     pub uploaded_bytes: u64,
-    pub total_bytes: u64,
+    /// `None` while the length is deferred.
+    pub total_bytes: Option<u64>,
     pub metadata: Option<String>,
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Open, and past `expires_at`: it answers 410 even before the uploader expires it.
+    pub expired: bool,
+    /// The partial uploads of a final upload, in order.
+    pub parts: Vec<SessionId>,
 }
 
 pub async fn find_upload(
@@ -57,19 +73,35 @@ pub async fn find_upload(
     let client = pool.get().await?;
     let row = client
         .query_opt(
-            "SELECT s.status, f.video_id, f.uploaded_bytes, f.total_bytes, s.metadata
-             FROM upload_session s JOIN flow f ON f.id = s.flow_id
+            "SELECT s.status, s.kind, f.video_id, \
+                    COALESCE(f.uploaded_bytes, s.uploaded_bytes, 0) AS uploaded_bytes, \
+                    CASE WHEN s.kind = 'PARTIAL' THEN s.total_bytes ELSE f.total_bytes END \
+                        AS total_bytes, \
+                    s.metadata, s.expires_at, \
+                    (s.status = 'OPEN' AND COALESCE(s.expires_at < now(), false)) AS expired, \
+                    COALESCE(s.parts, '{}'::uuid[]) AS parts \
+             FROM upload_session s LEFT JOIN flow f ON f.id = s.flow_id \
              WHERE s.id = $1",
             &[&session_id.0],
         )
         .await?;
     row.map(|row| {
+        let kind = match row.get::<_, &str>("kind") {
+            "PARTIAL" => UploadKind::Partial,
+            "FINAL" => UploadKind::Final,
+            _ => UploadKind::Single,
+        };
+        let parts: Vec<Uuid> = row.get("parts");
         Ok(UploadState {
             status: row.get::<_, &str>("status").parse()?,
-            video_id: VideoId(row.get("video_id")),
+            kind,
+            video_id: row.get::<_, Option<Uuid>>("video_id").map(VideoId),
             uploaded_bytes: non_negative(row.get("uploaded_bytes")),
-            total_bytes: non_negative(row.get("total_bytes")),
+            total_bytes: row.get::<_, Option<i64>>("total_bytes").map(non_negative),
             metadata: row.get("metadata"),
+            expires_at: row.get("expires_at"),
+            expired: row.get("expired"),
+            parts: parts.into_iter().map(SessionId).collect(),
         })
     })
     .transpose()
@@ -77,7 +109,7 @@ pub async fn find_upload(
 
 const VIDEO_COLUMNS: &str = "id, title, description, status, created_at, updated_at";
 const FLOW_COLUMNS: &str = "id, video_id, status, filename, uploaded_bytes, total_bytes, error, \
-     duration_seconds, width, height, video_codec, audio_codec, hls_path, dash_path, created_at, \
+     duration_seconds, width, height, video_codec, audio_codec, hls_path, dash_path, source_sha256, created_at, \
      updated_at, progress_percent, encode_path, encode_started_at_byte, source_width, \
      source_height, source_video_codec, source_audio_codec, source_frame_rate, renditions, \
      poster_path";
@@ -198,13 +230,16 @@ impl FlowRow {
                 status,
                 filename: row.get("filename"),
                 uploaded_bytes: non_negative(row.get("uploaded_bytes")),
-                total_bytes: non_negative(row.get("total_bytes")),
+                total_bytes: row
+                    .get::<_, Option<i64>>("total_bytes")
+                    .map_or(0, non_negative),
                 error: row.get("error"),
                 duration_seconds: row.get("duration_seconds"),
                 width: row.get::<_, Option<i32>>("width").map(non_negative_u32),
                 height: row.get::<_, Option<i32>>("height").map(non_negative_u32),
                 video_codec: row.get("video_codec"),
                 audio_codec: row.get("audio_codec"),
+                source_sha256: row.get("source_sha256"),
                 created_at: row.get::<_, DateTime<Utc>>("created_at"),
                 updated_at: row.get::<_, DateTime<Utc>>("updated_at"),
                 progress_percent: row

@@ -143,6 +143,22 @@ async fn add_retry_after(State(retry_after_secs): State<u64>, mut response: Resp
     response
 }
 
+/// `X-HTTP-Method-Override` on a `POST` (tus, for clients that cannot send `PATCH` or
+/// `DELETE`) replaces the method before routing.
+fn override_method(request: &mut Request) {
+    if request.method() != Method::POST {
+        return;
+    }
+    let overridden = request
+        .headers()
+        .get(tus::X_HTTP_METHOD_OVERRIDE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| Method::from_bytes(value.trim().to_ascii_uppercase().as_bytes()).ok());
+    if let Some(method) = overridden {
+        *request.method_mut() = method;
+    }
+}
+
 /// CORS for browser tus clients. tower-http answers every `OPTIONS` itself as a preflight, so
 /// an `OPTIONS` that is not a preflight (tus discovery) goes around it to the tus handler.
 fn with_cors(api: Router) -> Router {
@@ -152,9 +168,11 @@ fn with_cors(api: Router) -> Router {
         tus::UPLOAD_LENGTH,
         tus::UPLOAD_DEFER_LENGTH,
         tus::UPLOAD_METADATA,
+        tus::UPLOAD_CHECKSUM,
+        tus::UPLOAD_CONCAT,
         CONTENT_TYPE,
         CONTENT_LENGTH,
-        HeaderName::from_static("x-http-method-override"),
+        tus::X_HTTP_METHOD_OVERRIDE,
         HeaderName::from_static("x-requested-with"),
     ];
     let exposed_headers = [
@@ -162,10 +180,14 @@ fn with_cors(api: Router) -> Router {
         tus::UPLOAD_OFFSET,
         tus::UPLOAD_LENGTH,
         tus::UPLOAD_METADATA,
+        tus::UPLOAD_DEFER_LENGTH,
+        tus::UPLOAD_EXPIRES,
+        tus::UPLOAD_CONCAT,
         tus::TUS_RESUMABLE,
         tus::TUS_VERSION,
         tus::TUS_EXTENSION,
         tus::TUS_MAX_SIZE,
+        tus::TUS_CHECKSUM_ALGORITHM,
         tus::VIDEO_ID,
     ];
     let cors = CorsLayer::new()
@@ -181,10 +203,11 @@ fn with_cors(api: Router) -> Router {
         .allow_headers(tus_request_headers)
         .expose_headers(exposed_headers);
     let with_cors = cors.layer(api.clone());
-    Router::new().fallback_service(tower::service_fn(move |request: Request| {
+    Router::new().fallback_service(tower::service_fn(move |mut request: Request| {
         let plain = api.clone();
         let with_cors = with_cors.clone();
         async move {
+            override_method(&mut request);
             let is_plain_options = request.method() == Method::OPTIONS
                 && !request
                     .headers()

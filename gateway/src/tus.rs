@@ -7,13 +7,19 @@ use axum::http::HeaderMap;
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine;
-use vod_contracts::VideoId;
+use chrono::{DateTime, Utc};
+use md5::Md5;
+use sha1::Sha1;
+use sha2::{Digest, Sha256, Sha512};
+use vod_contracts::{SessionId, VideoId};
 
 use crate::error::ApiError;
 use crate::title::{default_title, normalize_title};
 
 pub const SUPPORTED_VERSION: &str = "1.0.0";
-pub const EXTENSIONS: &str = "creation,creation-with-upload,termination";
+pub const EXTENSIONS: &str = "creation,creation-with-upload,creation-defer-length,termination,\
+     expiration,checksum,concatenation";
+pub const CHECKSUM_ALGORITHMS: &str = "sha1,sha256,sha512,md5";
 pub const OFFSET_OCTET_STREAM: &str = "application/offset+octet-stream";
 
 pub const TUS_RESUMABLE: HeaderName = HeaderName::from_static("tus-resumable");
@@ -24,6 +30,11 @@ pub const UPLOAD_OFFSET: HeaderName = HeaderName::from_static("upload-offset");
 pub const UPLOAD_LENGTH: HeaderName = HeaderName::from_static("upload-length");
 pub const UPLOAD_DEFER_LENGTH: HeaderName = HeaderName::from_static("upload-defer-length");
 pub const UPLOAD_METADATA: HeaderName = HeaderName::from_static("upload-metadata");
+pub const UPLOAD_CHECKSUM: HeaderName = HeaderName::from_static("upload-checksum");
+pub const UPLOAD_CONCAT: HeaderName = HeaderName::from_static("upload-concat");
+pub const UPLOAD_EXPIRES: HeaderName = HeaderName::from_static("upload-expires");
+pub const TUS_CHECKSUM_ALGORITHM: HeaderName = HeaderName::from_static("tus-checksum-algorithm");
+pub const X_HTTP_METHOD_OVERRIDE: HeaderName = HeaderName::from_static("x-http-method-override");
 pub const VIDEO_ID: HeaderName = HeaderName::from_static("video-id");
 
 /// Padding is optional in what clients send.
@@ -93,6 +104,197 @@ fn parse_non_negative(text: &str) -> Option<u64> {
         return None;
     }
     text.parse().ok()
+}
+
+/// How long the upload will be: known, or given later (`creation-defer-length`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeclaredLength {
+    Known(u64),
+    Deferred,
+}
+
+/// `Upload-Length`, or `Upload-Defer-Length: 1`, exactly one of them.
+pub fn declared_length(headers: &HeaderMap) -> Result<DeclaredLength, ApiError> {
+    let length = optional_u64(headers, &UPLOAD_LENGTH, "Upload-Length")?;
+    let deferred = match headers.get(UPLOAD_DEFER_LENGTH) {
+        None => false,
+        Some(value) if value.as_bytes() == b"1" => true,
+        Some(_) => {
+            return Err(ApiError::invalid_header(
+                "Upload-Defer-Length",
+                "Upload-Defer-Length must be 1",
+            ))
+        }
+    };
+    match (length, deferred) {
+        (Some(_), true) => Err(ApiError::invalid_header(
+            "Upload-Defer-Length",
+            "send either Upload-Length or Upload-Defer-Length, not both",
+        )),
+        (Some(length), false) => Ok(DeclaredLength::Known(length)),
+        (None, true) => Ok(DeclaredLength::Deferred),
+        (None, false) => Err(ApiError::invalid_header(
+            "Upload-Length",
+            "Upload-Length is required (or Upload-Defer-Length: 1)",
+        )),
+    }
+}
+
+/// `Upload-Concat` of a creation request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Concat {
+    Partial,
+    /// The partial uploads, in order, as the URLs the client sent.
+    Final(Vec<String>),
+}
+
+pub fn concat(headers: &HeaderMap) -> Result<Option<Concat>, ApiError> {
+    let Some(value) = headers.get(UPLOAD_CONCAT) else {
+        return Ok(None);
+    };
+    let invalid = |message: &str| ApiError::invalid_header("Upload-Concat", message);
+    let text = value
+        .to_str()
+        .map_err(|_| invalid("Upload-Concat must be ASCII"))?
+        .trim();
+    if text == "partial" {
+        return Ok(Some(Concat::Partial));
+    }
+    let Some(urls) = text.strip_prefix("final;") else {
+        return Err(invalid(
+            "Upload-Concat must be \"partial\" or \"final;\" followed by upload URLs",
+        ));
+    };
+    let urls: Vec<String> = urls.split_whitespace().map(str::to_owned).collect();
+    if urls.is_empty() {
+        return Err(invalid("a final upload names at least one partial upload"));
+    }
+    Ok(Some(Concat::Final(urls)))
+}
+
+/// The upload id at the end of an upload URL, absolute or relative: `…/v1/uploads/{id}`.
+pub fn session_id_from_url(url: &str) -> Option<SessionId> {
+    let path = url.split(['?', '#']).next().unwrap_or(url);
+    let (prefix, id) = path.trim_end_matches('/').rsplit_once('/')?;
+    if !prefix.ends_with("/v1/uploads") && prefix != "v1/uploads" {
+        return None;
+    }
+    id.parse().ok()
+}
+
+/// An HTTP date, as `Upload-Expires` carries it.
+pub fn http_date(at: DateTime<Utc>) -> String {
+    at.format("%a, %d %b %Y %H:%M:%S GMT").to_string()
+}
+
+/// A checksum algorithm of the `checksum` extension.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChecksumAlgorithm {
+    Sha1,
+    Sha256,
+    Sha512,
+    Md5,
+}
+
+impl ChecksumAlgorithm {
+    fn parse(name: &str) -> Option<Self> {
+        match name {
+            "sha1" => Some(Self::Sha1),
+            "sha256" => Some(Self::Sha256),
+            "sha512" => Some(Self::Sha512),
+            "md5" => Some(Self::Md5),
+            _ => None,
+        }
+    }
+
+    fn digest_len(self) -> usize {
+        match self {
+            Self::Sha1 => 20,
+            Self::Sha256 => 32,
+            Self::Sha512 => 64,
+            Self::Md5 => 16,
+        }
+    }
+
+    pub fn hasher(self) -> ChecksumHasher {
+        match self {
+            Self::Sha1 => ChecksumHasher::Sha1(Sha1::new()),
+            Self::Sha256 => ChecksumHasher::Sha256(Sha256::new()),
+            Self::Sha512 => ChecksumHasher::Sha512(Sha512::new()),
+            Self::Md5 => ChecksumHasher::Md5(Md5::new()),
+        }
+    }
+}
+
+/// What `Upload-Checksum` says the request body hashes to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Checksum {
+    pub algorithm: ChecksumAlgorithm,
+    pub digest: Vec<u8>,
+}
+
+pub enum ChecksumHasher {
+    Sha1(Sha1),
+    Sha256(Sha256),
+    Sha512(Sha512),
+    Md5(Md5),
+}
+
+impl ChecksumHasher {
+    pub fn update(&mut self, bytes: &[u8]) {
+        match self {
+            Self::Sha1(hasher) => hasher.update(bytes),
+            Self::Sha256(hasher) => hasher.update(bytes),
+            Self::Sha512(hasher) => hasher.update(bytes),
+            Self::Md5(hasher) => hasher.update(bytes),
+        }
+    }
+
+    #[cfg(test)]
+    fn finalize_of(mut self, bytes: &[u8]) -> Vec<u8> {
+        self.update(bytes);
+        self.finalize()
+    }
+
+    pub fn finalize(self) -> Vec<u8> {
+        match self {
+            Self::Sha1(hasher) => hasher.finalize().to_vec(),
+            Self::Sha256(hasher) => hasher.finalize().to_vec(),
+            Self::Sha512(hasher) => hasher.finalize().to_vec(),
+            Self::Md5(hasher) => hasher.finalize().to_vec(),
+        }
+    }
+}
+
+/// `Upload-Checksum: {algorithm} {base64 digest}`; an algorithm we do not support is 400.
+pub fn checksum(headers: &HeaderMap) -> Result<Option<Checksum>, ApiError> {
+    let Some(value) = headers.get(UPLOAD_CHECKSUM) else {
+        return Ok(None);
+    };
+    let invalid = |message: &str| ApiError::invalid_header("Upload-Checksum", message);
+    let text = value
+        .to_str()
+        .map_err(|_| invalid("Upload-Checksum must be ASCII"))?;
+    let (name, encoded) = text
+        .trim()
+        .split_once(' ')
+        .ok_or_else(|| invalid("Upload-Checksum must be an algorithm and a base64 digest"))?;
+    let algorithm = ChecksumAlgorithm::parse(&name.to_ascii_lowercase()).ok_or_else(|| {
+        ApiError::ChecksumAlgorithmUnsupported(format!(
+            "checksum algorithm {name:?} is not supported; use one of {CHECKSUM_ALGORITHMS}"
+        ))
+    })?;
+    let digest = METADATA_BASE64
+        .decode(encoded.trim())
+        .map_err(|_| invalid("the Upload-Checksum digest is not base64"))?;
+    if digest.len() != algorithm.digest_len() {
+        return Err(invalid(&format!(
+            "a {name} digest is {} bytes, not {}",
+            algorithm.digest_len(),
+            digest.len()
+        )));
+    }
+    Ok(Some(Checksum { algorithm, digest }))
 }
 
 /// `Upload-Metadata` is not a comma-separated list of `key base64value` pairs.
@@ -290,6 +492,72 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn checksums_name_a_known_algorithm_and_a_digest_of_its_size() {
+        let sha1_of_abc = base64::engine::general_purpose::STANDARD
+            .encode(ChecksumAlgorithm::Sha1.hasher().finalize_of(b"abc"));
+        let parsed = checksum(&headers(&[(
+            UPLOAD_CHECKSUM,
+            &format!("sha1 {sha1_of_abc}"),
+        )]))
+        .expect("valid")
+        .expect("present");
+        assert_eq!(parsed.algorithm, ChecksumAlgorithm::Sha1);
+        let error = checksum(&headers(&[(UPLOAD_CHECKSUM, "crc32 AAAAAA==")])).expect_err("crc");
+        assert_eq!(error.code(), "checksum_algorithm_unsupported");
+        for bad in ["sha1", "sha1 !!!", "sha256 YWJj"] {
+            let error = checksum(&headers(&[(UPLOAD_CHECKSUM, bad)])).expect_err(bad);
+            assert_eq!(error.code(), "invalid_header", "{bad}");
+        }
+        assert_eq!(checksum(&HeaderMap::new()).ok(), Some(None));
+    }
+
+    #[test]
+    fn length_is_known_or_deferred_but_not_both() {
+        assert_eq!(
+            declared_length(&headers(&[(UPLOAD_LENGTH, "5")])).ok(),
+            Some(DeclaredLength::Known(5))
+        );
+        assert_eq!(
+            declared_length(&headers(&[(UPLOAD_DEFER_LENGTH, "1")])).ok(),
+            Some(DeclaredLength::Deferred)
+        );
+        for bad in [
+            headers(&[(UPLOAD_DEFER_LENGTH, "yes")]),
+            headers(&[(UPLOAD_DEFER_LENGTH, "1"), (UPLOAD_LENGTH, "5")]),
+            HeaderMap::new(),
+        ] {
+            assert!(declared_length(&bad).is_err());
+        }
+    }
+
+    #[test]
+    fn concat_is_partial_or_final_with_upload_urls() {
+        assert_eq!(
+            concat(&headers(&[(UPLOAD_CONCAT, "partial")])).ok(),
+            Some(Some(Concat::Partial))
+        );
+        let id = SessionId::new();
+        let value = format!("final;/v1/uploads/{id} http://h:1/v1/uploads/{id}");
+        let Some(Some(Concat::Final(urls))) = concat(&headers(&[(UPLOAD_CONCAT, &value)])).ok()
+        else {
+            panic!("final concat");
+        };
+        assert_eq!(urls.len(), 2);
+        assert!(urls.iter().all(|url| session_id_from_url(url) == Some(id)));
+        assert_eq!(session_id_from_url("http://h/v1/videos/x"), None);
+        assert!(concat(&headers(&[(UPLOAD_CONCAT, "final;")])).is_err());
+        assert!(concat(&headers(&[(UPLOAD_CONCAT, "whole")])).is_err());
+    }
+
+    #[test]
+    fn upload_expires_is_an_http_date() {
+        let at = DateTime::parse_from_rfc3339("1994-11-06T08:49:37Z")
+            .expect("date")
+            .with_timezone(&Utc);
+        assert_eq!(http_date(at), "Sun, 06 Nov 1994 08:49:37 GMT");
     }
 
     #[test]

@@ -29,6 +29,8 @@ pub struct Streamed {
     /// The offset the store confirmed last.
     pub uploaded_bytes: u64,
     pub end: BodyEnd,
+    /// With `hold_last`: the body's last bytes, not stored, starting at `uploaded_bytes`.
+    pub held: Bytes,
 }
 
 /// Storing a piece failed; `uploaded_bytes` were confirmed before.
@@ -40,11 +42,14 @@ pub struct StoreFailed<E> {
 
 /// Streams `body` into pieces of at most `piece_size` bytes, starting at `offset` of an upload
 /// of `total` bytes. `store(offset, piece)` returns the upload's confirmed length after it.
+/// With `hold_last`, the last piece is not stored but handed back in [`Streamed::held`], for a
+/// caller that must check the whole body before it commits.
 pub async fn stream_in_pieces<B, BodyError, S, F, StoreError>(
     mut body: B,
     offset: u64,
     total: u64,
     piece_size: usize,
+    hold_last: bool,
     mut store: S,
 ) -> Result<Streamed, StoreFailed<StoreError>>
 where
@@ -83,6 +88,12 @@ where
             break BodyEnd::TooLong;
         }
     };
+    if hold_last {
+        let held = pieces.buffer.split().freeze();
+        let mut streamed = pieces.streamed(end);
+        streamed.held = held;
+        return Ok(streamed);
+    }
     if !pieces.flush(&mut store).await? {
         return Ok(pieces.streamed(BodyEnd::Diverged));
     }
@@ -142,6 +153,7 @@ impl Pieces {
         Streamed {
             uploaded_bytes: self.offset,
             end,
+            held: Bytes::new(),
         }
     }
 }
@@ -186,6 +198,7 @@ mod tests {
             0,
             data.len() as u64,
             64 * 1024,
+            false,
             recording_store(&stored),
         )
         .await
@@ -214,6 +227,7 @@ mod tests {
             1_000,
             1_100,
             40,
+            false,
             recording_store(&stored),
         )
         .await
@@ -237,6 +251,7 @@ mod tests {
             0,
             100,
             64,
+            false,
             recording_store(&stored),
         )
         .await
@@ -258,10 +273,16 @@ mod tests {
         let mut items = frames(&data, 30);
         items.push(Err("connection reset".to_owned()));
         let stored = Stored::default();
-        let streamed =
-            stream_in_pieces(stream::iter(items), 0, 1_000, 64, recording_store(&stored))
-                .await
-                .expect("stored");
+        let streamed = stream_in_pieces(
+            stream::iter(items),
+            0,
+            1_000,
+            64,
+            false,
+            recording_store(&stored),
+        )
+        .await
+        .expect("stored");
         assert_eq!(
             streamed.end,
             BodyEnd::Interrupted("connection reset".to_owned())
@@ -285,6 +306,7 @@ mod tests {
             0,
             200,
             64,
+            false,
             |offset, piece: Bytes| {
                 calls += 1;
                 let result = if calls == 2 {
@@ -302,11 +324,42 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn holding_the_last_piece_stores_only_full_pieces_before_it() {
+        let data = body(150);
+        let stored = Stored::default();
+        let streamed = stream_in_pieces(
+            stream::iter(frames(&data, 32)),
+            10,
+            1_000,
+            64,
+            true,
+            recording_store(&stored),
+        )
+        .await
+        .expect("stored");
+        assert_eq!(streamed.end, BodyEnd::Complete);
+        assert_eq!(streamed.uploaded_bytes, 138);
+        assert_eq!(streamed.held, data[128..]);
+        let offsets: Vec<u64> = stored
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|(offset, _)| *offset)
+            .collect();
+        assert_eq!(offsets, vec![10, 74]);
+    }
+
+    #[tokio::test]
     async fn a_diverging_confirmation_stops_the_stream() {
         let data = body(200);
-        let streamed = stream_in_pieces(stream::iter(frames(&data, 50)), 0, 200, 64, |_, _| {
-            std::future::ready(Ok::<u64, String>(150))
-        })
+        let streamed = stream_in_pieces(
+            stream::iter(frames(&data, 50)),
+            0,
+            200,
+            64,
+            false,
+            |_, _| std::future::ready(Ok::<u64, String>(150)),
+        )
         .await
         .expect("stored");
         assert_eq!(streamed.end, BodyEnd::Diverged);

@@ -30,7 +30,14 @@ async fn options_announces_the_tus_capabilities() {
         assert_eq!(header(&response, "tus-version"), Some("1.0.0"));
         assert_eq!(
             header(&response, "tus-extension"),
-            Some("creation,creation-with-upload,termination")
+            Some(
+                "creation,creation-with-upload,creation-defer-length,termination,expiration,\
+                 checksum,concatenation"
+            )
+        );
+        assert_eq!(
+            header(&response, "tus-checksum-algorithm"),
+            Some("sha1,sha256,sha512,md5")
         );
         assert_eq!(header(&response, "tus-max-size"), Some("123456"));
     }
@@ -133,7 +140,7 @@ async fn creation_checks_upload_length() {
     );
 
     let response = post()
-        .header("Upload-Defer-Length", "1")
+        .header("Upload-Defer-Length", "2")
         .send()
         .await
         .expect("post");

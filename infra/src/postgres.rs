@@ -13,6 +13,11 @@ mod embedded {
     refinery::embed_migrations!("../migrations");
 }
 
+pub use refinery::Migration;
+
+/// refinery's history table.
+const HISTORY_TABLE: &str = "refinery_schema_history";
+
 /// Arbitrary but fixed key of the advisory lock held while migrating.
 const MIGRATION_LOCK_KEY: i64 = 0x766f_645f_6d69_6772; // "vod_migr"
 
@@ -55,25 +60,92 @@ pub async fn migrate(settings: &PostgresSettings) -> anyhow::Result<()> {
         .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])
         .await
         .context("failed to take the migration lock")?;
-    let report = embedded::migrations::runner()
-        .run_async(&mut client)
-        .await
-        .context("failed to apply migrations");
+    let migrations = embedded::migrations::runner().get_migrations().clone();
+    let applied = apply_migrations(&mut client, &migrations, HISTORY_TABLE).await;
     // Closing the connection releases the lock even if unlocking fails.
     let _ = client
         .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK_KEY])
         .await;
     drop(client);
     let _ = connection.await;
-    let report = report?;
-    for migration in report.applied_migrations() {
-        tracing::info!(
-            version = migration.version(),
-            name = migration.name(),
-            "migration applied"
-        );
+    for (version, name) in applied? {
+        tracing::info!(version, name = %name, "migration applied");
     }
     Ok(())
+}
+
+/// Applies `migrations` that `history_table` does not list yet, and returns their versions and
+/// names. Migrations written on parallel branches may land in any order: one whose version is
+/// below the newest applied one (a "late" migration, which refinery alone would refuse or
+/// skip) is applied first, in its own transaction, and recorded the way refinery records its
+/// own; then refinery applies the rest in order. Late migrations must not depend on the ones
+/// they arrive after.
+pub async fn apply_migrations(
+    client: &mut tokio_postgres::Client,
+    migrations: &[Migration],
+    history_table: &str,
+) -> anyhow::Result<Vec<(i32, String)>> {
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE IF NOT EXISTS {history_table} (version int4 PRIMARY KEY, \
+             name varchar(255), applied_on varchar(255), checksum varchar(255))"
+        ))
+        .await
+        .context("failed to create the migration history table")?;
+    let applied: Vec<i32> = client
+        .query(&format!("SELECT version FROM {history_table}"), &[])
+        .await
+        .context("failed to read the migration history")?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let newest_applied = applied.iter().copied().max();
+    let mut done = Vec::new();
+    let mut late: Vec<&Migration> = migrations
+        .iter()
+        .filter(|migration| {
+            !applied.contains(&migration.version())
+                && newest_applied.is_some_and(|newest| migration.version() < newest)
+        })
+        .collect();
+    late.sort_by_key(|migration| migration.version());
+    for migration in late {
+        let sql = migration.sql().unwrap_or_default();
+        let transaction = client.transaction().await?;
+        transaction
+            .batch_execute(sql)
+            .await
+            .with_context(|| format!("failed to apply late migration {migration}"))?;
+        transaction
+            .execute(
+                &format!(
+                    "INSERT INTO {history_table} (version, name, applied_on, checksum) VALUES \
+                     ($1, $2, to_char(now() AT TIME ZONE 'UTC', \
+                     'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), $3)"
+                ),
+                &[
+                    &migration.version(),
+                    &migration.name(),
+                    &migration.checksum().to_string(),
+                ],
+            )
+            .await
+            .with_context(|| format!("failed to record late migration {migration}"))?;
+        transaction.commit().await?;
+        done.push((migration.version(), migration.name().to_owned()));
+    }
+    let report = refinery::Runner::new(migrations)
+        .set_migration_table_name(history_table)
+        .run_async(client)
+        .await
+        .context("failed to apply migrations")?;
+    done.extend(
+        report
+            .applied_migrations()
+            .iter()
+            .map(|migration| (migration.version(), migration.name().to_owned())),
+    );
+    Ok(done)
 }
 
 /// True when the database answers a trivial query within the pool's timeouts.

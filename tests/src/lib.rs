@@ -13,6 +13,12 @@ pub mod tus;
 pub use env::TestEnv;
 pub use stack::{Stack, StackOptions};
 
+/// Lowercase hex SHA-256, as fflow records a source's.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    format!("{:x}", sha2::Sha256::digest(bytes))
+}
+
 /// Waits by polling, never by a fixed sleep: `check` runs until it returns `Some` or the
 /// deadline passes.
 pub async fn poll_until<T, F, Fut>(what: &str, timeout: std::time::Duration, mut check: F) -> T

@@ -16,6 +16,10 @@ pub struct StackOptions {
     pub max_upload_bytes: u64,
     /// Changes both fflow replicas' configuration before they start.
     pub configure_fflow: fn(&mut fflow::Config),
+    /// Uploads idle this long expire.
+    pub session_ttl_secs: u64,
+    /// How long a PATCH waits for another one writing to the same upload.
+    pub lock_wait_ms: u64,
 }
 
 impl Default for StackOptions {
@@ -24,6 +28,8 @@ impl Default for StackOptions {
             chunk_size_bytes: 256 * 1024,
             max_upload_bytes: 512 * 1024 * 1024,
             configure_fflow: |_| {},
+            session_ttl_secs: 24 * 3600,
+            lock_wait_ms: 3_000,
         }
     }
 }
@@ -66,6 +72,8 @@ pub struct Stack {
     pub holder_url: String,
     pub holder_ftp: SocketAddr,
     pub holder_root: std::path::PathBuf,
+    /// fflow spools live in `{fflow_spool}/{replica_id}/{session_id}`.
+    pub fflow_spool: std::path::PathBuf,
     /// Advertised addresses of the fflow replicas, `r1` first.
     pub fflow_addresses: Vec<String>,
     pub http: reqwest::Client,
@@ -126,6 +134,7 @@ impl Stack {
                 fflow_urls: fflow_urls.clone(),
                 replica_name: format!("uploader-{index}"),
                 routing_ttl_secs: 3_600,
+                session_ttl_secs: options.session_ttl_secs,
                 ..uploader::Config::default()
             };
             let app = uploader::App::build(config).await.expect("uploader starts");
@@ -141,6 +150,7 @@ impl Stack {
         gateway_config.holder_public_url = holder_url.clone();
         gateway_config.chunk_size_bytes = options.chunk_size_bytes;
         gateway_config.max_upload_bytes = options.max_upload_bytes;
+        gateway_config.lock_wait_ms = options.lock_wait_ms;
         let gateway = gateway::App::build(gateway_config)
             .await
             .expect("gateway starts");
@@ -154,6 +164,7 @@ impl Stack {
             holder_url,
             holder_ftp,
             holder_root,
+            fflow_spool: env.dir.path().join("fflow"),
             fflow_addresses,
             http: reqwest::Client::new(),
             schedulers,

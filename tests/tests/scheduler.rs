@@ -24,11 +24,12 @@ async fn a_stale_session_is_expired_once_even_by_two_schedulers_at_once() {
         .find(|dir| dir.exists())
         .expect("the session's spool exists while it is open");
 
-    // Age the stale session past the TTL the scheduler uses (one day by default).
+    // Let the stale session's expiry (a TTL after its last chunk, one day by default) pass.
     env.db()
         .await
         .execute(
-            "UPDATE upload_session SET last_chunk_at = now() - interval '2 days' WHERE id = $1",
+            "UPDATE upload_session SET last_chunk_at = now() - interval '2 days', \
+             expires_at = now() - interval '1 day' WHERE id = $1",
             &[&stale.session_id.0],
         )
         .await

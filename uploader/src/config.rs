@@ -20,8 +20,11 @@ pub struct Config {
     pub routing_ttl_secs: u64,
     /// Run the scheduler's jobs in this replica (`UPLOADER_SCHEDULER=true`).
     pub scheduler: bool,
-    /// An open upload session without a chunk for this long is expired by the scheduler.
+    /// An open upload session without a chunk for this long expires (tus `Upload-Expires`);
+    /// so does a complete partial upload that no final upload joins in this time.
     pub session_ttl_secs: u64,
+    /// How long a request keeps an upload's write lock without sending a chunk.
+    pub writer_lease_secs: u64,
     /// When the expiry job runs: six-field cron (seconds first), UTC.
     pub expire_sessions_cron: String,
     /// Name of this replica in logs and in the broker's connection list.
@@ -42,6 +45,7 @@ impl Default for Config {
             routing_ttl_secs: 7 * 24 * 3600,
             scheduler: false,
             session_ttl_secs: 24 * 3600,
+            writer_lease_secs: 120,
             expire_sessions_cron: "0 */5 * * * *".to_owned(),
             replica_name: "uploader".to_owned(),
             progress_prefetch: 16,
@@ -60,6 +64,10 @@ impl Config {
         anyhow::ensure!(
             !self.fflow_urls.is_empty(),
             "UPLOADER_FFLOW_URLS names no fflow address"
+        );
+        anyhow::ensure!(
+            self.session_ttl_secs > 0 && self.writer_lease_secs > 0,
+            "UPLOADER_SESSION_TTL_SECS and UPLOADER_WRITER_LEASE_SECS must be positive"
         );
         anyhow::ensure!(
             self.finish_attempts > 0,

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use vod_contracts::fflow::{
-    chunks_path, finish_path, session_path, ChunkWritten, CreateProcess, FflowError,
+    chunks_path, finish_path, session_path, ChunkWritten, CreateProcess, FflowError, FinishProcess,
     ProcessCreated, PROCESSES_PATH,
 };
 use vod_contracts::SessionId;
@@ -94,9 +94,14 @@ impl FflowClient {
         read_json(&url, result).await
     }
 
-    pub async fn finish(&self, address: &str, session_id: SessionId) -> Result<(), FflowCallError> {
+    pub async fn finish(
+        &self,
+        address: &str,
+        session_id: SessionId,
+        request: &FinishProcess,
+    ) -> Result<(), FflowCallError> {
         let url = format!("{address}{}", finish_path(session_id));
-        let result = self.http.post(&url).send().await;
+        let result = self.http.post(&url).json(request).send().await;
         check_status(&url, result).await
     }
 

@@ -7,13 +7,14 @@ use std::time::Duration;
 use anyhow::Context;
 use bytes::Bytes;
 use deadpool_postgres::Pool;
-use vod_contracts::commands::{Ack, ChunkHeader, Command, Reject, RejectCode};
-use vod_contracts::{FlowStatus, SessionId, SessionStatus};
+use vod_contracts::commands::{Ack, ChunkCommit, ChunkHeader, Command, Reject, RejectCode};
+use vod_contracts::fflow::{FinishProcess, PartSource};
+use vod_contracts::{FlowStatus, SessionId, SessionStatus, WriterId};
 
 use crate::fflow_client::FflowClient;
 use crate::routing::{Routing, RoutingError};
-use crate::store::{self, SessionRow};
-use crate::transitions::{self, NewUpload};
+use crate::store::{self, FlowRef, SessionRow, UploadKind};
+use crate::transitions::{self, FinalUpload, NewUpload};
 
 /// Failures of a handler: a refusal the client must hear, or a fault of ours or of a dependency.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +58,8 @@ pub struct Handlers {
     pub routing: Routing,
     pub fflow: Arc<FflowClient>,
     pub finish_attempts: u32,
+    pub session_ttl_secs: u64,
+    pub writer_lease_secs: u64,
 }
 
 impl Handlers {
@@ -83,21 +86,131 @@ impl Handlers {
                     filename: filename.as_deref(),
                     total_bytes,
                     metadata: metadata.as_deref(),
+                    ttl_secs: self.session_ttl_secs,
                 };
-                let (video_id, flow_id, session_id) =
-                    transitions::create_upload(&tx, upload).await??;
+                let created = transitions::create_upload(&tx, upload).await??;
                 tx.commit()
                     .await
                     .context("failed to commit the new upload")?;
-                tracing::info!(video_id = %video_id, flow_id = %flow_id, session_id = %session_id, total_bytes, "upload created");
-                Ok(Ack::UploadCreated {
-                    video_id,
-                    flow_id,
+                tracing::info!(video_id = %created.video_id, flow_id = %created.flow_id, session_id = %created.session_id, total_bytes, "upload created");
+                Ok(created_ack(created))
+            }
+            Command::CreatePartialUpload {
+                total_bytes,
+                metadata,
+            } => {
+                let client = self.pg.get().await.context("no database connection")?;
+                let (session_id, expires_at) = transitions::create_partial_upload(
+                    &client,
+                    total_bytes,
+                    metadata.as_deref(),
+                    self.session_ttl_secs,
+                )
+                .await?;
+                tracing::info!(session_id = %session_id, total_bytes, "partial upload created");
+                Ok(Ack::PartialUploadCreated {
                     session_id,
+                    expires_at,
                 })
             }
+            Command::CreateFinalUpload {
+                video_id,
+                title,
+                filename,
+                metadata,
+                parts,
+            } => {
+                let upload = FinalRequest {
+                    video_id,
+                    title: &title,
+                    filename: filename.as_deref(),
+                    metadata: metadata.as_deref(),
+                    parts: &parts,
+                };
+                self.create_final(upload).await
+            }
             Command::TerminateUpload { session_id } => self.terminate(session_id).await,
+            Command::DeclareLength {
+                session_id,
+                total_bytes,
+            } => self.declare_length(session_id, total_bytes).await,
+            Command::LockUpload {
+                session_id,
+                writer,
+                offset,
+            } => self.lock(session_id, writer, offset).await,
+            Command::UnlockUpload { session_id, writer } => {
+                let client = self.pg.get().await.context("no database connection")?;
+                store::release_writer(&client, session_id, writer).await?;
+                Ok(Ack::UploadUnlocked)
+            }
         }
+    }
+
+    async fn create_final(&self, upload: FinalRequest<'_>) -> Result<Ack, HandlerError> {
+        if upload.parts.is_empty() {
+            return Err(invalid_concat("a final upload names at least one partial upload").into());
+        }
+        for (index, part) in upload.parts.iter().enumerate() {
+            if upload.parts[..index].contains(part) {
+                return Err(invalid_concat(format!("partial upload {part} is named twice")).into());
+            }
+        }
+        let mut client = self.pg.get().await.context("no database connection")?;
+        let tx = client.transaction().await.context("failed to begin")?;
+        let mut parts = Vec::with_capacity(upload.parts.len());
+        for (id, row) in upload
+            .parts
+            .iter()
+            .zip(store::lock_parts(&tx, upload.parts).await?)
+        {
+            let row = row.ok_or_else(|| invalid_concat(format!("upload {id} does not exist")))?;
+            if row.kind != UploadKind::Partial {
+                return Err(invalid_concat(format!("upload {id} is not a partial upload")).into());
+            }
+            if row.status != SessionStatus::Completed || !row.is_complete() {
+                let state = if row.status == SessionStatus::Open {
+                    "not complete".to_owned()
+                } else {
+                    row.status.to_string()
+                };
+                return Err(invalid_concat(format!("partial upload {id} is {state}")).into());
+            }
+            if store::is_joined(&tx, *id).await? {
+                return Err(invalid_concat(format!(
+                    "partial upload {id} is already part of a final upload"
+                ))
+                .into());
+            }
+            parts.push(row);
+        }
+        let created = transitions::create_final_upload(
+            &tx,
+            FinalUpload {
+                video_id: upload.video_id,
+                title: upload.title,
+                filename: upload.filename,
+                metadata: upload.metadata,
+                parts: &parts,
+                ttl_secs: self.session_ttl_secs,
+            },
+        )
+        .await??;
+        tx.commit()
+            .await
+            .context("failed to commit the final upload")?;
+        tracing::info!(video_id = %created.video_id, flow_id = %created.flow_id, session_id = %created.session_id, parts = parts.len(), "final upload created, joining its parts");
+        let session = store::load_session(&client, created.session_id)
+            .await?
+            .ok_or_else(|| not_found(created.session_id))?;
+        drop(client);
+        if session
+            .flow
+            .is_some_and(|flow| flow.status == FlowStatus::Processing)
+        {
+            self.ensure_finish_requested(&session).await;
+        }
+        Ok(created_ack(created))
     }
 
     async fn terminate(&self, session_id: SessionId) -> Result<Ack, HandlerError> {
@@ -117,63 +230,175 @@ impl Handlers {
                 .into())
             }
         }
-        transitions::terminate_upload(&tx, session_id, session.flow_id, session.video_id).await?;
+        transitions::terminate_upload(&tx, &session).await?;
         tx.commit()
             .await
             .context("failed to commit the termination")?;
-        tracing::info!(session_id = %session_id, flow_id = %session.flow_id, video_id = %session.video_id, "upload terminated");
+        tracing::info!(session_id = %session_id, kind = session.kind.as_str(), "upload terminated");
         self.release_process(&session).await;
         Ok(Ack::UploadTerminated)
     }
 
-    /// Stores one chunk: checks it against the database, hands it to the session's fflow
-    /// replica, and only then advances the offset.
-    pub async fn chunk(&self, header: ChunkHeader, payload: Bytes) -> Result<Ack, HandlerError> {
-        let client = self.pg.get().await.context("no database connection")?;
-        let session = store::load_session(&client, header.session_id)
+    async fn declare_length(
+        &self,
+        session_id: SessionId,
+        total_bytes: u64,
+    ) -> Result<Ack, HandlerError> {
+        let mut client = self.pg.get().await.context("no database connection")?;
+        let tx = client.transaction().await.context("failed to begin")?;
+        let session = store::lock_session(&tx, session_id)
             .await?
-            .ok_or_else(|| not_found(header.session_id))?;
+            .ok_or_else(|| not_found(session_id))?;
+        let declared = |uploaded_bytes| Ack::LengthDeclared {
+            uploaded_bytes,
+            total_bytes,
+        };
+        match session.total_bytes {
+            Some(known) if known == total_bytes => return Ok(declared(session.uploaded_bytes)),
+            Some(known) => {
+                return Err(Reject::new(
+                    RejectCode::InvalidLength,
+                    format!("the upload's length is {known} and cannot change"),
+                )
+                .into())
+            }
+            None => {}
+        }
+        if session.status == SessionStatus::Open && session.expired {
+            return Err(self.expire_now(tx, &session).await);
+        }
+        if session.status != SessionStatus::Open {
+            return Err(closed(&session).into());
+        }
+        if total_bytes < session.uploaded_bytes {
+            return Err(Reject::new(
+                RejectCode::InvalidLength,
+                format!(
+                    "the upload already holds {} bytes, more than {total_bytes}",
+                    session.uploaded_bytes
+                ),
+            )
+            .into());
+        }
+        transitions::declare_length(&tx, &session, total_bytes).await?;
+        let complete = total_bytes == session.uploaded_bytes;
+        if complete {
+            transitions::complete_upload(&tx, &session).await?;
+        }
+        tx.commit()
+            .await
+            .context("failed to commit the declared length")?;
+        tracing::info!(session_id = %session_id, total_bytes, "upload length declared");
+        if complete {
+            self.after_complete(session_id).await;
+        }
+        Ok(declared(session.uploaded_bytes))
+    }
+
+    async fn lock(
+        &self,
+        session_id: SessionId,
+        writer: WriterId,
+        offset: u64,
+    ) -> Result<Ack, HandlerError> {
+        let mut client = self.pg.get().await.context("no database connection")?;
+        let tx = client.transaction().await.context("failed to begin")?;
+        let session = store::lock_session(&tx, session_id)
+            .await?
+            .ok_or_else(|| not_found(session_id))?;
+        if session.status == SessionStatus::Open && session.expired {
+            return Err(self.expire_now(tx, &session).await);
+        }
+        if session.status != SessionStatus::Open {
+            return Err(closed(&session).into());
+        }
+        if !session.may_write(Some(writer)) {
+            return Err(locked(&session).into());
+        }
+        if offset != session.uploaded_bytes {
+            return Err(offset_mismatch(&session, offset).into());
+        }
+        store::hold_writer(&tx, session_id, writer, self.writer_lease_secs).await?;
+        tx.commit().await.context("failed to commit the lock")?;
+        Ok(Ack::UploadLocked {
+            uploaded_bytes: session.uploaded_bytes,
+            expires_at: session.expires_at,
+        })
+    }
+
+    /// Expires an open session found past its expiry, frees its process, and returns the
+    /// refusal for the request that found it.
+    async fn expire_now(
+        &self,
+        tx: deadpool_postgres::Transaction<'_>,
+        session: &SessionRow,
+    ) -> HandlerError {
+        let reason = format!(
+            "the upload expired: no data arrived for {} seconds",
+            self.session_ttl_secs
+        );
+        let expired = async {
+            transitions::expire_upload(&tx, session, &reason).await?;
+            tx.commit().await.context("failed to commit the expiry")
+        }
+        .await;
+        if let Err(error) = expired {
+            return HandlerError::Internal(error);
+        }
+        tracing::info!(session_id = %session.session_id, "upload session expired");
+        self.release_process(session).await;
+        Reject::new(
+            RejectCode::UploadExpired,
+            format!("upload {} expired", session.session_id),
+        )
+        .into()
+    }
+
+    /// Stores one chunk: checks it against the database, hands it to the session's fflow
+    /// replica, and only then moves the offset, all under the session's row lock, so that two
+    /// writers never interleave their bytes.
+    pub async fn chunk(&self, header: ChunkHeader, payload: Bytes) -> Result<Ack, HandlerError> {
         let end = header.offset.checked_add(header.len).ok_or_else(|| {
             Reject::new(
                 RejectCode::InvalidCommand,
                 "chunk offset and length overflow",
             )
         })?;
-        if end > session.total_bytes {
-            return Err(Reject::new(
-                RejectCode::LengthExceeded,
-                format!(
-                    "chunk ends at byte {end} but the upload is {} bytes long",
-                    session.total_bytes
-                ),
-            )
-            .into());
+        // Checked without the lock first, so that a refused chunk creates no process.
+        let client = self.pg.get().await.context("no database connection")?;
+        let session = store::load_session(&client, header.session_id)
+            .await?
+            .ok_or_else(|| not_found(header.session_id))?;
+        check_length(&session, end)?;
+        if let Some(ack) = self.already_stored(&session, &header, end).await {
+            return Ok(ack);
         }
-        if header.offset < session.uploaded_bytes && end <= session.uploaded_bytes {
-            // Already stored by an earlier delivery of the same bytes.
-            if session.flow_status == FlowStatus::Processing {
-                self.ensure_finish_requested(&session).await;
-            }
-            return Ok(stored(&session, session.uploaded_bytes));
-        }
-        if header.len == 0 && header.offset == session.uploaded_bytes {
-            return Ok(stored(&session, session.uploaded_bytes));
-        }
-        if session.status != SessionStatus::Open {
-            return Err(Reject::new(
-                RejectCode::UploadClosed,
-                format!(
-                    "upload {} is {} and takes no more bytes",
-                    session.session_id, session.status
-                ),
-            )
-            .into());
-        }
-        if header.offset != session.uploaded_bytes {
-            return Err(offset_mismatch(&session, header.offset).into());
-        }
+        // An expired session is expired under the lock below, without a process.
+        let address = if session.expired {
+            None
+        } else {
+            check_writable(&session, &header)?;
+            Some(self.routing.address_for(&client, &session).await?)
+        };
+        drop(client);
 
-        let address = self.routing.address_for(&client, &session).await?;
+        let mut client = self.pg.get().await.context("no database connection")?;
+        let tx = client.transaction().await.context("failed to begin")?;
+        let session = store::lock_session(&tx, header.session_id)
+            .await?
+            .ok_or_else(|| not_found(header.session_id))?;
+        check_length(&session, end)?;
+        if let Some(ack) = self.already_stored(&session, &header, end).await {
+            return Ok(ack);
+        }
+        if session.status == SessionStatus::Open && session.expired {
+            return Err(self.expire_now(tx, &session).await);
+        }
+        check_writable(&session, &header)?;
+        let address = match address {
+            Some(address) => address,
+            None => self.routing.address_for(&tx, &session).await?,
+        };
         let written = self
             .fflow
             .put_chunk(&address, session.session_id, header.offset, payload)
@@ -188,58 +413,111 @@ impl Handlers {
         if written.received_bytes != end {
             tracing::warn!(session_id = %session.session_id, received = written.received_bytes, expected = end, "fflow holds an unexpected length");
         }
-        drop(client);
-        self.commit_chunk(&session, header.offset, header.len).await
-    }
-
-    async fn commit_chunk(
-        &self,
-        session: &SessionRow,
-        offset: u64,
-        len: u64,
-    ) -> Result<Ack, HandlerError> {
-        let mut client = self.pg.get().await.context("no database connection")?;
-        let tx = client.transaction().await.context("failed to begin")?;
-        let Some(uploaded) =
-            transitions::advance_offset(&tx, session.session_id, session.flow_id, offset, len)
-                .await?
-        else {
-            drop(tx);
-            // Another delivery moved the offset first: answer from what is stored now.
-            let current = store::load_session(&client, session.session_id)
-                .await?
-                .ok_or_else(|| not_found(session.session_id))?;
-            if current.uploaded_bytes >= offset + len {
-                return Ok(stored(&current, current.uploaded_bytes));
+        if let Some(writer) = header.writer {
+            store::hold_writer(&tx, session.session_id, writer, self.writer_lease_secs).await?;
+        }
+        let from = match header.commit {
+            ChunkCommit::Stage { .. } => {
+                tx.commit()
+                    .await
+                    .context("failed to commit the staged chunk")?;
+                return Ok(Ack::ChunkStaged { staged_to: end });
             }
-            return Err(offset_mismatch(&current, offset).into());
+            ChunkCommit::Immediate => header.offset,
+            ChunkCommit::CommitStaged { base } => base,
         };
-        let complete = uploaded == session.total_bytes;
+        let Some((uploaded, expires_at)) =
+            transitions::advance_offset(&tx, &session, from, end, self.session_ttl_secs).await?
+        else {
+            return Err(offset_mismatch(&session, from).into());
+        };
+        let complete = session.total_bytes == Some(uploaded);
         if complete {
-            transitions::complete_upload(
-                &tx,
-                session.session_id,
-                session.flow_id,
-                session.video_id,
-            )
-            .await?;
+            transitions::complete_upload(&tx, &session).await?;
         }
         tx.commit().await.context("failed to commit the chunk")?;
         tracing::debug!(session_id = %session.session_id, uploaded, total = session.total_bytes, "chunk stored");
         if complete {
-            tracing::info!(session_id = %session.session_id, flow_id = %session.flow_id, video_id = %session.video_id, "upload complete, processing");
-            self.ensure_finish_requested(session).await;
+            self.after_complete(session.session_id).await;
         }
-        Ok(stored(session, uploaded))
+        Ok(Ack::ChunkStored {
+            uploaded_bytes: uploaded,
+            total_bytes: session.total_bytes,
+            expires_at: (!complete).then_some(expires_at).flatten(),
+        })
     }
 
-    /// Tells the owning fflow replica to encode; retries, and fails the flow with a reason if
-    /// the replica never hears it. fflow treats a repeated finish as a no-op.
+    /// The answer to a chunk whose bytes are all stored already (a redelivery), if it is one.
+    async fn already_stored(
+        &self,
+        session: &SessionRow,
+        header: &ChunkHeader,
+        end: u64,
+    ) -> Option<Ack> {
+        let start = match header.commit {
+            ChunkCommit::Immediate => header.offset,
+            ChunkCommit::CommitStaged { base } => base,
+            ChunkCommit::Stage { .. } => return None,
+        };
+        let stored_before = start < session.uploaded_bytes && end <= session.uploaded_bytes;
+        let empty_at_offset = header.len == 0
+            && header.commit == ChunkCommit::Immediate
+            && header.offset == session.uploaded_bytes;
+        if !(stored_before || empty_at_offset) {
+            return None;
+        }
+        if session
+            .flow
+            .is_some_and(|flow| flow.status == FlowStatus::Processing)
+        {
+            self.ensure_finish_requested(session).await;
+        }
+        Some(Ack::ChunkStored {
+            uploaded_bytes: session.uploaded_bytes,
+            total_bytes: session.total_bytes,
+            expires_at: session
+                .expires_at
+                .filter(|_| session.status == SessionStatus::Open),
+        })
+    }
+
+    /// A session just completed: a flow's encode is requested; a partial upload waits.
+    async fn after_complete(&self, session_id: SessionId) {
+        let loaded = match self.pg.get().await {
+            Ok(client) => store::load_session(&client, session_id).await,
+            Err(error) => Err(anyhow::Error::new(error)),
+        };
+        match loaded {
+            Ok(Some(session)) if session.flow.is_some() => {
+                tracing::info!(session_id = %session_id, "upload complete, processing");
+                self.ensure_finish_requested(&session).await;
+            }
+            Ok(Some(_)) => tracing::info!(session_id = %session_id, "partial upload complete"),
+            Ok(None) => tracing::error!(session_id = %session_id, "completed session vanished"),
+            Err(error) => {
+                tracing::error!(session_id = %session_id, error = ?error, "cannot request the encode")
+            }
+        }
+    }
+
+    /// Tells the owning fflow replica to encode (joining the parts of a final upload first);
+    /// retries, and fails the flow with a reason if the replica never hears it. fflow treats a
+    /// repeated finish as a no-op.
     async fn ensure_finish_requested(&self, session: &SessionRow) {
+        let Some(flow) = session.flow else {
+            return;
+        };
         let client = match self.pg.get().await {
             Ok(client) => client,
             Err(error) => {
                 tracing::error!(session_id = %session.session_id, error = %error, "cannot request the encode");
+                return;
+            }
+        };
+        let request = match self.finish_request(&client, session).await {
+            Ok(request) => request,
+            Err(reason) => {
+                self.fail_flow(&client, session, flow, &reason).await;
                 return;
             }
         };
@@ -255,8 +533,17 @@ impl Handlers {
             if attempt > 0 {
                 tokio::time::sleep(Duration::from_millis(200 << attempt.min(5))).await;
             }
-            match self.fflow.finish(&address, session.session_id).await {
-                Ok(()) => return,
+            match self
+                .fflow
+                .finish(&address, session.session_id, &request)
+                .await
+            {
+                Ok(()) => {
+                    for part in &request.parts {
+                        self.routing.forget(part.session_id).await;
+                    }
+                    return;
+                }
                 Err(error) => last_error = Some(error),
             }
         }
@@ -264,11 +551,50 @@ impl Handlers {
             Some(error) => format!("processing could not start: {error}"),
             None => "processing could not start".to_owned(),
         };
-        tracing::error!(session_id = %session.session_id, flow_id = %session.flow_id, reason = %reason, "encode never requested");
+        self.fail_flow(&client, session, flow, &reason).await;
+    }
+
+    async fn finish_request(
+        &self,
+        client: &impl deadpool_postgres::GenericClient,
+        session: &SessionRow,
+    ) -> Result<FinishProcess, String> {
+        let mut parts = Vec::new();
+        for part_id in &session.parts {
+            let part = store::load_session(client, *part_id)
+                .await
+                .map_err(|error| format!("processing could not start: {error:#}"))?
+                .ok_or_else(|| format!("partial upload {part_id} is gone"))?;
+            if part.uploaded_bytes == 0 {
+                continue;
+            }
+            let address = part
+                .fflow_address
+                .ok_or_else(|| format!("partial upload {part_id} has no stored bytes"))?;
+            parts.push(PartSource {
+                address,
+                session_id: *part_id,
+                len: part.uploaded_bytes,
+            });
+        }
+        Ok(FinishProcess {
+            total_bytes: session.total_bytes.unwrap_or(session.uploaded_bytes),
+            parts,
+        })
+    }
+
+    async fn fail_flow(
+        &self,
+        client: &impl deadpool_postgres::GenericClient,
+        session: &SessionRow,
+        flow: FlowRef,
+        reason: &str,
+    ) {
+        tracing::error!(session_id = %session.session_id, flow_id = %flow.flow_id, reason = %reason, "encode never requested");
         if let Err(error) =
-            transitions::fail_processing(&client, session.flow_id, session.video_id, &reason).await
+            transitions::fail_processing(client, flow.flow_id, flow.video_id, reason).await
         {
-            tracing::error!(flow_id = %session.flow_id, error = ?error, "flow not marked failed");
+            tracing::error!(flow_id = %flow.flow_id, error = ?error, "flow not marked failed");
         }
     }
 
@@ -283,10 +609,66 @@ impl Handlers {
     }
 }
 
-fn stored(session: &SessionRow, uploaded_bytes: u64) -> Ack {
-    Ack::ChunkStored {
-        uploaded_bytes,
-        total_bytes: session.total_bytes,
+/// A final upload as asked for.
+struct FinalRequest<'a> {
+    video_id: Option<vod_contracts::VideoId>,
+    title: &'a str,
+    filename: Option<&'a str>,
+    metadata: Option<&'a str>,
+    parts: &'a [SessionId],
+}
+
+fn created_ack(created: transitions::Created) -> Ack {
+    Ack::UploadCreated {
+        video_id: created.video_id,
+        flow_id: created.flow_id,
+        session_id: created.session_id,
+        expires_at: created.expires_at,
+    }
+}
+
+fn check_length(session: &SessionRow, end: u64) -> Result<(), Reject> {
+    match session.total_bytes {
+        Some(total) if end > total => Err(Reject::new(
+            RejectCode::LengthExceeded,
+            format!("chunk ends at byte {end} but the upload is {total} bytes long"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Whether the chunk may be written now: the upload is open, the chunk's writer may write,
+/// and it starts where the upload (or its request's staged bytes) stand.
+fn check_writable(session: &SessionRow, header: &ChunkHeader) -> Result<(), Reject> {
+    if session.status != SessionStatus::Open {
+        return Err(closed(session));
+    }
+    if !session.may_write(header.writer) {
+        return Err(locked(session));
+    }
+    match header.commit {
+        ChunkCommit::Immediate if header.offset != session.uploaded_bytes => {
+            Err(offset_mismatch(session, header.offset))
+        }
+        ChunkCommit::Immediate => Ok(()),
+        ChunkCommit::Stage { base } | ChunkCommit::CommitStaged { base } => {
+            if header.writer.is_none() {
+                return Err(Reject::new(
+                    RejectCode::InvalidCommand,
+                    "a staged chunk needs the upload's write lock",
+                ));
+            }
+            if base != session.uploaded_bytes {
+                return Err(offset_mismatch(session, base));
+            }
+            if header.offset < base {
+                return Err(Reject::new(
+                    RejectCode::InvalidCommand,
+                    "a staged chunk starts before its request's offset",
+                ));
+            }
+            Ok(())
+        }
     }
 }
 
@@ -295,6 +677,30 @@ fn not_found(session_id: SessionId) -> Reject {
         RejectCode::UploadNotFound,
         format!("upload {session_id} does not exist"),
     )
+}
+
+fn closed(session: &SessionRow) -> Reject {
+    Reject::new(
+        RejectCode::UploadClosed,
+        format!(
+            "upload {} is {} and takes no more bytes",
+            session.session_id, session.status
+        ),
+    )
+}
+
+fn locked(session: &SessionRow) -> Reject {
+    Reject::new(
+        RejectCode::UploadLocked,
+        format!(
+            "another request is writing to upload {}; retry once it is done",
+            session.session_id
+        ),
+    )
+}
+
+fn invalid_concat(message: impl Into<String>) -> Reject {
+    Reject::new(RejectCode::InvalidConcat, message)
 }
 
 fn offset_mismatch(session: &SessionRow, offset: u64) -> Reject {

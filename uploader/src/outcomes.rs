@@ -90,6 +90,7 @@ async fn apply(outcome: &EncodeOutcome, pg: &Pool) -> anyhow::Result<bool> {
         outcome.video_id,
         &outcome.result,
         outcome.started,
+        outcome.source_sha256.as_deref(),
     )
     .await?;
     tx.commit().await?;

@@ -77,8 +77,7 @@ impl Routing {
             .fflow
             .create_process(&CreateProcess {
                 session_id: session.session_id,
-                video_id: session.video_id,
-                flow_id: session.flow_id,
+                target: session.flow.map(|flow| flow.target()),
                 total_bytes: session.total_bytes,
             })
             .await?;
@@ -99,8 +98,7 @@ impl Routing {
         } else {
             tracing::info!(
                 session_id = %session.session_id,
-                video_id = %session.video_id,
-                flow_id = %session.flow_id,
+                kind = session.kind.as_str(),
                 replica = %created.replica_id,
                 address = %created.address,
                 "session routed to fflow replica"

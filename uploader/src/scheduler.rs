@@ -32,8 +32,9 @@ impl Scheduler {
         }
     }
 
-    /// Expires open sessions that received no chunk for longer than the TTL: the session
-    /// closes, its flow fails with the reason, its ffmpeg process and route are dropped.
+    /// Expires sessions past their expiry (open ones that received no chunk for longer than the
+    /// TTL, and complete partial uploads no final upload joined in time): the session closes,
+    /// its flow fails with the reason, its ffmpeg process and route are dropped.
     /// Returns how many sessions it expired (0 when another replica holds the job's lock).
     pub async fn expire_stale_sessions(&self) -> anyhow::Result<usize> {
         let mut client = self
@@ -54,20 +55,13 @@ impl Scheduler {
             tracing::debug!("session expiry already running elsewhere");
             return Ok(0);
         }
-        let stale = store::lock_stale_sessions(&tx, self.session_ttl_secs, EXPIRE_BATCH).await?;
+        let stale = store::lock_expired_sessions(&tx, EXPIRE_BATCH).await?;
         let reason = format!(
             "the upload expired: no data arrived for {} seconds",
             self.session_ttl_secs
         );
         for session in &stale {
-            transitions::expire_upload(
-                &tx,
-                session.session_id,
-                session.flow_id,
-                session.video_id,
-                &reason,
-            )
-            .await?;
+            transitions::expire_upload(&tx, session, &reason).await?;
         }
         tx.commit()
             .await
@@ -75,8 +69,7 @@ impl Scheduler {
         for session in &stale {
             tracing::info!(
                 session_id = %session.session_id,
-                flow_id = %session.flow_id,
-                video_id = %session.video_id,
+                kind = session.kind.as_str(),
                 "upload session expired"
             );
             self.handlers.release_process(session).await;

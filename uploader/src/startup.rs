@@ -49,6 +49,8 @@ impl App {
             routing,
             fflow,
             finish_attempts: config.finish_attempts,
+            session_ttl_secs: config.session_ttl_secs,
+            writer_lease_secs: config.writer_lease_secs,
         });
         let scheduler = Scheduler::new(handlers.clone(), config.session_ttl_secs);
         Ok(Self {

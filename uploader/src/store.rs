@@ -2,35 +2,130 @@
 //! replica owns a session.
 
 use anyhow::Context;
+use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
-use vod_contracts::{FlowId, FlowStatus, SessionId, SessionStatus, VideoId};
+use uuid::Uuid;
+use vod_contracts::fflow::EncodeTarget;
+use vod_contracts::{FlowId, FlowStatus, SessionId, SessionStatus, VideoId, WriterId};
 
-/// An upload session with the flow it feeds.
+/// What an upload session is for (tus concatenation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UploadKind {
+    /// Feeds its flow.
+    Single,
+    /// Holds bytes for a final upload; has no flow and counts its bytes itself.
+    Partial,
+    /// Feeds its flow with the joined bytes of its partial uploads.
+    Final,
+}
+
+impl UploadKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UploadKind::Single => "SINGLE",
+            UploadKind::Partial => "PARTIAL",
+            UploadKind::Final => "FINAL",
+        }
+    }
+
+    fn parse(text: &str) -> anyhow::Result<Self> {
+        match text {
+            "SINGLE" => Ok(UploadKind::Single),
+            "PARTIAL" => Ok(UploadKind::Partial),
+            "FINAL" => Ok(UploadKind::Final),
+            other => anyhow::bail!("unknown upload kind {other:?}"),
+        }
+    }
+}
+
+/// The flow an upload session feeds.
+#[derive(Clone, Copy, Debug)]
+pub struct FlowRef {
+    pub flow_id: FlowId,
+    pub video_id: VideoId,
+    pub status: FlowStatus,
+}
+
+impl FlowRef {
+    pub fn target(&self) -> EncodeTarget {
+        EncodeTarget {
+            video_id: self.video_id,
+            flow_id: self.flow_id,
+        }
+    }
+}
+
+/// An upload session with the flow it feeds, if any.
 #[derive(Clone, Debug)]
 pub struct SessionRow {
     pub session_id: SessionId,
     pub status: SessionStatus,
-    pub flow_id: FlowId,
-    pub video_id: VideoId,
-    pub flow_status: FlowStatus,
+    pub kind: UploadKind,
+    /// `None` for a partial upload.
+    pub flow: Option<FlowRef>,
     pub uploaded_bytes: u64,
-    pub total_bytes: u64,
+    /// `None` while the length is deferred.
+    pub total_bytes: Option<u64>,
     pub fflow_address: Option<String>,
+    /// The request holding the write lock, and whether its lease still runs.
+    pub writer: Option<WriterId>,
+    pub writer_active: bool,
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Open, and past `expires_at`.
+    pub expired: bool,
+    /// The partial uploads of a final upload, in order.
+    pub parts: Vec<SessionId>,
 }
 
-const SESSION_COLUMNS: &str = "s.id, s.status, f.id, f.video_id, f.status, f.uploaded_bytes, \
-                               f.total_bytes, s.fflow_address";
+impl SessionRow {
+    /// True when `writer` may write now: it holds the lock, or nobody holds a live one.
+    pub fn may_write(&self, writer: Option<WriterId>) -> bool {
+        match (self.writer, writer) {
+            (Some(holder), Some(writer)) if holder == writer => true,
+            _ => !self.writer_active,
+        }
+    }
+
+    pub fn is_complete(&self) -> bool {
+        self.total_bytes == Some(self.uploaded_bytes)
+    }
+}
+
+const SESSION_COLUMNS: &str = "s.id, s.status, s.kind, f.id, f.video_id, f.status, \
+     COALESCE(f.uploaded_bytes, s.uploaded_bytes, 0), \
+     CASE WHEN s.kind = 'PARTIAL' THEN s.total_bytes ELSE f.total_bytes END, \
+     s.fflow_address, s.writer, COALESCE(s.writer_expires_at > now(), false), s.expires_at, \
+     (s.status = 'OPEN' AND COALESCE(s.expires_at < now(), false)), \
+     COALESCE(s.parts, '{}'::uuid[])";
+
+const SESSION_FROM: &str = "upload_session s LEFT JOIN flow f ON f.id = s.flow_id";
 
 fn session_from_row(row: &tokio_postgres::Row) -> anyhow::Result<SessionRow> {
+    let flow = match row.try_get::<_, Option<Uuid>>(3)? {
+        Some(flow_id) => Some(FlowRef {
+            flow_id: FlowId(flow_id),
+            video_id: VideoId(row.try_get(4)?),
+            status: row.try_get::<_, &str>(5)?.parse()?,
+        }),
+        None => None,
+    };
+    let parts: Vec<Uuid> = row.try_get(13)?;
     Ok(SessionRow {
         session_id: SessionId(row.try_get(0)?),
         status: row.try_get::<_, &str>(1)?.parse()?,
-        flow_id: FlowId(row.try_get(2)?),
-        video_id: VideoId(row.try_get(3)?),
-        flow_status: row.try_get::<_, &str>(4)?.parse()?,
-        uploaded_bytes: u64::try_from(row.try_get::<_, i64>(5)?)?,
-        total_bytes: u64::try_from(row.try_get::<_, i64>(6)?)?,
-        fflow_address: row.try_get(7)?,
+        kind: UploadKind::parse(row.try_get(2)?)?,
+        flow,
+        uploaded_bytes: u64::try_from(row.try_get::<_, i64>(6)?)?,
+        total_bytes: row
+            .try_get::<_, Option<i64>>(7)?
+            .map(u64::try_from)
+            .transpose()?,
+        fflow_address: row.try_get(8)?,
+        writer: row.try_get::<_, Option<Uuid>>(9)?.map(WriterId),
+        writer_active: row.try_get(10)?,
+        expires_at: row.try_get(11)?,
+        expired: row.try_get(12)?,
+        parts: parts.into_iter().map(SessionId).collect(),
     })
 }
 
@@ -38,10 +133,7 @@ pub async fn load_session(
     client: &impl GenericClient,
     session_id: SessionId,
 ) -> anyhow::Result<Option<SessionRow>> {
-    let query = format!(
-        "SELECT {SESSION_COLUMNS} FROM upload_session s JOIN flow f ON f.id = s.flow_id \
-         WHERE s.id = $1"
-    );
+    let query = format!("SELECT {SESSION_COLUMNS} FROM {SESSION_FROM} WHERE s.id = $1");
     let row = client
         .query_opt(&query, &[&session_id.0])
         .await
@@ -49,15 +141,14 @@ pub async fn load_session(
     row.as_ref().map(session_from_row).transpose()
 }
 
-/// Same as [`load_session`], locking the session row until the transaction ends.
+/// Same as [`load_session`], locking the session row until the transaction ends. Every write
+/// to an upload's bytes or state happens under this lock.
 pub async fn lock_session(
     client: &impl GenericClient,
     session_id: SessionId,
 ) -> anyhow::Result<Option<SessionRow>> {
-    let query = format!(
-        "SELECT {SESSION_COLUMNS} FROM upload_session s JOIN flow f ON f.id = s.flow_id \
-         WHERE s.id = $1 FOR UPDATE OF s, f"
-    );
+    let query =
+        format!("SELECT {SESSION_COLUMNS} FROM {SESSION_FROM} WHERE s.id = $1 FOR UPDATE OF s");
     let row = client
         .query_opt(&query, &[&session_id.0])
         .await
@@ -95,22 +186,83 @@ pub async fn record_fflow_address(
     recorded.context("session has no fflow replica after recording one")
 }
 
-/// Open sessions whose last chunk is older than `ttl_secs`, at most `limit`, skipping rows
-/// another transaction holds.
-pub async fn lock_stale_sessions(
+/// Sessions past their expiry, at most `limit`, skipping rows another transaction holds: open
+/// ones, and complete partial uploads that no final upload joined in time.
+pub async fn lock_expired_sessions(
     client: &impl GenericClient,
-    ttl_secs: u64,
     limit: i64,
 ) -> anyhow::Result<Vec<SessionRow>> {
     let query = format!(
-        "SELECT {SESSION_COLUMNS} FROM upload_session s JOIN flow f ON f.id = s.flow_id \
-         WHERE s.status = 'OPEN' AND s.last_chunk_at < now() - make_interval(secs => $1) \
-         ORDER BY s.last_chunk_at LIMIT $2 FOR UPDATE OF s, f SKIP LOCKED"
+        "SELECT {SESSION_COLUMNS} FROM {SESSION_FROM} \
+         WHERE (s.status = 'OPEN' OR (s.kind = 'PARTIAL' AND s.status = 'COMPLETED')) \
+           AND s.expires_at < now() \
+         ORDER BY s.expires_at LIMIT $1 FOR UPDATE OF s SKIP LOCKED"
     );
-    let ttl = ttl_secs as f64;
     let rows = client
-        .query(&query, &[&ttl, &limit])
+        .query(&query, &[&limit])
         .await
-        .context("failed to find stale sessions")?;
+        .context("failed to find expired sessions")?;
     rows.iter().map(session_from_row).collect()
+}
+
+/// The partial uploads named by a final upload, locked, in the order given; `None` for a name
+/// that is no upload.
+pub async fn lock_parts(
+    client: &impl GenericClient,
+    parts: &[SessionId],
+) -> anyhow::Result<Vec<Option<SessionRow>>> {
+    let mut rows = Vec::with_capacity(parts.len());
+    for part in parts {
+        rows.push(lock_session(client, *part).await?);
+    }
+    Ok(rows)
+}
+
+/// True when a final upload already joined this partial upload.
+pub async fn is_joined(client: &impl GenericClient, session_id: SessionId) -> anyhow::Result<bool> {
+    let row = client
+        .query_one(
+            "SELECT final_session_id IS NOT NULL FROM upload_session WHERE id = $1",
+            &[&session_id.0],
+        )
+        .await
+        .context("failed to read the final upload of a part")?;
+    Ok(row.try_get(0)?)
+}
+
+/// Gives the write lock to `writer` for `lease_secs`, or extends its lease.
+pub async fn hold_writer(
+    client: &impl GenericClient,
+    session_id: SessionId,
+    writer: WriterId,
+    lease_secs: u64,
+) -> anyhow::Result<()> {
+    let lease = lease_secs as f64;
+    client
+        .execute(
+            "UPDATE upload_session SET writer = $2, \
+                    writer_expires_at = now() + make_interval(secs => $3) \
+             WHERE id = $1",
+            &[&session_id.0, &writer.0, &lease],
+        )
+        .await
+        .context("failed to hold the write lock")?;
+    Ok(())
+}
+
+/// Gives the write lock back if `writer` holds it.
+pub async fn release_writer(
+    client: &impl GenericClient,
+    session_id: SessionId,
+    writer: WriterId,
+) -> anyhow::Result<()> {
+    client
+        .execute(
+            "UPDATE upload_session SET writer = NULL, writer_expires_at = NULL \
+             WHERE id = $1 AND writer = $2",
+            &[&session_id.0, &writer.0],
+        )
+        .await
+        .context("failed to release the write lock")?;
+    Ok(())
 }

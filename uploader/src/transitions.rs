@@ -3,10 +3,13 @@
 //! which change is allowed when.
 
 use anyhow::Context;
+use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use vod_contracts::commands::{Reject, RejectCode};
 use vod_contracts::outcome::{EncodeResult, EncodeStart, MediaFacts};
 use vod_contracts::{FlowId, FlowStatus, SessionId, VideoId, VideoStatus};
+
+use crate::store::SessionRow;
 
 /// The status a video shows, from its flows' statuses, newest first. A cancelled flow does not
 /// count; a failed re-upload does not hide a video that is still playable.
@@ -77,8 +80,48 @@ pub struct NewUpload<'a> {
     pub video_id: Option<VideoId>,
     pub title: &'a str,
     pub filename: Option<&'a str>,
-    pub total_bytes: u64,
+    /// `None` while deferred.
+    pub total_bytes: Option<u64>,
     pub metadata: Option<&'a str>,
+    /// The upload expires after this long without a chunk.
+    pub ttl_secs: u64,
+}
+
+/// A created upload: its ids and when it expires (`None` when it takes no bytes).
+pub struct Created {
+    pub video_id: VideoId,
+    pub flow_id: FlowId,
+    pub session_id: SessionId,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// The video an upload goes to: the named one, locked, or a new one.
+async fn upload_video(
+    client: &impl GenericClient,
+    video_id: Option<VideoId>,
+    title: &str,
+) -> anyhow::Result<Result<VideoId, Reject>> {
+    let Some(video_id) = video_id else {
+        return Ok(Ok(create_video(client, title, "").await?));
+    };
+    let exists = client
+        .query_opt(
+            "SELECT 1 FROM video WHERE id = $1 FOR UPDATE",
+            &[&video_id.0],
+        )
+        .await
+        .context("failed to lock video")?;
+    if exists.is_none() {
+        return Ok(Err(Reject::new(
+            RejectCode::VideoNotFound,
+            format!("video {video_id} does not exist"),
+        )));
+    }
+    Ok(Ok(video_id))
+}
+
+fn to_i64(bytes: u64) -> anyhow::Result<i64> {
+    i64::try_from(bytes).context("byte count overflows")
 }
 
 /// Creates a flow and its open session, on the given video or a new one. An empty upload has
@@ -86,30 +129,15 @@ pub struct NewUpload<'a> {
 pub async fn create_upload(
     client: &impl GenericClient,
     upload: NewUpload<'_>,
-) -> anyhow::Result<Result<(VideoId, FlowId, SessionId), Reject>> {
-    let video_id = match upload.video_id {
-        Some(video_id) => {
-            let exists = client
-                .query_opt(
-                    "SELECT 1 FROM video WHERE id = $1 FOR UPDATE",
-                    &[&video_id.0],
-                )
-                .await
-                .context("failed to lock video")?;
-            if exists.is_none() {
-                return Ok(Err(Reject::new(
-                    RejectCode::VideoNotFound,
-                    format!("video {video_id} does not exist"),
-                )));
-            }
-            video_id
-        }
-        None => create_video(client, upload.title, "").await?,
+) -> anyhow::Result<Result<Created, Reject>> {
+    let video_id = match upload_video(client, upload.video_id, upload.title).await? {
+        Ok(video_id) => video_id,
+        Err(reject) => return Ok(Err(reject)),
     };
-    let total = i64::try_from(upload.total_bytes).context("upload length overflows")?;
+    let total = upload.total_bytes.map(to_i64).transpose()?;
     let flow_id = FlowId::new();
     let session_id = SessionId::new();
-    let empty = upload.total_bytes == 0;
+    let empty = upload.total_bytes == Some(0);
     let (flow_status, session_status, error) = if empty {
         ("FAILED", "FAILED", Some("the upload is empty"))
     } else {
@@ -130,143 +158,302 @@ pub async fn create_upload(
         )
         .await
         .context("failed to insert flow")?;
-    client
-        .execute(
-            "INSERT INTO upload_session (id, flow_id, status, metadata, closed_at) \
-             VALUES ($1, $2, $3, $4, CASE WHEN $3 = 'OPEN' THEN NULL ELSE now() END)",
-            &[&session_id.0, &flow_id.0, &session_status, &upload.metadata],
+    let ttl = upload.ttl_secs as f64;
+    let row = client
+        .query_one(
+            "INSERT INTO upload_session (id, flow_id, status, metadata, closed_at, expires_at) \
+             VALUES ($1, $2, $3, $4, CASE WHEN $3 = 'OPEN' THEN NULL ELSE now() END, \
+                     CASE WHEN $3 = 'OPEN' THEN now() + make_interval(secs => $5) END) \
+             RETURNING expires_at",
+            &[
+                &session_id.0,
+                &flow_id.0,
+                &session_status,
+                &upload.metadata,
+                &ttl,
+            ],
         )
         .await
         .context("failed to insert upload session")?;
     refresh_video_status(client, video_id).await?;
-    Ok(Ok((video_id, flow_id, session_id)))
+    Ok(Ok(Created {
+        video_id,
+        flow_id,
+        session_id,
+        expires_at: row.try_get(0)?,
+    }))
 }
 
-/// Counts `len` bytes at `offset` as stored, if the flow is still uploading and still at
-/// `offset`. Returns the new offset, or `None` when another delivery moved it first.
-pub async fn advance_offset(
+/// Creates a partial upload: a session with no flow. An empty one is complete at once.
+pub async fn create_partial_upload(
     client: &impl GenericClient,
-    session_id: SessionId,
-    flow_id: FlowId,
-    offset: u64,
-    len: u64,
-) -> anyhow::Result<Option<u64>> {
-    let offset = i64::try_from(offset)?;
-    let len = i64::try_from(len)?;
+    total_bytes: Option<u64>,
+    metadata: Option<&str>,
+    ttl_secs: u64,
+) -> anyhow::Result<(SessionId, Option<DateTime<Utc>>)> {
+    let session_id = SessionId::new();
+    let total = total_bytes.map(to_i64).transpose()?;
+    let status = if total_bytes == Some(0) {
+        "COMPLETED"
+    } else {
+        "OPEN"
+    };
+    let ttl = ttl_secs as f64;
     let row = client
-        .query_opt(
-            "UPDATE flow SET uploaded_bytes = uploaded_bytes + $3, updated_at = now() \
-             WHERE id = $1 AND uploaded_bytes = $2 AND status = 'UPLOADING' \
-             RETURNING uploaded_bytes",
-            &[&flow_id.0, &offset, &len],
+        .query_one(
+            "INSERT INTO upload_session (id, kind, status, metadata, uploaded_bytes, total_bytes, \
+                                         closed_at, expires_at) \
+             VALUES ($1, 'PARTIAL', $2, $3, 0, $4, CASE WHEN $2 = 'OPEN' THEN NULL ELSE now() END, \
+                     now() + make_interval(secs => $5)) \
+             RETURNING expires_at",
+            &[&session_id.0, &status, &metadata, &total, &ttl],
         )
         .await
-        .context("failed to advance the offset")?;
-    let Some(row) = row else {
-        return Ok(None);
+        .context("failed to insert partial upload")?;
+    Ok((session_id, row.try_get(0)?))
+}
+
+/// What a final upload joins.
+pub struct FinalUpload<'a> {
+    pub video_id: Option<VideoId>,
+    pub title: &'a str,
+    pub filename: Option<&'a str>,
+    pub metadata: Option<&'a str>,
+    /// Complete partial uploads, locked by the caller, in order.
+    pub parts: &'a [SessionRow],
+    pub ttl_secs: u64,
+}
+
+/// Creates a final upload: its flow has every byte already (they are the parts' bytes), so it
+/// goes straight to processing, and its session is complete. The parts are marked as joined
+/// and kept until the join is done or they expire.
+pub async fn create_final_upload(
+    client: &impl GenericClient,
+    upload: FinalUpload<'_>,
+) -> anyhow::Result<Result<Created, Reject>> {
+    let video_id = match upload_video(client, upload.video_id, upload.title).await? {
+        Ok(video_id) => video_id,
+        Err(reject) => return Ok(Err(reject)),
+    };
+    let total: u64 = upload.parts.iter().map(|part| part.uploaded_bytes).sum();
+    let total = to_i64(total)?;
+    let flow_id = FlowId::new();
+    let session_id = SessionId::new();
+    let (flow_status, session_status, error) = if total == 0 {
+        ("FAILED", "FAILED", Some("the upload is empty"))
+    } else {
+        ("PROCESSING", "COMPLETED", None)
     };
     client
         .execute(
-            "UPDATE upload_session SET last_chunk_at = now() WHERE id = $1",
-            &[&session_id.0],
+            "INSERT INTO flow (id, video_id, status, filename, uploaded_bytes, total_bytes, error) \
+             VALUES ($1, $2, $3, $4, $5, $5, $6)",
+            &[
+                &flow_id.0,
+                &video_id.0,
+                &flow_status,
+                &upload.filename,
+                &total,
+                &error,
+            ],
+        )
+        .await
+        .context("failed to insert flow")?;
+    let parts: Vec<uuid::Uuid> = upload.parts.iter().map(|part| part.session_id.0).collect();
+    client
+        .execute(
+            "INSERT INTO upload_session (id, flow_id, kind, status, metadata, parts, closed_at) \
+             VALUES ($1, $2, 'FINAL', $3, $4, $5, now())",
+            &[
+                &session_id.0,
+                &flow_id.0,
+                &session_status,
+                &upload.metadata,
+                &parts,
+            ],
+        )
+        .await
+        .context("failed to insert final upload")?;
+    let ttl = upload.ttl_secs as f64;
+    client
+        .execute(
+            "UPDATE upload_session SET final_session_id = $2, \
+                    expires_at = now() + make_interval(secs => $3) \
+             WHERE id = ANY($1)",
+            &[&parts, &session_id.0, &ttl],
+        )
+        .await
+        .context("failed to mark the parts joined")?;
+    refresh_video_status(client, video_id).await?;
+    Ok(Ok(Created {
+        video_id,
+        flow_id,
+        session_id,
+        expires_at: None,
+    }))
+}
+
+/// Moves an upload's offset from `from` to `to`, if it is still uploading and still at
+/// `from`, and pushes its expiry back. Returns the new offset and expiry, or `None` when
+/// another delivery moved the offset first.
+pub async fn advance_offset(
+    client: &impl GenericClient,
+    session: &SessionRow,
+    from: u64,
+    to: u64,
+    ttl_secs: u64,
+) -> anyhow::Result<Option<(u64, Option<DateTime<Utc>>)>> {
+    let (from, to) = (to_i64(from)?, to_i64(to)?);
+    let moved = match &session.flow {
+        Some(flow) => client
+            .query_opt(
+                "UPDATE flow SET uploaded_bytes = $3, updated_at = now() \
+                 WHERE id = $1 AND uploaded_bytes = $2 AND status = 'UPLOADING' \
+                 RETURNING uploaded_bytes",
+                &[&flow.flow_id.0, &from, &to],
+            )
+            .await
+            .context("failed to advance the offset")?,
+        None => client
+            .query_opt(
+                "UPDATE upload_session SET uploaded_bytes = $3 \
+                 WHERE id = $1 AND uploaded_bytes = $2 AND status = 'OPEN' \
+                 RETURNING uploaded_bytes",
+                &[&session.session_id.0, &from, &to],
+            )
+            .await
+            .context("failed to advance the offset")?,
+    };
+    let Some(row) = moved else {
+        return Ok(None);
+    };
+    let ttl = ttl_secs as f64;
+    let touched = client
+        .query_one(
+            "UPDATE upload_session SET last_chunk_at = now(), \
+                    expires_at = now() + make_interval(secs => $2) \
+             WHERE id = $1 RETURNING expires_at",
+            &[&session.session_id.0, &ttl],
         )
         .await
         .context("failed to touch the session")?;
-    Ok(Some(u64::try_from(row.try_get::<_, i64>(0)?)?))
+    Ok(Some((
+        u64::try_from(row.try_get::<_, i64>(0)?)?,
+        touched.try_get(0)?,
+    )))
 }
 
-/// The last byte arrived: the session completes and the flow starts processing.
+/// Sets the length of an upload whose length was deferred. Returns false when it was already
+/// set (the caller compares).
+pub async fn declare_length(
+    client: &impl GenericClient,
+    session: &SessionRow,
+    total_bytes: u64,
+) -> anyhow::Result<bool> {
+    let total = to_i64(total_bytes)?;
+    let changed = match &session.flow {
+        Some(flow) => client
+            .execute(
+                "UPDATE flow SET total_bytes = $2, updated_at = now() \
+                 WHERE id = $1 AND total_bytes IS NULL AND uploaded_bytes <= $2",
+                &[&flow.flow_id.0, &total],
+            )
+            .await
+            .context("failed to declare the length")?,
+        None => client
+            .execute(
+                "UPDATE upload_session SET total_bytes = $2 \
+                 WHERE id = $1 AND total_bytes IS NULL AND uploaded_bytes <= $2",
+                &[&session.session_id.0, &total],
+            )
+            .await
+            .context("failed to declare the length")?,
+    };
+    Ok(changed > 0)
+}
+
+/// The last byte arrived: the session completes and its flow, if any, starts processing. A
+/// partial upload waits for a final upload to join it.
 pub async fn complete_upload(
     client: &impl GenericClient,
-    session_id: SessionId,
-    flow_id: FlowId,
-    video_id: VideoId,
+    session: &SessionRow,
 ) -> anyhow::Result<()> {
     client
         .execute(
-            "UPDATE upload_session SET status = 'COMPLETED', closed_at = now() \
+            "UPDATE upload_session SET status = 'COMPLETED', closed_at = now(), writer = NULL, \
+                    writer_expires_at = NULL \
              WHERE id = $1 AND status = 'OPEN'",
-            &[&session_id.0],
+            &[&session.session_id.0],
         )
         .await
         .context("failed to complete the session")?;
-    client
-        .execute(
-            "UPDATE flow SET status = 'PROCESSING', updated_at = now() \
-             WHERE id = $1 AND status = 'UPLOADING'",
-            &[&flow_id.0],
-        )
-        .await
-        .context("failed to start processing the flow")?;
-    refresh_video_status(client, video_id).await?;
+    if let Some(flow) = &session.flow {
+        client
+            .execute(
+                "UPDATE flow SET status = 'PROCESSING', updated_at = now() \
+                 WHERE id = $1 AND status = 'UPLOADING'",
+                &[&flow.flow_id.0],
+            )
+            .await
+            .context("failed to start processing the flow")?;
+        refresh_video_status(client, flow.video_id).await?;
+    }
     Ok(())
 }
 
 /// The client terminated the upload: the session closes and the flow is cancelled.
 pub async fn terminate_upload(
     client: &impl GenericClient,
-    session_id: SessionId,
-    flow_id: FlowId,
-    video_id: VideoId,
+    session: &SessionRow,
 ) -> anyhow::Result<()> {
-    close_session_and_flow(
-        client,
-        session_id,
-        "TERMINATED",
-        flow_id,
-        FlowStatus::Cancelled,
-        None,
-    )
-    .await?;
-    refresh_video_status(client, video_id).await?;
-    Ok(())
+    close_session_and_flow(client, session, "TERMINATED", FlowStatus::Cancelled, None).await
 }
 
-/// No chunk came for too long: the session expires and the flow fails with `reason`.
+/// No chunk came in time: the session expires and its flow fails with `reason`. A complete
+/// partial upload that no final upload joined in time expires the same way.
 pub async fn expire_upload(
     client: &impl GenericClient,
-    session_id: SessionId,
-    flow_id: FlowId,
-    video_id: VideoId,
+    session: &SessionRow,
     reason: &str,
 ) -> anyhow::Result<()> {
-    close_session_and_flow(
-        client,
-        session_id,
-        "EXPIRED",
-        flow_id,
-        FlowStatus::Failed,
-        Some(reason),
-    )
-    .await?;
-    refresh_video_status(client, video_id).await?;
-    Ok(())
+    client
+        .execute(
+            "UPDATE upload_session SET status = 'EXPIRED' \
+             WHERE id = $1 AND kind = 'PARTIAL' AND status = 'COMPLETED'",
+            &[&session.session_id.0],
+        )
+        .await
+        .context("failed to expire the partial upload")?;
+    close_session_and_flow(client, session, "EXPIRED", FlowStatus::Failed, Some(reason)).await
 }
 
 async fn close_session_and_flow(
     client: &impl GenericClient,
-    session_id: SessionId,
+    session: &SessionRow,
     session_status: &str,
-    flow_id: FlowId,
     flow_status: FlowStatus,
     error: Option<&str>,
 ) -> anyhow::Result<()> {
     client
         .execute(
-            "UPDATE upload_session SET status = $2, closed_at = now() \
+            "UPDATE upload_session SET status = $2, closed_at = now(), writer = NULL, \
+                    writer_expires_at = NULL \
              WHERE id = $1 AND status = 'OPEN'",
-            &[&session_id.0, &session_status],
+            &[&session.session_id.0, &session_status],
         )
         .await
         .context("failed to close the session")?;
-    client
-        .execute(
-            "UPDATE flow SET status = $2, error = $3, updated_at = now() \
-             WHERE id = $1 AND status = 'UPLOADING'",
-            &[&flow_id.0, &flow_status.as_str(), &error],
-        )
-        .await
-        .context("failed to close the flow")?;
+    if let Some(flow) = &session.flow {
+        client
+            .execute(
+                "UPDATE flow SET status = $2, error = $3, updated_at = now() \
+                 WHERE id = $1 AND status = 'UPLOADING'",
+                &[&flow.flow_id.0, &flow_status.as_str(), &error],
+            )
+            .await
+            .context("failed to close the flow")?;
+        refresh_video_status(client, flow.video_id).await?;
+    }
     Ok(())
 }
 
@@ -298,7 +485,16 @@ pub async fn apply_outcome(
     video_id: VideoId,
     result: &EncodeResult,
     started: Option<EncodeStart>,
+    source_sha256: Option<&str>,
 ) -> anyhow::Result<bool> {
+    let source_sha256 = source_sha256.filter(|digest| is_sha256_hex(digest));
+    client
+        .execute(
+            "UPDATE flow SET source_sha256 = $2 WHERE id = $1 AND status = 'PROCESSING'",
+            &[&flow_id.0, &source_sha256],
+        )
+        .await
+        .context("failed to record the source checksum")?;
     let changed = match result {
         EncodeResult::Ready(facts) => mark_ready(client, flow_id, facts).await?,
         EncodeResult::Failed { reason } => client
@@ -358,6 +554,13 @@ async fn record_encode_start(
         .await
         .context("failed to record how the encode started")?;
     Ok(())
+}
+
+fn is_sha256_hex(digest: &str) -> bool {
+    digest.len() == 64
+        && digest
+            .bytes()
+            .all(|byte| matches!(byte, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 async fn mark_ready(

@@ -204,9 +204,11 @@ impl Replica {
     ) -> (CreateProcess, ProcessCreated) {
         let request = CreateProcess {
             session_id: SessionId::new(),
-            video_id: VideoId::new(),
-            flow_id: FlowId::new(),
-            total_bytes,
+            target: Some(vod_contracts::fflow::EncodeTarget {
+                video_id: VideoId::new(),
+                flow_id: FlowId::new(),
+            }),
+            total_bytes: Some(total_bytes),
         };
         let response = http
             .post(format!("{}/processes", self.base))

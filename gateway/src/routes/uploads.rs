@@ -1,4 +1,8 @@
-//! tus 1.0.0 at `/v1/uploads`: core, `creation`, `creation-with-upload` and `termination`.
+//! tus 1.0.0 at `/v1/uploads`: core, `creation`, `creation-with-upload`,
+//! `creation-defer-length`, `expiration`, `checksum`, `termination` and `concatenation`.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::anyhow;
 use axum::body::Body;
@@ -6,14 +10,21 @@ use axum::extract::{Path, State};
 use axum::http::header::{CACHE_CONTROL, HOST, LOCATION};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use vod_contracts::commands::{Ack, ChunkHeader, Command};
-use vod_contracts::{SessionId, SessionStatus};
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
+use vod_contracts::commands::{Ack, ChunkCommit, ChunkHeader, Command, RejectCode};
+use vod_contracts::{SessionId, SessionStatus, WriterId};
 
 use crate::error::ApiError;
-use crate::read_model::{self, UploadState};
+use crate::read_model::{self, UploadKind, UploadState};
 use crate::startup::AppState;
-use crate::tus::{self, UploadMetadata};
+use crate::tus::{self, Checksum, Concat, DeclaredLength, UploadMetadata};
 use crate::upload_stream::{stream_in_pieces, BodyEnd, StoreFailed, Streamed};
+use crate::uploader_client::{CallError, UploaderClient};
+
+/// How often a request waiting for an upload's write lock asks again.
+const LOCK_RETRY: Duration = Duration::from_millis(100);
 
 /// `OPTIONS`: what this server speaks.
 pub async fn options(State(state): State<AppState>) -> Response {
@@ -32,30 +43,25 @@ pub async fn options(State(state): State<AppState>) -> Response {
                 tus::TUS_MAX_SIZE,
                 HeaderValue::from(state.config.max_upload_bytes),
             ),
+            (
+                tus::TUS_CHECKSUM_ALGORITHM,
+                HeaderValue::from_static(tus::CHECKSUM_ALGORITHMS),
+            ),
         ],
     )
         .into_response()
 }
 
-/// `POST`: creates a flow and its upload session through the uploader, and with
-/// `creation-with-upload` stores the request body as the first bytes.
+/// `POST`: creates an upload through the uploader (a flow and its session, a partial upload,
+/// or a final upload joining partial ones), and with `creation-with-upload` stores the request
+/// body as the first bytes.
 pub async fn create(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     tus::require_tus_resumable(&headers)?;
-    if headers.contains_key(tus::UPLOAD_DEFER_LENGTH) {
-        return Err(ApiError::invalid_header(
-            "Upload-Defer-Length",
-            "deferred upload length is not supported, send Upload-Length",
-        ));
-    }
-    let total_bytes = tus::required_u64(&headers, &tus::UPLOAD_LENGTH, "Upload-Length")?;
-    let max = state.config.max_upload_bytes;
-    if total_bytes > max {
-        return Err(ApiError::UploadTooLarge { max });
-    }
+    let concat = tus::concat(&headers)?;
     let raw_metadata = headers
         .get(tus::UPLOAD_METADATA)
         .map(|value| {
@@ -64,48 +70,91 @@ pub async fn create(
             })
         })
         .transpose()?;
-    let metadata = UploadMetadata::from_header(raw_metadata.as_deref())?;
-    let with_upload = tus::has_offset_octet_stream_body(&headers);
-    if with_upload {
-        check_fits(0, tus::content_length(&headers)?, total_bytes)?;
+    if let Some(Concat::Final(urls)) = concat {
+        return create_final(&state, &headers, raw_metadata, &urls).await;
     }
 
-    let ack = state
-        .uploader
-        .call(&Command::CreateUpload {
+    let length = tus::declared_length(&headers)?;
+    let max = state.config.max_upload_bytes;
+    if let DeclaredLength::Known(total_bytes) = length {
+        if total_bytes > max {
+            return Err(ApiError::UploadTooLarge { max });
+        }
+    }
+    let total_bytes = match length {
+        DeclaredLength::Known(total_bytes) => Some(total_bytes),
+        DeclaredLength::Deferred => None,
+    };
+    let metadata = UploadMetadata::from_header(raw_metadata.as_deref())?;
+    let with_upload = tus::has_offset_octet_stream_body(&headers);
+    let checksum = if with_upload {
+        check_fits(
+            0,
+            tus::content_length(&headers)?,
+            total_bytes.unwrap_or(max),
+        )?;
+        tus::checksum(&headers)?
+    } else {
+        None
+    };
+
+    let partial = concat == Some(Concat::Partial);
+    let command = if partial {
+        Command::CreatePartialUpload {
+            total_bytes,
+            metadata: raw_metadata,
+        }
+    } else {
+        Command::CreateUpload {
             video_id: metadata.video_id,
             title: metadata.title,
             filename: metadata.filename,
             total_bytes,
             metadata: raw_metadata,
-        })
-        .await?;
-    let Ack::UploadCreated {
-        video_id,
-        flow_id,
-        session_id,
-    } = ack
-    else {
-        return Err(anyhow!("unexpected reply to create upload: {ack:?}").into());
+        }
     };
-    tracing::info!(%session_id, %video_id, %flow_id, total_bytes, "upload created");
+    let (session_id, video_id, mut expires_at) = match state.uploader.call(&command).await? {
+        Ack::UploadCreated {
+            video_id,
+            flow_id,
+            session_id,
+            expires_at,
+        } => {
+            tracing::info!(%session_id, %video_id, %flow_id, total_bytes, "upload created");
+            (session_id, Some(video_id), expires_at)
+        }
+        Ack::PartialUploadCreated {
+            session_id,
+            expires_at,
+        } => {
+            tracing::info!(%session_id, total_bytes, "partial upload created");
+            (session_id, None, expires_at)
+        }
+        other => return Err(anyhow!("unexpected reply to create upload: {other:?}").into()),
+    };
 
     let location = format!("{}/v1/uploads/{session_id}", public_base(&state, &headers));
-    let mut response = (
-        StatusCode::CREATED,
-        [
-            (LOCATION, header_value(&location)?),
-            (tus::VIDEO_ID, header_value(&video_id.to_string())?),
-        ],
-    )
-        .into_response();
+    let mut response =
+        (StatusCode::CREATED, [(LOCATION, header_value(&location)?)]).into_response();
+    if let Some(video_id) = video_id {
+        response
+            .headers_mut()
+            .insert(tus::VIDEO_ID, header_value(&video_id.to_string())?);
+    }
     if with_upload {
         // The upload exists whatever happens to its first bytes: answer 201 with what was
         // stored, and the client goes on from there.
-        let uploaded_bytes = match store_body(&state, session_id, 0, total_bytes, body).await {
-            Ok(streamed) => {
-                log_body_end(session_id, &streamed);
-                streamed.uploaded_bytes
+        let target = BodyTarget {
+            session_id,
+            offset: 0,
+            limit: total_bytes.unwrap_or(max),
+            checksum,
+        };
+        let uploaded_bytes = match store_body(&state, target, body).await {
+            Ok(stored) => {
+                log_body_end(session_id, &stored.streamed);
+                expires_at = stored.expires_at.or(expires_at);
+                stored.uploaded_bytes()
             }
             Err(failure) => {
                 tracing::warn!(%session_id, error = %failure.error, "first bytes of the upload not stored");
@@ -115,8 +164,70 @@ pub async fn create(
         response
             .headers_mut()
             .insert(tus::UPLOAD_OFFSET, HeaderValue::from(uploaded_bytes));
+        if total_bytes == Some(uploaded_bytes) {
+            expires_at = None;
+        }
+    }
+    if let Some(expires_at) = expires_at {
+        response.headers_mut().insert(
+            tus::UPLOAD_EXPIRES,
+            header_value(&tus::http_date(expires_at))?,
+        );
     }
     Ok(response)
+}
+
+/// `POST` with `Upload-Concat: final;…`: the upload is the partial uploads joined, in order.
+async fn create_final(
+    state: &AppState,
+    headers: &HeaderMap,
+    raw_metadata: Option<String>,
+    urls: &[String],
+) -> Result<Response, ApiError> {
+    if headers.contains_key(tus::UPLOAD_LENGTH) || headers.contains_key(tus::UPLOAD_DEFER_LENGTH) {
+        return Err(ApiError::invalid_header(
+            "Upload-Length",
+            "a final upload takes its length from its partial uploads",
+        ));
+    }
+    let parts = urls
+        .iter()
+        .map(|url| {
+            tus::session_id_from_url(url).ok_or_else(|| {
+                ApiError::InvalidConcat(format!("{url:?} is not an upload of this server"))
+            })
+        })
+        .collect::<Result<Vec<SessionId>, ApiError>>()?;
+    let metadata = UploadMetadata::from_header(raw_metadata.as_deref())?;
+    let ack = state
+        .uploader
+        .call(&Command::CreateFinalUpload {
+            video_id: metadata.video_id,
+            title: metadata.title,
+            filename: metadata.filename,
+            metadata: raw_metadata,
+            parts,
+        })
+        .await?;
+    let Ack::UploadCreated {
+        video_id,
+        flow_id,
+        session_id,
+        ..
+    } = ack
+    else {
+        return Err(anyhow!("unexpected reply to create a final upload: {ack:?}").into());
+    };
+    tracing::info!(%session_id, %video_id, %flow_id, parts = urls.len(), "final upload created");
+    let location = format!("{}/v1/uploads/{session_id}", public_base(state, headers));
+    Ok((
+        StatusCode::CREATED,
+        [
+            (LOCATION, header_value(&location)?),
+            (tus::VIDEO_ID, header_value(&video_id.to_string())?),
+        ],
+    )
+        .into_response())
 }
 
 /// `HEAD`: where the upload stands.
@@ -135,22 +246,59 @@ pub async fn head(
         StatusCode::OK,
         [
             (tus::UPLOAD_OFFSET, HeaderValue::from(upload.uploaded_bytes)),
-            (tus::UPLOAD_LENGTH, HeaderValue::from(upload.total_bytes)),
             (CACHE_CONTROL, HeaderValue::from_static("no-store")),
-            (tus::VIDEO_ID, header_value(&upload.video_id.to_string())?),
         ],
     )
         .into_response();
+    let response_headers = response.headers_mut();
+    match upload.total_bytes {
+        Some(total_bytes) => {
+            response_headers.insert(tus::UPLOAD_LENGTH, HeaderValue::from(total_bytes));
+        }
+        None => {
+            response_headers.insert(tus::UPLOAD_DEFER_LENGTH, HeaderValue::from_static("1"));
+        }
+    }
+    if let Some(video_id) = upload.video_id {
+        response_headers.insert(tus::VIDEO_ID, header_value(&video_id.to_string())?);
+    }
     if let Some(metadata) = upload.metadata.as_deref() {
-        response
-            .headers_mut()
-            .insert(tus::UPLOAD_METADATA, header_value(metadata)?);
+        response_headers.insert(tus::UPLOAD_METADATA, header_value(metadata)?);
+    }
+    if let Some(expires_at) = upload
+        .expires_at
+        .filter(|_| upload.status == SessionStatus::Open)
+    {
+        response_headers.insert(
+            tus::UPLOAD_EXPIRES,
+            header_value(&tus::http_date(expires_at))?,
+        );
+    }
+    match upload.kind {
+        UploadKind::Single => {}
+        UploadKind::Partial => {
+            response_headers.insert(tus::UPLOAD_CONCAT, HeaderValue::from_static("partial"));
+        }
+        UploadKind::Final => {
+            let base = public_base(&state, &headers);
+            let urls: Vec<String> = upload
+                .parts
+                .iter()
+                .map(|part| format!("{base}/v1/uploads/{part}"))
+                .collect();
+            response_headers.insert(
+                tus::UPLOAD_CONCAT,
+                header_value(&format!("final;{}", urls.join(" ")))?,
+            );
+        }
     }
     Ok(response)
 }
 
-/// `PATCH`: stores the body at `Upload-Offset`, piece by piece, and answers with the offset the
-/// uploader confirmed last.
+/// `PATCH`: stores the body at `Upload-Offset`, piece by piece, while holding the upload's
+/// write lock, and answers with the offset the uploader confirmed last. With `Upload-Checksum`
+/// every piece but the last is only staged, and the offset moves over all of them at once
+/// when the whole body hashes right.
 pub async fn patch(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -165,7 +313,12 @@ pub async fn patch(
         )));
     }
     let offset = tus::required_u64(&headers, &tus::UPLOAD_OFFSET, "Upload-Offset")?;
+    let declared_length = tus::optional_u64(&headers, &tus::UPLOAD_LENGTH, "Upload-Length")?;
+    let checksum = tus::checksum(&headers)?;
     let (session_id, upload) = find_live_upload(&state, &id).await?;
+    if upload.kind == UploadKind::Final {
+        return Err(ApiError::FinalUploadNotPatchable);
+    }
     if offset != upload.uploaded_bytes {
         return Err(ApiError::OffsetMismatch(format!(
             "Upload-Offset is {offset} but the upload is at offset {}",
@@ -173,30 +326,91 @@ pub async fn patch(
         )));
     }
     let content_length = tus::content_length(&headers)?;
-    check_fits(offset, content_length, upload.total_bytes)?;
+    let max = state.config.max_upload_bytes;
+    let total_bytes = match (upload.total_bytes, declared_length) {
+        (Some(known), Some(declared)) if known != declared => {
+            return Err(ApiError::InvalidLength(format!(
+                "the upload's length is {known} and cannot change"
+            )))
+        }
+        (Some(known), _) => Some(known),
+        (None, Some(declared)) => {
+            if declared > max {
+                return Err(ApiError::UploadTooLarge { max });
+            }
+            check_fits(offset, content_length, declared)?;
+            if upload.status == SessionStatus::Open {
+                declare_length(&state, session_id, declared).await?;
+                if declared == offset {
+                    // The length was all that was missing: the upload is complete.
+                    return Ok(offset_response(offset, None));
+                }
+            }
+            Some(declared)
+        }
+        (None, None) => None,
+    };
+    check_fits(offset, content_length, total_bytes.unwrap_or(max))?;
     if upload.status != SessionStatus::Open {
-        if content_length == Some(0) {
-            return Ok(offset_response(upload.uploaded_bytes));
+        if content_length == Some(0) || total_bytes == Some(offset) {
+            return Ok(offset_response(upload.uploaded_bytes, None));
         }
         return Err(ApiError::UploadClosed(
             "the upload takes no more bytes".to_owned(),
         ));
     }
 
-    let streamed = store_body(&state, session_id, offset, upload.total_bytes, body)
+    let target = BodyTarget {
+        session_id,
+        offset,
+        limit: total_bytes.unwrap_or(max),
+        checksum,
+    };
+    let stored = store_body(&state, target, body)
         .await
         .map_err(|failure| {
             tracing::warn!(%session_id, uploaded_bytes = failure.uploaded_bytes, error = %failure.error, "upload body not fully stored");
             failure.error
         })?;
-    log_body_end(session_id, &streamed);
-    if streamed.end == BodyEnd::TooLong {
-        return Err(ApiError::LengthExceeded(format!(
-            "the body goes past Upload-Length {}; the upload is at offset {}",
-            upload.total_bytes, streamed.uploaded_bytes
-        )));
+    log_body_end(session_id, &stored.streamed);
+    if stored.checksum_mismatch {
+        return Err(ApiError::ChecksumMismatch);
     }
-    Ok(offset_response(streamed.uploaded_bytes))
+    let uploaded_bytes = stored.uploaded_bytes();
+    if stored.streamed.end == BodyEnd::TooLong {
+        return Err(match total_bytes {
+            Some(total_bytes) => ApiError::LengthExceeded(format!(
+                "the body goes past Upload-Length {total_bytes}; the upload is at offset {uploaded_bytes}"
+            )),
+            None => ApiError::UploadTooLarge { max },
+        });
+    }
+    let expires_at = stored
+        .expires_at
+        .or(upload.expires_at)
+        .filter(|_| total_bytes != Some(uploaded_bytes));
+    Ok(offset_response(uploaded_bytes, expires_at))
+}
+
+async fn declare_length(
+    state: &AppState,
+    session_id: SessionId,
+    total_bytes: u64,
+) -> Result<(), ApiError> {
+    let ack = state
+        .uploader
+        .call(&Command::DeclareLength {
+            session_id,
+            total_bytes,
+        })
+        .await?;
+    match ack {
+        Ack::LengthDeclared { .. } => {
+            tracing::info!(%session_id, total_bytes, "upload length declared");
+            Ok(())
+        }
+        other => Err(anyhow!("unexpected reply to declare a length: {other:?}").into()),
+    }
 }
 
 /// `DELETE`: the client gives the upload up.
@@ -227,6 +441,9 @@ async fn find_live_upload(
     let upload = read_model::find_upload(&state.pool, session_id)
         .await?
         .ok_or(ApiError::UploadNotFound)?;
+    if upload.expired {
+        return Err(ApiError::UploadExpired);
+    }
     match upload.status {
         SessionStatus::Terminated => Err(ApiError::UploadNotFound),
         SessionStatus::Expired => Err(ApiError::UploadExpired),
@@ -250,43 +467,63 @@ fn check_fits(offset: u64, content_length: Option<u64>, total_bytes: u64) -> Res
     }
 }
 
-/// Sends the body to the uploader in pieces of at most `chunk_size_bytes`, each one confirmed
-/// before the next is read. It runs as its own task so that the bytes received before a client
-/// goes away are still stored when the request itself is dropped.
-async fn store_body(
-    state: &AppState,
+/// Where a request body goes.
+struct BodyTarget {
     session_id: SessionId,
     offset: u64,
-    total_bytes: u64,
+    /// The upload's length, or the largest one allowed while it is deferred.
+    limit: u64,
+    checksum: Option<Checksum>,
+}
+
+struct Stored {
+    streamed: Streamed,
+    /// Where the upload stands: the staged bytes of a checksummed body count only once
+    /// committed.
+    committed: u64,
+    checksum_mismatch: bool,
+    expires_at: Option<DateTime<Utc>>,
+}
+
+impl Stored {
+    fn uploaded_bytes(&self) -> u64 {
+        self.committed
+    }
+}
+
+/// Takes the upload's write lock, sends the body to the uploader in pieces of at most
+/// `chunk_size_bytes`, each one confirmed before the next is read, and gives the lock back.
+/// It runs as its own task so that the bytes received before a client goes away are still
+/// stored when the request itself is dropped.
+async fn store_body(
+    state: &AppState,
+    target: BodyTarget,
     body: Body,
-) -> Result<Streamed, StoreFailed<ApiError>> {
+) -> Result<Stored, StoreFailed<ApiError>> {
     let uploader = state.uploader.clone();
     let chunk_size_bytes = state.config.chunk_size_bytes;
+    let lock_wait = Duration::from_millis(state.config.lock_wait_ms);
+    let offset = target.offset;
     let storing = state.body_tasks.spawn(async move {
-        let uploader = &uploader;
-        stream_in_pieces(
-            body.into_data_stream(),
-            offset,
-            total_bytes,
-            chunk_size_bytes,
-            move |offset, piece| async move {
-                let header = ChunkHeader {
-                    session_id,
-                    offset,
-                    len: piece.len() as u64,
-                };
-                match uploader.send_chunk(&header, &piece).await? {
-                    Ack::ChunkStored { uploaded_bytes, .. } => {
-                        tracing::debug!(%session_id, offset, len = header.len, uploaded_bytes, "chunk stored");
-                        Ok(uploaded_bytes)
-                    }
-                    other => Err(ApiError::Internal(anyhow!(
-                        "unexpected reply to a chunk: {other:?}"
-                    ))),
-                }
-            },
-        )
-        .await
+        let writer = WriterId::new();
+        let session_id = target.session_id;
+        let lock_expiry = lock_upload(&uploader, session_id, writer, offset, lock_wait)
+            .await
+            .map_err(|error| StoreFailed {
+                uploaded_bytes: offset,
+                error,
+            })?;
+        let stored = stream_body(&uploader, target, writer, chunk_size_bytes, body).await;
+        if let Err(error) = uploader
+            .call(&Command::UnlockUpload { session_id, writer })
+            .await
+        {
+            tracing::warn!(%session_id, error = %error, "write lock not given back, it runs out by itself");
+        }
+        stored.map(|mut stored| {
+            stored.expires_at = stored.expires_at.or(lock_expiry);
+            stored
+        })
     });
     storing.await.unwrap_or_else(|err| {
         Err(StoreFailed {
@@ -294,6 +531,175 @@ async fn store_body(
             error: ApiError::Internal(anyhow!("upload body task failed: {err}")),
         })
     })
+}
+
+/// Waits up to `wait` for another request to give the write lock back.
+async fn lock_upload(
+    uploader: &UploaderClient,
+    session_id: SessionId,
+    writer: WriterId,
+    offset: u64,
+    wait: Duration,
+) -> Result<Option<DateTime<Utc>>, ApiError> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let locked = uploader
+            .call(&Command::LockUpload {
+                session_id,
+                writer,
+                offset,
+            })
+            .await;
+        match locked {
+            Ok(Ack::UploadLocked { expires_at, .. }) => return Ok(expires_at),
+            Ok(other) => return Err(anyhow!("unexpected reply to a lock: {other:?}").into()),
+            Err(CallError::Rejected(reject))
+                if reject.code == RejectCode::UploadLocked
+                    && tokio::time::Instant::now() + LOCK_RETRY < deadline =>
+            {
+                tokio::time::sleep(LOCK_RETRY).await;
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+}
+
+async fn stream_body(
+    uploader: &UploaderClient,
+    target: BodyTarget,
+    writer: WriterId,
+    chunk_size_bytes: usize,
+    body: Body,
+) -> Result<Stored, StoreFailed<ApiError>> {
+    let BodyTarget {
+        session_id,
+        offset: base,
+        limit,
+        checksum,
+    } = target;
+    let staged = checksum.is_some();
+    let hasher = checksum
+        .as_ref()
+        .map(|checksum| Arc::new(Mutex::new(Some(checksum.algorithm.hasher()))));
+    let hashing = hasher.clone();
+    let frames = body.into_data_stream().map(move |frame| {
+        if let (Ok(bytes), Some(hasher)) = (&frame, &hashing) {
+            if let Some(hasher) = lock(hasher).as_mut() {
+                hasher.update(bytes);
+            }
+        }
+        frame
+    });
+    let expires_at = Mutex::new(None);
+    let streamed = {
+        let expires_at = &expires_at;
+        stream_in_pieces(
+            frames,
+            base,
+            limit,
+            chunk_size_bytes,
+            staged,
+            move |offset, piece| async move {
+                let commit = if staged {
+                    ChunkCommit::Stage { base }
+                } else {
+                    ChunkCommit::Immediate
+                };
+                send_piece(
+                    uploader, session_id, writer, offset, piece, commit, expires_at,
+                )
+                .await
+            },
+        )
+        .await?
+    };
+    let Some(checksum) = checksum else {
+        let committed = streamed.uploaded_bytes;
+        return Ok(Stored {
+            streamed,
+            committed,
+            checksum_mismatch: false,
+            expires_at: *lock(&expires_at),
+        });
+    };
+    // Staged bytes count only when the whole body arrived and hashes right.
+    let not_committed = |streamed, checksum_mismatch| Stored {
+        streamed,
+        committed: base,
+        checksum_mismatch,
+        expires_at: None,
+    };
+    if streamed.end != BodyEnd::Complete {
+        return Ok(not_committed(streamed, false));
+    }
+    let digest = hasher
+        .and_then(|hasher| lock(&hasher).take())
+        .map(tus::ChecksumHasher::finalize);
+    if digest.as_deref() != Some(checksum.digest.as_slice()) {
+        tracing::info!(%session_id, offset = base, "body does not match its checksum, discarded");
+        return Ok(not_committed(streamed, true));
+    }
+    let committed = send_piece(
+        uploader,
+        session_id,
+        writer,
+        streamed.uploaded_bytes,
+        streamed.held.clone(),
+        ChunkCommit::CommitStaged { base },
+        &expires_at,
+    )
+    .await
+    .map_err(|error| StoreFailed {
+        uploaded_bytes: base,
+        error,
+    })?;
+    let expiry = *lock(&expires_at);
+    Ok(Stored {
+        streamed,
+        committed,
+        checksum_mismatch: false,
+        expires_at: expiry,
+    })
+}
+
+/// Sends one piece; returns where it took the upload (or its staged bytes).
+async fn send_piece(
+    uploader: &UploaderClient,
+    session_id: SessionId,
+    writer: WriterId,
+    offset: u64,
+    piece: Bytes,
+    commit: ChunkCommit,
+    expires_at: &Mutex<Option<DateTime<Utc>>>,
+) -> Result<u64, ApiError> {
+    let header = ChunkHeader {
+        session_id,
+        offset,
+        len: piece.len() as u64,
+        writer: Some(writer),
+        commit,
+    };
+    match uploader.send_chunk(&header, &piece).await? {
+        Ack::ChunkStored {
+            uploaded_bytes,
+            expires_at: expiry,
+            ..
+        } => {
+            tracing::debug!(%session_id, offset, len = header.len, uploaded_bytes, "chunk stored");
+            *lock(expires_at) = expiry;
+            Ok(uploaded_bytes)
+        }
+        Ack::ChunkStaged { staged_to } => Ok(staged_to),
+        other => Err(ApiError::Internal(anyhow!(
+            "unexpected reply to a chunk: {other:?}"
+        ))),
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn log_body_end(session_id: SessionId, streamed: &Streamed) {
@@ -312,12 +718,18 @@ fn log_body_end(session_id: SessionId, streamed: &Streamed) {
     }
 }
 
-fn offset_response(uploaded_bytes: u64) -> Response {
-    (
+fn offset_response(uploaded_bytes: u64, expires_at: Option<DateTime<Utc>>) -> Response {
+    let mut response = (
         StatusCode::NO_CONTENT,
         [(tus::UPLOAD_OFFSET, HeaderValue::from(uploaded_bytes))],
     )
-        .into_response()
+        .into_response();
+    if let Some(expires_at) = expires_at {
+        if let Ok(value) = HeaderValue::from_str(&tus::http_date(expires_at)) {
+            response.headers_mut().insert(tus::UPLOAD_EXPIRES, value);
+        }
+    }
+    response
 }
 
 /// `public_url` when configured, else the address the client used.

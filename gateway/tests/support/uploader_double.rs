@@ -177,7 +177,12 @@ impl DoubleState {
                     .execute(
                         "INSERT INTO flow (id, video_id, status, filename, total_bytes)
                          VALUES ($1, $2, 'UPLOADING', $3, $4)",
-                        &[&flow_id.0, &video_id.0, &filename, &(total_bytes as i64)],
+                        &[
+                            &flow_id.0,
+                            &video_id.0,
+                            &filename,
+                            &total_bytes.map(|total| total as i64),
+                        ],
                     )
                     .await
                     .map_err(unavailable)?;
@@ -193,6 +198,7 @@ impl DoubleState {
                     video_id,
                     flow_id,
                     session_id,
+                    expires_at: None,
                 })
             }
             Command::TerminateUpload { session_id } => {
@@ -219,6 +225,16 @@ impl DoubleState {
                 transaction.commit().await.map_err(unavailable)?;
                 Ok(Ack::UploadTerminated)
             }
+            // One request at a time reaches the double: the lock is always free.
+            Command::LockUpload { offset, .. } => Ok(Ack::UploadLocked {
+                uploaded_bytes: offset,
+                expires_at: None,
+            }),
+            Command::UnlockUpload { .. } => Ok(Ack::UploadUnlocked),
+            other => Err(Reject::new(
+                RejectCode::InvalidCommand,
+                format!("the double does not do {other:?}"),
+            )),
         }
     }
 
@@ -272,7 +288,8 @@ impl DoubleState {
             });
         Ok(Ack::ChunkStored {
             uploaded_bytes,
-            total_bytes: total,
+            total_bytes: Some(total),
+            expires_at: None,
         })
     }
 }

@@ -1,0 +1,116 @@
+//! The source of a concatenated upload: its parts' bytes, in order, fetched from the replica
+//! that holds each one (this one, or another over HTTP), then the parts are dropped.
+
+use std::fmt::Display;
+
+use anyhow::Context;
+use bytes::Bytes;
+use futures_util::Stream;
+use tokio_util::io::ReaderStream;
+use vod_contracts::fflow::{session_path, source_path, PartSource};
+
+use crate::sessions::{Session, SessionError};
+use crate::startup::AppState;
+
+/// Appends every part to the session's source and moves the session on to encoding. The error
+/// is the reason a user reads.
+pub async fn join_parts(state: &AppState, session: &Session) -> Result<(), String> {
+    let parts = session.parts().await;
+    let mut offset = 0u64;
+    for part in &parts {
+        tracing::info!(part = %part.session_id, address = %part.address, len = part.len, "joining part");
+        let written = if part.address == state.address {
+            let path = state
+                .sessions
+                .get(part.session_id)
+                .map(|local| local.source_path())
+                .ok_or_else(|| format!("partial upload {} is gone", part.session_id))?;
+            let file = tokio::fs::File::open(&path).await.map_err(|err| {
+                format!("partial upload {} is unreadable: {err}", part.session_id)
+            })?;
+            append(session, offset, part, ReaderStream::new(file)).await
+        } else {
+            let url = format!("{}{}", part.address, source_path(part.session_id));
+            let response = state
+                .http
+                .get(&url)
+                .send()
+                .await
+                .and_then(reqwest::Response::error_for_status)
+                .map_err(|err| {
+                    format!(
+                        "partial upload {} could not be fetched: {err}",
+                        part.session_id
+                    )
+                })?;
+            append(session, offset, part, response.bytes_stream()).await
+        }?;
+        offset = written;
+    }
+    session
+        .joined()
+        .await
+        .map_err(|err| format!("the joined upload is not whole: {err}"))?;
+    for part in &parts {
+        drop_part(state, part).await;
+    }
+    Ok(())
+}
+
+async fn append<S, E>(
+    session: &Session,
+    offset: u64,
+    part: &PartSource,
+    body: S,
+) -> Result<u64, String>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: Display,
+{
+    let written = session
+        .write_part(offset, part.len, body)
+        .await
+        .map_err(|err| match err {
+            SessionError::Unexpected(err) => {
+                tracing::error!(error = %format!("{err:#}"), "failed to join a part");
+                "the encoder failed while joining the upload".to_owned()
+            }
+            other => format!(
+                "partial upload {} could not be joined: {other}",
+                part.session_id
+            ),
+        })?;
+    if written != offset + part.len {
+        return Err(format!(
+            "partial upload {} holds {} bytes, {} were expected",
+            part.session_id,
+            written - offset,
+            part.len
+        ));
+    }
+    Ok(written)
+}
+
+/// The part's bytes are in the joined source now; its own spool goes. Best effort: a part left
+/// behind expires with its upload session.
+async fn drop_part(state: &AppState, part: &PartSource) {
+    if part.address == state.address {
+        if let Some(local) = state.sessions.remove(part.session_id) {
+            if let Err(err) = local.remove_spool().await {
+                tracing::warn!(part = %part.session_id, error = %err, "part spool not removed");
+            }
+        }
+        return;
+    }
+    let url = format!("{}{}", part.address, session_path(part.session_id));
+    let deleted = state
+        .http
+        .delete(&url)
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .context("failed to drop the part");
+    if let Err(err) = deleted {
+        tracing::warn!(part = %part.session_id, error = %format!("{err:#}"), "part not dropped");
+    }
+}
