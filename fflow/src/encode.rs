@@ -130,7 +130,7 @@ async fn produce(
         .map_err(|_| "the encoder is shutting down".to_owned())?;
 
     tracing::info!("probing the source");
-    let source = probe_source(config, &session.dir).await?;
+    let mut source = probe_source(config, &session.dir).await?;
     let plan = EncodePlan::for_source(config, &source);
     let output_dir = session.output_dir();
     fresh_dir(&output_dir)
@@ -149,6 +149,7 @@ async fn produce(
     };
     *started = Some(start);
     let (encoded, encoded_watch) = watch::channel(Duration::ZERO);
+    let encoded_time = encoded_watch.clone();
     let supervision = Supervision {
         progress: Some(encoded),
         ..Supervision::new(config.stall_timeout())
@@ -166,7 +167,19 @@ async fn produce(
     encode_result.map_err(|failure| failure.reason)?;
     drop(permit);
 
+    source.duration_seconds = encoded_duration(source.duration_seconds, *encoded_time.borrow());
     finalize_and_store(config, session, &plan, &source).await
+}
+
+/// The length of the presentation: the source's, unless ffmpeg reached noticeably less far, as
+/// in a stream cut short whose header announced its whole length.
+pub(crate) fn encoded_duration(probed_seconds: f64, encoded: Duration) -> f64 {
+    let encoded = encoded.as_secs_f64();
+    if encoded > 0.0 && (probed_seconds <= 0.0 || encoded < probed_seconds - 1.0) {
+        encoded
+    } else {
+        probed_seconds
+    }
 }
 
 /// Finishes the encoded presentation and stores it on holder; returns its facts.
@@ -618,6 +631,14 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_stream_cut_short_lasts_what_was_encoded() {
+        assert_eq!(encoded_duration(8.0, Duration::from_millis(7_960)), 8.0);
+        assert_eq!(encoded_duration(8.0, Duration::from_secs(4)), 4.0);
+        assert_eq!(encoded_duration(0.0, Duration::from_secs(3)), 3.0);
+        assert_eq!(encoded_duration(5.0, Duration::ZERO), 5.0);
+    }
+
     #[tokio::test]
     async fn encode_without_audio_has_video_only() {
         let dir = tempfile::tempdir().unwrap();
@@ -671,7 +692,7 @@ mod tests {
             .unwrap_err();
         assert_eq!(
             err.to_string(),
-            "the file is not a video ffmpeg can read: Invalid data found when processing input"
+            "the file is not a video or audio file ffmpeg can read: Invalid data found when processing input"
         );
     }
 
