@@ -640,6 +640,39 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_picture_shorter_than_the_poster_time_gets_its_first_frame() {
+        let dir = tempfile::tempdir().unwrap();
+        make_clip(&dir.path().join(SOURCE_FILE), 2, false);
+        let config = test_config();
+        let source = probe::probe("ffprobe", dir.path(), SOURCE_FILE, config.probe_timeout())
+            .await
+            .unwrap();
+        // As for a stream whose length was unknown when its encode started.
+        let mut plan = EncodePlan::for_source(&config, &source);
+        if let Some(video) = plan.video.as_mut() {
+            video.poster_at_seconds = 60.0;
+        }
+        let out = dir.path().join(OUTPUT_DIR);
+        fresh_dir(&out).await.unwrap();
+        let args = plan::encode_args(&config, &plan, Input::File(SOURCE_FILE), OUTPUT_DIR);
+        ffmpeg::run(
+            "ffmpeg",
+            dir.path(),
+            args,
+            Supervision::new(config.stall_timeout()),
+        )
+        .await
+        .unwrap();
+        assert!(!out.join(POSTER).exists(), "no frame at 60 s");
+        let facts = finalize_presentation(&config, &out, &plan, &source, "v/f")
+            .await
+            .unwrap();
+        assert_eq!(facts.poster_path.as_deref(), Some("v/f/poster.jpg"));
+        let jpeg = std::fs::read(out.join(POSTER)).unwrap();
+        assert!(jpeg.starts_with(&[0xff, 0xd8]), "a JPEG");
+    }
+
+    #[tokio::test]
     async fn encode_without_audio_has_video_only() {
         let dir = tempfile::tempdir().unwrap();
         make_clip(&dir.path().join(SOURCE_FILE), 2, false);
