@@ -153,7 +153,7 @@ async fn produce(
         .map_err(|_| "the encoder is shutting down".to_owned())?;
 
     tracing::info!("probing the source");
-    let source = probe_source(config, &session.dir).await?;
+    let mut source = probe_source(config, &session.dir).await?;
     let plan = EncodePlan::for_source(config, &source);
     let output_dir = session.output_dir();
     fresh_dir(&output_dir)
@@ -172,6 +172,7 @@ async fn produce(
     };
     *started = Some(start);
     let (encoded, encoded_watch) = watch::channel(Duration::ZERO);
+    let encoded_time = encoded_watch.clone();
     let supervision = Supervision {
         progress: Some(encoded),
         ..Supervision::new(config.stall_timeout())
@@ -190,7 +191,19 @@ async fn produce(
     encode_result.map_err(|failure| failure.reason)?;
     drop(permit);
 
+    source.duration_seconds = encoded_duration(source.duration_seconds, *encoded_time.borrow());
     finalize_and_store(config, session, target, &plan, &source).await
+}
+
+/// The length of the presentation: the source's, unless ffmpeg reached noticeably less far, as
+/// in a stream cut short whose header announced its whole length.
+pub(crate) fn encoded_duration(probed_seconds: f64, encoded: Duration) -> f64 {
+    let encoded = encoded.as_secs_f64();
+    if encoded > 0.0 && (probed_seconds <= 0.0 || encoded < probed_seconds - 1.0) {
+        encoded
+    } else {
+        probed_seconds
+    }
 }
 
 /// Finishes the encoded presentation and stores it on holder; returns its facts.
@@ -643,6 +656,47 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_stream_cut_short_lasts_what_was_encoded() {
+        assert_eq!(encoded_duration(8.0, Duration::from_millis(7_960)), 8.0);
+        assert_eq!(encoded_duration(8.0, Duration::from_secs(4)), 4.0);
+        assert_eq!(encoded_duration(0.0, Duration::from_secs(3)), 3.0);
+        assert_eq!(encoded_duration(5.0, Duration::ZERO), 5.0);
+    }
+
+    #[tokio::test]
+    async fn a_picture_shorter_than_the_poster_time_gets_its_first_frame() {
+        let dir = tempfile::tempdir().unwrap();
+        make_clip(&dir.path().join(SOURCE_FILE), 2, false);
+        let config = test_config();
+        let source = probe::probe("ffprobe", dir.path(), SOURCE_FILE, config.probe_timeout())
+            .await
+            .unwrap();
+        // As for a stream whose length was unknown when its encode started.
+        let mut plan = EncodePlan::for_source(&config, &source);
+        if let Some(video) = plan.video.as_mut() {
+            video.poster_at_seconds = 60.0;
+        }
+        let out = dir.path().join(OUTPUT_DIR);
+        fresh_dir(&out).await.unwrap();
+        let args = plan::encode_args(&config, &plan, Input::File(SOURCE_FILE), OUTPUT_DIR);
+        ffmpeg::run(
+            "ffmpeg",
+            dir.path(),
+            args,
+            Supervision::new(config.stall_timeout()),
+        )
+        .await
+        .unwrap();
+        assert!(!out.join(POSTER).exists(), "no frame at 60 s");
+        let facts = finalize_presentation(&config, &out, &plan, &source, "v/f")
+            .await
+            .unwrap();
+        assert_eq!(facts.poster_path.as_deref(), Some("v/f/poster.jpg"));
+        let jpeg = std::fs::read(out.join(POSTER)).unwrap();
+        assert!(jpeg.starts_with(&[0xff, 0xd8]), "a JPEG");
+    }
+
     #[tokio::test]
     async fn encode_without_audio_has_video_only() {
         let dir = tempfile::tempdir().unwrap();
@@ -696,7 +750,7 @@ mod tests {
             .unwrap_err();
         assert_eq!(
             err.to_string(),
-            "the file is not a video ffmpeg can read: Invalid data found when processing input"
+            "the file is not a video or audio file ffmpeg can read: Invalid data found when processing input"
         );
     }
 

@@ -29,3 +29,24 @@ mod streaming;
 
 pub use config::{Config, HolderSettings};
 pub use startup::App;
+
+/// The arguments fflow gives ffmpeg to encode the complete file `source` (a name inside `dir`)
+/// into the directory `output_dir` (inside `dir` too): the same single process, ladder and
+/// outputs as a real encode. For measuring the pipeline against a bare ffmpeg run.
+pub async fn encode_args_for_file(
+    config: &Config,
+    dir: &std::path::Path,
+    source: &str,
+    output_dir: &str,
+) -> anyhow::Result<Vec<String>> {
+    let facts = probe::probe(&config.ffprobe_path, dir, source, config.probe_timeout())
+        .await
+        .map_err(|err| anyhow::anyhow!("{err}"))?;
+    let plan = plan::EncodePlan::for_source(config, &facts);
+    Ok(plan::encode_args(
+        config,
+        &plan,
+        plan::Input::File(source),
+        output_dir,
+    ))
+}

@@ -43,12 +43,20 @@ impl SourceFacts {
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
     /// ffprobe refused the file; carries its own error line.
-    #[error("the file is not a video ffmpeg can read: {0}")]
+    #[error("the file is not a video or audio file ffmpeg can read: {0}")]
     Unreadable(String),
+    /// An MP4 without its index: almost always an upload cut short.
+    #[error(
+        "the MP4 file is incomplete: its index (the moov box) is missing, so the file was \
+         probably cut short"
+    )]
+    IncompleteMp4,
     #[error("the file has neither picture nor sound")]
     NoMedia,
     /// ffprobe only guessed the format, as it does for arbitrary bytes.
-    #[error("the file is not a video or audio file ffmpeg recognises")]
+    #[error(
+        "the file is not a video or audio file ffmpeg can read: its format could only be guessed"
+    )]
     Unrecognised,
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
@@ -81,6 +89,9 @@ pub async fn probe(
         .map_err(|err| anyhow::anyhow!("failed to run {ffprobe_path}: {err}"))?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
+        if stderr.contains("moov atom not found") {
+            return Err(ProbeError::IncompleteMp4);
+        }
         let line = readable_error_line(&stderr, dir, file_name)
             .unwrap_or_else(|| format!("ffprobe exited with {}", output.status));
         return Err(ProbeError::Unreadable(line));

@@ -234,6 +234,7 @@ async fn encode_stream(
     let feeder_session = Arc::clone(session);
     let feeder_done = Arc::clone(&fed_everything);
     let (encoded, encoded_watch) = watch::channel(Duration::ZERO);
+    let encoded_time = encoded_watch.clone();
     let supervision = Supervision {
         progress: Some(encoded),
         feeder: Some(Box::new(move |stdin, activity| {
@@ -267,6 +268,8 @@ async fn encode_stream(
             source.duration_seconds = complete.duration_seconds;
         }
     }
+    source.duration_seconds =
+        encode::encoded_duration(source.duration_seconds, *encoded_time.borrow());
     match encode::finalize_and_store(config, session, target, &plan, &source).await {
         Ok(facts) => Ended::Ready(Box::new(facts)),
         Err(reason) => Ended::Failed(reason),

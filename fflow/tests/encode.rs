@@ -188,7 +188,7 @@ async fn non_media_file_is_reported_failed_with_a_readable_reason() {
     };
     assert_eq!(
         reason,
-        "the file is not a video ffmpeg can read: Invalid data found when processing input"
+        "the file is not a video or audio file ffmpeg can read: Invalid data found when processing input"
     );
     let spool = replica.session_dir(request.session_id);
     eventually("spool removal", || !spool.exists()).await;

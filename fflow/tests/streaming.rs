@@ -151,3 +151,72 @@ async fn a_rewrite_of_bytes_ffmpeg_read_makes_the_encode_wait_for_the_last_byte(
     replica.stop().await;
     env.stop().await;
 }
+
+/// The ffmpeg processes working in `dir`.
+fn ffmpeg_processes_in(dir: &std::path::Path) -> Vec<u32> {
+    let dir = dir.canonicalize().unwrap();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let comm = std::fs::read_to_string(entry.path().join("comm")).ok()?;
+            let cwd = std::fs::read_link(entry.path().join("cwd")).ok()?;
+            (comm.trim() == "ffmpeg" && cwd == dir).then_some(pid)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_watchdog_kills_an_encode_that_stops_making_progress() {
+    let env = TestEnv::start().await;
+    let mut config = env.fflow_config("r1");
+    config.streaming_probe_bytes = CHUNK as u64;
+    config.progress_interval_ms = 50;
+    config.stall_timeout_seconds = 2;
+    let replica = env.start_replica_with(config).await;
+    let clip = make_mkv(env.dir.path(), 6);
+    let chunks = clip.len().div_ceil(CHUNK);
+    let (request, _) = replica.create(&env.http, clip.len() as u64).await;
+
+    put_chunks(&env, &replica, &request, &clip, chunks / 2).await;
+    wait_for_streaming_output(&env).await;
+    // Waiting for the rest of the upload is not a stall: ffmpeg is still alive.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let session_dir = replica.session_dir(request.session_id);
+    let ffmpeg = ffmpeg_processes_in(&session_dir);
+    assert_eq!(
+        ffmpeg.len(),
+        1,
+        "one ffmpeg waits for the upload: {ffmpeg:?}"
+    );
+    let pid = ffmpeg[0];
+    // Freeze it, as a hung decoder would be, and send the rest.
+    let stopped = std::process::Command::new("kill")
+        .args(["-STOP", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    put_the_rest(&env, &replica, &request, &clip, chunks / 2).await;
+
+    let outcome = env.next_outcome().await;
+    assert_eq!(outcome.session_id, request.session_id);
+    let EncodeResult::Failed { reason } = outcome.result else {
+        panic!("a frozen encode was reported {:?}", outcome.result);
+    };
+    assert_eq!(
+        reason,
+        "the encode made no progress for 2 seconds and was stopped"
+    );
+    assert_eq!(
+        outcome.started.map(|started| started.path),
+        Some(EncodePath::Streaming)
+    );
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "ffmpeg {pid} was killed and reaped"
+    );
+
+    replica.stop().await;
+    env.stop().await;
+}

@@ -49,6 +49,102 @@ pub fn generate_clip_with(path: &Path, seconds: u32, size: &str, output_args: &[
     assert!(status.success(), "ffmpeg made the clip");
 }
 
+/// Runs ffmpeg quietly with `args` (the output last) and checks it succeeded.
+pub fn ffmpeg(args: &[&str]) {
+    let output = Command::new("ffmpeg")
+        .args(["-v", "error", "-y"])
+        .args(args)
+        .output()
+        .expect("ffmpeg runs");
+    assert!(
+        output.status.success(),
+        "ffmpeg {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// The first video stream of an input as ffprobe sees it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct VideoStreamInfo {
+    pub codec: String,
+    pub pix_fmt: String,
+    pub width: u32,
+    pub height: u32,
+}
+
+pub fn video_stream(input: &str) -> VideoStreamInfo {
+    let output = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0", "-show_entries"])
+        .args([
+            "stream=codec_name,pix_fmt,width,height",
+            "-of",
+            "json",
+            input,
+        ])
+        .output()
+        .expect("ffprobe runs");
+    assert!(
+        output.status.success(),
+        "ffprobe {input}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).expect("ffprobe JSON");
+    let stream = &json["streams"][0];
+    VideoStreamInfo {
+        codec: stream["codec_name"].as_str().unwrap_or_default().to_owned(),
+        pix_fmt: stream["pix_fmt"].as_str().unwrap_or_default().to_owned(),
+        width: stream["width"].as_u64().unwrap_or_default() as u32,
+        height: stream["height"].as_u64().unwrap_or_default() as u32,
+    }
+}
+
+/// Presentation times of every packet of an input's first video stream, in order.
+pub fn video_packet_times(input: &str) -> Vec<f64> {
+    let output = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0"])
+        .args(["-show_entries", "packet=pts_time", "-of", "csv=p=0", input])
+        .output()
+        .expect("ffprobe runs");
+    assert!(output.status.success(), "ffprobe {input}");
+    let mut times: Vec<f64> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| line.trim().trim_end_matches(',').parse().ok())
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times
+}
+
+/// PSNR in dB between the first frames of two inputs of the same size (as decoders show them,
+/// rotation applied).
+pub fn first_frame_psnr(a: &str, b: &str) -> f64 {
+    let output = Command::new("ffmpeg")
+        .args([
+            "-i",
+            a,
+            "-i",
+            b,
+            "-lavfi",
+            "[0:v][1:v]psnr",
+            "-frames:v",
+            "1",
+        ])
+        .args(["-f", "null", "-"])
+        .output()
+        .expect("ffmpeg runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "psnr of {a} and {b}: {stderr}");
+    let average = stderr
+        .split("average:")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no PSNR in {stderr}"));
+    if average == "inf" {
+        f64::INFINITY
+    } else {
+        average.parse().expect("PSNR number")
+    }
+}
+
 /// What ffprobe reads of an input (a file or a URL).
 #[derive(Debug)]
 pub struct Probe {

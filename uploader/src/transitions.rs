@@ -517,8 +517,9 @@ pub async fn apply_outcome(
 }
 
 /// Records how far an encode is, and how it started, on a flow that is still uploading or
-/// processing; a late or repeated report changes nothing. Progress never goes backwards. Not a
-/// status change.
+/// processing; a late or repeated report changes nothing. Progress never goes backwards,
+/// unless the encode started again another way (a streaming encode given up for an encode of
+/// the complete upload). Not a status change.
 pub async fn record_progress(
     client: &impl GenericClient,
     flow_id: FlowId,
@@ -529,7 +530,8 @@ pub async fn record_progress(
     let received = i64::try_from(started.received_bytes)?;
     let changed = client
         .execute(
-            "UPDATE flow SET progress_percent = GREATEST(progress_percent, $2::smallint), \
+            "UPDATE flow SET progress_percent = CASE WHEN encode_path IS DISTINCT FROM $3 \
+             THEN $2::smallint ELSE GREATEST(progress_percent, $2::smallint) END, \
              encode_path = $3, encode_started_at_byte = LEAST($4, total_bytes) \
              WHERE id = $1 AND status IN ('UPLOADING', 'PROCESSING')",
             &[&flow_id.0, &percent, &started.path.as_str(), &received],
