@@ -215,6 +215,12 @@ async fn wait(
                             flow.uploaded_bytes, flow.total_bytes
                         )
                     }
+                    Some(flow) if status == VideoStatus::Processing => {
+                        match flow.progress_percent {
+                            Some(percent) => format!("processing: {percent}%"),
+                            None => "processing".to_owned(),
+                        }
+                    }
                     _ => status.as_str().to_lowercase(),
                 };
                 spinner.set_message(message);
