@@ -207,6 +207,30 @@ impl Stack {
         .await
     }
 
+    /// Waits until the video is READY and checks that the source fflow encoded is `bytes`.
+    pub async fn assert_ready_with_source(&self, video_id: VideoId, bytes: &[u8]) {
+        let video = self.wait_until_settled(video_id).await;
+        assert_eq!(video.status, VideoStatus::Ready, "{video:#?}");
+        assert_eq!(
+            video.flows[0].source_sha256.as_deref(),
+            Some(crate::sha256_hex(bytes).as_str()),
+            "the stitched source is the file sent"
+        );
+    }
+
+    /// GETs a URL that must answer 200; returns its `Content-Type` and body.
+    pub async fn fetch(&self, url: &str) -> (String, Vec<u8>) {
+        let response = self.http.get(url).send().await.expect("server answers");
+        assert_eq!(response.status(), 200, "GET {url}");
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        (content_type, response.bytes().await.expect("body").to_vec())
+    }
+
     /// The fflow replica recorded for a session in PostgreSQL.
     pub async fn recorded_replica(env: &TestEnv, session_id: SessionId) -> Option<String> {
         let db = env.db().await;

@@ -8,18 +8,6 @@ use vod_tests::media::{
 };
 use vod_tests::{Stack, TestEnv};
 
-async fn fetch(stack: &Stack, url: &str) -> (String, Vec<u8>) {
-    let response = stack.http.get(url).send().await.expect("holder answers");
-    assert_eq!(response.status(), 200, "GET {url}");
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    (content_type, response.bytes().await.expect("body").to_vec())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn uploaded_clip_plays_as_hls_and_dash_with_the_source_duration() {
     let env = TestEnv::new().await;
@@ -53,7 +41,7 @@ async fn uploaded_clip_plays_as_hls_and_dash_with_the_source_duration() {
     );
 
     // Every file the master playlist references, transitively, is served.
-    let (content_type, master) = fetch(&stack, &playback.hls).await;
+    let (content_type, master) = stack.fetch(&playback.hls).await;
     assert_eq!(content_type, "application/vnd.apple.mpegurl");
     let master = String::from_utf8(master).expect("utf-8 playlist");
     let media_playlists = playlist_references(&playback.hls, &master);
@@ -63,7 +51,7 @@ async fn uploaded_clip_plays_as_hls_and_dash_with_the_source_duration() {
     );
     let mut hls_segments = BTreeSet::new();
     for media_url in &media_playlists {
-        let (_, body) = fetch(&stack, media_url).await;
+        let (_, body) = stack.fetch(media_url).await;
         let body = String::from_utf8(body).expect("utf-8 playlist");
         assert!(
             body.contains("#EXT-X-ENDLIST"),
@@ -72,18 +60,18 @@ async fn uploaded_clip_plays_as_hls_and_dash_with_the_source_duration() {
         hls_segments.extend(playlist_references(media_url, &body));
     }
     for segment in &hls_segments {
-        let (_, body) = fetch(&stack, segment).await;
+        let (_, body) = stack.fetch(segment).await;
         assert!(!body.is_empty(), "{segment} has bytes");
     }
 
     // The MPD references the same CMAF segments.
-    let (content_type, mpd) = fetch(&stack, &playback.dash).await;
+    let (content_type, mpd) = stack.fetch(&playback.dash).await;
     assert_eq!(content_type, "application/dash+xml");
     let mpd = String::from_utf8(mpd).expect("utf-8 MPD");
     let dash_segments: BTreeSet<String> =
         mpd_references(&playback.dash, &mpd).into_iter().collect();
     for segment in &dash_segments {
-        fetch(&stack, segment).await;
+        stack.fetch(segment).await;
     }
     assert_eq!(
         dash_segments, hls_segments,

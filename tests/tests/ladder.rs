@@ -10,20 +10,8 @@ use vod_tests::media::{
 };
 use vod_tests::{Stack, TestEnv};
 
-async fn fetch(stack: &Stack, url: &str) -> (String, Vec<u8>) {
-    let response = stack.http.get(url).send().await.expect("holder answers");
-    assert_eq!(response.status(), 200, "GET {url}");
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    (content_type, response.bytes().await.expect("body").to_vec())
-}
-
 async fn fetch_text(stack: &Stack, url: &str) -> String {
-    String::from_utf8(fetch(stack, url).await.1).expect("utf-8 text")
+    String::from_utf8(stack.fetch(url).await.1).expect("utf-8 text")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -70,7 +58,7 @@ async fn hd_source_yields_every_rung_up_to_720_with_aligned_keyframes() {
     );
 
     let poster = flow.poster.as_deref().expect("a poster URL");
-    let (content_type, jpeg) = fetch(&stack, poster).await;
+    let (content_type, jpeg) = stack.fetch(poster).await;
     assert_eq!(content_type, "image/jpeg");
     assert!(jpeg.starts_with(&[0xff, 0xd8]), "the poster is a JPEG");
 
@@ -103,13 +91,13 @@ async fn hd_source_yields_every_rung_up_to_720_with_aligned_keyframes() {
         assert!(media.contains("#EXT-X-PLAYLIST-TYPE:VOD\n"), "{media}");
         assert!(media.ends_with("#EXT-X-ENDLIST\n"), "{media}");
         for file in playlist_references(&media_url, &media) {
-            fetch(&stack, &file).await;
+            stack.fetch(&file).await;
             hls_files.insert(file);
         }
     }
 
     // The MPD has a video and an audio adaptation set over the same segments.
-    let (content_type, mpd) = fetch(&stack, &playback.dash).await;
+    let (content_type, mpd) = stack.fetch(&playback.dash).await;
     assert_eq!(content_type, "application/dash+xml");
     let mpd = String::from_utf8(mpd).expect("utf-8 MPD");
     assert_eq!(mpd.matches("<AdaptationSet ").count(), 2, "{mpd}");
@@ -118,7 +106,7 @@ async fn hd_source_yields_every_rung_up_to_720_with_aligned_keyframes() {
     assert_eq!(mpd.matches("<Representation ").count(), 5, "{mpd}");
     let dash_files: BTreeSet<String> = mpd_references(&playback.dash, &mpd).into_iter().collect();
     for file in &dash_files {
-        fetch(&stack, file).await;
+        stack.fetch(file).await;
     }
     assert_eq!(dash_files, hls_files, "HLS and DASH share one set of files");
 

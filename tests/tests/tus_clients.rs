@@ -7,10 +7,10 @@ use std::process::Output;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use vod_contracts::{VideoId, VideoStatus};
+use vod_contracts::VideoId;
 use vod_tests::media::generate_clip;
 use vod_tests::tus::TUS_VERSION;
-use vod_tests::{sha256_hex, Stack, TestEnv};
+use vod_tests::{Stack, TestEnv};
 
 fn clients_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tus-clients")
@@ -76,16 +76,6 @@ async fn video_of(stack: &Stack, upload_url: &str) -> VideoId {
         .expect("Video-Id on the upload")
 }
 
-async fn assert_ready_with_source(stack: &Stack, video_id: VideoId, bytes: &[u8]) {
-    let video = stack.wait_until_settled(video_id).await;
-    assert_eq!(video.status, VideoStatus::Ready, "{video:#?}");
-    assert_eq!(
-        video.flows[0].source_sha256.as_deref(),
-        Some(sha256_hex(bytes).as_str()),
-        "the stitched source is the file sent"
-    );
-}
-
 async fn video_count(stack: &Stack) -> usize {
     let list: Value = stack
         .http
@@ -117,7 +107,7 @@ async fn tus_js_client_uploads_a_whole_file() {
         done["videoId"].as_str(),
         Some(video_id.to_string().as_str())
     );
-    assert_ready_with_source(&stack, video_id, &bytes).await;
+    stack.assert_ready_with_source(video_id, &bytes).await;
     assert_eq!(stack.video(video_id).await.title, "From tus-js-client");
     stack.shutdown().await;
 }
@@ -167,7 +157,7 @@ async fn tus_js_client_killed_midway_is_resumed_by_a_new_process_from_the_server
         "the new process continued from the server's offset"
     );
     let video_id = video_of(&stack, &url).await;
-    assert_ready_with_source(&stack, video_id, &bytes).await;
+    stack.assert_ready_with_source(video_id, &bytes).await;
     assert_eq!(video_count(&stack).await, 1, "no second upload was started");
     stack.shutdown().await;
 }
@@ -187,7 +177,7 @@ async fn tus_js_client_parallel_upload_is_joined_through_concatenation() {
     let done = success(&output);
     let url = done["url"].as_str().expect("final upload url");
     let video_id = video_of(&stack, url).await;
-    assert_ready_with_source(&stack, video_id, &bytes).await;
+    stack.assert_ready_with_source(video_id, &bytes).await;
     assert_eq!(video_count(&stack).await, 1, "the parts are no videos");
     stack.shutdown().await;
 }
@@ -209,7 +199,7 @@ async fn tus_js_client_uploads_a_stream_of_deferred_length() {
     let done = success(&output);
     let url = done["url"].as_str().expect("upload url");
     let video_id = video_of(&stack, url).await;
-    assert_ready_with_source(&stack, video_id, &bytes).await;
+    stack.assert_ready_with_source(video_id, &bytes).await;
     stack.shutdown().await;
 }
 
@@ -237,6 +227,6 @@ async fn tuspy_uploads_with_a_checksum_on_every_patch() {
     assert_eq!(done["offset"].as_u64(), Some(bytes.len() as u64));
     let url = done["url"].as_str().expect("upload url");
     let video_id = video_of(&stack, url).await;
-    assert_ready_with_source(&stack, video_id, &bytes).await;
+    stack.assert_ready_with_source(video_id, &bytes).await;
     stack.shutdown().await;
 }

@@ -12,7 +12,7 @@ use sha1::{Digest, Sha1};
 use vod_contracts::VideoStatus;
 use vod_tests::media::generate_clip;
 use vod_tests::tus::{header_u64, metadata, Upload, OFFSET_OCTET_STREAM, TUS_VERSION};
-use vod_tests::{poll_until, sha256_hex, Stack, StackOptions, TestEnv};
+use vod_tests::{poll_until, Stack, StackOptions, TestEnv};
 
 fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
@@ -85,16 +85,6 @@ fn clip(env: &TestEnv, seconds: u32) -> Vec<u8> {
     let path = env.dir.path().join(format!("clip-{seconds}.mp4"));
     generate_clip(&path, seconds, "320x240");
     std::fs::read(&path).expect("clip")
-}
-
-async fn assert_ready_with_source(stack: &Stack, video_id: vod_contracts::VideoId, bytes: &[u8]) {
-    let video = stack.wait_until_settled(video_id).await;
-    assert_eq!(video.status, VideoStatus::Ready, "{video:#?}");
-    assert_eq!(
-        video.flows[0].source_sha256.as_deref(),
-        Some(sha256_hex(bytes).as_str()),
-        "the stitched source is the file sent"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -274,7 +264,9 @@ async fn checksummed_patches_larger_than_a_chunk_commit_whole_or_not_at_all() {
         assert_eq!(response.status(), StatusCode::NO_CONTENT, "{range:?}");
         assert_eq!(header_u64(&response, "upload-offset"), range.end as u64);
     }
-    assert_ready_with_source(&stack, upload.video_id, &bytes).await;
+    stack
+        .assert_ready_with_source(upload.video_id, &bytes)
+        .await;
     stack.shutdown().await;
 }
 
@@ -334,7 +326,7 @@ async fn a_deferred_length_is_declared_once_by_a_later_patch() {
         code_of(response).await,
         (StatusCode::BAD_REQUEST, "invalid_length".to_owned())
     );
-    assert_ready_with_source(&stack, video_id, &bytes).await;
+    stack.assert_ready_with_source(video_id, &bytes).await;
     stack.shutdown().await;
 }
 
@@ -412,7 +404,7 @@ async fn partial_uploads_are_joined_by_a_final_upload_that_takes_no_patch() {
         (StatusCode::BAD_REQUEST, "invalid_concat".to_owned())
     );
 
-    assert_ready_with_source(&stack, video_id, &bytes).await;
+    stack.assert_ready_with_source(video_id, &bytes).await;
     let video = stack.video(video_id).await;
     assert_eq!(video.title, "Joined");
     stack.shutdown().await;
@@ -522,7 +514,9 @@ async fn concurrent_patches_never_interleave_and_the_loser_gets_409() {
     let first = first.await.expect("task").expect("answer");
     assert_eq!(first.status(), StatusCode::NO_CONTENT);
     assert_eq!(header_u64(&first, "upload-offset"), bytes.len() as u64);
-    assert_ready_with_source(&stack, upload.video_id, &bytes).await;
+    stack
+        .assert_ready_with_source(upload.video_id, &bytes)
+        .await;
     stack.shutdown().await;
 }
 
