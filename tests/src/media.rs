@@ -5,24 +5,7 @@ use std::process::Command;
 
 /// Makes an MP4 clip with picture and sound.
 pub fn generate_clip(path: &Path, seconds: u32, size: &str) {
-    let status = Command::new("ffmpeg")
-        .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
-        .arg(format!("testsrc2=size={size}:rate=25"))
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
-        .args(["-t", &seconds.to_string()])
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-pix_fmt",
-            "yuv420p",
-        ])
-        .args(["-c:a", "aac", "-shortest"])
-        .arg(path)
-        .status()
-        .expect("ffmpeg runs");
-    assert!(status.success(), "ffmpeg made the clip");
+    generate_clip_with(path, seconds, size, &[]);
 }
 
 /// Makes a clip with picture and sound in the container `path`'s extension names, with extra

@@ -207,6 +207,20 @@ impl Stack {
         .await
     }
 
+    /// How many videos `GET /v1/videos` lists.
+    pub async fn video_count(&self) -> usize {
+        let list: serde_json::Value = self
+            .http
+            .get(self.url("/v1/videos"))
+            .send()
+            .await
+            .expect("gateway answers")
+            .json()
+            .await
+            .expect("JSON");
+        list["videos"].as_array().map_or(0, Vec::len)
+    }
+
     /// Waits until the video is READY and checks that the source fflow encoded is `bytes`.
     pub async fn assert_ready_with_source(&self, video_id: VideoId, bytes: &[u8]) {
         let video = self.wait_until_settled(video_id).await;

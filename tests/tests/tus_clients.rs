@@ -76,19 +76,6 @@ async fn video_of(stack: &Stack, upload_url: &str) -> VideoId {
         .expect("Video-Id on the upload")
 }
 
-async fn video_count(stack: &Stack) -> usize {
-    let list: Value = stack
-        .http
-        .get(stack.url("/v1/videos"))
-        .send()
-        .await
-        .expect("gateway answers")
-        .json()
-        .await
-        .expect("JSON");
-    list["videos"].as_array().map_or(0, Vec::len)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn tus_js_client_uploads_a_whole_file() {
     let env = TestEnv::new().await;
@@ -158,7 +145,7 @@ async fn tus_js_client_killed_midway_is_resumed_by_a_new_process_from_the_server
     );
     let video_id = video_of(&stack, &url).await;
     stack.assert_ready_with_source(video_id, &bytes).await;
-    assert_eq!(video_count(&stack).await, 1, "no second upload was started");
+    assert_eq!(stack.video_count().await, 1, "no second upload was started");
     stack.shutdown().await;
 }
 
@@ -178,7 +165,7 @@ async fn tus_js_client_parallel_upload_is_joined_through_concatenation() {
     let url = done["url"].as_str().expect("final upload url");
     let video_id = video_of(&stack, url).await;
     stack.assert_ready_with_source(video_id, &bytes).await;
-    assert_eq!(video_count(&stack).await, 1, "the parts are no videos");
+    assert_eq!(stack.video_count().await, 1, "the parts are no videos");
     stack.shutdown().await;
 }
 
