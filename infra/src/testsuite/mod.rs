@@ -6,6 +6,10 @@
 //! (an administrative connection), `VOD_TEST_AMQP_URL` and `VOD_TEST_REDIS_URL`, with the
 //! local defaults `./dev` also uses.
 
+mod fault_proxy;
+
+pub use fault_proxy::FaultProxy;
+
 use secrecy::SecretString;
 use tokio_postgres::NoTls;
 use vod_contracts::queues::QueueNames;
