@@ -7,6 +7,7 @@ use crate::{EncodePath, FlowId, FlowStatus, VideoId, VideoStatus};
 
 /// `GET /v1/videos/{id}`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VideoView {
     pub id: VideoId,
     pub title: String,
@@ -21,6 +22,7 @@ pub struct VideoView {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FlowView {
     pub id: FlowId,
     pub status: FlowStatus,
@@ -63,6 +65,7 @@ pub struct FlowView {
 
 /// The uploaded source as ffprobe read it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SourceView {
     /// Displayed size, rotation applied.
     pub width: Option<u32>,
@@ -74,6 +77,7 @@ pub struct SourceView {
 
 /// One rendition of the ladder.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RenditionView {
     pub width: u32,
     pub height: u32,
@@ -86,6 +90,7 @@ pub struct RenditionView {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Playback {
     pub hls: String,
     pub dash: String,
@@ -93,12 +98,14 @@ pub struct Playback {
 
 /// `GET /v1/videos`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VideoList {
     pub videos: Vec<VideoView>,
 }
 
 /// Every error answer of the gateway.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     /// Stable, machine-readable.
     pub code: String,

@@ -111,6 +111,34 @@ impl ApiError {
         }
     }
 
+    /// Every `code` of [`ApiError::code`], in the order of the variants; the OpenAPI document
+    /// lists them.
+    pub const CODES: &'static [&'static str] = &[
+        "tus_version_unsupported",
+        "unsupported_media_type",
+        "invalid_header",
+        "invalid_request",
+        "validation_failed",
+        "invalid_json",
+        "offset_mismatch",
+        "upload_not_found",
+        "upload_expired",
+        "upload_closed",
+        "upload_too_large",
+        "length_exceeded",
+        "payload_too_large",
+        "video_not_found",
+        "checksum_algorithm_unsupported",
+        "checksum_mismatch",
+        "upload_locked",
+        "upload_is_final",
+        "invalid_concat",
+        "invalid_length",
+        "not_found",
+        "service_unavailable",
+        "internal",
+    ];
+
     pub fn code(&self) -> &'static str {
         match self {
             Self::TusVersionUnsupported => "tus_version_unsupported",
@@ -235,6 +263,70 @@ mod tests {
             assert_eq!(error.status().as_u16(), status, "{code:?}");
             assert_eq!(error.code(), api_code, "{code:?}");
         }
+    }
+
+    /// One error of every variant; the match fails to compile when a variant is added and not
+    /// listed here.
+    fn one_of_every_variant() -> Vec<ApiError> {
+        let every = vec![
+            ApiError::TusVersionUnsupported,
+            ApiError::UnsupportedMediaType(String::new()),
+            ApiError::invalid_header("Upload-Offset", ""),
+            ApiError::InvalidRequest(String::new()),
+            ApiError::validation("title", ""),
+            ApiError::InvalidJson(String::new()),
+            ApiError::OffsetMismatch(String::new()),
+            ApiError::UploadNotFound,
+            ApiError::UploadExpired,
+            ApiError::UploadClosed(String::new()),
+            ApiError::UploadTooLarge { max: 1 },
+            ApiError::LengthExceeded(String::new()),
+            ApiError::PayloadTooLarge { max: 1 },
+            ApiError::VideoNotFound,
+            ApiError::ChecksumAlgorithmUnsupported(String::new()),
+            ApiError::ChecksumMismatch,
+            ApiError::UploadLocked(String::new()),
+            ApiError::FinalUploadNotPatchable,
+            ApiError::InvalidConcat(String::new()),
+            ApiError::InvalidLength(String::new()),
+            ApiError::RouteNotFound,
+            ApiError::Unavailable(String::new()),
+            ApiError::Internal(anyhow::anyhow!("")),
+        ];
+        for error in &every {
+            match error {
+                ApiError::TusVersionUnsupported
+                | ApiError::UnsupportedMediaType(_)
+                | ApiError::InvalidHeader { .. }
+                | ApiError::InvalidRequest(_)
+                | ApiError::ValidationFailed { .. }
+                | ApiError::InvalidJson(_)
+                | ApiError::OffsetMismatch(_)
+                | ApiError::UploadNotFound
+                | ApiError::UploadExpired
+                | ApiError::UploadClosed(_)
+                | ApiError::UploadTooLarge { .. }
+                | ApiError::LengthExceeded(_)
+                | ApiError::PayloadTooLarge { .. }
+                | ApiError::VideoNotFound
+                | ApiError::ChecksumAlgorithmUnsupported(_)
+                | ApiError::ChecksumMismatch
+                | ApiError::UploadLocked(_)
+                | ApiError::FinalUploadNotPatchable
+                | ApiError::InvalidConcat(_)
+                | ApiError::InvalidLength(_)
+                | ApiError::RouteNotFound
+                | ApiError::Unavailable(_)
+                | ApiError::Internal(_) => {}
+            }
+        }
+        every
+    }
+
+    #[test]
+    fn codes_lists_the_code_of_every_variant_once() {
+        let codes: Vec<&str> = one_of_every_variant().iter().map(ApiError::code).collect();
+        assert_eq!(codes, ApiError::CODES);
     }
 
     #[test]

@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
+use vod_contracts::api::ErrorBody;
 use vod_contracts::commands::{Ack, ChunkCommit, ChunkHeader, Command, RejectCode};
 use vod_contracts::{SessionId, SessionStatus, WriterId};
 
@@ -23,11 +24,59 @@ use crate::tus::{self, Checksum, Concat, DeclaredLength, UploadMetadata};
 use crate::upload_stream::{stream_in_pieces, BodyEnd, StoreFailed, Streamed};
 use crate::uploader_client::{CallError, UploaderClient};
 
+/// The bytes of an upload, as sent.
+#[derive(utoipa::ToSchema)]
+#[schema(value_type = String, format = Binary)]
+#[allow(dead_code)]
+struct UploadBytes(Vec<u8>);
+
 /// How often a request waiting for an upload's write lock asks again.
 const LOCK_RETRY: Duration = Duration::from_millis(100);
 
-/// `OPTIONS`: what this server speaks.
-pub async fn options(State(state): State<AppState>) -> Response {
+/// `OPTIONS /v1/uploads`: what this server speaks.
+#[utoipa::path(
+    options,
+    path = "/v1/uploads",
+    operation_id = "discover_tus",
+    tag = "tus",
+    summary = "Discover the tus version, extensions and limits",
+    responses(
+        (status = 204, description = "What this server speaks.", headers(
+            ("Tus-Version" = String, description = "`1.0.0`, the only version spoken."),
+            ("Tus-Extension" = String, description = "`creation,creation-with-upload,creation-defer-length,termination,expiration,checksum,concatenation`."),
+            ("Tus-Max-Size" = u64, description = "The largest upload, in bytes."),
+            ("Tus-Checksum-Algorithm" = String, description = "`sha1,sha256,sha512,md5`."),
+            ("Tus-Resumable" = String, description = "`1.0.0`."),
+        )),
+    ),
+)]
+pub async fn options(state: State<AppState>) -> Response {
+    describe_server(state)
+}
+
+/// `OPTIONS /v1/uploads/{id}`: the same answer, for clients that ask an upload's URL.
+#[utoipa::path(
+    options,
+    path = "/v1/uploads/{id}",
+    operation_id = "discover_tus_at_upload",
+    tag = "tus",
+    summary = "Discover the tus version, extensions and limits",
+    params(("id" = String, Path, description = "The upload, as in the `Location` of its creation.")),
+    responses(
+        (status = 204, description = "What this server speaks, whatever the upload.", headers(
+            ("Tus-Version" = String, description = "`1.0.0`, the only version spoken."),
+            ("Tus-Extension" = String, description = "`creation,creation-with-upload,creation-defer-length,termination,expiration,checksum,concatenation`."),
+            ("Tus-Max-Size" = u64, description = "The largest upload, in bytes."),
+            ("Tus-Checksum-Algorithm" = String, description = "`sha1,sha256,sha512,md5`."),
+            ("Tus-Resumable" = String, description = "`1.0.0`."),
+        )),
+    ),
+)]
+pub async fn options_upload(state: State<AppState>) -> Response {
+    describe_server(state)
+}
+
+fn describe_server(State(state): State<AppState>) -> Response {
     (
         StatusCode::NO_CONTENT,
         [
@@ -55,6 +104,51 @@ pub async fn options(State(state): State<AppState>) -> Response {
 /// `POST`: creates an upload through the uploader (a flow and its session, a partial upload,
 /// or a final upload joining partial ones), and with `creation-with-upload` stores the request
 /// body as the first bytes.
+#[utoipa::path(
+    post,
+    path = "/v1/uploads",
+    operation_id = "create_upload",
+    tag = "tus",
+    summary = "Create an upload",
+    description = "Creates an upload and, unless it is a partial upload, a flow of a video: a \
+        new video, or the one named by `video_id` in `Upload-Metadata`. With a body of type \
+        `application/offset+octet-stream` (creation-with-upload) the body is stored as the \
+        first bytes, and the answer says how many were. With `Upload-Concat: final;…` the \
+        upload is the partial uploads joined in order, and takes no length and no body.",
+    params(
+        ("Tus-Resumable" = String, Header, description = "Must be `1.0.0`.", example = "1.0.0"),
+        ("Upload-Length" = Option<u64>, Header, description = "The size of the whole upload in bytes. Required unless `Upload-Defer-Length` or a final `Upload-Concat` is sent."),
+        ("Upload-Defer-Length" = Option<String>, Header, description = "`1`: the length is sent later, in a `PATCH`."),
+        ("Upload-Metadata" = Option<String>, Header, description = "Comma-separated `key base64(value)` pairs. Keys read: `filename`, `title` (else taken from `filename`), optional `video_id` (attach a new flow to this existing video). The whole header is kept and given back by `HEAD`."),
+        ("Upload-Concat" = Option<String>, Header, description = "`partial` for a part of a later final upload, or `final;URL URL …` to join partial uploads (their `Location`s) in order."),
+        ("Upload-Checksum" = Option<String>, Header, description = "`ALGORITHM base64(digest)` of the body (creation-with-upload); a body that does not match is not stored."),
+        ("Content-Type" = Option<String>, Header, description = "`application/offset+octet-stream` when the request carries the first bytes."),
+    ),
+    request_body(
+        content = inline(UploadBytes),
+        content_type = "application/offset+octet-stream",
+        description = "Optional: the first bytes of the upload (creation-with-upload).",
+    ),
+    responses(
+        (status = 201, description = "The upload exists.", headers(
+            ("Location" = String, description = "Absolute URL of the upload, for `HEAD`, `PATCH` and `DELETE`."),
+            ("Video-Id" = String, description = "The video the new flow belongs to (not sent for a partial upload)."),
+            ("Upload-Offset" = u64, description = "With a body: the bytes of it that were stored."),
+            ("Upload-Expires" = String, description = "When an unfinished upload is given up, as an HTTP date."),
+            ("Tus-Resumable" = String, description = "`1.0.0`."),
+        )),
+        (status = 400, description = "`invalid_header` (the offending header in `field`), `validation_failed` (`title` or `video_id` in `Upload-Metadata`), `checksum_algorithm_unsupported`, `invalid_concat`, `invalid_length`, `invalid_request`.", body = ErrorBody),
+        (status = 404, description = "`video_not_found`: `video_id` names no video; `upload_not_found`: a partial upload of a final one does not exist.", body = ErrorBody),
+        (status = 409, description = "`upload_closed`: a partial upload of a final one is not complete or already used.", body = ErrorBody),
+        (status = 410, description = "`upload_expired`: a partial upload of a final one expired.", body = ErrorBody),
+        (status = 412, description = "`tus_version_unsupported`: `Tus-Resumable` is missing or not `1.0.0`. `Tus-Version` says what is spoken.", body = ErrorBody,
+            headers(("Tus-Version" = String, description = "`1.0.0`."))),
+        (status = 413, description = "`upload_too_large`: `Upload-Length` is over `Tus-Max-Size`; `length_exceeded`: the body goes past `Upload-Length`.", body = ErrorBody),
+        (status = 500, description = "`internal`.", body = ErrorBody),
+        (status = 503, description = "`service_unavailable`: the broker or the uploader is down or slow; retry after `Retry-After` seconds.", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait."))),
+    ),
+)]
 pub async fn create(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -231,6 +325,37 @@ async fn create_final(
 }
 
 /// `HEAD`: where the upload stands.
+#[utoipa::path(
+    head,
+    path = "/v1/uploads/{id}",
+    operation_id = "get_upload_offset",
+    tag = "tus",
+    summary = "Where an upload stands",
+    description = "The offset to resume from. A completed upload is still answered (its \
+        offset is its length); a terminated one is gone.",
+    params(
+        ("id" = String, Path, description = "The upload, as in the `Location` of its creation."),
+        ("Tus-Resumable" = Option<String>, Header, description = "`1.0.0`; when sent, any other value is refused.", example = "1.0.0"),
+    ),
+    responses(
+        (status = 200, description = "The upload's state, in headers (no body).", headers(
+            ("Upload-Offset" = u64, description = "Bytes stored so far: resume from here."),
+            ("Upload-Length" = u64, description = "The upload's size, once known."),
+            ("Upload-Defer-Length" = String, description = "`1` while the length is not known yet."),
+            ("Upload-Metadata" = String, description = "The `Upload-Metadata` of the creation."),
+            ("Upload-Concat" = String, description = "`partial`, or `final;URL URL …` with the partial uploads."),
+            ("Upload-Expires" = String, description = "When the open upload is given up, as an HTTP date."),
+            ("Video-Id" = String, description = "The video of the upload's flow (not for a partial upload)."),
+            ("Cache-Control" = String, description = "`no-store`."),
+            ("Tus-Resumable" = String, description = "`1.0.0`."),
+        )),
+        (status = 404, description = "`upload_not_found`: no such upload, or it was terminated (no body: the answer to a `HEAD`)."),
+        (status = 410, description = "`upload_expired` (no body)."),
+        (status = 412, description = "`tus_version_unsupported` (no body).", headers(("Tus-Version" = String, description = "`1.0.0`."))),
+        (status = 500, description = "`internal` (no body)."),
+        (status = 503, description = "`service_unavailable`: the database is unreachable (no body).", headers(("Retry-After" = u64, description = "Seconds to wait."))),
+    ),
+)]
 pub async fn head(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -299,6 +424,50 @@ pub async fn head(
 /// write lock, and answers with the offset the uploader confirmed last. With `Upload-Checksum`
 /// every piece but the last is only staged, and the offset moves over all of them at once
 /// when the whole body hashes right.
+#[utoipa::path(
+    patch,
+    path = "/v1/uploads/{id}",
+    operation_id = "append_to_upload",
+    tag = "tus",
+    summary = "Append bytes to an upload",
+    description = "Stores the body at `Upload-Offset` and answers with the offset the uploader \
+        confirmed: bytes under it survive the crash of any one process. A body cut short \
+        keeps what arrived. With `Upload-Checksum` nothing of the body counts unless all of \
+        it arrived and hashes right. `POST` with `X-HTTP-Method-Override: PATCH` does the same.",
+    params(
+        ("id" = String, Path, description = "The upload, as in the `Location` of its creation."),
+        ("Tus-Resumable" = String, Header, description = "Must be `1.0.0`.", example = "1.0.0"),
+        ("Upload-Offset" = u64, Header, description = "Where the body goes: must equal the upload's offset (`HEAD`)."),
+        ("Upload-Length" = Option<u64>, Header, description = "The upload's size, once, when it was deferred at creation."),
+        ("Upload-Checksum" = Option<String>, Header, description = "`ALGORITHM base64(digest)` of the body; algorithms in `Tus-Checksum-Algorithm`."),
+        ("Content-Type" = String, Header, description = "Must be `application/offset+octet-stream`."),
+    ),
+    request_body(
+        content = inline(UploadBytes),
+        content_type = "application/offset+octet-stream",
+        description = "The next bytes of the upload.",
+    ),
+    responses(
+        (status = 204, description = "Bytes stored.", headers(
+            ("Upload-Offset" = u64, description = "The new offset: every byte under it is stored."),
+            ("Upload-Expires" = String, description = "When the unfinished upload is given up, as an HTTP date."),
+            ("Tus-Resumable" = String, description = "`1.0.0`."),
+        )),
+        (status = 400, description = "`invalid_header` (the offending header in `field`), `checksum_algorithm_unsupported`, `invalid_length` (`Upload-Length` differs from the known length), `invalid_request`.", body = ErrorBody),
+        (status = 403, description = "`upload_is_final`: a final upload is made of its partial uploads.", body = ErrorBody),
+        (status = 404, description = "`upload_not_found`: no such upload, or it was terminated.", body = ErrorBody),
+        (status = 409, description = "`offset_mismatch`: `Upload-Offset` is not the upload's offset; `upload_closed`: the upload takes no more bytes; `upload_locked`: another request is writing to it.", body = ErrorBody),
+        (status = 410, description = "`upload_expired`.", body = ErrorBody),
+        (status = 412, description = "`tus_version_unsupported`.", body = ErrorBody,
+            headers(("Tus-Version" = String, description = "`1.0.0`."))),
+        (status = 413, description = "`length_exceeded`: the body goes past `Upload-Length`; `upload_too_large`: past `Tus-Max-Size`.", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: the body is not `application/offset+octet-stream`.", body = ErrorBody),
+        (status = 460, description = "`checksum_mismatch`: the body does not hash to `Upload-Checksum`; nothing of it was stored.", body = ErrorBody),
+        (status = 500, description = "`internal`.", body = ErrorBody),
+        (status = 503, description = "`service_unavailable`; retry after `Retry-After` seconds from the offset `HEAD` gives.", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait."))),
+    ),
+)]
 pub async fn patch(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -414,6 +583,31 @@ async fn declare_length(
 }
 
 /// `DELETE`: the client gives the upload up.
+#[utoipa::path(
+    delete,
+    path = "/v1/uploads/{id}",
+    operation_id = "terminate_upload",
+    tag = "tus",
+    summary = "Give an upload up",
+    description = "Terminates the upload; its flow is cancelled. `POST` with \
+        `X-HTTP-Method-Override: DELETE` does the same.",
+    params(
+        ("id" = String, Path, description = "The upload, as in the `Location` of its creation."),
+        ("Tus-Resumable" = String, Header, description = "Must be `1.0.0`.", example = "1.0.0"),
+    ),
+    responses(
+        (status = 204, description = "The upload is gone (also when it already was).", headers(
+            ("Tus-Resumable" = String, description = "`1.0.0`."),
+        )),
+        (status = 404, description = "`upload_not_found`.", body = ErrorBody),
+        (status = 409, description = "`upload_closed`: the upload is complete, expired or failed.", body = ErrorBody),
+        (status = 412, description = "`tus_version_unsupported`.", body = ErrorBody,
+            headers(("Tus-Version" = String, description = "`1.0.0`."))),
+        (status = 500, description = "`internal`.", body = ErrorBody),
+        (status = 503, description = "`service_unavailable`.", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait."))),
+    ),
+)]
 pub async fn terminate(
     State(state): State<AppState>,
     Path(id): Path<String>,

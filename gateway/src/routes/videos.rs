@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use validator::{Validate, ValidationError, ValidationErrors};
-use vod_contracts::api::VideoList;
+use vod_contracts::api::{ErrorBody, VideoList, VideoView};
 use vod_contracts::commands::{Ack, Command};
 use vod_contracts::VideoId;
 
@@ -22,13 +22,18 @@ const MAX_DESCRIPTION_CHARS: u64 = 5000;
 const DEFAULT_PAGE_SIZE: i64 = 20;
 const MAX_PAGE_SIZE: i64 = 100;
 
-#[derive(Debug, Deserialize, Validate)]
+/// `POST /v1/videos`.
+#[derive(Debug, Deserialize, Validate, utoipa::ToSchema)]
 pub struct CreateVideoRequest {
+    /// 1 to 200 characters, not blank.
+    #[schema(required = true, min_length = 1, max_length = 200, example = "My clip")]
     #[validate(
         required(message = "title is required"),
         custom(function = "valid_title")
     )]
     title: Option<String>,
+    /// At most 5000 characters.
+    #[schema(max_length = 5000)]
     #[validate(length(max = MAX_DESCRIPTION_CHARS, message = "description must be at most 5000 characters"))]
     description: Option<String>,
 }
@@ -40,6 +45,26 @@ fn valid_title(title: &str) -> Result<(), ValidationError> {
 }
 
 /// `POST /v1/videos`: creates an empty video through the uploader.
+#[utoipa::path(
+    post,
+    path = "/v1/videos",
+    operation_id = "create_video",
+    tag = "videos",
+    summary = "Create a video",
+    description = "A video without flows; upload to it with `video_id` in `Upload-Metadata`.",
+    request_body = CreateVideoRequest,
+    responses(
+        (status = 201, description = "The video.", body = VideoView, headers(
+            ("Location" = String, description = "`/v1/videos/{id}`."),
+        )),
+        (status = 400, description = "`validation_failed` (`title` or `description` in `field`), `invalid_json`, `invalid_request`.", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: the body is over the JSON limit.", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: the body is not `application/json`.", body = ErrorBody),
+        (status = 500, description = "`internal`.", body = ErrorBody),
+        (status = 503, description = "`service_unavailable`; retry after `Retry-After` seconds.", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait."))),
+    ),
+)]
 pub async fn create(
     State(state): State<AppState>,
     request: Result<Json<CreateVideoRequest>, JsonRejection>,
@@ -77,6 +102,21 @@ pub async fn create(
 }
 
 /// `GET /v1/videos/{id}`.
+#[utoipa::path(
+    get,
+    path = "/v1/videos/{id}",
+    operation_id = "get_video",
+    tag = "videos",
+    summary = "A video, its flows and where to play it",
+    params(("id" = String, Path, description = "The video's id (a UUID).")),
+    responses(
+        (status = 200, description = "The video. `playback` holds the HLS and DASH URLs once it is `READY`.", body = VideoView),
+        (status = 404, description = "`video_not_found`: no such video, or the id is not a UUID.", body = ErrorBody),
+        (status = 500, description = "`internal`.", body = ErrorBody),
+        (status = 503, description = "`service_unavailable`: the database is unreachable.", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait."))),
+    ),
+)]
 pub async fn show(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -88,13 +128,33 @@ pub async fn show(
     Ok(Json(view).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// How many videos, 1 to 100 (default 20).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
     limit: Option<String>,
+    /// How many of the newest to skip (default 0).
+    #[param(value_type = Option<i64>, minimum = 0)]
     offset: Option<String>,
 }
 
 /// `GET /v1/videos?limit=&offset=`: newest first.
+#[utoipa::path(
+    get,
+    path = "/v1/videos",
+    operation_id = "list_videos",
+    tag = "videos",
+    summary = "List videos, newest first",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of videos.", body = VideoList),
+        (status = 400, description = "`validation_failed` (`limit` or `offset` in `field`), `invalid_request`.", body = ErrorBody),
+        (status = 500, description = "`internal`.", body = ErrorBody),
+        (status = 503, description = "`service_unavailable`: the database is unreachable.", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait."))),
+    ),
+)]
 pub async fn list(
     State(state): State<AppState>,
     query: Result<Query<ListQuery>, QueryRejection>,
