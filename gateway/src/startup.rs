@@ -22,6 +22,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::config::Config;
 use crate::error::ApiError;
+use crate::metrics::GatewayMetrics;
 use crate::routes::{health, uploads, videos};
 use crate::tus;
 use crate::uploader_client::UploaderClient;
@@ -34,6 +35,7 @@ pub struct AppState {
     pub uploader: UploaderClient,
     /// Upload bodies being stored; they finish even when their request is dropped.
     pub body_tasks: TaskTracker,
+    pub metrics: GatewayMetrics,
 }
 
 pub struct App {
@@ -56,17 +58,20 @@ impl App {
             UploaderClient::connect(&config.amqp, config.rpc_timeout()).await?;
         let (listener, local_addr) = vod_infra::http::bind(&config.listen_addr).await?;
         let body_tasks = TaskTracker::new();
+        let mut registry = vod_infra::metrics::registry("gateway");
+        let metrics = GatewayMetrics::register(&mut registry);
         let state = AppState {
             config: Arc::new(config),
             pool: pool.clone(),
             uploader: uploader.clone(),
             body_tasks: body_tasks.clone(),
+            metrics,
         };
         tracing::info!(addr = %local_addr, "gateway listening");
         Ok(App {
             listener,
             local_addr,
-            router: router(state),
+            router: router(state).merge(vod_infra::metrics::route(Arc::new(registry))),
             pool,
             uploader,
             body_tasks,
@@ -117,12 +122,18 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/videos/{id}", get(videos::show))
         .layer(DefaultBodyLimit::max(state.config.max_json_bytes));
     let retry_after = state.config.retry_after_secs;
+    let http_metrics = state.metrics.http.clone();
     let api = Router::new()
         .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
         .merge(tus_routes)
         .merge(video_routes)
         .fallback(|| async { ApiError::RouteNotFound })
         .with_state(state)
+        .layer(middleware::from_fn_with_state(
+            http_metrics,
+            vod_infra::metrics::track_http,
+        ))
         .layer(middleware::map_response_with_state(
             retry_after,
             add_retry_after,

@@ -2,6 +2,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{json, Value};
+use vod_infra::readiness::{self, Readiness};
 
 use crate::startup::AppState;
 
@@ -18,4 +19,17 @@ pub async fn healthz(State(state): State<AppState>) -> (StatusCode, Json<Value>)
         status,
         Json(json!({ "database": database, "broker": broker })),
     )
+}
+
+/// Each dependency and whether it answers: 200 when all do, 503 naming the others.
+pub async fn readyz(State(state): State<AppState>) -> Readiness {
+    let timeout = vod_infra::config::millis(state.config.readiness_timeout_ms);
+    let database = readiness::check(
+        "database",
+        timeout,
+        vod_infra::postgres::is_reachable(&state.pool),
+    );
+    let broker = readiness::check("broker", timeout, async { state.uploader.is_connected() });
+    let (database, broker) = tokio::join!(database, broker);
+    Readiness::of(vec![database, broker])
 }

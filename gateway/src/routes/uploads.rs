@@ -17,6 +17,7 @@ use vod_contracts::commands::{Ack, ChunkCommit, ChunkHeader, Command, RejectCode
 use vod_contracts::{SessionId, SessionStatus, WriterId};
 
 use crate::error::ApiError;
+use crate::metrics::GatewayMetrics;
 use crate::read_model::{self, UploadKind, UploadState};
 use crate::startup::AppState;
 use crate::tus::{self, Checksum, Concat, DeclaredLength, UploadMetadata};
@@ -501,6 +502,7 @@ async fn store_body(
     body: Body,
 ) -> Result<Stored, StoreFailed<ApiError>> {
     let uploader = state.uploader.clone();
+    let metrics = state.metrics.clone();
     let chunk_size_bytes = state.config.chunk_size_bytes;
     let lock_wait = Duration::from_millis(state.config.lock_wait_ms);
     let offset = target.offset;
@@ -513,7 +515,7 @@ async fn store_body(
                 uploaded_bytes: offset,
                 error,
             })?;
-        let stored = stream_body(&uploader, target, writer, chunk_size_bytes, body).await;
+        let stored = stream_body(&uploader, &metrics, target, writer, chunk_size_bytes, body).await;
         if let Err(error) = uploader
             .call(&Command::UnlockUpload { session_id, writer })
             .await
@@ -566,6 +568,7 @@ async fn lock_upload(
 
 async fn stream_body(
     uploader: &UploaderClient,
+    metrics: &GatewayMetrics,
     target: BodyTarget,
     writer: WriterId,
     chunk_size_bytes: usize,
@@ -582,7 +585,11 @@ async fn stream_body(
         .as_ref()
         .map(|checksum| Arc::new(Mutex::new(Some(checksum.algorithm.hasher()))));
     let hashing = hasher.clone();
+    let received = metrics.clone();
     let frames = body.into_data_stream().map(move |frame| {
+        if let Ok(bytes) = &frame {
+            received.bytes_received(bytes.len());
+        }
         if let (Ok(bytes), Some(hasher)) = (&frame, &hashing) {
             if let Some(hasher) = lock(hasher).as_mut() {
                 hasher.update(bytes);
@@ -605,10 +612,13 @@ async fn stream_body(
                 } else {
                     ChunkCommit::Immediate
                 };
-                send_piece(
-                    uploader, session_id, writer, offset, piece, commit, expires_at,
-                )
-                .await
+                let target = PieceTarget {
+                    session_id,
+                    writer,
+                    offset,
+                    commit,
+                };
+                send_piece(uploader, metrics, target, piece, expires_at).await
             },
         )
         .await?
@@ -639,13 +649,17 @@ async fn stream_body(
         tracing::info!(%session_id, offset = base, "body does not match its checksum, discarded");
         return Ok(not_committed(streamed, true));
     }
-    let committed = send_piece(
-        uploader,
+    let target = PieceTarget {
         session_id,
         writer,
-        streamed.uploaded_bytes,
+        offset: streamed.uploaded_bytes,
+        commit: ChunkCommit::CommitStaged { base },
+    };
+    let committed = send_piece(
+        uploader,
+        metrics,
+        target,
         streamed.held.clone(),
-        ChunkCommit::CommitStaged { base },
         &expires_at,
     )
     .await
@@ -662,16 +676,28 @@ async fn stream_body(
     })
 }
 
-/// Sends one piece; returns where it took the upload (or its staged bytes).
-async fn send_piece(
-    uploader: &UploaderClient,
+/// Where one piece goes.
+struct PieceTarget {
     session_id: SessionId,
     writer: WriterId,
     offset: u64,
-    piece: Bytes,
     commit: ChunkCommit,
+}
+
+/// Sends one piece; returns where it took the upload (or its staged bytes).
+async fn send_piece(
+    uploader: &UploaderClient,
+    metrics: &GatewayMetrics,
+    target: PieceTarget,
+    piece: Bytes,
     expires_at: &Mutex<Option<DateTime<Utc>>>,
 ) -> Result<u64, ApiError> {
+    let PieceTarget {
+        session_id,
+        writer,
+        offset,
+        commit,
+    } = target;
     let header = ChunkHeader {
         session_id,
         offset,
@@ -679,7 +705,18 @@ async fn send_piece(
         writer: Some(writer),
         commit,
     };
-    match uploader.send_chunk(&header, &piece).await? {
+    let ack = match uploader.send_chunk(&header, &piece).await {
+        Ok(ack) => {
+            metrics.chunk_accepted();
+            ack
+        }
+        Err(error) => {
+            let error = ApiError::from(error);
+            metrics.chunk_rejected(error.code());
+            return Err(error);
+        }
+    };
+    match ack {
         Ack::ChunkStored {
             uploaded_bytes,
             expires_at: expiry,
