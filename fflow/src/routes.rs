@@ -13,6 +13,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use serde::Deserialize;
 use tower_http::trace::TraceLayer;
+use tracing::Instrument;
 use vod_contracts::fflow::{ChunkWritten, CreateProcess, FinishProcess, ProcessCreated};
 use vod_contracts::SessionId;
 use vod_infra::readiness::{self, Readiness};
@@ -45,6 +46,20 @@ pub fn router(state: Arc<AppState>) -> Router {
         ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// A span naming the upload, so every line logged while handling its request carries its
+/// session, flow and video (a partial upload has no flow yet).
+fn upload_span(session: &Session) -> tracing::Span {
+    match session.target {
+        Some(target) => tracing::info_span!(
+            "upload",
+            session_id = %session.session_id,
+            flow_id = %target.flow_id,
+            video_id = %target.video_id,
+        ),
+        None => tracing::info_span!("upload", session_id = %session.session_id),
+    }
 }
 
 async fn healthz() -> Json<serde_json::Value> {
@@ -117,6 +132,19 @@ async fn put_chunk(
         .get(header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<u64>().ok());
+    let span = upload_span(&session);
+    write_chunk(state, session, offset, declared_len, body)
+        .instrument(span)
+        .await
+}
+
+async fn write_chunk(
+    state: Arc<AppState>,
+    session: Arc<Session>,
+    offset: u64,
+    declared_len: Option<u64>,
+    body: Body,
+) -> Result<Json<ChunkWritten>, ApiError> {
     let metrics = state.metrics.clone();
     let body = body.into_data_stream().map(move |frame| {
         if let Ok(bytes) = &frame {
@@ -159,6 +187,15 @@ async fn finish(
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
     let session = find_session(&state, &replica_id, &session_id)?;
+    let span = upload_span(&session);
+    finish_session(state, session, body).instrument(span).await
+}
+
+async fn finish_session(
+    state: Arc<AppState>,
+    session: Arc<Session>,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
     // An empty body finishes a session whose length was given at creation.
     let request: Option<FinishProcess> = if body.is_empty() {
         None

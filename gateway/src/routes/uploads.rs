@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
+use tracing::Instrument;
 use vod_contracts::commands::{Ack, ChunkCommit, ChunkHeader, Command, RejectCode};
 use vod_contracts::{SessionId, SessionStatus, WriterId};
 
@@ -367,13 +368,15 @@ pub async fn patch(
         limit: total_bytes.unwrap_or(max),
         checksum,
     };
+    let span = upload_span(session_id, &upload);
     let stored = store_body(&state, target, body)
+        .instrument(span.clone())
         .await
         .map_err(|failure| {
-            tracing::warn!(%session_id, uploaded_bytes = failure.uploaded_bytes, error = %failure.error, "upload body not fully stored");
+            span.in_scope(|| tracing::warn!(uploaded_bytes = failure.uploaded_bytes, error = %failure.error, "upload body not fully stored"));
             failure.error
         })?;
-    log_body_end(session_id, &stored.streamed);
+    span.in_scope(|| log_body_end(session_id, &stored.streamed));
     if stored.checksum_mismatch {
         return Err(ApiError::ChecksumMismatch);
     }
@@ -468,6 +471,17 @@ fn check_fits(offset: u64, content_length: Option<u64>, total_bytes: u64) -> Res
     }
 }
 
+/// A span naming the upload, so the lines logged while its body is stored carry its session,
+/// flow and video (a partial upload has neither flow nor video).
+fn upload_span(session_id: SessionId, upload: &UploadState) -> tracing::Span {
+    match (upload.flow_id, upload.video_id) {
+        (Some(flow_id), Some(video_id)) => {
+            tracing::info_span!("upload", %session_id, %flow_id, %video_id)
+        }
+        _ => tracing::info_span!("upload", %session_id),
+    }
+}
+
 /// Where a request body goes.
 struct BodyTarget {
     session_id: SessionId,
@@ -526,7 +540,7 @@ async fn store_body(
             stored.expires_at = stored.expires_at.or(lock_expiry);
             stored
         })
-    });
+    }.instrument(tracing::Span::current()));
     storing.await.unwrap_or_else(|err| {
         Err(StoreFailed {
             uploaded_bytes: offset,
