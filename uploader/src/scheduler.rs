@@ -15,6 +15,8 @@ use crate::transitions;
 
 /// Arbitrary but fixed key of the expiry job's advisory lock.
 const EXPIRE_SESSIONS_LOCK_KEY: i64 = 0x766f_645f_6578_7069; // "vod_expi"
+/// The expiry job's name in metrics.
+const EXPIRE_SESSIONS_JOB: &str = "expire_sessions";
 /// Sessions expired per transaction; a backlog is worked off over several runs.
 const EXPIRE_BATCH: i64 = 100;
 
@@ -61,11 +63,12 @@ impl Scheduler {
             self.session_ttl_secs
         );
         for session in &stale {
-            transitions::expire_upload(&tx, session, &reason).await?;
+            transitions::expire_upload(&tx, session, &reason, self.handlers.counted()).await?;
         }
         tx.commit()
             .await
             .context("failed to commit expired sessions")?;
+        self.handlers.metrics.sessions_expired(stale.len());
         for session in &stale {
             tracing::info!(
                 session_id = %session.session_id,
@@ -84,7 +87,11 @@ impl Scheduler {
         let job = Job::new_async(expire_sessions_cron, move |_id, _scheduler| {
             let this = this.clone();
             Box::pin(async move {
-                match this.expire_stale_sessions().await {
+                let expired = this.expire_stale_sessions().await;
+                this.handlers
+                    .metrics
+                    .scheduler_run(EXPIRE_SESSIONS_JOB, expired.is_ok());
+                match expired {
                     Ok(0) => {}
                     Ok(count) => tracing::info!(count, "stale upload sessions expired"),
                     Err(error) => tracing::error!(error = ?error, "session expiry failed"),
