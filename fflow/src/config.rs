@@ -60,6 +60,10 @@ pub struct Config {
     /// Connect and read timeout of the calls to other replicas, which fetch the parts of a
     /// concatenated upload.
     pub peer_timeout_ms: u64,
+    /// After a stop signal, how long requests and encode tasks in flight may take to wind
+    /// down (ffmpeg is killed at once, the spool kept for the restart); what is left then is
+    /// abandoned (`FFLOW_SHUTDOWN_TIMEOUT_MS`).
+    pub shutdown_timeout_ms: u64,
     pub holder: HolderSettings,
     pub amqp: AmqpSettings,
 }
@@ -109,6 +113,7 @@ impl Default for Config {
             publish_max_backoff_ms: 30_000,
             publish_timeout_ms: 10_000,
             peer_timeout_ms: 30_000,
+            shutdown_timeout_ms: 8_000,
             holder: HolderSettings::default(),
             amqp: AmqpSettings::default(),
         }

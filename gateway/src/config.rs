@@ -30,6 +30,9 @@ pub struct Config {
     /// How long a request waits for an upload another request is writing to before it is
     /// answered 409.
     pub lock_wait_ms: u64,
+    /// After a stop signal, how long requests in flight may take to finish; the rest are cut
+    /// off (a client resumes from the offset HEAD reports).
+    pub shutdown_timeout_ms: u64,
     pub postgres: PostgresSettings,
     pub amqp: AmqpSettings,
 }
@@ -46,6 +49,7 @@ impl Default for Config {
             max_json_bytes: 64 * 1024,
             retry_after_secs: 5,
             lock_wait_ms: 3_000,
+            shutdown_timeout_ms: 8_000,
             postgres: PostgresSettings::default(),
             amqp: AmqpSettings::default(),
         }
