@@ -27,6 +27,20 @@ pub enum FflowCallError {
     },
 }
 
+impl FflowCallError {
+    /// True when the error says the replica may have lost the session's bytes: it cannot be
+    /// reached, or it answers that it holds no such session (restarted without its spool).
+    /// Any other refusal comes from a replica that has the session.
+    pub fn may_be_lost(&self) -> bool {
+        match self {
+            FflowCallError::Unreachable { .. } => true,
+            FflowCallError::Refused { status, code, .. } => {
+                *status == 404 && code == "session_not_found"
+            }
+        }
+    }
+}
+
 pub struct FflowClient {
     http: reqwest::Client,
     default_urls: Vec<String>,
@@ -102,6 +116,17 @@ impl FflowClient {
     ) -> Result<(), FflowCallError> {
         let url = format!("{address}{}", finish_path(session_id));
         let result = self.http.post(&url).json(request).send().await;
+        check_status(&url, result).await
+    }
+
+    /// Whether the replica at `address` still holds the session: `Ok` when it does.
+    pub async fn check_session(
+        &self,
+        address: &str,
+        session_id: SessionId,
+    ) -> Result<(), FflowCallError> {
+        let url = format!("{address}{}", session_path(session_id));
+        let result = self.http.get(&url).send().await;
         check_status(&url, result).await
     }
 
