@@ -322,7 +322,7 @@ async fn gateway_stops_within_its_timeout_with_a_body_still_arriving() {
         .db()
         .await
         .query_one(
-            "SELECT uploaded_bytes FROM flow f JOIN upload_session s ON s.flow_id = f.id \
+            "SELECT f.uploaded_bytes FROM flow f JOIN upload_session s ON s.flow_id = f.id \
              WHERE s.id = $1",
             &[&upload.session_id.0],
         )
@@ -334,5 +334,47 @@ async fn gateway_stops_within_its_timeout_with_a_body_still_arriving() {
         "the piece that arrived is kept"
     );
     stalled.abort();
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn flow_processing_on_a_lost_fflow_replica_fails_with_a_reason() {
+    let env = TestEnv::new().await;
+    let mut stack = Stack::spawn_with(
+        &env,
+        StackOptions {
+            fflow_reassign_after_ms: 1_000,
+            // An encode slow enough to still run when its replica dies.
+            configure_fflow: |config| config.x264_preset = "veryslow".to_owned(),
+            ..StackOptions::default()
+        },
+    )
+    .await;
+    let (bytes, upload) = clip_upload(&env, &stack).await;
+    let response = stack.patch(&upload.location, 0, bytes.to_vec()).await;
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        stack.video(upload.video_id).await.status,
+        VideoStatus::Processing
+    );
+
+    let lost = Stack::recorded_replica(&env, upload.session_id)
+        .await
+        .expect("the session has a replica");
+    stack.crash_service(&stack.fflow_service(&lost));
+
+    let scheduler = stack.schedulers[0].clone();
+    let video = poll_until("the flow to fail", Duration::from_secs(30), || async {
+        scheduler
+            .fail_flows_on_lost_replicas()
+            .await
+            .expect("the job runs");
+        let video = stack.video(upload.video_id).await;
+        (video.status != VideoStatus::Processing).then_some(video)
+    })
+    .await;
+    assert_eq!(video.status, VideoStatus::Failed, "{video:#?}");
+    let error = video.flows[0].error.as_deref().unwrap_or_default();
+    assert!(error.contains("was lost"), "{error}");
     stack.shutdown().await;
 }
