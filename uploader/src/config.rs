@@ -14,6 +14,9 @@ pub struct Config {
     pub fflow_urls: Vec<String>,
     /// Timeout of one HTTP call to fflow, chunk transfer included.
     pub fflow_timeout_ms: u64,
+    /// Timeout of opening a connection to fflow: a replica whose host is gone is told from a
+    /// slow one by this.
+    pub fflow_connect_timeout_ms: u64,
     /// How long the fflow replica holding an open upload may be unreachable (connection
     /// errors, not refusals) before its bytes are given up for lost: the upload's offset drops
     /// to 0 and the client resends to another replica. A replica restarted within this time
@@ -51,6 +54,7 @@ impl Default for Config {
             amqp: AmqpSettings::default(),
             fflow_urls: vec!["http://127.0.0.1:4050".to_owned()],
             fflow_timeout_ms: 30_000,
+            fflow_connect_timeout_ms: 5_000,
             fflow_reassign_after_ms: 120_000,
             finish_attempts: 5,
             routing_ttl_secs: 7 * 24 * 3600,

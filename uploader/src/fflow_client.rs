@@ -28,12 +28,12 @@ pub enum FflowCallError {
 }
 
 impl FflowCallError {
-    /// True when the error says the replica may have lost the session's bytes: it cannot be
-    /// reached, or it answers that it holds no such session (restarted without its spool).
-    /// Any other refusal comes from a replica that has the session.
+    /// True when the error says the replica may have lost the session's bytes: no connection
+    /// to it can be opened, or it answers that it holds no such session (restarted without its
+    /// spool). A replica that is slow, or that answers anything else, still has the session.
     pub fn may_be_lost(&self) -> bool {
         match self {
-            FflowCallError::Unreachable { .. } => true,
+            FflowCallError::Unreachable { source, .. } => source.is_connect(),
             FflowCallError::Refused { status, code, .. } => {
                 *status == 404 && code == "session_not_found"
             }
@@ -48,9 +48,14 @@ pub struct FflowClient {
 }
 
 impl FflowClient {
-    pub fn new(default_urls: Vec<String>, timeout: Duration) -> anyhow::Result<Self> {
+    pub fn new(
+        default_urls: Vec<String>,
+        timeout: Duration,
+        connect_timeout: Duration,
+    ) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
             .timeout(timeout)
+            .connect_timeout(connect_timeout)
             .tcp_nodelay(true)
             .build()?;
         Ok(Self {

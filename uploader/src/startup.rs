@@ -33,6 +33,7 @@ impl App {
         let fflow = Arc::new(FflowClient::new(
             config.fflow_urls.clone(),
             millis(config.fflow_timeout_ms),
+            millis(config.fflow_connect_timeout_ms),
         )?);
         let routing = Routing::new(
             redis,
