@@ -378,3 +378,32 @@ async fn flow_processing_on_a_lost_fflow_replica_fails_with_a_reason() {
     assert!(error.contains("was lost"), "{error}");
     stack.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn holder_stops_within_its_timeout_with_a_download_nobody_reads() {
+    let env = TestEnv::new().await;
+    let mut stack = Stack::spawn_with(
+        &env,
+        StackOptions {
+            shutdown_timeout_ms: 1_000,
+            ..StackOptions::default()
+        },
+    )
+    .await;
+    let dir = stack.holder_root.join("stalled");
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(dir.join("big.m4s"), vec![0u8; 64 * 1024 * 1024]).expect("segment");
+    // Headers read, body never: holder's writes block once the socket buffers are full.
+    let response = stack
+        .http
+        .get(format!("{}/stalled/big.m4s", stack.holder_url))
+        .send()
+        .await
+        .expect("holder answers");
+    assert_eq!(response.status(), StatusCode::OK);
+
+    // Panics unless holder stops cleanly within 30 s.
+    stack.stop_service("holder").await;
+    drop(response);
+    stack.shutdown().await;
+}
