@@ -11,6 +11,7 @@
 //!   outcomes queue
 //! - `GET  {address}sessions/{session_id}/source` → the bytes received so far, for the replica
 //!   that joins this session into a concatenated upload
+//! - `GET {address}sessions/{session_id}` → 204 while the replica holds the session, else 404
 //! - `DELETE {address}sessions/{session_id}` → 204; the process and its spool are removed
 //!
 //! Errors are JSON [`FflowError`]s. A chunk at an offset at or below what the replica holds

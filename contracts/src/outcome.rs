@@ -23,6 +23,10 @@ pub struct EncodeOutcome {
     /// Lowercase hex SHA-256 of the stitched source, the bytes the encode read.
     #[serde(default)]
     pub source_sha256: Option<String>,
+    /// Address of the replica that encoded, as in `ProcessCreated::address`. An outcome from a
+    /// replica the upload was moved away from (it was lost, then came back) is ignored.
+    #[serde(default)]
+    pub replica_address: Option<String>,
 }
 
 /// How an encode was started.

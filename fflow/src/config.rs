@@ -62,6 +62,10 @@ pub struct Config {
     pub peer_timeout_ms: u64,
     /// How long `/readyz` waits for each dependency.
     pub readiness_timeout_ms: u64,
+    /// After a stop signal, how long requests and encode tasks in flight may take to wind
+    /// down (ffmpeg is killed at once, the spool kept for the restart); what is left then is
+    /// abandoned (`FFLOW_SHUTDOWN_TIMEOUT_MS`).
+    pub shutdown_timeout_ms: u64,
     pub holder: HolderSettings,
     pub amqp: AmqpSettings,
 }
@@ -112,6 +116,7 @@ impl Default for Config {
             publish_timeout_ms: 10_000,
             peer_timeout_ms: 30_000,
             readiness_timeout_ms: 3_000,
+            shutdown_timeout_ms: 8_000,
             holder: HolderSettings::default(),
             amqp: AmqpSettings::default(),
         }

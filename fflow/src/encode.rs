@@ -113,6 +113,7 @@ pub(crate) async fn publish_result(
         result,
         started,
         source_sha256,
+        replica_address: Some(state.address.clone()),
     };
     publish_until_confirmed(state, &outcome).await;
 }

@@ -7,7 +7,7 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post, put};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -36,7 +36,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/{replica_id}/sessions/{session_id}/source", get(source))
         .route(
             "/{replica_id}/sessions/{session_id}",
-            delete(delete_session),
+            get(session_exists).delete(delete_session),
         )
         .route("/readyz", get(readyz))
         .fallback(|| async { ApiError::RouteNotFound })
@@ -243,6 +243,16 @@ async fn source(
         .map_err(|err| ApiError::Session(SessionError::Unexpected(err.into())))?;
     let body = Body::from_stream(tokio_util::io::ReaderStream::new(file));
     Ok(([(header::CONTENT_TYPE, "application/octet-stream")], body).into_response())
+}
+
+/// 204 while the replica holds the session, 404 once it does not (deleted, or lost with a
+/// spool that did not survive a restart).
+async fn session_exists(
+    State(state): State<Arc<AppState>>,
+    Path((replica_id, session_id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    find_session(&state, &replica_id, &session_id)?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn delete_session(

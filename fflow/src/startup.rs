@@ -126,7 +126,7 @@ impl App {
     }
 
     /// Serves until `shutdown`; then stops taking requests, kills running ffmpeg processes and
-    /// waits for the encode tasks.
+    /// waits for the encode tasks, all within the shutdown timeout.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let state = self.state;
         for session in state.sessions.encoding().await {
@@ -142,11 +142,29 @@ impl App {
             }
         });
 
-        let served = vod_infra::http::serve(self.listener, self.router, shutdown).await;
+        let abandon =
+            vod_infra::shutdown::abandon_after(&shutdown, millis(state.config.shutdown_timeout_ms));
+        let _stop_timer = abandon.clone().drop_guard();
+        let served =
+            vod_infra::http::serve(self.listener, self.router, shutdown, abandon.clone()).await;
         state.stopping.cancel();
         state.tracker.close();
-        state.tracker.wait().await;
-        state.publisher.close().await;
+        if vod_infra::shutdown::unless_abandoned(&abandon, state.tracker.wait())
+            .await
+            .is_none()
+        {
+            // Their ffmpeg children die with them: each is killed when its task is dropped.
+            tracing::warn!(
+                tasks = state.tracker.len(),
+                "encode tasks abandoned at the shutdown timeout"
+            );
+        }
+        if vod_infra::shutdown::unless_abandoned(&abandon, state.publisher.close())
+            .await
+            .is_none()
+        {
+            tracing::warn!("broker connection dropped without a close");
+        }
         tracing::info!(replica_id = %state.config.replica_id, "fflow replica stopped");
         served
     }

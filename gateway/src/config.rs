@@ -32,6 +32,9 @@ pub struct Config {
     pub lock_wait_ms: u64,
     /// How long `/readyz` waits for each dependency.
     pub readiness_timeout_ms: u64,
+    /// After a stop signal, how long requests in flight may take to finish; the rest are cut
+    /// off (a client resumes from the offset HEAD reports).
+    pub shutdown_timeout_ms: u64,
     pub postgres: PostgresSettings,
     pub amqp: AmqpSettings,
 }
@@ -49,6 +52,7 @@ impl Default for Config {
             retry_after_secs: 5,
             lock_wait_ms: 3_000,
             readiness_timeout_ms: 2_000,
+            shutdown_timeout_ms: 8_000,
             postgres: PostgresSettings::default(),
             amqp: AmqpSettings::default(),
         }

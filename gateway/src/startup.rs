@@ -22,6 +22,7 @@ use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
+use vod_infra::config::millis;
 
 use crate::config::Config;
 use crate::error::ApiError;
@@ -52,6 +53,7 @@ pub struct App {
     uploader: UploaderClient,
     body_tasks: TaskTracker,
     reply_dispatcher: JoinHandle<()>,
+    shutdown_timeout_ms: u64,
 }
 
 impl App {
@@ -66,6 +68,7 @@ impl App {
         let body_tasks = TaskTracker::new();
         let mut registry = vod_infra::metrics::registry("gateway");
         let metrics = GatewayMetrics::register(&mut registry);
+        let shutdown_timeout_ms = config.shutdown_timeout_ms;
         let state = AppState {
             config: Arc::new(config),
             pool: pool.clone(),
@@ -83,6 +86,7 @@ impl App {
             uploader,
             body_tasks,
             reply_dispatcher,
+            shutdown_timeout_ms,
         })
     }
 
@@ -90,11 +94,24 @@ impl App {
         self.local_addr
     }
 
-    /// Serves until `shutdown`, lets requests in flight finish, then closes the connections.
+    /// Serves until `shutdown`, lets requests in flight finish within the shutdown timeout,
+    /// then closes the connections.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let served = vod_infra::http::serve(self.listener, self.router, shutdown).await;
+        let timeout = millis(self.shutdown_timeout_ms);
+        let abandon = vod_infra::shutdown::abandon_after(&shutdown, timeout);
+        let _stop_timer = abandon.clone().drop_guard();
+        let served =
+            vod_infra::http::serve(self.listener, self.router, shutdown, abandon.clone()).await;
         self.body_tasks.close();
-        self.body_tasks.wait().await;
+        if vod_infra::shutdown::unless_abandoned(&abandon, self.body_tasks.wait())
+            .await
+            .is_none()
+        {
+            tracing::warn!(
+                bodies = self.body_tasks.len(),
+                "upload bodies still being stored at the shutdown timeout are cut off"
+            );
+        }
         self.uploader.close().await;
         if let Err(error) = self.reply_dispatcher.await {
             tracing::warn!(error = %error, "reply dispatcher panicked");

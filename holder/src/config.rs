@@ -37,6 +37,9 @@ pub struct Config {
     /// `HOLDER_FTP_SHUTDOWN_GRACE_SECS`: on shutdown, how long open FTP sessions may take to
     /// finish before they are closed.
     pub ftp_shutdown_grace_secs: u64,
+    /// `HOLDER_SHUTDOWN_TIMEOUT_MS`: on shutdown, how long HTTP requests in flight (a player
+    /// reading a segment slowly) may take before they are cut off.
+    pub shutdown_timeout_ms: u64,
 }
 
 impl Default for Config {
@@ -55,6 +58,7 @@ impl Default for Config {
             cors_allow_origin: "*".to_owned(),
             ftp_idle_timeout_secs: 600,
             ftp_shutdown_grace_secs: 10,
+            shutdown_timeout_ms: 8_000,
         }
     }
 }

@@ -5,6 +5,7 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
+use vod_infra::config::millis;
 
 use crate::config::Config;
 use crate::ftp::FtpServer;
@@ -18,6 +19,7 @@ pub struct App {
     ftp_addr: SocketAddr,
     router: Router,
     ftp: FtpServer,
+    shutdown_timeout_ms: u64,
 }
 
 impl App {
@@ -50,6 +52,7 @@ impl App {
             ftp_addr,
             router,
             ftp,
+            shutdown_timeout_ms: config.shutdown_timeout_ms,
         })
     }
 
@@ -62,14 +65,18 @@ impl App {
     }
 
     /// Serves HTTP and FTP until `shutdown` is cancelled or one of them fails, which stops the
-    /// other too.
+    /// other too; requests and transfers in flight then get the shutdown timeout and the FTP
+    /// grace to finish.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let stop = shutdown.child_token();
+        let abandon = vod_infra::shutdown::abandon_after(&stop, millis(self.shutdown_timeout_ms));
+        let _stop_timer = abandon.clone().drop_guard();
         let http = {
             let stop = stop.clone();
             async move {
                 let result =
-                    vod_infra::http::serve(self.http_listener, self.router, stop.clone()).await;
+                    vod_infra::http::serve(self.http_listener, self.router, stop.clone(), abandon)
+                        .await;
                 stop.cancel();
                 result
             }

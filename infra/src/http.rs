@@ -2,6 +2,8 @@
 
 use std::net::SocketAddr;
 
+use std::future::IntoFuture;
+
 use anyhow::Context;
 use axum::serve::ListenerExt;
 use axum::Router;
@@ -17,20 +19,29 @@ pub async fn bind(addr: &str) -> anyhow::Result<(TcpListener, SocketAddr)> {
     Ok((listener, local))
 }
 
-/// Serves until `shutdown` is cancelled, then lets requests in flight finish. TCP_NODELAY is
-/// set: small responses (playlists, JSON) otherwise wait for delayed ACKs.
+/// Serves until `shutdown` is cancelled, then lets requests in flight finish until `abandon`
+/// fires (see [`crate::shutdown::abandon_after`]): a slow upload or a stalled download must not
+/// keep a stopping service alive. TCP_NODELAY is set: small responses (playlists, JSON)
+/// otherwise wait for delayed ACKs.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: CancellationToken,
+    abandon: CancellationToken,
 ) -> anyhow::Result<()> {
     let listener = listener.tap_io(|tcp| {
         if let Err(error) = tcp.set_nodelay(true) {
             tracing::debug!(error = %error, "failed to set TCP_NODELAY");
         }
     });
-    axum::serve(listener, router)
+    let server = axum::serve(listener, router)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
-        .context("http server failed")
+        .into_future();
+    match crate::shutdown::unless_abandoned(&abandon, server).await {
+        Some(served) => served.context("http server failed"),
+        None => {
+            tracing::warn!("requests still in flight at the shutdown timeout are cut off");
+            Ok(())
+        }
+    }
 }

@@ -20,6 +20,10 @@ pub struct StackOptions {
     pub session_ttl_secs: u64,
     /// How long a PATCH waits for another one writing to the same upload.
     pub lock_wait_ms: u64,
+    /// How long an upload's fflow replica may be unreachable before the upload moves.
+    pub fflow_reassign_after_ms: u64,
+    /// How long every service may take to finish its work in flight once told to stop.
+    pub shutdown_timeout_ms: u64,
 }
 
 impl Default for StackOptions {
@@ -30,38 +34,87 @@ impl Default for StackOptions {
             configure_fflow: |_| {},
             session_ttl_secs: 24 * 3600,
             lock_wait_ms: 3_000,
+            fflow_reassign_after_ms: uploader::Config::default().fflow_reassign_after_ms,
+            shutdown_timeout_ms: 8_000,
         }
     }
 }
 
-/// A service running in-process, stopped by its own token.
+/// A service running in-process on a runtime of its own, stopped by its own token. Its
+/// connections, pools and tasks live on that runtime, so dropping the runtime ends them all at
+/// once, as a crash of the process would.
 struct Running {
     name: String,
     stop: CancellationToken,
-    task: JoinHandle<anyhow::Result<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+/// A runtime for one service.
+fn service_runtime(name: &str) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name(name)
+        .enable_all()
+        .build()
+        .expect("service runtime")
+}
+
+/// Runs `future` (a service's `build`) on `runtime` and waits for it.
+async fn on_runtime<T: Send + 'static>(
+    runtime: &tokio::runtime::Runtime,
+    future: impl std::future::Future<Output = T> + Send + 'static,
+) -> T {
+    runtime.spawn(future).await.expect("service build panicked")
 }
 
 impl Running {
-    fn spawn<F>(name: &str, run: impl FnOnce(CancellationToken) -> F) -> Self
+    fn spawn<F>(
+        runtime: tokio::runtime::Runtime,
+        name: &str,
+        run: impl FnOnce(CancellationToken) -> F,
+    ) -> Self
     where
         F: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
     {
         let stop = CancellationToken::new();
-        let task = tokio::spawn(run(stop.clone()));
+        let task = runtime.spawn(run(stop.clone()));
         Self {
             name: name.to_owned(),
             stop,
-            task,
+            task: Some(task),
+            runtime: Some(runtime),
         }
     }
 
-    async fn stop(self) {
+    /// Stops gracefully, as on SIGTERM, and checks that the service ended cleanly within 30 s.
+    async fn stop(mut self) {
         self.stop.cancel();
-        match tokio::time::timeout(Duration::from_secs(30), self.task).await {
+        let Some(task) = self.task.take() else {
+            return;
+        };
+        match tokio::time::timeout(Duration::from_secs(30), task).await {
             Ok(Ok(Ok(()))) => {}
             Ok(Ok(Err(error))) => panic!("{} failed: {error:?}", self.name),
             Ok(Err(error)) => panic!("{} panicked: {error}", self.name),
             Err(_) => panic!("{} did not stop within 30 s", self.name),
+        }
+    }
+
+    /// Ends the service abruptly: every task of its runtime is dropped, its sockets close
+    /// without a goodbye, its ffmpeg children are killed.
+    fn crash(mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // A runtime cannot be dropped inside another one; this one is let go in the background.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
         }
     }
 }
@@ -97,15 +150,15 @@ impl Stack {
         let ftp_password = format!("pw-{}", env.id);
 
         let holder_root = env.dir.path().join("holder");
-        let holder = holder::App::build(holder::Config::for_tests(
-            holder_root.clone(),
-            &ftp_password,
-        ))
-        .await
-        .expect("holder starts");
+        let runtime = service_runtime("holder");
+        let mut holder_config = holder::Config::for_tests(holder_root.clone(), &ftp_password);
+        holder_config.shutdown_timeout_ms = options.shutdown_timeout_ms;
+        let holder = on_runtime(&runtime, holder::App::build(holder_config))
+            .await
+            .expect("holder starts");
         let holder_url = format!("http://{}", holder.http_addr());
         let holder_ftp = holder.ftp_addr();
-        services.push(Running::spawn("holder", |stop| {
+        services.push(Running::spawn(runtime, "holder", |stop| {
             holder.run_until_stopped(stop)
         }));
 
@@ -120,13 +173,19 @@ impl Stack {
                 &env.queue_prefix,
             );
             config.amqp = env.amqp();
+            config.shutdown_timeout_ms = options.shutdown_timeout_ms;
             (options.configure_fflow)(&mut config);
-            let app = fflow::App::build(config).await.expect("fflow starts");
+            let runtime = service_runtime(&format!("fflow-{replica}"));
+            let app = on_runtime(&runtime, fflow::App::build(config))
+                .await
+                .expect("fflow starts");
             fflow_urls.push(format!("http://{}", app.local_addr()));
             fflow_addresses.push(app.address());
-            services.push(Running::spawn(&format!("fflow {replica}"), |stop| {
-                app.run_until_stopped(stop)
-            }));
+            services.push(Running::spawn(
+                runtime,
+                &format!("fflow {replica}"),
+                |stop| app.run_until_stopped(stop),
+            ));
         }
 
         let mut schedulers = Vec::new();
@@ -141,14 +200,21 @@ impl Stack {
                 replica_name: format!("uploader-{index}"),
                 routing_ttl_secs: 3_600,
                 session_ttl_secs: options.session_ttl_secs,
+                fflow_reassign_after_ms: options.fflow_reassign_after_ms,
+                shutdown_timeout_ms: options.shutdown_timeout_ms,
                 ..uploader::Config::default()
             };
-            let app = uploader::App::build(config).await.expect("uploader starts");
+            let runtime = service_runtime(&format!("uploader-{index}"));
+            let app = on_runtime(&runtime, uploader::App::build(config))
+                .await
+                .expect("uploader starts");
             schedulers.push(app.scheduler());
             uploader_urls.push(format!("http://{}", app.local_addr()));
-            services.push(Running::spawn(&format!("uploader-{index}"), |stop| {
-                app.run_until_stopped(stop)
-            }));
+            services.push(Running::spawn(
+                runtime,
+                &format!("uploader-{index}"),
+                |stop| app.run_until_stopped(stop),
+            ));
         }
 
         let mut gateway_config = gateway::Config::for_tests(&env.postgres_url, &env.queue_prefix);
@@ -158,11 +224,13 @@ impl Stack {
         gateway_config.chunk_size_bytes = options.chunk_size_bytes;
         gateway_config.max_upload_bytes = options.max_upload_bytes;
         gateway_config.lock_wait_ms = options.lock_wait_ms;
-        let gateway = gateway::App::build(gateway_config)
+        gateway_config.shutdown_timeout_ms = options.shutdown_timeout_ms;
+        let runtime = service_runtime("gateway");
+        let gateway = on_runtime(&runtime, gateway::App::build(gateway_config))
             .await
             .expect("gateway starts");
         let gateway_url = format!("http://{}", gateway.local_addr());
-        services.push(Running::spawn("gateway", |stop| {
+        services.push(Running::spawn(runtime, "gateway", |stop| {
             gateway.run_until_stopped(stop)
         }));
 
@@ -186,6 +254,37 @@ impl Stack {
         for service in self.services.into_iter().rev() {
             service.stop().await;
         }
+    }
+
+    /// Stops one service (`holder`, `fflow r1`, `fflow r2`, `uploader-1`, `uploader-2`,
+    /// `gateway`) as SIGTERM would; panics unless it stops cleanly within 30 s.
+    pub async fn stop_service(&mut self, name: &str) {
+        self.take_service(name).stop().await;
+    }
+
+    /// Crashes one service: its tasks end at once, its broker connection and pools drop
+    /// without a goodbye, its ffmpeg children are killed. Nothing of it runs afterwards.
+    pub fn crash_service(&mut self, name: &str) {
+        self.take_service(name).crash();
+    }
+
+    /// The service name of the fflow replica with this advertised address.
+    pub fn fflow_service(&self, address: &str) -> String {
+        let index = self
+            .fflow_addresses
+            .iter()
+            .position(|known| known == address)
+            .unwrap_or_else(|| panic!("{address} is no fflow replica of the stack"));
+        format!("fflow r{}", index + 1)
+    }
+
+    fn take_service(&mut self, name: &str) -> Running {
+        let index = self
+            .services
+            .iter()
+            .position(|service| service.name == name)
+            .unwrap_or_else(|| panic!("no running service named {name}"));
+        self.services.remove(index)
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -18,6 +18,14 @@ pub struct Config {
     pub fflow_urls: Vec<String>,
     /// Timeout of one HTTP call to fflow, chunk transfer included.
     pub fflow_timeout_ms: u64,
+    /// Timeout of opening a connection to fflow: a replica whose host is gone is told from a
+    /// slow one by this.
+    pub fflow_connect_timeout_ms: u64,
+    /// How long the fflow replica holding an open upload may be unreachable (connection
+    /// errors, not refusals) before its bytes are given up for lost: the upload's offset drops
+    /// to 0 and the client resends to another replica. A replica restarted within this time
+    /// keeps its uploads (`UPLOADER_FFLOW_REASSIGN_AFTER_MS`).
+    pub fflow_reassign_after_ms: u64,
     /// Attempts to tell fflow that an upload is complete before the flow is marked failed.
     pub finish_attempts: u32,
     /// How long the session → fflow replica entry lives in Redis.
@@ -31,10 +39,15 @@ pub struct Config {
     pub writer_lease_secs: u64,
     /// When the expiry job runs: six-field cron (seconds first), UTC.
     pub expire_sessions_cron: String,
+    /// When the scheduler looks for processing flows whose fflow replica was lost.
+    pub lost_replicas_cron: String,
     /// Name of this replica in logs and in the broker's connection list.
     pub replica_name: String,
     /// Unacknowledged progress reports held at once; they are small and applied quickly.
     pub progress_prefetch: u16,
+    /// After a stop signal, how long messages in flight may take to finish; what is still
+    /// running then is abandoned, and its unacknowledged messages go back to the queue.
+    pub shutdown_timeout_ms: u64,
 }
 
 impl Default for Config {
@@ -47,14 +60,18 @@ impl Default for Config {
             amqp: AmqpSettings::default(),
             fflow_urls: vec!["http://127.0.0.1:4050".to_owned()],
             fflow_timeout_ms: 30_000,
+            fflow_connect_timeout_ms: 5_000,
+            fflow_reassign_after_ms: 120_000,
             finish_attempts: 5,
             routing_ttl_secs: 7 * 24 * 3600,
             scheduler: false,
             session_ttl_secs: 24 * 3600,
             writer_lease_secs: 120,
             expire_sessions_cron: "0 */5 * * * *".to_owned(),
+            lost_replicas_cron: "*/30 * * * * *".to_owned(),
             replica_name: "uploader".to_owned(),
             progress_prefetch: 16,
+            shutdown_timeout_ms: 8_000,
         }
     }
 }

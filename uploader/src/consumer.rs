@@ -1,5 +1,7 @@
 //! The commands queue: decode each delivery, run its handler, reply to the gateway, then ack.
-//! Deliveries run concurrently up to the channel's prefetch.
+//! Deliveries run concurrently up to the channel's prefetch. At shutdown the consumer stops
+//! taking deliveries and lets those in flight finish until `abandon` fires; one abandoned then
+//! is dropped unacknowledged and comes again to another replica, which handlers allow.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -8,7 +10,8 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicRejectOptions,
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicPublishOptions,
+    BasicRejectOptions,
 };
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel};
@@ -30,6 +33,7 @@ pub async fn run(
     consumer_tag: String,
     handlers: Arc<Handlers>,
     shutdown: CancellationToken,
+    abandon: CancellationToken,
 ) -> anyhow::Result<()> {
     let mut consumer = channel
         .basic_consume(
@@ -62,7 +66,22 @@ pub async fn run(
         };
         let handlers = handlers.clone();
         let reply_channel = reply_channel.clone();
-        in_flight.spawn(async move { handle_delivery(delivery, &handlers, &reply_channel).await });
+        let abandon = abandon.clone();
+        in_flight.spawn(async move {
+            let handled = handle_delivery(delivery, &handlers, &reply_channel);
+            if vod_infra::shutdown::unless_abandoned(&abandon, handled)
+                .await
+                .is_none()
+            {
+                tracing::warn!("command abandoned at shutdown, it will come again");
+            }
+        });
+    }
+    // The broker stops sending; deliveries it sent but nobody took go back at the close.
+    let cancelled =
+        channel.basic_cancel(consumer_tag.as_str().into(), BasicCancelOptions::default());
+    if let Some(Err(error)) = vod_infra::shutdown::unless_abandoned(&abandon, cancelled).await {
+        tracing::debug!(error = %error, "commands consumer not cancelled");
     }
     in_flight.close();
     in_flight.wait().await;

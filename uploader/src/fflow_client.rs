@@ -27,6 +27,20 @@ pub enum FflowCallError {
     },
 }
 
+impl FflowCallError {
+    /// True when the error says the replica may have lost the session's bytes: no connection
+    /// to it can be opened, or it answers that it holds no such session (restarted without its
+    /// spool). A replica that is slow, or that answers anything else, still has the session.
+    pub fn may_be_lost(&self) -> bool {
+        match self {
+            FflowCallError::Unreachable { source, .. } => source.is_connect(),
+            FflowCallError::Refused { status, code, .. } => {
+                *status == 404 && code == "session_not_found"
+            }
+        }
+    }
+}
+
 pub struct FflowClient {
     http: reqwest::Client,
     default_urls: Vec<String>,
@@ -34,9 +48,14 @@ pub struct FflowClient {
 }
 
 impl FflowClient {
-    pub fn new(default_urls: Vec<String>, timeout: Duration) -> anyhow::Result<Self> {
+    pub fn new(
+        default_urls: Vec<String>,
+        timeout: Duration,
+        connect_timeout: Duration,
+    ) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
             .timeout(timeout)
+            .connect_timeout(connect_timeout)
             .tcp_nodelay(true)
             .build()?;
         Ok(Self {
@@ -102,6 +121,17 @@ impl FflowClient {
     ) -> Result<(), FflowCallError> {
         let url = format!("{address}{}", finish_path(session_id));
         let result = self.http.post(&url).json(request).send().await;
+        check_status(&url, result).await
+    }
+
+    /// Whether the replica at `address` still holds the session: `Ok` when it does.
+    pub async fn check_session(
+        &self,
+        address: &str,
+        session_id: SessionId,
+    ) -> Result<(), FflowCallError> {
+        let url = format!("{address}{}", session_path(session_id));
+        let result = self.http.get(&url).send().await;
         check_status(&url, result).await
     }
 

@@ -11,7 +11,7 @@ use vod_contracts::commands::{Ack, ChunkCommit, ChunkHeader, Command, Reject, Re
 use vod_contracts::fflow::{FinishProcess, PartSource};
 use vod_contracts::{FlowStatus, SessionId, SessionStatus, WriterId};
 
-use crate::fflow_client::FflowClient;
+use crate::fflow_client::{FflowCallError, FflowClient};
 use crate::metrics::UploaderMetrics;
 use crate::routing::{Routing, RoutingError};
 use crate::store::{self, FlowRef, SessionRow, UploadKind};
@@ -62,6 +62,8 @@ pub struct Handlers {
     pub session_ttl_secs: u64,
     pub writer_lease_secs: u64,
     pub metrics: UploaderMetrics,
+    /// How long a session's fflow replica may be unreachable before its upload moves.
+    pub fflow_reassign_after: Duration,
 }
 
 impl Handlers {
@@ -388,13 +390,12 @@ impl Handlers {
         if let Some(ack) = self.already_stored(&session, &header, end).await {
             return Ok(ack);
         }
-        // An expired session is expired under the lock below, without a process.
-        let address = if session.expired {
-            None
-        } else {
+        // The process is created (or the route warmed) before the lock is taken; an expired
+        // session is expired under the lock below, without a process.
+        if !session.expired {
             check_writable(&session, &header)?;
-            Some(self.routing.address_for(&client, &session).await?)
-        };
+            self.routing.address_for(&client, &session).await?;
+        }
         drop(client);
 
         let mut client = self.pg.get().await.context("no database connection")?;
@@ -410,21 +411,26 @@ impl Handlers {
             return Err(self.expire_now(tx, &session).await);
         }
         check_writable(&session, &header)?;
-        let address = match address {
-            Some(address) => address,
-            None => self.routing.address_for(&tx, &session).await?,
+        // The locked row is the truth: a route read before the lock may name a replica the
+        // upload was moved away from since.
+        let address = match &session.fflow_address {
+            Some(recorded) => recorded.clone(),
+            None => {
+                self.routing.forget(session.session_id).await;
+                self.routing.address_for(&tx, &session).await?
+            }
         };
-        let written = self
+        let written = match self
             .fflow
             .put_chunk(&address, session.session_id, header.offset, payload)
             .await
-            .map_err(|error| {
-                tracing::warn!(session_id = %session.session_id, address = %address, error = %error, "fflow did not take the chunk");
-                Reject::new(
-                    RejectCode::Unavailable,
-                    "the encoder did not take the chunk; retry from the reported offset",
-                )
-            })?;
+        {
+            Ok(written) => written,
+            Err(error) => return Err(self.chunk_not_taken(tx, &session, &address, error).await),
+        };
+        if session.fflow_unreachable_for.is_some() {
+            store::note_fflow_reachable(&tx, session.session_id).await?;
+        }
         if written.received_bytes != end {
             tracing::warn!(session_id = %session.session_id, received = written.received_bytes, expected = end, "fflow holds an unexpected length");
         }
@@ -460,6 +466,74 @@ impl Handlers {
             total_bytes: session.total_bytes,
             expires_at: (!complete).then_some(expires_at).flatten(),
         })
+    }
+
+    /// The answer to a chunk the session's fflow replica did not take. A refusal is passed on.
+    /// A replica that cannot be reached (or that no longer knows the session) may be
+    /// restarting, and it reloads its sessions from its spool, so the first failure is only
+    /// noted; once that has lasted longer than the grace, its bytes are given up for lost and
+    /// the upload moves: the offset drops to 0 and the next chunk goes to another replica.
+    async fn chunk_not_taken(
+        &self,
+        tx: deadpool_postgres::Transaction<'_>,
+        session: &SessionRow,
+        address: &str,
+        error: FflowCallError,
+    ) -> HandlerError {
+        tracing::warn!(session_id = %session.session_id, address = %address, error = %error, "fflow did not take the chunk");
+        let unavailable = Reject::new(
+            RejectCode::Unavailable,
+            "the encoder did not take the chunk; retry from the reported offset",
+        );
+        if !error.may_be_lost() {
+            return unavailable.into();
+        }
+        let noted = async {
+            let lowered = match session.fflow_unreachable_for {
+                Some(unreachable_for) if unreachable_for >= self.fflow_reassign_after => {
+                    let reason = format!(
+                        "fflow replica {address} lost the upload {} s ago: {error}",
+                        unreachable_for.as_secs()
+                    );
+                    transitions::reassign_lost_replica(&tx, session, &reason)
+                        .await?
+                        .map(|from| (from, reason))
+                }
+                _ => {
+                    store::note_fflow_unreachable(&tx, session.session_id).await?;
+                    None
+                }
+            };
+            tx.commit()
+                .await
+                .context("failed to commit the unreachable replica")?;
+            anyhow::Ok(lowered)
+        }
+        .await;
+        match noted {
+            Err(error) => HandlerError::Internal(error),
+            Ok(None) => unavailable.into(),
+            Ok(Some((from, reason))) => {
+                self.routing.forget(session.session_id).await;
+                tracing::warn!(
+                    session_id = %session.session_id,
+                    kind = session.kind.as_str(),
+                    address = %address,
+                    lost_bytes = from,
+                    reason = %reason,
+                    "fflow replica lost, upload moved: its offset drops to 0"
+                );
+                Reject::new(
+                    RejectCode::OffsetMismatch,
+                    format!(
+                        "the encoder holding upload {} was lost; the upload is at offset 0 \
+                         again, resend from there",
+                        session.session_id
+                    ),
+                )
+                .into()
+            }
+        }
     }
 
     /// The answer to a chunk whose bytes are all stored already (a redelivery), if it is one.

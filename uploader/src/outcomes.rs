@@ -12,7 +12,7 @@ use vod_contracts::outcome::{EncodeOutcome, EncodeResult};
 
 use crate::metrics::StateTransitions;
 use crate::routing::Routing;
-use crate::transitions;
+use crate::{store, transitions};
 
 pub async fn run(
     channel: Channel,
@@ -109,6 +109,17 @@ async fn apply(
 ) -> anyhow::Result<bool> {
     let mut client = pg.get().await?;
     let tx = client.transaction().await?;
+    if let Some(replica) = &outcome.replica_address {
+        let recorded = store::recorded_fflow_address(&tx, outcome.session_id).await?;
+        if recorded.as_deref() != Some(replica.as_str()) {
+            tracing::warn!(
+                flow_id = %outcome.flow_id, session_id = %outcome.session_id,
+                replica = %replica, recorded = ?recorded,
+                "outcome from a replica the upload was moved away from, ignored"
+            );
+            return Ok(false);
+        }
+    }
     let changed = transitions::apply_outcome(
         &tx,
         outcome.flow_id,

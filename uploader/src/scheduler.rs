@@ -19,6 +19,10 @@ const EXPIRE_SESSIONS_LOCK_KEY: i64 = 0x766f_645f_6578_7069; // "vod_expi"
 const EXPIRE_SESSIONS_JOB: &str = "expire_sessions";
 /// Sessions expired per transaction; a backlog is worked off over several runs.
 const EXPIRE_BATCH: i64 = 100;
+/// Arbitrary but fixed key of the lost-replica job's advisory lock.
+const LOST_REPLICAS_LOCK_KEY: i64 = 0x766f_645f_6c6f_7374; // "vod_lost"
+/// Processing flows whose replica is checked per run.
+const LOST_REPLICAS_BATCH: i64 = 20;
 
 #[derive(Clone)]
 pub struct Scheduler {
@@ -80,8 +84,90 @@ impl Scheduler {
         Ok(stale.len())
     }
 
+    /// Fails flows left processing on an fflow replica that lost them: one that cannot be
+    /// reached, or that no longer holds the session, for longer than the reassignment grace
+    /// (a replica restarted with its spool resumes the encode, and a short outage changes
+    /// nothing). Without this such a flow would stay processing forever: no outcome is coming.
+    /// Returns how many flows it failed (0 when another replica holds the job's lock).
+    pub async fn fail_flows_on_lost_replicas(&self) -> anyhow::Result<usize> {
+        let grace = self.handlers.fflow_reassign_after;
+        let mut client = self
+            .handlers
+            .pg
+            .get()
+            .await
+            .context("no database connection")?;
+        let tx = client.transaction().await?;
+        let locked: bool = tx
+            .query_one(
+                "SELECT pg_try_advisory_xact_lock($1)",
+                &[&LOST_REPLICAS_LOCK_KEY],
+            )
+            .await?
+            .try_get(0)?;
+        if !locked {
+            tracing::debug!("lost replica check already running elsewhere");
+            return Ok(0);
+        }
+        let processing =
+            store::processing_sessions(&tx, grace.as_secs(), LOST_REPLICAS_BATCH).await?;
+        let mut failed = Vec::new();
+        for session in &processing {
+            let (Some(address), Some(flow)) = (&session.fflow_address, &session.flow) else {
+                continue;
+            };
+            let checked = self
+                .handlers
+                .fflow
+                .check_session(address, session.session_id)
+                .await;
+            match checked {
+                Ok(()) if session.fflow_unreachable_for.is_some() => {
+                    store::note_fflow_reachable(&tx, session.session_id).await?;
+                }
+                Ok(()) => {}
+                Err(error) if error.may_be_lost() => match session.fflow_unreachable_for {
+                    Some(lost_for) if lost_for >= grace => {
+                        let reason = format!(
+                            "the encoder holding the upload was lost: fflow replica {address} \
+                             failed for {} s ({error})",
+                            lost_for.as_secs()
+                        );
+                        if transitions::fail_processing_on_lost_replica(
+                            &tx,
+                            session,
+                            flow,
+                            &reason,
+                            self.handlers.counted(),
+                        )
+                        .await?
+                        {
+                            failed.push((session.session_id, flow.flow_id, reason));
+                        }
+                    }
+                    _ => store::note_fflow_unreachable(&tx, session.session_id).await?,
+                },
+                Err(error) => {
+                    tracing::debug!(session_id = %session.session_id, error = %error, "replica answered the check");
+                }
+            }
+        }
+        tx.commit()
+            .await
+            .context("failed to commit the lost replica check")?;
+        for (session_id, flow_id, reason) in &failed {
+            tracing::warn!(session_id = %session_id, flow_id = %flow_id, reason = %reason, "processing flow failed: its fflow replica was lost");
+            self.handlers.routing.forget(*session_id).await;
+        }
+        Ok(failed.len())
+    }
+
     /// Starts the cron jobs; they stop when the returned scheduler is shut down.
-    pub async fn start(&self, expire_sessions_cron: &str) -> anyhow::Result<JobScheduler> {
+    pub async fn start(
+        &self,
+        expire_sessions_cron: &str,
+        lost_replicas_cron: &str,
+    ) -> anyhow::Result<JobScheduler> {
         let scheduler = JobScheduler::new().await?;
         let this = self.clone();
         let job = Job::new_async(expire_sessions_cron, move |_id, _scheduler| {
@@ -99,6 +185,19 @@ impl Scheduler {
             })
         })
         .context("expire_sessions_cron is not a valid six-field cron expression")?;
+        scheduler.add(job).await?;
+        let this = self.clone();
+        let job = Job::new_async(lost_replicas_cron, move |_id, _scheduler| {
+            let this = this.clone();
+            Box::pin(async move {
+                match this.fail_flows_on_lost_replicas().await {
+                    Ok(0) => {}
+                    Ok(count) => tracing::warn!(count, "flows failed on lost fflow replicas"),
+                    Err(error) => tracing::error!(error = ?error, "lost replica check failed"),
+                }
+            })
+        })
+        .context("lost_replicas_cron is not a valid six-field cron expression")?;
         scheduler.add(job).await?;
         scheduler.start().await?;
         Ok(scheduler)

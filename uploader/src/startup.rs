@@ -43,6 +43,7 @@ impl App {
         let fflow = Arc::new(FflowClient::new(
             config.fflow_urls.clone(),
             millis(config.fflow_timeout_ms),
+            millis(config.fflow_connect_timeout_ms),
         )?);
         let routing = Routing::new(
             redis.clone(),
@@ -77,6 +78,7 @@ impl App {
             session_ttl_secs: config.session_ttl_secs,
             writer_lease_secs: config.writer_lease_secs,
             metrics,
+            fflow_reassign_after: millis(config.fflow_reassign_after_ms),
         });
         let scheduler = Scheduler::new(handlers.clone(), config.session_ttl_secs);
         Ok(Self {
@@ -103,7 +105,8 @@ impl App {
 
     /// Consumes commands and outcomes (and runs the scheduler if configured) and serves the
     /// operators' listener until `shutdown`; then stops consuming, finishes and acks what is in
-    /// flight, and closes the connection.
+    /// flight, and closes the connection. What is still running `shutdown_timeout_ms` after
+    /// `shutdown` is abandoned unacked.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let name = &self.config.replica_name;
         let commands_channel =
@@ -116,7 +119,10 @@ impl App {
             tracing::info!(replica = %name, "scheduler enabled");
             Some(
                 self.scheduler
-                    .start(&self.config.expire_sessions_cron)
+                    .start(
+                        &self.config.expire_sessions_cron,
+                        &self.config.lost_replicas_cron,
+                    )
                     .await?,
             )
         } else {
@@ -124,6 +130,10 @@ impl App {
         };
         // A consumer that fails stops the other one too, and the replica exits with the error.
         let stop = shutdown.child_token();
+        let abandon =
+            vod_infra::shutdown::abandon_after(&stop, millis(self.config.shutdown_timeout_ms));
+        let _stop_timer = abandon.clone().drop_guard();
+
         let stop_on_error = |result: anyhow::Result<()>| {
             if result.is_err() {
                 stop.cancel();
@@ -139,49 +149,78 @@ impl App {
                     format!("{name}-commands"),
                     self.handlers.clone(),
                     stop.clone(),
+                    abandon.clone(),
                 )
                 .await,
             )
         };
         let outcomes = async {
             stop_on_error(
-                outcomes::run(
-                    outcomes_channel,
-                    self.queues.outcomes.clone(),
-                    format!("{name}-outcomes"),
-                    self.handlers.pg.clone(),
-                    self.handlers.routing.clone(),
-                    self.handlers.metrics.transitions.clone(),
-                    stop.clone(),
+                unless_abandoned(
+                    &abandon,
+                    outcomes::run(
+                        outcomes_channel,
+                        self.queues.outcomes.clone(),
+                        format!("{name}-outcomes"),
+                        self.handlers.pg.clone(),
+                        self.handlers.routing.clone(),
+                        self.handlers.metrics.transitions.clone(),
+                        stop.clone(),
+                    ),
                 )
                 .await,
             )
         };
         let progress = async {
             stop_on_error(
-                progress::run(
-                    progress_channel,
-                    self.queues.progress.clone(),
-                    format!("{name}-progress"),
-                    self.handlers.pg.clone(),
-                    stop.clone(),
+                unless_abandoned(
+                    &abandon,
+                    progress::run(
+                        progress_channel,
+                        self.queues.progress.clone(),
+                        format!("{name}-progress"),
+                        self.handlers.pg.clone(),
+                        stop.clone(),
+                    ),
                 )
                 .await,
             )
         };
         let served = async {
-            stop_on_error(vod_infra::http::serve(self.listener, self.router, stop.clone()).await)
+            stop_on_error(
+                vod_infra::http::serve(self.listener, self.router, stop.clone(), abandon.clone())
+                    .await,
+            )
         };
         tracing::info!(replica = %name, queue = %self.queues.commands, "uploader consuming");
         let (commands, outcomes, progress, served) =
             tokio::join!(commands, outcomes, progress, served);
         if let Some(mut cron) = cron {
-            let _ = cron.shutdown().await;
+            let _ = vod_infra::shutdown::unless_abandoned(&abandon, cron.shutdown()).await;
         }
-        let _ = self.amqp.close(200, "shutting down".into()).await;
+        // Closing hands every unacknowledged delivery back to the broker; a connection that
+        // cannot close in time is dropped, which does the same.
+        let closed = self.amqp.close(200, "shutting down".into());
+        if vod_infra::shutdown::unless_abandoned(&abandon, closed)
+            .await
+            .is_none()
+        {
+            tracing::warn!(replica = %name, "broker connection dropped without a close");
+        }
         commands.context("commands consumer failed")?;
         outcomes.context("outcomes consumer failed")?;
         progress.context("progress consumer failed")?;
         served
     }
+}
+
+/// Runs a consumer until it ends, or drops it at the shutdown timeout: the delivery it was
+/// handling, unacknowledged, goes back to the queue.
+async fn unless_abandoned(
+    abandon: &CancellationToken,
+    consumer: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<()> {
+    vod_infra::shutdown::unless_abandoned(abandon, consumer)
+        .await
+        .unwrap_or(Ok(()))
 }

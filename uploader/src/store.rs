@@ -75,6 +75,8 @@ pub struct SessionRow {
     pub expired: bool,
     /// The partial uploads of a final upload, in order.
     pub parts: Vec<SessionId>,
+    /// How long the recorded fflow replica has been unreachable, if the last call failed so.
+    pub fflow_unreachable_for: Option<std::time::Duration>,
 }
 
 impl SessionRow {
@@ -96,7 +98,8 @@ const SESSION_COLUMNS: &str = "s.id, s.status, s.kind, f.id, f.video_id, f.statu
      CASE WHEN s.kind = 'PARTIAL' THEN s.total_bytes ELSE f.total_bytes END, \
      s.fflow_address, s.writer, COALESCE(s.writer_expires_at > now(), false), s.expires_at, \
      (s.status = 'OPEN' AND COALESCE(s.expires_at < now(), false)), \
-     COALESCE(s.parts, '{}'::uuid[])";
+     COALESCE(s.parts, '{}'::uuid[]), \
+     (EXTRACT(EPOCH FROM now() - s.fflow_unreachable_since) * 1000)::bigint";
 
 const SESSION_FROM: &str = "upload_session s LEFT JOIN flow f ON f.id = s.flow_id";
 
@@ -126,6 +129,9 @@ fn session_from_row(row: &tokio_postgres::Row) -> anyhow::Result<SessionRow> {
         expires_at: row.try_get(11)?,
         expired: row.try_get(12)?,
         parts: parts.into_iter().map(SessionId).collect(),
+        fflow_unreachable_for: row
+            .try_get::<_, Option<i64>>(14)?
+            .map(|ms| std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0))),
     })
 }
 
@@ -186,6 +192,54 @@ pub async fn record_fflow_address(
     recorded.context("session has no fflow replica after recording one")
 }
 
+/// Notes that the session's recorded fflow replica could not be reached, unless an earlier
+/// failure is noted already: the grace before the upload moves counts from the first one.
+pub async fn note_fflow_unreachable(
+    client: &impl GenericClient,
+    session_id: SessionId,
+) -> anyhow::Result<()> {
+    client
+        .execute(
+            "UPDATE upload_session SET fflow_unreachable_since = now() \
+             WHERE id = $1 AND fflow_unreachable_since IS NULL",
+            &[&session_id.0],
+        )
+        .await
+        .context("failed to note the unreachable fflow replica")?;
+    Ok(())
+}
+
+/// The session's recorded fflow replica answered again.
+pub async fn note_fflow_reachable(
+    client: &impl GenericClient,
+    session_id: SessionId,
+) -> anyhow::Result<()> {
+    client
+        .execute(
+            "UPDATE upload_session SET fflow_unreachable_since = NULL \
+             WHERE id = $1 AND fflow_unreachable_since IS NOT NULL",
+            &[&session_id.0],
+        )
+        .await
+        .context("failed to note the reachable fflow replica")?;
+    Ok(())
+}
+
+/// The fflow replica recorded for a session; `None` when it has none or does not exist.
+pub async fn recorded_fflow_address(
+    client: &impl GenericClient,
+    session_id: SessionId,
+) -> anyhow::Result<Option<String>> {
+    let row = client
+        .query_opt(
+            "SELECT fflow_address FROM upload_session WHERE id = $1",
+            &[&session_id.0],
+        )
+        .await
+        .context("failed to read the session's fflow replica")?;
+    Ok(row.map(|row| row.try_get(0)).transpose()?.flatten())
+}
+
 /// Sessions past their expiry, at most `limit`, skipping rows another transaction holds: open
 /// ones, and complete partial uploads that no final upload joined in time.
 pub async fn lock_expired_sessions(
@@ -202,6 +256,26 @@ pub async fn lock_expired_sessions(
         .query(&query, &[&limit])
         .await
         .context("failed to find expired sessions")?;
+    rows.iter().map(session_from_row).collect()
+}
+
+/// Sessions whose flow has been processing for longer than `min_secs` on a recorded fflow
+/// replica, oldest first, at most `limit`.
+pub async fn processing_sessions(
+    client: &impl GenericClient,
+    min_secs: u64,
+    limit: i64,
+) -> anyhow::Result<Vec<SessionRow>> {
+    let query = format!(
+        "SELECT {SESSION_COLUMNS} FROM {SESSION_FROM} \
+         WHERE f.status = 'PROCESSING' AND s.fflow_address IS NOT NULL \
+           AND f.updated_at < now() - make_interval(secs => $1) \
+         ORDER BY f.updated_at LIMIT $2"
+    );
+    let rows = client
+        .query(&query, &[&(min_secs as f64), &limit])
+        .await
+        .context("failed to find processing sessions")?;
     rows.iter().map(session_from_row).collect()
 }
 

@@ -368,6 +368,51 @@ pub async fn advance_offset(
     )))
 }
 
+/// The fflow replica holding an open upload's bytes was lost: the bytes it held are gone, so
+/// the offset drops to 0, the only offset that is still true, and the upload starts again on
+/// another replica. The one exception to "a reported offset never goes back"; the client finds
+/// the lowered offset with HEAD and resends. Staged bytes and the write lock go too, as does
+/// what a streaming encode on the lost replica reported. Returns the offset before the loss, or
+/// `None` when the upload is no longer open.
+pub async fn reassign_lost_replica(
+    client: &impl GenericClient,
+    session: &SessionRow,
+    reason: &str,
+) -> anyhow::Result<Option<u64>> {
+    let lowered = match &session.flow {
+        Some(flow) => client
+            .execute(
+                "UPDATE flow SET uploaded_bytes = 0, progress_percent = NULL, encode_path = NULL, \
+                        encode_started_at_byte = NULL, updated_at = now() \
+                 WHERE id = $1 AND status = 'UPLOADING'",
+                &[&flow.flow_id.0],
+            )
+            .await
+            .context("failed to lower the offset")?,
+        None => client
+            .execute(
+                "UPDATE upload_session SET uploaded_bytes = 0 WHERE id = $1 AND status = 'OPEN'",
+                &[&session.session_id.0],
+            )
+            .await
+            .context("failed to lower the offset")?,
+    };
+    if lowered == 0 {
+        return Ok(None);
+    }
+    client
+        .execute(
+            "UPDATE upload_session SET fflow_address = NULL, fflow_unreachable_since = NULL, \
+                    fflow_reassignments = fflow_reassignments + 1, fflow_lost_reason = $2, \
+                    writer = NULL, writer_expires_at = NULL \
+             WHERE id = $1",
+            &[&session.session_id.0, &reason],
+        )
+        .await
+        .context("failed to forget the lost replica")?;
+    Ok(Some(session.uploaded_bytes))
+}
+
 /// Sets the length of an upload whose length was deferred. Returns false when it was already
 /// set (the caller compares).
 pub async fn declare_length(
@@ -543,6 +588,31 @@ pub async fn fail_processing(
     }
     refresh_video_status(client, video_id, counted).await?;
     Ok(changed > 0)
+}
+
+/// The fflow replica encoding a flow lost it (gone for longer than the grace, or restarted
+/// without the upload): nothing will ever report the encode's end, so the flow fails with
+/// `reason`, which the session records too. Returns false when the flow was no longer
+/// processing (its outcome came first).
+pub async fn fail_processing_on_lost_replica(
+    client: &impl GenericClient,
+    session: &SessionRow,
+    flow: &crate::store::FlowRef,
+    reason: &str,
+    counted: &StateTransitions,
+) -> anyhow::Result<bool> {
+    if !fail_processing(client, flow.flow_id, flow.video_id, reason, counted).await? {
+        return Ok(false);
+    }
+    client
+        .execute(
+            "UPDATE upload_session SET fflow_lost_reason = $2, fflow_unreachable_since = NULL \
+             WHERE id = $1",
+            &[&session.session_id.0, &reason],
+        )
+        .await
+        .context("failed to record the lost replica")?;
+    Ok(true)
 }
 
 /// Applies fflow's outcome to a processing flow. Returns false when the flow was not
