@@ -26,6 +26,9 @@ use vod_infra::config::AmqpSettings;
 
 const PERSISTENT: u8 = 2;
 
+/// How often a request waiting for its reply checks that the connection is still up.
+const CONNECTION_CHECK_INTERVAL: Duration = Duration::from_millis(100);
+
 /// Why a request to the uploader did not succeed.
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
@@ -186,11 +189,38 @@ impl UploaderClient {
             }
         }
 
-        let reply = tokio::time::timeout_at(deadline, reply_receiver)
-            .await
-            .map_err(|_| CallError::Timeout)?
-            .map_err(|_| CallError::Unavailable("reply consumer stopped".to_owned()))??;
+        let reply =
+            tokio::time::timeout_at(deadline, self.reply_or_lost_connection(reply_receiver))
+                .await
+                .map_err(|_| CallError::Timeout)??;
         Result::from(reply).map_err(CallError::Rejected)
+    }
+
+    /// The reply, or `Unavailable` as soon as the connection is lost: the reply queue goes with
+    /// the connection, so a reply sent meanwhile never arrives, and waiting for it would hold
+    /// the client until the timeout. lapin's recovery waits at least a second before it
+    /// reconnects, so checking the connection more often than that sees every loss.
+    async fn reply_or_lost_connection(
+        &self,
+        reply: oneshot::Receiver<Result<Reply, CallError>>,
+    ) -> Result<Reply, CallError> {
+        let mut reply = std::pin::pin!(reply);
+        let mut check = tokio::time::interval(CONNECTION_CHECK_INTERVAL);
+        loop {
+            tokio::select! {
+                received = &mut reply => {
+                    return received
+                        .map_err(|_| CallError::Unavailable("reply consumer stopped".to_owned()))?;
+                }
+                _ = check.tick() => {
+                    if !self.is_connected() {
+                        return Err(CallError::Unavailable(
+                            "the connection to the broker was lost before the reply".to_owned(),
+                        ));
+                    }
+                }
+            }
+        }
     }
 
     async fn dispatch_replies(self, mut replies: Consumer) {

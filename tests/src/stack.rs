@@ -1,10 +1,12 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use secrecy::SecretString;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use vod_contracts::api::VideoView;
 use vod_contracts::{SessionId, VideoId, VideoStatus};
+use vod_infra::testsuite::FaultProxy;
 
 use crate::env::TestEnv;
 use crate::poll_until;
@@ -20,6 +22,65 @@ pub struct StackOptions {
     pub session_ttl_secs: u64,
     /// How long a PATCH waits for another one writing to the same upload.
     pub lock_wait_ms: u64,
+    /// The dependencies every service reaches through a [`FaultProxy`] the test holds
+    /// ([`Stack::proxies`]), to cut them off and restore them.
+    pub proxied: Proxied,
+}
+
+/// Which dependencies go through a fault proxy.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Proxied {
+    pub postgres: bool,
+    pub amqp: bool,
+    pub redis: bool,
+    /// holder's FTP control connection (passive data connections go to the address holder
+    /// answers, so cutting the control connection is the cut).
+    pub holder_ftp: bool,
+}
+
+/// The fault proxies of a stack, for the dependencies [`Proxied`] named.
+#[derive(Default)]
+pub struct Proxies {
+    postgres: Option<FaultProxy>,
+    amqp: Option<FaultProxy>,
+    redis: Option<FaultProxy>,
+    holder_ftp: Option<FaultProxy>,
+}
+
+impl Proxies {
+    pub fn postgres(&self) -> &FaultProxy {
+        self.postgres
+            .as_ref()
+            .expect("the stack was started with postgres proxied")
+    }
+
+    pub fn amqp(&self) -> &FaultProxy {
+        self.amqp
+            .as_ref()
+            .expect("the stack was started with amqp proxied")
+    }
+
+    pub fn redis(&self) -> &FaultProxy {
+        self.redis
+            .as_ref()
+            .expect("the stack was started with redis proxied")
+    }
+
+    pub fn holder_ftp(&self) -> &FaultProxy {
+        self.holder_ftp
+            .as_ref()
+            .expect("the stack was started with holder's ftp proxied")
+    }
+}
+
+/// `url` itself, or the URL of a new proxy in front of it.
+async fn proxied_url(url: &str, proxy: bool, slot: &mut Option<FaultProxy>) -> String {
+    if !proxy {
+        return url.to_owned();
+    }
+    let (started, proxied) = FaultProxy::in_front_of(url).await;
+    *slot = Some(started);
+    proxied
 }
 
 impl Default for StackOptions {
@@ -30,6 +91,7 @@ impl Default for StackOptions {
             configure_fflow: |_| {},
             session_ttl_secs: 24 * 3600,
             lock_wait_ms: 3_000,
+            proxied: Proxied::default(),
         }
     }
 }
@@ -79,6 +141,8 @@ pub struct Stack {
     pub http: reqwest::Client,
     /// The uploaders' scheduler jobs, to drive them directly.
     pub schedulers: Vec<uploader::scheduler::Scheduler>,
+    /// The proxies of the dependencies [`StackOptions::proxied`] named.
+    pub proxies: Proxies,
     services: Vec<Running>,
 }
 
@@ -91,6 +155,34 @@ impl Stack {
         vod_infra::telemetry::init("warn,gateway=info,uploader=info,fflow=info,holder=info");
         let mut services = Vec::new();
         let ftp_password = format!("pw-{}", env.id);
+        let mut proxies = Proxies::default();
+        let wanted = options.proxied;
+        let postgres_url =
+            proxied_url(&env.postgres_url, wanted.postgres, &mut proxies.postgres).await;
+        let amqp_url = proxied_url(
+            &vod_infra::testsuite::amqp_url(),
+            wanted.amqp,
+            &mut proxies.amqp,
+        )
+        .await;
+        let redis_url = proxied_url(
+            &vod_infra::testsuite::redis_url(),
+            wanted.redis,
+            &mut proxies.redis,
+        )
+        .await;
+        let postgres = vod_infra::config::PostgresSettings {
+            url: SecretString::from(postgres_url.clone()),
+            ..env.postgres()
+        };
+        let amqp = vod_infra::config::AmqpSettings {
+            url: SecretString::from(amqp_url),
+            ..env.amqp()
+        };
+        let redis = vod_infra::config::RedisSettings {
+            url: SecretString::from(redis_url),
+            ..env.redis()
+        };
 
         let holder_root = env.dir.path().join("holder");
         let holder = holder::App::build(holder::Config::for_tests(
@@ -101,6 +193,14 @@ impl Stack {
         .expect("holder starts");
         let holder_url = format!("http://{}", holder.http_addr());
         let holder_ftp = holder.ftp_addr();
+        let holder_ftp_seen_by_fflow = if wanted.holder_ftp {
+            let proxy = FaultProxy::start(&holder_ftp.to_string()).await;
+            let addr = proxy.addr();
+            proxies.holder_ftp = Some(proxy);
+            addr
+        } else {
+            holder_ftp
+        };
         services.push(Running::spawn("holder", |stop| {
             holder.run_until_stopped(stop)
         }));
@@ -111,11 +211,11 @@ impl Stack {
             let mut config = fflow::Config::for_tests(
                 env.dir.path().join("fflow"),
                 replica,
-                &holder_ftp.to_string(),
+                &holder_ftp_seen_by_fflow.to_string(),
                 &ftp_password,
                 &env.queue_prefix,
             );
-            config.amqp = env.amqp();
+            config.amqp = amqp.clone();
             (options.configure_fflow)(&mut config);
             let app = fflow::App::build(config).await.expect("fflow starts");
             fflow_urls.push(format!("http://{}", app.local_addr()));
@@ -128,9 +228,9 @@ impl Stack {
         let mut schedulers = Vec::new();
         for index in 1..=2 {
             let config = uploader::Config {
-                postgres: env.postgres(),
-                redis: env.redis(),
-                amqp: env.amqp(),
+                postgres: postgres.clone(),
+                redis: redis.clone(),
+                amqp: amqp.clone(),
                 fflow_urls: fflow_urls.clone(),
                 replica_name: format!("uploader-{index}"),
                 routing_ttl_secs: 3_600,
@@ -144,9 +244,9 @@ impl Stack {
             }));
         }
 
-        let mut gateway_config = gateway::Config::for_tests(&env.postgres_url, &env.queue_prefix);
-        gateway_config.postgres = env.postgres();
-        gateway_config.amqp = env.amqp();
+        let mut gateway_config = gateway::Config::for_tests(&postgres_url, &env.queue_prefix);
+        gateway_config.postgres = postgres;
+        gateway_config.amqp = amqp;
         gateway_config.holder_public_url = holder_url.clone();
         gateway_config.chunk_size_bytes = options.chunk_size_bytes;
         gateway_config.max_upload_bytes = options.max_upload_bytes;
@@ -168,7 +268,20 @@ impl Stack {
             fflow_addresses,
             http: reqwest::Client::new(),
             schedulers,
+            proxies,
             services,
+        }
+    }
+
+    /// Panics unless every service is still running: a dependency that went away and came
+    /// back must not have stopped one.
+    pub fn assert_running(&self) {
+        for service in &self.services {
+            assert!(
+                !service.task.is_finished(),
+                "{} stopped by itself",
+                service.name
+            );
         }
     }
 
