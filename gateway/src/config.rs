@@ -30,6 +30,14 @@ pub struct Config {
     /// How long a request waits for an upload another request is writing to before it is
     /// answered 409.
     pub lock_wait_ms: u64,
+    /// A write lock that could not be given back (the broker or the database away) is given
+    /// back again, first after this wait, which doubles up to `unlock_max_backoff_ms`: until
+    /// then the upload's next PATCH is answered 409.
+    pub unlock_backoff_ms: u64,
+    pub unlock_max_backoff_ms: u64,
+    /// How long a lock is given back again; past the uploader's writer lease
+    /// (`UPLOADER_WRITER_LEASE_SECS`) it has run out by itself.
+    pub unlock_retry_window_ms: u64,
     pub postgres: PostgresSettings,
     pub amqp: AmqpSettings,
 }
@@ -46,6 +54,9 @@ impl Default for Config {
             max_json_bytes: 64 * 1024,
             retry_after_secs: 5,
             lock_wait_ms: 3_000,
+            unlock_backoff_ms: 250,
+            unlock_max_backoff_ms: 5_000,
+            unlock_retry_window_ms: 120_000,
             postgres: PostgresSettings::default(),
             amqp: AmqpSettings::default(),
         }

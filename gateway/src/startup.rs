@@ -34,6 +34,9 @@ pub struct AppState {
     pub uploader: UploaderClient,
     /// Upload bodies being stored; they finish even when their request is dropped.
     pub body_tasks: TaskTracker,
+    /// Cancelled once the gateway stops serving: write locks still being given back are left
+    /// to run out by themselves.
+    pub stopping: CancellationToken,
 }
 
 pub struct App {
@@ -43,6 +46,7 @@ pub struct App {
     pool: Pool,
     uploader: UploaderClient,
     body_tasks: TaskTracker,
+    stopping: CancellationToken,
     reply_dispatcher: JoinHandle<()>,
 }
 
@@ -56,11 +60,13 @@ impl App {
             UploaderClient::connect(&config.amqp, config.rpc_timeout()).await?;
         let (listener, local_addr) = vod_infra::http::bind(&config.listen_addr).await?;
         let body_tasks = TaskTracker::new();
+        let stopping = CancellationToken::new();
         let state = AppState {
             config: Arc::new(config),
             pool: pool.clone(),
             uploader: uploader.clone(),
             body_tasks: body_tasks.clone(),
+            stopping: stopping.clone(),
         };
         tracing::info!(addr = %local_addr, "gateway listening");
         Ok(App {
@@ -70,6 +76,7 @@ impl App {
             pool,
             uploader,
             body_tasks,
+            stopping,
             reply_dispatcher,
         })
     }
@@ -81,6 +88,7 @@ impl App {
     /// Serves until `shutdown`, lets requests in flight finish, then closes the connections.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let served = vod_infra::http::serve(self.listener, self.router, shutdown).await;
+        self.stopping.cancel();
         self.body_tasks.close();
         self.body_tasks.wait().await;
         self.uploader.close().await;

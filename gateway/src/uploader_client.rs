@@ -6,6 +6,7 @@
 //! redeclares it by name, and the broker refuses client declarations of `amq.gen-*` names.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -171,9 +172,9 @@ impl UploaderClient {
             )
             .await
             .map_err(|err| CallError::Unavailable(format!("publish failed: {err}")))?;
-        let confirmation = tokio::time::timeout_at(deadline, confirm)
+        let confirmation = tokio::time::timeout_at(deadline, self.while_connected(confirm))
             .await
-            .map_err(|_| CallError::Timeout)?
+            .map_err(|_| CallError::Timeout)??
             .map_err(|err| CallError::Unavailable(format!("publish not confirmed: {err}")))?;
         match confirmation {
             Confirmation::Ack(None) | Confirmation::NotRequested => {}
@@ -189,33 +190,28 @@ impl UploaderClient {
             }
         }
 
-        let reply =
-            tokio::time::timeout_at(deadline, self.reply_or_lost_connection(reply_receiver))
-                .await
-                .map_err(|_| CallError::Timeout)??;
+        let reply = tokio::time::timeout_at(deadline, self.while_connected(reply_receiver))
+            .await
+            .map_err(|_| CallError::Timeout)??
+            .map_err(|_| CallError::Unavailable("reply consumer stopped".to_owned()))??;
         Result::from(reply).map_err(CallError::Rejected)
     }
 
-    /// The reply, or `Unavailable` as soon as the connection is lost: the reply queue goes with
-    /// the connection, so a reply sent meanwhile never arrives, and waiting for it would hold
-    /// the client until the timeout. lapin's recovery waits at least a second before it
+    /// `waiting`, or `Unavailable` as soon as the connection is lost. A confirmation or a reply
+    /// is not coming while the broker is away (lapin settles pending confirmations only once it
+    /// has reconnected, and the reply queue goes with the connection), and waiting for it would
+    /// hold the client until the timeout. lapin's recovery waits at least a second before it
     /// reconnects, so checking the connection more often than that sees every loss.
-    async fn reply_or_lost_connection(
-        &self,
-        reply: oneshot::Receiver<Result<Reply, CallError>>,
-    ) -> Result<Reply, CallError> {
-        let mut reply = std::pin::pin!(reply);
+    async fn while_connected<T>(&self, waiting: impl Future<Output = T>) -> Result<T, CallError> {
+        let mut waiting = std::pin::pin!(waiting);
         let mut check = tokio::time::interval(CONNECTION_CHECK_INTERVAL);
         loop {
             tokio::select! {
-                received = &mut reply => {
-                    return received
-                        .map_err(|_| CallError::Unavailable("reply consumer stopped".to_owned()))?;
-                }
+                done = &mut waiting => return Ok(done),
                 _ = check.tick() => {
                     if !self.is_connected() {
                         return Err(CallError::Unavailable(
-                            "the connection to the broker was lost before the reply".to_owned(),
+                            "the connection to the broker was lost".to_owned(),
                         ));
                     }
                 }
