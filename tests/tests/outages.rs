@@ -568,3 +568,34 @@ async fn an_upload_survives_postgres_going_away_and_coming_back() {
     stack.assert_running();
     stack.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn uploaders_consume_again_after_the_broker_ends_their_consumers_for_good() {
+    let env = TestEnv::new().await;
+    let stack = Stack::spawn_with(&env, options(Proxied::default())).await;
+    let bytes = clip(&env);
+    let mut client = Client::start(&stack, &bytes, 4).await;
+    assert!(matches!(client.send_next_piece().await, Sent::Stored));
+
+    // Deleting the queue makes the broker cancel every consumer of it: recovery does not bring
+    // those back, the uploaders must connect and consume anew.
+    let connection = lapin::Connection::connect(
+        &vod_infra::testsuite::amqp_url(),
+        lapin::ConnectionProperties::default(),
+    )
+    .await
+    .expect("broker reachable");
+    let channel = connection.create_channel().await.expect("channel");
+    channel
+        .queue_delete(env.queues().commands.as_str().into(), Default::default())
+        .await
+        .expect("the commands queue is deleted");
+    let _ = connection.close(200, "done".into()).await;
+
+    client.finish().await;
+    stack
+        .assert_ready_with_source(client.upload.video_id, &bytes)
+        .await;
+    stack.assert_running();
+    stack.shutdown().await;
+}

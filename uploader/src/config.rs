@@ -31,6 +31,11 @@ pub struct Config {
     pub replica_name: String,
     /// Unacknowledged progress reports held at once; they are small and applied quickly.
     pub progress_prefetch: u16,
+    /// When lapin stops recovering the broker connection (or the broker ends a consumer for
+    /// good), the replica connects again after this wait, doubling up to
+    /// `broker_reconnect_max_backoff_ms`.
+    pub broker_reconnect_backoff_ms: u64,
+    pub broker_reconnect_max_backoff_ms: u64,
 }
 
 impl Default for Config {
@@ -49,6 +54,8 @@ impl Default for Config {
             expire_sessions_cron: "0 */5 * * * *".to_owned(),
             replica_name: "uploader".to_owned(),
             progress_prefetch: 16,
+            broker_reconnect_backoff_ms: 1_000,
+            broker_reconnect_max_backoff_ms: 30_000,
         }
     }
 }
@@ -72,6 +79,10 @@ impl Config {
         anyhow::ensure!(
             self.finish_attempts > 0,
             "UPLOADER_FINISH_ATTEMPTS must be positive"
+        );
+        anyhow::ensure!(
+            self.broker_reconnect_backoff_ms > 0,
+            "UPLOADER_BROKER_RECONNECT_BACKOFF_MS must be positive"
         );
         anyhow::ensure!(
             self.progress_prefetch > 0,

@@ -17,7 +17,8 @@ use crate::{consumer, outcomes, progress};
 pub struct App {
     config: Config,
     handlers: Arc<Handlers>,
-    amqp: Connection,
+    /// The connection made at build time; the first one the consumers use.
+    amqp: Option<Connection>,
     queues: QueueNames,
     scheduler: Scheduler,
 }
@@ -56,7 +57,7 @@ impl App {
         Ok(Self {
             config,
             handlers,
-            amqp,
+            amqp: Some(amqp),
             queues,
             scheduler,
         })
@@ -69,16 +70,13 @@ impl App {
 
     /// Consumes commands and outcomes (and runs the scheduler if configured) until `shutdown`;
     /// then stops consuming, finishes and acks what is in flight, and closes the connection.
-    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let name = &self.config.replica_name;
-        let commands_channel =
-            vod_infra::amqp::consumer_channel(&self.amqp, self.config.amqp.prefetch).await?;
-        let outcomes_channel = vod_infra::amqp::consumer_channel(&self.amqp, 1).await?;
-        let progress_channel =
-            vod_infra::amqp::consumer_channel(&self.amqp, self.config.progress_prefetch).await?;
-        let reply_channel = self.amqp.create_channel().await?;
+    ///
+    /// lapin recovers a lost connection by itself for a while; when it gives up, or the broker
+    /// ends a consumer for good, the replica connects again with backoff and consumes anew
+    /// instead of stopping, so it needs no supervisor to come back after a broker outage.
+    pub async fn run_until_stopped(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let cron = if self.config.scheduler {
-            tracing::info!(replica = %name, "scheduler enabled");
+            tracing::info!(replica = %self.config.replica_name, "scheduler enabled");
             Some(
                 self.scheduler
                     .start(&self.config.expire_sessions_cron)
@@ -87,7 +85,71 @@ impl App {
         } else {
             None
         };
-        // A consumer that fails stops the other one too, and the replica exits with the error.
+        let first_backoff = millis(self.config.broker_reconnect_backoff_ms);
+        let max_backoff = millis(self.config.broker_reconnect_max_backoff_ms);
+        let mut backoff = first_backoff;
+        let mut connection = self.amqp.take();
+        while !shutdown.is_cancelled() {
+            let amqp = match connection.take() {
+                Some(amqp) => amqp,
+                None => match self.reconnect().await {
+                    Ok(amqp) => {
+                        tracing::info!(replica = %self.config.replica_name, "reconnected to the broker");
+                        backoff = first_backoff;
+                        amqp
+                    }
+                    Err(error) => {
+                        tracing::warn!(
+                            replica = %self.config.replica_name,
+                            error = %format!("{error:#}"),
+                            retry_in_ms = backoff.as_millis(),
+                            "broker unreachable"
+                        );
+                        wait_or_stop(backoff, &shutdown).await;
+                        backoff = (backoff * 2).min(max_backoff);
+                        continue;
+                    }
+                },
+            };
+            let consumed = self.consume(&amqp, &shutdown).await;
+            let _ = amqp.close(200, "shutting down".into()).await;
+            if let Err(error) = consumed {
+                if shutdown.is_cancelled() {
+                    return Err(error);
+                }
+                tracing::warn!(
+                    replica = %self.config.replica_name,
+                    error = %format!("{error:#}"),
+                    retry_in_ms = backoff.as_millis(),
+                    "consumers stopped, connecting to the broker again"
+                );
+                wait_or_stop(backoff, &shutdown).await;
+                backoff = (backoff * 2).min(max_backoff);
+            }
+        }
+        if let Some(mut cron) = cron {
+            let _ = cron.shutdown().await;
+        }
+        Ok(())
+    }
+
+    async fn reconnect(&self) -> anyhow::Result<Connection> {
+        let amqp = vod_infra::amqp::connect(&self.config.amqp, &self.config.replica_name).await?;
+        let setup = amqp.create_channel().await?;
+        vod_infra::amqp::declare_queues(&setup, &self.queues).await?;
+        Ok(amqp)
+    }
+
+    /// Runs the consumers on `amqp` until `shutdown` (then `Ok`) or until one of them fails,
+    /// which stops the others.
+    async fn consume(&self, amqp: &Connection, shutdown: &CancellationToken) -> anyhow::Result<()> {
+        let name = &self.config.replica_name;
+        let commands_channel =
+            vod_infra::amqp::consumer_channel(amqp, self.config.amqp.prefetch).await?;
+        let outcomes_channel = vod_infra::amqp::consumer_channel(amqp, 1).await?;
+        let progress_channel =
+            vod_infra::amqp::consumer_channel(amqp, self.config.progress_prefetch).await?;
+        let reply_channel = amqp.create_channel().await?;
         let stop = shutdown.child_token();
         let stop_on_error = |result: anyhow::Result<()>| {
             if result.is_err() {
@@ -135,13 +197,16 @@ impl App {
         };
         tracing::info!(replica = %name, queue = %self.queues.commands, "uploader consuming");
         let (commands, outcomes, progress) = tokio::join!(commands, outcomes, progress);
-        if let Some(mut cron) = cron {
-            let _ = cron.shutdown().await;
-        }
-        let _ = self.amqp.close(200, "shutting down".into()).await;
         commands.context("commands consumer failed")?;
         outcomes.context("outcomes consumer failed")?;
         progress.context("progress consumer failed")?;
         Ok(())
+    }
+}
+
+async fn wait_or_stop(wait: std::time::Duration, shutdown: &CancellationToken) {
+    tokio::select! {
+        () = tokio::time::sleep(wait) => {}
+        () = shutdown.cancelled() => {}
     }
 }
