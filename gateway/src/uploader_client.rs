@@ -27,7 +27,7 @@ use vod_infra::config::AmqpSettings;
 
 const PERSISTENT: u8 = 2;
 
-/// How often a request waiting for its reply checks that the connection is still up.
+/// How often a request waiting for its confirmation or reply checks that the connection is up.
 const CONNECTION_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Why a request to the uploader did not succeed.

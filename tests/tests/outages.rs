@@ -168,9 +168,11 @@ impl<'a> Client<'a> {
         self.now_at(offset);
     }
 
-    /// Sends the rest, resuming after every failure, until the upload is complete.
+    /// Sends the rest, resuming after every failure, until the upload is complete: well within
+    /// the uploader's writer lease (two minutes), so a write lock left behind by a PATCH the
+    /// outage cut off must have been given back.
     async fn finish(&mut self) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         while !self.is_complete() {
             assert!(
                 tokio::time::Instant::now() < deadline,
@@ -442,9 +444,10 @@ async fn uploads_go_on_from_postgres_while_redis_is_unreachable() {
     stack.shutdown().await;
 }
 
-/// fflow's FTP retries, configured small: 6 attempts 250 ms, 500 ms, ... apart (about 8 s).
+/// fflow's FTP retries, configured small: 8 attempts 250 ms, 500 ms, ... apart (about 30 s
+/// in all).
 fn patient_ftp(config: &mut fflow::Config) {
-    config.holder.attempts = 6;
+    config.holder.attempts = 8;
     config.holder.backoff_ms = 250;
 }
 

@@ -13,6 +13,8 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use vod_contracts::commands::{Ack, ChunkCommit, ChunkHeader, Command, RejectCode};
 use vod_contracts::{SessionId, SessionStatus, WriterId};
 
@@ -540,8 +542,8 @@ async fn store_body(
 /// away), with backoff, so that the client's next PATCH is not refused until the lease runs
 /// out.
 struct UnlockLater {
-    tasks: tokio_util::task::TaskTracker,
-    stopping: tokio_util::sync::CancellationToken,
+    tasks: TaskTracker,
+    stopping: CancellationToken,
     backoff: Duration,
     max_backoff: Duration,
     window: Duration,
