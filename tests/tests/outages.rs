@@ -602,3 +602,65 @@ async fn uploaders_consume_again_after_the_broker_ends_their_consumers_for_good(
     stack.assert_running();
     stack.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_encode_that_ends_while_the_broker_is_away_is_reported_once_it_is_back() {
+    let env = TestEnv::new().await;
+    let stack = Stack::spawn_with(
+        &env,
+        StackOptions {
+            configure_fflow: patient_ftp,
+            ..options(Proxied {
+                amqp: true,
+                holder_ftp: true,
+                ..Proxied::default()
+            })
+        },
+    )
+    .await;
+    let bytes = clip(&env);
+    // holder away holds the encode back until the broker is away too.
+    let holder = stack.proxies.holder_ftp();
+    holder.cut();
+    let mut client = Client::start(&stack, &bytes, 2).await;
+    client.finish().await;
+    poll_until("fflow to try holder", Duration::from_secs(120), || async {
+        (holder.refused() >= 1).then_some(())
+    })
+    .await;
+    let broker = stack.proxies.amqp();
+    broker.cut();
+    holder.restore();
+
+    let video = stack.video(client.upload.video_id).await;
+    let master = stack
+        .holder_root
+        .join(vod_contracts::layout::presentation_dir(
+            client.upload.video_id,
+            video.flows[0].id,
+        ))
+        .join(vod_contracts::layout::HLS_MASTER);
+    poll_until(
+        "the presentation on holder",
+        Duration::from_secs(120),
+        || async { master.exists().then_some(()) },
+    )
+    .await;
+    let db = env.db().await;
+    let status: String = db
+        .query_one(
+            "SELECT status FROM flow WHERE id = $1",
+            &[&video.flows[0].id.0],
+        )
+        .await
+        .expect("flow row")
+        .get(0);
+    assert_eq!(status, "PROCESSING", "the outcome cannot have arrived yet");
+
+    broker.restore();
+    stack
+        .assert_ready_with_source(client.upload.video_id, &bytes)
+        .await;
+    stack.assert_running();
+    stack.shutdown().await;
+}
