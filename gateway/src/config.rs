@@ -35,6 +35,14 @@ pub struct Config {
     /// After a stop signal, how long requests in flight may take to finish; the rest are cut
     /// off (a client resumes from the offset HEAD reports).
     pub shutdown_timeout_ms: u64,
+    /// A write lock that could not be given back (the broker or the database away) is given
+    /// back again, first after this wait, which doubles up to `unlock_max_backoff_ms`: until
+    /// then the upload's next PATCH is answered 409.
+    pub unlock_backoff_ms: u64,
+    pub unlock_max_backoff_ms: u64,
+    /// How long a lock is given back again; past the uploader's writer lease
+    /// (`UPLOADER_WRITER_LEASE_SECS`) it has run out by itself.
+    pub unlock_retry_window_ms: u64,
     pub postgres: PostgresSettings,
     pub amqp: AmqpSettings,
 }
@@ -53,6 +61,9 @@ impl Default for Config {
             lock_wait_ms: 3_000,
             readiness_timeout_ms: 2_000,
             shutdown_timeout_ms: 8_000,
+            unlock_backoff_ms: 250,
+            unlock_max_backoff_ms: 5_000,
+            unlock_retry_window_ms: 120_000,
             postgres: PostgresSettings::default(),
             amqp: AmqpSettings::default(),
         }

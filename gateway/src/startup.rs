@@ -43,6 +43,9 @@ pub struct AppState {
     pub metrics: GatewayMetrics,
     /// What `/metrics` renders.
     pub metrics_registry: Arc<Registry>,
+    /// Cancelled once the gateway stops serving: write locks still being given back are left
+    /// to run out by themselves.
+    pub stopping: CancellationToken,
 }
 
 pub struct App {
@@ -52,6 +55,7 @@ pub struct App {
     pool: Pool,
     uploader: UploaderClient,
     body_tasks: TaskTracker,
+    stopping: CancellationToken,
     reply_dispatcher: JoinHandle<()>,
     shutdown_timeout_ms: u64,
 }
@@ -69,6 +73,7 @@ impl App {
         let mut registry = vod_infra::metrics::registry("gateway");
         let metrics = GatewayMetrics::register(&mut registry);
         let shutdown_timeout_ms = config.shutdown_timeout_ms;
+        let stopping = CancellationToken::new();
         let state = AppState {
             config: Arc::new(config),
             pool: pool.clone(),
@@ -76,6 +81,7 @@ impl App {
             body_tasks: body_tasks.clone(),
             metrics,
             metrics_registry: Arc::new(registry),
+            stopping: stopping.clone(),
         };
         tracing::info!(addr = %local_addr, "gateway listening");
         Ok(App {
@@ -85,6 +91,7 @@ impl App {
             pool,
             uploader,
             body_tasks,
+            stopping,
             reply_dispatcher,
             shutdown_timeout_ms,
         })
@@ -102,6 +109,7 @@ impl App {
         let _stop_timer = abandon.clone().drop_guard();
         let served =
             vod_infra::http::serve(self.listener, self.router, shutdown, abandon.clone()).await;
+        self.stopping.cancel();
         self.body_tasks.close();
         if vod_infra::shutdown::unless_abandoned(&abandon, self.body_tasks.wait())
             .await

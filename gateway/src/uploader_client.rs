@@ -6,6 +6,7 @@
 //! redeclares it by name, and the broker refuses client declarations of `amq.gen-*` names.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -25,6 +26,9 @@ use vod_contracts::commands::{
 use vod_infra::config::AmqpSettings;
 
 const PERSISTENT: u8 = 2;
+
+/// How often a request waiting for its confirmation or reply checks that the connection is up.
+const CONNECTION_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Why a request to the uploader did not succeed.
 #[derive(Debug, thiserror::Error)]
@@ -168,9 +172,9 @@ impl UploaderClient {
             )
             .await
             .map_err(|err| CallError::Unavailable(format!("publish failed: {err}")))?;
-        let confirmation = tokio::time::timeout_at(deadline, confirm)
+        let confirmation = tokio::time::timeout_at(deadline, self.while_connected(confirm))
             .await
-            .map_err(|_| CallError::Timeout)?
+            .map_err(|_| CallError::Timeout)??
             .map_err(|err| CallError::Unavailable(format!("publish not confirmed: {err}")))?;
         match confirmation {
             Confirmation::Ack(None) | Confirmation::NotRequested => {}
@@ -186,11 +190,33 @@ impl UploaderClient {
             }
         }
 
-        let reply = tokio::time::timeout_at(deadline, reply_receiver)
+        let reply = tokio::time::timeout_at(deadline, self.while_connected(reply_receiver))
             .await
-            .map_err(|_| CallError::Timeout)?
+            .map_err(|_| CallError::Timeout)??
             .map_err(|_| CallError::Unavailable("reply consumer stopped".to_owned()))??;
         Result::from(reply).map_err(CallError::Rejected)
+    }
+
+    /// `waiting`, or `Unavailable` as soon as the connection is lost. A confirmation or a reply
+    /// is not coming while the broker is away (lapin settles pending confirmations only once it
+    /// has reconnected, and the reply queue goes with the connection), and waiting for it would
+    /// hold the client until the timeout. lapin's recovery waits at least a second before it
+    /// reconnects, so checking the connection more often than that sees every loss.
+    async fn while_connected<T>(&self, waiting: impl Future<Output = T>) -> Result<T, CallError> {
+        let mut waiting = std::pin::pin!(waiting);
+        let mut check = tokio::time::interval(CONNECTION_CHECK_INTERVAL);
+        loop {
+            tokio::select! {
+                done = &mut waiting => return Ok(done),
+                _ = check.tick() => {
+                    if !self.is_connected() {
+                        return Err(CallError::Unavailable(
+                            "the connection to the broker was lost".to_owned(),
+                        ));
+                    }
+                }
+            }
+        }
     }
 
     async fn dispatch_replies(self, mut replies: Consumer) {

@@ -12,7 +12,7 @@ mod stack;
 pub mod tus;
 
 pub use env::TestEnv;
-pub use stack::{Stack, StackOptions};
+pub use stack::{Proxied, Proxies, Stack, StackOptions};
 
 /// Lowercase hex SHA-256, as fflow records a source's.
 pub fn sha256_hex(bytes: &[u8]) -> String {

@@ -1,10 +1,12 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use secrecy::SecretString;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use vod_contracts::api::VideoView;
 use vod_contracts::{SessionId, VideoId, VideoStatus};
+use vod_infra::testsuite::FaultProxy;
 
 use crate::env::TestEnv;
 use crate::poll_until;
@@ -24,6 +26,65 @@ pub struct StackOptions {
     pub fflow_reassign_after_ms: u64,
     /// How long every service may take to finish its work in flight once told to stop.
     pub shutdown_timeout_ms: u64,
+    /// The dependencies every service reaches through a [`FaultProxy`] the test holds
+    /// ([`Stack::proxies`]), to cut them off and restore them.
+    pub proxied: Proxied,
+}
+
+/// Which dependencies go through a fault proxy.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Proxied {
+    pub postgres: bool,
+    pub amqp: bool,
+    pub redis: bool,
+    /// holder's FTP control connection (passive data connections go to the address holder
+    /// answers, so cutting the control connection is the cut).
+    pub holder_ftp: bool,
+}
+
+/// The fault proxies of a stack, for the dependencies [`Proxied`] named.
+#[derive(Default)]
+pub struct Proxies {
+    postgres: Option<FaultProxy>,
+    amqp: Option<FaultProxy>,
+    redis: Option<FaultProxy>,
+    holder_ftp: Option<FaultProxy>,
+}
+
+impl Proxies {
+    pub fn postgres(&self) -> &FaultProxy {
+        self.postgres
+            .as_ref()
+            .expect("the stack was started with postgres proxied")
+    }
+
+    pub fn amqp(&self) -> &FaultProxy {
+        self.amqp
+            .as_ref()
+            .expect("the stack was started with amqp proxied")
+    }
+
+    pub fn redis(&self) -> &FaultProxy {
+        self.redis
+            .as_ref()
+            .expect("the stack was started with redis proxied")
+    }
+
+    pub fn holder_ftp(&self) -> &FaultProxy {
+        self.holder_ftp
+            .as_ref()
+            .expect("the stack was started with holder's ftp proxied")
+    }
+}
+
+/// `url` itself, or the URL of a new proxy in front of it.
+async fn proxied_url(url: &str, proxy: bool, slot: &mut Option<FaultProxy>) -> String {
+    if !proxy {
+        return url.to_owned();
+    }
+    let (started, proxied) = FaultProxy::in_front_of(url).await;
+    *slot = Some(started);
+    proxied
 }
 
 impl Default for StackOptions {
@@ -36,6 +97,7 @@ impl Default for StackOptions {
             lock_wait_ms: 3_000,
             fflow_reassign_after_ms: uploader::Config::default().fflow_reassign_after_ms,
             shutdown_timeout_ms: 8_000,
+            proxied: Proxied::default(),
         }
     }
 }
@@ -136,6 +198,8 @@ pub struct Stack {
     /// `/readyz`, `/metrics`), in start order.
     pub fflow_urls: Vec<String>,
     pub uploader_urls: Vec<String>,
+    /// The proxies of the dependencies [`StackOptions::proxied`] named.
+    pub proxies: Proxies,
     services: Vec<Running>,
 }
 
@@ -148,6 +212,34 @@ impl Stack {
         vod_infra::telemetry::init("warn,gateway=info,uploader=info,fflow=info,holder=info");
         let mut services = Vec::new();
         let ftp_password = format!("pw-{}", env.id);
+        let mut proxies = Proxies::default();
+        let wanted = options.proxied;
+        let postgres_url =
+            proxied_url(&env.postgres_url, wanted.postgres, &mut proxies.postgres).await;
+        let amqp_url = proxied_url(
+            &vod_infra::testsuite::amqp_url(),
+            wanted.amqp,
+            &mut proxies.amqp,
+        )
+        .await;
+        let redis_url = proxied_url(
+            &vod_infra::testsuite::redis_url(),
+            wanted.redis,
+            &mut proxies.redis,
+        )
+        .await;
+        let postgres = vod_infra::config::PostgresSettings {
+            url: SecretString::from(postgres_url.clone()),
+            ..env.postgres()
+        };
+        let amqp = vod_infra::config::AmqpSettings {
+            url: SecretString::from(amqp_url),
+            ..env.amqp()
+        };
+        let redis = vod_infra::config::RedisSettings {
+            url: SecretString::from(redis_url),
+            ..env.redis()
+        };
 
         let holder_root = env.dir.path().join("holder");
         let runtime = service_runtime("holder");
@@ -158,6 +250,14 @@ impl Stack {
             .expect("holder starts");
         let holder_url = format!("http://{}", holder.http_addr());
         let holder_ftp = holder.ftp_addr();
+        let holder_ftp_seen_by_fflow = if wanted.holder_ftp {
+            let proxy = FaultProxy::start(&holder_ftp.to_string()).await;
+            let addr = proxy.addr();
+            proxies.holder_ftp = Some(proxy);
+            addr
+        } else {
+            holder_ftp
+        };
         services.push(Running::spawn(runtime, "holder", |stop| {
             holder.run_until_stopped(stop)
         }));
@@ -168,11 +268,11 @@ impl Stack {
             let mut config = fflow::Config::for_tests(
                 env.dir.path().join("fflow"),
                 replica,
-                &holder_ftp.to_string(),
+                &holder_ftp_seen_by_fflow.to_string(),
                 &ftp_password,
                 &env.queue_prefix,
             );
-            config.amqp = env.amqp();
+            config.amqp = amqp.clone();
             config.shutdown_timeout_ms = options.shutdown_timeout_ms;
             (options.configure_fflow)(&mut config);
             let runtime = service_runtime(&format!("fflow-{replica}"));
@@ -193,9 +293,9 @@ impl Stack {
         for index in 1..=2 {
             let config = uploader::Config {
                 listen_addr: "127.0.0.1:0".to_owned(),
-                postgres: env.postgres(),
-                redis: env.redis(),
-                amqp: env.amqp(),
+                postgres: postgres.clone(),
+                redis: redis.clone(),
+                amqp: amqp.clone(),
                 fflow_urls: fflow_urls.clone(),
                 replica_name: format!("uploader-{index}"),
                 routing_ttl_secs: 3_600,
@@ -217,9 +317,9 @@ impl Stack {
             ));
         }
 
-        let mut gateway_config = gateway::Config::for_tests(&env.postgres_url, &env.queue_prefix);
-        gateway_config.postgres = env.postgres();
-        gateway_config.amqp = env.amqp();
+        let mut gateway_config = gateway::Config::for_tests(&postgres_url, &env.queue_prefix);
+        gateway_config.postgres = postgres;
+        gateway_config.amqp = amqp;
         gateway_config.holder_public_url = holder_url.clone();
         gateway_config.chunk_size_bytes = options.chunk_size_bytes;
         gateway_config.max_upload_bytes = options.max_upload_bytes;
@@ -245,7 +345,23 @@ impl Stack {
             schedulers,
             fflow_urls,
             uploader_urls,
+            proxies,
             services,
+        }
+    }
+
+    /// Panics unless every service is still running: a dependency that went away and came
+    /// back must not have stopped one.
+    pub fn assert_running(&self) {
+        for service in &self.services {
+            assert!(
+                service
+                    .task
+                    .as_ref()
+                    .is_some_and(|task| !task.is_finished()),
+                "{} stopped by itself",
+                service.name
+            );
         }
     }
 

@@ -48,6 +48,11 @@ pub struct Config {
     /// After a stop signal, how long messages in flight may take to finish; what is still
     /// running then is abandoned, and its unacknowledged messages go back to the queue.
     pub shutdown_timeout_ms: u64,
+    /// When lapin stops recovering the broker connection (or the broker ends a consumer for
+    /// good), the replica connects again after this wait, doubling up to
+    /// `broker_reconnect_max_backoff_ms`.
+    pub broker_reconnect_backoff_ms: u64,
+    pub broker_reconnect_max_backoff_ms: u64,
 }
 
 impl Default for Config {
@@ -72,6 +77,8 @@ impl Default for Config {
             replica_name: "uploader".to_owned(),
             progress_prefetch: 16,
             shutdown_timeout_ms: 8_000,
+            broker_reconnect_backoff_ms: 1_000,
+            broker_reconnect_max_backoff_ms: 30_000,
         }
     }
 }
@@ -95,6 +102,10 @@ impl Config {
         anyhow::ensure!(
             self.finish_attempts > 0,
             "UPLOADER_FINISH_ATTEMPTS must be positive"
+        );
+        anyhow::ensure!(
+            self.broker_reconnect_backoff_ms > 0,
+            "UPLOADER_BROKER_RECONNECT_BACKOFF_MS must be positive"
         );
         anyhow::ensure!(
             self.progress_prefetch > 0,

@@ -1,6 +1,6 @@
 //! The uploader's HTTP listener, for operators only: `/healthz`, `/readyz` and `/metrics`.
 
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use axum::extract::State;
@@ -15,10 +15,32 @@ use vod_infra::readiness::{self, Readiness};
 
 use crate::metrics::UploaderMetrics;
 
+/// The replica's broker connection of the moment: the replica replaces it when it connects
+/// again after an outage.
+#[derive(Clone)]
+pub struct CurrentBroker(Arc<RwLock<Arc<Connection>>>);
+
+impl CurrentBroker {
+    pub fn new(connection: Arc<Connection>) -> Self {
+        Self(Arc::new(RwLock::new(connection)))
+    }
+
+    pub fn get(&self) -> Arc<Connection> {
+        self.0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    pub fn replace(&self, connection: Arc<Connection>) {
+        *self.0.write().unwrap_or_else(PoisonError::into_inner) = connection;
+    }
+}
+
 pub struct HttpState {
     pub pg: deadpool_postgres::Pool,
     pub redis: deadpool_redis::Pool,
-    pub amqp: Arc<Connection>,
+    pub amqp: CurrentBroker,
     /// The queues whose depth `/metrics` reports.
     pub queues: Vec<String>,
     pub metrics: UploaderMetrics,
@@ -37,7 +59,7 @@ pub fn router(state: HttpState) -> Router {
 
 /// 200 while the replica is connected to the broker, so its consumers take work.
 async fn healthz(State(state): State<Arc<HttpState>>) -> Response {
-    let broker = state.amqp.status().connected();
+    let broker = state.amqp.get().status().connected();
     let status = if broker {
         StatusCode::OK
     } else {
@@ -53,7 +75,7 @@ async fn readyz(State(state): State<Arc<HttpState>>) -> Readiness {
         vod_infra::postgres::is_reachable(&state.pg),
     );
     let broker = readiness::check("broker", state.timeout, async {
-        state.amqp.status().connected()
+        state.amqp.get().status().connected()
     });
     let redis = readiness::check(
         "redis",
@@ -70,7 +92,7 @@ async fn metrics(State(state): State<Arc<HttpState>>) -> Response {
     let queues: Vec<&str> = state.queues.iter().map(String::as_str).collect();
     let depths = tokio::time::timeout(
         state.timeout,
-        vod_infra::amqp::queue_depths(&state.amqp, &queues),
+        vod_infra::amqp::queue_depths(&state.amqp.get(), &queues),
     )
     .await;
     match depths {

@@ -12,7 +12,7 @@ use vod_infra::config::millis;
 use crate::config::Config;
 use crate::fflow_client::FflowClient;
 use crate::handlers::Handlers;
-use crate::http::{self, HttpState};
+use crate::http::{self, CurrentBroker, HttpState};
 use crate::metrics::UploaderMetrics;
 use crate::routing::Routing;
 use crate::scheduler::Scheduler;
@@ -22,12 +22,15 @@ use crate::{consumer, outcomes, progress};
 pub struct App {
     config: Config,
     handlers: Arc<Handlers>,
-    amqp: Arc<Connection>,
+    /// The connection made at build time; the first one the consumers use.
+    amqp: Option<Arc<Connection>>,
+    /// The connection `/readyz` and `/metrics` look at.
+    current_broker: CurrentBroker,
     queues: QueueNames,
     scheduler: Scheduler,
-    listener: TcpListener,
+    /// The operators' listener and its routes, until they are served.
+    http: Option<(TcpListener, Router)>,
     local_addr: SocketAddr,
-    router: Router,
 }
 
 impl App {
@@ -55,10 +58,11 @@ impl App {
         let queues = vod_infra::amqp::queue_names(&config.amqp);
         let setup = amqp.create_channel().await?;
         vod_infra::amqp::declare_queues(&setup, &queues).await?;
+        let current_broker = CurrentBroker::new(amqp.clone());
         let router = http::router(HttpState {
             pg: pg.clone(),
             redis,
-            amqp: amqp.clone(),
+            amqp: current_broker.clone(),
             queues: vec![
                 queues.commands.clone(),
                 queues.outcomes.clone(),
@@ -84,12 +88,12 @@ impl App {
         Ok(Self {
             config,
             handlers,
-            amqp,
+            amqp: Some(amqp),
+            current_broker,
             queues,
             scheduler,
-            listener,
+            http: Some((listener, router)),
             local_addr,
-            router,
         })
     }
 
@@ -107,16 +111,40 @@ impl App {
     /// operators' listener until `shutdown`; then stops consuming, finishes and acks what is in
     /// flight, and closes the connection. What is still running `shutdown_timeout_ms` after
     /// `shutdown` is abandoned unacked.
-    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let name = &self.config.replica_name;
-        let commands_channel =
-            vod_infra::amqp::consumer_channel(&self.amqp, self.config.amqp.prefetch).await?;
-        let outcomes_channel = vod_infra::amqp::consumer_channel(&self.amqp, 1).await?;
-        let progress_channel =
-            vod_infra::amqp::consumer_channel(&self.amqp, self.config.progress_prefetch).await?;
-        let reply_channel = self.amqp.create_channel().await?;
+    ///
+    /// lapin recovers a lost connection by itself for a while; when it gives up, or the broker
+    /// ends a consumer for good, the replica connects again with backoff and consumes anew
+    /// instead of stopping, so it needs no supervisor to come back after a broker outage.
+    pub async fn run_until_stopped(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let abandon =
+            vod_infra::shutdown::abandon_after(&shutdown, millis(self.config.shutdown_timeout_ms));
+        let _stop_timer = abandon.clone().drop_guard();
+        let Some((listener, router)) = self.http.take() else {
+            anyhow::bail!("the uploader's listener is already served");
+        };
+        let stop = shutdown.child_token();
+        let served = async {
+            let served =
+                vod_infra::http::serve(listener, router, stop.clone(), abandon.clone()).await;
+            if served.is_err() {
+                stop.cancel();
+            }
+            served
+        };
+        let (consumed, served) = tokio::join!(self.consume_until_stopped(&stop, &abandon), served);
+        consumed?;
+        served
+    }
+
+    /// Runs the scheduler and the consumers, connecting again after the broker is lost, until
+    /// `shutdown`.
+    async fn consume_until_stopped(
+        &mut self,
+        shutdown: &CancellationToken,
+        abandon: &CancellationToken,
+    ) -> anyhow::Result<()> {
         let cron = if self.config.scheduler {
-            tracing::info!(replica = %name, "scheduler enabled");
+            tracing::info!(replica = %self.config.replica_name, "scheduler enabled");
             Some(
                 self.scheduler
                     .start(
@@ -128,11 +156,87 @@ impl App {
         } else {
             None
         };
-        // A consumer that fails stops the other one too, and the replica exits with the error.
+        let first_backoff = millis(self.config.broker_reconnect_backoff_ms);
+        let max_backoff = millis(self.config.broker_reconnect_max_backoff_ms);
+        let mut backoff = first_backoff;
+        let mut connection = self.amqp.take();
+        while !shutdown.is_cancelled() {
+            let amqp = match connection.take() {
+                Some(amqp) => amqp,
+                None => match self.reconnect().await {
+                    Ok(amqp) => {
+                        tracing::info!(replica = %self.config.replica_name, "reconnected to the broker");
+                        backoff = first_backoff;
+                        let amqp = Arc::new(amqp);
+                        self.current_broker.replace(amqp.clone());
+                        amqp
+                    }
+                    Err(error) => {
+                        tracing::warn!(
+                            replica = %self.config.replica_name,
+                            error = %format!("{error:#}"),
+                            retry_in_ms = backoff.as_millis(),
+                            "broker unreachable"
+                        );
+                        wait_or_stop(backoff, shutdown).await;
+                        backoff = (backoff * 2).min(max_backoff);
+                        continue;
+                    }
+                },
+            };
+            let consumed = self.consume(&amqp, shutdown, abandon).await;
+            // Closing hands every unacknowledged delivery back to the broker; a connection that
+            // cannot close in time is dropped, which does the same.
+            let closed = amqp.close(200, "shutting down".into());
+            if vod_infra::shutdown::unless_abandoned(abandon, closed)
+                .await
+                .is_none()
+            {
+                tracing::warn!(replica = %self.config.replica_name, "broker connection dropped without a close");
+            }
+            if let Err(error) = consumed {
+                if shutdown.is_cancelled() {
+                    return Err(error);
+                }
+                tracing::warn!(
+                    replica = %self.config.replica_name,
+                    error = %format!("{error:#}"),
+                    retry_in_ms = backoff.as_millis(),
+                    "consumers stopped, connecting to the broker again"
+                );
+                wait_or_stop(backoff, shutdown).await;
+                backoff = (backoff * 2).min(max_backoff);
+            }
+        }
+        if let Some(mut cron) = cron {
+            let _ = vod_infra::shutdown::unless_abandoned(abandon, cron.shutdown()).await;
+        }
+        Ok(())
+    }
+
+    async fn reconnect(&self) -> anyhow::Result<Connection> {
+        let amqp = vod_infra::amqp::connect(&self.config.amqp, &self.config.replica_name).await?;
+        let setup = amqp.create_channel().await?;
+        vod_infra::amqp::declare_queues(&setup, &self.queues).await?;
+        Ok(amqp)
+    }
+
+    /// Runs the consumers on `amqp` until `shutdown` (then `Ok`) or until one of them fails,
+    /// which stops the others.
+    async fn consume(
+        &self,
+        amqp: &Connection,
+        shutdown: &CancellationToken,
+        abandon: &CancellationToken,
+    ) -> anyhow::Result<()> {
+        let name = &self.config.replica_name;
+        let commands_channel =
+            vod_infra::amqp::consumer_channel(amqp, self.config.amqp.prefetch).await?;
+        let outcomes_channel = vod_infra::amqp::consumer_channel(amqp, 1).await?;
+        let progress_channel =
+            vod_infra::amqp::consumer_channel(amqp, self.config.progress_prefetch).await?;
+        let reply_channel = amqp.create_channel().await?;
         let stop = shutdown.child_token();
-        let abandon =
-            vod_infra::shutdown::abandon_after(&stop, millis(self.config.shutdown_timeout_ms));
-        let _stop_timer = abandon.clone().drop_guard();
 
         let stop_on_error = |result: anyhow::Result<()>| {
             if result.is_err() {
@@ -157,7 +261,7 @@ impl App {
         let outcomes = async {
             stop_on_error(
                 unless_abandoned(
-                    &abandon,
+                    abandon,
                     outcomes::run(
                         outcomes_channel,
                         self.queues.outcomes.clone(),
@@ -174,7 +278,7 @@ impl App {
         let progress = async {
             stop_on_error(
                 unless_abandoned(
-                    &abandon,
+                    abandon,
                     progress::run(
                         progress_channel,
                         self.queues.progress.clone(),
@@ -186,31 +290,12 @@ impl App {
                 .await,
             )
         };
-        let served = async {
-            stop_on_error(
-                vod_infra::http::serve(self.listener, self.router, stop.clone(), abandon.clone())
-                    .await,
-            )
-        };
         tracing::info!(replica = %name, queue = %self.queues.commands, "uploader consuming");
-        let (commands, outcomes, progress, served) =
-            tokio::join!(commands, outcomes, progress, served);
-        if let Some(mut cron) = cron {
-            let _ = vod_infra::shutdown::unless_abandoned(&abandon, cron.shutdown()).await;
-        }
-        // Closing hands every unacknowledged delivery back to the broker; a connection that
-        // cannot close in time is dropped, which does the same.
-        let closed = self.amqp.close(200, "shutting down".into());
-        if vod_infra::shutdown::unless_abandoned(&abandon, closed)
-            .await
-            .is_none()
-        {
-            tracing::warn!(replica = %name, "broker connection dropped without a close");
-        }
+        let (commands, outcomes, progress) = tokio::join!(commands, outcomes, progress);
         commands.context("commands consumer failed")?;
         outcomes.context("outcomes consumer failed")?;
         progress.context("progress consumer failed")?;
-        served
+        Ok(())
     }
 }
 
@@ -223,4 +308,11 @@ async fn unless_abandoned(
     vod_infra::shutdown::unless_abandoned(abandon, consumer)
         .await
         .unwrap_or(Ok(()))
+}
+
+async fn wait_or_stop(wait: std::time::Duration, shutdown: &CancellationToken) {
+    tokio::select! {
+        () = tokio::time::sleep(wait) => {}
+        () = shutdown.cancelled() => {}
+    }
 }

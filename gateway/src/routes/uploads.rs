@@ -13,6 +13,8 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 use vod_contracts::api::ErrorBody;
 use vod_contracts::commands::{Ack, ChunkCommit, ChunkHeader, Command, RejectCode};
@@ -714,6 +716,7 @@ async fn store_body(
     let chunk_size_bytes = state.config.chunk_size_bytes;
     let lock_wait = Duration::from_millis(state.config.lock_wait_ms);
     let offset = target.offset;
+    let unlock_later = UnlockLater::from_state(state);
     let storing = state.body_tasks.spawn(async move {
         let writer = WriterId::new();
         let session_id = target.session_id;
@@ -728,7 +731,9 @@ async fn store_body(
             .call(&Command::UnlockUpload { session_id, writer })
             .await
         {
-            tracing::warn!(%session_id, error = %error, "write lock not given back, it runs out by itself");
+            // The answer does not wait: the client is told what happened to its bytes now.
+            tracing::warn!(%session_id, error = %error, "write lock not given back, trying again");
+            unlock_later.spawn(uploader.clone(), session_id, writer);
         }
         stored.map(|mut stored| {
             stored.expires_at = stored.expires_at.or(lock_expiry);
@@ -741,6 +746,70 @@ async fn store_body(
             error: ApiError::Internal(anyhow!("upload body task failed: {err}")),
         })
     })
+}
+
+/// Gives back a write lock the uploader could not be told about (the broker or the database
+/// away), with backoff, so that the client's next PATCH is not refused until the lease runs
+/// out.
+struct UnlockLater {
+    tasks: TaskTracker,
+    stopping: CancellationToken,
+    backoff: Duration,
+    max_backoff: Duration,
+    window: Duration,
+}
+
+impl UnlockLater {
+    fn from_state(state: &AppState) -> Self {
+        Self {
+            tasks: state.body_tasks.clone(),
+            stopping: state.stopping.clone(),
+            backoff: Duration::from_millis(state.config.unlock_backoff_ms),
+            max_backoff: Duration::from_millis(state.config.unlock_max_backoff_ms),
+            window: Duration::from_millis(state.config.unlock_retry_window_ms),
+        }
+    }
+
+    fn spawn(self, uploader: UploaderClient, session_id: SessionId, writer: WriterId) {
+        let Self {
+            tasks,
+            stopping,
+            mut backoff,
+            max_backoff,
+            window,
+        } = self;
+        let give_back = async move {
+            let deadline = tokio::time::Instant::now() + window;
+            loop {
+                tokio::time::sleep(backoff).await;
+                match uploader
+                    .call(&Command::UnlockUpload { session_id, writer })
+                    .await
+                {
+                    Ok(_) => {
+                        tracing::info!(%session_id, "write lock given back");
+                        return;
+                    }
+                    // The upload is gone or closed: its lock no longer matters.
+                    Err(CallError::Rejected(reject)) if reject.code != RejectCode::Unavailable => {
+                        tracing::info!(%session_id, reason = %reject, "write lock not given back, no longer needed");
+                        return;
+                    }
+                    Err(error) if tokio::time::Instant::now() + backoff >= deadline => {
+                        tracing::warn!(%session_id, error = %error, "write lock not given back, it runs out by itself");
+                        return;
+                    }
+                    Err(_) => backoff = (backoff * 2).min(max_backoff),
+                }
+            }
+        };
+        tasks.spawn(async move {
+            tokio::select! {
+                () = give_back => {}
+                () = stopping.cancelled() => {}
+            }
+        });
+    }
 }
 
 /// Waits up to `wait` for another request to give the write lock back.

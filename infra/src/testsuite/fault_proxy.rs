@@ -3,7 +3,7 @@
 //! the server every other test uses.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use tokio::net::{TcpListener, TcpStream};
@@ -22,6 +22,8 @@ pub struct FaultProxy {
 struct Shared {
     upstream: String,
     down: AtomicBool,
+    /// Connections refused while cut.
+    refused: AtomicU64,
     /// Bumped by every cut; connections opened before it end.
     cuts: watch::Sender<u64>,
 }
@@ -36,6 +38,7 @@ impl FaultProxy {
         let shared = Arc::new(Shared {
             upstream: upstream.to_owned(),
             down: AtomicBool::new(false),
+            refused: AtomicU64::new(0),
             cuts: watch::Sender::new(0),
         });
         let acceptor = tokio::spawn(accept(listener, shared.clone()));
@@ -68,6 +71,12 @@ impl FaultProxy {
     pub fn restore(&self) {
         self.shared.down.store(false, Ordering::SeqCst);
     }
+
+    /// How many connections were refused while cut: a test waits on it to know that a client
+    /// tried to reach the server during the cut.
+    pub fn refused(&self) -> u64 {
+        self.shared.refused.load(Ordering::SeqCst)
+    }
 }
 
 impl Drop for FaultProxy {
@@ -83,6 +92,7 @@ async fn accept(listener: TcpListener, shared: Arc<Shared>) {
             continue;
         };
         if shared.down.load(Ordering::SeqCst) {
+            shared.refused.fetch_add(1, Ordering::SeqCst);
             drop(client);
             continue;
         }
