@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::fflow_client::FflowClient;
 use crate::handlers::Handlers;
 use crate::routing::Routing;
-use crate::scheduler::Scheduler;
+use crate::scheduler::{Scheduler, UnusedVideos};
 use crate::{consumer, outcomes, progress};
 
 /// One uploader replica: its pools, its broker connection and its consumers.
@@ -52,7 +52,15 @@ impl App {
             session_ttl_secs: config.session_ttl_secs,
             writer_lease_secs: config.writer_lease_secs,
         });
-        let scheduler = Scheduler::new(handlers.clone(), config.session_ttl_secs);
+        let scheduler = Scheduler::new(
+            handlers.clone(),
+            config.session_ttl_secs,
+            UnusedVideos {
+                ttl_secs: config.unused_video_ttl_secs,
+                batch: config.unused_video_batch,
+                remove_timeout: millis(config.remove_video_timeout_ms),
+            },
+        );
         Ok(Self {
             config,
             handlers,
@@ -81,7 +89,10 @@ impl App {
             tracing::info!(replica = %name, "scheduler enabled");
             Some(
                 self.scheduler
-                    .start(&self.config.expire_sessions_cron)
+                    .start(
+                        &self.config.expire_sessions_cron,
+                        &self.config.delete_unused_videos_cron,
+                    )
                     .await?,
             )
         } else {
