@@ -28,11 +28,12 @@ pub enum FflowCallError {
 }
 
 impl FflowCallError {
-    /// fflow, or holder behind it, could not do the work now; asking again later may succeed.
+    /// fflow, or holder behind it, could not do the work now (503 from fflow, 504 from a
+    /// reverse proxy in front of it); asking again later may succeed.
     pub fn is_unavailable(&self) -> bool {
         match self {
             Self::Unreachable { .. } => true,
-            Self::Refused { status, .. } => *status == 503,
+            Self::Refused { status, .. } => matches!(status, 503 | 504),
         }
     }
 }
