@@ -102,3 +102,28 @@ impl Config {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        assert!(Config::default().validate().is_ok());
+    }
+
+    #[test]
+    fn unused_videos_outlive_expired_uploads() {
+        let config = Config {
+            session_ttl_secs: 7 * 24 * 3600,
+            ..Config::default()
+        };
+        let error = config.validate().expect_err("refused").to_string();
+        assert!(error.contains("UPLOADER_UNUSED_VIDEO_TTL_SECS"), "{error}");
+        let config = Config {
+            unused_video_batch: 0,
+            ..Config::default()
+        };
+        assert!(config.validate().is_err());
+    }
+}
