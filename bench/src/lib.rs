@@ -81,6 +81,8 @@ impl LocalStack {
                 ("UPLOADER_AMQP__QUEUE_PREFIX", queue_prefix.clone()),
                 ("UPLOADER_FFLOW_URLS", fflow_urls.join(",")),
                 ("UPLOADER_REPLICA_NAME", format!("uploader-{index}")),
+                // Port 0: the replicas share the machine; nothing here scrapes them.
+                ("UPLOADER_LISTEN_ADDR", "127.0.0.1:0".to_owned()),
             ]);
             stack.spawn(bin_dir, &format!("uploader-{index}"), "uploader", env)?;
         }

@@ -60,6 +60,8 @@ pub struct Config {
     /// Connect and read timeout of the calls to other replicas, which fetch the parts of a
     /// concatenated upload.
     pub peer_timeout_ms: u64,
+    /// How long `/readyz` waits for each dependency.
+    pub readiness_timeout_ms: u64,
     pub holder: HolderSettings,
     pub amqp: AmqpSettings,
 }
@@ -109,6 +111,7 @@ impl Default for Config {
             publish_max_backoff_ms: 30_000,
             publish_timeout_ms: 10_000,
             peer_timeout_ms: 30_000,
+            readiness_timeout_ms: 3_000,
             holder: HolderSettings::default(),
             amqp: AmqpSettings::default(),
         }

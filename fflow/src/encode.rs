@@ -21,6 +21,7 @@ use crate::ffmpeg::{self, FfmpegError, Supervision};
 use crate::ftp;
 use crate::join;
 use crate::ladder::DisplaySize;
+use crate::metrics::FflowMetrics;
 use crate::plan::{self, EncodePlan, Input};
 use crate::playlists::{self, Variant};
 use crate::probe::{self, ProbeError, SourceFacts};
@@ -83,6 +84,7 @@ pub(crate) async fn publish_result(
     result: Result<MediaFacts, String>,
     started: Option<EncodeStart>,
 ) {
+    state.metrics.encode_ended(&result);
     let source_sha256 = match session.source_sha256().await {
         Ok(digest) => Some(digest),
         Err(err) => {
@@ -171,6 +173,9 @@ async fn produce(
         received_bytes: session.total_bytes().await.unwrap_or_default(),
     };
     *started = Some(start);
+    state.metrics.encode_started(start.path);
+    let running = state.metrics.ffmpeg_running();
+    let encode_began = std::time::Instant::now();
     let (encoded, encoded_watch) = watch::channel(Duration::ZERO);
     let encoded_time = encoded_watch.clone();
     let supervision = Supervision {
@@ -188,11 +193,16 @@ async fn produce(
             encoded_watch
         ),
     );
+    drop(running);
     encode_result.map_err(|failure| failure.reason)?;
     drop(permit);
 
     source.duration_seconds = encoded_duration(source.duration_seconds, *encoded_time.borrow());
-    finalize_and_store(config, session, target, &plan, &source).await
+    state.metrics.encode_speed(
+        source.duration_seconds,
+        encode_began.elapsed().as_secs_f64(),
+    );
+    finalize_and_store(config, &state.metrics, session, target, &plan, &source).await
 }
 
 /// The length of the presentation: the source's, unless ffmpeg reached noticeably less far, as
@@ -209,6 +219,7 @@ pub(crate) fn encoded_duration(probed_seconds: f64, encoded: Duration) -> f64 {
 /// Finishes the encoded presentation and stores it on holder; returns its facts.
 pub(crate) async fn finalize_and_store(
     config: &Config,
+    metrics: &FflowMetrics,
     session: &Session,
     target: EncodeTarget,
     plan: &EncodePlan,
@@ -221,7 +232,7 @@ pub(crate) async fn finalize_and_store(
         .map_err(|err| internal("finishing the presentation", &err))?;
 
     tracing::info!(remote_dir = %remote_dir, "storing on holder");
-    ftp::store_presentation(&config.holder, &output_dir, &remote_dir)
+    ftp::store_presentation(&config.holder, &output_dir, &remote_dir, metrics)
         .await
         .map_err(|err| format!("could not store the presentation on holder: {err:#}"))?;
     Ok(facts)

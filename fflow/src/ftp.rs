@@ -16,18 +16,22 @@ use suppaftp::{FtpError, FtpResult};
 use vod_contracts::layout::{DASH_MANIFEST, HLS_MASTER};
 
 use crate::config::HolderSettings;
+use crate::metrics::FflowMetrics;
 
 /// Uploads every file of `local_dir` into `remote_dir`, retrying the whole upload with backoff.
 pub async fn store_presentation(
     settings: &HolderSettings,
     local_dir: &Path,
     remote_dir: &str,
+    metrics: &FflowMetrics,
 ) -> anyhow::Result<()> {
     let files = upload_order(list_files(local_dir).await?);
     let mut backoff = Duration::from_millis(settings.backoff_ms);
     let mut attempt = 1;
     loop {
-        match upload(settings, local_dir, remote_dir, &files).await {
+        let uploaded = upload(settings, local_dir, remote_dir, &files, metrics).await;
+        metrics.ftp_upload(uploaded.is_ok());
+        match uploaded {
             Ok(()) => return Ok(()),
             Err(err) if attempt < settings.attempts => {
                 tracing::warn!(
@@ -42,6 +46,29 @@ pub async fn store_presentation(
             Err(err) => return Err(err),
         }
     }
+}
+
+/// True when holder's FTP server answers and takes our login.
+pub async fn can_log_in(settings: &HolderSettings) -> bool {
+    let limit = Duration::from_millis(settings.timeout_ms);
+    let Ok(mut ftp) = within(
+        limit,
+        "connecting",
+        AsyncFtpStream::connect(settings.addr.as_str()),
+    )
+    .await
+    else {
+        return false;
+    };
+    let logged_in = within(
+        limit,
+        "logging in",
+        ftp.login(settings.user.as_str(), settings.password.expose_secret()),
+    )
+    .await
+    .is_ok();
+    let _ = within(limit, "quitting", ftp.quit()).await;
+    logged_in
 }
 
 async fn list_files(dir: &Path) -> anyhow::Result<Vec<String>> {
@@ -88,6 +115,7 @@ async fn upload(
     local_dir: &Path,
     remote_dir: &str,
     files: &[String],
+    metrics: &FflowMetrics,
 ) -> anyhow::Result<()> {
     let limit = Duration::from_millis(settings.timeout_ms);
     let mut ftp = within(
@@ -124,9 +152,10 @@ async fn upload(
             let mut file = tokio::fs::File::open(&local)
                 .await
                 .with_context(|| format!("failed to open encoded file {name}"))?;
-            within(limit, "uploading", ftp.put_file(&temporary, &mut file))
+            let bytes = within(limit, "uploading", ftp.put_file(&temporary, &mut file))
                 .await
                 .with_context(|| format!("failed to upload {name}"))?;
+            metrics.ftp_file(bytes);
             within(
                 limit,
                 "renaming",

@@ -17,6 +17,7 @@ mod ffmpeg;
 mod ftp;
 mod join;
 pub mod ladder;
+mod metrics;
 mod outcomes;
 mod plan;
 mod playlists;

@@ -124,6 +124,14 @@ impl Publisher {
         }
     }
 
+    /// True when the publishing connection is up (publishing reopens it when it is not).
+    pub async fn is_connected(&self) -> bool {
+        let link = self.link.lock().await;
+        link.connection
+            .as_ref()
+            .is_some_and(|connection| connection.status().connected())
+    }
+
     pub async fn close(&self) {
         let mut link = self.link.lock().await;
         link.channel = None;

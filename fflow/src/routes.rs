@@ -10,15 +10,18 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use bytes::Bytes;
+use futures_util::StreamExt;
 use serde::Deserialize;
 use tower_http::trace::TraceLayer;
+use tracing::Instrument;
 use vod_contracts::fflow::{ChunkWritten, CreateProcess, FinishProcess, ProcessCreated};
 use vod_contracts::{SessionId, VideoId};
+use vod_infra::readiness::{self, Readiness};
 
 use crate::error::ApiError;
 use crate::sessions::{BeginEncode, Created, Session, SessionError};
-use crate::startup::AppState;
-use crate::{encode, streaming, unpublish};
+use crate::startup::{check_writable, AppState};
+use crate::{encode, ftp, streaming, unpublish};
 
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
@@ -36,14 +39,45 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/{replica_id}/sessions/{session_id}",
             delete(delete_session),
         )
+        .route("/readyz", get(readyz))
         .fallback(|| async { ApiError::RouteNotFound })
+        .layer(axum::middleware::from_fn_with_state(
+            state.metrics.http.clone(),
+            vod_infra::metrics::track_http,
+        ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// A span naming the upload, so every line logged while handling its request carries its
+/// session, flow and video (a partial upload has no flow yet).
+fn upload_span(session: &Session) -> tracing::Span {
+    match session.target {
+        Some(target) => tracing::info_span!(
+            "upload",
+            session_id = %session.session_id,
+            flow_id = %target.flow_id,
+            video_id = %target.video_id,
+        ),
+        None => tracing::info_span!("upload", session_id = %session.session_id),
+    }
 }
 
 async fn healthz() -> Json<serde_json::Value> {
     // The spool and ffmpeg were checked at start; the replica serves only if both work.
     Json(serde_json::json!({ "status": "ok" }))
+}
+
+/// The broker (outcomes), holder (FTP login) and the spool (writable).
+async fn readyz(State(state): State<Arc<AppState>>) -> Readiness {
+    let timeout = vod_infra::config::millis(state.config.readiness_timeout_ms);
+    let broker = readiness::check("broker", timeout, state.publisher.is_connected());
+    let holder = readiness::check("holder", timeout, ftp::can_log_in(&state.config.holder));
+    let spool = readiness::check("spool", timeout, async {
+        check_writable(&state.spool).await.is_ok()
+    });
+    let (broker, holder, spool) = tokio::join!(broker, holder, spool);
+    Readiness::of(vec![broker, holder, spool])
 }
 
 async fn create_process(
@@ -99,13 +133,28 @@ async fn put_chunk(
         .get(header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<u64>().ok());
+    let span = upload_span(&session);
+    write_chunk(state, session, offset, declared_len, body)
+        .instrument(span)
+        .await
+}
+
+async fn write_chunk(
+    state: Arc<AppState>,
+    session: Arc<Session>,
+    offset: u64,
+    declared_len: Option<u64>,
+    body: Body,
+) -> Result<Json<ChunkWritten>, ApiError> {
+    let metrics = state.metrics.clone();
+    let body = body.into_data_stream().map(move |frame| {
+        if let Ok(bytes) = &frame {
+            metrics.spooled(bytes.len());
+        }
+        frame
+    });
     let written = session
-        .write_chunk(
-            offset,
-            declared_len,
-            state.config.max_chunk_bytes,
-            body.into_data_stream(),
-        )
+        .write_chunk(offset, declared_len, state.config.max_chunk_bytes, body)
         .await;
     match written {
         Ok(received_bytes) => {
@@ -139,6 +188,15 @@ async fn finish(
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
     let session = find_session(&state, &replica_id, &session_id)?;
+    let span = upload_span(&session);
+    finish_session(state, session, body).instrument(span).await
+}
+
+async fn finish_session(
+    state: Arc<AppState>,
+    session: Arc<Session>,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
     // An empty body finishes a session whose length was given at creation.
     let request: Option<FinishProcess> = if body.is_empty() {
         None

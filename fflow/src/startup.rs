@@ -14,6 +14,7 @@ use vod_infra::config::millis;
 
 use crate::config::Config;
 use crate::encode;
+use crate::metrics::FflowMetrics;
 use crate::outcomes::Publisher;
 use crate::routes;
 use crate::sessions::Sessions;
@@ -32,6 +33,9 @@ pub struct AppState {
     pub http: reqwest::Client,
     /// Cancelled at shutdown; every session's token is a child of it.
     pub stopping: CancellationToken,
+    pub metrics: FflowMetrics,
+    /// This replica's spool, `{spool_dir}/{replica_id}`.
+    pub spool: std::path::PathBuf,
 }
 
 pub struct App {
@@ -71,7 +75,10 @@ impl App {
         )
         .await?;
         let stopping = CancellationToken::new();
-        let sessions = Sessions::load(spool, config.streaming_encode, stopping.clone()).await?;
+        let sessions =
+            Sessions::load(spool.clone(), config.streaming_encode, stopping.clone()).await?;
+        let mut registry = vod_infra::metrics::registry("fflow");
+        let metrics = FflowMetrics::register(&mut registry);
         let http = reqwest::Client::builder()
             .connect_timeout(millis(config.peer_timeout_ms))
             .read_timeout(millis(config.peer_timeout_ms))
@@ -86,6 +93,8 @@ impl App {
             encodes: Semaphore::new(config.max_concurrent_encodes),
             publisher,
             stopping,
+            metrics,
+            spool,
             config,
         });
         tracing::info!(
@@ -97,7 +106,8 @@ impl App {
         Ok(App {
             listener,
             local_addr,
-            router: routes::router(state.clone()),
+            router: routes::router(state.clone())
+                .merge(vod_infra::metrics::route(Arc::new(registry))),
             state,
         })
     }
@@ -169,7 +179,7 @@ async fn check_runs(program: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn check_writable(dir: &Path) -> anyhow::Result<()> {
+pub(crate) async fn check_writable(dir: &Path) -> anyhow::Result<()> {
     tokio::fs::create_dir_all(dir)
         .await
         .with_context(|| format!("failed to create spool directory {}", dir.display()))?;

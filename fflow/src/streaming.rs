@@ -167,6 +167,7 @@ async fn run(
         received_bytes = received,
         "encoding while the upload arrives"
     );
+    state.metrics.encode_started(started.path);
     let ended = tokio::select! {
         biased;
         () = cancel.cancelled() => None,
@@ -242,6 +243,7 @@ async fn encode_stream(
         })),
         ..Supervision::new(config.stall_timeout())
     };
+    let running = state.metrics.ffmpeg_running();
     let (encoded, ()) = tokio::join!(
         encode_with_deadline(config, &session.dir, args, supervision),
         progress::report(
@@ -253,6 +255,7 @@ async fn encode_stream(
             encoded_watch
         ),
     );
+    drop(running);
     drop(permit);
     match encoded {
         Ok(()) if fed_everything.load(Ordering::SeqCst) => {}
@@ -270,7 +273,8 @@ async fn encode_stream(
     }
     source.duration_seconds =
         encode::encoded_duration(source.duration_seconds, *encoded_time.borrow());
-    match encode::finalize_and_store(config, session, target, &plan, &source).await {
+    match encode::finalize_and_store(config, &state.metrics, session, target, &plan, &source).await
+    {
         Ok(facts) => Ended::Ready(Box::new(facts)),
         Err(reason) => Ended::Failed(reason),
     }

@@ -30,6 +30,8 @@ pub struct Config {
     /// How long a request waits for an upload another request is writing to before it is
     /// answered 409.
     pub lock_wait_ms: u64,
+    /// How long `/readyz` waits for each dependency.
+    pub readiness_timeout_ms: u64,
     pub postgres: PostgresSettings,
     pub amqp: AmqpSettings,
 }
@@ -46,6 +48,7 @@ impl Default for Config {
             max_json_bytes: 64 * 1024,
             retry_after_secs: 5,
             lock_wait_ms: 3_000,
+            readiness_timeout_ms: 2_000,
             postgres: PostgresSettings::default(),
             amqp: AmqpSettings::default(),
         }

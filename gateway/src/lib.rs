@@ -6,6 +6,7 @@
 
 mod config;
 mod error;
+mod metrics;
 mod openapi;
 mod read_model;
 mod routes;

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use vod_contracts::api::{FlowView, Playback, RenditionView, SourceView, VideoView};
 use vod_contracts::outcome::RenditionFacts;
 use vod_contracts::{
-    EncodePath, FlowStatus, SessionId, SessionStatus, UnknownStatus, VideoId, VideoStatus,
+    EncodePath, FlowId, FlowStatus, SessionId, SessionStatus, UnknownStatus, VideoId, VideoStatus,
 };
 
 use crate::error::ApiError;
@@ -55,6 +55,7 @@ pub struct UploadState {
     pub kind: UploadKind,
     /// `None` for a partial upload.
     pub video_id: Option<VideoId>,
+    pub flow_id: Option<FlowId>,
     pub uploaded_bytes: u64,
     /// `None` while the length is deferred.
     pub total_bytes: Option<u64>,
@@ -73,7 +74,7 @@ pub async fn find_upload(
     let client = pool.get().await?;
     let row = client
         .query_opt(
-            "SELECT s.status, s.kind, f.video_id, \
+            "SELECT s.status, s.kind, f.video_id, s.flow_id, \
                     COALESCE(f.uploaded_bytes, s.uploaded_bytes, 0) AS uploaded_bytes, \
                     CASE WHEN s.kind = 'PARTIAL' THEN s.total_bytes ELSE f.total_bytes END \
                         AS total_bytes, \
@@ -96,6 +97,7 @@ pub async fn find_upload(
             status: row.get::<_, &str>("status").parse()?,
             kind,
             video_id: row.get::<_, Option<Uuid>>("video_id").map(VideoId),
+            flow_id: row.get::<_, Option<Uuid>>("flow_id").map(FlowId),
             uploaded_bytes: non_negative(row.get("uploaded_bytes")),
             total_bytes: row.get::<_, Option<i64>>("total_bytes").map(non_negative),
             metadata: row.get("metadata"),

@@ -10,6 +10,7 @@ use axum::http::{HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{middleware, Extension, Router};
 use deadpool_postgres::Pool;
+use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -24,6 +25,7 @@ use utoipa_axum::routes;
 
 use crate::config::Config;
 use crate::error::ApiError;
+use crate::metrics::GatewayMetrics;
 use crate::openapi::{self, ApiDoc};
 use crate::routes::{docs, health, uploads, videos};
 use crate::tus;
@@ -37,6 +39,9 @@ pub struct AppState {
     pub uploader: UploaderClient,
     /// Upload bodies being stored; they finish even when their request is dropped.
     pub body_tasks: TaskTracker,
+    pub metrics: GatewayMetrics,
+    /// What `/metrics` renders.
+    pub metrics_registry: Arc<Registry>,
 }
 
 pub struct App {
@@ -59,11 +64,15 @@ impl App {
             UploaderClient::connect(&config.amqp, config.rpc_timeout()).await?;
         let (listener, local_addr) = vod_infra::http::bind(&config.listen_addr).await?;
         let body_tasks = TaskTracker::new();
+        let mut registry = vod_infra::metrics::registry("gateway");
+        let metrics = GatewayMetrics::register(&mut registry);
         let state = AppState {
             config: Arc::new(config),
             pool: pool.clone(),
             uploader: uploader.clone(),
             body_tasks: body_tasks.clone(),
+            metrics,
+            metrics_registry: Arc::new(registry),
         };
         tracing::info!(addr = %local_addr, "gateway listening");
         Ok(App {
@@ -118,6 +127,8 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(videos::show));
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(health::metrics))
         .routes(routes!(docs::openapi_json))
         .routes(routes!(docs::page))
         .routes(routes!(docs::asset))
@@ -130,12 +141,17 @@ pub fn router(state: AppState) -> Router {
     let (routes, mut document) = documented_routes().split_for_parts();
     openapi::list_error_codes(&mut document);
     let retry_after = state.config.retry_after_secs;
+    let http_metrics = state.metrics.http.clone();
     let api = routes
         .fallback(|| async { ApiError::RouteNotFound })
         // The tus routes lift the limit for themselves.
         .layer(DefaultBodyLimit::max(state.config.max_json_bytes))
         .layer(Extension(docs::Document(Arc::new(document))))
         .with_state(state)
+        .layer(middleware::from_fn_with_state(
+            http_metrics,
+            vod_infra::metrics::track_http,
+        ))
         .layer(middleware::map_response_with_state(
             retry_after,
             add_retry_after,

@@ -23,6 +23,7 @@ use unftp_core::auth::DefaultUser;
 use self::auth::SingleAccount;
 use self::storage::RootStorage;
 use crate::config::Config;
+use crate::metrics::HolderMetrics;
 
 /// Pause after a failed accept (out of file descriptors, ...) so the loop does not spin.
 const ACCEPT_RETRY_DELAY: Duration = Duration::from_millis(100);
@@ -34,10 +35,11 @@ pub struct FtpServer {
     passive_ports: RangeInclusive<u16>,
     idle_timeout_secs: u64,
     shutdown_grace: Duration,
+    metrics: HolderMetrics,
 }
 
 impl FtpServer {
-    pub fn new(config: &Config, root: PathBuf) -> Self {
+    pub fn new(config: &Config, root: PathBuf, metrics: HolderMetrics) -> Self {
         let passive_host = match config.passive_host.trim() {
             "" => PassiveHost::FromConnection,
             host => PassiveHost::from(host),
@@ -52,6 +54,7 @@ impl FtpServer {
             passive_ports: config.passive_ports(),
             idle_timeout_secs: config.ftp_idle_timeout_secs,
             shutdown_grace: Duration::from_secs(config.ftp_shutdown_grace_secs),
+            metrics,
         }
     }
 
@@ -69,6 +72,7 @@ impl FtpServer {
         .passive_ports(self.passive_ports.clone())
         .active_passive_mode(ActivePassiveMode::PassiveOnly)
         .idle_session_timeout(self.idle_timeout_secs)
+        .notify_data(self.metrics.ftp_listener())
         .build()
     }
 

@@ -5,6 +5,7 @@ pub mod config;
 mod error;
 mod ftp;
 mod media;
+mod metrics;
 mod request_path;
 mod routes;
 mod startup;

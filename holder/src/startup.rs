@@ -8,6 +8,7 @@ use tracing::info;
 
 use crate::config::Config;
 use crate::ftp::FtpServer;
+use crate::metrics::HolderMetrics;
 use crate::routes;
 
 pub struct App {
@@ -31,8 +32,11 @@ impl App {
             .await
             .with_context(|| format!("failed to resolve root {}", config.root.display()))?;
 
-        let router = routes::router(&config, root.clone())?;
-        let ftp = FtpServer::new(&config, root.clone());
+        let mut registry = vod_infra::metrics::registry("holder");
+        let metrics = HolderMetrics::register(&mut registry);
+        let router = routes::router(&config, root.clone(), metrics.clone())?
+            .merge(vod_infra::metrics::route(std::sync::Arc::new(registry)));
+        let ftp = FtpServer::new(&config, root.clone(), metrics);
         let (http_listener, http_addr) = vod_infra::http::bind(&config.http_addr).await?;
         let ftp_listener = TcpListener::bind(&config.ftp_addr)
             .await

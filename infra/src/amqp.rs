@@ -62,3 +62,32 @@ pub async fn consumer_channel(connection: &Connection, prefetch: u16) -> anyhow:
         .context("failed to set prefetch")?;
     Ok(channel)
 }
+
+/// Messages ready in each queue, read with a passive declare on a channel of its own (a
+/// passive declare of a missing queue closes its channel).
+pub async fn queue_depths(
+    connection: &Connection,
+    queues: &[&str],
+) -> anyhow::Result<Vec<(String, u32)>> {
+    let channel = connection
+        .create_channel()
+        .await
+        .context("failed to open a channel")?;
+    let mut depths = Vec::with_capacity(queues.len());
+    for queue in queues {
+        let declared = channel
+            .queue_declare(
+                (*queue).into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .with_context(|| format!("failed to inspect queue {queue}"))?;
+        depths.push(((*queue).to_owned(), declared.message_count()));
+    }
+    let _ = channel.close(200, "OK".into()).await;
+    Ok(depths)
+}

@@ -1,11 +1,13 @@
 //! Plumbing shared by the vod services: typed configuration from the environment, PostgreSQL,
-//! Redis and RabbitMQ connections with their timeouts, migrations, telemetry, HTTP serving and
-//! shutdown. Nothing here knows what a video is.
+//! Redis and RabbitMQ connections with their timeouts, migrations, telemetry, HTTP serving,
+//! metrics, readiness and shutdown. Nothing here knows what a video is.
 
 pub mod amqp;
 pub mod config;
 pub mod http;
+pub mod metrics;
 pub mod postgres;
+pub mod readiness;
 pub mod redis;
 pub mod shutdown;
 pub mod telemetry;

@@ -22,3 +22,14 @@ pub fn pool(settings: &RedisSettings) -> anyhow::Result<Pool> {
         .create_pool(Some(Runtime::Tokio1))
         .context("failed to build the redis pool")
 }
+
+/// True when Redis answers `PING` within the pool's timeouts.
+pub async fn is_reachable(pool: &Pool) -> bool {
+    match pool.get().await {
+        Ok(mut connection) => deadpool_redis::redis::cmd("PING")
+            .query_async::<String>(&mut connection)
+            .await
+            .is_ok(),
+        Err(_) => false,
+    }
+}

@@ -6,6 +6,7 @@
 //! uploaders and the gateway. Tests run in parallel without seeing each other.
 
 mod env;
+pub mod exposition;
 pub mod media;
 mod stack;
 pub mod tus;

@@ -79,6 +79,10 @@ pub struct Stack {
     pub http: reqwest::Client,
     /// The uploaders' scheduler jobs, to drive them directly.
     pub schedulers: Vec<uploader::scheduler::Scheduler>,
+    /// Base URLs of the fflow replicas' and the uploaders' own listeners (`/healthz`,
+    /// `/readyz`, `/metrics`), in start order.
+    pub fflow_urls: Vec<String>,
+    pub uploader_urls: Vec<String>,
     services: Vec<Running>,
 }
 
@@ -126,8 +130,10 @@ impl Stack {
         }
 
         let mut schedulers = Vec::new();
+        let mut uploader_urls = Vec::new();
         for index in 1..=2 {
             let config = uploader::Config {
+                listen_addr: "127.0.0.1:0".to_owned(),
                 postgres: env.postgres(),
                 redis: env.redis(),
                 amqp: env.amqp(),
@@ -139,6 +145,7 @@ impl Stack {
             };
             let app = uploader::App::build(config).await.expect("uploader starts");
             schedulers.push(app.scheduler());
+            uploader_urls.push(format!("http://{}", app.local_addr()));
             services.push(Running::spawn(&format!("uploader-{index}"), |stop| {
                 app.run_until_stopped(stop)
             }));
@@ -168,6 +175,8 @@ impl Stack {
             fflow_addresses,
             http: reqwest::Client::new(),
             schedulers,
+            fflow_urls,
+            uploader_urls,
             services,
         }
     }
@@ -243,6 +252,14 @@ impl Stack {
             .unwrap_or_default()
             .to_owned();
         (content_type, response.bytes().await.expect("body").to_vec())
+    }
+
+    /// A service's `/metrics`, parsed; `base_url` is one of the services' base URLs.
+    pub async fn metrics(&self, base_url: &str) -> crate::exposition::Exposition {
+        let (_, body) = self.fetch(&format!("{base_url}/metrics")).await;
+        let text = String::from_utf8(body).expect("utf-8 metrics");
+        crate::exposition::Exposition::parse(&text)
+            .unwrap_or_else(|error| panic!("{base_url}/metrics: {error}\n{text}"))
     }
 
     /// The fflow replica recorded for a session in PostgreSQL.

@@ -273,3 +273,143 @@ fn fflow_replicas_are_reached_through_the_proxy_by_their_prefix() {
         "the proxy listens where uploaders call it"
     );
 }
+
+/// The port each vod binary serves `/metrics` and `/readyz` on, as compose configures it, and
+/// the address it binds.
+fn operator_listener(compose: &Value, service: &str, binary: &str) -> String {
+    match binary {
+        "gateway" => load::<gateway::Config>("GATEWAY", service, compose).listen_addr,
+        "uploader" => load::<uploader::Config>("UPLOADER", service, compose).listen_addr,
+        "fflow" => load::<fflow::Config>("FFLOW", service, compose).listen_addr,
+        "holder" => load::<holder::Config>("HOLDER", service, compose).http_addr,
+        other => panic!("{service} runs an unknown binary {other}"),
+    }
+}
+
+/// Prometheus's targets: `host:port` of static targets, and `name:port` of DNS discovery
+/// (which finds every replica behind a name), each with its job's metrics path.
+fn scrape_targets(prometheus: &Value) -> (BTreeSet<String>, BTreeSet<String>) {
+    let mut static_targets = BTreeSet::new();
+    let mut discovered = BTreeSet::new();
+    let jobs = prometheus["scrape_configs"]
+        .as_sequence()
+        .expect("scrape_configs");
+    for job in jobs {
+        let path = job["metrics_path"].as_str().unwrap_or("/metrics");
+        for config in job["static_configs"].as_sequence().into_iter().flatten() {
+            for target in config["targets"].as_sequence().into_iter().flatten() {
+                let target = target.as_str().expect("target is text");
+                static_targets.insert(format!("{target}{path}"));
+            }
+        }
+        for config in job["dns_sd_configs"].as_sequence().into_iter().flatten() {
+            let port = config["port"].as_u64().expect("dns discovery names a port");
+            for name in config["names"].as_sequence().into_iter().flatten() {
+                let name = name.as_str().expect("name is text");
+                discovered.insert(format!("{name}:{port}{path}"));
+            }
+        }
+    }
+    (static_targets, discovered)
+}
+
+#[test]
+fn prometheus_scrapes_every_service_where_compose_makes_it_listen() {
+    let compose = compose();
+    let prometheus: Value =
+        serde_norway::from_str(&workspace_file("deploy/prometheus/prometheus.yml"))
+            .expect("prometheus.yml parses");
+    let (static_targets, discovered) = scrape_targets(&prometheus);
+    for (name, binary) in vod_services(&compose) {
+        let listen = operator_listener(&compose, &name, &binary);
+        assert!(
+            listen.starts_with("0.0.0.0:"),
+            "{name} listens on {listen}, which other containers cannot reach"
+        );
+        let port = port_of(&listen);
+        let target = format!("{name}:{port}/metrics");
+        let replicas = compose["services"][name.as_str()]["deploy"]["replicas"]
+            .as_u64()
+            .unwrap_or(1);
+        if replicas > 1 {
+            assert!(
+                discovered.contains(&target),
+                "{name} runs {replicas} replicas: Prometheus must discover {target} by DNS \
+                 ({discovered:?})"
+            );
+        } else {
+            assert!(
+                static_targets.contains(&target) || discovered.contains(&target),
+                "Prometheus does not scrape {target}: {static_targets:?} {discovered:?}"
+            );
+        }
+        let healthcheck: Vec<&str> = compose["services"][name.as_str()]["healthcheck"]["test"]
+            .as_sequence()
+            .unwrap_or_else(|| panic!("{name} has a healthcheck"))
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        let readyz = format!("http://127.0.0.1:{port}/readyz");
+        assert!(
+            healthcheck.contains(&readyz.as_str()),
+            "{name}'s healthcheck asks {readyz}: {healthcheck:?}"
+        );
+    }
+
+    // Queue depth from the broker itself, per queue.
+    assert!(
+        static_targets.contains("rabbitmq:15692/metrics/per-object"),
+        "{static_targets:?}"
+    );
+    let plugins = workspace_file("deploy/rabbitmq/enabled_plugins");
+    assert!(plugins.contains("rabbitmq_prometheus"), "{plugins}");
+    let rabbitmq_volumes = format!("{:?}", compose["services"]["rabbitmq"]["volumes"]);
+    assert!(
+        rabbitmq_volumes
+            .contains("./deploy/rabbitmq/enabled_plugins:/etc/rabbitmq/enabled_plugins"),
+        "{rabbitmq_volumes}"
+    );
+
+    let prometheus_volumes = format!("{:?}", compose["services"]["prometheus"]["volumes"]);
+    assert!(
+        prometheus_volumes
+            .contains("./deploy/prometheus/prometheus.yml:/etc/prometheus/prometheus.yml"),
+        "{prometheus_volumes}"
+    );
+    let datasource: Value = serde_norway::from_str(&workspace_file(
+        "deploy/grafana/provisioning/datasources/prometheus.yml",
+    ))
+    .expect("datasource parses");
+    assert_eq!(
+        datasource["datasources"][0]["url"].as_str(),
+        Some("http://prometheus:9090")
+    );
+    assert!(published_ports(&compose, "prometheus").contains("9090:9090"));
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&workspace_file("deploy/grafana/dashboards/vod.json"))
+            .expect("dashboard is JSON");
+    assert!(
+        dashboard["panels"].as_array().is_some_and(|p| p.len() >= 7),
+        "the dashboard has its panels"
+    );
+}
+
+#[test]
+fn the_uploader_listener_is_configured_once_for_every_replica() {
+    let compose = compose();
+    let mut listeners = BTreeSet::new();
+    for (name, binary) in vod_services(&compose) {
+        if binary == "uploader" {
+            let environment = environment(&compose, &name);
+            let listen = environment
+                .get("UPLOADER_LISTEN_ADDR")
+                .unwrap_or_else(|| panic!("{name} sets UPLOADER_LISTEN_ADDR"));
+            listeners.insert(listen.clone());
+        }
+    }
+    assert_eq!(listeners.len(), 1, "{listeners:?}");
+    let default_port = port_of(&uploader::Config::default().listen_addr);
+    for taken in [8080, 8090, 2121, 4050] {
+        assert_ne!(default_port, taken, "the uploader's default port is free");
+    }
+}

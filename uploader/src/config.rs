@@ -5,6 +5,10 @@ use vod_infra::config::{AmqpSettings, PostgresSettings, RedisSettings};
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default)]
 pub struct Config {
+    /// The operators' listener: `/healthz`, `/readyz` and `/metrics`.
+    pub listen_addr: String,
+    /// How long `/readyz` (and the queue depth of `/metrics`) waits for each dependency.
+    pub readiness_timeout_ms: u64,
     pub postgres: PostgresSettings,
     pub redis: RedisSettings,
     pub amqp: AmqpSettings,
@@ -46,6 +50,8 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
+            listen_addr: "127.0.0.1:8070".to_owned(),
+            readiness_timeout_ms: 2_000,
             postgres: PostgresSettings::default(),
             redis: RedisSettings::default(),
             amqp: AmqpSettings::default(),

@@ -2,6 +2,7 @@
 //! Deliveries run concurrently up to the channel's prefetch.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -13,11 +14,14 @@ use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::field::Empty;
+use tracing::Instrument;
 use vod_contracts::commands::{
     decode_chunk, Ack, Command, Reject, RejectCode, Reply, CHUNK_MESSAGE_TYPE, COMMAND_MESSAGE_TYPE,
 };
 
 use crate::handlers::{HandlerError, Handlers};
+use crate::metrics::{command_kind, CHUNK_KIND, INVALID_KIND};
 
 pub async fn run(
     channel: Channel,
@@ -66,20 +70,49 @@ pub async fn run(
 }
 
 async fn handle_delivery(delivery: Delivery, handlers: &Handlers, reply_channel: &Channel) {
+    let started = Instant::now();
     let kind = delivery
         .properties
         .kind()
         .as_ref()
         .map(|kind| kind.as_str().to_owned());
-    let result = match kind.as_deref() {
-        Some(CHUNK_MESSAGE_TYPE) => handle_chunk(&delivery.data, handlers).await,
+    // The handlers name the upload's flow and video on this span once they know them.
+    let span = tracing::info_span!(
+        "command",
+        kind = Empty,
+        session_id = Empty,
+        flow_id = Empty,
+        video_id = Empty,
+    );
+    let (kind, result) = match kind.as_deref() {
+        Some(CHUNK_MESSAGE_TYPE) => (
+            CHUNK_KIND,
+            handle_chunk(&delivery.data, handlers, &span).await,
+        ),
         Some(COMMAND_MESSAGE_TYPE) => match serde_json::from_slice::<Command>(&delivery.data) {
-            Ok(command) => handlers.command(command).await,
-            Err(error) => Err(invalid(format!("command is not valid: {error}"))),
+            Ok(command) => {
+                let kind = command_kind(&command);
+                span.record("kind", kind);
+                if let Some(session_id) = command_session(&command) {
+                    span.record("session_id", tracing::field::display(session_id));
+                }
+                (
+                    kind,
+                    handlers.command(command).instrument(span.clone()).await,
+                )
+            }
+            Err(error) => (
+                INVALID_KIND,
+                Err(invalid(format!("command is not valid: {error}"))),
+            ),
         },
-        other => Err(invalid(format!("unknown message type {other:?}"))),
+        other => (
+            INVALID_KIND,
+            Err(invalid(format!("unknown message type {other:?}"))),
+        ),
     };
-    let reply = Reply::from(result.map_err(HandlerError::into_reject));
+    let reply = span.in_scope(|| Reply::from(result.map_err(HandlerError::into_reject)));
+    handlers.metrics.handled(kind, &reply, started.elapsed());
     if let Err(error) = send_reply(&delivery, reply_channel, &reply).await {
         // The gateway is gone or the broker is; the work is done and idempotent, so the
         // delivery is acked anyway and a resend is answered from the database.
@@ -91,11 +124,34 @@ async fn handle_delivery(delivery: Delivery, handlers: &Handlers, reply_channel:
     }
 }
 
-async fn handle_chunk(frame: &[u8], handlers: &Handlers) -> Result<Ack, HandlerError> {
+async fn handle_chunk(
+    frame: &[u8],
+    handlers: &Handlers,
+    span: &tracing::Span,
+) -> Result<Ack, HandlerError> {
     let (header, payload) =
         decode_chunk(frame).map_err(|error| invalid(format!("chunk is not valid: {error}")))?;
+    span.record("kind", CHUNK_KIND);
+    span.record("session_id", tracing::field::display(header.session_id));
     let payload = Bytes::copy_from_slice(payload);
-    handlers.chunk(header, payload).await
+    handlers
+        .chunk(header, payload)
+        .instrument(span.clone())
+        .await
+}
+
+/// The upload a command is about, when it names one.
+fn command_session(command: &Command) -> Option<vod_contracts::SessionId> {
+    match command {
+        Command::TerminateUpload { session_id }
+        | Command::DeclareLength { session_id, .. }
+        | Command::LockUpload { session_id, .. }
+        | Command::UnlockUpload { session_id, .. } => Some(*session_id),
+        Command::CreateVideo { .. }
+        | Command::CreateUpload { .. }
+        | Command::CreatePartialUpload { .. }
+        | Command::CreateFinalUpload { .. } => None,
+    }
 }
 
 fn invalid(message: String) -> HandlerError {

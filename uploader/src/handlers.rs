@@ -12,6 +12,7 @@ use vod_contracts::fflow::{FinishProcess, PartSource};
 use vod_contracts::{FlowStatus, SessionId, SessionStatus, WriterId};
 
 use crate::fflow_client::FflowClient;
+use crate::metrics::UploaderMetrics;
 use crate::routing::{Routing, RoutingError};
 use crate::store::{self, FlowRef, SessionRow, UploadKind};
 use crate::transitions::{self, FinalUpload, NewUpload};
@@ -60,14 +61,22 @@ pub struct Handlers {
     pub finish_attempts: u32,
     pub session_ttl_secs: u64,
     pub writer_lease_secs: u64,
+    pub metrics: UploaderMetrics,
 }
 
 impl Handlers {
+    /// Where the transitions count the status changes they write.
+    pub fn counted(&self) -> &crate::metrics::StateTransitions {
+        &self.metrics.transitions
+    }
+
     pub async fn command(&self, command: Command) -> Result<Ack, HandlerError> {
         match command {
             Command::CreateVideo { title, description } => {
                 let client = self.pg.get().await.context("no database connection")?;
-                let video_id = transitions::create_video(&client, &title, &description).await?;
+                let video_id =
+                    transitions::create_video(&client, &title, &description, self.counted())
+                        .await?;
                 tracing::info!(video_id = %video_id, "video created");
                 Ok(Ack::VideoCreated { video_id })
             }
@@ -88,7 +97,7 @@ impl Handlers {
                     metadata: metadata.as_deref(),
                     ttl_secs: self.session_ttl_secs,
                 };
-                let created = transitions::create_upload(&tx, upload).await??;
+                let created = transitions::create_upload(&tx, upload, self.counted()).await??;
                 tx.commit()
                     .await
                     .context("failed to commit the new upload")?;
@@ -105,6 +114,7 @@ impl Handlers {
                     total_bytes,
                     metadata.as_deref(),
                     self.session_ttl_secs,
+                    self.counted(),
                 )
                 .await?;
                 tracing::info!(session_id = %session_id, total_bytes, "partial upload created");
@@ -194,6 +204,7 @@ impl Handlers {
                 parts: &parts,
                 ttl_secs: self.session_ttl_secs,
             },
+            self.counted(),
         )
         .await??;
         tx.commit()
@@ -219,6 +230,7 @@ impl Handlers {
         let session = store::lock_session(&tx, session_id)
             .await?
             .ok_or_else(|| not_found(session_id))?;
+        name_upload_in_span(&session);
         match session.status {
             SessionStatus::Terminated => return Ok(Ack::UploadTerminated),
             SessionStatus::Open => {}
@@ -230,7 +242,7 @@ impl Handlers {
                 .into())
             }
         }
-        transitions::terminate_upload(&tx, &session).await?;
+        transitions::terminate_upload(&tx, &session, self.counted()).await?;
         tx.commit()
             .await
             .context("failed to commit the termination")?;
@@ -249,6 +261,7 @@ impl Handlers {
         let session = store::lock_session(&tx, session_id)
             .await?
             .ok_or_else(|| not_found(session_id))?;
+        name_upload_in_span(&session);
         let declared = |uploaded_bytes| Ack::LengthDeclared {
             uploaded_bytes,
             total_bytes,
@@ -283,7 +296,7 @@ impl Handlers {
         transitions::declare_length(&tx, &session, total_bytes).await?;
         let complete = total_bytes == session.uploaded_bytes;
         if complete {
-            transitions::complete_upload(&tx, &session).await?;
+            transitions::complete_upload(&tx, &session, self.counted()).await?;
         }
         tx.commit()
             .await
@@ -306,6 +319,7 @@ impl Handlers {
         let session = store::lock_session(&tx, session_id)
             .await?
             .ok_or_else(|| not_found(session_id))?;
+        name_upload_in_span(&session);
         if session.status == SessionStatus::Open && session.expired {
             return Err(self.expire_now(tx, &session).await);
         }
@@ -338,7 +352,7 @@ impl Handlers {
             self.session_ttl_secs
         );
         let expired = async {
-            transitions::expire_upload(&tx, session, &reason).await?;
+            transitions::expire_upload(&tx, session, &reason, self.counted()).await?;
             tx.commit().await.context("failed to commit the expiry")
         }
         .await;
@@ -369,6 +383,7 @@ impl Handlers {
         let session = store::load_session(&client, header.session_id)
             .await?
             .ok_or_else(|| not_found(header.session_id))?;
+        name_upload_in_span(&session);
         check_length(&session, end)?;
         if let Some(ack) = self.already_stored(&session, &header, end).await {
             return Ok(ack);
@@ -433,7 +448,7 @@ impl Handlers {
         };
         let complete = session.total_bytes == Some(uploaded);
         if complete {
-            transitions::complete_upload(&tx, &session).await?;
+            transitions::complete_upload(&tx, &session, self.counted()).await?;
         }
         tx.commit().await.context("failed to commit the chunk")?;
         tracing::debug!(session_id = %session.session_id, uploaded, total = session.total_bytes, "chunk stored");
@@ -591,8 +606,14 @@ impl Handlers {
         reason: &str,
     ) {
         tracing::error!(session_id = %session.session_id, flow_id = %flow.flow_id, reason = %reason, "encode never requested");
-        if let Err(error) =
-            transitions::fail_processing(client, flow.flow_id, flow.video_id, reason).await
+        if let Err(error) = transitions::fail_processing(
+            client,
+            flow.flow_id,
+            flow.video_id,
+            reason,
+            self.counted(),
+        )
+        .await
         {
             tracing::error!(flow_id = %flow.flow_id, error = ?error, "flow not marked failed");
         }
@@ -616,6 +637,16 @@ struct FinalRequest<'a> {
     filename: Option<&'a str>,
     metadata: Option<&'a str>,
     parts: &'a [SessionId],
+}
+
+/// Names the upload's flow and video on the span the consumer opened for the message, so
+/// that every line logged while handling it carries them.
+fn name_upload_in_span(session: &SessionRow) {
+    if let Some(flow) = &session.flow {
+        let span = tracing::Span::current();
+        span.record("flow_id", tracing::field::display(flow.flow_id));
+        span.record("video_id", tracing::field::display(flow.video_id));
+    }
 }
 
 fn created_ack(created: transitions::Created) -> Ack {

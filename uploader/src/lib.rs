@@ -4,12 +4,14 @@
 //! forwarded to the fflow replica that owns its session (found through Redis, with PostgreSQL
 //! keeping the durable copy), and only then counted. fflow's encode outcomes come back on the
 //! outcomes queue and finish the flow; its progress reports on the progress queue. One replica
-//! may also run the scheduler.
+//! may also run the scheduler. An HTTP listener serves `/healthz`, `/readyz` and `/metrics`.
 
 pub mod config;
 mod consumer;
 mod fflow_client;
 mod handlers;
+mod http;
+pub mod metrics;
 mod outcomes;
 mod progress;
 mod routing;

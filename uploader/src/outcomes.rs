@@ -7,8 +7,10 @@ use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, Bas
 use lapin::types::FieldTable;
 use lapin::Channel;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use vod_contracts::outcome::{EncodeOutcome, EncodeResult};
 
+use crate::metrics::StateTransitions;
 use crate::routing::Routing;
 use crate::transitions;
 
@@ -18,6 +20,7 @@ pub async fn run(
     consumer_tag: String,
     pg: Pool,
     routing: Routing,
+    counted: StateTransitions,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let mut consumer = channel
@@ -34,7 +37,7 @@ pub async fn run(
             next = consumer.next() => next,
         };
         match delivery {
-            Some(Ok(delivery)) => handle(delivery, &pg, &routing).await,
+            Some(Ok(delivery)) => handle(delivery, &pg, &routing, &counted).await,
             Some(Err(error)) => tracing::warn!(error = %error, "outcomes consumer interrupted"),
             None => anyhow::bail!("the broker closed the outcomes consumer"),
         }
@@ -42,7 +45,7 @@ pub async fn run(
     Ok(())
 }
 
-async fn handle(delivery: Delivery, pg: &Pool, routing: &Routing) {
+async fn handle(delivery: Delivery, pg: &Pool, routing: &Routing, counted: &StateTransitions) {
     let outcome: EncodeOutcome = match serde_json::from_slice(&delivery.data) {
         Ok(outcome) => outcome,
         Err(error) => {
@@ -51,7 +54,25 @@ async fn handle(delivery: Delivery, pg: &Pool, routing: &Routing) {
             return;
         }
     };
-    match apply(&outcome, pg).await {
+    let span = tracing::info_span!(
+        "outcome",
+        video_id = %outcome.video_id,
+        flow_id = %outcome.flow_id,
+        session_id = %outcome.session_id,
+    );
+    handle_outcome(delivery, outcome, pg, routing, counted)
+        .instrument(span)
+        .await;
+}
+
+async fn handle_outcome(
+    delivery: Delivery,
+    outcome: EncodeOutcome,
+    pg: &Pool,
+    routing: &Routing,
+    counted: &StateTransitions,
+) {
+    match apply(&outcome, pg, counted).await {
         Ok(changed) => {
             if changed {
                 match &outcome.result {
@@ -81,7 +102,11 @@ async fn handle(delivery: Delivery, pg: &Pool, routing: &Routing) {
     }
 }
 
-async fn apply(outcome: &EncodeOutcome, pg: &Pool) -> anyhow::Result<bool> {
+async fn apply(
+    outcome: &EncodeOutcome,
+    pg: &Pool,
+    counted: &StateTransitions,
+) -> anyhow::Result<bool> {
     let mut client = pg.get().await?;
     let tx = client.transaction().await?;
     let changed = transitions::apply_outcome(
@@ -91,6 +116,7 @@ async fn apply(outcome: &EncodeOutcome, pg: &Pool) -> anyhow::Result<bool> {
         &outcome.result,
         outcome.started,
         outcome.source_sha256.as_deref(),
+        counted,
     )
     .await?;
     tx.commit().await?;

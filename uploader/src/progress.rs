@@ -8,6 +8,7 @@ use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicRejectOptions};
 use lapin::types::FieldTable;
 use lapin::Channel;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use vod_contracts::outcome::EncodeProgress;
 
 use crate::transitions;
@@ -50,13 +51,23 @@ async fn handle(delivery: Delivery, pg: &Pool) {
             return;
         }
     };
-    if let Err(error) = apply(&progress, pg).await {
-        tracing::warn!(
-            flow_id = %progress.flow_id,
-            error = %format!("{error:#}"),
-            "progress report dropped"
-        );
+    let span = tracing::debug_span!(
+        "progress",
+        video_id = %progress.video_id,
+        flow_id = %progress.flow_id,
+        session_id = %progress.session_id,
+    );
+    async {
+        if let Err(error) = apply(&progress, pg).await {
+            tracing::warn!(
+                flow_id = %progress.flow_id,
+                error = %format!("{error:#}"),
+                "progress report dropped"
+            );
+        }
     }
+    .instrument(span)
+    .await;
     let _ = delivery.ack(BasicAckOptions::default()).await;
 }
 

@@ -24,10 +24,14 @@ use crate::transitions;
 
 /// Arbitrary but fixed key of the expiry job's advisory lock.
 const EXPIRE_SESSIONS_LOCK_KEY: i64 = 0x766f_645f_6578_7069; // "vod_expi"
+/// The expiry job's name in metrics.
+const EXPIRE_SESSIONS_JOB: &str = "expire_sessions";
 /// Sessions expired per transaction; a backlog is worked off over several runs.
 const EXPIRE_BATCH: i64 = 100;
 /// Arbitrary but fixed key of the unused-video job's advisory lock.
 const DELETE_UNUSED_VIDEOS_LOCK_KEY: i64 = 0x766f_645f_756e_7573; // "vod_unus"
+/// The unused-video job's name in metrics.
+const DELETE_UNUSED_VIDEOS_JOB: &str = "delete_unused_videos";
 
 /// When a video counts as unused, and how the job deletes such videos.
 #[derive(Clone, Copy, Debug)]
@@ -86,11 +90,12 @@ impl Scheduler {
             self.session_ttl_secs
         );
         for session in &stale {
-            transitions::expire_upload(&tx, session, &reason).await?;
+            transitions::expire_upload(&tx, session, &reason, self.handlers.counted()).await?;
         }
         tx.commit()
             .await
             .context("failed to commit expired sessions")?;
+        self.handlers.metrics.sessions_expired(stale.len());
         for session in &stale {
             tracing::info!(
                 session_id = %session.session_id,
@@ -148,6 +153,7 @@ impl Scheduler {
                     }
                 }
                 Err(error) if error.is_unavailable() => {
+                    self.handlers.metrics.unused_videos("kept", 1);
                     tracing::warn!(
                         video_id = %video_id,
                         error = %error,
@@ -155,16 +161,22 @@ impl Scheduler {
                     );
                     break;
                 }
-                Err(error) => tracing::error!(
-                    video_id = %video_id,
-                    error = %error,
-                    "unused video kept: fflow refused to remove its files on holder"
-                ),
+                Err(error) => {
+                    self.handlers.metrics.unused_videos("kept", 1);
+                    tracing::error!(
+                        video_id = %video_id,
+                        error = %error,
+                        "unused video kept: fflow refused to remove its files on holder"
+                    );
+                }
             }
         }
         tx.commit()
             .await
             .context("failed to commit deleted videos")?;
+        self.handlers
+            .metrics
+            .unused_videos("deleted", deleted.len());
         for video_id in &deleted {
             tracing::info!(video_id = %video_id, "unused video deleted");
         }
@@ -183,7 +195,11 @@ impl Scheduler {
         let job = Job::new_async(expire_sessions_cron, move |_id, _scheduler| {
             let this = this.clone();
             Box::pin(async move {
-                match this.expire_stale_sessions().await {
+                let expired = this.expire_stale_sessions().await;
+                this.handlers
+                    .metrics
+                    .scheduler_run(EXPIRE_SESSIONS_JOB, expired.is_ok());
+                match expired {
                     Ok(0) => {}
                     Ok(count) => tracing::info!(count, "stale upload sessions expired"),
                     Err(error) => tracing::error!(error = ?error, "session expiry failed"),
@@ -196,7 +212,11 @@ impl Scheduler {
         let job = Job::new_async(delete_unused_videos_cron, move |_id, _scheduler| {
             let this = this.clone();
             Box::pin(async move {
-                match this.delete_unused_videos().await {
+                let deleted = this.delete_unused_videos().await;
+                this.handlers
+                    .metrics
+                    .scheduler_run(DELETE_UNUSED_VIDEOS_JOB, deleted.is_ok());
+                match deleted {
                     Ok(0) => {}
                     Ok(count) => tracing::info!(count, "unused videos deleted"),
                     Err(error) => tracing::error!(error = ?error, "unused-video deletion failed"),

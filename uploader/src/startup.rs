@@ -1,7 +1,10 @@
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
+use axum::Router;
 use lapin::Connection;
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use vod_contracts::queues::QueueNames;
 use vod_infra::config::millis;
@@ -9,6 +12,8 @@ use vod_infra::config::millis;
 use crate::config::Config;
 use crate::fflow_client::FflowClient;
 use crate::handlers::Handlers;
+use crate::http::{self, HttpState};
+use crate::metrics::UploaderMetrics;
 use crate::routing::Routing;
 use crate::scheduler::{Scheduler, UnusedVideos};
 use crate::{consumer, outcomes, progress};
@@ -17,33 +22,53 @@ use crate::{consumer, outcomes, progress};
 pub struct App {
     config: Config,
     handlers: Arc<Handlers>,
-    amqp: Connection,
+    amqp: Arc<Connection>,
     queues: QueueNames,
     scheduler: Scheduler,
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    router: Router,
 }
 
 impl App {
-    /// Migrates the schema (serialized across replicas), builds the pools and connects to the
-    /// broker.
+    /// Migrates the schema (serialized across replicas), builds the pools, connects to the
+    /// broker and binds the operators' listener.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         config.validate()?;
         vod_infra::postgres::migrate(&config.postgres).await?;
         let pg = vod_infra::postgres::pool(&config.postgres)?;
         let redis = vod_infra::redis::pool(&config.redis)?;
+        let mut registry = vod_infra::metrics::registry("uploader");
+        let metrics = UploaderMetrics::register(&mut registry);
         let fflow = Arc::new(FflowClient::new(
             config.fflow_urls.clone(),
             millis(config.fflow_timeout_ms),
         )?);
         let routing = Routing::new(
-            redis,
+            redis.clone(),
             config.redis.key_prefix.clone(),
             config.routing_ttl_secs,
             fflow.clone(),
         );
-        let amqp = vod_infra::amqp::connect(&config.amqp, &config.replica_name).await?;
+        let amqp = Arc::new(vod_infra::amqp::connect(&config.amqp, &config.replica_name).await?);
         let queues = vod_infra::amqp::queue_names(&config.amqp);
         let setup = amqp.create_channel().await?;
         vod_infra::amqp::declare_queues(&setup, &queues).await?;
+        let router = http::router(HttpState {
+            pg: pg.clone(),
+            redis,
+            amqp: amqp.clone(),
+            queues: vec![
+                queues.commands.clone(),
+                queues.outcomes.clone(),
+                queues.progress.clone(),
+            ],
+            metrics: metrics.clone(),
+            registry,
+            timeout: millis(config.readiness_timeout_ms),
+        });
+        let (listener, local_addr) = vod_infra::http::bind(&config.listen_addr).await?;
+        tracing::info!(replica = %config.replica_name, addr = %local_addr, "uploader listening");
         let handlers = Arc::new(Handlers {
             pg,
             routing,
@@ -51,6 +76,7 @@ impl App {
             finish_attempts: config.finish_attempts,
             session_ttl_secs: config.session_ttl_secs,
             writer_lease_secs: config.writer_lease_secs,
+            metrics,
         });
         let scheduler = Scheduler::new(
             handlers.clone(),
@@ -67,7 +93,15 @@ impl App {
             amqp,
             queues,
             scheduler,
+            listener,
+            local_addr,
+            router,
         })
+    }
+
+    /// The address of `/healthz`, `/readyz` and `/metrics`.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
     }
 
     /// The scheduler's jobs, to run them directly.
@@ -75,8 +109,9 @@ impl App {
         self.scheduler.clone()
     }
 
-    /// Consumes commands and outcomes (and runs the scheduler if configured) until `shutdown`;
-    /// then stops consuming, finishes and acks what is in flight, and closes the connection.
+    /// Consumes commands and outcomes (and runs the scheduler if configured) and serves the
+    /// operators' listener until `shutdown`; then stops consuming, finishes and acks what is in
+    /// flight, and closes the connection.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let name = &self.config.replica_name;
         let commands_channel =
@@ -127,6 +162,7 @@ impl App {
                     format!("{name}-outcomes"),
                     self.handlers.pg.clone(),
                     self.handlers.routing.clone(),
+                    self.handlers.metrics.transitions.clone(),
                     stop.clone(),
                 )
                 .await,
@@ -144,8 +180,12 @@ impl App {
                 .await,
             )
         };
+        let served = async {
+            stop_on_error(vod_infra::http::serve(self.listener, self.router, stop.clone()).await)
+        };
         tracing::info!(replica = %name, queue = %self.queues.commands, "uploader consuming");
-        let (commands, outcomes, progress) = tokio::join!(commands, outcomes, progress);
+        let (commands, outcomes, progress, served) =
+            tokio::join!(commands, outcomes, progress, served);
         if let Some(mut cron) = cron {
             let _ = cron.shutdown().await;
         }
@@ -153,6 +193,6 @@ impl App {
         commands.context("commands consumer failed")?;
         outcomes.context("outcomes consumer failed")?;
         progress.context("progress consumer failed")?;
-        Ok(())
+        served
     }
 }

@@ -1,6 +1,8 @@
 //! Every status change of Video, Flow and UploadSession happens here, inside the caller's
 //! transaction. The schema enforces the statuses and their invariants; this module decides
-//! which change is allowed when.
+//! which change is allowed when, and counts each change it writes in
+//! `uploader_state_transitions_total` (a transaction rolled back afterwards, which is rare,
+//! has still been counted).
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
@@ -9,7 +11,11 @@ use vod_contracts::commands::{Reject, RejectCode};
 use vod_contracts::outcome::{EncodeResult, EncodeStart, MediaFacts};
 use vod_contracts::{FlowId, FlowStatus, SessionId, VideoId, VideoStatus};
 
+use crate::metrics::{Entity, StateTransitions};
 use crate::store::SessionRow;
+
+/// The `from` of an entity just created.
+const NEW: &str = "NONE";
 
 /// The status a video shows, from its flows' statuses, newest first. A cancelled flow does not
 /// count; a failed re-upload does not hide a video that is still playable.
@@ -36,6 +42,7 @@ pub fn video_status_from_flows(flows_newest_first: &[FlowStatus]) -> VideoStatus
 pub async fn refresh_video_status(
     client: &impl GenericClient,
     video_id: VideoId,
+    counted: &StateTransitions,
 ) -> anyhow::Result<VideoStatus> {
     let rows = client
         .query(
@@ -49,13 +56,20 @@ pub async fn refresh_video_status(
         .map(|row| Ok(row.try_get::<_, &str>(0)?.parse::<FlowStatus>()?))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let status = video_status_from_flows(&statuses);
-    client
-        .execute(
-            "UPDATE video SET status = $2, updated_at = now() WHERE id = $1 AND status <> $2",
+    let changed = client
+        .query_opt(
+            "UPDATE video SET status = $2, updated_at = now() \
+             FROM (SELECT id, status FROM video WHERE id = $1 FOR UPDATE) AS before \
+             WHERE video.id = before.id AND video.status <> $2 \
+             RETURNING before.status",
             &[&video_id.0, &status.as_str()],
         )
         .await
         .context("failed to update video status")?;
+    if let Some(row) = changed {
+        let before: &str = row.try_get(0)?;
+        counted.record(Entity::Video, before, status.as_str());
+    }
     Ok(status)
 }
 
@@ -63,6 +77,7 @@ pub async fn create_video(
     client: &impl GenericClient,
     title: &str,
     description: &str,
+    counted: &StateTransitions,
 ) -> anyhow::Result<VideoId> {
     let video_id = VideoId::new();
     client
@@ -72,6 +87,7 @@ pub async fn create_video(
         )
         .await
         .context("failed to insert video")?;
+    counted.record(Entity::Video, NEW, VideoStatus::Created.as_str());
     Ok(video_id)
 }
 
@@ -100,9 +116,10 @@ async fn upload_video(
     client: &impl GenericClient,
     video_id: Option<VideoId>,
     title: &str,
+    counted: &StateTransitions,
 ) -> anyhow::Result<Result<VideoId, Reject>> {
     let Some(video_id) = video_id else {
-        return Ok(Ok(create_video(client, title, "").await?));
+        return Ok(Ok(create_video(client, title, "", counted).await?));
     };
     let exists = client
         .query_opt(
@@ -129,8 +146,9 @@ fn to_i64(bytes: u64) -> anyhow::Result<i64> {
 pub async fn create_upload(
     client: &impl GenericClient,
     upload: NewUpload<'_>,
+    counted: &StateTransitions,
 ) -> anyhow::Result<Result<Created, Reject>> {
-    let video_id = match upload_video(client, upload.video_id, upload.title).await? {
+    let video_id = match upload_video(client, upload.video_id, upload.title, counted).await? {
         Ok(video_id) => video_id,
         Err(reject) => return Ok(Err(reject)),
     };
@@ -175,7 +193,9 @@ pub async fn create_upload(
         )
         .await
         .context("failed to insert upload session")?;
-    refresh_video_status(client, video_id).await?;
+    counted.record(Entity::Flow, NEW, flow_status);
+    counted.record(Entity::Session, NEW, session_status);
+    refresh_video_status(client, video_id, counted).await?;
     Ok(Ok(Created {
         video_id,
         flow_id,
@@ -190,6 +210,7 @@ pub async fn create_partial_upload(
     total_bytes: Option<u64>,
     metadata: Option<&str>,
     ttl_secs: u64,
+    counted: &StateTransitions,
 ) -> anyhow::Result<(SessionId, Option<DateTime<Utc>>)> {
     let session_id = SessionId::new();
     let total = total_bytes.map(to_i64).transpose()?;
@@ -210,6 +231,7 @@ pub async fn create_partial_upload(
         )
         .await
         .context("failed to insert partial upload")?;
+    counted.record(Entity::Session, NEW, status);
     Ok((session_id, row.try_get(0)?))
 }
 
@@ -230,8 +252,9 @@ pub struct FinalUpload<'a> {
 pub async fn create_final_upload(
     client: &impl GenericClient,
     upload: FinalUpload<'_>,
+    counted: &StateTransitions,
 ) -> anyhow::Result<Result<Created, Reject>> {
-    let video_id = match upload_video(client, upload.video_id, upload.title).await? {
+    let video_id = match upload_video(client, upload.video_id, upload.title, counted).await? {
         Ok(video_id) => video_id,
         Err(reject) => return Ok(Err(reject)),
     };
@@ -274,6 +297,8 @@ pub async fn create_final_upload(
         )
         .await
         .context("failed to insert final upload")?;
+    counted.record(Entity::Flow, NEW, flow_status);
+    counted.record(Entity::Session, NEW, session_status);
     let ttl = upload.ttl_secs as f64;
     client
         .execute(
@@ -284,7 +309,7 @@ pub async fn create_final_upload(
         )
         .await
         .context("failed to mark the parts joined")?;
-    refresh_video_status(client, video_id).await?;
+    refresh_video_status(client, video_id, counted).await?;
     Ok(Ok(Created {
         video_id,
         flow_id,
@@ -377,8 +402,9 @@ pub async fn declare_length(
 pub async fn complete_upload(
     client: &impl GenericClient,
     session: &SessionRow,
+    counted: &StateTransitions,
 ) -> anyhow::Result<()> {
-    client
+    let completed = client
         .execute(
             "UPDATE upload_session SET status = 'COMPLETED', closed_at = now(), writer = NULL, \
                     writer_expires_at = NULL \
@@ -387,8 +413,11 @@ pub async fn complete_upload(
         )
         .await
         .context("failed to complete the session")?;
+    if completed > 0 {
+        counted.record(Entity::Session, "OPEN", "COMPLETED");
+    }
     if let Some(flow) = &session.flow {
-        client
+        let processing = client
             .execute(
                 "UPDATE flow SET status = 'PROCESSING', updated_at = now() \
                  WHERE id = $1 AND status = 'UPLOADING'",
@@ -396,7 +425,10 @@ pub async fn complete_upload(
             )
             .await
             .context("failed to start processing the flow")?;
-        refresh_video_status(client, flow.video_id).await?;
+        if processing > 0 {
+            counted.record(Entity::Flow, "UPLOADING", "PROCESSING");
+        }
+        refresh_video_status(client, flow.video_id, counted).await?;
     }
     Ok(())
 }
@@ -405,8 +437,14 @@ pub async fn complete_upload(
 pub async fn terminate_upload(
     client: &impl GenericClient,
     session: &SessionRow,
+    counted: &StateTransitions,
 ) -> anyhow::Result<()> {
-    close_session_and_flow(client, session, "TERMINATED", FlowStatus::Cancelled, None).await
+    let closing = Closing {
+        session_status: "TERMINATED",
+        flow_status: FlowStatus::Cancelled,
+        error: None,
+    };
+    close_session_and_flow(client, session, closing, counted).await
 }
 
 /// No chunk came in time: the session expires and its flow fails with `reason`. A complete
@@ -415,8 +453,9 @@ pub async fn expire_upload(
     client: &impl GenericClient,
     session: &SessionRow,
     reason: &str,
+    counted: &StateTransitions,
 ) -> anyhow::Result<()> {
-    client
+    let expired = client
         .execute(
             "UPDATE upload_session SET status = 'EXPIRED' \
              WHERE id = $1 AND kind = 'PARTIAL' AND status = 'COMPLETED'",
@@ -424,17 +463,36 @@ pub async fn expire_upload(
         )
         .await
         .context("failed to expire the partial upload")?;
-    close_session_and_flow(client, session, "EXPIRED", FlowStatus::Failed, Some(reason)).await
+    if expired > 0 {
+        counted.record(Entity::Session, "COMPLETED", "EXPIRED");
+    }
+    let closing = Closing {
+        session_status: "EXPIRED",
+        flow_status: FlowStatus::Failed,
+        error: Some(reason),
+    };
+    close_session_and_flow(client, session, closing, counted).await
+}
+
+/// Where an open upload ends.
+struct Closing<'a> {
+    session_status: &'static str,
+    flow_status: FlowStatus,
+    error: Option<&'a str>,
 }
 
 async fn close_session_and_flow(
     client: &impl GenericClient,
     session: &SessionRow,
-    session_status: &str,
-    flow_status: FlowStatus,
-    error: Option<&str>,
+    closing: Closing<'_>,
+    counted: &StateTransitions,
 ) -> anyhow::Result<()> {
-    client
+    let Closing {
+        session_status,
+        flow_status,
+        error,
+    } = closing;
+    let closed = client
         .execute(
             "UPDATE upload_session SET status = $2, closed_at = now(), writer = NULL, \
                     writer_expires_at = NULL \
@@ -443,8 +501,11 @@ async fn close_session_and_flow(
         )
         .await
         .context("failed to close the session")?;
+    if closed > 0 {
+        counted.record(Entity::Session, "OPEN", session_status);
+    }
     if let Some(flow) = &session.flow {
-        client
+        let closed = client
             .execute(
                 "UPDATE flow SET status = $2, error = $3, updated_at = now() \
                  WHERE id = $1 AND status = 'UPLOADING'",
@@ -452,7 +513,10 @@ async fn close_session_and_flow(
             )
             .await
             .context("failed to close the flow")?;
-        refresh_video_status(client, flow.video_id).await?;
+        if closed > 0 {
+            counted.record(Entity::Flow, "UPLOADING", flow_status.as_str());
+        }
+        refresh_video_status(client, flow.video_id, counted).await?;
     }
     Ok(())
 }
@@ -464,6 +528,7 @@ pub async fn fail_processing(
     flow_id: FlowId,
     video_id: VideoId,
     reason: &str,
+    counted: &StateTransitions,
 ) -> anyhow::Result<bool> {
     let changed = client
         .execute(
@@ -473,7 +538,10 @@ pub async fn fail_processing(
         )
         .await
         .context("failed to fail the flow")?;
-    refresh_video_status(client, video_id).await?;
+    if changed > 0 {
+        counted.record(Entity::Flow, "PROCESSING", "FAILED");
+    }
+    refresh_video_status(client, video_id, counted).await?;
     Ok(changed > 0)
 }
 
@@ -486,6 +554,7 @@ pub async fn apply_outcome(
     result: &EncodeResult,
     started: Option<EncodeStart>,
     source_sha256: Option<&str>,
+    counted: &StateTransitions,
 ) -> anyhow::Result<bool> {
     let source_sha256 = source_sha256.filter(|digest| is_sha256_hex(digest));
     client
@@ -508,11 +577,16 @@ pub async fn apply_outcome(
             .context("failed to mark the flow failed")?,
     };
     if changed > 0 {
+        let to = match result {
+            EncodeResult::Ready(_) => FlowStatus::Ready,
+            EncodeResult::Failed { .. } => FlowStatus::Failed,
+        };
+        counted.record(Entity::Flow, "PROCESSING", to.as_str());
         if let Some(started) = started {
             record_encode_start(client, flow_id, started).await?;
         }
     }
-    refresh_video_status(client, video_id).await?;
+    refresh_video_status(client, video_id, counted).await?;
     Ok(changed > 0)
 }
 

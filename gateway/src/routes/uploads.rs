@@ -13,11 +13,13 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
+use tracing::Instrument;
 use vod_contracts::api::ErrorBody;
 use vod_contracts::commands::{Ack, ChunkCommit, ChunkHeader, Command, RejectCode};
 use vod_contracts::{SessionId, SessionStatus, WriterId};
 
 use crate::error::ApiError;
+use crate::metrics::GatewayMetrics;
 use crate::read_model::{self, UploadKind, UploadState};
 use crate::startup::AppState;
 use crate::tus::{self, Checksum, Concat, DeclaredLength, UploadMetadata};
@@ -535,13 +537,15 @@ pub async fn patch(
         limit: total_bytes.unwrap_or(max),
         checksum,
     };
+    let span = upload_span(session_id, &upload);
     let stored = store_body(&state, target, body)
+        .instrument(span.clone())
         .await
         .map_err(|failure| {
-            tracing::warn!(%session_id, uploaded_bytes = failure.uploaded_bytes, error = %failure.error, "upload body not fully stored");
+            span.in_scope(|| tracing::warn!(uploaded_bytes = failure.uploaded_bytes, error = %failure.error, "upload body not fully stored"));
             failure.error
         })?;
-    log_body_end(session_id, &stored.streamed);
+    span.in_scope(|| log_body_end(session_id, &stored.streamed));
     if stored.checksum_mismatch {
         return Err(ApiError::ChecksumMismatch);
     }
@@ -661,6 +665,17 @@ fn check_fits(offset: u64, content_length: Option<u64>, total_bytes: u64) -> Res
     }
 }
 
+/// A span naming the upload, so the lines logged while its body is stored carry its session,
+/// flow and video (a partial upload has neither flow nor video).
+fn upload_span(session_id: SessionId, upload: &UploadState) -> tracing::Span {
+    match (upload.flow_id, upload.video_id) {
+        (Some(flow_id), Some(video_id)) => {
+            tracing::info_span!("upload", %session_id, %flow_id, %video_id)
+        }
+        _ => tracing::info_span!("upload", %session_id),
+    }
+}
+
 /// Where a request body goes.
 struct BodyTarget {
     session_id: SessionId,
@@ -695,6 +710,7 @@ async fn store_body(
     body: Body,
 ) -> Result<Stored, StoreFailed<ApiError>> {
     let uploader = state.uploader.clone();
+    let metrics = state.metrics.clone();
     let chunk_size_bytes = state.config.chunk_size_bytes;
     let lock_wait = Duration::from_millis(state.config.lock_wait_ms);
     let offset = target.offset;
@@ -707,7 +723,7 @@ async fn store_body(
                 uploaded_bytes: offset,
                 error,
             })?;
-        let stored = stream_body(&uploader, target, writer, chunk_size_bytes, body).await;
+        let stored = stream_body(&uploader, &metrics, target, writer, chunk_size_bytes, body).await;
         if let Err(error) = uploader
             .call(&Command::UnlockUpload { session_id, writer })
             .await
@@ -718,7 +734,7 @@ async fn store_body(
             stored.expires_at = stored.expires_at.or(lock_expiry);
             stored
         })
-    });
+    }.instrument(tracing::Span::current()));
     storing.await.unwrap_or_else(|err| {
         Err(StoreFailed {
             uploaded_bytes: offset,
@@ -760,6 +776,7 @@ async fn lock_upload(
 
 async fn stream_body(
     uploader: &UploaderClient,
+    metrics: &GatewayMetrics,
     target: BodyTarget,
     writer: WriterId,
     chunk_size_bytes: usize,
@@ -776,7 +793,11 @@ async fn stream_body(
         .as_ref()
         .map(|checksum| Arc::new(Mutex::new(Some(checksum.algorithm.hasher()))));
     let hashing = hasher.clone();
+    let received = metrics.clone();
     let frames = body.into_data_stream().map(move |frame| {
+        if let Ok(bytes) = &frame {
+            received.bytes_received(bytes.len());
+        }
         if let (Ok(bytes), Some(hasher)) = (&frame, &hashing) {
             if let Some(hasher) = lock(hasher).as_mut() {
                 hasher.update(bytes);
@@ -799,10 +820,13 @@ async fn stream_body(
                 } else {
                     ChunkCommit::Immediate
                 };
-                send_piece(
-                    uploader, session_id, writer, offset, piece, commit, expires_at,
-                )
-                .await
+                let target = PieceTarget {
+                    session_id,
+                    writer,
+                    offset,
+                    commit,
+                };
+                send_piece(uploader, metrics, target, piece, expires_at).await
             },
         )
         .await?
@@ -833,13 +857,17 @@ async fn stream_body(
         tracing::info!(%session_id, offset = base, "body does not match its checksum, discarded");
         return Ok(not_committed(streamed, true));
     }
-    let committed = send_piece(
-        uploader,
+    let target = PieceTarget {
         session_id,
         writer,
-        streamed.uploaded_bytes,
+        offset: streamed.uploaded_bytes,
+        commit: ChunkCommit::CommitStaged { base },
+    };
+    let committed = send_piece(
+        uploader,
+        metrics,
+        target,
         streamed.held.clone(),
-        ChunkCommit::CommitStaged { base },
         &expires_at,
     )
     .await
@@ -856,16 +884,28 @@ async fn stream_body(
     })
 }
 
-/// Sends one piece; returns where it took the upload (or its staged bytes).
-async fn send_piece(
-    uploader: &UploaderClient,
+/// Where one piece goes.
+struct PieceTarget {
     session_id: SessionId,
     writer: WriterId,
     offset: u64,
-    piece: Bytes,
     commit: ChunkCommit,
+}
+
+/// Sends one piece; returns where it took the upload (or its staged bytes).
+async fn send_piece(
+    uploader: &UploaderClient,
+    metrics: &GatewayMetrics,
+    target: PieceTarget,
+    piece: Bytes,
     expires_at: &Mutex<Option<DateTime<Utc>>>,
 ) -> Result<u64, ApiError> {
+    let PieceTarget {
+        session_id,
+        writer,
+        offset,
+        commit,
+    } = target;
     let header = ChunkHeader {
         session_id,
         offset,
@@ -873,7 +913,18 @@ async fn send_piece(
         writer: Some(writer),
         commit,
     };
-    match uploader.send_chunk(&header, &piece).await? {
+    let ack = match uploader.send_chunk(&header, &piece).await {
+        Ok(ack) => {
+            metrics.chunk_accepted();
+            ack
+        }
+        Err(error) => {
+            let error = ApiError::from(error);
+            metrics.chunk_rejected(error.code());
+            return Err(error);
+        }
+    };
+    match ack {
         Ack::ChunkStored {
             uploaded_bytes,
             expires_at: expiry,

@@ -7,6 +7,7 @@ use tracing::warn;
 
 use super::Files;
 use crate::error::ApiError;
+use vod_infra::readiness::{Dependency, Readiness};
 
 #[derive(Serialize)]
 pub struct Health {
@@ -22,4 +23,13 @@ pub async fn healthz(State(files): State<Arc<Files>>) -> Result<Json<Health>, Ap
             Err(ApiError::StorageUnavailable)
         }
     }
+}
+
+/// holder depends on its root alone.
+pub async fn readyz(State(files): State<Arc<Files>>) -> Readiness {
+    let root = Dependency {
+        name: "root",
+        reachable: tokio::fs::read_dir(&files.root).await.is_ok(),
+    };
+    Readiness::of(vec![root])
 }

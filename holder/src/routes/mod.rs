@@ -17,22 +17,26 @@ use tower_http::trace::TraceLayer;
 
 use crate::config::Config;
 use crate::media::CachePolicy;
+use crate::metrics::HolderMetrics;
 
 pub struct Files {
     root: PathBuf,
     serve_dir: ServeDir,
     cache: CachePolicy,
+    metrics: HolderMetrics,
 }
 
-pub fn router(config: &Config, root: PathBuf) -> anyhow::Result<Router> {
+pub fn router(config: &Config, root: PathBuf, metrics: HolderMetrics) -> anyhow::Result<Router> {
     let files = Arc::new(Files {
         serve_dir: ServeDir::new(&root).append_index_html_on_directories(false),
         root,
         cache: CachePolicy::new(config.segment_max_age_secs, config.playlist_max_age_secs),
+        metrics,
     });
     let cors = cors_layer(&config.cors_allow_origin)?;
     Ok(Router::new()
         .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
         .fallback(static_files::serve)
         .with_state(files)
         .layer(cors)

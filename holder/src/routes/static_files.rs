@@ -14,6 +14,26 @@ use crate::request_path::PublishedPath;
 
 /// Serves a published file with the media type, caching and range support players need.
 pub async fn serve(State(files): State<Arc<Files>>, request: Request) -> Response {
+    let requested = request.uri().path().to_owned();
+    let is_head = request.method() == Method::HEAD;
+    let response = serve_file(&files, request).await;
+    let body_bytes = if is_head {
+        0
+    } else {
+        response
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.parse().ok())
+            .unwrap_or(0)
+    };
+    files
+        .metrics
+        .served(&requested, response.status().as_u16(), body_bytes);
+    response
+}
+
+async fn serve_file(files: &Files, request: Request) -> Response {
     if request.method() != Method::GET && request.method() != Method::HEAD {
         return ApiError::MethodNotAllowed.into_response();
     }
@@ -25,7 +45,7 @@ pub async fn serve(State(files): State<Arc<Files>>, request: Request) -> Respons
         Ok(response) => response,
         Err(never) => match never {},
     };
-    finish(response.map(Body::new), &path, &files)
+    finish(response.map(Body::new), &path, files)
 }
 
 fn finish(mut response: Response, path: &PublishedPath, files: &Files) -> Response {

@@ -1,0 +1,64 @@
+//! What the gateway counts: upload bytes received, pieces the uploader accepted or rejected,
+//! and (through `vod_infra::metrics::HttpMetrics`) every request by route and status.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use vod_infra::metrics::{HttpMetrics, Registry};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RejectionLabels {
+    /// The stable error `code` the client is answered with.
+    pub reason: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct GatewayMetrics {
+    pub http: HttpMetrics,
+    upload_bytes_received: Counter,
+    chunks_accepted: Counter,
+    chunks_rejected: Family<RejectionLabels, Counter>,
+}
+
+impl GatewayMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = Self {
+            http: HttpMetrics::register(registry),
+            upload_bytes_received: Counter::default(),
+            chunks_accepted: Counter::default(),
+            chunks_rejected: Family::default(),
+        };
+        registry.register(
+            "upload_bytes_received",
+            "Bytes of upload bodies read from clients",
+            metrics.upload_bytes_received.clone(),
+        );
+        registry.register(
+            "chunks_accepted",
+            "Pieces of upload bodies the uploader stored",
+            metrics.chunks_accepted.clone(),
+        );
+        registry.register(
+            "chunks_rejected",
+            "Pieces of upload bodies not stored, by the error code the client was given",
+            metrics.chunks_rejected.clone(),
+        );
+        metrics
+    }
+
+    pub fn bytes_received(&self, bytes: usize) {
+        self.upload_bytes_received.inc_by(bytes as u64);
+    }
+
+    pub fn chunk_accepted(&self) {
+        self.chunks_accepted.inc();
+    }
+
+    pub fn chunk_rejected(&self, code: &str) {
+        self.chunks_rejected
+            .get_or_create(&RejectionLabels {
+                reason: code.to_owned(),
+            })
+            .inc();
+    }
+}

@@ -1,0 +1,136 @@
+//! What holder counts: files served over HTTP by kind and status, their bytes, and the files
+//! received over FTP. The registry is the server's own, built in `App::build`.
+
+use async_trait::async_trait;
+use libunftp::notification::{DataEvent, DataListener, EventMeta};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use vod_infra::metrics::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ServedLabels {
+    pub kind: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct HolderMetrics {
+    requests: Family<ServedLabels, Counter>,
+    bytes_served: Family<KindLabels, Counter>,
+    ftp_uploads: Counter,
+    ftp_bytes: Counter,
+}
+
+impl HolderMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = Self {
+            requests: Family::default(),
+            bytes_served: Family::default(),
+            ftp_uploads: Counter::default(),
+            ftp_bytes: Counter::default(),
+        };
+        registry.register(
+            "http_requests",
+            "File requests answered, by kind of file and status",
+            metrics.requests.clone(),
+        );
+        registry.register(
+            "http_bytes_served",
+            "Bytes of files sent to players, by kind of file",
+            metrics.bytes_served.clone(),
+        );
+        registry.register(
+            "ftp_uploads_received",
+            "Files stored over FTP",
+            metrics.ftp_uploads.clone(),
+        );
+        registry.register(
+            "ftp_bytes_received",
+            "Bytes stored over FTP",
+            metrics.ftp_bytes.clone(),
+        );
+        metrics
+    }
+
+    /// Counts a file request; `body_bytes` is what the answer carries.
+    pub fn served(&self, path: &str, status: u16, body_bytes: u64) {
+        let kind = file_kind(path).to_owned();
+        self.requests
+            .get_or_create(&ServedLabels {
+                kind: kind.clone(),
+                status,
+            })
+            .inc();
+        if body_bytes > 0 {
+            self.bytes_served
+                .get_or_create(&KindLabels { kind })
+                .inc_by(body_bytes);
+        }
+    }
+
+    /// Hands libunftp a listener counting stored files.
+    pub fn ftp_listener(&self) -> FtpUploads {
+        FtpUploads(self.clone())
+    }
+}
+
+/// The kind of a published file, from its extension: a bounded label.
+pub fn file_kind(path: &str) -> &'static str {
+    let file_name = path.rsplit('/').next().unwrap_or(path);
+    let extension = file_name
+        .rsplit_once('.')
+        .map(|(_, extension)| extension.to_ascii_lowercase());
+    match extension.as_deref() {
+        Some("m3u8") | Some("mpd") => "playlist",
+        Some("m4s") | Some("mp4") | Some("ts") => "segment",
+        Some("jpg") | Some("jpeg") => "image",
+        Some("vtt") => "subtitles",
+        Some("json") => "metadata",
+        _ => "other",
+    }
+}
+
+#[derive(Debug)]
+pub struct FtpUploads(HolderMetrics);
+
+#[async_trait]
+impl DataListener for FtpUploads {
+    async fn receive_data_event(&self, event: DataEvent, _meta: EventMeta) {
+        if let DataEvent::Put { bytes, .. } = event {
+            self.0.ftp_uploads.inc();
+            self.0.ftp_bytes.inc_by(bytes);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_are_counted_by_kind() {
+        assert_eq!(file_kind("/videos/a/b/master.m3u8"), "playlist");
+        assert_eq!(file_kind("/videos/a/b/manifest.MPD"), "playlist");
+        assert_eq!(file_kind("/videos/a/b/media_0_00001.m4s"), "segment");
+        assert_eq!(file_kind("/videos/a/b/poster.jpg"), "image");
+        assert_eq!(file_kind("/videos/a/b/noextension"), "other");
+        let metrics = HolderMetrics::register(&mut vod_infra::metrics::registry("holder"));
+        metrics.served("/v/master.m3u8", 200, 120);
+        metrics.served("/v/master.m3u8", 404, 0);
+        assert_eq!(
+            metrics
+                .bytes_served
+                .get_or_create(&KindLabels {
+                    kind: "playlist".to_owned()
+                })
+                .get(),
+            120
+        );
+    }
+}

@@ -1,0 +1,276 @@
+//! What an uploader replica counts. The registry is the replica's own, built in `App::build`.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use vod_contracts::commands::{Command, Reply};
+use vod_infra::metrics::{buckets, histogram, Registry};
+
+/// What a status belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Entity {
+    Video,
+    Flow,
+    Session,
+}
+
+impl Entity {
+    fn as_str(self) -> &'static str {
+        match self {
+            Entity::Video => "video",
+            Entity::Flow => "flow",
+            Entity::Session => "session",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TransitionLabels {
+    pub entity: String,
+    pub from: String,
+    pub to: String,
+}
+
+/// Status changes written, by entity and statuses; `from` is `NONE` for a creation.
+#[derive(Clone, Debug, Default)]
+pub struct StateTransitions(Family<TransitionLabels, Counter>);
+
+impl StateTransitions {
+    pub fn record(&self, entity: Entity, from: &str, to: &str) {
+        self.0
+            .get_or_create(&TransitionLabels {
+                entity: entity.as_str().to_owned(),
+                from: from.to_owned(),
+                to: to.to_owned(),
+            })
+            .inc();
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CommandLabels {
+    /// The command's `type`, or `chunk`.
+    pub kind: String,
+    /// `ok`, or the reject code the gateway was sent.
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QueueLabels {
+    pub queue: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct JobLabels {
+    pub job: String,
+    pub result: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct UploaderMetrics {
+    pub transitions: StateTransitions,
+    commands: Family<CommandLabels, Counter>,
+    chunk_duration: Family<ResultLabels, Histogram, fn() -> Histogram>,
+    sessions_expired: Counter,
+    unused_videos: Family<ResultLabels, Counter>,
+    scheduler_runs: Family<JobLabels, Counter>,
+    queue_messages: Family<QueueLabels, Gauge>,
+}
+
+/// The `kind` of a message that could not be decoded.
+pub const INVALID_KIND: &str = "invalid";
+pub const CHUNK_KIND: &str = "chunk";
+
+impl UploaderMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = Self {
+            transitions: StateTransitions::default(),
+            commands: Family::default(),
+            chunk_duration: Family::new_with_constructor(|| histogram(buckets::LATENCY_SECONDS)),
+            sessions_expired: Counter::default(),
+            unused_videos: Family::default(),
+            scheduler_runs: Family::default(),
+            queue_messages: Family::default(),
+        };
+        registry.register(
+            "state_transitions",
+            "Status changes of videos, flows and upload sessions, by entity, from and to",
+            metrics.transitions.0.clone(),
+        );
+        registry.register(
+            "commands",
+            "Commands and chunks handled, by kind and result",
+            metrics.commands.clone(),
+        );
+        registry.register(
+            "chunk_duration_seconds",
+            "Time to handle a chunk, delivery to reply, by result",
+            metrics.chunk_duration.clone(),
+        );
+        registry.register(
+            "scheduler_sessions_expired",
+            "Upload sessions the scheduler expired",
+            metrics.sessions_expired.clone(),
+        );
+        registry.register(
+            "scheduler_unused_videos",
+            "Unused videos the scheduler deleted, or kept because their files on holder could \
+             not be removed, by result",
+            metrics.unused_videos.clone(),
+        );
+        registry.register(
+            "scheduler_runs",
+            "Scheduler job runs, by job and result",
+            metrics.scheduler_runs.clone(),
+        );
+        registry.register(
+            "queue_messages",
+            "Messages ready in each queue, read when scraped",
+            metrics.queue_messages.clone(),
+        );
+        metrics
+    }
+
+    /// Counts a handled message; a chunk's handling time goes to the latency histogram.
+    pub fn handled(&self, kind: &str, reply: &Reply, elapsed: Duration) {
+        let result = reply_result(reply);
+        if kind == CHUNK_KIND {
+            self.chunk_duration
+                .get_or_create(&ResultLabels {
+                    result: result.clone(),
+                })
+                .observe(elapsed.as_secs_f64());
+        }
+        self.commands
+            .get_or_create(&CommandLabels {
+                kind: kind.to_owned(),
+                result,
+            })
+            .inc();
+    }
+
+    pub fn sessions_expired(&self, count: usize) {
+        self.sessions_expired.inc_by(count as u64);
+    }
+
+    /// `result` is `deleted` or `kept`.
+    pub fn unused_videos(&self, result: &str, count: usize) {
+        self.unused_videos
+            .get_or_create(&ResultLabels {
+                result: result.to_owned(),
+            })
+            .inc_by(count as u64);
+    }
+
+    pub fn scheduler_run(&self, job: &str, succeeded: bool) {
+        let result = if succeeded { "ok" } else { "error" };
+        self.scheduler_runs
+            .get_or_create(&JobLabels {
+                job: job.to_owned(),
+                result: result.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn queue_depth(&self, queue: &str, messages: u32) {
+        self.queue_messages
+            .get_or_create(&QueueLabels {
+                queue: queue.to_owned(),
+            })
+            .set(i64::from(messages));
+    }
+}
+
+/// The `type` tag a command is sent with (`create_upload`, ...).
+pub fn command_kind(command: &Command) -> &'static str {
+    match command {
+        Command::CreateVideo { .. } => "create_video",
+        Command::CreateUpload { .. } => "create_upload",
+        Command::CreatePartialUpload { .. } => "create_partial_upload",
+        Command::CreateFinalUpload { .. } => "create_final_upload",
+        Command::TerminateUpload { .. } => "terminate_upload",
+        Command::DeclareLength { .. } => "declare_length",
+        Command::LockUpload { .. } => "lock_upload",
+        Command::UnlockUpload { .. } => "unlock_upload",
+    }
+}
+
+/// `ok`, or the reject code as the gateway reads it.
+fn reply_result(reply: &Reply) -> String {
+    match reply {
+        Reply::Ok(_) => "ok".to_owned(),
+        Reply::Rejected(reject) => serde_json::to_value(reject.code)
+            .ok()
+            .and_then(|code| code.as_str().map(str::to_owned))
+            .unwrap_or_else(|| "unknown".to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use vod_contracts::commands::{Ack, Reject, RejectCode};
+    use vod_contracts::{SessionId, WriterId};
+
+    use super::*;
+
+    fn rendered(registry: &Registry) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, registry).expect("encodes");
+        text
+    }
+
+    #[test]
+    fn command_kinds_are_the_wire_tags() {
+        let commands = [
+            Command::TerminateUpload {
+                session_id: SessionId::new(),
+            },
+            Command::LockUpload {
+                session_id: SessionId::new(),
+                writer: WriterId::new(),
+                offset: 0,
+            },
+            Command::CreatePartialUpload {
+                total_bytes: None,
+                metadata: None,
+            },
+        ];
+        for command in commands {
+            let json = serde_json::to_value(&command).expect("serializes");
+            assert_eq!(json["type"], command_kind(&command));
+        }
+    }
+
+    #[test]
+    fn chunks_are_timed_and_counted_by_result() {
+        let mut registry = vod_infra::metrics::registry("uploader");
+        let metrics = UploaderMetrics::register(&mut registry);
+        let stored = Reply::Ok(Ack::ChunkStaged { staged_to: 3 });
+        let refused = Reply::Rejected(Reject::new(RejectCode::OffsetMismatch, "no"));
+        metrics.handled(CHUNK_KIND, &stored, Duration::from_millis(3));
+        metrics.handled(CHUNK_KIND, &refused, Duration::from_millis(3));
+        metrics.handled("lock_upload", &stored, Duration::from_millis(3));
+        metrics
+            .transitions
+            .record(Entity::Flow, "PROCESSING", "READY");
+        let text = rendered(&registry);
+        for line in [
+            "uploader_commands_total{kind=\"chunk\",result=\"offset_mismatch\"} 1",
+            "uploader_commands_total{kind=\"lock_upload\",result=\"ok\"} 1",
+            "uploader_chunk_duration_seconds_count{result=\"ok\"} 1",
+            "uploader_state_transitions_total{entity=\"flow\",from=\"PROCESSING\",to=\"READY\"} 1",
+        ] {
+            assert!(text.contains(line), "{line} in\n{text}");
+        }
+        assert!(!text.contains("chunk_duration_seconds_count{result=\"ok\"} 2"));
+    }
+}
