@@ -14,6 +14,12 @@
 //! - `GET {address}sessions/{session_id}` → 204 while the replica holds the session, else 404
 //! - `DELETE {address}sessions/{session_id}` → 204; the process and its spool are removed
 //!
+//! `DELETE {default}/videos/{video_id}` also goes to any replica: it removes the video's
+//! directory on holder (every presentation of the video, hidden temporaries of an interrupted
+//! upload included) and answers 204, also when there was nothing to remove, so it may be
+//! retried freely. A malformed id is refused with 400 `invalid_video_id`; 503
+//! `holder_unavailable` or 502 `holder_refused` mean the tree may still be (partly) there.
+//!
 //! Errors are JSON [`FflowError`]s. A chunk at an offset at or below what the replica holds
 //! overwrites from that offset (so a redelivered chunk is harmless); one past it is refused with
 //! 409 `offset_gap`.
@@ -24,6 +30,11 @@ use crate::{FlowId, SessionId, VideoId};
 
 /// Path of process creation, relative to the default (or any replica's) address.
 pub const PROCESSES_PATH: &str = "processes";
+
+/// Path of a video's removal from holder, relative to the default (or any replica's) address.
+pub fn video_path(video_id: VideoId) -> String {
+    format!("videos/{video_id}")
+}
 
 /// Body of `POST /processes`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

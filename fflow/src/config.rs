@@ -191,6 +191,11 @@ impl Config {
             "FFLOW_REPLICA_ID must match [a-z0-9-]+, got {:?}",
             self.replica_id
         );
+        // `/videos/{video_id}` is served on the bare address, beside `/{replica_id}/...`.
+        anyhow::ensure!(
+            self.replica_id != "videos",
+            "FFLOW_REPLICA_ID must not be \"videos\", a path of the bare address"
+        );
         anyhow::ensure!(
             !self.holder.password.expose_secret().is_empty(),
             "FFLOW_HOLDER__PASSWORD is required"
@@ -286,7 +291,7 @@ mod tests {
 
     #[test]
     fn replica_id_is_checked() {
-        for bad in ["", "R1", "r/1", "r 1", "r_1"] {
+        for bad in ["", "R1", "r/1", "r 1", "r_1", "videos"] {
             let config = Config {
                 replica_id: bad.to_owned(),
                 ..valid()

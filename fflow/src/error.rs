@@ -4,6 +4,7 @@ use axum::Json;
 use vod_contracts::fflow::FflowError;
 
 use crate::sessions::SessionError;
+use crate::unpublish::UnpublishError;
 
 /// An error answer of the HTTP API: a status and a stable `code`.
 #[derive(Debug, thiserror::Error)]
@@ -14,6 +15,10 @@ pub enum ApiError {
     InvalidRequest(String),
     #[error("no such resource")]
     RouteNotFound,
+    #[error("{0:?} is not a video id")]
+    InvalidVideoId(String),
+    #[error(transparent)]
+    Unpublish(#[from] UnpublishError),
     #[error(transparent)]
     Session(#[from] SessionError),
 }
@@ -24,6 +29,13 @@ impl ApiError {
             Self::WrongReplica { .. } => (StatusCode::NOT_FOUND, "wrong_replica"),
             Self::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
             Self::RouteNotFound => (StatusCode::NOT_FOUND, "not_found"),
+            Self::InvalidVideoId(_) => (StatusCode::BAD_REQUEST, "invalid_video_id"),
+            Self::Unpublish(UnpublishError::Unreachable(_)) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "holder_unavailable")
+            }
+            Self::Unpublish(UnpublishError::NotRemoved { .. }) => {
+                (StatusCode::BAD_GATEWAY, "holder_refused")
+            }
             Self::Session(err) => match err {
                 SessionError::NotFound(_) => (StatusCode::NOT_FOUND, "session_not_found"),
                 SessionError::Conflict(_) => (StatusCode::CONFLICT, "session_conflict"),

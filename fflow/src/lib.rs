@@ -2,8 +2,9 @@
 //! segments with an HLS master playlist and a DASH MPD, stores the presentation on holder over
 //! FTP and publishes the outcome on the outcomes queue.
 //!
-//! Each replica serves its sessions under `/{replica_id}/`; process creation is also served on
-//! the bare address, which a reverse proxy may send to any replica. A session lives in
+//! Each replica serves its sessions under `/{replica_id}/`; process creation and the removal of
+//! a video from holder are also served on the bare address, which a reverse proxy may send to
+//! any replica. A session lives in
 //! `{spool_dir}/{replica_id}/{session_id}/` until its outcome is published, so a restarted
 //! replica takes its sessions up again.
 
@@ -27,6 +28,7 @@ mod sessions;
 mod sniff;
 mod startup;
 mod streaming;
+mod unpublish;
 
 pub use config::{Config, HolderSettings};
 pub use startup::App;

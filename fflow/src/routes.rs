@@ -7,7 +7,7 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -15,18 +15,19 @@ use serde::Deserialize;
 use tower_http::trace::TraceLayer;
 use tracing::Instrument;
 use vod_contracts::fflow::{ChunkWritten, CreateProcess, FinishProcess, ProcessCreated};
-use vod_contracts::SessionId;
+use vod_contracts::{SessionId, VideoId};
 use vod_infra::readiness::{self, Readiness};
 
 use crate::error::ApiError;
 use crate::sessions::{BeginEncode, Created, Session, SessionError};
 use crate::startup::{check_writable, AppState};
-use crate::{encode, ftp, streaming};
+use crate::{encode, ftp, streaming, unpublish};
 
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/processes", post(create_process))
+        .route("/videos/{video_id}", delete(delete_video))
         .route("/{replica_id}/processes", post(create_process_on_replica))
         .route(
             "/{replica_id}/sessions/{session_id}/chunks",
@@ -271,6 +272,31 @@ async fn delete_session(
         tracing::info!(session_id = %session_id, "session deleted");
     }
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Removes everything published for a video from holder; any replica does it.
+async fn delete_video(
+    State(state): State<Arc<AppState>>,
+    Path(video_id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let video_id = video_id
+        .parse::<VideoId>()
+        .map_err(|_| ApiError::InvalidVideoId(video_id))?;
+    match unpublish::remove_video(&state.config.holder, video_id).await {
+        Ok(removed) => {
+            tracing::info!(
+                video_id = %video_id,
+                files = removed.files,
+                directories = removed.directories,
+                "video removed from holder"
+            );
+            Ok(StatusCode::NO_CONTENT)
+        }
+        Err(err) => {
+            tracing::warn!(video_id = %video_id, error = %err, "video not removed from holder");
+            Err(err.into())
+        }
+    }
 }
 
 fn check_replica(state: &AppState, replica_id: &str) -> Result<(), ApiError> {

@@ -89,6 +89,62 @@ async fn ftp_lists_sizes_deletes_and_removes_directories() {
     assert!(holder.root.join("videos/v").is_dir());
 }
 
+/// What fflow's removal of a video relies on: MLSD lists hidden entries with their type, MLST
+/// tells a missing path by 550, hidden temporaries can be deleted, and a directory is removed
+/// once empty.
+#[tokio::test]
+async fn fflow_account_lists_and_removes_hidden_temporaries_and_directories() {
+    let holder = TestHolder::spawn().await;
+    holder.write_file("videos/v/f/.segment.m4s.part", b"half");
+    holder.write_file("videos/v/f/.hidden/.deeper.part", b"half");
+    let mut ftp = holder.ftp().await;
+
+    let listing = step(ftp.mlsd(Some("videos/v/f"))).await.unwrap();
+    assert!(
+        listing
+            .iter()
+            .any(|line| line.starts_with("type=file;") && line.ends_with(" .segment.m4s.part")),
+        "{listing:?}"
+    );
+    assert!(
+        listing
+            .iter()
+            .any(|line| line.starts_with("type=dir;") && line.ends_with(" .hidden")),
+        "{listing:?}"
+    );
+    let facts = step(ftp.mlst(Some("videos/v/f/.hidden"))).await.unwrap();
+    assert!(facts.starts_with("type=dir;"), "{facts}");
+
+    // A directory with something in it stays.
+    match step(ftp.rmdir("videos/v/f/.hidden")).await {
+        Err(FtpError::UnexpectedResponse(response)) => {
+            assert_eq!(response.status, Status::FileUnavailable)
+        }
+        other => panic!("a non-empty directory was removed: {other:?}"),
+    }
+    step(ftp.rm("videos/v/f/.hidden/.deeper.part"))
+        .await
+        .unwrap();
+    step(ftp.rmdir("videos/v/f/.hidden")).await.unwrap();
+    step(ftp.rm("videos/v/f/.segment.m4s.part")).await.unwrap();
+    step(ftp.rmdir("videos/v/f")).await.unwrap();
+    assert!(!holder.root.join("videos/v/f").exists());
+
+    // Gone is answered 550, to MLST, DELE and RMD alike.
+    for result in [
+        step(ftp.mlst(Some("videos/v/f"))).await.map(|_| ()),
+        step(ftp.rm("videos/v/f/.segment.m4s.part")).await,
+        step(ftp.rmdir("videos/v/f")).await,
+    ] {
+        match result {
+            Err(FtpError::UnexpectedResponse(response)) => {
+                assert_eq!(response.status, Status::FileUnavailable)
+            }
+            other => panic!("a missing path was not refused with 550: {other:?}"),
+        }
+    }
+}
+
 #[tokio::test]
 async fn the_ftp_root_is_the_holder_root() {
     let holder = TestHolder::spawn().await;

@@ -41,6 +41,16 @@ pub struct Config {
     pub expire_sessions_cron: String,
     /// When the scheduler looks for processing flows whose fflow replica was lost.
     pub lost_replicas_cron: String,
+    /// A video this old with no flow that is ready, uploading or processing is deleted with
+    /// what fflow left on holder. Longer than `session_ttl_secs`: a client whose upload expired
+    /// still finds its video, to upload it again.
+    pub unused_video_ttl_secs: u64,
+    /// Videos deleted per run of that job; a backlog is worked off over several runs.
+    pub unused_video_batch: u32,
+    /// Timeout of fflow's removal of one video from holder (a call per file and directory).
+    pub remove_video_timeout_ms: u64,
+    /// When the unused-video job runs: six-field cron (seconds first), UTC.
+    pub delete_unused_videos_cron: String,
     /// Name of this replica in logs and in the broker's connection list.
     pub replica_name: String,
     /// Unacknowledged progress reports held at once; they are small and applied quickly.
@@ -74,6 +84,10 @@ impl Default for Config {
             writer_lease_secs: 120,
             expire_sessions_cron: "0 */5 * * * *".to_owned(),
             lost_replicas_cron: "*/30 * * * * *".to_owned(),
+            unused_video_ttl_secs: 7 * 24 * 3600,
+            unused_video_batch: 50,
+            remove_video_timeout_ms: 300_000,
+            delete_unused_videos_cron: "0 30 * * * *".to_owned(),
             replica_name: "uploader".to_owned(),
             progress_prefetch: 16,
             shutdown_timeout_ms: 8_000,
@@ -100,6 +114,14 @@ impl Config {
             "UPLOADER_SESSION_TTL_SECS and UPLOADER_WRITER_LEASE_SECS must be positive"
         );
         anyhow::ensure!(
+            self.unused_video_ttl_secs > self.session_ttl_secs,
+            "UPLOADER_UNUSED_VIDEO_TTL_SECS must be longer than UPLOADER_SESSION_TTL_SECS"
+        );
+        anyhow::ensure!(
+            self.unused_video_batch > 0 && self.remove_video_timeout_ms > 0,
+            "UPLOADER_UNUSED_VIDEO_BATCH and UPLOADER_REMOVE_VIDEO_TIMEOUT_MS must be positive"
+        );
+        anyhow::ensure!(
             self.finish_attempts > 0,
             "UPLOADER_FINISH_ATTEMPTS must be positive"
         );
@@ -112,5 +134,30 @@ impl Config {
             "UPLOADER_PROGRESS_PREFETCH must be positive"
         );
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        assert!(Config::default().validate().is_ok());
+    }
+
+    #[test]
+    fn unused_videos_outlive_expired_uploads() {
+        let config = Config {
+            session_ttl_secs: 7 * 24 * 3600,
+            ..Config::default()
+        };
+        let error = config.validate().expect_err("refused").to_string();
+        assert!(error.contains("UPLOADER_UNUSED_VIDEO_TTL_SECS"), "{error}");
+        let config = Config {
+            unused_video_batch: 0,
+            ..Config::default()
+        };
+        assert!(config.validate().is_err());
     }
 }

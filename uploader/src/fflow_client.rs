@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use vod_contracts::fflow::{
-    chunks_path, finish_path, session_path, ChunkWritten, CreateProcess, FflowError, FinishProcess,
-    ProcessCreated, PROCESSES_PATH,
+    chunks_path, finish_path, session_path, video_path, ChunkWritten, CreateProcess, FflowError,
+    FinishProcess, ProcessCreated, PROCESSES_PATH,
 };
-use vod_contracts::SessionId;
+use vod_contracts::{SessionId, VideoId};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FflowCallError {
@@ -37,6 +37,15 @@ impl FflowCallError {
             FflowCallError::Refused { status, code, .. } => {
                 *status == 404 && code == "session_not_found"
             }
+        }
+    }
+
+    /// fflow, or holder behind it, could not do the work now (503 from fflow, 504 from a
+    /// reverse proxy in front of it); asking again later may succeed.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::Unreachable { .. } => true,
+            Self::Refused { status, .. } => matches!(status, 503 | 504),
         }
     }
 }
@@ -82,6 +91,33 @@ impl FflowClient {
                 Ok(created) => return Ok(created),
                 Err(error) => {
                     tracing::warn!(url = %url, error = %error, "fflow did not create a process");
+                    last_error = Some(error);
+                }
+            }
+        }
+        Err(last_error.unwrap_or_else(|| FflowCallError::Refused {
+            url: String::new(),
+            status: 0,
+            code: "no_fflow_configured".to_owned(),
+            message: "no fflow address is configured".to_owned(),
+        }))
+    }
+
+    /// Asks the default addresses in turn until one replica has removed everything published
+    /// for the video from holder. fflow answers success when nothing was there.
+    pub async fn remove_video(
+        &self,
+        video_id: VideoId,
+        timeout: Duration,
+    ) -> Result<(), FflowCallError> {
+        let mut last_error = None;
+        for base in &self.default_urls {
+            let url = format!("{}/{}", base.trim_end_matches('/'), video_path(video_id));
+            let result = self.http.delete(&url).timeout(timeout).send().await;
+            match check_status(&url, result).await {
+                Ok(()) => return Ok(()),
+                Err(error) => {
+                    tracing::warn!(url = %url, error = %error, "fflow did not remove a video");
                     last_error = Some(error);
                 }
             }

@@ -81,6 +81,7 @@ pub struct UploaderMetrics {
     commands: Family<CommandLabels, Counter>,
     chunk_duration: Family<ResultLabels, Histogram, fn() -> Histogram>,
     sessions_expired: Counter,
+    unused_videos: Family<ResultLabels, Counter>,
     scheduler_runs: Family<JobLabels, Counter>,
     queue_messages: Family<QueueLabels, Gauge>,
 }
@@ -96,6 +97,7 @@ impl UploaderMetrics {
             commands: Family::default(),
             chunk_duration: Family::new_with_constructor(|| histogram(buckets::LATENCY_SECONDS)),
             sessions_expired: Counter::default(),
+            unused_videos: Family::default(),
             scheduler_runs: Family::default(),
             queue_messages: Family::default(),
         };
@@ -118,6 +120,12 @@ impl UploaderMetrics {
             "scheduler_sessions_expired",
             "Upload sessions the scheduler expired",
             metrics.sessions_expired.clone(),
+        );
+        registry.register(
+            "scheduler_unused_videos",
+            "Unused videos the scheduler deleted, or kept because their files on holder could \
+             not be removed, by result",
+            metrics.unused_videos.clone(),
         );
         registry.register(
             "scheduler_runs",
@@ -152,6 +160,15 @@ impl UploaderMetrics {
 
     pub fn sessions_expired(&self, count: usize) {
         self.sessions_expired.inc_by(count as u64);
+    }
+
+    /// `result` is `deleted` or `kept`.
+    pub fn unused_videos(&self, result: &str, count: usize) {
+        self.unused_videos
+            .get_or_create(&ResultLabels {
+                result: result.to_owned(),
+            })
+            .inc_by(count as u64);
     }
 
     pub fn scheduler_run(&self, job: &str, succeeded: bool) {

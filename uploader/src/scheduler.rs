@@ -3,8 +3,19 @@
 //! tokio-cron-scheduler knows nothing of other replicas, so every run takes a transaction-scoped
 //! advisory lock first: when two replicas run the same job at once, one does the work and the
 //! other finds the lock taken and does nothing.
+//!
+//! - Session expiry: an upload that received no chunk for the session TTL expires, its flow
+//!   fails, its ffmpeg process and spool go.
+//! - Lost replicas: a flow left processing on an fflow replica that cannot be reached (or no
+//!   longer holds the upload) for longer than the reassignment grace fails with the reason.
+//! - Unused videos: a video older than `unused_video_ttl_secs` with no flow that is ready,
+//!   uploading or processing (never uploaded, or every upload failed, expired or was
+//!   cancelled) is deleted: fflow first removes its directory on holder (whatever a failed
+//!   publish left, hidden temporaries included), then its rows go, flows and sessions with it.
+//!   While holder cannot be reached the rows stay, so the next run tries again.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio_cron_scheduler::{Job, JobScheduler};
@@ -19,22 +30,42 @@ const EXPIRE_SESSIONS_LOCK_KEY: i64 = 0x766f_645f_6578_7069; // "vod_expi"
 const EXPIRE_SESSIONS_JOB: &str = "expire_sessions";
 /// Sessions expired per transaction; a backlog is worked off over several runs.
 const EXPIRE_BATCH: i64 = 100;
+/// Arbitrary but fixed key of the unused-video job's advisory lock.
+const DELETE_UNUSED_VIDEOS_LOCK_KEY: i64 = 0x766f_645f_756e_7573; // "vod_unus"
+/// The unused-video job's name in metrics.
+const DELETE_UNUSED_VIDEOS_JOB: &str = "delete_unused_videos";
 /// Arbitrary but fixed key of the lost-replica job's advisory lock.
 const LOST_REPLICAS_LOCK_KEY: i64 = 0x766f_645f_6c6f_7374; // "vod_lost"
 /// Processing flows whose replica is checked per run.
 const LOST_REPLICAS_BATCH: i64 = 20;
+/// The lost-replica job's name in metrics.
+const LOST_REPLICAS_JOB: &str = "fail_flows_on_lost_replicas";
+
+/// When a video counts as unused, and how the job deletes such videos.
+#[derive(Clone, Copy, Debug)]
+pub struct UnusedVideos {
+    pub ttl_secs: u64,
+    pub batch: u32,
+    pub remove_timeout: Duration,
+}
 
 #[derive(Clone)]
 pub struct Scheduler {
     handlers: Arc<Handlers>,
     session_ttl_secs: u64,
+    unused_videos: UnusedVideos,
 }
 
 impl Scheduler {
-    pub(crate) fn new(handlers: Arc<Handlers>, session_ttl_secs: u64) -> Self {
+    pub(crate) fn new(
+        handlers: Arc<Handlers>,
+        session_ttl_secs: u64,
+        unused_videos: UnusedVideos,
+    ) -> Self {
         Self {
             handlers,
             session_ttl_secs,
+            unused_videos,
         }
     }
 
@@ -82,6 +113,82 @@ impl Scheduler {
             self.handlers.release_process(session).await;
         }
         Ok(stale.len())
+    }
+
+    /// Deletes up to a batch of unused videos (see the module's documentation), each once fflow
+    /// removed its directory on holder. Returns how many it deleted (0 when another replica
+    /// holds the job's lock). When holder or fflow cannot be reached it stops and keeps the
+    /// remaining videos for the next run; a video holder refuses to clear is kept and the
+    /// others go on.
+    pub async fn delete_unused_videos(&self) -> anyhow::Result<usize> {
+        let mut client = self
+            .handlers
+            .pg
+            .get()
+            .await
+            .context("no database connection")?;
+        let tx = client.transaction().await?;
+        let locked: bool = tx
+            .query_one(
+                "SELECT pg_try_advisory_xact_lock($1)",
+                &[&DELETE_UNUSED_VIDEOS_LOCK_KEY],
+            )
+            .await?
+            .try_get(0)?;
+        if !locked {
+            tracing::debug!("unused-video deletion already running elsewhere");
+            return Ok(0);
+        }
+        let unused = store::lock_unused_videos(
+            &tx,
+            self.unused_videos.ttl_secs,
+            i64::from(self.unused_videos.batch),
+        )
+        .await?;
+        let mut deleted = Vec::with_capacity(unused.len());
+        for video_id in unused {
+            // Files first: a video whose files could not be removed keeps its rows, so it is
+            // found again next run.
+            let removed = self
+                .handlers
+                .fflow
+                .remove_video(video_id, self.unused_videos.remove_timeout)
+                .await;
+            match removed {
+                Ok(()) => {
+                    if transitions::delete_video(&tx, video_id).await? {
+                        deleted.push(video_id);
+                    }
+                }
+                Err(error) if error.is_unavailable() => {
+                    self.handlers.metrics.unused_videos("kept", 1);
+                    tracing::warn!(
+                        video_id = %video_id,
+                        error = %error,
+                        "unused video kept: its files on holder could not be removed now"
+                    );
+                    break;
+                }
+                Err(error) => {
+                    self.handlers.metrics.unused_videos("kept", 1);
+                    tracing::error!(
+                        video_id = %video_id,
+                        error = %error,
+                        "unused video kept: fflow refused to remove its files on holder"
+                    );
+                }
+            }
+        }
+        tx.commit()
+            .await
+            .context("failed to commit deleted videos")?;
+        self.handlers
+            .metrics
+            .unused_videos("deleted", deleted.len());
+        for video_id in &deleted {
+            tracing::info!(video_id = %video_id, "unused video deleted");
+        }
+        Ok(deleted.len())
     }
 
     /// Fails flows left processing on an fflow replica that lost them: one that cannot be
@@ -162,11 +269,13 @@ impl Scheduler {
         Ok(failed.len())
     }
 
-    /// Starts the cron jobs; they stop when the returned scheduler is shut down.
+    /// Starts the cron jobs (six-field cron expressions, seconds first, UTC); they stop when
+    /// the returned scheduler is shut down.
     pub async fn start(
         &self,
         expire_sessions_cron: &str,
         lost_replicas_cron: &str,
+        delete_unused_videos_cron: &str,
     ) -> anyhow::Result<JobScheduler> {
         let scheduler = JobScheduler::new().await?;
         let this = self.clone();
@@ -190,7 +299,11 @@ impl Scheduler {
         let job = Job::new_async(lost_replicas_cron, move |_id, _scheduler| {
             let this = this.clone();
             Box::pin(async move {
-                match this.fail_flows_on_lost_replicas().await {
+                let failed = this.fail_flows_on_lost_replicas().await;
+                this.handlers
+                    .metrics
+                    .scheduler_run(LOST_REPLICAS_JOB, failed.is_ok());
+                match failed {
                     Ok(0) => {}
                     Ok(count) => tracing::warn!(count, "flows failed on lost fflow replicas"),
                     Err(error) => tracing::error!(error = ?error, "lost replica check failed"),
@@ -198,6 +311,23 @@ impl Scheduler {
             })
         })
         .context("lost_replicas_cron is not a valid six-field cron expression")?;
+        scheduler.add(job).await?;
+        let this = self.clone();
+        let job = Job::new_async(delete_unused_videos_cron, move |_id, _scheduler| {
+            let this = this.clone();
+            Box::pin(async move {
+                let deleted = this.delete_unused_videos().await;
+                this.handlers
+                    .metrics
+                    .scheduler_run(DELETE_UNUSED_VIDEOS_JOB, deleted.is_ok());
+                match deleted {
+                    Ok(0) => {}
+                    Ok(count) => tracing::info!(count, "unused videos deleted"),
+                    Err(error) => tracing::error!(error = ?error, "unused-video deletion failed"),
+                }
+            })
+        })
+        .context("delete_unused_videos_cron is not a valid six-field cron expression")?;
         scheduler.add(job).await?;
         scheduler.start().await?;
         Ok(scheduler)

@@ -15,7 +15,7 @@ use crate::handlers::Handlers;
 use crate::http::{self, CurrentBroker, HttpState};
 use crate::metrics::UploaderMetrics;
 use crate::routing::Routing;
-use crate::scheduler::Scheduler;
+use crate::scheduler::{Scheduler, UnusedVideos};
 use crate::{consumer, outcomes, progress};
 
 /// One uploader replica: its pools, its broker connection and its consumers.
@@ -84,7 +84,15 @@ impl App {
             metrics,
             fflow_reassign_after: millis(config.fflow_reassign_after_ms),
         });
-        let scheduler = Scheduler::new(handlers.clone(), config.session_ttl_secs);
+        let scheduler = Scheduler::new(
+            handlers.clone(),
+            config.session_ttl_secs,
+            UnusedVideos {
+                ttl_secs: config.unused_video_ttl_secs,
+                batch: config.unused_video_batch,
+                remove_timeout: millis(config.remove_video_timeout_ms),
+            },
+        );
         Ok(Self {
             config,
             handlers,
@@ -150,6 +158,7 @@ impl App {
                     .start(
                         &self.config.expire_sessions_cron,
                         &self.config.lost_replicas_cron,
+                        &self.config.delete_unused_videos_cron,
                     )
                     .await?,
             )

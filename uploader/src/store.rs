@@ -340,3 +340,51 @@ pub async fn release_writer(
         .context("failed to release the write lock")?;
     Ok(())
 }
+
+/// A video nobody can use yet, nor will: no flow is ready, and none is uploading or processing.
+const UNUSED_VIDEO: &str = "NOT EXISTS (SELECT 1 FROM flow f WHERE f.video_id = v.id \
+                            AND f.status IN ('UPLOADING', 'PROCESSING', 'READY'))";
+
+/// Locks up to `limit` videos older than `ttl_secs` that are unused, oldest first. A video
+/// locked elsewhere is in use (a new upload is being attached to it) and is skipped.
+///
+/// Attaching an upload locks the video first, so once locked here no flow can join a video;
+/// the second statement sees every flow committed before the lock was taken.
+pub async fn lock_unused_videos(
+    client: &impl GenericClient,
+    ttl_secs: u64,
+    limit: i64,
+) -> anyhow::Result<Vec<VideoId>> {
+    let ttl_secs = ttl_secs as f64;
+    let locked: Vec<Uuid> = client
+        .query(
+            &format!(
+                "SELECT v.id FROM video v \
+                 WHERE v.created_at < now() - make_interval(secs => $1) AND {UNUSED_VIDEO} \
+                 ORDER BY v.created_at LIMIT $2 FOR UPDATE OF v SKIP LOCKED"
+            ),
+            &[&ttl_secs, &limit],
+        )
+        .await
+        .context("failed to find unused videos")?
+        .iter()
+        .map(|row| row.try_get(0))
+        .collect::<Result<_, _>>()?;
+    if locked.is_empty() {
+        return Ok(Vec::new());
+    }
+    let still_unused = client
+        .query(
+            &format!(
+                "SELECT v.id FROM video v WHERE v.id = ANY($1) AND {UNUSED_VIDEO} \
+                 ORDER BY v.created_at"
+            ),
+            &[&locked],
+        )
+        .await
+        .context("failed to check unused videos")?;
+    still_unused
+        .iter()
+        .map(|row| Ok(VideoId(row.try_get(0)?)))
+        .collect()
+}

@@ -746,6 +746,16 @@ async fn mark_ready(
         .context("failed to mark the flow ready")
 }
 
+/// Deletes a video with its flows and their upload sessions (the foreign keys cascade). Only
+/// for a video `store::lock_unused_videos` returned, once fflow removed its files from holder.
+pub async fn delete_video(client: &impl GenericClient, video_id: VideoId) -> anyhow::Result<bool> {
+    let deleted = client
+        .execute("DELETE FROM video WHERE id = $1", &[&video_id.0])
+        .await
+        .context("failed to delete the video")?;
+    Ok(deleted == 1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -397,3 +397,15 @@ pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// An FTP session on the test holder with fflow's account, in binary mode.
+pub async fn holder_ftp(env: &TestEnv) -> suppaftp::tokio::AsyncFtpStream {
+    let mut ftp = suppaftp::tokio::AsyncFtpStream::connect(env.holder_ftp)
+        .await
+        .unwrap();
+    ftp.login("vod", HOLDER_PASSWORD).await.unwrap();
+    ftp.transfer_type(suppaftp::types::FileType::Binary)
+        .await
+        .unwrap();
+    ftp
+}
