@@ -3,15 +3,20 @@
 //! `./dev bench` runs it. Prints, from one run:
 //! - one 1 GiB upload in 8 MiB PATCHes: MB/s, and its ratio to `dd ... conv=fdatasync`;
 //! - 20 concurrent uploads of 64 MiB: aggregate MB/s, and every upload complete;
+//! - that the source fflow stitched for every upload has the SHA-256 of the bytes sent (the
+//!   bytes are noise, so the encodes fail at once; the digest is reported all the same);
 //! - peak resident memory of the gateway and the uploaders.
 //!
 //! Sizes can be changed with `BENCH_SINGLE_MIB`, `BENCH_CONCURRENT`, `BENCH_CONCURRENT_MIB`.
 
 use std::process::Command;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context};
+use sha2::{Digest, Sha256};
 use vod_bench::{release_bin_dir, LocalStack};
+use vod_contracts::api::VideoView;
+use vod_contracts::VideoStatus;
 
 const PATCH_BYTES: usize = 8 * 1024 * 1024;
 const MIB: f64 = 1024.0 * 1024.0;
@@ -37,13 +42,21 @@ fn noise(len: usize, seed: u64) -> Vec<u8> {
     bytes
 }
 
-/// Uploads `len` bytes in PATCHes of [`PATCH_BYTES`]; returns the server's final offset.
+/// What one upload sent and what the server said it stored.
+struct Uploaded {
+    stored: u64,
+    video_id: String,
+    /// SHA-256 of the bytes sent, hex.
+    sha256: String,
+}
+
+/// Uploads `len` bytes in PATCHes of [`PATCH_BYTES`].
 async fn upload(
     http: &reqwest::Client,
     gateway: &str,
     len: usize,
     seed: u64,
-) -> anyhow::Result<u64> {
+) -> anyhow::Result<Uploaded> {
     let created = http
         .post(format!("{gateway}/v1/uploads"))
         .header("Tus-Resumable", "1.0.0")
@@ -61,12 +74,20 @@ async fn upload(
         .and_then(|value| value.to_str().ok())
         .context("no Location")?
         .to_owned();
+    let video_id = created
+        .headers()
+        .get("video-id")
+        .and_then(|value| value.to_str().ok())
+        .context("no Video-Id")?
+        .to_owned();
     let piece = noise(PATCH_BYTES, seed);
+    let mut digest = Sha256::new();
     let mut offset = 0usize;
     while offset < len {
         let size = PATCH_BYTES.min(len - offset);
         let mut body = piece[..size].to_vec();
         body[..8.min(size)].copy_from_slice(&offset.to_le_bytes()[..8.min(size)]);
+        digest.update(&body);
         let response = http
             .patch(&location)
             .header("Tus-Resumable", "1.0.0")
@@ -89,11 +110,59 @@ async fn upload(
         .header("Tus-Resumable", "1.0.0")
         .send()
         .await?;
-    head.headers()
+    let stored = head
+        .headers()
         .get("upload-offset")
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse().ok())
-        .context("no Upload-Offset on HEAD")
+        .context("no Upload-Offset on HEAD")?;
+    let sha256 = digest
+        .finalize()
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
+    Ok(Uploaded {
+        stored,
+        video_id,
+        sha256,
+    })
+}
+
+/// Waits until the video's encode ended and checks that the source fflow stitched is the one
+/// sent.
+async fn check_source(
+    http: &reqwest::Client,
+    gateway: &str,
+    uploaded: &Uploaded,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let video: VideoView = http
+            .get(format!("{gateway}/v1/videos/{}", uploaded.video_id))
+            .send()
+            .await?
+            .json()
+            .await?;
+        if matches!(video.status, VideoStatus::Ready | VideoStatus::Failed) {
+            let reported = video
+                .flows
+                .first()
+                .and_then(|flow| flow.source_sha256.clone());
+            ensure!(
+                reported.as_deref() == Some(uploaded.sha256.as_str()),
+                "video {}: stitched source {reported:?}, sent {}",
+                uploaded.video_id,
+                uploaded.sha256
+            );
+            return Ok(());
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "video {} never settled",
+            uploaded.video_id
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 /// MB/s of `dd` writing `mib` MiB to `dir` and syncing them.
@@ -133,8 +202,9 @@ async fn main() -> anyhow::Result<()> {
     println!("dd conv=fdatasync, {single_mib} MiB: {dd:.1} MB/s");
 
     let started = Instant::now();
-    let stored = upload(&http, &stack.gateway_url, single_mib * 1024 * 1024, 1).await?;
+    let uploaded = upload(&http, &stack.gateway_url, single_mib * 1024 * 1024, 1).await?;
     let seconds = started.elapsed().as_secs_f64();
+    let stored = uploaded.stored;
     ensure!(
         stored == (single_mib * 1024 * 1024) as u64,
         "single upload stored {stored} bytes"
@@ -144,6 +214,8 @@ async fn main() -> anyhow::Result<()> {
         "one {single_mib} MiB upload in 8 MiB PATCHes: {single:.1} MB/s in {seconds:.1} s, {:.2} x dd",
         single / dd
     );
+    check_source(&http, &stack.gateway_url, &uploaded).await?;
+    println!("  its stitched source has the SHA-256 of the bytes sent");
 
     let started = Instant::now();
     let uploads = (0..concurrent).map(|index| {
@@ -164,7 +236,7 @@ async fn main() -> anyhow::Result<()> {
     let expected = (concurrent_mib * 1024 * 1024) as u64;
     let complete = results
         .iter()
-        .filter(|result| matches!(result, Ok(stored) if *stored == expected))
+        .filter(|result| matches!(result, Ok(uploaded) if uploaded.stored == expected))
         .count();
     let total_mib = (concurrent * concurrent_mib) as f64;
     println!(
@@ -186,6 +258,27 @@ async fn main() -> anyhow::Result<()> {
     ensure!(
         complete == concurrent,
         "not every concurrent upload completed"
+    );
+    let checks = results.iter().flatten().map(|uploaded| {
+        let http = http.clone();
+        let gateway = stack.gateway_url.clone();
+        async move { check_source(&http, &gateway, uploaded).await }
+    });
+    let verified = futures_util::future::join_all(checks)
+        .await
+        .into_iter()
+        .filter(|checked| match checked {
+            Ok(()) => true,
+            Err(error) => {
+                println!("  wrong source: {error:#}");
+                false
+            }
+        })
+        .count();
+    println!("  {verified}/{concurrent} stitched sources have the SHA-256 of the bytes sent");
+    ensure!(
+        verified == concurrent,
+        "a stitched source differs from what was sent"
     );
     Ok(())
 }
