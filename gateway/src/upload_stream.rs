@@ -136,7 +136,9 @@ impl Pieces {
         if self.buffer.is_empty() {
             return Ok(true);
         }
-        let piece = self.buffer.split().freeze();
+        // Taken whole, not split off: the buffer keeps no share of the piece's memory, which
+        // is freed as soon as the store is done with the piece.
+        let piece = std::mem::take(&mut self.buffer).freeze();
         let expected = self.offset + piece.len() as u64;
         let confirmed = store(self.offset, piece)
             .await

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 use vod_contracts::api::ErrorBody;
-use vod_contracts::commands::{Ack, ChunkCommit, ChunkHeader, Command, RejectCode};
+use vod_contracts::commands::{encode_chunk, Ack, ChunkCommit, ChunkHeader, Command, RejectCode};
 use vod_contracts::{SessionId, SessionStatus, WriterId};
 
 use crate::error::ApiError;
@@ -982,7 +982,9 @@ async fn send_piece(
         writer: Some(writer),
         commit,
     };
-    let ack = match uploader.send_chunk(&header, &piece).await {
+    let frame = encode_chunk(&header, &piece);
+    drop(piece);
+    let ack = match uploader.send_chunk_frame(frame).await {
         Ok(ack) => {
             metrics.chunk_accepted();
             ack
