@@ -26,20 +26,33 @@ use crate::transitions;
 
 /// Arbitrary but fixed key of the expiry job's advisory lock.
 const EXPIRE_SESSIONS_LOCK_KEY: i64 = 0x766f_645f_6578_7069; // "vod_expi"
-/// The expiry job's name in metrics.
-const EXPIRE_SESSIONS_JOB: &str = "expire_sessions";
 /// Sessions expired per transaction; a backlog is worked off over several runs.
 const EXPIRE_BATCH: i64 = 100;
 /// Arbitrary but fixed key of the unused-video job's advisory lock.
 const DELETE_UNUSED_VIDEOS_LOCK_KEY: i64 = 0x766f_645f_756e_7573; // "vod_unus"
-/// The unused-video job's name in metrics.
-const DELETE_UNUSED_VIDEOS_JOB: &str = "delete_unused_videos";
 /// Arbitrary but fixed key of the lost-replica job's advisory lock.
 const LOST_REPLICAS_LOCK_KEY: i64 = 0x766f_645f_6c6f_7374; // "vod_lost"
 /// Processing flows whose replica is checked per run.
 const LOST_REPLICAS_BATCH: i64 = 20;
-/// The lost-replica job's name in metrics.
-const LOST_REPLICAS_JOB: &str = "fail_flows_on_lost_replicas";
+
+/// The scheduler's jobs.
+#[derive(Clone, Copy, Debug)]
+enum Task {
+    ExpireSessions,
+    FailFlowsOnLostReplicas,
+    DeleteUnusedVideos,
+}
+
+impl Task {
+    /// The job's name in metrics and logs.
+    fn name(self) -> &'static str {
+        match self {
+            Task::ExpireSessions => "expire_sessions",
+            Task::FailFlowsOnLostReplicas => "fail_flows_on_lost_replicas",
+            Task::DeleteUnusedVideos => "delete_unused_videos",
+        }
+    }
+}
 
 /// When a video counts as unused, and how the job deletes such videos.
 #[derive(Clone, Copy, Debug)]
@@ -278,58 +291,49 @@ impl Scheduler {
         delete_unused_videos_cron: &str,
     ) -> anyhow::Result<JobScheduler> {
         let scheduler = JobScheduler::new().await?;
-        let this = self.clone();
-        let job = Job::new_async(expire_sessions_cron, move |_id, _scheduler| {
-            let this = this.clone();
-            Box::pin(async move {
-                let expired = this.expire_stale_sessions().await;
-                this.handlers
-                    .metrics
-                    .scheduler_run(EXPIRE_SESSIONS_JOB, expired.is_ok());
-                match expired {
-                    Ok(0) => {}
-                    Ok(count) => tracing::info!(count, "stale upload sessions expired"),
-                    Err(error) => tracing::error!(error = ?error, "session expiry failed"),
-                }
+        let jobs = [
+            (
+                Task::ExpireSessions,
+                expire_sessions_cron,
+                "expire_sessions_cron",
+            ),
+            (
+                Task::FailFlowsOnLostReplicas,
+                lost_replicas_cron,
+                "lost_replicas_cron",
+            ),
+            (
+                Task::DeleteUnusedVideos,
+                delete_unused_videos_cron,
+                "delete_unused_videos_cron",
+            ),
+        ];
+        for (task, cron, setting) in jobs {
+            let this = self.clone();
+            let job = Job::new_async(cron, move |_id, _scheduler| {
+                let this = this.clone();
+                Box::pin(async move { this.run_counted(task).await })
             })
-        })
-        .context("expire_sessions_cron is not a valid six-field cron expression")?;
-        scheduler.add(job).await?;
-        let this = self.clone();
-        let job = Job::new_async(lost_replicas_cron, move |_id, _scheduler| {
-            let this = this.clone();
-            Box::pin(async move {
-                let failed = this.fail_flows_on_lost_replicas().await;
-                this.handlers
-                    .metrics
-                    .scheduler_run(LOST_REPLICAS_JOB, failed.is_ok());
-                match failed {
-                    Ok(0) => {}
-                    Ok(count) => tracing::warn!(count, "flows failed on lost fflow replicas"),
-                    Err(error) => tracing::error!(error = ?error, "lost replica check failed"),
-                }
-            })
-        })
-        .context("lost_replicas_cron is not a valid six-field cron expression")?;
-        scheduler.add(job).await?;
-        let this = self.clone();
-        let job = Job::new_async(delete_unused_videos_cron, move |_id, _scheduler| {
-            let this = this.clone();
-            Box::pin(async move {
-                let deleted = this.delete_unused_videos().await;
-                this.handlers
-                    .metrics
-                    .scheduler_run(DELETE_UNUSED_VIDEOS_JOB, deleted.is_ok());
-                match deleted {
-                    Ok(0) => {}
-                    Ok(count) => tracing::info!(count, "unused videos deleted"),
-                    Err(error) => tracing::error!(error = ?error, "unused-video deletion failed"),
-                }
-            })
-        })
-        .context("delete_unused_videos_cron is not a valid six-field cron expression")?;
-        scheduler.add(job).await?;
+            .with_context(|| format!("{setting} is not a valid six-field cron expression"))?;
+            scheduler.add(job).await?;
+        }
         scheduler.start().await?;
         Ok(scheduler)
+    }
+
+    /// Runs one job, counts the run and logs what it did.
+    async fn run_counted(&self, task: Task) {
+        let done = match task {
+            Task::ExpireSessions => self.expire_stale_sessions().await,
+            Task::FailFlowsOnLostReplicas => self.fail_flows_on_lost_replicas().await,
+            Task::DeleteUnusedVideos => self.delete_unused_videos().await,
+        };
+        let name = task.name();
+        self.handlers.metrics.scheduler_run(name, done.is_ok());
+        match done {
+            Ok(0) => {}
+            Ok(count) => tracing::info!(job = name, count, "scheduler job done"),
+            Err(error) => tracing::error!(job = name, error = ?error, "scheduler job failed"),
+        }
     }
 }
