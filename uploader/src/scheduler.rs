@@ -94,14 +94,7 @@ impl Scheduler {
             .await
             .context("no database connection")?;
         let tx = client.transaction().await?;
-        let locked: bool = tx
-            .query_one(
-                "SELECT pg_try_advisory_xact_lock($1)",
-                &[&EXPIRE_SESSIONS_LOCK_KEY],
-            )
-            .await?
-            .try_get(0)?;
-        if !locked {
+        if !try_job_lock(&tx, EXPIRE_SESSIONS_LOCK_KEY).await? {
             tracing::debug!("session expiry already running elsewhere");
             return Ok(0);
         }
@@ -141,14 +134,7 @@ impl Scheduler {
             .await
             .context("no database connection")?;
         let tx = client.transaction().await?;
-        let locked: bool = tx
-            .query_one(
-                "SELECT pg_try_advisory_xact_lock($1)",
-                &[&DELETE_UNUSED_VIDEOS_LOCK_KEY],
-            )
-            .await?
-            .try_get(0)?;
-        if !locked {
+        if !try_job_lock(&tx, DELETE_UNUSED_VIDEOS_LOCK_KEY).await? {
             tracing::debug!("unused-video deletion already running elsewhere");
             return Ok(0);
         }
@@ -218,14 +204,7 @@ impl Scheduler {
             .await
             .context("no database connection")?;
         let tx = client.transaction().await?;
-        let locked: bool = tx
-            .query_one(
-                "SELECT pg_try_advisory_xact_lock($1)",
-                &[&LOST_REPLICAS_LOCK_KEY],
-            )
-            .await?
-            .try_get(0)?;
-        if !locked {
+        if !try_job_lock(&tx, LOST_REPLICAS_LOCK_KEY).await? {
             tracing::debug!("lost replica check already running elsewhere");
             return Ok(0);
         }
@@ -336,4 +315,14 @@ impl Scheduler {
             Err(error) => tracing::error!(job = name, error = ?error, "scheduler job failed"),
         }
     }
+}
+
+/// Takes a job's transaction-scoped advisory lock; false when another replica holds it, that
+/// is, runs the same job right now.
+async fn try_job_lock(tx: &deadpool_postgres::Transaction<'_>, key: i64) -> anyhow::Result<bool> {
+    let row = tx
+        .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&key])
+        .await
+        .context("failed to ask for the job's lock")?;
+    Ok(row.try_get(0)?)
 }
