@@ -66,6 +66,12 @@ pub struct Config {
     /// down (ffmpeg is killed at once, the spool kept for the restart); what is left then is
     /// abandoned (`FFLOW_SHUTDOWN_TIMEOUT_MS`).
     pub shutdown_timeout_ms: u64,
+    /// A session nobody wrote to for this long that is still receiving (abandoned, or moved to
+    /// another replica while this one was away) or already done is forgotten and its spool
+    /// removed. Longer than the uploader's session TTL, after which no client comes back.
+    pub idle_session_ttl_ms: u64,
+    /// How often idle sessions are looked for.
+    pub idle_sweep_interval_ms: u64,
     pub holder: HolderSettings,
     pub amqp: AmqpSettings,
 }
@@ -117,6 +123,8 @@ impl Default for Config {
             peer_timeout_ms: 30_000,
             readiness_timeout_ms: 3_000,
             shutdown_timeout_ms: 8_000,
+            idle_session_ttl_ms: 2 * 24 * 3600 * 1000,
+            idle_sweep_interval_ms: 10 * 60 * 1000,
             holder: HolderSettings::default(),
             amqp: AmqpSettings::default(),
         }

@@ -8,6 +8,7 @@ use std::io::{ErrorKind, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bytes::Bytes;
@@ -219,6 +220,8 @@ pub struct Session {
     received_watch: watch::Sender<u64>,
     /// Set once the upload is complete and the encode was asked for.
     finished_watch: watch::Sender<bool>,
+    /// When the session was created, reloaded or last written to.
+    touched: Mutex<Instant>,
 }
 
 impl Session {
@@ -311,6 +314,10 @@ impl Session {
         E: Display,
     {
         let mut state = self.state.lock().await;
+        *self
+            .touched
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Instant::now();
         if state.phase != phase {
             return Err(SessionError::Finished);
         }
@@ -769,6 +776,7 @@ impl Sessions {
             deleted: AtomicBool::new(false),
             received_watch: watch::Sender::new(received),
             finished_watch: watch::Sender::new(phase != Phase::Receiving),
+            touched: Mutex::new(Instant::now()),
         })
     }
 
@@ -829,6 +837,26 @@ impl Sessions {
         let session = self.session(&record, dir, 0, Phase::Receiving);
         self.insert(session.clone());
         Ok(Created::New(session))
+    }
+
+    /// Sessions nobody wrote to for `ttl` that are still receiving (an upload abandoned, or
+    /// moved to another replica while this one was away) or done (kept only so that a
+    /// repeated `finish` is answered): nothing will ask for them any more. Sessions being
+    /// joined or encoded are never idle.
+    pub async fn idle(&self, ttl: Duration) -> Vec<Arc<Session>> {
+        let all: Vec<Arc<Session>> = self.map().values().cloned().collect();
+        let mut idle = Vec::new();
+        for session in all {
+            let untouched = session
+                .touched
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .elapsed();
+            if untouched >= ttl && matches!(session.phase().await, Phase::Receiving | Phase::Done) {
+                idle.push(session);
+            }
+        }
+        idle
     }
 
     /// Forgets the session and stops its encode; the caller removes the spool.

@@ -133,6 +133,7 @@ impl App {
             tracing::info!(session_id = %session.session_id, "encode resumed after restart");
             state.tracker.spawn(encode::run(state.clone(), session));
         }
+        state.tracker.spawn(sweep_idle_sessions(state.clone()));
         let stopping = state.stopping.clone();
         let shutdown_watch = shutdown.clone();
         state.tracker.spawn(async move {
@@ -167,6 +168,29 @@ impl App {
         }
         tracing::info!(replica_id = %state.config.replica_id, "fflow replica stopped");
         served
+    }
+}
+
+/// Every `idle_sweep_interval_ms` until the replica stops, forgets the sessions idle for
+/// `idle_session_ttl_ms` and removes their spools.
+async fn sweep_idle_sessions(state: Arc<AppState>) {
+    let ttl = millis(state.config.idle_session_ttl_ms);
+    let mut every = tokio::time::interval(millis(state.config.idle_sweep_interval_ms.max(1)));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            () = state.stopping.cancelled() => return,
+        }
+        for session in state.sessions.idle(ttl).await {
+            if state.sessions.remove(session.session_id).is_none() {
+                continue;
+            }
+            if let Err(err) = session.remove_spool().await {
+                tracing::warn!(session_id = %session.session_id, error = %err, "idle session's spool not removed");
+            }
+            tracing::info!(session_id = %session.session_id, "idle session removed");
+        }
     }
 }
 

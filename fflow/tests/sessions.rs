@@ -232,3 +232,35 @@ async fn chunk_above_axum_default_body_limit_is_accepted() {
     replica.stop().await;
     env.stop().await;
 }
+
+#[tokio::test]
+async fn a_session_nobody_writes_to_is_forgotten_with_its_spool() {
+    let env = TestEnv::start().await;
+    let config = ::fflow::Config {
+        idle_session_ttl_ms: 1_000,
+        idle_sweep_interval_ms: 100,
+        ..env.fflow_config("r1")
+    };
+    let replica = env.start_replica_with(config).await;
+    let (request, _) = replica.create(&env.http, 10).await;
+    let id = request.session_id;
+    let spool = replica.session_dir(id);
+    assert!(spool.exists(), "the session has its spool");
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while spool.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the idle session's spool is still there"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let gone = replica.put_chunk(&env.http, id, 0, b"abc").await;
+    assert_eq!(
+        error_of(gone).await,
+        (StatusCode::NOT_FOUND, "session_not_found".to_owned())
+    );
+
+    replica.stop().await;
+    env.stop().await;
+}
