@@ -1,6 +1,7 @@
 //! The whole stack as separate processes started from the release binaries, in a world of its
 //! own (database, queues, Redis keys, directories), so that benchmarks measure what a deployment
-//! runs and can read each service's memory.
+//! runs and can read each service's memory. `BENCH_RUST_LOG` sets the services' log filter
+//! (default `warn`), and `BENCH_LOG_DIR` names a directory their logs are copied to at the end.
 
 use std::collections::HashMap;
 use std::net::TcpListener;
@@ -124,7 +125,10 @@ impl LocalStack {
         let log = std::fs::File::create(self.dir.path().join(format!("{name}.log")))?;
         let child = Command::new(bin_dir.join(binary))
             .envs(env)
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("BENCH_RUST_LOG").unwrap_or_else(|_| "warn".to_owned()),
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -181,6 +185,22 @@ impl LocalStack {
 
 impl Drop for LocalStack {
     fn drop(&mut self) {
+        if let Ok(keep) = std::env::var("BENCH_LOG_DIR") {
+            let copied = std::fs::create_dir_all(&keep).and_then(|()| {
+                for entry in std::fs::read_dir(self.dir.path())? {
+                    let path = entry?.path();
+                    if path.extension().is_some_and(|ext| ext == "log") {
+                        if let Some(name) = path.file_name() {
+                            std::fs::copy(&path, Path::new(&keep).join(name))?;
+                        }
+                    }
+                }
+                Ok(())
+            });
+            if let Err(error) = copied {
+                eprintln!("logs not copied to {keep}: {error}");
+            }
+        }
         for (_, child) in &mut self.children {
             let _ = Command::new("kill")
                 .arg("-TERM")
