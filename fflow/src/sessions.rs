@@ -332,69 +332,82 @@ impl Session {
             check_chunk(offset, len, max_chunk_bytes, total)?;
         }
 
-        let mut file = tokio::fs::OpenOptions::new()
+        let file = tokio::fs::OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(false)
             .open(self.source_path())
             .await
             .context("failed to open the source file")?;
-        file.seek(SeekFrom::Start(offset))
-            .await
-            .context("failed to seek in the source file")?;
         // Bytes below `fed` were read by ffmpeg: they are compared before being overwritten.
         let fed = state.fed;
-        let mut already_read = if offset < fed {
-            let mut reader = tokio::fs::File::open(self.source_path())
+        let already_read = if offset < fed {
+            let reader = tokio::fs::File::open(self.source_path())
                 .await
                 .context("failed to open the source file")?;
-            reader
-                .seek(SeekFrom::Start(offset))
-                .await
-                .context("failed to seek in the source file")?;
-            Some(reader)
+            Some(reader.into_std().await)
         } else {
             None
         };
         state.received = offset;
         state.digest.rewind_to(offset);
-
+        let spool = SpoolWriter {
+            file: file.into_std().await,
+            already_read,
+            at: offset,
+            fed,
+            diverged: false,
+            digest: std::mem::replace(&mut state.digest, SourceDigest::unknown()),
+        };
+        // The body is received here while the bytes before it are compared, written and hashed
+        // on a blocking thread: the two overlap, and the async threads never wait for the disk.
+        let (batches, to_write) = tokio::sync::mpsc::channel::<Vec<Bytes>>(1);
+        let spooling = tokio::task::spawn_blocking(move || spool.run(to_write));
         let mut written = 0u64;
-        let mut diverged = false;
-        let digest = &mut state.digest;
-        let copied: Result<(), SessionError> = async {
+        let received: Result<(), SessionError> = async {
+            let mut batch = Vec::new();
+            let mut batch_len = 0;
             while let Some(frame) = body.next().await {
                 let bytes = frame.map_err(|err| SessionError::BodyInterrupted(err.to_string()))?;
-                let at = offset + written;
                 written += bytes.len() as u64;
                 check_chunk(offset, written, max_chunk_bytes, total)?;
-                if let Some(reader) = already_read.as_mut() {
-                    let overlap = fed.saturating_sub(at).min(bytes.len() as u64) as usize;
-                    let mut before = vec![0u8; overlap];
-                    reader
-                        .read_exact(&mut before)
-                        .await
-                        .context("failed to read the source file")?;
-                    diverged |= before[..] != bytes[..overlap];
-                    if offset + written >= fed {
-                        already_read = None;
+                batch_len += bytes.len();
+                batch.push(bytes);
+                if batch_len >= WRITE_BATCH_BYTES {
+                    batch_len = 0;
+                    if batches.send(std::mem::take(&mut batch)).await.is_err() {
+                        // The writer failed; its error is the answer.
+                        return Ok(());
                     }
                 }
-                file.write_all(&bytes)
-                    .await
-                    .context("failed to write the chunk")?;
-                digest.update(&bytes);
             }
-            // Bytes ffmpeg read stay on disk until the upload reaches them again, to be
-            // compared with what it sends then.
-            let keep = if diverged { 0 } else { fed };
-            file.set_len((offset + written).max(keep))
-                .await
-                .context("failed to cut the source file")?;
-            file.flush().await.context("failed to write the chunk")?;
+            let _ = batches.send(batch).await;
             Ok(())
         }
         .await;
+        drop(batches);
+        let spooled = match spooling.await {
+            Ok(spooled) => spooled,
+            Err(err) => Err(SpoolFailure {
+                digest: SourceDigest::unknown(),
+                error: anyhow::anyhow!("the spool writer failed: {err}").into(),
+            }),
+        };
+        let (digest, diverged, copied) = match (spooled, received) {
+            (Ok(spooled), received) => (spooled.digest, spooled.diverged, received),
+            (Err(failure), _) => (failure.digest, false, Err(failure.error)),
+        };
+        state.digest = digest;
+        // Bytes ffmpeg read stay on disk until the upload reaches them again, to be compared
+        // with what it sends then.
+        let keep = if diverged { 0 } else { fed };
+        let copied = match copied {
+            Ok(()) => cut_source(self.source_path(), (offset + written).max(keep))
+                .await
+                .context("failed to cut the source file")
+                .map_err(SessionError::from),
+            Err(err) => Err(err),
+        };
         if diverged {
             self.abandon_streaming(&mut state, "the upload rewrote bytes the encoder had read");
         }
@@ -406,8 +419,7 @@ impl Session {
             }
             Err(err) => {
                 // What was received stays exactly `offset` bytes.
-                let keep = if diverged { 0 } else { fed };
-                let _ = file.set_len(offset.max(keep)).await;
+                let _ = cut_source(self.source_path(), offset.max(keep)).await;
                 state.digest.rewind_to(offset);
                 self.received_watch.send_replace(offset);
                 Err(err)
@@ -654,6 +666,98 @@ pub struct Sessions {
 pub enum Created {
     New(Arc<Session>),
     Existing(Arc<Session>),
+}
+
+/// Bytes of a chunk's body gathered before they are handed to the spool writer together.
+const WRITE_BATCH_BYTES: usize = 1024 * 1024;
+
+/// Writes a chunk's bytes into the source file at their offset, on a blocking thread, comparing
+/// those the encoder already read and hashing them in order.
+struct SpoolWriter {
+    file: std::fs::File,
+    /// The source from `at`, while `at` is below `fed`.
+    already_read: Option<std::fs::File>,
+    at: u64,
+    fed: u64,
+    diverged: bool,
+    digest: SourceDigest,
+}
+
+/// What the spool writer leaves: the digest always goes back to the session.
+struct Spooled {
+    digest: SourceDigest,
+    /// The chunk rewrote bytes the encoder had read with other bytes.
+    diverged: bool,
+}
+
+struct SpoolFailure {
+    digest: SourceDigest,
+    error: SessionError,
+}
+
+impl SpoolWriter {
+    fn run(
+        mut self,
+        mut batches: tokio::sync::mpsc::Receiver<Vec<Bytes>>,
+    ) -> Result<Spooled, SpoolFailure> {
+        let mut written = self.seek();
+        while let Some(batch) = batches.blocking_recv() {
+            if written.is_err() {
+                break;
+            }
+            written = batch.iter().try_for_each(|bytes| self.write(bytes));
+        }
+        match written {
+            Ok(()) => Ok(Spooled {
+                digest: self.digest,
+                diverged: self.diverged,
+            }),
+            Err(error) => Err(SpoolFailure {
+                digest: self.digest,
+                error: error.into(),
+            }),
+        }
+    }
+
+    fn seek(&mut self) -> anyhow::Result<()> {
+        use std::io::Seek;
+        self.file
+            .seek(SeekFrom::Start(self.at))
+            .context("failed to seek in the source file")?;
+        if let Some(reader) = self.already_read.as_mut() {
+            reader
+                .seek(SeekFrom::Start(self.at))
+                .context("failed to seek in the source file")?;
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
+        use std::io::{Read, Write};
+        if let Some(reader) = self.already_read.as_mut() {
+            let overlap = self.fed.saturating_sub(self.at).min(bytes.len() as u64) as usize;
+            let mut before = vec![0u8; overlap];
+            reader
+                .read_exact(&mut before)
+                .context("failed to read the source file")?;
+            self.diverged |= before[..] != bytes[..overlap];
+            if self.at + bytes.len() as u64 >= self.fed {
+                self.already_read = None;
+            }
+        }
+        self.file
+            .write_all(bytes)
+            .context("failed to write the chunk")?;
+        self.digest.update(bytes);
+        self.at += bytes.len() as u64;
+        Ok(())
+    }
+}
+
+/// Cuts (or extends) the source file to `len` bytes.
+async fn cut_source(path: PathBuf, len: u64) -> std::io::Result<()> {
+    let file = tokio::fs::OpenOptions::new().write(true).open(path).await?;
+    file.set_len(len).await
 }
 
 fn check_chunk(
