@@ -66,7 +66,8 @@ pub enum Command {
         writer: WriterId,
         offset: u64,
     },
-    /// Gives the write lock back; nothing happens unless `writer` holds it.
+    /// Gives the write lock back; nothing happens unless `writer` holds it. A request whose
+    /// last chunk gave the lock back ([`ChunkHeader::release`]) does not need this.
     UnlockUpload {
         session_id: SessionId,
         writer: WriterId,
@@ -100,6 +101,10 @@ pub struct ChunkHeader {
     pub writer: Option<WriterId>,
     #[serde(default)]
     pub commit: ChunkCommit,
+    /// The last chunk of its request: once it is stored, `writer` gives the write lock back in
+    /// the same transaction, which saves the request an [`Command::UnlockUpload`].
+    #[serde(default)]
+    pub release: bool,
 }
 
 impl ChunkHeader {
@@ -111,6 +116,7 @@ impl ChunkHeader {
             len,
             writer: None,
             commit: ChunkCommit::Immediate,
+            release: false,
         }
     }
 }
@@ -284,6 +290,7 @@ mod tests {
         let header = ChunkHeader {
             writer: Some(WriterId::new()),
             commit: ChunkCommit::Stage { base: 40 },
+            release: true,
             ..ChunkHeader::immediate(SessionId::new(), 42, 3)
         };
         let frame = encode_chunk(&header, b"abc");

@@ -22,6 +22,10 @@ pub struct Config {
     pub chunk_size_bytes: usize,
     /// Largest `Upload-Length` accepted; announced as `Tus-Max-Size`.
     pub max_upload_bytes: u64,
+    /// How many chunks are published to the broker at once; the others wait with their frame
+    /// ready. The connection writes one message at a time whatever this is, and while a chunk
+    /// is published the broker client holds a second copy of it: more slots only cost memory.
+    pub publishing_chunks_max: usize,
     /// How long a request to the uploader may take, publish to reply.
     pub rpc_timeout_ms: u64,
     pub max_json_bytes: usize,
@@ -55,6 +59,7 @@ impl Default for Config {
             holder_public_url: "http://127.0.0.1:8090".to_owned(),
             chunk_size_bytes: 8 * MIB,
             max_upload_bytes: 20 * 1024 * 1024 * 1024,
+            publishing_chunks_max: 2,
             rpc_timeout_ms: 60_000,
             max_json_bytes: 64 * 1024,
             retry_after_secs: 5,
@@ -93,6 +98,10 @@ impl Config {
             self.chunk_size_bytes
         );
         ensure!(self.rpc_timeout_ms > 0, "rpc_timeout_ms must be positive");
+        ensure!(
+            self.publishing_chunks_max > 0,
+            "publishing_chunks_max must be positive"
+        );
         ensure!(self.max_json_bytes > 0, "max_json_bytes must be positive");
         Ok(())
     }

@@ -12,6 +12,7 @@ use axum::{middleware, Extension, Router};
 use deadpool_postgres::Pool;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -46,6 +47,8 @@ pub struct AppState {
     /// Cancelled once the gateway stops serving: write locks still being given back are left
     /// to run out by themselves.
     pub stopping: CancellationToken,
+    /// Chunks being published at once, see [`Config::publishing_chunks_max`].
+    pub publishing: Arc<Semaphore>,
 }
 
 pub struct App {
@@ -74,7 +77,9 @@ impl App {
         let metrics = GatewayMetrics::register(&mut registry);
         let shutdown_timeout_ms = config.shutdown_timeout_ms;
         let stopping = CancellationToken::new();
+        let publishing = Arc::new(Semaphore::new(config.publishing_chunks_max));
         let state = AppState {
+            publishing,
             config: Arc::new(config),
             pool: pool.clone(),
             uploader: uploader.clone(),

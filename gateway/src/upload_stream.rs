@@ -41,8 +41,11 @@ pub struct StoreFailed<E> {
 }
 
 /// Streams `body` into pieces of at most `piece_size` bytes, starting at `offset` of an upload
-/// of `total` bytes. `store(offset, piece)` returns the upload's confirmed length after it.
-/// With `hold_last`, the last piece is not stored but handed back in [`Streamed::held`], for a
+/// of `total` bytes. `store(offset, piece, last)` returns the upload's confirmed length after
+/// it; `last` says that no piece follows: the body ended (or broke), or the piece reaches
+/// `ends_at`, where the body says it ends (its `Content-Length`). A full piece is stored at once,
+/// not held back to learn whether more follows: a client that stalls keeps what it sent. With
+/// `hold_last`, the last piece is not stored but handed back in [`Streamed::held`], for a
 /// caller that must check the whole body before it commits.
 pub async fn stream_in_pieces<B, BodyError, S, F, StoreError>(
     mut body: B,
@@ -50,17 +53,19 @@ pub async fn stream_in_pieces<B, BodyError, S, F, StoreError>(
     total: u64,
     piece_size: usize,
     hold_last: bool,
+    ends_at: Option<u64>,
     mut store: S,
 ) -> Result<Streamed, StoreFailed<StoreError>>
 where
     B: Stream<Item = Result<Bytes, BodyError>> + Unpin,
     BodyError: Display,
-    S: FnMut(u64, Bytes) -> F,
+    S: FnMut(u64, Bytes, bool) -> F,
     F: Future<Output = Result<u64, StoreError>>,
 {
     let mut pieces = Pieces {
         offset,
         total,
+        ends_at,
         piece_size: piece_size.max(1),
         buffer: BytesMut::new(),
     };
@@ -80,7 +85,7 @@ where
             }
             let taken = frame.split_to(room.min(frame.len()));
             pieces.buffer.extend_from_slice(&taken);
-            if pieces.room() == 0 && !pieces.flush(&mut store).await? {
+            if pieces.room() == 0 && !pieces.flush(&mut store, false).await? {
                 return Ok(pieces.streamed(BodyEnd::Diverged));
             }
         }
@@ -94,7 +99,7 @@ where
         streamed.held = held;
         return Ok(streamed);
     }
-    if !pieces.flush(&mut store).await? {
+    if !pieces.flush(&mut store, true).await? {
         return Ok(pieces.streamed(BodyEnd::Diverged));
     }
     Ok(pieces.streamed(end))
@@ -104,6 +109,7 @@ struct Pieces {
     /// Where the buffered bytes start.
     offset: u64,
     total: u64,
+    ends_at: Option<u64>,
     piece_size: usize,
     buffer: BytesMut,
 }
@@ -128,9 +134,10 @@ impl Pieces {
     async fn flush<S, F, StoreError>(
         &mut self,
         store: &mut S,
+        last: bool,
     ) -> Result<bool, StoreFailed<StoreError>>
     where
-        S: FnMut(u64, Bytes) -> F,
+        S: FnMut(u64, Bytes, bool) -> F,
         F: Future<Output = Result<u64, StoreError>>,
     {
         if self.buffer.is_empty() {
@@ -140,7 +147,8 @@ impl Pieces {
         // is freed as soon as the store is done with the piece.
         let piece = std::mem::take(&mut self.buffer).freeze();
         let expected = self.offset + piece.len() as u64;
-        let confirmed = store(self.offset, piece)
+        let last = last || self.ends_at == Some(expected);
+        let confirmed = store(self.offset, piece, last)
             .await
             .map_err(|error| StoreFailed {
                 uploaded_bytes: self.offset,
@@ -168,7 +176,8 @@ mod tests {
 
     use super::*;
 
-    type Stored = Arc<Mutex<Vec<(u64, Vec<u8>)>>>;
+    /// Every piece stored: its offset, its bytes, and whether it was said to be the last.
+    type Stored = Arc<Mutex<Vec<(u64, Vec<u8>, bool)>>>;
 
     fn frames(data: &[u8], frame_size: usize) -> Vec<Result<Bytes, String>> {
         data.chunks(frame_size)
@@ -178,11 +187,14 @@ mod tests {
 
     fn recording_store(
         stored: &Stored,
-    ) -> impl FnMut(u64, Bytes) -> std::future::Ready<Result<u64, String>> {
+    ) -> impl FnMut(u64, Bytes, bool) -> std::future::Ready<Result<u64, String>> {
         let stored = stored.clone();
-        move |offset, piece| {
+        move |offset, piece, last| {
             let end = offset + piece.len() as u64;
-            stored.lock().expect("lock").push((offset, piece.to_vec()));
+            stored
+                .lock()
+                .expect("lock")
+                .push((offset, piece.to_vec(), last));
             std::future::ready(Ok(end))
         }
     }
@@ -201,6 +213,7 @@ mod tests {
             data.len() as u64,
             64 * 1024,
             false,
+            None,
             recording_store(&stored),
         )
         .await
@@ -211,7 +224,7 @@ mod tests {
         assert_eq!(stored.len(), 5);
         let mut expected_offset = 0;
         let mut joined = Vec::new();
-        for (offset, piece) in stored.iter() {
+        for (offset, piece, _) in stored.iter() {
             assert_eq!(*offset, expected_offset);
             assert!(piece.len() <= 64 * 1024);
             expected_offset += piece.len() as u64;
@@ -230,6 +243,7 @@ mod tests {
             1_100,
             40,
             false,
+            None,
             recording_store(&stored),
         )
         .await
@@ -239,7 +253,7 @@ mod tests {
             .lock()
             .expect("lock")
             .iter()
-            .map(|(offset, _)| *offset)
+            .map(|(offset, _, _)| *offset)
             .collect();
         assert_eq!(offsets, vec![1_000, 1_040, 1_080]);
     }
@@ -254,6 +268,7 @@ mod tests {
             100,
             64,
             false,
+            None,
             recording_store(&stored),
         )
         .await
@@ -264,7 +279,7 @@ mod tests {
             .lock()
             .expect("lock")
             .iter()
-            .flat_map(|(_, piece)| piece.clone())
+            .flat_map(|(_, piece, _)| piece.clone())
             .collect();
         assert_eq!(joined, data[..100]);
     }
@@ -281,6 +296,7 @@ mod tests {
             1_000,
             64,
             false,
+            None,
             recording_store(&stored),
         )
         .await
@@ -294,7 +310,7 @@ mod tests {
             .lock()
             .expect("lock")
             .iter()
-            .map(|(_, piece)| piece.len())
+            .map(|(_, piece, _)| piece.len())
             .collect();
         assert_eq!(sizes, vec![64, 36]);
     }
@@ -309,7 +325,8 @@ mod tests {
             200,
             64,
             false,
-            |offset, piece: Bytes| {
+            None,
+            |offset, piece: Bytes, _| {
                 calls += 1;
                 let result = if calls == 2 {
                     Err("nope")
@@ -335,6 +352,7 @@ mod tests {
             1_000,
             64,
             true,
+            None,
             recording_store(&stored),
         )
         .await
@@ -346,7 +364,7 @@ mod tests {
             .lock()
             .expect("lock")
             .iter()
-            .map(|(offset, _)| *offset)
+            .map(|(offset, _, _)| *offset)
             .collect();
         assert_eq!(offsets, vec![10, 74]);
     }
@@ -360,11 +378,111 @@ mod tests {
             200,
             64,
             false,
-            |_, _| std::future::ready(Ok::<u64, String>(150)),
+            None,
+            |_, _, _| std::future::ready(Ok::<u64, String>(150)),
         )
         .await
         .expect("stored");
         assert_eq!(streamed.end, BodyEnd::Diverged);
         assert_eq!(streamed.uploaded_bytes, 150);
+    }
+
+    fn last_flags(stored: &Stored) -> Vec<bool> {
+        stored
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|(_, _, last)| *last)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn the_piece_reaching_the_declared_end_is_the_last() {
+        for (len, expected) in [
+            (150, vec![false, false, true]),
+            (128, vec![false, true]),
+            (20, vec![true]),
+        ] {
+            let data = body(len);
+            let stored = Stored::default();
+            stream_in_pieces(
+                stream::iter(frames(&data, 32)),
+                0,
+                1_000,
+                64,
+                false,
+                Some(len as u64),
+                recording_store(&stored),
+            )
+            .await
+            .expect("stored");
+            assert_eq!(last_flags(&stored), expected, "a body of {len} bytes");
+        }
+    }
+
+    #[tokio::test]
+    async fn without_a_declared_end_only_a_piece_after_the_body_is_the_last() {
+        for (len, expected) in [(150, vec![false, false, true]), (128, vec![false, false])] {
+            let data = body(len);
+            let stored = Stored::default();
+            stream_in_pieces(
+                stream::iter(frames(&data, 32)),
+                0,
+                1_000,
+                64,
+                false,
+                None,
+                recording_store(&stored),
+            )
+            .await
+            .expect("stored");
+            assert_eq!(last_flags(&stored), expected, "a body of {len} bytes");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_piece_cut_short_by_a_break_is_the_last() {
+        let data = body(100);
+        let mut items = frames(&data, 32);
+        items.push(Err("connection reset".to_owned()));
+        let stored = Stored::default();
+        let streamed = stream_in_pieces(
+            stream::iter(items),
+            0,
+            1_000,
+            64,
+            false,
+            Some(1_000),
+            recording_store(&stored),
+        )
+        .await
+        .expect("stored");
+        assert_eq!(streamed.uploaded_bytes, 100);
+        assert_eq!(last_flags(&stored), vec![false, true]);
+    }
+
+    #[tokio::test]
+    async fn a_full_piece_is_stored_while_the_body_stalls() {
+        let data = body(64);
+        let (stored, first_stored) = tokio::sync::oneshot::channel();
+        let mut stored = Some(stored);
+        let streaming = stream_in_pieces(
+            stream::iter(frames(&data, 32)).chain(stream::pending()),
+            0,
+            1_000,
+            64,
+            false,
+            Some(1_000),
+            move |offset, piece: Bytes, last| {
+                if let Some(stored) = stored.take() {
+                    let _ = stored.send((offset, piece.len(), last));
+                }
+                std::future::ready(Ok::<u64, String>(offset + piece.len() as u64))
+            },
+        );
+        tokio::select! {
+            _ = streaming => panic!("a body that never ends ended"),
+            first = first_stored => assert_eq!(first.expect("a piece stored"), (0, 64, false)),
+        }
     }
 }

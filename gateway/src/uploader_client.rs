@@ -15,7 +15,7 @@ use futures_util::StreamExt;
 use lapin::options::{BasicConsumeOptions, BasicPublishOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Confirmation, Connection, Consumer};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, OwnedSemaphorePermit};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -136,23 +136,33 @@ impl UploaderClient {
     pub async fn call(&self, command: &Command) -> Result<Ack, CallError> {
         let body = serde_json::to_vec(command)
             .map_err(|err| CallError::Unavailable(format!("command does not serialize: {err}")))?;
-        self.request(COMMAND_MESSAGE_TYPE, body).await
+        self.request(COMMAND_MESSAGE_TYPE, body, None).await
     }
 
     pub async fn send_chunk(&self, header: &ChunkHeader, payload: &[u8]) -> Result<Ack, CallError> {
-        self.send_chunk_frame(encode_chunk(header, payload)).await
+        self.send_chunk_frame(encode_chunk(header, payload), None)
+            .await
     }
 
     /// Sends a chunk framed with [`encode_chunk`]. The caller drops the payload it framed
-    /// first, and the frame is freed once the broker client holds its copy: while the reply is
-    /// awaited, a piece costs no memory here.
-    pub async fn send_chunk_frame(&self, frame: Vec<u8>) -> Result<Ack, CallError> {
-        self.request(CHUNK_MESSAGE_TYPE, frame).await
+    /// first, and the frame is freed once it is written to the broker: while the reply is
+    /// awaited, a piece costs no memory here. `slot` is given back at the same moment.
+    pub async fn send_chunk_frame(
+        &self,
+        frame: Vec<u8>,
+        slot: Option<OwnedSemaphorePermit>,
+    ) -> Result<Ack, CallError> {
+        self.request(CHUNK_MESSAGE_TYPE, frame, slot).await
     }
 
     /// Publishes `body` as a request and waits for its reply. `body` is dropped as soon as it is
-    /// published (lapin copies it), not held until the reply.
-    async fn request(&self, message_type: &str, body: Vec<u8>) -> Result<Ack, CallError> {
+    /// written to the broker, not held until the reply, and `slot` with it.
+    async fn request(
+        &self,
+        message_type: &str,
+        body: Vec<u8>,
+        slot: Option<OwnedSemaphorePermit>,
+    ) -> Result<Ack, CallError> {
         let deadline = Instant::now() + self.inner.rpc_timeout;
         let correlation_id = Uuid::new_v4().to_string();
         let (reply_sender, reply_receiver) = oneshot::channel();
@@ -183,7 +193,9 @@ impl UploaderClient {
             )
             .await
             .map_err(|err| CallError::Unavailable(format!("publish failed: {err}")))?;
+        // lapin has written its copy of the body to the socket by now.
         drop(body);
+        drop(slot);
         let confirmation = tokio::time::timeout_at(deadline, self.while_connected(confirm))
             .await
             .map_err(|_| CallError::Timeout)??

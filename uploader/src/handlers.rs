@@ -434,8 +434,14 @@ impl Handlers {
         if written.received_bytes != end {
             tracing::warn!(session_id = %session.session_id, received = written.received_bytes, expected = end, "fflow holds an unexpected length");
         }
-        if let Some(writer) = header.writer {
-            store::hold_writer(&tx, session.session_id, writer, self.writer_lease_secs).await?;
+        match header.writer {
+            Some(writer) if header.release => {
+                store::release_writer(&tx, session.session_id, writer).await?;
+            }
+            Some(writer) => {
+                store::hold_writer(&tx, session.session_id, writer, self.writer_lease_secs).await?;
+            }
+            None => {}
         }
         let from = match header.commit {
             ChunkCommit::Stage { .. } => {

@@ -1,6 +1,7 @@
 //! tus 1.0.0 at `/v1/uploads`: core, `creation`, `creation-with-upload`,
 //! `creation-defer-length`, `expiration`, `checksum`, `termination` and `concatenation`.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,6 +14,8 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -246,6 +249,7 @@ pub async fn create(
             session_id,
             offset: 0,
             limit: total_bytes.unwrap_or(max),
+            ends_at: tus::content_length(&headers).ok().flatten(),
             checksum,
         };
         let uploaded_bytes = match store_body(&state, target, body).await {
@@ -537,6 +541,7 @@ pub async fn patch(
         session_id,
         offset,
         limit: total_bytes.unwrap_or(max),
+        ends_at: content_length.map(|len| offset.saturating_add(len)),
         checksum,
     };
     let span = upload_span(session_id, &upload);
@@ -684,6 +689,8 @@ struct BodyTarget {
     offset: u64,
     /// The upload's length, or the largest one allowed while it is deferred.
     limit: u64,
+    /// Where the body ends, when its length is declared.
+    ends_at: Option<u64>,
     checksum: Option<Checksum>,
 }
 
@@ -702,10 +709,11 @@ impl Stored {
     }
 }
 
-/// Takes the upload's write lock, sends the body to the uploader in pieces of at most
-/// `chunk_size_bytes`, each one confirmed before the next is read, and gives the lock back.
-/// It runs as its own task so that the bytes received before a client goes away are still
-/// stored when the request itself is dropped.
+/// Sends the body to the uploader in pieces of at most `chunk_size_bytes`, each one confirmed
+/// before the next is read. The upload's write lock is asked for at once, while the first piece
+/// is read, and the last piece gives it back; a request whose last piece did not get through
+/// gives it back on its own. It runs as its own task so that the bytes received before a client
+/// goes away are still stored when the request itself is dropped.
 async fn store_body(
     state: &AppState,
     target: BodyTarget,
@@ -713,32 +721,45 @@ async fn store_body(
 ) -> Result<Stored, StoreFailed<ApiError>> {
     let uploader = state.uploader.clone();
     let metrics = state.metrics.clone();
-    let chunk_size_bytes = state.config.chunk_size_bytes;
+    let publishing = state.publishing.clone();
+    let piece_size = state.config.chunk_size_bytes;
     let lock_wait = Duration::from_millis(state.config.lock_wait_ms);
     let offset = target.offset;
     let unlock_later = UnlockLater::from_state(state);
     let storing = state.body_tasks.spawn(async move {
         let writer = WriterId::new();
         let session_id = target.session_id;
-        let lock_expiry = lock_upload(&uploader, session_id, writer, offset, lock_wait)
-            .await
-            .map_err(|error| StoreFailed {
-                uploaded_bytes: offset,
-                error,
-            })?;
-        let stored = stream_body(&uploader, &metrics, target, writer, chunk_size_bytes, body).await;
-        if let Err(error) = uploader
-            .call(&Command::UnlockUpload { session_id, writer })
-            .await
-        {
-            // The answer does not wait: the client is told what happened to its bytes now.
-            tracing::warn!(%session_id, error = %error, "write lock not given back, trying again");
-            unlock_later.spawn(uploader.clone(), session_id, writer);
+        let locking = tokio::spawn(
+            lock_upload(uploader.clone(), session_id, writer, offset, lock_wait)
+                .instrument(tracing::Span::current()),
+        );
+        let writing = Writing {
+            publishing,
+            lock: tokio::sync::Mutex::new(Lock::Asked(locking)),
+            released: AtomicBool::new(false),
+            expires_at: Mutex::new(None),
+        };
+        let stored = stream_body(&uploader, &metrics, target, writer, piece_size, body, &writing).await;
+        // A body that sent no piece waits for the lock here: a refusal (another offset, a
+        // closed upload, another writer) is then the answer.
+        let locked = writing.locked().await;
+        if locked.is_ok() && !writing.released.load(Ordering::Acquire) {
+            if let Err(error) = uploader
+                .call(&Command::UnlockUpload { session_id, writer })
+                .await
+            {
+                // The answer does not wait: the client is told what happened to its bytes now.
+                tracing::warn!(%session_id, error = %error, "write lock not given back, trying again");
+                unlock_later.spawn(uploader.clone(), session_id, writer);
+            }
         }
-        stored.map(|mut stored| {
-            stored.expires_at = stored.expires_at.or(lock_expiry);
-            stored
-        })
+        let mut stored = stored?;
+        let lock_expiry = locked.map_err(|error| StoreFailed {
+            uploaded_bytes: offset,
+            error,
+        })?;
+        stored.expires_at = stored.expires_at.or(lock_expiry);
+        Ok(stored)
     }.instrument(tracing::Span::current()));
     storing.await.unwrap_or_else(|err| {
         Err(StoreFailed {
@@ -746,6 +767,50 @@ async fn store_body(
             error: ApiError::Internal(anyhow!("upload body task failed: {err}")),
         })
     })
+}
+
+/// One request's hold on the upload while its pieces are sent.
+struct Writing {
+    /// Slots to publish a piece in, shared by every request.
+    publishing: Arc<Semaphore>,
+    lock: tokio::sync::Mutex<Lock>,
+    /// The last piece was stored and gave the lock back.
+    released: AtomicBool,
+    /// The upload's expiry, as the last stored piece gave it.
+    expires_at: Mutex<Option<DateTime<Utc>>>,
+}
+
+enum Lock {
+    Asked(JoinHandle<Result<Option<DateTime<Utc>>, ApiError>>),
+    /// Held, with the upload's expiry when it was taken.
+    Held(Option<DateTime<Utc>>),
+    Refused,
+}
+
+impl Writing {
+    /// Waits for the write lock asked for at the start of the request. The refusal itself goes
+    /// to the first caller, which ends the request; later callers only learn that it came.
+    async fn locked(&self) -> Result<Option<DateTime<Utc>>, ApiError> {
+        let mut lock = self.lock.lock().await;
+        match &mut *lock {
+            Lock::Held(expires_at) => Ok(*expires_at),
+            Lock::Refused => Err(ApiError::Internal(anyhow!(
+                "the write lock was refused before"
+            ))),
+            Lock::Asked(asked) => {
+                let answer = asked.await.unwrap_or_else(|err| {
+                    Err(ApiError::Internal(anyhow!(
+                        "asking for the write lock failed: {err}"
+                    )))
+                });
+                *lock = match &answer {
+                    Ok(expires_at) => Lock::Held(*expires_at),
+                    Err(_) => Lock::Refused,
+                };
+                answer
+            }
+        }
+    }
 }
 
 /// Gives back a write lock the uploader could not be told about (the broker or the database
@@ -814,7 +879,7 @@ impl UnlockLater {
 
 /// Waits up to `wait` for another request to give the write lock back.
 async fn lock_upload(
-    uploader: &UploaderClient,
+    uploader: UploaderClient,
     session_id: SessionId,
     writer: WriterId,
     offset: u64,
@@ -848,13 +913,15 @@ async fn stream_body(
     metrics: &GatewayMetrics,
     target: BodyTarget,
     writer: WriterId,
-    chunk_size_bytes: usize,
+    piece_size: usize,
     body: Body,
+    writing: &Writing,
 ) -> Result<Stored, StoreFailed<ApiError>> {
     let BodyTarget {
         session_id,
         offset: base,
         limit,
+        ends_at,
         checksum,
     } = target;
     let staged = checksum.is_some();
@@ -874,39 +941,43 @@ async fn stream_body(
         }
         frame
     });
-    let expires_at = Mutex::new(None);
-    let streamed = {
-        let expires_at = &expires_at;
-        stream_in_pieces(
-            frames,
-            base,
-            limit,
-            chunk_size_bytes,
-            staged,
-            move |offset, piece| async move {
-                let commit = if staged {
-                    ChunkCommit::Stage { base }
-                } else {
-                    ChunkCommit::Immediate
-                };
-                let target = PieceTarget {
+    let streamed = stream_in_pieces(
+        frames,
+        base,
+        limit,
+        piece_size,
+        staged,
+        ends_at,
+        move |offset, piece, last| async move {
+            let target = if staged {
+                PieceTarget {
                     session_id,
                     writer,
                     offset,
-                    commit,
-                };
-                send_piece(uploader, metrics, target, piece, expires_at).await
-            },
-        )
-        .await?
-    };
+                    commit: ChunkCommit::Stage { base },
+                    release: false,
+                }
+            } else {
+                PieceTarget {
+                    session_id,
+                    writer,
+                    offset,
+                    commit: ChunkCommit::Immediate,
+                    release: last,
+                }
+            };
+            send_piece(uploader, metrics, target, piece, writing).await
+        },
+    )
+    .await?;
+    let expires_at = || *lock(&writing.expires_at);
     let Some(checksum) = checksum else {
         let committed = streamed.uploaded_bytes;
         return Ok(Stored {
             streamed,
             committed,
             checksum_mismatch: false,
-            expires_at: *lock(&expires_at),
+            expires_at: expires_at(),
         });
     };
     // Staged bytes count only when the whole body arrived and hashes right.
@@ -931,25 +1002,19 @@ async fn stream_body(
         writer,
         offset: streamed.uploaded_bytes,
         commit: ChunkCommit::CommitStaged { base },
+        release: true,
     };
-    let committed = send_piece(
-        uploader,
-        metrics,
-        target,
-        streamed.held.clone(),
-        &expires_at,
-    )
-    .await
-    .map_err(|error| StoreFailed {
-        uploaded_bytes: base,
-        error,
-    })?;
-    let expiry = *lock(&expires_at);
+    let committed = send_piece(uploader, metrics, target, streamed.held.clone(), writing)
+        .await
+        .map_err(|error| StoreFailed {
+            uploaded_bytes: base,
+            error,
+        })?;
     Ok(Stored {
         streamed,
         committed,
         checksum_mismatch: false,
-        expires_at: expiry,
+        expires_at: expires_at(),
     })
 }
 
@@ -959,32 +1024,39 @@ struct PieceTarget {
     writer: WriterId,
     offset: u64,
     commit: ChunkCommit,
+    /// No piece of the request follows: this one gives the write lock back.
+    release: bool,
 }
 
-/// Sends one piece; returns where it took the upload (or its staged bytes).
+/// Sends one piece, once the request holds the write lock; returns where it took the upload
+/// (or its staged bytes).
 async fn send_piece(
     uploader: &UploaderClient,
     metrics: &GatewayMetrics,
     target: PieceTarget,
     piece: Bytes,
-    expires_at: &Mutex<Option<DateTime<Utc>>>,
+    writing: &Writing,
 ) -> Result<u64, ApiError> {
     let PieceTarget {
         session_id,
         writer,
         offset,
         commit,
+        release,
     } = target;
+    writing.locked().await?;
     let header = ChunkHeader {
         session_id,
         offset,
         len: piece.len() as u64,
         writer: Some(writer),
         commit,
+        release,
     };
     let frame = encode_chunk(&header, &piece);
     drop(piece);
-    let ack = match uploader.send_chunk_frame(frame).await {
+    let slot = writing.publishing.clone().acquire_owned().await.ok();
+    let ack = match uploader.send_chunk_frame(frame, slot).await {
         Ok(ack) => {
             metrics.chunk_accepted();
             ack
@@ -998,11 +1070,12 @@ async fn send_piece(
     match ack {
         Ack::ChunkStored {
             uploaded_bytes,
-            expires_at: expiry,
+            expires_at,
             ..
         } => {
             tracing::debug!(%session_id, offset, len = header.len, uploaded_bytes, "chunk stored");
-            *lock(expires_at) = expiry;
+            *lock(&writing.expires_at) = expires_at;
+            writing.released.store(release, Ordering::Release);
             Ok(uploaded_bytes)
         }
         Ack::ChunkStaged { staged_to } => Ok(staged_to),
