@@ -7,6 +7,7 @@
 //!   bytes are noise, so the encodes fail at once; the digest is reported all the same);
 //! - peak resident memory of the gateway and the uploaders.
 //!
+//! The single upload and dd take turns `BENCH_ROUNDS` times (3), and their medians are compared.
 //! Sizes can be changed with `BENCH_SINGLE_MIB`, `BENCH_CONCURRENT`, `BENCH_CONCURRENT_MIB`.
 
 use std::process::Command;
@@ -175,6 +176,11 @@ async fn check_source(
     }
 }
 
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
 /// MB/s of `dd` writing `mib` MiB to `dir` and syncing them.
 fn dd_baseline(dir: &std::path::Path, mib: usize) -> anyhow::Result<f64> {
     let file = dir.join("dd.bin");
@@ -199,6 +205,7 @@ fn dd_baseline(dir: &std::path::Path, mib: usize) -> anyhow::Result<f64> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let single_mib = env_usize("BENCH_SINGLE_MIB", 1024);
+    let rounds = env_usize("BENCH_ROUNDS", 3).max(1);
     let concurrent = env_usize("BENCH_CONCURRENT", 20);
     let concurrent_mib = env_usize("BENCH_CONCURRENT_MIB", 64);
     let stack = LocalStack::start(&release_bin_dir()).await?;
@@ -208,26 +215,37 @@ async fn main() -> anyhow::Result<()> {
         std::thread::available_parallelism()?.get()
     );
 
-    let dd = dd_baseline(stack.dir.path(), single_mib)?;
-    println!("dd conv=fdatasync, {single_mib} MiB: {dd:.1} MB/s");
-
+    // The disk's speed swings from run to run on shared machines: dd and the upload take turns,
+    // and the medians are compared.
     let payload = Payload::new(single_mib * 1024 * 1024, 1);
-    let started = Instant::now();
-    let uploaded = upload(&http, &stack.gateway_url, &payload).await?;
-    let seconds = started.elapsed().as_secs_f64();
+    let mut dd_runs = Vec::new();
+    let mut upload_runs = Vec::new();
+    for round in 1..=rounds {
+        let dd = dd_baseline(stack.dir.path(), single_mib)?;
+        println!("round {round}: dd conv=fdatasync, {single_mib} MiB: {dd:.1} MB/s");
+        let started = Instant::now();
+        let uploaded = upload(&http, &stack.gateway_url, &payload).await?;
+        let seconds = started.elapsed().as_secs_f64();
+        let stored = uploaded.stored;
+        ensure!(
+            stored == (single_mib * 1024 * 1024) as u64,
+            "single upload stored {stored} bytes"
+        );
+        let single = stored as f64 / MIB / seconds;
+        println!(
+            "round {round}: one {single_mib} MiB upload in 8 MiB PATCHes: {single:.1} MB/s in {seconds:.1} s"
+        );
+        check_source(&http, &stack.gateway_url, &uploaded).await?;
+        println!("  its stitched source has the SHA-256 of the bytes sent");
+        dd_runs.push(dd);
+        upload_runs.push(single);
+    }
     drop(payload);
-    let stored = uploaded.stored;
-    ensure!(
-        stored == (single_mib * 1024 * 1024) as u64,
-        "single upload stored {stored} bytes"
-    );
-    let single = stored as f64 / MIB / seconds;
+    let (dd, single) = (median(&mut dd_runs), median(&mut upload_runs));
     println!(
-        "one {single_mib} MiB upload in 8 MiB PATCHes: {single:.1} MB/s in {seconds:.1} s, {:.2} x dd",
+        "median of {rounds}: dd {dd:.1} MB/s, one upload {single:.1} MB/s, {:.2} x dd",
         single / dd
     );
-    check_source(&http, &stack.gateway_url, &uploaded).await?;
-    println!("  its stitched source has the SHA-256 of the bytes sent");
 
     let payloads: Vec<Payload> = (0..concurrent)
         .map(|index| Payload::new(concurrent_mib * 1024 * 1024, 100 + index as u64))
