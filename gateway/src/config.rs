@@ -26,6 +26,11 @@ pub struct Config {
     /// ready. The connection writes one message at a time whatever this is, and while a chunk
     /// is published the broker client holds a second copy of it: more slots only cost memory.
     pub publishing_chunks_max: usize,
+    /// Memory for request bodies, shared by every request: each PATCH (or creation with an
+    /// upload) holds one piece of it, at most `chunk_size_bytes`, until it is answered.
+    pub max_buffered_bytes: usize,
+    /// How long a request waits for that memory before it is answered 503 with `Retry-After`.
+    pub buffer_wait_ms: u64,
     /// How long a request to the uploader may take, publish to reply.
     pub rpc_timeout_ms: u64,
     pub max_json_bytes: usize,
@@ -60,6 +65,8 @@ impl Default for Config {
             chunk_size_bytes: 8 * MIB,
             max_upload_bytes: 20 * 1024 * 1024 * 1024,
             publishing_chunks_max: 2,
+            max_buffered_bytes: 128 * MIB,
+            buffer_wait_ms: 30_000,
             rpc_timeout_ms: 60_000,
             max_json_bytes: 64 * 1024,
             retry_after_secs: 5,
@@ -101,6 +108,14 @@ impl Config {
         ensure!(
             self.publishing_chunks_max > 0,
             "publishing_chunks_max must be positive"
+        );
+        ensure!(
+            self.max_buffered_bytes >= self.chunk_size_bytes,
+            "max_buffered_bytes must hold at least one chunk of chunk_size_bytes"
+        );
+        ensure!(
+            self.max_buffered_bytes <= tokio::sync::Semaphore::MAX_PERMITS,
+            "max_buffered_bytes is too large"
         );
         ensure!(self.max_json_bytes > 0, "max_json_bytes must be positive");
         Ok(())

@@ -61,6 +61,9 @@ pub enum ApiError {
     InvalidLength(String),
     #[error("no such route")]
     RouteNotFound,
+    /// Too many uploads at once for the memory the gateway may use; the client is told to retry.
+    #[error("{0}")]
+    Busy(String),
     /// A dependency is down or too slow; the cause is logged, the client is told to retry.
     #[error("service unavailable: {0}")]
     Unavailable(String),
@@ -106,7 +109,7 @@ impl ApiError {
             Self::UploadTooLarge { .. }
             | Self::LengthExceeded(_)
             | Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Busy(_) | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -135,6 +138,7 @@ impl ApiError {
         "invalid_concat",
         "invalid_length",
         "not_found",
+        "server_busy",
         "service_unavailable",
         "internal",
     ];
@@ -162,6 +166,7 @@ impl ApiError {
             Self::InvalidConcat(_) => "invalid_concat",
             Self::InvalidLength(_) => "invalid_length",
             Self::RouteNotFound => "not_found",
+            Self::Busy(_) => "server_busy",
             Self::Unavailable(_) => "service_unavailable",
             Self::Internal(_) => "internal",
         }
@@ -290,6 +295,7 @@ mod tests {
             ApiError::InvalidConcat(String::new()),
             ApiError::InvalidLength(String::new()),
             ApiError::RouteNotFound,
+            ApiError::Busy(String::new()),
             ApiError::Unavailable(String::new()),
             ApiError::Internal(anyhow::anyhow!("")),
         ];
@@ -316,6 +322,7 @@ mod tests {
                 | ApiError::InvalidConcat(_)
                 | ApiError::InvalidLength(_)
                 | ApiError::RouteNotFound
+                | ApiError::Busy(_)
                 | ApiError::Unavailable(_)
                 | ApiError::Internal(_) => {}
             }

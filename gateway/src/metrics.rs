@@ -18,6 +18,7 @@ pub struct GatewayMetrics {
     upload_bytes_received: Counter,
     chunks_accepted: Counter,
     chunks_rejected: Family<RejectionLabels, Counter>,
+    buffer_waits_timed_out: Counter,
 }
 
 impl GatewayMetrics {
@@ -27,6 +28,7 @@ impl GatewayMetrics {
             upload_bytes_received: Counter::default(),
             chunks_accepted: Counter::default(),
             chunks_rejected: Family::default(),
+            buffer_waits_timed_out: Counter::default(),
         };
         registry.register(
             "upload_bytes_received",
@@ -43,6 +45,12 @@ impl GatewayMetrics {
             "Pieces of upload bodies not stored, by the error code the client was given",
             metrics.chunks_rejected.clone(),
         );
+        registry.register(
+            "body_buffer_waits_timed_out",
+            "Requests answered 503 because the memory for bodies (GATEWAY_MAX_BUFFERED_BYTES) \
+             stayed taken by other uploads",
+            metrics.buffer_waits_timed_out.clone(),
+        );
         metrics
     }
 
@@ -52,6 +60,10 @@ impl GatewayMetrics {
 
     pub fn chunk_accepted(&self) {
         self.chunks_accepted.inc();
+    }
+
+    pub fn buffer_wait_timed_out(&self) {
+        self.buffer_waits_timed_out.inc();
     }
 
     pub fn chunk_rejected(&self, code: &str) {

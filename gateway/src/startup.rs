@@ -49,6 +49,8 @@ pub struct AppState {
     pub stopping: CancellationToken,
     /// Chunks being published at once, see [`Config::publishing_chunks_max`].
     pub publishing: Arc<Semaphore>,
+    /// Bytes of request bodies held at once, see [`Config::max_buffered_bytes`].
+    pub buffers: Arc<Semaphore>,
 }
 
 pub struct App {
@@ -78,8 +80,10 @@ impl App {
         let shutdown_timeout_ms = config.shutdown_timeout_ms;
         let stopping = CancellationToken::new();
         let publishing = Arc::new(Semaphore::new(config.publishing_chunks_max));
+        let buffers = Arc::new(Semaphore::new(config.max_buffered_bytes));
         let state = AppState {
             publishing,
+            buffers,
             config: Arc::new(config),
             pool: pool.clone(),
             uploader: uploader.clone(),

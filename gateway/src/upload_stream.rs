@@ -43,7 +43,7 @@ pub struct StoreFailed<E> {
 /// Streams `body` into pieces of at most `piece_size` bytes, starting at `offset` of an upload
 /// of `total` bytes. `store(offset, piece, last)` returns the upload's confirmed length after
 /// it; `last` says that no piece follows: the body ended (or broke), or the piece reaches
-/// `ends_at`, where the body says it ends (its `Content-Length`). A full piece is stored at once,
+/// `ends_at`, where the body says it ends (its `Content-Length`), or the upload's end. A full piece is stored at once,
 /// not held back to learn whether more follows: a client that stalls keeps what it sent. With
 /// `hold_last`, the last piece is not stored but handed back in [`Streamed::held`], for a
 /// caller that must check the whole body before it commits.
@@ -147,7 +147,7 @@ impl Pieces {
         // is freed as soon as the store is done with the piece.
         let piece = std::mem::take(&mut self.buffer).freeze();
         let expected = self.offset + piece.len() as u64;
-        let last = last || self.ends_at == Some(expected);
+        let last = last || self.ends_at == Some(expected) || expected == self.total;
         let confirmed = store(self.offset, piece, last)
             .await
             .map_err(|error| StoreFailed {
@@ -438,6 +438,24 @@ mod tests {
             .expect("stored");
             assert_eq!(last_flags(&stored), expected, "a body of {len} bytes");
         }
+    }
+
+    #[tokio::test]
+    async fn the_piece_reaching_the_uploads_end_is_the_last() {
+        let data = body(128);
+        let stored = Stored::default();
+        stream_in_pieces(
+            stream::iter(frames(&data, 32)),
+            0,
+            128,
+            64,
+            false,
+            None,
+            recording_store(&stored),
+        )
+        .await
+        .expect("stored");
+        assert_eq!(last_flags(&stored), vec![false, true]);
     }
 
     #[tokio::test]

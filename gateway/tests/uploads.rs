@@ -492,6 +492,11 @@ async fn patch_body_larger_than_a_chunk_arrives_in_bounded_ordered_pieces() {
         joined.extend_from_slice(&chunk.payload);
     }
     assert!(joined == data, "the pieces do not add up to the body");
+    // The last piece gives the write lock back; the others keep it.
+    let releases: Vec<bool> = chunks.iter().map(|chunk| chunk.header.release).collect();
+    let mut expected_releases = vec![false; chunks.len() - 1];
+    expected_releases.push(true);
+    assert_eq!(releases, expected_releases);
     let confirmed = chunks.last().expect("pieces").uploaded_bytes;
     assert_eq!(
         header(&response, "upload-offset"),
@@ -634,4 +639,98 @@ async fn bytes_received_before_the_client_disconnects_are_stored() {
         .flat_map(|chunk| chunk.payload)
         .collect();
     assert_eq!(stored, vec![9_u8; 50_000]);
+}
+
+#[tokio::test]
+async fn bodies_wait_for_memory_held_by_others_then_get_503_with_retry_after() {
+    use tokio::io::AsyncWriteExt;
+
+    const CHUNK: usize = 64 * 1024;
+    let env = TestEnv::new().await;
+    let uploader = UploaderDouble::start(&env).await;
+    let mut config = env.config();
+    config.chunk_size_bytes = CHUNK;
+    // Room for one piece in the whole gateway.
+    config.max_buffered_bytes = CHUNK;
+    config.buffer_wait_ms = 300;
+    config.retry_after_secs = 4;
+    let gateway = Gateway::spawn(config).await;
+
+    // A client declares a whole piece, sends a few bytes of it, and stalls.
+    let (_, stalled_id) = env.insert_upload("OPEN", 0, CHUNK as i64, None).await;
+    let addr = gateway.base_url.trim_start_matches("http://").to_owned();
+    let mut stalled = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    let head = format!(
+        "PATCH /v1/uploads/{stalled_id} HTTP/1.1\r\nHost: {addr}\r\nTus-Resumable: 1.0.0\r\n\
+         Content-Type: application/offset+octet-stream\r\nUpload-Offset: 0\r\n\
+         Content-Length: {CHUNK}\r\n\r\n"
+    );
+    stalled
+        .write_all(head.as_bytes())
+        .await
+        .expect("write head");
+    stalled.write_all(&[5_u8; 10]).await.expect("write body");
+    stalled.flush().await.expect("flush");
+
+    let patch = |session_id: vod_contracts::SessionId| {
+        http()
+            .patch(gateway.url(&format!("/v1/uploads/{session_id}")))
+            .header(TUS.0, TUS.1)
+            .header(OCTETS.0, OCTETS.1)
+            .header("Upload-Offset", "0")
+            .body(vec![6_u8; 1_000])
+            .send()
+    };
+    // Once the stalled request holds the memory, another upload's body waits, then is told to
+    // come back later; until then, each attempt uses a fresh upload.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    let refused = loop {
+        let (_, session_id) = env.insert_upload("OPEN", 0, 1_000, None).await;
+        let response = patch(session_id).await.expect("patch");
+        if response.status() == StatusCode::SERVICE_UNAVAILABLE {
+            assert_eq!(env.uploaded_bytes(session_id).await, 0, "nothing stored");
+            break response;
+        }
+        assert_eq!(response.status(), StatusCode::NO_CONTENT);
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the stalled body never held the memory"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(header(&refused, "retry-after"), Some("4"));
+    let body = error_body(refused).await;
+    assert_eq!(body.code, "server_busy");
+    assert!(
+        body.message.contains("too many uploads"),
+        "{}",
+        body.message
+    );
+
+    // The stalled client goes away: its bytes are stored and the memory is free again.
+    drop(stalled);
+    let (_, session_id) = env.insert_upload("OPEN", 0, 1_000, None).await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let response = patch(session_id).await.expect("patch");
+        if response.status() == StatusCode::NO_CONTENT {
+            break;
+        }
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the memory was never given back"
+        );
+    }
+    assert_eq!(env.uploaded_bytes(session_id).await, 1_000);
+    assert_eq!(env.uploaded_bytes(stalled_id).await, 10);
+    let stalled_bytes: usize = uploader
+        .chunks()
+        .iter()
+        .filter(|chunk| chunk.header.session_id == stalled_id)
+        .map(|chunk| chunk.payload.len())
+        .sum();
+    assert_eq!(stalled_bytes, 10);
 }

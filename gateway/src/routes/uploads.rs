@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -152,7 +152,7 @@ fn describe_server(State(state): State<AppState>) -> Response {
             headers(("Tus-Version" = String, description = "`1.0.0`."))),
         (status = 413, description = "`upload_too_large`: `Upload-Length` is over `Tus-Max-Size`; `length_exceeded`: the body goes past `Upload-Length`.", body = ErrorBody),
         (status = 500, description = "`internal`.", body = ErrorBody),
-        (status = 503, description = "`service_unavailable`: the broker or the uploader is down or slow; retry after `Retry-After` seconds.", body = ErrorBody,
+        (status = 503, description = "`service_unavailable`: the broker or the uploader is down or slow; `server_busy`: too many uploads at once for the gateway's memory. Retry after `Retry-After` seconds.", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait."))),
     ),
 )]
@@ -472,7 +472,7 @@ pub async fn head(
         (status = 415, description = "`unsupported_media_type`: the body is not `application/offset+octet-stream`.", body = ErrorBody),
         (status = 460, description = "`checksum_mismatch`: the body does not hash to `Upload-Checksum`; nothing of it was stored.", body = ErrorBody),
         (status = 500, description = "`internal`.", body = ErrorBody),
-        (status = 503, description = "`service_unavailable`; retry after `Retry-After` seconds from the offset `HEAD` gives.", body = ErrorBody,
+        (status = 503, description = "`service_unavailable`, or `server_busy` (too many uploads at once for the gateway's memory); retry after `Retry-After` seconds from the offset `HEAD` gives.", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait."))),
     ),
 )]
@@ -719,14 +719,21 @@ async fn store_body(
     target: BodyTarget,
     body: Body,
 ) -> Result<Stored, StoreFailed<ApiError>> {
+    let piece_size = state.config.chunk_size_bytes;
+    let offset = target.offset;
+    let buffering = reserve_buffer(state, &target)
+        .await
+        .map_err(|error| StoreFailed {
+            uploaded_bytes: offset,
+            error,
+        })?;
     let uploader = state.uploader.clone();
     let metrics = state.metrics.clone();
     let publishing = state.publishing.clone();
-    let piece_size = state.config.chunk_size_bytes;
     let lock_wait = Duration::from_millis(state.config.lock_wait_ms);
-    let offset = target.offset;
     let unlock_later = UnlockLater::from_state(state);
     let storing = state.body_tasks.spawn(async move {
+        let _buffering = buffering;
         let writer = WriterId::new();
         let session_id = target.session_id;
         let locking = tokio::spawn(
@@ -767,6 +774,35 @@ async fn store_body(
             error: ApiError::Internal(anyhow!("upload body task failed: {err}")),
         })
     })
+}
+
+/// Reserves the memory of one piece of the body (less when the body is shorter) from
+/// `GATEWAY_MAX_BUFFERED_BYTES`, shared by every request, so that the gateway's memory does not
+/// grow with the number of uploads. Waits up to `GATEWAY_BUFFER_WAIT_MS`, then answers 503.
+async fn reserve_buffer(
+    state: &AppState,
+    target: &BodyTarget,
+) -> Result<Option<OwnedSemaphorePermit>, ApiError> {
+    let piece = state.config.chunk_size_bytes as u64;
+    let bytes = target
+        .ends_at
+        .map_or(piece, |end| end.saturating_sub(target.offset).min(piece));
+    if bytes == 0 {
+        return Ok(None);
+    }
+    let bytes = u32::try_from(bytes).unwrap_or(u32::MAX);
+    let wait = Duration::from_millis(state.config.buffer_wait_ms);
+    match tokio::time::timeout(wait, state.buffers.clone().acquire_many_owned(bytes)).await {
+        Ok(Ok(permit)) => Ok(Some(permit)),
+        Ok(Err(_)) => Err(ApiError::Unavailable("the gateway is stopping".to_owned())),
+        Err(_) => {
+            state.metrics.buffer_wait_timed_out();
+            Err(ApiError::Busy(format!(
+                "no memory to receive the body within {} ms: too many uploads at once",
+                wait.as_millis()
+            )))
+        }
+    }
 }
 
 /// One request's hold on the upload while its pieces are sent.
