@@ -386,16 +386,13 @@ impl Session {
         }
         .await;
         drop(batches);
-        let spooled = match spooling.await {
-            Ok(spooled) => spooled,
-            Err(err) => Err(SpoolFailure {
-                digest: SourceDigest::unknown(),
-                error: anyhow::anyhow!("the spool writer failed: {err}").into(),
-            }),
-        };
-        let (digest, diverged, copied) = match (spooled, received) {
-            (Ok(spooled), received) => (spooled.digest, spooled.diverged, received),
-            (Err(failure), _) => (failure.digest, false, Err(failure.error)),
+        let spooled = spooling.await.unwrap_or_else(|err| Spooled {
+            digest: SourceDigest::unknown(),
+            diverged: Err(anyhow::anyhow!("the spool writer failed: {err}").into()),
+        });
+        let (digest, diverged, copied) = match (spooled.diverged, received) {
+            (Ok(diverged), received) => (spooled.digest, diverged, received),
+            (Err(error), _) => (spooled.digest, false, Err(error)),
         };
         state.digest = digest;
         // Bytes ffmpeg read stay on disk until the upload reaches them again, to be compared
@@ -686,20 +683,12 @@ struct SpoolWriter {
 /// What the spool writer leaves: the digest always goes back to the session.
 struct Spooled {
     digest: SourceDigest,
-    /// The chunk rewrote bytes the encoder had read with other bytes.
-    diverged: bool,
-}
-
-struct SpoolFailure {
-    digest: SourceDigest,
-    error: SessionError,
+    /// Whether the chunk rewrote bytes the encoder had read with other bytes.
+    diverged: Result<bool, SessionError>,
 }
 
 impl SpoolWriter {
-    fn run(
-        mut self,
-        mut batches: tokio::sync::mpsc::Receiver<Vec<Bytes>>,
-    ) -> Result<Spooled, SpoolFailure> {
+    fn run(mut self, mut batches: tokio::sync::mpsc::Receiver<Vec<Bytes>>) -> Spooled {
         let mut written = self.seek();
         while let Some(batch) = batches.blocking_recv() {
             if written.is_err() {
@@ -707,15 +696,9 @@ impl SpoolWriter {
             }
             written = batch.iter().try_for_each(|bytes| self.write(bytes));
         }
-        match written {
-            Ok(()) => Ok(Spooled {
-                digest: self.digest,
-                diverged: self.diverged,
-            }),
-            Err(error) => Err(SpoolFailure {
-                digest: self.digest,
-                error: error.into(),
-            }),
+        Spooled {
+            diverged: written.map(|()| self.diverged).map_err(SessionError::from),
+            digest: self.digest,
         }
     }
 
