@@ -5,6 +5,9 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use vod_infra::config::{AmqpSettings, PostgresSettings};
 
+use crate::metrics::BrokerMetrics;
+use crate::uploader_client::ClientOptions;
+
 const MIB: usize = 1024 * 1024;
 /// RabbitMQ 4 refuses messages over 16 MiB; a chunk message is its payload plus a small header.
 pub const MAX_CHUNK_SIZE_BYTES: usize = 15 * MIB;
@@ -52,6 +55,11 @@ pub struct Config {
     /// How long a lock is given back again; past the uploader's writer lease
     /// (`UPLOADER_WRITER_LEASE_SECS`) it has run out by itself.
     pub unlock_retry_window_ms: u64,
+    /// When the broker connection is lost for good (lapin stopped recovering it, or the broker
+    /// ended the reply consumer), the gateway connects again after this wait, doubling up to
+    /// `broker_reconnect_max_backoff_ms`; requests are answered 503 until it is back.
+    pub broker_reconnect_backoff_ms: u64,
+    pub broker_reconnect_max_backoff_ms: u64,
     pub postgres: PostgresSettings,
     pub amqp: AmqpSettings,
 }
@@ -76,6 +84,8 @@ impl Default for Config {
             unlock_backoff_ms: 250,
             unlock_max_backoff_ms: 5_000,
             unlock_retry_window_ms: 120_000,
+            broker_reconnect_backoff_ms: 1_000,
+            broker_reconnect_max_backoff_ms: 30_000,
             postgres: PostgresSettings::default(),
             amqp: AmqpSettings::default(),
         }
@@ -118,11 +128,26 @@ impl Config {
             "max_buffered_bytes is too large"
         );
         ensure!(self.max_json_bytes > 0, "max_json_bytes must be positive");
+        ensure!(
+            self.broker_reconnect_backoff_ms > 0
+                && self.broker_reconnect_max_backoff_ms >= self.broker_reconnect_backoff_ms,
+            "broker_reconnect_backoff_ms must be positive and at most broker_reconnect_max_backoff_ms"
+        );
         Ok(())
     }
 
     pub fn rpc_timeout(&self) -> Duration {
         vod_infra::config::millis(self.rpc_timeout_ms)
+    }
+
+    /// How the connection to the uploaders behaves, counting into `metrics`.
+    pub fn uploader_client(&self, metrics: BrokerMetrics) -> ClientOptions {
+        ClientOptions {
+            rpc_timeout: self.rpc_timeout(),
+            reconnect_backoff: vod_infra::config::millis(self.broker_reconnect_backoff_ms),
+            reconnect_max_backoff: vod_infra::config::millis(self.broker_reconnect_max_backoff_ms),
+            metrics,
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! What the gateway counts: upload bytes received, pieces the uploader accepted or rejected,
-//! and (through `vod_infra::metrics::HttpMetrics`) every request by route and status.
+//! broker connections lost for good and opened again, and (through
+//! `vod_infra::metrics::HttpMetrics`) every request by route and status.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -15,16 +16,50 @@ pub struct RejectionLabels {
 #[derive(Clone, Debug)]
 pub struct GatewayMetrics {
     pub http: HttpMetrics,
+    pub broker: BrokerMetrics,
     upload_bytes_received: Counter,
     chunks_accepted: Counter,
     chunks_rejected: Family<RejectionLabels, Counter>,
     buffer_waits_timed_out: Counter,
 }
 
+/// What the connection to the uploaders counts. A default one counts into no registry.
+#[derive(Clone, Debug, Default)]
+pub struct BrokerMetrics {
+    pub(crate) connections_lost: Counter,
+    pub(crate) reconnections: Counter,
+}
+
+impl BrokerMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let metrics = Self::default();
+        registry.register(
+            "broker_connections_lost",
+            "Broker connections given up for good (lapin stopped recovering, or the reply consumer ended)",
+            metrics.connections_lost.clone(),
+        );
+        registry.register(
+            "broker_reconnections",
+            "Broker connections opened again after one was lost for good",
+            metrics.reconnections.clone(),
+        );
+        metrics
+    }
+
+    pub fn connection_lost(&self) {
+        self.connections_lost.inc();
+    }
+
+    pub fn reconnected(&self) {
+        self.reconnections.inc();
+    }
+}
+
 impl GatewayMetrics {
     pub fn register(registry: &mut Registry) -> Self {
         let metrics = Self {
             http: HttpMetrics::register(registry),
+            broker: BrokerMetrics::register(registry),
             upload_bytes_received: Counter::default(),
             chunks_accepted: Counter::default(),
             chunks_rejected: Family::default(),

@@ -61,7 +61,9 @@ pub struct App {
     uploader: UploaderClient,
     body_tasks: TaskTracker,
     stopping: CancellationToken,
-    reply_dispatcher: JoinHandle<()>,
+    /// Hands replies to their requests and connects again after the broker connection is lost
+    /// for good; it ends once the client is closed.
+    broker_supervisor: JoinHandle<()>,
     shutdown_timeout_ms: u64,
 }
 
@@ -71,12 +73,13 @@ impl App {
     pub async fn build(config: Config) -> anyhow::Result<App> {
         config.validate().context("invalid gateway configuration")?;
         let pool = vod_infra::postgres::pool(&config.postgres)?;
-        let (uploader, reply_dispatcher) =
-            UploaderClient::connect(&config.amqp, config.rpc_timeout()).await?;
-        let (listener, local_addr) = vod_infra::http::bind(&config.listen_addr).await?;
-        let body_tasks = TaskTracker::new();
         let mut registry = vod_infra::metrics::registry("gateway");
         let metrics = GatewayMetrics::register(&mut registry);
+        let (uploader, broker_supervisor) =
+            UploaderClient::connect(&config.amqp, config.uploader_client(metrics.broker.clone()))
+                .await?;
+        let (listener, local_addr) = vod_infra::http::bind(&config.listen_addr).await?;
+        let body_tasks = TaskTracker::new();
         let shutdown_timeout_ms = config.shutdown_timeout_ms;
         let stopping = CancellationToken::new();
         let publishing = Arc::new(Semaphore::new(config.publishing_chunks_max));
@@ -101,7 +104,7 @@ impl App {
             uploader,
             body_tasks,
             stopping,
-            reply_dispatcher,
+            broker_supervisor,
             shutdown_timeout_ms,
         })
     }
@@ -130,8 +133,8 @@ impl App {
             );
         }
         self.uploader.close().await;
-        if let Err(error) = self.reply_dispatcher.await {
-            tracing::warn!(error = %error, "reply dispatcher panicked");
+        if let Err(error) = self.broker_supervisor.await {
+            tracing::warn!(error = %error, "broker connection task panicked");
         }
         self.pool.close();
         served

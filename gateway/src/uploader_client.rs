@@ -4,20 +4,30 @@
 //! queue of our own, matched to the waiting caller by `correlation_id`. The reply queue has a
 //! client-chosen unique name rather than a server-generated one: after a lost connection lapin
 //! redeclares it by name, and the broker refuses client declarations of `amq.gen-*` names.
+//!
+//! lapin recovers a lost connection by itself, but only for a while
+//! (`AmqpSettings::recovery_attempts`); when it gives up, or the broker ends the reply
+//! consumer, the connection is lost for good. The task `connect` returns then fails the
+//! requests waiting on it, and opens a new connection with backoff, declaring the queues and a
+//! new reply queue, which requests use from then on. Until then they fail at once with
+//! `Unavailable`, so the gateway never needs a restart to reach the broker again.
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
 use anyhow::Context;
 use futures_util::StreamExt;
+use lapin::message::Delivery;
 use lapin::options::{BasicConsumeOptions, BasicPublishOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Confirmation, Connection, Consumer};
 use tokio::sync::{oneshot, OwnedSemaphorePermit};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 use vod_contracts::commands::{
     encode_chunk, Ack, ChunkHeader, Command, Reject, Reply, CHUNK_MESSAGE_TYPE,
@@ -25,12 +35,16 @@ use vod_contracts::commands::{
 };
 use vod_infra::config::AmqpSettings;
 
+use crate::config::Config;
+use crate::metrics::BrokerMetrics;
+
 /// Requests are transient: the client is answered only from the uploader's reply, so a request
 /// the broker loses is a timeout the client retries, never a lost offset. Writing every chunk to
 /// the broker's disk as well costs a third of an upload's throughput (BENCHMARKS.md).
 const TRANSIENT: u8 = 1;
 
-/// How often a request waiting for its confirmation or reply checks that the connection is up.
+/// How often a request waiting for its confirmation or reply checks that the connection is up,
+/// and how often the connection is checked for having been given up by lapin.
 const CONNECTION_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Why a request to the uploader did not succeed.
@@ -44,92 +58,91 @@ pub enum CallError {
     Unavailable(String),
 }
 
+/// How the client behaves; [`Config::uploader_client`] reads it from the gateway's settings.
+#[derive(Clone, Debug)]
+pub struct ClientOptions {
+    /// How long a request may take, publish to reply.
+    pub rpc_timeout: Duration,
+    /// After a connection is lost for good, the wait before connecting again, doubling up to
+    /// `reconnect_max_backoff` while the broker cannot be reached.
+    pub reconnect_backoff: Duration,
+    pub reconnect_max_backoff: Duration,
+    pub metrics: BrokerMetrics,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Config::default().uploader_client(BrokerMetrics::default())
+    }
+}
+
 type PendingReplies = Mutex<HashMap<String, oneshot::Sender<Result<Reply, CallError>>>>;
 
 /// A cheap-to-clone handle on the connection to the broker.
 #[derive(Clone)]
 pub struct UploaderClient {
-    inner: Arc<Inner>,
+    shared: Arc<Shared>,
 }
 
-struct Inner {
+struct Shared {
+    /// The connection requests use; `None` while one lost for good is being replaced.
+    link: RwLock<Option<Arc<Link>>>,
+    settings: AmqpSettings,
+    options: ClientOptions,
+    /// Cancelled by `close`: nothing connects again.
+    closing: CancellationToken,
+}
+
+/// One connection to the broker with its publisher channel and reply queue. Replies to the
+/// requests sent on it come back only on it.
+struct Link {
     connection: Connection,
     publisher: Channel,
     commands_queue: String,
     reply_queue: String,
     pending: PendingReplies,
-    rpc_timeout: Duration,
+    /// Set once the connection is given up: requests still waiting on it fail at once.
+    lost: AtomicBool,
 }
 
 impl UploaderClient {
-    /// Connects, declares the queues and starts consuming replies. The returned task ends when
-    /// the connection is closed.
+    /// Connects, declares the queues and starts consuming replies. The returned task hands
+    /// replies to their callers and replaces a connection lost for good; it ends after `close`.
     pub async fn connect(
         settings: &AmqpSettings,
-        rpc_timeout: Duration,
+        options: ClientOptions,
     ) -> anyhow::Result<(Self, JoinHandle<()>)> {
-        let connection = vod_infra::amqp::connect(settings, "gateway").await?;
-        let names = vod_infra::amqp::queue_names(settings);
-        let publisher = vod_infra::amqp::publisher_channel(&connection).await?;
-        vod_infra::amqp::declare_queues(&publisher, &names).await?;
-
-        let replies_channel = connection
-            .create_channel()
-            .await
-            .context("failed to open the replies channel")?;
-        let reply_queue = format!(
-            "{}.gateway-replies.{}",
-            settings.queue_prefix,
-            Uuid::new_v4()
-        );
-        replies_channel
-            .queue_declare(
-                reply_queue.as_str().into(),
-                QueueDeclareOptions {
-                    exclusive: true,
-                    auto_delete: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .context("failed to declare the reply queue")?;
-        let replies = replies_channel
-            .basic_consume(
-                reply_queue.as_str().into(),
-                "gateway-replies".into(),
-                BasicConsumeOptions {
-                    no_ack: true,
-                    exclusive: true,
-                    ..BasicConsumeOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .context("failed to consume the reply queue")?;
-
+        let (link, replies) = Link::open(settings).await?;
         let client = Self {
-            inner: Arc::new(Inner {
-                connection,
-                publisher,
-                commands_queue: names.commands,
-                reply_queue,
-                pending: Mutex::new(HashMap::new()),
-                rpc_timeout,
+            shared: Arc::new(Shared {
+                link: RwLock::new(Some(link.clone())),
+                settings: settings.clone(),
+                options,
+                closing: CancellationToken::new(),
             }),
         };
-        let task = tokio::spawn(client.clone().dispatch_replies(replies));
+        let task = tokio::spawn(client.clone().supervise(link, replies));
         Ok((client, task))
     }
 
+    /// The connection is up: neither lost for good nor being recovered by lapin.
     pub fn is_connected(&self) -> bool {
-        self.inner.connection.status().connected()
+        self.link().is_some_and(|link| link.is_usable())
     }
 
-    /// Closes the connection; the reply task ends and waiting callers get `Unavailable`.
+    /// Closes the connection for good; the task `connect` returned ends, and waiting callers
+    /// get `Unavailable`.
     pub async fn close(&self) {
-        if let Err(error) = self.inner.connection.close(200, "OK".into()).await {
-            tracing::debug!(error = %error, "amqp connection was already closed");
+        self.shared.closing.cancel();
+        let link = self
+            .shared
+            .link
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        if let Some(link) = link {
+            link.give_up("the gateway is stopping");
+            link.close().await;
         }
     }
 
@@ -155,35 +168,246 @@ impl UploaderClient {
         self.request(CHUNK_MESSAGE_TYPE, frame, slot).await
     }
 
-    /// Publishes `body` as a request and waits for its reply. `body` is dropped as soon as it is
-    /// written to the broker, not held until the reply, and `slot` with it.
     async fn request(
         &self,
         message_type: &str,
         body: Vec<u8>,
         slot: Option<OwnedSemaphorePermit>,
     ) -> Result<Ack, CallError> {
-        let deadline = Instant::now() + self.inner.rpc_timeout;
+        let Some(link) = self.link() else {
+            return Err(CallError::Unavailable(
+                "connecting to the broker again".to_owned(),
+            ));
+        };
+        link.request(message_type, body, self.shared.options.rpc_timeout, slot)
+            .await
+    }
+
+    fn link(&self) -> Option<Arc<Link>> {
+        self.shared
+            .link
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Hands out replies until the connection is lost for good, then connects again with
+    /// backoff, until `close`.
+    async fn supervise(self, link: Arc<Link>, replies: Consumer) {
+        let closing = &self.shared.closing;
+        let options = &self.shared.options;
+        let mut backoff = options.reconnect_backoff;
+        let mut connected = Some((link, replies));
+        while !closing.is_cancelled() {
+            let (link, replies) = match connected.take() {
+                Some(connected) => connected,
+                None => match self.reconnect().await {
+                    Some(Ok(opened)) => {
+                        backoff = options.reconnect_backoff;
+                        opened
+                    }
+                    Some(Err(error)) => {
+                        tracing::warn!(
+                            error = %format!("{error:#}"),
+                            retry_in_ms = backoff.as_millis(),
+                            "broker unreachable"
+                        );
+                        wait_or_stop(backoff, closing).await;
+                        backoff = (backoff * 2).min(options.reconnect_max_backoff);
+                        continue;
+                    }
+                    None => break,
+                },
+            };
+            let Some(reason) = link.dispatch_replies(replies, closing).await else {
+                break;
+            };
+            self.forget(&link);
+            link.give_up(&reason);
+            options.metrics.connection_lost();
+            tracing::warn!(
+                reason,
+                retry_in_ms = backoff.as_millis(),
+                "broker connection lost for good, connecting again"
+            );
+            // What is left of it (channels the broker may still hold) is closed aside: a broker
+            // that does not answer must not hold up the new connection.
+            tokio::spawn(async move { link.close().await });
+            wait_or_stop(backoff, closing).await;
+            backoff = (backoff * 2).min(options.reconnect_max_backoff);
+        }
+    }
+
+    /// Opens a new connection and makes it the one requests use. `None` once closing.
+    async fn reconnect(&self) -> Option<anyhow::Result<(Arc<Link>, Consumer)>> {
+        let closing = &self.shared.closing;
+        let opened = tokio::select! {
+            _ = closing.cancelled() => return None,
+            opened = Link::open(&self.shared.settings) => opened,
+        };
+        let (link, replies) = match opened {
+            Ok(opened) => opened,
+            Err(error) => return Some(Err(error)),
+        };
+        {
+            // Checked under the lock `close` takes: a connection opened as the gateway stops is
+            // never handed to requests, and `close` never misses one.
+            let mut current = self
+                .shared
+                .link
+                .write()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if !closing.is_cancelled() {
+                *current = Some(link.clone());
+                drop(current);
+                self.shared.options.metrics.reconnected();
+                tracing::info!("connected to the broker again");
+                return Some(Ok((link, replies)));
+            }
+        }
+        tokio::spawn(async move { link.close().await });
+        None
+    }
+
+    /// Stops handing out `link` to requests, unless it was replaced already.
+    fn forget(&self, link: &Arc<Link>) {
+        let mut current = self
+            .shared
+            .link
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if current
+            .as_ref()
+            .is_some_and(|current| Arc::ptr_eq(current, link))
+        {
+            *current = None;
+        }
+    }
+}
+
+impl Link {
+    /// Connects, declares the queues and a reply queue of its own, and consumes it.
+    async fn open(settings: &AmqpSettings) -> anyhow::Result<(Arc<Link>, Consumer)> {
+        let connection = vod_infra::amqp::connect(settings, "gateway").await?;
+        match Self::set_up(connection, settings).await {
+            Ok(opened) => Ok(opened),
+            Err((connection, error)) => {
+                let _ = connection.close(200, "OK".into()).await;
+                Err(error)
+            }
+        }
+    }
+
+    async fn set_up(
+        connection: Connection,
+        settings: &AmqpSettings,
+    ) -> Result<(Arc<Link>, Consumer), (Connection, anyhow::Error)> {
+        let names = vod_infra::amqp::queue_names(settings);
+        let reply_queue = format!(
+            "{}.gateway-replies.{}",
+            settings.queue_prefix,
+            Uuid::new_v4()
+        );
+        let channels = async {
+            let publisher = vod_infra::amqp::publisher_channel(&connection).await?;
+            vod_infra::amqp::declare_queues(&publisher, &names).await?;
+            let replies_channel = connection
+                .create_channel()
+                .await
+                .context("failed to open the replies channel")?;
+            replies_channel
+                .queue_declare(
+                    reply_queue.as_str().into(),
+                    QueueDeclareOptions {
+                        exclusive: true,
+                        auto_delete: true,
+                        ..QueueDeclareOptions::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await
+                .context("failed to declare the reply queue")?;
+            let replies = replies_channel
+                .basic_consume(
+                    reply_queue.as_str().into(),
+                    "gateway-replies".into(),
+                    BasicConsumeOptions {
+                        no_ack: true,
+                        exclusive: true,
+                        ..BasicConsumeOptions::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await
+                .context("failed to consume the reply queue")?;
+            anyhow::Ok((publisher, replies))
+        };
+        let (publisher, replies) = match channels.await {
+            Ok(channels) => channels,
+            Err(error) => return Err((connection, error)),
+        };
+        let link = Arc::new(Link {
+            connection,
+            publisher,
+            commands_queue: names.commands,
+            reply_queue,
+            pending: Mutex::new(HashMap::new()),
+            lost: AtomicBool::new(false),
+        });
+        Ok((link, replies))
+    }
+
+    fn is_usable(&self) -> bool {
+        !self.lost.load(Ordering::SeqCst) && self.connection.status().connected()
+    }
+
+    /// lapin stopped recovering the connection (or it was closed): it never comes back.
+    fn is_gone(&self) -> bool {
+        let status = self.connection.status();
+        status.errored() || status.closed()
+    }
+
+    /// Marks the connection lost and fails the requests waiting on it.
+    fn give_up(&self, reason: &str) {
+        self.lost.store(true, Ordering::SeqCst);
+        self.fail_pending(reason);
+    }
+
+    async fn close(&self) {
+        if let Err(error) = self.connection.close(200, "OK".into()).await {
+            tracing::debug!(error = %error, "amqp connection was already closed");
+        }
+    }
+
+    /// Publishes `body` as a request and waits for its reply. `body` is dropped as soon as it is
+    /// written to the broker, not held until the reply, and `slot` with it.
+    async fn request(
+        &self,
+        message_type: &str,
+        body: Vec<u8>,
+        rpc_timeout: Duration,
+        slot: Option<OwnedSemaphorePermit>,
+    ) -> Result<Ack, CallError> {
+        let deadline = Instant::now() + rpc_timeout;
         let correlation_id = Uuid::new_v4().to_string();
         let (reply_sender, reply_receiver) = oneshot::channel();
         self.pending().insert(correlation_id.clone(), reply_sender);
         let _forget_on_exit = ForgetPending {
-            client: self,
+            link: self,
             correlation_id: &correlation_id,
         };
 
         let properties = BasicProperties::default()
             .with_type(message_type.into())
             .with_delivery_mode(TRANSIENT)
-            .with_reply_to(self.inner.reply_queue.as_str().into())
+            .with_reply_to(self.reply_queue.as_str().into())
             .with_correlation_id(correlation_id.as_str().into())
-            .with_expiration(self.inner.rpc_timeout.as_millis().to_string().into());
+            .with_expiration(rpc_timeout.as_millis().to_string().into());
         let confirm = self
-            .inner
             .publisher
             .basic_publish(
                 "".into(),
-                self.inner.commands_queue.as_str().into(),
+                self.commands_queue.as_str().into(),
                 BasicPublishOptions {
                     mandatory: true,
                     ..BasicPublishOptions::default()
@@ -221,11 +445,12 @@ impl UploaderClient {
         Result::from(reply).map_err(CallError::Rejected)
     }
 
-    /// `waiting`, or `Unavailable` as soon as the connection is lost. A confirmation or a reply
-    /// is not coming while the broker is away (lapin settles pending confirmations only once it
-    /// has reconnected, and the reply queue goes with the connection), and waiting for it would
-    /// hold the client until the timeout. lapin's recovery waits at least a second before it
-    /// reconnects, so checking the connection more often than that sees every loss.
+    /// `waiting`, or `Unavailable` as soon as the connection is lost or given up. A
+    /// confirmation or a reply is not coming while the broker is away (lapin settles pending
+    /// confirmations only once it has reconnected, and the reply queue goes with the
+    /// connection), and waiting for it would hold the client until the timeout. lapin's
+    /// recovery waits before it reconnects (`AmqpSettings::recovery_backoff_ms`), so checking
+    /// the connection more often than that sees every loss.
     async fn while_connected<T>(&self, waiting: impl Future<Output = T>) -> Result<T, CallError> {
         let mut waiting = std::pin::pin!(waiting);
         let mut check = tokio::time::interval(CONNECTION_CHECK_INTERVAL);
@@ -233,7 +458,7 @@ impl UploaderClient {
             tokio::select! {
                 done = &mut waiting => return Ok(done),
                 _ = check.tick() => {
-                    if !self.is_connected() {
+                    if !self.is_usable() {
                         return Err(CallError::Unavailable(
                             "the connection to the broker was lost".to_owned(),
                         ));
@@ -243,31 +468,52 @@ impl UploaderClient {
         }
     }
 
-    async fn dispatch_replies(self, mut replies: Consumer) {
-        while let Some(delivery) = replies.next().await {
-            match delivery {
-                Ok(delivery) => {
-                    let Some(correlation_id) = delivery.properties.correlation_id().as_ref() else {
-                        tracing::warn!("reply without correlation id dropped");
-                        continue;
-                    };
-                    let Some(waiting) = self.pending().remove(correlation_id.as_str()) else {
-                        tracing::debug!(correlation_id = %correlation_id, "reply for nobody");
-                        continue;
-                    };
-                    let reply = serde_json::from_slice::<Reply>(&delivery.data).map_err(|err| {
-                        tracing::warn!(error = %err, "malformed reply from the uploader");
-                        CallError::Unavailable(format!("malformed reply: {err}"))
-                    });
-                    let _ = waiting.send(reply);
-                }
-                Err(error) => {
-                    tracing::warn!(error = %error, "reply consumer failed");
-                    self.fail_pending(&error.to_string());
+    /// Hands each reply to its caller until the connection is lost for good, and says why; or
+    /// until `closing`, then `None`. A connection lapin gave up on does not end its consumers
+    /// (they yield one error and then nothing), so its status is watched as well.
+    async fn dispatch_replies(
+        &self,
+        mut replies: Consumer,
+        closing: &CancellationToken,
+    ) -> Option<String> {
+        let mut check = tokio::time::interval(CONNECTION_CHECK_INTERVAL);
+        loop {
+            tokio::select! {
+                biased;
+                _ = closing.cancelled() => return None,
+                delivery = replies.next() => match delivery {
+                    Some(Ok(delivery)) => self.deliver(&delivery),
+                    Some(Err(error)) => {
+                        // lapin is recovering the connection; the reply queue comes back
+                        // empty, so these replies are lost.
+                        tracing::warn!(error = %error, "reply consumer failed");
+                        self.fail_pending(&error.to_string());
+                    }
+                    None => return Some("the broker ended the reply consumer".to_owned()),
+                },
+                _ = check.tick() => {
+                    if self.is_gone() {
+                        return Some("lapin stopped recovering the connection".to_owned());
+                    }
                 }
             }
         }
-        self.fail_pending("reply consumer ended");
+    }
+
+    fn deliver(&self, delivery: &Delivery) {
+        let Some(correlation_id) = delivery.properties.correlation_id().as_ref() else {
+            tracing::warn!("reply without correlation id dropped");
+            return;
+        };
+        let Some(waiting) = self.pending().remove(correlation_id.as_str()) else {
+            tracing::debug!(correlation_id = %correlation_id, "reply for nobody");
+            return;
+        };
+        let reply = serde_json::from_slice::<Reply>(&delivery.data).map_err(|err| {
+            tracing::warn!(error = %err, "malformed reply from the uploader");
+            CallError::Unavailable(format!("malformed reply: {err}"))
+        });
+        let _ = waiting.send(reply);
     }
 
     /// Replies to requests in flight are lost with the connection: fail them now rather than
@@ -281,21 +527,263 @@ impl UploaderClient {
     fn pending(
         &self,
     ) -> MutexGuard<'_, HashMap<String, oneshot::Sender<Result<Reply, CallError>>>> {
-        self.inner
-            .pending
+        self.pending
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
+/// Waits `delay`, or less if the client is closing.
+async fn wait_or_stop(delay: Duration, closing: &CancellationToken) {
+    tokio::select! {
+        _ = tokio::time::sleep(delay) => {}
+        _ = closing.cancelled() => {}
+    }
+}
+
 /// Removes a request from the pending map however its caller stops waiting.
 struct ForgetPending<'a> {
-    client: &'a UploaderClient,
+    link: &'a Link,
     correlation_id: &'a str,
 }
 
 impl Drop for ForgetPending<'_> {
     fn drop(&mut self) {
-        self.client.pending().remove(self.correlation_id);
+        self.link.pending().remove(self.correlation_id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! On the real broker: a connection lost for good is replaced, the requests waiting on it
+    //! fail instead of hanging, and the client stops cleanly whatever it is doing.
+    use lapin::options::{BasicAckOptions, QueueDeleteOptions};
+    use secrecy::SecretString;
+    use vod_contracts::VideoId;
+    use vod_infra::testsuite::{FaultProxy, TestWorld};
+
+    use super::*;
+
+    /// Far more than anything here should take; a future still waiting then is hanging.
+    const HANG: Duration = Duration::from_secs(60);
+
+    fn options(metrics: &BrokerMetrics) -> ClientOptions {
+        ClientOptions {
+            // A request that waited for its timeout would fail the test.
+            rpc_timeout: Duration::from_secs(600),
+            reconnect_backoff: Duration::from_millis(50),
+            reconnect_max_backoff: Duration::from_millis(200),
+            metrics: metrics.clone(),
+        }
+    }
+
+    async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
+        tokio::time::timeout(HANG, future)
+            .await
+            .unwrap_or_else(|_| panic!("{what} did not happen within {HANG:?}"))
+    }
+
+    async fn poll_until(what: &str, mut check: impl FnMut() -> bool) {
+        within(what, async {
+            while !check() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+    }
+
+    fn create_video() -> Command {
+        Command::CreateVideo {
+            title: "t".to_owned(),
+            description: String::new(),
+        }
+    }
+
+    /// Answers every request on the commands queue with a new video, as the uploader would.
+    async fn answer_requests(settings: &AmqpSettings) -> Connection {
+        let connection = vod_infra::amqp::connect(settings, "uploader-stand-in")
+            .await
+            .expect("broker reachable");
+        let channel = vod_infra::amqp::consumer_channel(&connection, 1)
+            .await
+            .expect("channel");
+        let names = vod_infra::amqp::queue_names(settings);
+        vod_infra::amqp::declare_queues(&channel, &names)
+            .await
+            .expect("queues declared");
+        let mut requests = channel
+            .basic_consume(
+                names.commands.as_str().into(),
+                "uploader-stand-in".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .expect("commands consumed");
+        tokio::spawn(async move {
+            while let Some(Ok(request)) = requests.next().await {
+                let reply = Reply::Ok(Ack::VideoCreated {
+                    video_id: VideoId::new(),
+                });
+                let properties = request.properties.clone();
+                if let (Some(reply_to), Some(correlation_id)) =
+                    (properties.reply_to(), properties.correlation_id())
+                {
+                    let _ = channel
+                        .basic_publish(
+                            "".into(),
+                            reply_to.clone(),
+                            BasicPublishOptions::default(),
+                            &serde_json::to_vec(&reply).expect("reply serializes"),
+                            BasicProperties::default().with_correlation_id(correlation_id.clone()),
+                        )
+                        .await;
+                }
+                let _ = request.ack(BasicAckOptions::default()).await;
+            }
+        });
+        connection
+    }
+
+    fn waiting_requests(client: &UploaderClient) -> usize {
+        client.link().map_or(0, |link| link.pending().len())
+    }
+
+    fn reply_queue(client: &UploaderClient) -> Option<String> {
+        client.link().map(|link| link.reply_queue.clone())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_reply_queue_the_broker_ends_fails_its_requests_and_a_new_one_replaces_it() {
+        let world = TestWorld::new().await;
+        let metrics = BrokerMetrics::default();
+        let (client, task) = UploaderClient::connect(&world.amqp(), options(&metrics))
+            .await
+            .expect("broker reachable");
+        let first_queue = reply_queue(&client).expect("connected");
+
+        // Nobody answers yet: the request waits for its reply.
+        let waiting = tokio::spawn({
+            let client = client.clone();
+            async move { client.call(&create_video()).await }
+        });
+        poll_until("the request to wait for its reply", || {
+            waiting_requests(&client) == 1
+        })
+        .await;
+        // As when an operator deletes it: the broker cancels the consumer, and lapin's
+        // recovery does not bring it back. Only its own connection may touch the queue.
+        let link = client.link().expect("connected");
+        link.publisher
+            .queue_delete(first_queue.as_str().into(), QueueDeleteOptions::default())
+            .await
+            .expect("the reply queue is deleted");
+        drop(link);
+
+        let answer = within("the waiting request to fail", waiting)
+            .await
+            .expect("the request task ends");
+        assert!(
+            matches!(answer, Err(CallError::Unavailable(_))),
+            "{answer:?}"
+        );
+        poll_until("a new connection", || {
+            client.is_connected() && reply_queue(&client).is_some_and(|queue| queue != first_queue)
+        })
+        .await;
+        assert_eq!(metrics.connections_lost.get(), 1);
+        assert_eq!(metrics.reconnections.get(), 1);
+
+        let _uploader = answer_requests(&world.amqp()).await;
+        let answer = within("an answer", client.call(&create_video())).await;
+        assert!(matches!(answer, Ok(Ack::VideoCreated { .. })), "{answer:?}");
+
+        client.close().await;
+        within("the client to stop", task)
+            .await
+            .expect("the client task ends cleanly");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_connection_lapin_gives_up_is_replaced_once_the_broker_is_back() {
+        let world = TestWorld::new().await;
+        let (proxy, url) = FaultProxy::in_front_of(&vod_infra::testsuite::amqp_url()).await;
+        let settings = AmqpSettings {
+            url: SecretString::from(url),
+            recovery_attempts: 1,
+            recovery_backoff_ms: 50,
+            recovery_max_backoff_ms: 50,
+            ..world.amqp()
+        };
+        let metrics = BrokerMetrics::default();
+        let (client, task) = UploaderClient::connect(&settings, options(&metrics))
+            .await
+            .expect("broker reachable");
+        let _uploader = answer_requests(&world.amqp()).await;
+        let answer = within("an answer", client.call(&create_video())).await;
+        assert!(matches!(answer, Ok(Ack::VideoCreated { .. })), "{answer:?}");
+
+        proxy.cut();
+        poll_until("lapin to give the connection up", || {
+            metrics.connections_lost.get() == 1
+        })
+        .await;
+        assert!(!client.is_connected());
+        let answer = within("a refusal", client.call(&create_video())).await;
+        assert!(
+            matches!(answer, Err(CallError::Unavailable(_))),
+            "{answer:?}"
+        );
+        // Only this client goes through the proxy: it keeps trying while the broker is away.
+        let refused = proxy.refused();
+        poll_until("the client to try again, and again", || {
+            proxy.refused() >= refused + 3
+        })
+        .await;
+        assert!(!client.is_connected());
+        assert_eq!(metrics.reconnections.get(), 0);
+
+        proxy.restore();
+        poll_until("the client to connect again", || client.is_connected()).await;
+        assert_eq!(metrics.reconnections.get(), 1);
+        let answer = within("an answer", client.call(&create_video())).await;
+        assert!(matches!(answer, Ok(Ack::VideoCreated { .. })), "{answer:?}");
+
+        client.close().await;
+        within("the client to stop", task)
+            .await
+            .expect("the client task ends cleanly");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_client_closed_while_the_broker_is_away_stops_at_once() {
+        let world = TestWorld::new().await;
+        let (proxy, url) = FaultProxy::in_front_of(&vod_infra::testsuite::amqp_url()).await;
+        let settings = AmqpSettings {
+            url: SecretString::from(url),
+            recovery_attempts: 1,
+            recovery_backoff_ms: 50,
+            recovery_max_backoff_ms: 50,
+            ..world.amqp()
+        };
+        let metrics = BrokerMetrics::default();
+        let (client, task) = UploaderClient::connect(&settings, options(&metrics))
+            .await
+            .expect("broker reachable");
+        proxy.cut();
+        poll_until("lapin to give the connection up", || {
+            metrics.connections_lost.get() == 1
+        })
+        .await;
+        client.close().await;
+        within("the client to stop", task)
+            .await
+            .expect("the client task ends cleanly");
+        assert!(!client.is_connected());
+        let answer = client.call(&create_video()).await;
+        assert!(
+            matches!(answer, Err(CallError::Unavailable(_))),
+            "{answer:?}"
+        );
     }
 }

@@ -7,12 +7,23 @@ use lapin::{Channel, Connection, ConnectionProperties};
 use secrecy::ExposeSecret;
 use vod_contracts::queues::QueueNames;
 
-use crate::config::AmqpSettings;
+use crate::config::{millis, AmqpSettings};
 
 /// Connects with automatic recovery switched on: after a lost connection lapin reopens it and its
-/// channels, and deliveries come again, so every handler must be idempotent.
+/// channels, and deliveries come again, so every handler must be idempotent. Recovery stops
+/// after the settings' attempts: the connection's status then stays errored for good, and its
+/// consumers yield one error and never end, so a service must watch the status to notice.
 pub async fn connect(settings: &AmqpSettings, connection_name: &str) -> anyhow::Result<Connection> {
+    let attempts = settings.recovery_attempts;
+    let first_wait = millis(settings.recovery_backoff_ms);
+    let max_wait = millis(settings.recovery_max_backoff_ms).max(first_wait);
     let properties = ConnectionProperties::default()
+        .configure_backoff(move |backoff| {
+            backoff
+                .with_min_delay(first_wait)
+                .with_max_delay(max_wait)
+                .with_max_times(attempts)
+        })
         .enable_auto_recover()
         .with_connection_name(connection_name.into());
     Connection::connect(settings.url.expose_secret(), properties)

@@ -97,6 +97,15 @@ pub struct AmqpSettings {
     pub queue_prefix: String,
     /// Unacknowledged deliveries a consumer holds at once. Chunks are several MiB each.
     pub prefetch: u16,
+    /// lapin's budget for reaching the broker, on the first connect and on every recovery:
+    /// after a lost connection it tries again `recovery_attempts` times, waiting
+    /// `recovery_backoff_ms` first and doubling up to `recovery_max_backoff_ms`, then gives the
+    /// connection up for good (with the defaults, after about 11 minutes; with 0 attempts, at
+    /// once). Every service connects again by itself after that; the budget only sets how long
+    /// lapin's own recovery, which keeps the channels and consumers, has before it.
+    pub recovery_attempts: usize,
+    pub recovery_backoff_ms: u64,
+    pub recovery_max_backoff_ms: u64,
 }
 
 impl Default for AmqpSettings {
@@ -105,6 +114,10 @@ impl Default for AmqpSettings {
             url: SecretString::from("amqp://guest:guest@127.0.0.1:5672/%2f"),
             queue_prefix: vod_contracts::queues::DEFAULT_QUEUE_PREFIX.to_owned(),
             prefetch: 2,
+            // lapin's own figures for `enable_auto_recover`.
+            recovery_attempts: 16,
+            recovery_backoff_ms: 1_000,
+            recovery_max_backoff_ms: 60_000,
         }
     }
 }

@@ -18,6 +18,8 @@ pub struct StackOptions {
     pub max_upload_bytes: u64,
     /// Changes both fflow replicas' configuration before they start.
     pub configure_fflow: fn(&mut fflow::Config),
+    /// Changes the gateway's configuration before it starts.
+    pub configure_gateway: fn(&mut gateway::Config),
     /// Uploads idle this long expire.
     pub session_ttl_secs: u64,
     /// How long a PATCH waits for another one writing to the same upload.
@@ -93,6 +95,7 @@ impl Default for StackOptions {
             chunk_size_bytes: 256 * 1024,
             max_upload_bytes: 512 * 1024 * 1024,
             configure_fflow: |_| {},
+            configure_gateway: |_| {},
             session_ttl_secs: 24 * 3600,
             lock_wait_ms: 3_000,
             fflow_reassign_after_ms: uploader::Config::default().fflow_reassign_after_ms,
@@ -325,6 +328,7 @@ impl Stack {
         gateway_config.max_upload_bytes = options.max_upload_bytes;
         gateway_config.lock_wait_ms = options.lock_wait_ms;
         gateway_config.shutdown_timeout_ms = options.shutdown_timeout_ms;
+        (options.configure_gateway)(&mut gateway_config);
         let runtime = service_runtime("gateway");
         let gateway = on_runtime(&runtime, gateway::App::build(gateway_config))
             .await

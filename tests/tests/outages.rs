@@ -313,6 +313,107 @@ async fn an_upload_survives_the_broker_connection_dropping_and_coming_back() {
     stack.shutdown().await;
 }
 
+/// lapin gives the gateway's broker connection up after one attempt to recover it, 100 ms
+/// after losing it (by default, after 16 attempts over about 11 minutes); the gateway then
+/// connects again every 100 ms to 500 ms.
+fn gateway_gives_up_on_the_broker_early(config: &mut gateway::Config) {
+    config.amqp.recovery_attempts = 1;
+    config.amqp.recovery_backoff_ms = 100;
+    config.amqp.recovery_max_backoff_ms = 100;
+    config.broker_reconnect_backoff_ms = 100;
+    config.broker_reconnect_max_backoff_ms = 500;
+}
+
+/// Whether the gateway's `/readyz` counts the broker reachable.
+async fn gateway_sees_the_broker(stack: &Stack) -> bool {
+    let response = answered("GET /readyz", stack.http.get(stack.url("/readyz")).send())
+        .await
+        .expect("gateway answers");
+    let status = response.status();
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        assert_retry_after(&response);
+    }
+    let readiness: serde_json::Value = response.json().await.expect("readiness JSON");
+    assert_eq!(
+        status == StatusCode::OK,
+        readiness["ready"] == true,
+        "{readiness}"
+    );
+    readiness["dependencies"]
+        .as_array()
+        .and_then(|dependencies| {
+            dependencies
+                .iter()
+                .find(|dependency| dependency["name"] == "broker")
+        })
+        .and_then(|broker| broker["reachable"].as_bool())
+        .unwrap_or_else(|| panic!("/readyz names the broker: {readiness}"))
+}
+
+async fn gateway_counter(stack: &Stack, name: &str) -> f64 {
+    stack.metrics(&stack.gateway_url).await.sum(name, &[])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_gateway_connects_again_after_lapin_gives_up_its_broker_connection() {
+    let env = TestEnv::new().await;
+    let stack = Stack::spawn_with(
+        &env,
+        StackOptions {
+            configure_gateway: gateway_gives_up_on_the_broker_early,
+            ..options(Proxied {
+                amqp: true,
+                ..Proxied::default()
+            })
+        },
+    )
+    .await;
+    let bytes = clip(&env);
+    let mut client = Client::start(&stack, &bytes, 4).await;
+    assert!(matches!(client.send_next_piece().await, Sent::Stored));
+
+    // Away for longer than lapin tries: the connection is errored for good, as after an outage
+    // past the default budget.
+    let broker = stack.proxies.amqp();
+    broker.cut();
+    poll_until(
+        "the gateway to give its broker connection up",
+        Duration::from_secs(60),
+        || async {
+            (gateway_counter(&stack, "gateway_broker_connections_lost_total").await >= 1.0)
+                .then_some(())
+        },
+    )
+    .await;
+    assert!(
+        !gateway_sees_the_broker(&stack).await,
+        "/readyz reports the broker unready while the gateway connects again"
+    );
+    assert!(matches!(client.send_next_piece().await, Sent::Unavailable));
+    let response = create_upload_status(&stack).await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_retry_after(&response);
+    client.resume().await;
+
+    broker.restore();
+    poll_until(
+        "the gateway to reach the broker again",
+        Duration::from_secs(120),
+        || async { gateway_sees_the_broker(&stack).await.then_some(()) },
+    )
+    .await;
+    assert!(
+        gateway_counter(&stack, "gateway_broker_reconnections_total").await >= 1.0,
+        "the gateway opened a new connection: lapin had given the old one up"
+    );
+    client.finish().await;
+    stack
+        .assert_ready_with_source(client.upload.video_id, &bytes)
+        .await;
+    stack.assert_running();
+    stack.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_flushed_routing_cache_is_rebuilt_from_postgres_and_chunks_stay_on_their_replica() {
     let env = TestEnv::new().await;

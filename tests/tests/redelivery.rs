@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use gateway::uploader_client::UploaderClient;
+use gateway::uploader_client::{ClientOptions, UploaderClient};
 use vod_contracts::commands::{Ack, ChunkHeader};
 use vod_contracts::VideoStatus;
 use vod_tests::media::{decoded_duration, generate_clip, probe};
@@ -21,7 +21,11 @@ async fn the_same_chunk_twice_moves_the_offset_once_and_keeps_the_bytes() {
 
     // Talk to the uploaders the way the gateway does, but send every chunk twice, as a
     // redelivery after a lost acknowledgement would.
-    let (client, _replies) = UploaderClient::connect(&env.amqp(), Duration::from_secs(30))
+    let options = ClientOptions {
+        rpc_timeout: Duration::from_secs(30),
+        ..ClientOptions::default()
+    };
+    let (client, _replies) = UploaderClient::connect(&env.amqp(), options)
         .await
         .expect("broker reachable");
     let piece_len = bytes.len().div_ceil(3);
