@@ -15,6 +15,12 @@ use vod_tests::media::generate_clip;
 use vod_tests::tus::{header_u64, metadata, Upload, OFFSET_OCTET_STREAM, TUS_VERSION};
 use vod_tests::{poll_until, Proxied, Stack, StackOptions, TestEnv};
 
+/// The tests of this file run one at a time. Each cuts connections a whole stack shares and
+/// waits for the clients' recovery to act; with every test's stack in one process on two cores,
+/// the gateway's lapin was seen to keep recovering against the cut broker instead of giving up
+/// as configured, which the give-up test depends on.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Far more than any answer should take; a request still waiting then is hanging.
 const ANSWER_WITHIN: Duration = Duration::from_secs(30);
 /// Small enough that a PATCH of the test clip is several pieces on the commands queue.
@@ -278,6 +284,7 @@ fn other_replica<'s>(stack: &'s Stack, address: &str) -> &'s str {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_upload_survives_the_broker_connection_dropping_and_coming_back() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let env = TestEnv::new().await;
     let stack = Stack::spawn_with(
         &env,
@@ -356,6 +363,7 @@ async fn gateway_counter(stack: &Stack, name: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_gateway_connects_again_after_lapin_gives_up_its_broker_connection() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let env = TestEnv::new().await;
     let stack = Stack::spawn_with(
         &env,
@@ -416,6 +424,7 @@ async fn the_gateway_connects_again_after_lapin_gives_up_its_broker_connection()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_flushed_routing_cache_is_rebuilt_from_postgres_and_chunks_stay_on_their_replica() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let env = TestEnv::new().await;
     let stack = Stack::spawn_with(&env, options(Proxied::default())).await;
     let bytes = clip(&env);
@@ -498,6 +507,7 @@ async fn flush_keys(redis: &mut deadpool_redis::Connection, pattern: &str) -> us
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn uploads_go_on_from_postgres_while_redis_is_unreachable() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let env = TestEnv::new().await;
     let stack = Stack::spawn_with(
         &env,
@@ -560,6 +570,7 @@ fn impatient_ftp(config: &mut fflow::Config) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_holder_back_within_the_retries_receives_the_presentation() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let env = TestEnv::new().await;
     let stack = Stack::spawn_with(
         &env,
@@ -597,6 +608,7 @@ async fn a_holder_back_within_the_retries_receives_the_presentation() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_holder_away_past_the_retries_fails_the_flow_with_a_reason_naming_it() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let env = TestEnv::new().await;
     let stack = Stack::spawn_with(
         &env,
@@ -637,6 +649,7 @@ async fn a_holder_away_past_the_retries_fails_the_flow_with_a_reason_naming_it()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_upload_survives_postgres_going_away_and_coming_back() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let env = TestEnv::new().await;
     let stack = Stack::spawn_with(
         &env,
@@ -675,6 +688,7 @@ async fn an_upload_survives_postgres_going_away_and_coming_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn uploaders_consume_again_after_the_broker_ends_their_consumers_for_good() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let env = TestEnv::new().await;
     let stack = Stack::spawn_with(&env, options(Proxied::default())).await;
     let bytes = clip(&env);
@@ -706,6 +720,7 @@ async fn uploaders_consume_again_after_the_broker_ends_their_consumers_for_good(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_encode_that_ends_while_the_broker_is_away_is_reported_once_it_is_back() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let env = TestEnv::new().await;
     let stack = Stack::spawn_with(
         &env,
