@@ -52,11 +52,15 @@ pub struct Config {
     pub streaming_probe_max_bytes: u64,
     /// First wait before publishing an outcome again; doubles up to `publish_max_backoff_ms`.
     /// Publishing is retried until it succeeds or the replica stops (a restarted replica
-    /// encodes and publishes again).
+    /// encodes and publishes again). The same waits space the attempts to connect again after
+    /// lapin gave the publishing connection up.
     pub publish_backoff_ms: u64,
     pub publish_max_backoff_ms: u64,
     /// Timeout of one publish, confirmation included.
     pub publish_timeout_ms: u64,
+    /// How often the replica checks that lapin has not given its publishing connection up, to
+    /// connect again before the next publish needs it (and `/readyz` says so meanwhile).
+    pub broker_check_interval_ms: u64,
     /// Connect and read timeout of the calls to other replicas, which fetch the parts of a
     /// concatenated upload.
     pub peer_timeout_ms: u64,
@@ -120,6 +124,7 @@ impl Default for Config {
             publish_backoff_ms: 500,
             publish_max_backoff_ms: 30_000,
             publish_timeout_ms: 10_000,
+            broker_check_interval_ms: 1_000,
             peer_timeout_ms: 30_000,
             readiness_timeout_ms: 3_000,
             shutdown_timeout_ms: 8_000,
@@ -247,6 +252,10 @@ impl Config {
         anyhow::ensure!(
             self.holder.attempts > 0,
             "FFLOW_HOLDER__ATTEMPTS must be positive"
+        );
+        anyhow::ensure!(
+            self.publish_backoff_ms > 0 && self.broker_check_interval_ms > 0,
+            "FFLOW_PUBLISH_BACKOFF_MS and FFLOW_BROKER_CHECK_INTERVAL_MS must be positive"
         );
         Ok(())
     }

@@ -37,6 +37,8 @@ pub struct FflowMetrics {
     ftp_uploads: Family<ResultLabels, Counter>,
     ftp_files: Counter,
     ftp_bytes: Counter,
+    broker_connections_lost: Counter,
+    broker_reconnections: Counter,
 }
 
 impl FflowMetrics {
@@ -52,6 +54,8 @@ impl FflowMetrics {
             ftp_uploads: Family::default(),
             ftp_files: Counter::default(),
             ftp_bytes: Counter::default(),
+            broker_connections_lost: Counter::default(),
+            broker_reconnections: Counter::default(),
         };
         registry.register(
             "ffmpeg_active",
@@ -97,6 +101,16 @@ impl FflowMetrics {
             "ftp_bytes_uploaded",
             "Bytes stored on holder",
             metrics.ftp_bytes.clone(),
+        );
+        registry.register(
+            "broker_connections_lost",
+            "Publishing connections lapin gave up recovering",
+            metrics.broker_connections_lost.clone(),
+        );
+        registry.register(
+            "broker_reconnections",
+            "Publishing connections opened again after one was lost for good",
+            metrics.broker_reconnections.clone(),
         );
         metrics
     }
@@ -156,6 +170,14 @@ impl FflowMetrics {
     pub fn ftp_file(&self, bytes: u64) {
         self.ftp_files.inc();
         self.ftp_bytes.inc_by(bytes);
+    }
+
+    pub fn broker_connection_lost(&self) {
+        self.broker_connections_lost.inc();
+    }
+
+    pub fn broker_reconnected(&self) {
+        self.broker_reconnections.inc();
     }
 }
 

@@ -1,5 +1,9 @@
 //! Publishes encode outcomes on the outcomes queue and progress reports on the progress queue,
 //! with publisher confirms.
+//!
+//! lapin recovers a lost connection by itself for a while (`AmqpSettings::recovery_attempts`);
+//! once it gives up, the connection is dead for good. The next publish then opens a new one, and
+//! [`Publisher::keep_connected`] does so before any publish needs it.
 
 use std::time::Duration;
 
@@ -7,9 +11,13 @@ use anyhow::Context;
 use lapin::options::BasicPublishOptions;
 use lapin::Confirmation;
 use lapin::{BasicProperties, Channel, Connection};
+use tokio_util::sync::CancellationToken;
 use vod_contracts::outcome::{EncodeOutcome, EncodeProgress};
 use vod_contracts::queues::QueueNames;
+use vod_infra::amqp::GiveUpWatch;
 use vod_infra::config::AmqpSettings;
+
+use crate::metrics::FflowMetrics;
 
 const TRANSIENT: u8 = 1;
 const PERSISTENT: u8 = 2;
@@ -20,12 +28,17 @@ pub struct Publisher {
     queues: QueueNames,
     timeout: Duration,
     link: tokio::sync::Mutex<Link>,
+    metrics: FflowMetrics,
 }
 
 #[derive(Default)]
 struct Link {
     connection: Option<Connection>,
+    /// Tells when lapin gives `connection` up.
+    given_up: Option<GiveUpWatch>,
     channel: Option<Channel>,
+    /// lapin gave the last connection up: the next one opened is a reconnection.
+    lost: bool,
 }
 
 impl Publisher {
@@ -35,6 +48,7 @@ impl Publisher {
         settings: &AmqpSettings,
         connection_name: String,
         timeout: Duration,
+        metrics: FflowMetrics,
     ) -> anyhow::Result<Self> {
         let publisher = Self {
             settings: settings.clone(),
@@ -42,6 +56,7 @@ impl Publisher {
             queues: vod_infra::amqp::queue_names(settings),
             timeout,
             link: tokio::sync::Mutex::new(Link::default()),
+            metrics,
         };
         publisher
             .open_channel(&mut *publisher.link.lock().await)
@@ -124,6 +139,53 @@ impl Publisher {
         }
     }
 
+    /// Until `stopping`, checks every `every` whether lapin gave the publishing connection up,
+    /// and then connects again, waiting `backoff` after a failed attempt (doubling up to
+    /// `max_backoff`): the replica is ready again as soon as the broker is back, not only at
+    /// its next publish.
+    pub async fn keep_connected(
+        &self,
+        every: Duration,
+        backoff: Duration,
+        max_backoff: Duration,
+        stopping: &CancellationToken,
+    ) {
+        let mut wait = every;
+        let mut next_backoff = backoff;
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = stopping.cancelled() => return,
+            }
+            let mut link = self.link.lock().await;
+            link.forget_lost_connection(self);
+            if link.connection.is_some() {
+                wait = every;
+                next_backoff = backoff;
+                continue;
+            }
+            let opened = tokio::select! {
+                opened = self.open_channel(&mut link) => opened,
+                () = stopping.cancelled() => return,
+            };
+            match opened {
+                Ok(_) => {
+                    wait = every;
+                    next_backoff = backoff;
+                }
+                Err(error) => {
+                    tracing::warn!(
+                        error = %format!("{error:#}"),
+                        retry_in_ms = next_backoff.as_millis(),
+                        "broker unreachable"
+                    );
+                    wait = next_backoff;
+                    next_backoff = next_backoff.saturating_mul(2).min(max_backoff);
+                }
+            }
+        }
+    }
+
     /// True when the publishing connection is up (publishing reopens it when it is not).
     pub async fn is_connected(&self) -> bool {
         let link = self.link.lock().await;
@@ -135,6 +197,7 @@ impl Publisher {
     pub async fn close(&self) {
         let mut link = self.link.lock().await;
         link.channel = None;
+        link.given_up = None;
         if let Some(connection) = link.connection.take() {
             let _ = connection.close(200, "shutting down".into()).await;
         }
@@ -151,13 +214,15 @@ impl Link {
             }
         }
         self.channel = None;
-        let usable = self.connection.as_ref().is_some_and(|connection| {
-            let status = connection.status();
-            status.connected() || status.connecting() || status.reconnecting()
-        });
-        if !usable {
+        self.forget_lost_connection(publisher);
+        if self.connection.is_none() {
             let connection =
                 vod_infra::amqp::connect(&publisher.settings, &publisher.connection_name).await?;
+            self.given_up = Some(GiveUpWatch::start(&connection));
+            if std::mem::take(&mut self.lost) {
+                publisher.metrics.broker_reconnected();
+                tracing::info!("connected to the broker again");
+            }
             self.connection = Some(connection);
         }
         let connection = self.connection.as_ref().context("no rabbitmq connection")?;
@@ -165,5 +230,18 @@ impl Link {
         vod_infra::amqp::declare_queues(&channel, &publisher.queues).await?;
         self.channel = Some(channel.clone());
         Ok(channel)
+    }
+
+    /// Drops a connection lapin gave up on (it never comes back), so that a new one is opened.
+    fn forget_lost_connection(&mut self, publisher: &Publisher) {
+        if !self.given_up.as_ref().is_some_and(GiveUpWatch::given_up) {
+            return;
+        }
+        self.connection = None;
+        self.given_up = None;
+        self.channel = None;
+        self.lost = true;
+        publisher.metrics.broker_connection_lost();
+        tracing::warn!("broker connection lost for good, connecting again");
     }
 }

@@ -68,17 +68,18 @@ impl App {
             config.replica_id
         );
 
+        let mut registry = vod_infra::metrics::registry("fflow");
+        let metrics = FflowMetrics::register(&mut registry);
         let publisher = Publisher::connect(
             &config.amqp,
             format!("fflow-{}", config.replica_id),
             millis(config.publish_timeout_ms),
+            metrics.clone(),
         )
         .await?;
         let stopping = CancellationToken::new();
         let sessions =
             Sessions::load(spool.clone(), config.streaming_encode, stopping.clone()).await?;
-        let mut registry = vod_infra::metrics::registry("fflow");
-        let metrics = FflowMetrics::register(&mut registry);
         let http = reqwest::Client::builder()
             .connect_timeout(millis(config.peer_timeout_ms))
             .read_timeout(millis(config.peer_timeout_ms))
@@ -134,6 +135,7 @@ impl App {
             state.tracker.spawn(encode::run(state.clone(), session));
         }
         state.tracker.spawn(sweep_idle_sessions(state.clone()));
+        state.tracker.spawn(keep_publisher_connected(state.clone()));
         let stopping = state.stopping.clone();
         let shutdown_watch = shutdown.clone();
         state.tracker.spawn(async move {
@@ -192,6 +194,20 @@ async fn sweep_idle_sessions(state: Arc<AppState>) {
             tracing::info!(session_id = %session.session_id, "idle session removed");
         }
     }
+}
+
+/// Until the replica stops, replaces a publishing connection lapin gave up on.
+async fn keep_publisher_connected(state: Arc<AppState>) {
+    let config = &state.config;
+    state
+        .publisher
+        .keep_connected(
+            millis(config.broker_check_interval_ms),
+            millis(config.publish_backoff_ms),
+            millis(config.publish_max_backoff_ms),
+            &state.stopping,
+        )
+        .await;
 }
 
 /// A relative path with a directory part is made absolute: ffmpeg runs inside the session

@@ -20,6 +20,8 @@ pub struct StackOptions {
     pub configure_fflow: fn(&mut fflow::Config),
     /// Changes the gateway's configuration before it starts.
     pub configure_gateway: fn(&mut gateway::Config),
+    /// Changes both uploaders' configuration before they start.
+    pub configure_uploader: fn(&mut uploader::Config),
     /// Uploads idle this long expire.
     pub session_ttl_secs: u64,
     /// How long a PATCH waits for another one writing to the same upload.
@@ -96,6 +98,7 @@ impl Default for StackOptions {
             max_upload_bytes: 512 * 1024 * 1024,
             configure_fflow: |_| {},
             configure_gateway: |_| {},
+            configure_uploader: |_| {},
             session_ttl_secs: 24 * 3600,
             lock_wait_ms: 3_000,
             fflow_reassign_after_ms: uploader::Config::default().fflow_reassign_after_ms,
@@ -294,7 +297,7 @@ impl Stack {
         let mut schedulers = Vec::new();
         let mut uploader_urls = Vec::new();
         for index in 1..=2 {
-            let config = uploader::Config {
+            let mut config = uploader::Config {
                 listen_addr: "127.0.0.1:0".to_owned(),
                 postgres: postgres.clone(),
                 redis: redis.clone(),
@@ -307,6 +310,7 @@ impl Stack {
                 shutdown_timeout_ms: options.shutdown_timeout_ms,
                 ..uploader::Config::default()
             };
+            (options.configure_uploader)(&mut config);
             let runtime = service_runtime(&format!("uploader-{index}"));
             let app = on_runtime(&runtime, uploader::App::build(config))
                 .await

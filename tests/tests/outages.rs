@@ -422,6 +422,114 @@ async fn the_gateway_connects_again_after_lapin_gives_up_its_broker_connection()
     stack.shutdown().await;
 }
 
+/// As `gateway_gives_up_on_the_broker_early`, for the uploaders: they look at their
+/// connection every 100 ms and connect again every 100 ms to 500 ms.
+fn uploader_gives_up_on_the_broker_early(config: &mut uploader::Config) {
+    config.amqp.recovery_attempts = 1;
+    config.amqp.recovery_backoff_ms = 100;
+    config.amqp.recovery_max_backoff_ms = 100;
+    config.broker_check_interval_ms = 100;
+    config.broker_reconnect_backoff_ms = 100;
+    config.broker_reconnect_max_backoff_ms = 500;
+}
+
+/// As `gateway_gives_up_on_the_broker_early`, for fflow's publishing connection.
+fn fflow_gives_up_on_the_broker_early(config: &mut fflow::Config) {
+    config.amqp.recovery_attempts = 1;
+    config.amqp.recovery_backoff_ms = 100;
+    config.amqp.recovery_max_backoff_ms = 100;
+    config.broker_check_interval_ms = 100;
+    config.publish_backoff_ms = 100;
+    config.publish_max_backoff_ms = 500;
+}
+
+/// A counter of each service at `base_urls`, in their order.
+async fn counters(stack: &Stack, base_urls: &[String], name: &str) -> Vec<f64> {
+    let mut values = Vec::with_capacity(base_urls.len());
+    for base_url in base_urls {
+        values.push(stack.metrics(base_url).await.sum(name, &[]));
+    }
+    values
+}
+
+/// Waits until the counter `name` of every service at `base_urls` is at least 1.
+async fn poll_until_each_counted(stack: &Stack, what: &str, base_urls: &[String], name: &str) {
+    poll_until(what, Duration::from_secs(120), || async {
+        let values = counters(stack, base_urls, name).await;
+        values.iter().all(|value| *value >= 1.0).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn uploaders_and_fflow_connect_again_after_lapin_gives_up_their_broker_connections() {
+    let env = TestEnv::new().await;
+    let stack = Stack::spawn_with(
+        &env,
+        StackOptions {
+            // The gateway keeps lapin's default budget: its own give-up is the test above.
+            configure_uploader: uploader_gives_up_on_the_broker_early,
+            configure_fflow: fflow_gives_up_on_the_broker_early,
+            ..options(Proxied {
+                amqp: true,
+                ..Proxied::default()
+            })
+        },
+    )
+    .await;
+    assert_eq!(stack.uploader_urls.len(), 2, "two uploaders");
+    assert_eq!(stack.fflow_urls.len(), 2, "two fflow replicas");
+    let bytes = clip(&env);
+    let mut client = Client::start(&stack, &bytes, 4).await;
+    assert!(matches!(client.send_next_piece().await, Sent::Stored));
+
+    // Away for longer than lapin tries for the uploaders and fflow: their connections are
+    // dead for good and the uploaders' consumers wait forever without ending, as after an
+    // outage past the default budget.
+    let broker = stack.proxies.amqp();
+    broker.cut();
+    poll_until_each_counted(
+        &stack,
+        "every uploader to give its broker connection up",
+        &stack.uploader_urls,
+        "uploader_broker_connections_lost_total",
+    )
+    .await;
+    poll_until_each_counted(
+        &stack,
+        "every fflow replica to give its broker connection up",
+        &stack.fflow_urls,
+        "fflow_broker_connections_lost_total",
+    )
+    .await;
+    assert!(matches!(client.send_next_piece().await, Sent::Unavailable));
+    client.resume().await;
+
+    broker.restore();
+    poll_until_each_counted(
+        &stack,
+        "every uploader to connect to the broker again",
+        &stack.uploader_urls,
+        "uploader_broker_reconnections_total",
+    )
+    .await;
+    poll_until_each_counted(
+        &stack,
+        "every fflow replica to connect to the broker again",
+        &stack.fflow_urls,
+        "fflow_broker_reconnections_total",
+    )
+    .await;
+    // The rest of the upload goes through uploaders consuming on their new connections, its
+    // replies through their new reply channels, and the outcome through fflow's new one.
+    client.finish().await;
+    stack
+        .assert_ready_with_source(client.upload.video_id, &bytes)
+        .await;
+    stack.assert_running();
+    stack.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_flushed_routing_cache_is_rebuilt_from_postgres_and_chunks_stay_on_their_replica() {
     let _one_at_a_time = ONE_AT_A_TIME.lock().await;

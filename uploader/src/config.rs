@@ -63,6 +63,11 @@ pub struct Config {
     /// `broker_reconnect_max_backoff_ms`.
     pub broker_reconnect_backoff_ms: u64,
     pub broker_reconnect_max_backoff_ms: u64,
+    /// How often the replica checks the status of its broker connection. A connection lapin
+    /// gives up on is seen at once by lapin's error event; one closed or errored otherwise is
+    /// seen at the next check. Its consumers neither end nor receive again, so nothing else
+    /// tells.
+    pub broker_check_interval_ms: u64,
 }
 
 impl Default for Config {
@@ -93,6 +98,7 @@ impl Default for Config {
             shutdown_timeout_ms: 8_000,
             broker_reconnect_backoff_ms: 1_000,
             broker_reconnect_max_backoff_ms: 30_000,
+            broker_check_interval_ms: 1_000,
         }
     }
 }
@@ -128,6 +134,10 @@ impl Config {
         anyhow::ensure!(
             self.broker_reconnect_backoff_ms > 0,
             "UPLOADER_BROKER_RECONNECT_BACKOFF_MS must be positive"
+        );
+        anyhow::ensure!(
+            self.broker_check_interval_ms > 0,
+            "UPLOADER_BROKER_CHECK_INTERVAL_MS must be positive"
         );
         anyhow::ensure!(
             self.progress_prefetch > 0,

@@ -84,6 +84,8 @@ pub struct UploaderMetrics {
     unused_videos: Family<ResultLabels, Counter>,
     scheduler_runs: Family<JobLabels, Counter>,
     queue_messages: Family<QueueLabels, Gauge>,
+    broker_connections_lost: Counter,
+    broker_reconnections: Counter,
 }
 
 /// The `kind` of a message that could not be decoded.
@@ -100,6 +102,8 @@ impl UploaderMetrics {
             unused_videos: Family::default(),
             scheduler_runs: Family::default(),
             queue_messages: Family::default(),
+            broker_connections_lost: Counter::default(),
+            broker_reconnections: Counter::default(),
         };
         registry.register(
             "state_transitions",
@@ -136,6 +140,17 @@ impl UploaderMetrics {
             "queue_messages",
             "Messages ready in each queue, read when scraped",
             metrics.queue_messages.clone(),
+        );
+        registry.register(
+            "broker_connections_lost",
+            "Broker connections given up for good (lapin stopped recovering, or the broker ended \
+             a consumer)",
+            metrics.broker_connections_lost.clone(),
+        );
+        registry.register(
+            "broker_reconnections",
+            "Broker connections opened again after one was lost for good",
+            metrics.broker_reconnections.clone(),
         );
         metrics
     }
@@ -179,6 +194,14 @@ impl UploaderMetrics {
                 result: result.to_owned(),
             })
             .inc();
+    }
+
+    pub fn broker_connection_lost(&self) {
+        self.broker_connections_lost.inc();
+    }
+
+    pub fn broker_reconnected(&self) {
+        self.broker_reconnections.inc();
     }
 
     pub fn queue_depth(&self, queue: &str, messages: u32) {

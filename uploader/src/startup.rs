@@ -7,6 +7,7 @@ use lapin::Connection;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use vod_contracts::queues::QueueNames;
+use vod_infra::amqp::GiveUpWatch;
 use vod_infra::config::millis;
 
 use crate::config::Config;
@@ -18,12 +19,18 @@ use crate::routing::Routing;
 use crate::scheduler::{Scheduler, UnusedVideos};
 use crate::{consumer, outcomes, progress};
 
+/// A broker connection and what tells that lapin gave it up.
+struct Broker {
+    connection: Arc<Connection>,
+    given_up: GiveUpWatch,
+}
+
 /// One uploader replica: its pools, its broker connection and its consumers.
 pub struct App {
     config: Config,
     handlers: Arc<Handlers>,
     /// The connection made at build time; the first one the consumers use.
-    amqp: Option<Arc<Connection>>,
+    amqp: Option<Broker>,
     /// The connection `/readyz` and `/metrics` look at.
     current_broker: CurrentBroker,
     queues: QueueNames,
@@ -55,6 +62,7 @@ impl App {
             fflow.clone(),
         );
         let amqp = Arc::new(vod_infra::amqp::connect(&config.amqp, &config.replica_name).await?);
+        let given_up = GiveUpWatch::start(&amqp);
         let queues = vod_infra::amqp::queue_names(&config.amqp);
         let setup = amqp.create_channel().await?;
         vod_infra::amqp::declare_queues(&setup, &queues).await?;
@@ -96,7 +104,10 @@ impl App {
         Ok(Self {
             config,
             handlers,
-            amqp: Some(amqp),
+            amqp: Some(Broker {
+                connection: amqp,
+                given_up,
+            }),
             current_broker,
             queues,
             scheduler,
@@ -120,9 +131,10 @@ impl App {
     /// flight, and closes the connection. What is still running `shutdown_timeout_ms` after
     /// `shutdown` is abandoned unacked.
     ///
-    /// lapin recovers a lost connection by itself for a while; when it gives up, or the broker
-    /// ends a consumer for good, the replica connects again with backoff and consumes anew
-    /// instead of stopping, so it needs no supervisor to come back after a broker outage.
+    /// lapin recovers a lost connection by itself for a while; when it gives up (which the
+    /// consumers do not show: they neither end nor receive again), or the broker ends a
+    /// consumer for good, the replica connects again with backoff and consumes anew instead of
+    /// stopping, so it needs no supervisor to come back after a broker outage.
     pub async fn run_until_stopped(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let abandon =
             vod_infra::shutdown::abandon_after(&shutdown, millis(self.config.shutdown_timeout_ms));
@@ -170,17 +182,18 @@ impl App {
         let mut backoff = first_backoff;
         let mut connection = self.amqp.take();
         while !shutdown.is_cancelled() {
-            let amqp = match connection.take() {
-                Some(amqp) => amqp,
-                None => match self.reconnect().await {
-                    Ok(amqp) => {
+            let broker = match connection.take() {
+                Some(broker) => broker,
+                None => match self.reconnect(shutdown).await {
+                    None => break,
+                    Some(Ok(broker)) => {
                         tracing::info!(replica = %self.config.replica_name, "reconnected to the broker");
+                        self.handlers.metrics.broker_reconnected();
                         backoff = first_backoff;
-                        let amqp = Arc::new(amqp);
-                        self.current_broker.replace(amqp.clone());
-                        amqp
+                        self.current_broker.replace(broker.connection.clone());
+                        broker
                     }
-                    Err(error) => {
+                    Some(Err(error)) => {
                         tracing::warn!(
                             replica = %self.config.replica_name,
                             error = %format!("{error:#}"),
@@ -193,10 +206,10 @@ impl App {
                     }
                 },
             };
-            let consumed = self.consume(&amqp, shutdown, abandon).await;
+            let consumed = self.consume(&broker, shutdown, abandon).await;
             // Closing hands every unacknowledged delivery back to the broker; a connection that
             // cannot close in time is dropped, which does the same.
-            let closed = amqp.close(200, "shutting down".into());
+            let closed = broker.connection.close(200, "shutting down".into());
             if vod_infra::shutdown::unless_abandoned(abandon, closed)
                 .await
                 .is_none()
@@ -207,6 +220,7 @@ impl App {
                 if shutdown.is_cancelled() {
                     return Err(error);
                 }
+                self.handlers.metrics.broker_connection_lost();
                 tracing::warn!(
                     replica = %self.config.replica_name,
                     error = %format!("{error:#}"),
@@ -223,22 +237,37 @@ impl App {
         Ok(())
     }
 
-    async fn reconnect(&self) -> anyhow::Result<Connection> {
-        let amqp = vod_infra::amqp::connect(&self.config.amqp, &self.config.replica_name).await?;
-        let setup = amqp.create_channel().await?;
-        vod_infra::amqp::declare_queues(&setup, &self.queues).await?;
-        Ok(amqp)
+    /// A new connection with the queues declared; `None` once `shutdown` came. Connecting
+    /// may take as long as lapin's budget while the broker is away, which a stopping replica
+    /// does not wait for.
+    async fn reconnect(&self, shutdown: &CancellationToken) -> Option<anyhow::Result<Broker>> {
+        let connected = async {
+            let amqp =
+                vod_infra::amqp::connect(&self.config.amqp, &self.config.replica_name).await?;
+            let given_up = GiveUpWatch::start(&amqp);
+            let setup = amqp.create_channel().await?;
+            vod_infra::amqp::declare_queues(&setup, &self.queues).await?;
+            anyhow::Ok(Broker {
+                connection: Arc::new(amqp),
+                given_up,
+            })
+        };
+        tokio::select! {
+            () = shutdown.cancelled() => None,
+            connected = connected => Some(connected),
+        }
     }
 
-    /// Runs the consumers on `amqp` until `shutdown` (then `Ok`) or until one of them fails,
-    /// which stops the others.
+    /// Runs the consumers on `amqp` until `shutdown` (then `Ok`), until one of them fails or
+    /// until lapin gives the connection up; either stops the others.
     async fn consume(
         &self,
-        amqp: &Connection,
+        broker: &Broker,
         shutdown: &CancellationToken,
         abandon: &CancellationToken,
     ) -> anyhow::Result<()> {
         let name = &self.config.replica_name;
+        let amqp = &broker.connection;
         let commands_channel =
             vod_infra::amqp::consumer_channel(amqp, self.config.amqp.prefetch).await?;
         let outcomes_channel = vod_infra::amqp::consumer_channel(amqp, 1).await?;
@@ -299,8 +328,20 @@ impl App {
                 .await,
             )
         };
+        // A connection lapin gave up on leaves its consumers waiting forever, not ended.
+        let watched = async {
+            let check_every = millis(self.config.broker_check_interval_ms);
+            stop_on_error(tokio::select! {
+                () = stop.cancelled() => Ok(()),
+                () = broker.given_up.wait(check_every) => {
+                    Err(anyhow::anyhow!("lapin stopped recovering the broker connection"))
+                }
+            })
+        };
         tracing::info!(replica = %name, queue = %self.queues.commands, "uploader consuming");
-        let (commands, outcomes, progress) = tokio::join!(commands, outcomes, progress);
+        let (commands, outcomes, progress, watched) =
+            tokio::join!(commands, outcomes, progress, watched);
+        watched?;
         commands.context("commands consumer failed")?;
         outcomes.context("outcomes consumer failed")?;
         progress.context("progress consumer failed")?;
