@@ -33,6 +33,7 @@ use vod_contracts::commands::{
     encode_chunk, Ack, ChunkHeader, Command, Reject, Reply, CHUNK_MESSAGE_TYPE,
     COMMAND_MESSAGE_TYPE,
 };
+use vod_infra::amqp::GiveUpWatch;
 use vod_infra::config::AmqpSettings;
 
 use crate::config::Config;
@@ -97,6 +98,8 @@ struct Shared {
 /// requests sent on it come back only on it.
 struct Link {
     connection: Connection,
+    /// Whether lapin gave the connection up; its status alone does not tell reliably.
+    given_up: GiveUpWatch,
     publisher: Channel,
     commands_queue: String,
     reply_queue: String,
@@ -289,7 +292,8 @@ impl Link {
     /// Connects, declares the queues and a reply queue of its own, and consumes it.
     async fn open(settings: &AmqpSettings) -> anyhow::Result<(Arc<Link>, Consumer)> {
         let connection = vod_infra::amqp::connect(settings, "gateway").await?;
-        match Self::set_up(connection, settings).await {
+        let given_up = GiveUpWatch::start(&connection);
+        match Self::set_up(connection, given_up, settings).await {
             Ok(opened) => Ok(opened),
             Err((connection, error)) => {
                 let _ = connection.close(200, "OK".into()).await;
@@ -300,6 +304,7 @@ impl Link {
 
     async fn set_up(
         connection: Connection,
+        given_up: GiveUpWatch,
         settings: &AmqpSettings,
     ) -> Result<(Arc<Link>, Consumer), (Connection, anyhow::Error)> {
         let names = vod_infra::amqp::queue_names(settings);
@@ -348,6 +353,7 @@ impl Link {
         };
         let link = Arc::new(Link {
             connection,
+            given_up,
             publisher,
             commands_queue: names.commands,
             reply_queue,
@@ -363,8 +369,7 @@ impl Link {
 
     /// lapin stopped recovering the connection (or it was closed): it never comes back.
     fn is_gone(&self) -> bool {
-        let status = self.connection.status();
-        status.errored() || status.closed()
+        self.given_up.given_up()
     }
 
     /// Marks the connection lost and fails the requests waiting on it.

@@ -15,10 +15,10 @@ use vod_tests::media::generate_clip;
 use vod_tests::tus::{header_u64, metadata, Upload, OFFSET_OCTET_STREAM, TUS_VERSION};
 use vod_tests::{poll_until, Proxied, Stack, StackOptions, TestEnv};
 
-/// The tests of this file run one at a time. Each cuts connections a whole stack shares and
-/// waits for the clients' recovery to act; with every test's stack in one process on two cores,
-/// the gateway's lapin was seen to keep recovering against the cut broker instead of giving up
-/// as configured, which the give-up test depends on.
+/// The tests of this file run one at a time: each cuts connections a whole stack shares and
+/// waits on its clients' recovery, and nine stacks recovering at once in one process on two
+/// cores made the give-up test fail (before the gateway listened for lapin's give-up event
+/// rather than reading the connection's status; not tried in parallel since).
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Far more than any answer should take; a request still waiting then is hanging.
