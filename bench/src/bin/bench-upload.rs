@@ -5,7 +5,9 @@
 //! - 20 concurrent uploads of 64 MiB: aggregate MB/s, and every upload complete;
 //! - that the source fflow stitched for every upload has the SHA-256 of the bytes sent (the
 //!   bytes are noise, so the encodes fail at once; the digest is reported all the same);
-//! - peak resident memory of the gateway and the uploaders.
+//! - peak resident memory of the gateway and the uploaders;
+//! - the CPU time each process of the stack, RabbitMQ, PostgreSQL and Redis used, and how busy
+//!   the machine was, during the single uploads and the concurrent ones.
 //!
 //! The single upload and dd take turns `BENCH_ROUNDS` times (3), and their medians are compared.
 //! Sizes can be changed with `BENCH_SINGLE_MIB`, `BENCH_CONCURRENT`, `BENCH_CONCURRENT_MIB`.
@@ -223,9 +225,11 @@ async fn main() -> anyhow::Result<()> {
     for round in 1..=rounds {
         let dd = dd_baseline(stack.dir.path(), single_mib)?;
         println!("round {round}: dd conv=fdatasync, {single_mib} MiB: {dd:.1} MB/s");
+        let cpu_before = stack.cpu_sample();
         let started = Instant::now();
         let uploaded = upload(&http, &stack.gateway_url, &payload).await?;
         let seconds = started.elapsed().as_secs_f64();
+        let cpu = stack.cpu_sample().since(&cpu_before);
         let stored = uploaded.stored;
         ensure!(
             stored == (single_mib * 1024 * 1024) as u64,
@@ -235,6 +239,7 @@ async fn main() -> anyhow::Result<()> {
         println!(
             "round {round}: one {single_mib} MiB upload in 8 MiB PATCHes: {single:.1} MB/s in {seconds:.1} s"
         );
+        println!("  {cpu}");
         check_source(&http, &stack.gateway_url, &uploaded).await?;
         println!("  its stitched source has the SHA-256 of the bytes sent");
         dd_runs.push(dd);
@@ -250,6 +255,7 @@ async fn main() -> anyhow::Result<()> {
     let payloads: Vec<Payload> = (0..concurrent)
         .map(|index| Payload::new(concurrent_mib * 1024 * 1024, 100 + index as u64))
         .collect();
+    let cpu_before = stack.cpu_sample();
     let started = Instant::now();
     let uploads = payloads.iter().map(|payload| {
         let http = http.clone();
@@ -258,6 +264,7 @@ async fn main() -> anyhow::Result<()> {
     });
     let results = futures_util::future::join_all(uploads).await;
     let seconds = started.elapsed().as_secs_f64();
+    let cpu = stack.cpu_sample().since(&cpu_before);
     drop(payloads);
     let expected = (concurrent_mib * 1024 * 1024) as u64;
     let complete = results
@@ -269,6 +276,7 @@ async fn main() -> anyhow::Result<()> {
         "{concurrent} concurrent uploads of {concurrent_mib} MiB: {:.1} MB/s aggregate in {seconds:.1} s, {complete}/{concurrent} complete",
         total_mib / seconds
     );
+    println!("  {cpu}");
     for result in &results {
         if let Err(error) = result {
             println!("  failed: {error:#}");
