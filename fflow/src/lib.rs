@@ -11,6 +11,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod config;
+mod digest;
 mod encode;
 mod error;
 mod ffmpeg;

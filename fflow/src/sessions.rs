@@ -2,7 +2,7 @@
 //! `source` and, while encoding, the `out` directory. What is on disk is enough to carry on after
 //! a restart.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::fmt::Display;
 use std::io::{ErrorKind, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -20,6 +20,8 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use vod_contracts::fflow::{CreateProcess, EncodeTarget, PartSource};
 use vod_contracts::{FlowId, SessionId, VideoId};
+
+use crate::digest::{DigestTrail, SourceDigest};
 
 pub const SOURCE_FILE: &str = "source";
 pub const OUTPUT_DIR: &str = "out";
@@ -91,75 +93,6 @@ pub enum Phase {
     Done,
 }
 
-/// Checkpoints kept to rewind the digest when a chunk is written again.
-const DIGEST_CHECKPOINTS: usize = 64;
-
-/// SHA-256 of the source as its chunks land, in order. A chunk written again at the start of
-/// one of the last chunks rewinds to the checkpoint taken there; any other rewrite makes the
-/// running digest unknown, and the file is read again when the digest is asked for.
-struct SourceDigest {
-    hasher: Option<Sha256>,
-    hashed: u64,
-    checkpoints: VecDeque<(u64, Sha256)>,
-}
-
-impl SourceDigest {
-    fn new() -> Self {
-        Self {
-            hasher: Some(Sha256::new()),
-            hashed: 0,
-            checkpoints: VecDeque::new(),
-        }
-    }
-
-    fn unknown() -> Self {
-        Self {
-            hasher: None,
-            hashed: 0,
-            checkpoints: VecDeque::new(),
-        }
-    }
-
-    /// The source is cut at `offset` and written from there.
-    fn rewind_to(&mut self, offset: u64) {
-        if let Some(hasher) = &self.hasher {
-            if self.hashed == offset {
-                if self.checkpoints.back().is_some_and(|(at, _)| *at == offset) {
-                    self.checkpoints.pop_back();
-                }
-                self.checkpoints.push_back((offset, hasher.clone()));
-                if self.checkpoints.len() > DIGEST_CHECKPOINTS {
-                    self.checkpoints.pop_front();
-                }
-                return;
-            }
-        }
-        match self.checkpoints.iter().position(|(at, _)| *at == offset) {
-            Some(index) => {
-                self.checkpoints.truncate(index + 1);
-                self.hasher = self.checkpoints.back().map(|(_, hasher)| hasher.clone());
-                self.hashed = offset;
-            }
-            None => {
-                self.hasher = None;
-                self.checkpoints.clear();
-            }
-        }
-    }
-
-    fn update(&mut self, bytes: &[u8]) {
-        if let Some(hasher) = &mut self.hasher {
-            hasher.update(bytes);
-            self.hashed += bytes.len() as u64;
-        }
-    }
-
-    fn hex_if_at(&self, len: u64) -> Option<String> {
-        let hasher = self.hasher.as_ref().filter(|_| self.hashed == len)?;
-        Some(format!("{:x}", hasher.clone().finalize()))
-    }
-}
-
 struct SessionState {
     received: u64,
     phase: Phase,
@@ -168,7 +101,7 @@ struct SessionState {
     fed: u64,
     /// `None` while the length is deferred.
     total_bytes: Option<u64>,
-    digest: SourceDigest,
+    digest: DigestTrail,
     parts: Vec<PartSource>,
 }
 
@@ -350,17 +283,18 @@ impl Session {
             None
         };
         state.received = offset;
-        state.digest.rewind_to(offset);
+        state.digest.rewind_to(offset).await;
         let spool = SpoolWriter {
             file: file.into_std().await,
             already_read,
             at: offset,
             fed,
             diverged: false,
-            digest: std::mem::replace(&mut state.digest, SourceDigest::unknown()),
+            digest: state.digest.clone(),
         };
-        // The body is received here while the bytes before it are compared, written and hashed
-        // on a blocking thread: the two overlap, and the async threads never wait for the disk.
+        // The body is received here while the bytes before it are compared and written on a
+        // blocking thread, and hashed behind them: all three overlap, and the async threads
+        // never wait for the disk.
         let (batches, to_write) = tokio::sync::mpsc::channel::<Vec<Bytes>>(1);
         let spooling = tokio::task::spawn_blocking(move || spool.run(to_write));
         let mut written = 0u64;
@@ -386,15 +320,13 @@ impl Session {
         }
         .await;
         drop(batches);
-        let spooled = spooling.await.unwrap_or_else(|err| Spooled {
-            digest: SourceDigest::unknown(),
-            diverged: Err(anyhow::anyhow!("the spool writer failed: {err}").into()),
-        });
-        let (digest, diverged, copied) = match (spooled.diverged, received) {
-            (Ok(diverged), received) => (spooled.digest, diverged, received),
-            (Err(error), _) => (spooled.digest, false, Err(error)),
+        let spooled = spooling
+            .await
+            .unwrap_or_else(|err| Err(anyhow::anyhow!("the spool writer failed: {err}").into()));
+        let (diverged, copied) = match (spooled, received) {
+            (Ok(diverged), received) => (diverged, received),
+            (Err(error), _) => (false, Err(error)),
         };
-        state.digest = digest;
         // Bytes ffmpeg read stay on disk until the upload reaches them again, to be compared
         // with what it sends then.
         let keep = if diverged { 0 } else { fed };
@@ -417,7 +349,7 @@ impl Session {
             Err(err) => {
                 // What was received stays exactly `offset` bytes.
                 let _ = cut_source(self.source_path(), offset.max(keep)).await;
-                state.digest.rewind_to(offset);
+                state.digest.rewind_to(offset).await;
                 self.received_watch.send_replace(offset);
                 Err(err)
             }
@@ -471,7 +403,7 @@ impl Session {
     pub async fn source_sha256(&self) -> anyhow::Result<String> {
         let received = {
             let state = self.state.lock().await;
-            if let Some(hex) = state.digest.hex_if_at(state.received) {
+            if let Some(hex) = state.digest.hex_if_at(state.received).await {
                 return Ok(hex);
             }
             state.received
@@ -666,10 +598,10 @@ pub enum Created {
 }
 
 /// Bytes of a chunk's body gathered before they are handed to the spool writer together.
-const WRITE_BATCH_BYTES: usize = 1024 * 1024;
+pub const WRITE_BATCH_BYTES: usize = 1024 * 1024;
 
 /// Writes a chunk's bytes into the source file at their offset, on a blocking thread, comparing
-/// those the encoder already read and hashing them in order.
+/// those the encoder already read, and hands them on to be hashed.
 struct SpoolWriter {
     file: std::fs::File,
     /// The source from `at`, while `at` is below `fed`.
@@ -677,29 +609,21 @@ struct SpoolWriter {
     at: u64,
     fed: u64,
     diverged: bool,
-    digest: SourceDigest,
-}
-
-/// What the spool writer leaves: the digest always goes back to the session.
-struct Spooled {
-    digest: SourceDigest,
-    /// Whether the chunk rewrote bytes the encoder had read with other bytes.
-    diverged: Result<bool, SessionError>,
+    digest: DigestTrail,
 }
 
 impl SpoolWriter {
-    fn run(mut self, mut batches: tokio::sync::mpsc::Receiver<Vec<Bytes>>) -> Spooled {
-        let mut written = self.seek();
+    /// Whether the chunk rewrote bytes the encoder had read with other bytes.
+    fn run(
+        mut self,
+        mut batches: tokio::sync::mpsc::Receiver<Vec<Bytes>>,
+    ) -> Result<bool, SessionError> {
+        self.seek()?;
         while let Some(batch) = batches.blocking_recv() {
-            if written.is_err() {
-                break;
-            }
-            written = batch.iter().try_for_each(|bytes| self.write(bytes));
+            batch.iter().try_for_each(|bytes| self.write(bytes))?;
+            self.digest.blocking_hash(batch);
         }
-        Spooled {
-            diverged: written.map(|()| self.diverged).map_err(SessionError::from),
-            digest: self.digest,
-        }
+        Ok(self.diverged)
     }
 
     fn seek(&mut self) -> anyhow::Result<()> {
@@ -731,7 +655,6 @@ impl SpoolWriter {
         self.file
             .write_all(bytes)
             .context("failed to write the chunk")?;
-        self.digest.update(bytes);
         self.at += bytes.len() as u64;
         Ok(())
     }
@@ -837,11 +760,11 @@ impl Sessions {
         phase: Phase,
     ) -> Arc<Session> {
         // A reloaded source is hashed from its file when the digest is asked for.
-        let digest = if received == 0 {
+        let digest = DigestTrail::start(if received == 0 {
             SourceDigest::new()
         } else {
             SourceDigest::unknown()
-        };
+        });
         Arc::new(Session {
             session_id: record.session_id,
             target: record.target(),
@@ -1227,14 +1150,28 @@ mod tests {
             session.source_sha256().await.unwrap(),
             sha256_hex(b"abcdefghi")
         );
-        assert!(session.state.lock().await.digest.hasher.is_some());
+        assert!(session
+            .state
+            .lock()
+            .await
+            .digest
+            .hex_if_at(9)
+            .await
+            .is_some());
 
         // A rewrite from the middle of a chunk: the digest comes from the file.
         session
             .write_chunk(4, None, 100, body(&[b"EFGHI"]))
             .await
             .unwrap();
-        assert!(session.state.lock().await.digest.hasher.is_none());
+        assert!(session
+            .state
+            .lock()
+            .await
+            .digest
+            .hex_if_at(9)
+            .await
+            .is_none());
         assert_eq!(
             session.source_sha256().await.unwrap(),
             sha256_hex(b"abcdEFGHI")
