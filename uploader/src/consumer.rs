@@ -90,7 +90,7 @@ pub async fn run(
     Ok(())
 }
 
-async fn handle_delivery(delivery: Delivery, handlers: &Handlers, reply_channel: &Channel) {
+async fn handle_delivery(mut delivery: Delivery, handlers: &Handlers, reply_channel: &Channel) {
     let started = Instant::now();
     let kind = delivery
         .properties
@@ -108,7 +108,7 @@ async fn handle_delivery(delivery: Delivery, handlers: &Handlers, reply_channel:
     let (kind, result) = match kind.as_deref() {
         Some(CHUNK_MESSAGE_TYPE) => (
             CHUNK_KIND,
-            handle_chunk(&delivery.data, handlers, &span).await,
+            handle_chunk(std::mem::take(&mut delivery.data), handlers, &span).await,
         ),
         Some(COMMAND_MESSAGE_TYPE) => match serde_json::from_slice::<Command>(&delivery.data) {
             Ok(command) => {
@@ -145,16 +145,19 @@ async fn handle_delivery(delivery: Delivery, handlers: &Handlers, reply_channel:
     }
 }
 
+/// Handles a framed chunk; the payload is passed on as a slice of the frame, not copied.
 async fn handle_chunk(
-    frame: &[u8],
+    frame: Vec<u8>,
     handlers: &Handlers,
     span: &tracing::Span,
 ) -> Result<Ack, HandlerError> {
-    let (header, payload) =
-        decode_chunk(frame).map_err(|error| invalid(format!("chunk is not valid: {error}")))?;
+    let (header, payload_len) = decode_chunk(&frame)
+        .map(|(header, payload)| (header, payload.len()))
+        .map_err(|error| invalid(format!("chunk is not valid: {error}")))?;
     span.record("kind", CHUNK_KIND);
     span.record("session_id", tracing::field::display(header.session_id));
-    let payload = Bytes::copy_from_slice(payload);
+    let frame = Bytes::from(frame);
+    let payload = frame.slice(frame.len() - payload_len..);
     handlers
         .chunk(header, payload)
         .instrument(span.clone())
