@@ -253,12 +253,19 @@ pub enum FrameError {
 
 /// Frames a chunk: `u32` header length, JSON header, payload.
 pub fn encode_chunk(header: &ChunkHeader, payload: &[u8]) -> Vec<u8> {
-    let header_json = serde_json::to_vec(header).unwrap_or_default();
-    let mut frame = Vec::with_capacity(4 + header_json.len() + payload.len());
-    frame.extend_from_slice(&(header_json.len() as u32).to_be_bytes());
-    frame.extend_from_slice(&header_json);
+    let mut frame = chunk_frame_prefix(header);
     frame.extend_from_slice(payload);
     frame
+}
+
+/// What goes before the payload in a chunk's frame, for a sender that keeps room for it in
+/// front of the payload instead of copying the payload after it.
+pub fn chunk_frame_prefix(header: &ChunkHeader) -> Vec<u8> {
+    let header_json = serde_json::to_vec(header).unwrap_or_default();
+    let mut prefix = Vec::with_capacity(4 + header_json.len());
+    prefix.extend_from_slice(&(header_json.len() as u32).to_be_bytes());
+    prefix.extend_from_slice(&header_json);
+    prefix
 }
 
 /// Splits a framed chunk into its header and payload, checking the declared length.

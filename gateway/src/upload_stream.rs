@@ -33,6 +33,55 @@ pub struct Streamed {
     pub held: Bytes,
 }
 
+/// Bytes kept free in front of every piece, for a header the store puts before its bytes.
+pub const PIECE_ROOM: usize = 512;
+
+/// One piece of the body, read into a buffer with [`PIECE_ROOM`] free bytes in front of it, so
+/// that a store can put a header before the bytes without copying them.
+#[derive(Debug)]
+pub struct Piece {
+    buffer: BytesMut,
+    room: usize,
+}
+
+impl Piece {
+    pub fn len(&self) -> usize {
+        self.buffer.len() - self.room
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.buffer[self.room..]
+    }
+
+    /// The piece's bytes with `prefix` right before them. Written into the room in front, or,
+    /// for a longer prefix, copied together into a new buffer.
+    pub fn with_prefix(mut self, prefix: &[u8]) -> Bytes {
+        if prefix.len() > self.room {
+            let mut framed = BytesMut::with_capacity(prefix.len() + self.len());
+            framed.extend_from_slice(prefix);
+            framed.extend_from_slice(self.bytes());
+            return framed.freeze();
+        }
+        let start = self.room - prefix.len();
+        self.buffer[start..self.room].copy_from_slice(prefix);
+        self.buffer.freeze().slice(start..)
+    }
+
+    /// The piece's bytes alone.
+    pub fn into_bytes(self) -> Bytes {
+        self.buffer.freeze().slice(self.room..)
+    }
+}
+
+impl From<Bytes> for Piece {
+    fn from(bytes: Bytes) -> Self {
+        Self {
+            buffer: BytesMut::from(bytes),
+            room: 0,
+        }
+    }
+}
+
 /// Storing a piece failed; `uploaded_bytes` were confirmed before.
 #[derive(Debug)]
 pub struct StoreFailed<E> {
@@ -59,7 +108,7 @@ pub async fn stream_in_pieces<B, BodyError, S, F, StoreError>(
 where
     B: Stream<Item = Result<Bytes, BodyError>> + Unpin,
     BodyError: Display,
-    S: FnMut(u64, Bytes, bool) -> F,
+    S: FnMut(u64, Piece, bool) -> F,
     F: Future<Output = Result<u64, StoreError>>,
 {
     let mut pieces = Pieces {
@@ -94,7 +143,7 @@ where
         }
     };
     if hold_last {
-        let held = pieces.buffer.split().freeze();
+        let held = pieces.take().into_bytes();
         let mut streamed = pieces.streamed(end);
         streamed.held = held;
         return Ok(streamed);
@@ -121,13 +170,28 @@ impl Pieces {
         usize::try_from(left).map_or(self.piece_size, |left| left.min(self.piece_size))
     }
 
+    /// Bytes buffered for the current piece.
+    fn buffered(&self) -> usize {
+        self.buffer.len().saturating_sub(PIECE_ROOM)
+    }
+
     fn room(&self) -> usize {
-        self.limit().saturating_sub(self.buffer.len())
+        self.limit().saturating_sub(self.buffered())
     }
 
     fn reserve_next(&mut self) {
         let limit = self.limit();
-        self.buffer.reserve(limit);
+        self.buffer.reserve(PIECE_ROOM + limit);
+        self.buffer.resize(PIECE_ROOM, 0);
+    }
+
+    /// The buffered piece, taken whole, not split off: the buffer keeps no share of the
+    /// piece's memory, which is freed as soon as the store is done with it.
+    fn take(&mut self) -> Piece {
+        Piece {
+            buffer: std::mem::take(&mut self.buffer),
+            room: PIECE_ROOM,
+        }
     }
 
     /// Stores the buffered piece; false when the confirmed offset is not where it should be.
@@ -137,15 +201,13 @@ impl Pieces {
         last: bool,
     ) -> Result<bool, StoreFailed<StoreError>>
     where
-        S: FnMut(u64, Bytes, bool) -> F,
+        S: FnMut(u64, Piece, bool) -> F,
         F: Future<Output = Result<u64, StoreError>>,
     {
-        if self.buffer.is_empty() {
+        if self.buffered() == 0 {
             return Ok(true);
         }
-        // Taken whole, not split off: the buffer keeps no share of the piece's memory, which
-        // is freed as soon as the store is done with the piece.
-        let piece = std::mem::take(&mut self.buffer).freeze();
+        let piece = self.take();
         let expected = self.offset + piece.len() as u64;
         let last = last || self.ends_at == Some(expected) || expected == self.total;
         let confirmed = store(self.offset, piece, last)
@@ -187,14 +249,14 @@ mod tests {
 
     fn recording_store(
         stored: &Stored,
-    ) -> impl FnMut(u64, Bytes, bool) -> std::future::Ready<Result<u64, String>> {
+    ) -> impl FnMut(u64, Piece, bool) -> std::future::Ready<Result<u64, String>> {
         let stored = stored.clone();
         move |offset, piece, last| {
             let end = offset + piece.len() as u64;
             stored
                 .lock()
                 .expect("lock")
-                .push((offset, piece.to_vec(), last));
+                .push((offset, piece.bytes().to_vec(), last));
             std::future::ready(Ok(end))
         }
     }
@@ -231,6 +293,35 @@ mod tests {
             joined.extend_from_slice(piece);
         }
         assert_eq!(joined, data);
+    }
+
+    #[test]
+    fn a_prefix_goes_in_front_of_a_piece_in_place_or_copied_when_longer_than_the_room() {
+        let piece = || {
+            let mut pieces = Pieces {
+                offset: 0,
+                total: 100,
+                ends_at: None,
+                piece_size: 10,
+                buffer: BytesMut::new(),
+            };
+            pieces.reserve_next();
+            pieces.buffer.extend_from_slice(b"payload");
+            pieces.take()
+        };
+        assert_eq!(piece().len(), 7);
+        assert_eq!(piece().bytes(), b"payload");
+        assert_eq!(piece().into_bytes(), &b"payload"[..]);
+        let framed = piece().with_prefix(b"head:");
+        assert_eq!(framed, &b"head:payload"[..]);
+        let long = vec![b'h'; PIECE_ROOM + 1];
+        let framed = piece().with_prefix(&long);
+        assert_eq!(framed.len(), PIECE_ROOM + 1 + 7);
+        assert!(framed.starts_with(&long) && framed.ends_with(b"payload"));
+        assert_eq!(
+            Piece::from(Bytes::from_static(b"held")).with_prefix(b">"),
+            &b">held"[..]
+        );
     }
 
     #[tokio::test]
@@ -326,7 +417,7 @@ mod tests {
             64,
             false,
             None,
-            |offset, piece: Bytes, _| {
+            |offset, piece: Piece, _| {
                 calls += 1;
                 let result = if calls == 2 {
                     Err("nope")
@@ -491,7 +582,7 @@ mod tests {
             64,
             false,
             Some(1_000),
-            move |offset, piece: Bytes, last| {
+            move |offset, piece: Piece, last| {
                 if let Some(stored) = stored.take() {
                     let _ = stored.send((offset, piece.len(), last));
                 }

@@ -12,6 +12,7 @@
 //! new reply queue, which requests use from then on. Until then they fail at once with
 //! `Unavailable`, so the gateway never needs a restart to reach the broker again.
 
+use bytes::Bytes;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -152,20 +153,20 @@ impl UploaderClient {
     pub async fn call(&self, command: &Command) -> Result<Ack, CallError> {
         let body = serde_json::to_vec(command)
             .map_err(|err| CallError::Unavailable(format!("command does not serialize: {err}")))?;
-        self.request(COMMAND_MESSAGE_TYPE, body, None).await
+        self.request(COMMAND_MESSAGE_TYPE, body.into(), None).await
     }
 
     pub async fn send_chunk(&self, header: &ChunkHeader, payload: &[u8]) -> Result<Ack, CallError> {
-        self.send_chunk_frame(encode_chunk(header, payload), None)
+        self.send_chunk_frame(encode_chunk(header, payload).into(), None)
             .await
     }
 
-    /// Sends a chunk framed with [`encode_chunk`]. The caller drops the payload it framed
-    /// first, and the frame is freed once it is written to the broker: while the reply is
-    /// awaited, a piece costs no memory here. `slot` is given back at the same moment.
+    /// Sends a chunk framed as [`encode_chunk`] does. The caller keeps no other share of the
+    /// frame, which is freed once it is written to the broker: while the reply is awaited, a
+    /// piece costs no memory here. `slot` is given back at the same moment.
     pub async fn send_chunk_frame(
         &self,
-        frame: Vec<u8>,
+        frame: Bytes,
         slot: Option<OwnedSemaphorePermit>,
     ) -> Result<Ack, CallError> {
         self.request(CHUNK_MESSAGE_TYPE, frame, slot).await
@@ -174,7 +175,7 @@ impl UploaderClient {
     async fn request(
         &self,
         message_type: &str,
-        body: Vec<u8>,
+        body: Bytes,
         slot: Option<OwnedSemaphorePermit>,
     ) -> Result<Ack, CallError> {
         let Some(link) = self.link() else {
@@ -389,7 +390,7 @@ impl Link {
     async fn request(
         &self,
         message_type: &str,
-        body: Vec<u8>,
+        body: Bytes,
         rpc_timeout: Duration,
         slot: Option<OwnedSemaphorePermit>,
     ) -> Result<Ack, CallError> {

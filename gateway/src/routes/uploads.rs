@@ -11,7 +11,6 @@ use axum::extract::{Path, State};
 use axum::http::header::{CACHE_CONTROL, HOST, LOCATION};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -20,7 +19,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 use vod_contracts::api::ErrorBody;
-use vod_contracts::commands::{encode_chunk, Ack, ChunkCommit, ChunkHeader, Command, RejectCode};
+use vod_contracts::commands::{
+    chunk_frame_prefix, Ack, ChunkCommit, ChunkHeader, Command, RejectCode,
+};
 use vod_contracts::{SessionId, SessionStatus, WriterId};
 
 use crate::error::ApiError;
@@ -28,7 +29,7 @@ use crate::metrics::GatewayMetrics;
 use crate::read_model::{self, UploadKind, UploadState};
 use crate::startup::AppState;
 use crate::tus::{self, Checksum, Concat, DeclaredLength, UploadMetadata};
-use crate::upload_stream::{stream_in_pieces, BodyEnd, StoreFailed, Streamed};
+use crate::upload_stream::{stream_in_pieces, BodyEnd, Piece, StoreFailed, Streamed};
 use crate::uploader_client::{CallError, UploaderClient};
 
 /// The bytes of an upload, as sent.
@@ -1040,12 +1041,18 @@ async fn stream_body(
         commit: ChunkCommit::CommitStaged { base },
         release: true,
     };
-    let committed = send_piece(uploader, metrics, target, streamed.held.clone(), writing)
-        .await
-        .map_err(|error| StoreFailed {
-            uploaded_bytes: base,
-            error,
-        })?;
+    let committed = send_piece(
+        uploader,
+        metrics,
+        target,
+        streamed.held.clone().into(),
+        writing,
+    )
+    .await
+    .map_err(|error| StoreFailed {
+        uploaded_bytes: base,
+        error,
+    })?;
     Ok(Stored {
         streamed,
         committed,
@@ -1070,7 +1077,7 @@ async fn send_piece(
     uploader: &UploaderClient,
     metrics: &GatewayMetrics,
     target: PieceTarget,
-    piece: Bytes,
+    piece: Piece,
     writing: &Writing,
 ) -> Result<u64, ApiError> {
     let PieceTarget {
@@ -1089,8 +1096,7 @@ async fn send_piece(
         commit,
         release,
     };
-    let frame = encode_chunk(&header, &piece);
-    drop(piece);
+    let frame = piece.with_prefix(&chunk_frame_prefix(&header));
     let slot = writing.publishing.clone().acquire_owned().await.ok();
     let ack = match uploader.send_chunk_frame(frame, slot).await {
         Ok(ack) => {
