@@ -37,6 +37,10 @@ pub struct Config {
     pub session_ttl_secs: u64,
     /// How long a request keeps an upload's write lock without sending a chunk.
     pub writer_lease_secs: u64,
+    /// A request sends its next chunk while the one before is still being stored, so the next
+    /// can arrive first: it waits this long for the upload to reach its offset before it is
+    /// refused as at another offset (and the client resumes from the offset reached).
+    pub chunk_ahead_wait_ms: u64,
     /// When the expiry job runs: six-field cron (seconds first), UTC.
     pub expire_sessions_cron: String,
     /// When the scheduler looks for processing flows whose fflow replica was lost.
@@ -87,6 +91,7 @@ impl Default for Config {
             scheduler: false,
             session_ttl_secs: 24 * 3600,
             writer_lease_secs: 120,
+            chunk_ahead_wait_ms: 10_000,
             expire_sessions_cron: "0 */5 * * * *".to_owned(),
             lost_replicas_cron: "*/30 * * * * *".to_owned(),
             unused_video_ttl_secs: 7 * 24 * 3600,

@@ -15,7 +15,7 @@ use crate::fflow_client::{FflowCallError, FflowClient};
 use crate::metrics::UploaderMetrics;
 use crate::routing::{Routing, RoutingError};
 use crate::store::{self, FlowRef, SessionRow, UploadKind};
-use crate::transitions::{self, FinalUpload, NewUpload};
+use crate::transitions::{self, FinalUpload, NewUpload, WriterChange};
 
 /// Failures of a handler: a refusal the client must hear, or a fault of ours or of a dependency.
 #[derive(Debug, thiserror::Error)]
@@ -64,7 +64,25 @@ pub struct Handlers {
     pub metrics: UploaderMetrics,
     /// How long a session's fflow replica may be unreachable before its upload moves.
     pub fflow_reassign_after: Duration,
+    /// How long a chunk that arrived before those its request sent earlier waits for them.
+    pub chunk_ahead_wait: Duration,
 }
+
+/// What one attempt to store a chunk came to.
+enum Attempt {
+    Done(Ack),
+    /// The chunk's request holds the write lock and sent chunks before this one that are not
+    /// stored yet: the upload is short of the chunk's offset.
+    Ahead(SessionRow),
+}
+
+/// The waits of a chunk that came before its predecessors: none at first, then the first,
+/// doubling up to the second. A predecessor being stored holds the session's row lock, which
+/// an attempt waits for in PostgreSQL; the row read then still shows the upload's offset from
+/// before that commit, so the next attempt, at once, reads it anew. The waits only cover a
+/// predecessor still on its way.
+const AHEAD_FIRST_PAUSE: Duration = Duration::from_millis(1);
+const AHEAD_MAX_PAUSE: Duration = Duration::from_millis(20);
 
 impl Handlers {
     /// Where the transitions count the status changes they write.
@@ -372,49 +390,71 @@ impl Handlers {
 
     /// Stores one chunk: checks it against the database, hands it to the session's fflow
     /// replica, and only then moves the offset, all under the session's row lock, so that two
-    /// writers never interleave their bytes.
+    /// writers never interleave their bytes. A request sends its next chunk while the one
+    /// before is stored; when the next arrives first, it waits for the upload to reach it
+    /// (`chunk_ahead_wait`), then is refused as at another offset.
     pub async fn chunk(&self, header: ChunkHeader, payload: Bytes) -> Result<Ack, HandlerError> {
+        let deadline = tokio::time::Instant::now() + self.chunk_ahead_wait;
+        let mut pause = Duration::ZERO;
+        loop {
+            match self.try_chunk(&header, payload.clone()).await? {
+                Attempt::Done(ack) => return Ok(ack),
+                Attempt::Ahead(session) if tokio::time::Instant::now() + pause < deadline => {
+                    tracing::debug!(session_id = %session.session_id, offset = header.offset, uploaded = session.uploaded_bytes, "chunk came before those sent ahead of it, waiting");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).clamp(AHEAD_FIRST_PAUSE, AHEAD_MAX_PAUSE);
+                }
+                Attempt::Ahead(session) => {
+                    tracing::info!(session_id = %session.session_id, offset = header.offset, uploaded = session.uploaded_bytes, "the chunks sent before this one never came");
+                    return Err(offset_mismatch(&session, header.offset).into());
+                }
+            }
+        }
+    }
+
+    /// One attempt, under the session's row lock. A chunk refused here creates no process: the
+    /// session's fflow replica is chosen (and its process created) only once the checks pass.
+    async fn try_chunk(
+        &self,
+        header: &ChunkHeader,
+        payload: Bytes,
+    ) -> Result<Attempt, HandlerError> {
         let end = header.offset.checked_add(header.len).ok_or_else(|| {
             Reject::new(
                 RejectCode::InvalidCommand,
                 "chunk offset and length overflow",
             )
         })?;
-        // Checked without the lock first, so that a refused chunk creates no process.
-        let client = self.pg.get().await.context("no database connection")?;
-        let session = store::load_session(&client, header.session_id)
-            .await?
-            .ok_or_else(|| not_found(header.session_id))?;
-        name_upload_in_span(&session);
-        check_length(&session, end)?;
-        if let Some(ack) = self.already_stored(&session, &header, end).await {
-            return Ok(ack);
-        }
-        // The process is created (or the route warmed) before the lock is taken; an expired
-        // session is expired under the lock below, without a process.
-        if !session.expired {
-            check_writable(&session, &header)?;
-            self.routing.address_for(&client, &session).await?;
-        }
-        drop(client);
-
         let mut client = self.pg.get().await.context("no database connection")?;
         let tx = client.transaction().await.context("failed to begin")?;
-        let session = store::lock_session(&tx, header.session_id)
-            .await?
-            .ok_or_else(|| not_found(header.session_id))?;
+        // The cached route is read while the row lock is taken.
+        let (cached, session) = tokio::join!(
+            self.routing.cached(header.session_id),
+            store::lock_session(&tx, header.session_id)
+        );
+        let session = session?.ok_or_else(|| not_found(header.session_id))?;
+        name_upload_in_span(&session);
         check_length(&session, end)?;
-        if let Some(ack) = self.already_stored(&session, &header, end).await {
-            return Ok(ack);
+        if let Some(ack) = self.already_stored(&session, header, end).await {
+            return Ok(Attempt::Done(ack));
         }
         if session.status == SessionStatus::Open && session.expired {
             return Err(self.expire_now(tx, &session).await);
         }
-        check_writable(&session, &header)?;
-        // The locked row is the truth: a route read before the lock may name a replica the
-        // upload was moved away from since.
+        if is_ahead(&session, header) {
+            // The transaction ends with `tx` dropped, and the row lock with it.
+            return Ok(Attempt::Ahead(session));
+        }
+        check_writable(&session, header)?;
+        // The locked row is the truth: a cached route may name a replica the upload was moved
+        // away from since, or be gone with a restarted Redis; it is written again then.
         let address = match &session.fflow_address {
-            Some(recorded) => recorded.clone(),
+            Some(recorded) => {
+                if cached.as_deref() != Some(recorded.as_str()) {
+                    self.routing.cache(session.session_id, recorded).await;
+                }
+                recorded.clone()
+            }
             None => {
                 self.routing.forget(session.session_id).await;
                 self.routing.address_for(&tx, &session).await?
@@ -434,27 +474,42 @@ impl Handlers {
         if written.received_bytes != end {
             tracing::warn!(session_id = %session.session_id, received = written.received_bytes, expected = end, "fflow holds an unexpected length");
         }
-        match header.writer {
-            Some(writer) if header.release => {
-                store::release_writer(&tx, session.session_id, writer).await?;
-            }
-            Some(writer) => {
-                store::hold_writer(&tx, session.session_id, writer, self.writer_lease_secs).await?;
-            }
-            None => {}
-        }
+        let writer_change = match header.writer {
+            Some(writer) if header.release => WriterChange::Release(writer),
+            Some(writer) => WriterChange::Hold {
+                writer,
+                lease_secs: self.writer_lease_secs,
+            },
+            None => WriterChange::Keep,
+        };
         let from = match header.commit {
             ChunkCommit::Stage { .. } => {
+                match writer_change {
+                    WriterChange::Release(writer) => {
+                        store::release_writer(&tx, session.session_id, writer).await?;
+                    }
+                    WriterChange::Hold { writer, lease_secs } => {
+                        store::hold_writer(&tx, session.session_id, writer, lease_secs).await?;
+                    }
+                    WriterChange::Keep => {}
+                }
                 tx.commit()
                     .await
                     .context("failed to commit the staged chunk")?;
-                return Ok(Ack::ChunkStaged { staged_to: end });
+                return Ok(Attempt::Done(Ack::ChunkStaged { staged_to: end }));
             }
             ChunkCommit::Immediate => header.offset,
             ChunkCommit::CommitStaged { base } => base,
         };
-        let Some((uploaded, expires_at)) =
-            transitions::advance_offset(&tx, &session, from, end, self.session_ttl_secs).await?
+        let Some((uploaded, expires_at)) = transitions::advance_offset(
+            &tx,
+            &session,
+            from,
+            end,
+            self.session_ttl_secs,
+            writer_change,
+        )
+        .await?
         else {
             return Err(offset_mismatch(&session, from).into());
         };
@@ -467,11 +522,11 @@ impl Handlers {
         if complete {
             self.after_complete(session.session_id).await;
         }
-        Ok(Ack::ChunkStored {
+        Ok(Attempt::Done(Ack::ChunkStored {
             uploaded_bytes: uploaded,
             total_bytes: session.total_bytes,
             expires_at: (!complete).then_some(expires_at).flatten(),
-        })
+        }))
     }
 
     /// The answer to a chunk the session's fflow replica did not take. A refusal is passed on.
@@ -750,6 +805,18 @@ fn check_length(session: &SessionRow, end: u64) -> Result<(), Reject> {
 
 /// Whether the chunk may be written now: the upload is open, the chunk's writer may write,
 /// and it starts where the upload (or its request's staged bytes) stand.
+/// Whether the chunk is one its request sent while chunks before it are still on their way:
+/// the request holds the write lock of the open upload, and the upload is short of the chunk.
+fn is_ahead(session: &SessionRow, header: &ChunkHeader) -> bool {
+    session.status == SessionStatus::Open
+        && !session.expired
+        && header.commit == ChunkCommit::Immediate
+        && header.writer.is_some()
+        && session.writer == header.writer
+        && session.writer_active
+        && header.offset > session.uploaded_bytes
+}
+
 fn check_writable(session: &SessionRow, header: &ChunkHeader) -> Result<(), Reject> {
     if session.status != SessionStatus::Open {
         return Err(closed(session));

@@ -107,7 +107,8 @@ impl Routing {
         Ok(recorded)
     }
 
-    async fn cached(&self, session_id: SessionId) -> Option<String> {
+    /// The cached address of the session's replica, if Redis has it.
+    pub async fn cached(&self, session_id: SessionId) -> Option<String> {
         let mut connection = match self.redis.get().await {
             Ok(connection) => connection,
             Err(error) => {
@@ -125,7 +126,7 @@ impl Routing {
             })
     }
 
-    async fn cache(&self, session_id: SessionId, address: &str) {
+    pub async fn cache(&self, session_id: SessionId, address: &str) {
         let Ok(mut connection) = self.redis.get().await else {
             return;
         };

@@ -91,6 +91,7 @@ impl App {
             writer_lease_secs: config.writer_lease_secs,
             metrics,
             fflow_reassign_after: millis(config.fflow_reassign_after_ms),
+            chunk_ahead_wait: millis(config.chunk_ahead_wait_ms),
         });
         let scheduler = Scheduler::new(
             handlers.clone(),

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use vod_contracts::commands::{Reject, RejectCode};
 use vod_contracts::outcome::{EncodeResult, EncodeStart, MediaFacts};
-use vod_contracts::{FlowId, FlowStatus, SessionId, VideoId, VideoStatus};
+use vod_contracts::{FlowId, FlowStatus, SessionId, VideoId, VideoStatus, WriterId};
 
 use crate::metrics::{Entity, StateTransitions};
 use crate::store::SessionRow;
@@ -318,53 +318,107 @@ pub async fn create_final_upload(
     }))
 }
 
+/// What a stored chunk does to its upload's write lock.
+#[derive(Clone, Copy, Debug)]
+pub enum WriterChange {
+    /// The chunk's request keeps the lock for `lease_secs` more.
+    Hold {
+        writer: WriterId,
+        lease_secs: u64,
+    },
+    /// The chunk was its request's last: the lock is given back, if the request holds it.
+    Release(WriterId),
+    Keep,
+}
+
 /// Moves an upload's offset from `from` to `to`, if it is still uploading and still at
-/// `from`, and pushes its expiry back. Returns the new offset and expiry, or `None` when
-/// another delivery moved the offset first.
+/// `from`, pushes its expiry back and changes its write lock, in one statement. Returns the
+/// new offset and expiry, or `None` (and changes nothing) when another delivery moved the
+/// offset first.
 pub async fn advance_offset(
     client: &impl GenericClient,
     session: &SessionRow,
     from: u64,
     to: u64,
     ttl_secs: u64,
+    writer: WriterChange,
 ) -> anyhow::Result<Option<(u64, Option<DateTime<Utc>>)>> {
     let (from, to) = (to_i64(from)?, to_i64(to)?);
-    let moved = match &session.flow {
-        Some(flow) => client
-            .query_opt(
-                "UPDATE flow SET uploaded_bytes = $3, updated_at = now() \
-                 WHERE id = $1 AND uploaded_bytes = $2 AND status = 'UPLOADING' \
-                 RETURNING uploaded_bytes",
-                &[&flow.flow_id.0, &from, &to],
-            )
-            .await
-            .context("failed to advance the offset")?,
-        None => client
-            .query_opt(
-                "UPDATE upload_session SET uploaded_bytes = $3 \
-                 WHERE id = $1 AND uploaded_bytes = $2 AND status = 'OPEN' \
-                 RETURNING uploaded_bytes",
-                &[&session.session_id.0, &from, &to],
-            )
-            .await
-            .context("failed to advance the offset")?,
+    let ttl = ttl_secs as f64;
+    // $4 is the writer concerned; $5 whether it holds (true) or gives back (false) the lock,
+    // NULL to keep it as it is; $6 the lease.
+    let (writer_id, hold, lease) = match writer {
+        WriterChange::Hold { writer, lease_secs } => {
+            (Some(writer.0), Some(true), lease_secs as f64)
+        }
+        WriterChange::Release(writer) => (Some(writer.0), Some(false), 0.0),
+        WriterChange::Keep => (None, None, 0.0),
     };
+    const CHANGES: &str = "last_chunk_at = now(), \
+         expires_at = now() + make_interval(secs => $3), \
+         writer = CASE WHEN $5::boolean THEN $4 \
+                       WHEN NOT $5::boolean AND writer = $4 THEN NULL \
+                       ELSE writer END, \
+         writer_expires_at = CASE WHEN $5::boolean THEN now() + make_interval(secs => $6) \
+                                  WHEN NOT $5::boolean AND writer = $4 THEN NULL \
+                                  ELSE writer_expires_at END";
+    let moved = match &session.flow {
+        Some(flow) => {
+            let query = format!(
+                "WITH moved AS ( \
+                     UPDATE flow SET uploaded_bytes = $8, updated_at = now() \
+                     WHERE id = $2 AND uploaded_bytes = $7 AND status = 'UPLOADING' \
+                     RETURNING uploaded_bytes) \
+                 UPDATE upload_session SET {CHANGES} \
+                 WHERE id = $1 AND EXISTS (SELECT 1 FROM moved) \
+                 RETURNING (SELECT uploaded_bytes FROM moved), expires_at"
+            );
+            client
+                .query_opt(
+                    &query,
+                    &[
+                        &session.session_id.0,
+                        &flow.flow_id.0,
+                        &ttl,
+                        &writer_id,
+                        &hold,
+                        &lease,
+                        &from,
+                        &to,
+                    ],
+                )
+                .await
+        }
+        None => {
+            let query = format!(
+                "UPDATE upload_session SET uploaded_bytes = $8, {CHANGES} \
+                 WHERE id = $1 AND $2::uuid IS NULL AND uploaded_bytes = $7 AND status = 'OPEN' \
+                 RETURNING uploaded_bytes, expires_at"
+            );
+            client
+                .query_opt(
+                    &query,
+                    &[
+                        &session.session_id.0,
+                        &None::<uuid::Uuid>,
+                        &ttl,
+                        &writer_id,
+                        &hold,
+                        &lease,
+                        &from,
+                        &to,
+                    ],
+                )
+                .await
+        }
+    }
+    .context("failed to advance the offset")?;
     let Some(row) = moved else {
         return Ok(None);
     };
-    let ttl = ttl_secs as f64;
-    let touched = client
-        .query_one(
-            "UPDATE upload_session SET last_chunk_at = now(), \
-                    expires_at = now() + make_interval(secs => $2) \
-             WHERE id = $1 RETURNING expires_at",
-            &[&session.session_id.0, &ttl],
-        )
-        .await
-        .context("failed to touch the session")?;
     Ok(Some((
         u64::try_from(row.try_get::<_, i64>(0)?)?,
-        touched.try_get(0)?,
+        row.try_get(1)?,
     )))
 }
 
