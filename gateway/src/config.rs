@@ -23,6 +23,11 @@ pub struct Config {
     pub holder_public_url: String,
     /// Largest piece of an upload body sent to the uploader in one message.
     pub chunk_size_bytes: usize,
+    /// How many pieces of one request body are on their way to the uploader at once: with more
+    /// than one, the next is sent while those before it are stored, so the hops of a body
+    /// larger than a piece overlap (BENCHMARKS.md measures 2 against 1). Each holds up to
+    /// `chunk_size_bytes` of memory until it is answered.
+    pub chunks_in_flight: usize,
     /// Largest `Upload-Length` accepted; announced as `Tus-Max-Size`.
     pub max_upload_bytes: u64,
     /// How many chunks are published to the broker at once; the others wait with their frame
@@ -30,7 +35,8 @@ pub struct Config {
     /// is published the broker client holds a second copy of it: more slots only cost memory.
     pub publishing_chunks_max: usize,
     /// Memory for request bodies, shared by every request: each PATCH (or creation with an
-    /// upload) holds one piece of it, at most `chunk_size_bytes`, until it is answered.
+    /// upload) holds its pieces in flight, at most `chunks_in_flight` × `chunk_size_bytes`,
+    /// until it is answered.
     pub max_buffered_bytes: usize,
     /// How long a request waits for that memory before it is answered 503 with `Retry-After`.
     pub buffer_wait_ms: u64,
@@ -71,6 +77,7 @@ impl Default for Config {
             public_url: None,
             holder_public_url: "http://127.0.0.1:8090".to_owned(),
             chunk_size_bytes: 8 * MIB,
+            chunks_in_flight: 1,
             max_upload_bytes: 20 * 1024 * 1024 * 1024,
             publishing_chunks_max: 2,
             max_buffered_bytes: 128 * MIB,
@@ -108,6 +115,11 @@ impl Config {
         config
     }
 
+    /// The most memory one request body holds at once.
+    pub fn body_buffer_bytes(&self) -> usize {
+        self.chunk_size_bytes.saturating_mul(self.chunks_in_flight)
+    }
+
     pub fn validate(&self) -> anyhow::Result<()> {
         ensure!(
             (1..=MAX_CHUNK_SIZE_BYTES).contains(&self.chunk_size_bytes),
@@ -120,8 +132,12 @@ impl Config {
             "publishing_chunks_max must be positive"
         );
         ensure!(
-            self.max_buffered_bytes >= self.chunk_size_bytes,
-            "max_buffered_bytes must hold at least one chunk of chunk_size_bytes"
+            self.chunks_in_flight > 0,
+            "chunks_in_flight must be positive"
+        );
+        ensure!(
+            self.max_buffered_bytes >= self.body_buffer_bytes(),
+            "max_buffered_bytes must hold at least chunks_in_flight chunks of chunk_size_bytes"
         );
         ensure!(
             self.max_buffered_bytes <= tokio::sync::Semaphore::MAX_PERMITS,

@@ -6,8 +6,11 @@
 
 use std::fmt::Display;
 use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
+use futures_util::stream::FuturesOrdered;
 use futures_util::{Stream, StreamExt};
 
 /// How the body ended, once everything that arrived was stored.
@@ -29,7 +32,8 @@ pub struct Streamed {
     /// The offset the store confirmed last.
     pub uploaded_bytes: u64,
     pub end: BodyEnd,
-    /// With `hold_last`: the body's last bytes, not stored, starting at `uploaded_bytes`.
+    /// With [`Storing::HoldingLast`]: the body's last bytes, not stored, starting at
+    /// `uploaded_bytes` (unless the body ended otherwise than complete).
     pub held: Bytes,
 }
 
@@ -89,19 +93,34 @@ pub struct StoreFailed<E> {
     pub error: E,
 }
 
+/// How the pieces of a body are stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Storing {
+    /// Up to this many pieces are being stored at once: a piece is sent while those before it
+    /// are still on their way, and each is stored at the offset the ones before it reach.
+    /// Every piece is stored, the last one included.
+    Pipelined(usize),
+    /// One piece at a time, and the last one is not stored but handed back in
+    /// [`Streamed::held`], for a caller that must check the whole body before it commits.
+    HoldingLast,
+}
+
 /// Streams `body` into pieces of at most `piece_size` bytes, starting at `offset` of an upload
 /// of `total` bytes. `store(offset, piece, last)` returns the upload's confirmed length after
 /// it; `last` says that no piece follows: the body ended (or broke), or the piece reaches
-/// `ends_at`, where the body says it ends (its `Content-Length`), or the upload's end. A full piece is stored at once,
-/// not held back to learn whether more follows: a client that stalls keeps what it sent. With
-/// `hold_last`, the last piece is not stored but handed back in [`Streamed::held`], for a
-/// caller that must check the whole body before it commits.
+/// `ends_at`, where the body says it ends (its `Content-Length`), or the upload's end. A full
+/// piece is sent at once, not held back to learn whether more follows: a client that stalls
+/// keeps what it sent.
+///
+/// Pieces sent together are answered in order. Once one fails or confirms another offset than
+/// it should reach, no more are sent, those on their way are waited for, and the result names
+/// the last offset confirmed.
 pub async fn stream_in_pieces<B, BodyError, S, F, StoreError>(
     mut body: B,
     offset: u64,
     total: u64,
     piece_size: usize,
-    hold_last: bool,
+    storing: Storing,
     ends_at: Option<u64>,
     mut store: S,
 ) -> Result<Streamed, StoreFailed<StoreError>>
@@ -118,40 +137,153 @@ where
         piece_size: piece_size.max(1),
         buffer: BytesMut::new(),
     };
-    pieces.reserve_next();
-    let end = loop {
-        let mut frame = match body.next().await {
+    let mut sent = Sent {
+        limit: match storing {
+            Storing::Pipelined(limit) => limit.max(1),
+            Storing::HoldingLast => 1,
+        },
+        pending: FuturesOrdered::new(),
+        confirmed: offset,
+        stopped: None,
+    };
+    let end = 'body: loop {
+        let next = tokio::select! {
+            biased;
+            Some(answer) = sent.pending.next() => {
+                sent.answered(answer);
+                if sent.stopped.is_some() {
+                    break 'body BodyEnd::Complete;
+                }
+                continue;
+            }
+            // More of the body is read only while there is room for another piece: a request
+            // holds at most its pieces in flight, the one being filled counted.
+            next = body.next(), if sent.pending.len() < sent.limit => next,
+        };
+        let mut frame = match next {
             None => break BodyEnd::Complete,
             Some(Err(error)) => break BodyEnd::Interrupted(error.to_string()),
             Some(Ok(frame)) => frame,
         };
-        let mut too_long = false;
         while !frame.is_empty() {
             let room = pieces.room();
             if room == 0 {
-                too_long = true;
-                break;
+                break 'body BodyEnd::TooLong;
+            }
+            if pieces.buffer.is_empty() {
+                // The next piece's memory is taken once its first bytes come, not before.
+                pieces.reserve_next();
             }
             let taken = frame.split_to(room.min(frame.len()));
             pieces.buffer.extend_from_slice(&taken);
-            if pieces.room() == 0 && !pieces.flush(&mut store, false).await? {
-                return Ok(pieces.streamed(BodyEnd::Diverged));
+            if pieces.room() == 0 {
+                if !sent.make_room().await {
+                    break 'body BodyEnd::Complete;
+                }
+                pieces.send(&mut store, &mut sent, false);
             }
         }
-        if too_long {
-            break BodyEnd::TooLong;
-        }
     };
-    if hold_last {
+    if storing == Storing::HoldingLast {
+        sent.drain().await;
         let held = pieces.take().into_bytes();
-        let mut streamed = pieces.streamed(end);
-        streamed.held = held;
-        return Ok(streamed);
+        return sent.result(end, held);
     }
-    if !pieces.flush(&mut store, true).await? {
-        return Ok(pieces.streamed(BodyEnd::Diverged));
+    if sent.make_room().await {
+        pieces.send(&mut store, &mut sent, true);
     }
-    Ok(pieces.streamed(end))
+    sent.drain().await;
+    sent.result(end, Bytes::new())
+}
+
+/// Why no more pieces are sent before the body ends.
+enum Stopped<E> {
+    Failed(E),
+    /// A piece was confirmed at another offset than the one it should reach.
+    Diverged,
+}
+
+/// The pieces on their way to the store, answered in the order they were sent.
+struct Sent<F: Future<Output = Result<u64, E>>, E> {
+    limit: usize,
+    pending: FuturesOrdered<Expecting<F>>,
+    /// The offset the store confirmed last.
+    confirmed: u64,
+    stopped: Option<Stopped<E>>,
+}
+
+impl<F, E> Sent<F, E>
+where
+    F: Future<Output = Result<u64, E>>,
+{
+    /// Waits until one more piece may be sent; false once nothing more is to be sent.
+    async fn make_room(&mut self) -> bool {
+        while self.stopped.is_none() && self.pending.len() >= self.limit {
+            match self.pending.next().await {
+                Some(answer) => self.answered(answer),
+                None => break,
+            }
+        }
+        self.stopped.is_none()
+    }
+
+    async fn drain(&mut self) {
+        while let Some(answer) = self.pending.next().await {
+            self.answered(answer);
+        }
+    }
+
+    fn answered(&mut self, (expected, answer): (u64, Result<u64, E>)) {
+        match answer {
+            Ok(confirmed) => {
+                self.confirmed = confirmed;
+                if confirmed != expected && self.stopped.is_none() {
+                    self.stopped = Some(Stopped::Diverged);
+                }
+            }
+            Err(error) => {
+                if !matches!(self.stopped, Some(Stopped::Failed(_))) {
+                    self.stopped = Some(Stopped::Failed(error));
+                }
+            }
+        }
+    }
+
+    fn result(self, end: BodyEnd, held: Bytes) -> Result<Streamed, StoreFailed<E>> {
+        let end = match self.stopped {
+            Some(Stopped::Failed(error)) => {
+                return Err(StoreFailed {
+                    uploaded_bytes: self.confirmed,
+                    error,
+                })
+            }
+            Some(Stopped::Diverged) => BodyEnd::Diverged,
+            None => end,
+        };
+        Ok(Streamed {
+            uploaded_bytes: self.confirmed,
+            end,
+            held,
+        })
+    }
+}
+
+/// A piece's store, with the offset it should reach.
+struct Expecting<F> {
+    expected: u64,
+    store: Pin<Box<F>>,
+}
+
+impl<F: Future> Future for Expecting<F> {
+    type Output = (u64, F::Output);
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let expected = self.expected;
+        self.store
+            .as_mut()
+            .poll(cx)
+            .map(|answer| (expected, answer))
+    }
 }
 
 struct Pieces {
@@ -188,45 +320,28 @@ impl Pieces {
     /// The buffered piece, taken whole, not split off: the buffer keeps no share of the
     /// piece's memory, which is freed as soon as the store is done with it.
     fn take(&mut self) -> Piece {
-        Piece {
-            buffer: std::mem::take(&mut self.buffer),
-            room: PIECE_ROOM,
-        }
+        let buffer = std::mem::take(&mut self.buffer);
+        let room = if buffer.is_empty() { 0 } else { PIECE_ROOM };
+        Piece { buffer, room }
     }
 
-    /// Stores the buffered piece; false when the confirmed offset is not where it should be.
-    async fn flush<S, F, StoreError>(
-        &mut self,
-        store: &mut S,
-        last: bool,
-    ) -> Result<bool, StoreFailed<StoreError>>
+    /// Sends the buffered piece, if any, to be stored where the pieces before it end.
+    fn send<S, F, StoreError>(&mut self, store: &mut S, sent: &mut Sent<F, StoreError>, last: bool)
     where
         S: FnMut(u64, Piece, bool) -> F,
         F: Future<Output = Result<u64, StoreError>>,
     {
         if self.buffered() == 0 {
-            return Ok(true);
+            return;
         }
         let piece = self.take();
         let expected = self.offset + piece.len() as u64;
         let last = last || self.ends_at == Some(expected) || expected == self.total;
-        let confirmed = store(self.offset, piece, last)
-            .await
-            .map_err(|error| StoreFailed {
-                uploaded_bytes: self.offset,
-                error,
-            })?;
-        self.offset = confirmed;
-        self.reserve_next();
-        Ok(confirmed == expected)
-    }
-
-    fn streamed(&self, end: BodyEnd) -> Streamed {
-        Streamed {
-            uploaded_bytes: self.offset,
-            end,
-            held: Bytes::new(),
-        }
+        sent.pending.push_back(Expecting {
+            expected,
+            store: Box::pin(store(self.offset, piece, last)),
+        });
+        self.offset = expected;
     }
 }
 
@@ -234,6 +349,7 @@ impl Pieces {
 mod tests {
     use std::sync::{Arc, Mutex};
 
+    use futures_util::future::BoxFuture;
     use futures_util::stream;
 
     use super::*;
@@ -274,7 +390,7 @@ mod tests {
             0,
             data.len() as u64,
             64 * 1024,
-            false,
+            Storing::Pipelined(1),
             None,
             recording_store(&stored),
         )
@@ -333,7 +449,7 @@ mod tests {
             1_000,
             1_100,
             40,
-            false,
+            Storing::Pipelined(1),
             None,
             recording_store(&stored),
         )
@@ -358,7 +474,7 @@ mod tests {
             0,
             100,
             64,
-            false,
+            Storing::Pipelined(1),
             None,
             recording_store(&stored),
         )
@@ -386,7 +502,7 @@ mod tests {
             0,
             1_000,
             64,
-            false,
+            Storing::Pipelined(1),
             None,
             recording_store(&stored),
         )
@@ -415,7 +531,7 @@ mod tests {
             0,
             200,
             64,
-            false,
+            Storing::Pipelined(1),
             None,
             |offset, piece: Piece, _| {
                 calls += 1;
@@ -433,6 +549,129 @@ mod tests {
         assert_eq!(failure.error, "nope");
     }
 
+    /// Pieces on their way now, the most at once, and how many were on their way as each was
+    /// sent (itself included).
+    type InFlight = Arc<Mutex<(usize, usize, Vec<usize>)>>;
+
+    /// A store that answers each piece after yielding once, noting how many were on their way,
+    /// and failing or confirming another offset where told to.
+    fn slow_store(
+        in_flight: &InFlight,
+        answer: impl Fn(u64, u64) -> Result<u64, &'static str> + Clone + Send + 'static,
+    ) -> impl FnMut(u64, Piece, bool) -> BoxFuture<'static, Result<u64, &'static str>> {
+        let in_flight = in_flight.clone();
+        move |offset, piece, _| {
+            let end = offset + piece.len() as u64;
+            {
+                let mut counts = in_flight.lock().expect("lock");
+                counts.0 += 1;
+                counts.1 = counts.1.max(counts.0);
+                let now = counts.0;
+                counts.2.push(now);
+            }
+            let in_flight = in_flight.clone();
+            let answer = answer.clone();
+            Box::pin(async move {
+                tokio::task::yield_now().await;
+                in_flight.lock().expect("lock").0 -= 1;
+                answer(offset, end)
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn pipelined_pieces_are_sent_while_those_before_are_stored() {
+        let data = body(1_000);
+        let in_flight = InFlight::default();
+        // Frames of a whole piece: each one read sends a piece.
+        let streamed = stream_in_pieces(
+            stream::iter(frames(&data, 64)),
+            0,
+            1_000,
+            64,
+            Storing::Pipelined(2),
+            None,
+            slow_store(&in_flight, |_, end| Ok(end)),
+        )
+        .await
+        .expect("stored");
+        assert_eq!(streamed.end, BodyEnd::Complete);
+        assert_eq!(streamed.uploaded_bytes, 1_000);
+        let counts = in_flight.lock().expect("lock");
+        assert_eq!(counts.1, 2, "at most two at once");
+        assert_eq!(
+            counts.2[..2],
+            [1, 2],
+            "the second piece is sent while the first is stored"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_pipelined_failure_waits_for_the_pieces_after_it_and_reports_the_last_confirmed() {
+        let data = body(1_000);
+        let in_flight = InFlight::default();
+        // The piece at 128 fails; the one sent after it is refused, as a store refuses a piece
+        // past its offset.
+        let failure = stream_in_pieces(
+            stream::iter(frames(&data, 30)),
+            0,
+            1_000,
+            64,
+            Storing::Pipelined(2),
+            None,
+            slow_store(&in_flight, |offset, end| match offset {
+                128 => Err("nope"),
+                192 => Err("offset mismatch"),
+                _ => Ok(end),
+            }),
+        )
+        .await
+        .expect_err("third piece fails");
+        assert_eq!(failure.uploaded_bytes, 128);
+        assert_eq!(failure.error, "nope");
+        assert_eq!(in_flight.lock().expect("lock").0, 0, "none left unanswered");
+    }
+
+    #[tokio::test]
+    async fn a_pipelined_piece_confirmed_elsewhere_stops_the_body() {
+        let data = body(1_000);
+        let in_flight = InFlight::default();
+        let streamed = stream_in_pieces(
+            stream::iter(frames(&data, 30)),
+            0,
+            1_000,
+            64,
+            Storing::Pipelined(2),
+            None,
+            slow_store(&in_flight, |offset, end| {
+                if offset == 64 {
+                    Ok(100)
+                } else if offset > 64 {
+                    Err("offset mismatch")
+                } else {
+                    Ok(end)
+                }
+            }),
+        )
+        .await;
+        // The body ends at the offset the store confirmed last: diverged, or, when the piece
+        // after the diverged one was already sent, with that piece's refusal.
+        let uploaded_bytes = match streamed {
+            Ok(streamed) => {
+                assert_eq!(streamed.end, BodyEnd::Diverged);
+                streamed.uploaded_bytes
+            }
+            Err(failure) => failure.uploaded_bytes,
+        };
+        assert_eq!(uploaded_bytes, 100);
+        let counts = in_flight.lock().expect("lock");
+        assert_eq!(counts.0, 0, "none left unanswered");
+        assert!(
+            counts.2.len() <= 3,
+            "nothing sent once the divergence was known"
+        );
+    }
+
     #[tokio::test]
     async fn holding_the_last_piece_stores_only_full_pieces_before_it() {
         let data = body(150);
@@ -442,7 +681,7 @@ mod tests {
             10,
             1_000,
             64,
-            true,
+            Storing::HoldingLast,
             None,
             recording_store(&stored),
         )
@@ -468,7 +707,7 @@ mod tests {
             0,
             200,
             64,
-            false,
+            Storing::Pipelined(1),
             None,
             |_, _, _| std::future::ready(Ok::<u64, String>(150)),
         )
@@ -501,7 +740,7 @@ mod tests {
                 0,
                 1_000,
                 64,
-                false,
+                Storing::Pipelined(1),
                 Some(len as u64),
                 recording_store(&stored),
             )
@@ -521,7 +760,7 @@ mod tests {
                 0,
                 1_000,
                 64,
-                false,
+                Storing::Pipelined(1),
                 None,
                 recording_store(&stored),
             )
@@ -540,7 +779,7 @@ mod tests {
             0,
             128,
             64,
-            false,
+            Storing::Pipelined(1),
             None,
             recording_store(&stored),
         )
@@ -560,7 +799,7 @@ mod tests {
             0,
             1_000,
             64,
-            false,
+            Storing::Pipelined(1),
             Some(1_000),
             recording_store(&stored),
         )
@@ -580,7 +819,7 @@ mod tests {
             0,
             1_000,
             64,
-            false,
+            Storing::Pipelined(1),
             Some(1_000),
             move |offset, piece: Piece, last| {
                 if let Some(stored) = stored.take() {

@@ -650,6 +650,7 @@ async fn bodies_wait_for_memory_held_by_others_then_get_503_with_retry_after() {
     let uploader = UploaderDouble::start(&env).await;
     let mut config = env.config();
     config.chunk_size_bytes = CHUNK;
+    config.chunks_in_flight = 1;
     // Room for one piece in the whole gateway.
     config.max_buffered_bytes = CHUNK;
     config.buffer_wait_ms = 300;

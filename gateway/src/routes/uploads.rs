@@ -29,7 +29,7 @@ use crate::metrics::GatewayMetrics;
 use crate::read_model::{self, UploadKind, UploadState};
 use crate::startup::AppState;
 use crate::tus::{self, Checksum, Concat, DeclaredLength, UploadMetadata};
-use crate::upload_stream::{stream_in_pieces, BodyEnd, Piece, StoreFailed, Streamed};
+use crate::upload_stream::{stream_in_pieces, BodyEnd, Piece, StoreFailed, Storing, Streamed};
 use crate::uploader_client::{CallError, UploaderClient};
 
 /// The bytes of an upload, as sent.
@@ -710,8 +710,8 @@ impl Stored {
     }
 }
 
-/// Sends the body to the uploader in pieces of at most `chunk_size_bytes`, each one confirmed
-/// before the next is read. The upload's write lock is asked for at once, while the first piece
+/// Sends the body to the uploader in pieces of at most `chunk_size_bytes`, `chunks_in_flight`
+/// at a time. The upload's write lock is asked for at once, while the first piece
 /// is read, and the last piece gives it back; a request whose last piece did not get through
 /// gives it back on its own. It runs as its own task so that the bytes received before a client
 /// goes away are still stored when the request itself is dropped.
@@ -720,7 +720,10 @@ async fn store_body(
     target: BodyTarget,
     body: Body,
 ) -> Result<Stored, StoreFailed<ApiError>> {
-    let piece_size = state.config.chunk_size_bytes;
+    let cutting = Cutting {
+        piece_size: state.config.chunk_size_bytes,
+        in_flight: state.config.chunks_in_flight,
+    };
     let offset = target.offset;
     let buffering = reserve_buffer(state, &target)
         .await
@@ -747,7 +750,7 @@ async fn store_body(
             released: AtomicBool::new(false),
             expires_at: Mutex::new(None),
         };
-        let stored = stream_body(&uploader, &metrics, target, writer, piece_size, body, &writing).await;
+        let stored = stream_body(&uploader, &metrics, target, writer, cutting, body, &writing).await;
         // A body that sent no piece waits for the lock here: a refusal (another offset, a
         // closed upload, another writer) is then the answer.
         let locked = writing.locked().await;
@@ -777,17 +780,17 @@ async fn store_body(
     })
 }
 
-/// Reserves the memory of one piece of the body (less when the body is shorter) from
+/// Reserves the memory of the body's pieces in flight (less when the body is shorter) from
 /// `GATEWAY_MAX_BUFFERED_BYTES`, shared by every request, so that the gateway's memory does not
 /// grow with the number of uploads. Waits up to `GATEWAY_BUFFER_WAIT_MS`, then answers 503.
 async fn reserve_buffer(
     state: &AppState,
     target: &BodyTarget,
 ) -> Result<Option<OwnedSemaphorePermit>, ApiError> {
-    let piece = state.config.chunk_size_bytes as u64;
+    let most = state.config.body_buffer_bytes() as u64;
     let bytes = target
         .ends_at
-        .map_or(piece, |end| end.saturating_sub(target.offset).min(piece));
+        .map_or(most, |end| end.saturating_sub(target.offset).min(most));
     if bytes == 0 {
         return Ok(None);
     }
@@ -945,12 +948,21 @@ async fn lock_upload(
     }
 }
 
+/// How a body is cut and sent.
+#[derive(Clone, Copy)]
+struct Cutting {
+    /// `GATEWAY_CHUNK_SIZE_BYTES`
+    piece_size: usize,
+    /// `GATEWAY_CHUNKS_IN_FLIGHT`; a body with a checksum is sent one piece at a time.
+    in_flight: usize,
+}
+
 async fn stream_body(
     uploader: &UploaderClient,
     metrics: &GatewayMetrics,
     target: BodyTarget,
     writer: WriterId,
-    piece_size: usize,
+    cutting: Cutting,
     body: Body,
     writing: &Writing,
 ) -> Result<Stored, StoreFailed<ApiError>> {
@@ -982,8 +994,12 @@ async fn stream_body(
         frames,
         base,
         limit,
-        piece_size,
-        staged,
+        cutting.piece_size,
+        if staged {
+            Storing::HoldingLast
+        } else {
+            Storing::Pipelined(cutting.in_flight)
+        },
         ends_at,
         move |offset, piece, last| async move {
             let target = if staged {
