@@ -1,13 +1,15 @@
 //! A chunk message processed twice is harmless: the offset moves once and the stitched source
-//! is the one the client sent.
+//! is the one the client sent. So is one that comes before the chunk its request sent ahead of
+//! it (the gateway sends a body's pieces two at a time): it waits for that one.
 
 use std::time::Duration;
 
-use gateway::uploader_client::{ClientOptions, UploaderClient};
-use vod_contracts::commands::{Ack, ChunkHeader};
-use vod_contracts::VideoStatus;
+use gateway::uploader_client::{CallError, ClientOptions, UploaderClient};
+use vod_contracts::commands::{Ack, ChunkHeader, RejectCode};
+use vod_contracts::{VideoStatus, WriterId};
 use vod_tests::media::{decoded_duration, generate_clip, probe};
-use vod_tests::{Stack, TestEnv};
+use vod_tests::tus::Upload;
+use vod_tests::{Stack, StackOptions, TestEnv};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_same_chunk_twice_moves_the_offset_once_and_keeps_the_bytes() {
@@ -63,5 +65,168 @@ async fn the_same_chunk_twice_moves_the_offset_once_and_keeps_the_bytes() {
         source.duration_seconds
     );
     client.close().await;
+    stack.shutdown().await;
+}
+
+/// Connects to the uploaders the way the gateway does.
+async fn uploader_client(env: &TestEnv) -> UploaderClient {
+    let options = ClientOptions {
+        rpc_timeout: Duration::from_secs(30),
+        ..ClientOptions::default()
+    };
+    let (client, _replies) = UploaderClient::connect(&env.amqp(), options)
+        .await
+        .expect("broker reachable");
+    client
+}
+
+/// The piece of `bytes` at `index` of three, sent by `writer`; the third gives the lock back.
+fn piece(bytes: &[u8], index: usize, writer: WriterId, session: &Upload) -> (ChunkHeader, Vec<u8>) {
+    let len = bytes.len().div_ceil(3);
+    let start = index * len;
+    let piece = bytes[start..(start + len).min(bytes.len())].to_vec();
+    let header = ChunkHeader {
+        writer: Some(writer),
+        release: index == 2,
+        ..ChunkHeader::immediate(session.session_id, start as u64, piece.len() as u64)
+    };
+    (header, piece)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_chunk_that_overtakes_the_one_sent_before_it_waits_for_it() {
+    let env = TestEnv::new().await;
+    let stack = Stack::spawn(&env).await;
+    let clip = env.dir.path().join("clip.mp4");
+    generate_clip(&clip, 3, "320x240");
+    let bytes = std::fs::read(&clip).expect("clip");
+    let upload = stack.create_upload(bytes.len() as u64, "clip.mp4").await;
+    let client = uploader_client(&env).await;
+    let writer = WriterId::new();
+
+    // The request's first piece takes the write lock.
+    let (header, first) = piece(&bytes, 0, writer, &upload);
+    client
+        .send_chunk(&header, &first)
+        .await
+        .expect("first piece stored");
+    // Its third piece comes before its second.
+    let (third_header, third) = piece(&bytes, 2, writer, &upload);
+    let overtaking = {
+        let client = client.clone();
+        tokio::spawn(async move { client.send_chunk(&third_header, &third).await })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !overtaking.is_finished(),
+        "the third piece waits for the second"
+    );
+    assert_eq!(stack.offset(&upload.location).await, first.len() as u64);
+
+    let (header, second) = piece(&bytes, 1, writer, &upload);
+    client
+        .send_chunk(&header, &second)
+        .await
+        .expect("second piece stored");
+    let ack = overtaking
+        .await
+        .expect("task")
+        .expect("third piece stored after the second");
+    let Ack::ChunkStored { uploaded_bytes, .. } = ack else {
+        panic!("third piece: {ack:?}");
+    };
+    assert_eq!(uploaded_bytes, bytes.len() as u64);
+    stack
+        .assert_ready_with_source(upload.video_id, &bytes)
+        .await;
+    client.close().await;
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_chunk_whose_predecessor_never_comes_is_refused_at_the_offset_reached() {
+    let env = TestEnv::new().await;
+    let stack = Stack::spawn_with(
+        &env,
+        StackOptions {
+            configure_uploader: |config| config.chunk_ahead_wait_ms = 300,
+            ..StackOptions::default()
+        },
+    )
+    .await;
+    let clip = env.dir.path().join("clip.mp4");
+    generate_clip(&clip, 3, "320x240");
+    let bytes = std::fs::read(&clip).expect("clip");
+    let upload = stack.create_upload(bytes.len() as u64, "clip.mp4").await;
+    let client = uploader_client(&env).await;
+    let writer = WriterId::new();
+
+    let (header, first) = piece(&bytes, 0, writer, &upload);
+    client
+        .send_chunk(&header, &first)
+        .await
+        .expect("first piece stored");
+    let (header, third) = piece(&bytes, 2, writer, &upload);
+    match client.send_chunk(&header, &third).await {
+        Err(CallError::Rejected(reject)) => {
+            assert_eq!(reject.code, RejectCode::OffsetMismatch, "{reject}");
+            assert!(
+                reject.message.contains(&first.len().to_string()),
+                "names the offset reached: {reject}"
+            );
+        }
+        other => panic!("the third piece without the second: {other:?}"),
+    }
+    // Nothing of it was kept: the upload carries on from where it was.
+    assert_eq!(stack.offset(&upload.location).await, first.len() as u64);
+    let (header, second) = piece(&bytes, 1, writer, &upload);
+    client
+        .send_chunk(&header, &second)
+        .await
+        .expect("second piece stored");
+    let (header, third) = piece(&bytes, 2, writer, &upload);
+    client
+        .send_chunk(&header, &third)
+        .await
+        .expect("third piece stored");
+    stack
+        .assert_ready_with_source(upload.video_id, &bytes)
+        .await;
+    client.close().await;
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_body_sent_two_pieces_at_a_time_is_stored_in_order() {
+    let env = TestEnv::new().await;
+    let stack = Stack::spawn_with(
+        &env,
+        StackOptions {
+            chunk_size_bytes: 16 * 1024,
+            configure_gateway: |config| config.chunks_in_flight = 2,
+            ..StackOptions::default()
+        },
+    )
+    .await;
+    let clip = env.dir.path().join("clip.mp4");
+    generate_clip(&clip, 3, "320x240");
+    let bytes = std::fs::read(&clip).expect("clip");
+    assert!(bytes.len() > 8 * 16 * 1024, "the body is many pieces");
+    let upload = stack.create_upload(bytes.len() as u64, "clip.mp4").await;
+
+    // Two PATCHes of many pieces each; the uploaders see them two at a time, in any order.
+    let half = bytes.len() / 2;
+    let first = stack
+        .patch(&upload.location, 0, bytes[..half].to_vec())
+        .await;
+    assert_eq!(first.status(), reqwest::StatusCode::NO_CONTENT);
+    assert_eq!(stack.offset(&upload.location).await, half as u64);
+    let second = stack
+        .patch(&upload.location, half as u64, bytes[half..].to_vec())
+        .await;
+    assert_eq!(second.status(), reqwest::StatusCode::NO_CONTENT);
+    stack
+        .assert_ready_with_source(upload.video_id, &bytes)
+        .await;
     stack.shutdown().await;
 }
