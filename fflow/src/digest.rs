@@ -2,11 +2,16 @@
 //!
 //! Hashing costs more than writing the bytes (about 1.3 GB/s with the CPU's SHA instructions,
 //! against several GB/s into the page cache), so it is not done while a chunk is written: a
-//! session's bytes go in order to a [`DigestTrail`], which hashes them behind the writes on a
-//! blocking thread. A chunk is answered once its bytes are on disk; the trail catches up
-//! meanwhile, and a question about the digest waits for it.
+//! session's bytes go in order to a [`DigestTrail`], which hashes them behind the writes on the
+//! replica's hashing threads. These run at a lower priority than the rest of the process, so
+//! that what a chunk's answer waits for (receiving and writing it, and the other services on
+//! the same machine) goes first and hashing takes the CPU left over. A chunk is answered once
+//! its bytes are on disk; the trail catches up meanwhile, and a question about the digest waits
+//! for it.
 
 use std::collections::VecDeque;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
@@ -94,7 +99,7 @@ enum Step {
 }
 
 /// A session's [`SourceDigest`], updated in the order the steps are sent, by a task of its
-/// own that hashes on a blocking thread. The task ends with the trail.
+/// own that hashes on the replica's hashing threads. The task ends with the trail.
 #[derive(Clone)]
 pub struct DigestTrail {
     steps: mpsc::Sender<Step>,
@@ -110,13 +115,15 @@ impl DigestTrail {
                 match step {
                     Step::Rewind(offset) => digest.rewind_to(offset),
                     Step::Hash(batch) => {
-                        digest = tokio::task::spawn_blocking(move || {
+                        let (hashed, answer) = oneshot::channel();
+                        hashers().run(Box::new(move || {
                             batch.iter().for_each(|bytes| digest.update(bytes));
-                            digest
-                        })
-                        .await
-                        .unwrap_or_else(|error| {
-                            tracing::error!(error = %error, "hashing the source failed, it is hashed again from its file");
+                            let _ = hashed.send(digest);
+                        }));
+                        digest = answer.await.unwrap_or_else(|_| {
+                            tracing::error!(
+                                "hashing the source failed, it is hashed again from its file"
+                            );
                             SourceDigest::unknown()
                         });
                     }
@@ -154,5 +161,69 @@ impl DigestTrail {
         if self.steps.send(step).await.is_err() {
             tracing::error!("the source's digest trail stopped");
         }
+    }
+}
+
+/// How much lower than the rest of the process the hashing threads run (`nice`, 0 to 19).
+const HASHING_NICENESS: i32 = 5;
+
+type HashJob = Box<dyn FnOnce() + Send>;
+
+/// The replica's hashing threads, one per core, taking jobs in turn.
+struct Hashers {
+    jobs: Mutex<std::sync::mpsc::Sender<HashJob>>,
+}
+
+fn hashers() -> &'static Hashers {
+    static HASHERS: OnceLock<Hashers> = OnceLock::new();
+    HASHERS.get_or_init(|| {
+        let (jobs, queued) = std::sync::mpsc::channel::<HashJob>();
+        let queued = Arc::new(Mutex::new(queued));
+        let threads = std::thread::available_parallelism().map_or(1, |cores| cores.get());
+        for index in 0..threads {
+            let queued = queued.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("source-hash-{index}"))
+                .spawn(move || {
+                    lower_priority();
+                    loop {
+                        let job = match queued.lock() {
+                            Ok(queued) => queued.recv(),
+                            Err(poisoned) => poisoned.into_inner().recv(),
+                        };
+                        let Ok(job) = job else { return };
+                        // A job that panics drops its answer: the session's digest becomes
+                        // unknown and is read from the file when asked for.
+                        let _ = std::panic::catch_unwind(AssertUnwindSafe(job));
+                    }
+                });
+            if let Err(error) = spawned {
+                tracing::error!(error = %error, "no hashing thread started");
+            }
+        }
+        Hashers {
+            jobs: Mutex::new(jobs),
+        }
+    })
+}
+
+impl Hashers {
+    fn run(&self, job: HashJob) {
+        let sent = match self.jobs.lock() {
+            Ok(jobs) => jobs.send(job),
+            Err(poisoned) => poisoned.into_inner().send(job),
+        };
+        if sent.is_err() {
+            tracing::error!("no hashing thread runs");
+        }
+    }
+}
+
+/// Lowers the calling thread's priority by [`HASHING_NICENESS`] (on Linux, the priority of a
+/// thread id is that thread's alone).
+fn lower_priority() {
+    let thread = rustix::thread::gettid();
+    if let Err(error) = rustix::process::setpriority_process(Some(thread), HASHING_NICENESS) {
+        tracing::debug!(error = %error, "hashing thread keeps its priority");
     }
 }
