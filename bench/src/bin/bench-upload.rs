@@ -10,7 +10,10 @@
 //!   the machine was, during the single uploads and the concurrent ones.
 //!
 //! The single upload and dd take turns `BENCH_ROUNDS` times (3), and their medians are compared.
-//! Sizes can be changed with `BENCH_SINGLE_MIB`, `BENCH_CONCURRENT`, `BENCH_CONCURRENT_MIB`.
+//! Sizes can be changed with `BENCH_SINGLE_MIB`, `BENCH_CONCURRENT`, `BENCH_CONCURRENT_MIB`,
+//! `BENCH_PATCH_MIB` (8; a tus client that sends a whole file in one PATCH is
+//! `BENCH_PATCH_MIB=1024`). The services' own settings pass through (`GATEWAY_CHUNK_SIZE_BYTES`
+//! and the like).
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -22,7 +25,8 @@ use vod_bench::{release_bin_dir, LocalStack};
 use vod_contracts::api::VideoView;
 use vod_contracts::VideoStatus;
 
-const PATCH_BYTES: usize = 8 * 1024 * 1024;
+/// PATCH size unless `BENCH_PATCH_MIB` says otherwise.
+const PATCH_MIB: usize = 8;
 const MIB: f64 = 1024.0 * 1024.0;
 
 fn env_usize(name: &str, default: usize) -> usize {
@@ -73,11 +77,12 @@ struct Uploaded {
     sha256: String,
 }
 
-/// Uploads `payload` in PATCHes of [`PATCH_BYTES`], each body a slice of it (no copy).
+/// Uploads `payload` in PATCHes of `patch_bytes`, each body a slice of it (no copy).
 async fn upload(
     http: &reqwest::Client,
     gateway: &str,
     payload: &Payload,
+    patch_bytes: usize,
 ) -> anyhow::Result<Uploaded> {
     let len = payload.bytes.len();
     let created = http
@@ -105,7 +110,7 @@ async fn upload(
         .to_owned();
     let mut offset = 0usize;
     while offset < len {
-        let size = PATCH_BYTES.min(len - offset);
+        let size = patch_bytes.min(len - offset);
         let response = http
             .patch(&location)
             .header("Tus-Resumable", "1.0.0")
@@ -210,6 +215,8 @@ async fn main() -> anyhow::Result<()> {
     let rounds = env_usize("BENCH_ROUNDS", 3).max(1);
     let concurrent = env_usize("BENCH_CONCURRENT", 20);
     let concurrent_mib = env_usize("BENCH_CONCURRENT_MIB", 64);
+    let patch_mib = env_usize("BENCH_PATCH_MIB", PATCH_MIB).max(1);
+    let patch_bytes = patch_mib * 1024 * 1024;
     let stack = LocalStack::start(&release_bin_dir()).await?;
     let http = reqwest::Client::new();
     println!(
@@ -227,7 +234,7 @@ async fn main() -> anyhow::Result<()> {
         println!("round {round}: dd conv=fdatasync, {single_mib} MiB: {dd:.1} MB/s");
         let cpu_before = stack.cpu_sample();
         let started = Instant::now();
-        let uploaded = upload(&http, &stack.gateway_url, &payload).await?;
+        let uploaded = upload(&http, &stack.gateway_url, &payload, patch_bytes).await?;
         let seconds = started.elapsed().as_secs_f64();
         let cpu = stack.cpu_sample().since(&cpu_before);
         let stored = uploaded.stored;
@@ -237,7 +244,7 @@ async fn main() -> anyhow::Result<()> {
         );
         let single = stored as f64 / MIB / seconds;
         println!(
-            "round {round}: one {single_mib} MiB upload in 8 MiB PATCHes: {single:.1} MB/s in {seconds:.1} s"
+            "round {round}: one {single_mib} MiB upload in {patch_mib} MiB PATCHes: {single:.1} MB/s in {seconds:.1} s"
         );
         println!("  {cpu}");
         check_source(&http, &stack.gateway_url, &uploaded).await?;
@@ -260,7 +267,7 @@ async fn main() -> anyhow::Result<()> {
     let uploads = payloads.iter().map(|payload| {
         let http = http.clone();
         let gateway = stack.gateway_url.clone();
-        async move { upload(&http, &gateway, payload).await }
+        async move { upload(&http, &gateway, payload, patch_bytes).await }
     });
     let results = futures_util::future::join_all(uploads).await;
     let seconds = started.elapsed().as_secs_f64();
