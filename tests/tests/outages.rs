@@ -331,6 +331,14 @@ fn gateway_gives_up_on_the_broker_early(config: &mut gateway::Config) {
     config.broker_reconnect_max_backoff_ms = 500;
 }
 
+/// The uploaders' lapin tries to recover every 100 ms to 500 ms (by default, after 1 s
+/// doubling up to a minute), so that once the broker is back, the uploads the gateway sends
+/// find them consuming within the time a PATCH is given to be answered.
+fn uploaders_recover_quickly(config: &mut uploader::Config) {
+    config.amqp.recovery_backoff_ms = 100;
+    config.amqp.recovery_max_backoff_ms = 500;
+}
+
 /// Whether the gateway's `/readyz` counts the broker reachable.
 async fn gateway_sees_the_broker(stack: &Stack) -> bool {
     let response = answered("GET /readyz", stack.http.get(stack.url("/readyz")).send())
@@ -369,6 +377,7 @@ async fn the_gateway_connects_again_after_lapin_gives_up_its_broker_connection()
         &env,
         StackOptions {
             configure_gateway: gateway_gives_up_on_the_broker_early,
+            configure_uploader: uploaders_recover_quickly,
             ..options(Proxied {
                 amqp: true,
                 ..Proxied::default()
