@@ -68,66 +68,91 @@ async fn the_same_chunk_twice_moves_the_offset_once_and_keeps_the_bytes() {
     stack.shutdown().await;
 }
 
-/// Connects to the uploaders the way the gateway does.
-async fn uploader_client(env: &TestEnv) -> UploaderClient {
-    let options = ClientOptions {
-        rpc_timeout: Duration::from_secs(30),
-        ..ClientOptions::default()
-    };
-    let (client, _replies) = UploaderClient::connect(&env.amqp(), options)
-        .await
-        .expect("broker reachable");
-    client
+/// An upload of a clip in three pieces, sent to the uploaders the way the gateway sends a
+/// request's pieces; the first is stored, which takes the write lock for the request.
+struct ThreePieces {
+    // Dropped last: the stack uses its database and queues.
+    env: TestEnv,
+    stack: Stack,
+    bytes: Vec<u8>,
+    upload: Upload,
+    client: UploaderClient,
+    writer: WriterId,
 }
 
-/// The piece of `bytes` at `index` of three, sent by `writer`; the third gives the lock back.
-fn piece(bytes: &[u8], index: usize, writer: WriterId, session: &Upload) -> (ChunkHeader, Vec<u8>) {
-    let len = bytes.len().div_ceil(3);
-    let start = index * len;
-    let piece = bytes[start..(start + len).min(bytes.len())].to_vec();
-    let header = ChunkHeader {
-        writer: Some(writer),
-        release: index == 2,
-        ..ChunkHeader::immediate(session.session_id, start as u64, piece.len() as u64)
-    };
-    (header, piece)
+impl ThreePieces {
+    async fn start(options: StackOptions) -> Self {
+        let env = TestEnv::new().await;
+        let stack = Stack::spawn_with(&env, options).await;
+        let clip = env.dir.path().join("clip.mp4");
+        generate_clip(&clip, 3, "320x240");
+        let bytes = std::fs::read(&clip).expect("clip");
+        let upload = stack.create_upload(bytes.len() as u64, "clip.mp4").await;
+        let client_options = ClientOptions {
+            rpc_timeout: Duration::from_secs(30),
+            ..ClientOptions::default()
+        };
+        let (client, _replies) = UploaderClient::connect(&env.amqp(), client_options)
+            .await
+            .expect("broker reachable");
+        let pieces = Self {
+            env,
+            stack,
+            bytes,
+            upload,
+            client,
+            writer: WriterId::new(),
+        };
+        pieces.send(0).await.expect("first piece stored");
+        pieces
+    }
+
+    /// Where the piece at `index` (of three) ends.
+    fn end_of(&self, index: usize) -> u64 {
+        let len = self.bytes.len().div_ceil(3);
+        ((index + 1) * len).min(self.bytes.len()) as u64
+    }
+
+    /// Sends the piece at `index`; the third gives the lock back.
+    fn send(&self, index: usize) -> impl std::future::Future<Output = Result<Ack, CallError>> {
+        let len = self.bytes.len().div_ceil(3);
+        let start = index * len;
+        let piece = self.bytes[start..self.end_of(index) as usize].to_vec();
+        let header = ChunkHeader {
+            writer: Some(self.writer),
+            release: index == 2,
+            ..ChunkHeader::immediate(self.upload.session_id, start as u64, piece.len() as u64)
+        };
+        let client = self.client.clone();
+        async move { client.send_chunk(&header, &piece).await }
+    }
+
+    async fn finish(self) {
+        self.stack
+            .assert_ready_with_source(self.upload.video_id, &self.bytes)
+            .await;
+        self.client.close().await;
+        self.stack.shutdown().await;
+        drop(self.env);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_chunk_that_overtakes_the_one_sent_before_it_waits_for_it() {
-    let env = TestEnv::new().await;
-    let stack = Stack::spawn(&env).await;
-    let clip = env.dir.path().join("clip.mp4");
-    generate_clip(&clip, 3, "320x240");
-    let bytes = std::fs::read(&clip).expect("clip");
-    let upload = stack.create_upload(bytes.len() as u64, "clip.mp4").await;
-    let client = uploader_client(&env).await;
-    let writer = WriterId::new();
-
-    // The request's first piece takes the write lock.
-    let (header, first) = piece(&bytes, 0, writer, &upload);
-    client
-        .send_chunk(&header, &first)
-        .await
-        .expect("first piece stored");
-    // Its third piece comes before its second.
-    let (third_header, third) = piece(&bytes, 2, writer, &upload);
-    let overtaking = {
-        let client = client.clone();
-        tokio::spawn(async move { client.send_chunk(&third_header, &third).await })
-    };
+    let pieces = ThreePieces::start(StackOptions::default()).await;
+    // The third piece comes before the second.
+    let overtaking = tokio::spawn(pieces.send(2));
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(
         !overtaking.is_finished(),
         "the third piece waits for the second"
     );
-    assert_eq!(stack.offset(&upload.location).await, first.len() as u64);
+    assert_eq!(
+        pieces.stack.offset(&pieces.upload.location).await,
+        pieces.end_of(0)
+    );
 
-    let (header, second) = piece(&bytes, 1, writer, &upload);
-    client
-        .send_chunk(&header, &second)
-        .await
-        .expect("second piece stored");
+    pieces.send(1).await.expect("second piece stored");
     let ack = overtaking
         .await
         .expect("task")
@@ -135,65 +160,35 @@ async fn a_chunk_that_overtakes_the_one_sent_before_it_waits_for_it() {
     let Ack::ChunkStored { uploaded_bytes, .. } = ack else {
         panic!("third piece: {ack:?}");
     };
-    assert_eq!(uploaded_bytes, bytes.len() as u64);
-    stack
-        .assert_ready_with_source(upload.video_id, &bytes)
-        .await;
-    client.close().await;
-    stack.shutdown().await;
+    assert_eq!(uploaded_bytes, pieces.bytes.len() as u64);
+    pieces.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_chunk_whose_predecessor_never_comes_is_refused_at_the_offset_reached() {
-    let env = TestEnv::new().await;
-    let stack = Stack::spawn_with(
-        &env,
-        StackOptions {
-            configure_uploader: |config| config.chunk_ahead_wait_ms = 300,
-            ..StackOptions::default()
-        },
-    )
+    let pieces = ThreePieces::start(StackOptions {
+        configure_uploader: |config| config.chunk_ahead_wait_ms = 300,
+        ..StackOptions::default()
+    })
     .await;
-    let clip = env.dir.path().join("clip.mp4");
-    generate_clip(&clip, 3, "320x240");
-    let bytes = std::fs::read(&clip).expect("clip");
-    let upload = stack.create_upload(bytes.len() as u64, "clip.mp4").await;
-    let client = uploader_client(&env).await;
-    let writer = WriterId::new();
-
-    let (header, first) = piece(&bytes, 0, writer, &upload);
-    client
-        .send_chunk(&header, &first)
-        .await
-        .expect("first piece stored");
-    let (header, third) = piece(&bytes, 2, writer, &upload);
-    match client.send_chunk(&header, &third).await {
+    match pieces.send(2).await {
         Err(CallError::Rejected(reject)) => {
             assert_eq!(reject.code, RejectCode::OffsetMismatch, "{reject}");
             assert!(
-                reject.message.contains(&first.len().to_string()),
+                reject.message.contains(&pieces.end_of(0).to_string()),
                 "names the offset reached: {reject}"
             );
         }
         other => panic!("the third piece without the second: {other:?}"),
     }
     // Nothing of it was kept: the upload carries on from where it was.
-    assert_eq!(stack.offset(&upload.location).await, first.len() as u64);
-    let (header, second) = piece(&bytes, 1, writer, &upload);
-    client
-        .send_chunk(&header, &second)
-        .await
-        .expect("second piece stored");
-    let (header, third) = piece(&bytes, 2, writer, &upload);
-    client
-        .send_chunk(&header, &third)
-        .await
-        .expect("third piece stored");
-    stack
-        .assert_ready_with_source(upload.video_id, &bytes)
-        .await;
-    client.close().await;
-    stack.shutdown().await;
+    assert_eq!(
+        pieces.stack.offset(&pieces.upload.location).await,
+        pieces.end_of(0)
+    );
+    pieces.send(1).await.expect("second piece stored");
+    pieces.send(2).await.expect("third piece stored");
+    pieces.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
