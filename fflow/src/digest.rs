@@ -171,7 +171,7 @@ type HashJob = Box<dyn FnOnce() + Send>;
 
 /// The replica's hashing threads, one per core, taking jobs in turn.
 struct Hashers {
-    jobs: Mutex<std::sync::mpsc::Sender<HashJob>>,
+    jobs: std::sync::mpsc::Sender<HashJob>,
 }
 
 fn hashers() -> &'static Hashers {
@@ -201,19 +201,13 @@ fn hashers() -> &'static Hashers {
                 tracing::error!(error = %error, "no hashing thread started");
             }
         }
-        Hashers {
-            jobs: Mutex::new(jobs),
-        }
+        Hashers { jobs }
     })
 }
 
 impl Hashers {
     fn run(&self, job: HashJob) {
-        let sent = match self.jobs.lock() {
-            Ok(jobs) => jobs.send(job),
-            Err(poisoned) => poisoned.into_inner().send(job),
-        };
-        if sent.is_err() {
+        if self.jobs.send(job).is_err() {
             tracing::error!("no hashing thread runs");
         }
     }

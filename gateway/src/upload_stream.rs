@@ -579,22 +579,32 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn pipelined_pieces_are_sent_while_those_before_are_stored() {
-        let data = body(1_000);
-        let in_flight = InFlight::default();
-        // Frames of a whole piece: each one read sends a piece.
-        let streamed = stream_in_pieces(
-            stream::iter(frames(&data, 64)),
+    /// 1 000 bytes in frames of `frame_size`, stored in pieces of 64 two at a time by a
+    /// [`slow_store`] answering with `answer`.
+    async fn two_at_a_time(
+        frame_size: usize,
+        in_flight: &InFlight,
+        answer: impl Fn(u64, u64) -> Result<u64, &'static str> + Clone + Send + 'static,
+    ) -> Result<Streamed, StoreFailed<&'static str>> {
+        stream_in_pieces(
+            stream::iter(frames(&body(1_000), frame_size)),
             0,
             1_000,
             64,
             Storing::Pipelined(2),
             None,
-            slow_store(&in_flight, |_, end| Ok(end)),
+            slow_store(in_flight, answer),
         )
         .await
-        .expect("stored");
+    }
+
+    #[tokio::test]
+    async fn pipelined_pieces_are_sent_while_those_before_are_stored() {
+        let in_flight = InFlight::default();
+        // Frames of a whole piece: each one read sends a piece.
+        let streamed = two_at_a_time(64, &in_flight, |_, end| Ok(end))
+            .await
+            .expect("stored");
         assert_eq!(streamed.end, BodyEnd::Complete);
         assert_eq!(streamed.uploaded_bytes, 1_000);
         let counts = in_flight.lock().expect("lock");
@@ -608,23 +618,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_pipelined_failure_waits_for_the_pieces_after_it_and_reports_the_last_confirmed() {
-        let data = body(1_000);
         let in_flight = InFlight::default();
         // The piece at 128 fails; the one sent after it is refused, as a store refuses a piece
         // past its offset.
-        let failure = stream_in_pieces(
-            stream::iter(frames(&data, 30)),
-            0,
-            1_000,
-            64,
-            Storing::Pipelined(2),
-            None,
-            slow_store(&in_flight, |offset, end| match offset {
-                128 => Err("nope"),
-                192 => Err("offset mismatch"),
-                _ => Ok(end),
-            }),
-        )
+        let failure = two_at_a_time(30, &in_flight, |offset, end| match offset {
+            128 => Err("nope"),
+            192 => Err("offset mismatch"),
+            _ => Ok(end),
+        })
         .await
         .expect_err("third piece fails");
         assert_eq!(failure.uploaded_bytes, 128);
@@ -634,25 +635,16 @@ mod tests {
 
     #[tokio::test]
     async fn a_pipelined_piece_confirmed_elsewhere_stops_the_body() {
-        let data = body(1_000);
         let in_flight = InFlight::default();
-        let streamed = stream_in_pieces(
-            stream::iter(frames(&data, 30)),
-            0,
-            1_000,
-            64,
-            Storing::Pipelined(2),
-            None,
-            slow_store(&in_flight, |offset, end| {
-                if offset == 64 {
-                    Ok(100)
-                } else if offset > 64 {
-                    Err("offset mismatch")
-                } else {
-                    Ok(end)
-                }
-            }),
-        )
+        let streamed = two_at_a_time(30, &in_flight, |offset, end| {
+            if offset == 64 {
+                Ok(100)
+            } else if offset > 64 {
+                Err("offset mismatch")
+            } else {
+                Ok(end)
+            }
+        })
         .await;
         // The body ends at the offset the store confirmed last: diverged, or, when the piece
         // after the diverged one was already sent, with that piece's refusal.

@@ -362,9 +362,10 @@ pub async fn advance_offset(
          writer_expires_at = CASE WHEN $5::boolean THEN now() + make_interval(secs => $6) \
                                   WHEN NOT $5::boolean AND writer = $4 THEN NULL \
                                   ELSE writer_expires_at END";
-    let moved = match &session.flow {
-        Some(flow) => {
-            let query = format!(
+    // A flow counts its bytes on the flow ($2), a partial upload on its session ($2 NULL).
+    let (query, flow_id) = match &session.flow {
+        Some(flow) => (
+            format!(
                 "WITH moved AS ( \
                      UPDATE flow SET uploaded_bytes = $8, updated_at = now() \
                      WHERE id = $2 AND uploaded_bytes = $7 AND status = 'UPLOADING' \
@@ -372,47 +373,34 @@ pub async fn advance_offset(
                  UPDATE upload_session SET {CHANGES} \
                  WHERE id = $1 AND EXISTS (SELECT 1 FROM moved) \
                  RETURNING (SELECT uploaded_bytes FROM moved), expires_at"
-            );
-            client
-                .query_opt(
-                    &query,
-                    &[
-                        &session.session_id.0,
-                        &flow.flow_id.0,
-                        &ttl,
-                        &writer_id,
-                        &hold,
-                        &lease,
-                        &from,
-                        &to,
-                    ],
-                )
-                .await
-        }
-        None => {
-            let query = format!(
+            ),
+            Some(flow.flow_id.0),
+        ),
+        None => (
+            format!(
                 "UPDATE upload_session SET uploaded_bytes = $8, {CHANGES} \
                  WHERE id = $1 AND $2::uuid IS NULL AND uploaded_bytes = $7 AND status = 'OPEN' \
                  RETURNING uploaded_bytes, expires_at"
-            );
-            client
-                .query_opt(
-                    &query,
-                    &[
-                        &session.session_id.0,
-                        &None::<uuid::Uuid>,
-                        &ttl,
-                        &writer_id,
-                        &hold,
-                        &lease,
-                        &from,
-                        &to,
-                    ],
-                )
-                .await
-        }
-    }
-    .context("failed to advance the offset")?;
+            ),
+            None,
+        ),
+    };
+    let moved = client
+        .query_opt(
+            &query,
+            &[
+                &session.session_id.0,
+                &flow_id,
+                &ttl,
+                &writer_id,
+                &hold,
+                &lease,
+                &from,
+                &to,
+            ],
+        )
+        .await
+        .context("failed to advance the offset")?;
     let Some(row) = moved else {
         return Ok(None);
     };
