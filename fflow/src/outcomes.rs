@@ -218,7 +218,7 @@ impl Link {
         if self.connection.is_none() {
             let connection =
                 vod_infra::amqp::connect(&publisher.settings, &publisher.connection_name).await?;
-            self.given_up = Some(GiveUpWatch::start(&connection));
+            self.given_up = Some(GiveUpWatch::start(&connection, &publisher.settings));
             if std::mem::take(&mut self.lost) {
                 publisher.metrics.broker_reconnected();
                 tracing::info!("connected to the broker again");

@@ -293,7 +293,7 @@ impl Link {
     /// Connects, declares the queues and a reply queue of its own, and consumes it.
     async fn open(settings: &AmqpSettings) -> anyhow::Result<(Arc<Link>, Consumer)> {
         let connection = vod_infra::amqp::connect(settings, "gateway").await?;
-        let given_up = GiveUpWatch::start(&connection);
+        let given_up = GiveUpWatch::start(&connection, settings);
         match Self::set_up(connection, given_up, settings).await {
             Ok(opened) => Ok(opened),
             Err((connection, error)) => {

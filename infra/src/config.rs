@@ -106,6 +106,10 @@ pub struct AmqpSettings {
     pub recovery_attempts: usize,
     pub recovery_backoff_ms: u64,
     pub recovery_max_backoff_ms: u64,
+    /// A connection that lapin has not had up for longer than its whole backoff budget plus
+    /// this counts as given up even without lapin saying so (see
+    /// [`crate::amqp::GiveUpWatch`]).
+    pub recovery_stall_ms: u64,
 }
 
 impl Default for AmqpSettings {
@@ -118,6 +122,7 @@ impl Default for AmqpSettings {
             recovery_attempts: 16,
             recovery_backoff_ms: 1_000,
             recovery_max_backoff_ms: 60_000,
+            recovery_stall_ms: 60_000,
         }
     }
 }

@@ -23,6 +23,8 @@ fn through(world: &TestWorld, url: &str, attempts: usize) -> AmqpSettings {
         recovery_attempts: attempts,
         recovery_backoff_ms: 100,
         recovery_max_backoff_ms: 100,
+        // Only lapin's own give-up counts here, not the stall fallback.
+        recovery_stall_ms: 3_600_000,
         ..world.amqp()
     }
 }
@@ -33,7 +35,7 @@ async fn in_use(settings: &AmqpSettings, index: usize) -> (Connection, GiveUpWat
     let connection = vod_infra::amqp::connect(settings, "give-up-test")
         .await
         .expect("broker reachable");
-    let watch = GiveUpWatch::start(&connection);
+    let watch = GiveUpWatch::start(&connection, settings);
     if index.is_multiple_of(2) {
         vod_infra::amqp::publisher_channel(&connection)
             .await

@@ -320,6 +320,10 @@ async fn an_upload_survives_the_broker_connection_dropping_and_coming_back() {
     stack.shutdown().await;
 }
 
+/// How long after lapin's budget a connection it still calls recovering counts as lost, in the
+/// tests that make lapin give up early (by default, a minute).
+const STALL_MS: u64 = 2_000;
+
 /// lapin gives the gateway's broker connection up after one attempt to recover it, 100 ms
 /// after losing it (by default, after 16 attempts over about 11 minutes); the gateway then
 /// connects again every 100 ms to 500 ms.
@@ -327,6 +331,7 @@ fn gateway_gives_up_on_the_broker_early(config: &mut gateway::Config) {
     config.amqp.recovery_attempts = 1;
     config.amqp.recovery_backoff_ms = 100;
     config.amqp.recovery_max_backoff_ms = 100;
+    config.amqp.recovery_stall_ms = STALL_MS;
     config.broker_reconnect_backoff_ms = 100;
     config.broker_reconnect_max_backoff_ms = 500;
 }
@@ -437,6 +442,7 @@ fn uploader_gives_up_on_the_broker_early(config: &mut uploader::Config) {
     config.amqp.recovery_attempts = 1;
     config.amqp.recovery_backoff_ms = 100;
     config.amqp.recovery_max_backoff_ms = 100;
+    config.amqp.recovery_stall_ms = STALL_MS;
     config.broker_check_interval_ms = 100;
     config.broker_reconnect_backoff_ms = 100;
     config.broker_reconnect_max_backoff_ms = 500;
@@ -447,6 +453,7 @@ fn fflow_gives_up_on_the_broker_early(config: &mut fflow::Config) {
     config.amqp.recovery_attempts = 1;
     config.amqp.recovery_backoff_ms = 100;
     config.amqp.recovery_max_backoff_ms = 100;
+    config.amqp.recovery_stall_ms = STALL_MS;
     config.broker_check_interval_ms = 100;
     config.publish_backoff_ms = 100;
     config.publish_max_backoff_ms = 500;

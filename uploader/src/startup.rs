@@ -62,7 +62,7 @@ impl App {
             fflow.clone(),
         );
         let amqp = Arc::new(vod_infra::amqp::connect(&config.amqp, &config.replica_name).await?);
-        let given_up = GiveUpWatch::start(&amqp);
+        let given_up = GiveUpWatch::start(&amqp, &config.amqp);
         let queues = vod_infra::amqp::queue_names(&config.amqp);
         let setup = amqp.create_channel().await?;
         vod_infra::amqp::declare_queues(&setup, &queues).await?;
@@ -245,7 +245,7 @@ impl App {
         let connected = async {
             let amqp =
                 vod_infra::amqp::connect(&self.config.amqp, &self.config.replica_name).await?;
-            let given_up = GiveUpWatch::start(&amqp);
+            let given_up = GiveUpWatch::start(&amqp, &self.config.amqp);
             let setup = amqp.create_channel().await?;
             vod_infra::amqp::declare_queues(&setup, &self.queues).await?;
             anyhow::Ok(Broker {
