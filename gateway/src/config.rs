@@ -77,7 +77,7 @@ impl Default for Config {
             public_url: None,
             holder_public_url: "http://127.0.0.1:8090".to_owned(),
             chunk_size_bytes: 8 * MIB,
-            chunks_in_flight: 1,
+            chunks_in_flight: 2,
             max_upload_bytes: 20 * 1024 * 1024 * 1024,
             publishing_chunks_max: 2,
             max_buffered_bytes: 128 * MIB,
