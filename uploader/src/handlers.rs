@@ -450,9 +450,9 @@ impl Handlers {
         // away from since, or be gone with a restarted Redis; it is written again then.
         let address = match &session.fflow_address {
             Some(recorded) => {
-                if cached.as_deref() != Some(recorded.as_str()) {
-                    self.routing.cache(session.session_id, recorded).await;
-                }
+                self.routing
+                    .cache_unless_known(session.session_id, recorded, &cached)
+                    .await;
                 recorded.clone()
             }
             None => {

@@ -20,6 +20,15 @@ pub enum RoutingError {
     Store(#[from] anyhow::Error),
 }
 
+/// What Redis said of a session's route.
+#[derive(Debug, PartialEq, Eq)]
+pub enum CachedRoute {
+    Found(String),
+    Missing,
+    /// Redis could not be reached or read.
+    Unavailable,
+}
+
 #[derive(Clone)]
 pub struct Routing {
     redis: deadpool_redis::Pool,
@@ -53,7 +62,8 @@ impl Routing {
         pg: &impl GenericClient,
         session: &SessionRow,
     ) -> Result<String, RoutingError> {
-        if let Some(address) = self.cached(session.session_id).await {
+        let cached = self.cached(session.session_id).await;
+        if let CachedRoute::Found(address) = cached {
             return Ok(address);
         }
         // The row may be older than a concurrent claim: read it again.
@@ -64,7 +74,8 @@ impl Routing {
             Some(address) => address,
             None => self.create_process(pg, session).await?,
         };
-        self.cache(session.session_id, &address).await;
+        self.cache_unless_known(session.session_id, &address, &cached)
+            .await;
         Ok(address)
     }
 
@@ -107,26 +118,45 @@ impl Routing {
         Ok(recorded)
     }
 
-    /// The cached address of the session's replica, if Redis has it.
-    pub async fn cached(&self, session_id: SessionId) -> Option<String> {
+    /// What Redis holds of the session's route.
+    pub async fn cached(&self, session_id: SessionId) -> CachedRoute {
         let mut connection = match self.redis.get().await {
             Ok(connection) => connection,
             Err(error) => {
                 tracing::warn!(error = %error, "redis unavailable, routing from postgres");
-                return None;
+                return CachedRoute::Unavailable;
             }
         };
-        redis::cmd("GET")
+        match redis::cmd("GET")
             .arg(self.key(session_id))
             .query_async::<Option<String>>(&mut connection)
             .await
-            .unwrap_or_else(|error| {
+        {
+            Ok(Some(address)) => CachedRoute::Found(address),
+            Ok(None) => CachedRoute::Missing,
+            Err(error) => {
                 tracing::warn!(error = %error, "redis read failed, routing from postgres");
-                None
-            })
+                CachedRoute::Unavailable
+            }
+        }
     }
 
-    pub async fn cache(&self, session_id: SessionId, address: &str) {
+    /// Caches `address` as the session's route, unless `cached` says Redis already holds it
+    /// or could not be reached a moment ago: a chunk then waits for Redis once, not twice.
+    pub async fn cache_unless_known(
+        &self,
+        session_id: SessionId,
+        address: &str,
+        cached: &CachedRoute,
+    ) {
+        match cached {
+            CachedRoute::Found(known) if known == address => {}
+            CachedRoute::Unavailable => {}
+            CachedRoute::Found(_) | CachedRoute::Missing => self.cache(session_id, address).await,
+        }
+    }
+
+    async fn cache(&self, session_id: SessionId, address: &str) {
         let Ok(mut connection) = self.redis.get().await else {
             return;
         };
@@ -154,5 +184,66 @@ impl Routing {
         if let Err(error) = result {
             tracing::warn!(session_id = %session_id, error = %error, "routing entry not removed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use secrecy::SecretString;
+    use vod_infra::config::RedisSettings;
+    use vod_infra::testsuite::{FaultProxy, TestWorld};
+
+    use super::*;
+
+    fn routing(settings: &RedisSettings) -> Routing {
+        let fflow = FflowClient::new(Vec::new(), Duration::from_secs(1), Duration::from_secs(1))
+            .expect("an fflow client");
+        let pool = vod_infra::redis::pool(settings).expect("a redis pool");
+        Routing::new(pool, settings.key_prefix.clone(), 60, Arc::new(fflow))
+    }
+
+    #[tokio::test]
+    async fn a_route_is_cached_when_missing_or_stale_and_not_tried_again_while_redis_is_away() {
+        let world = TestWorld::new().await;
+        let (proxy, url) = FaultProxy::in_front_of(&vod_infra::testsuite::redis_url()).await;
+        let routing = routing(&RedisSettings {
+            url: SecretString::from(url),
+            timeout_ms: 500,
+            ..world.redis()
+        });
+        let session = SessionId::new();
+        let found = |address: &str| CachedRoute::Found(address.to_owned());
+
+        let cached = routing.cached(session).await;
+        assert_eq!(cached, CachedRoute::Missing);
+        routing
+            .cache_unless_known(session, "http://r1", &cached)
+            .await;
+        assert_eq!(routing.cached(session).await, found("http://r1"));
+        // The row names another replica now: the cache follows it.
+        let cached = routing.cached(session).await;
+        routing
+            .cache_unless_known(session, "http://r2", &cached)
+            .await;
+        assert_eq!(routing.cached(session).await, found("http://r2"));
+
+        proxy.cut();
+        let cached = routing.cached(session).await;
+        assert_eq!(cached, CachedRoute::Unavailable);
+        let refused = proxy.refused();
+        assert!(refused >= 1, "the read tried to reach Redis");
+        routing
+            .cache_unless_known(session, "http://r1", &cached)
+            .await;
+        assert_eq!(
+            proxy.refused(),
+            refused,
+            "a chunk does not try Redis a second time once it found it away"
+        );
+
+        proxy.restore();
+        assert_eq!(routing.cached(session).await, found("http://r2"));
     }
 }
