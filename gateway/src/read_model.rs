@@ -72,8 +72,9 @@ pub async fn find_upload(
     session_id: SessionId,
 ) -> Result<Option<UploadState>, ReadError> {
     let client = pool.get().await?;
-    let row = client
-        .query_opt(
+    // Every PATCH and HEAD runs it: prepared once per connection.
+    let statement = client
+        .prepare_cached(
             "SELECT s.status, s.kind, f.video_id, s.flow_id, \
                     COALESCE(f.uploaded_bytes, s.uploaded_bytes, 0) AS uploaded_bytes, \
                     CASE WHEN s.kind = 'PARTIAL' THEN s.total_bytes ELSE f.total_bytes END \
@@ -83,9 +84,9 @@ pub async fn find_upload(
                     COALESCE(s.parts, '{}'::uuid[]) AS parts \
              FROM upload_session s LEFT JOIN flow f ON f.id = s.flow_id \
              WHERE s.id = $1",
-            &[&session_id.0],
         )
         .await?;
+    let row = client.query_opt(&statement, &[&session_id.0]).await?;
     row.map(|row| {
         let kind = match row.get::<_, &str>("kind") {
             "PARTIAL" => UploadKind::Partial,

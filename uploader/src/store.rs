@@ -155,8 +155,13 @@ pub async fn lock_session(
 ) -> anyhow::Result<Option<SessionRow>> {
     let query =
         format!("SELECT {SESSION_COLUMNS} FROM {SESSION_FROM} WHERE s.id = $1 FOR UPDATE OF s");
+    // Every chunk runs it: prepared once per connection.
+    let statement = client
+        .prepare_cached(&query)
+        .await
+        .context("failed to prepare the session lock")?;
     let row = client
-        .query_opt(&query, &[&session_id.0])
+        .query_opt(&statement, &[&session_id.0])
         .await
         .context("failed to lock upload session")?;
     row.as_ref().map(session_from_row).transpose()
@@ -312,13 +317,17 @@ pub async fn hold_writer(
     lease_secs: u64,
 ) -> anyhow::Result<()> {
     let lease = lease_secs as f64;
-    client
-        .execute(
+    // Every PATCH runs it: prepared once per connection.
+    let statement = client
+        .prepare_cached(
             "UPDATE upload_session SET writer = $2, \
                     writer_expires_at = now() + make_interval(secs => $3) \
              WHERE id = $1",
-            &[&session_id.0, &writer.0, &lease],
         )
+        .await
+        .context("failed to prepare holding the write lock")?;
+    client
+        .execute(&statement, &[&session_id.0, &writer.0, &lease])
         .await
         .context("failed to hold the write lock")?;
     Ok(())

@@ -385,9 +385,14 @@ pub async fn advance_offset(
             None,
         ),
     };
+    // Every chunk runs it: prepared once per connection.
+    let statement = client
+        .prepare_cached(&query)
+        .await
+        .context("failed to prepare advancing the offset")?;
     let moved = client
         .query_opt(
-            &query,
+            &statement,
             &[
                 &session.session_id.0,
                 &flow_id,
