@@ -337,11 +337,17 @@ fn gateway_gives_up_on_the_broker_early(config: &mut gateway::Config) {
 }
 
 /// The uploaders' lapin tries to recover every 100 ms to 500 ms (by default, after 1 s
-/// doubling up to a minute), so that once the broker is back, the uploads the gateway sends
-/// find them consuming within the time a PATCH is given to be answered.
+/// doubling up to a minute), and a connection it leaves reconnecting counts as lost
+/// [`STALL_MS`] after that budget (by default, a minute), so that once the broker is back, the
+/// uploads the gateway sends find them consuming within the time a PATCH is given to be
+/// answered.
 fn uploaders_recover_quickly(config: &mut uploader::Config) {
     config.amqp.recovery_backoff_ms = 100;
     config.amqp.recovery_max_backoff_ms = 500;
+    config.amqp.recovery_stall_ms = STALL_MS;
+    config.broker_check_interval_ms = 100;
+    config.broker_reconnect_backoff_ms = 100;
+    config.broker_reconnect_max_backoff_ms = 500;
 }
 
 /// Whether the gateway's `/readyz` counts the broker reachable.
