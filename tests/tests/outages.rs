@@ -321,7 +321,7 @@ async fn an_upload_survives_the_broker_connection_dropping_and_coming_back() {
 }
 
 /// How long after lapin's budget a connection it still calls recovering counts as lost, in the
-/// tests that make lapin give up early (by default, a minute).
+/// tests that cut the broker (by default, a minute).
 const STALL_MS: u64 = 2_000;
 
 /// lapin gives the gateway's broker connection up after one attempt to recover it, 100 ms
@@ -445,13 +445,9 @@ async fn the_gateway_connects_again_after_lapin_gives_up_its_broker_connection()
 /// As `gateway_gives_up_on_the_broker_early`, for the uploaders: they look at their
 /// connection every 100 ms and connect again every 100 ms to 500 ms.
 fn uploader_gives_up_on_the_broker_early(config: &mut uploader::Config) {
+    uploaders_recover_quickly(config);
     config.amqp.recovery_attempts = 1;
-    config.amqp.recovery_backoff_ms = 100;
     config.amqp.recovery_max_backoff_ms = 100;
-    config.amqp.recovery_stall_ms = STALL_MS;
-    config.broker_check_interval_ms = 100;
-    config.broker_reconnect_backoff_ms = 100;
-    config.broker_reconnect_max_backoff_ms = 500;
 }
 
 /// As `gateway_gives_up_on_the_broker_early`, for fflow's publishing connection.
