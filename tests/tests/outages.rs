@@ -288,10 +288,15 @@ async fn an_upload_survives_the_broker_connection_dropping_and_coming_back() {
     let env = TestEnv::new().await;
     let stack = Stack::spawn_with(
         &env,
-        options(Proxied {
-            amqp: true,
-            ..Proxied::default()
-        }),
+        StackOptions {
+            // lapin's recovery can stay stalled after the broker is back; with the default
+            // budget the uploaders would replace it only after minutes.
+            configure_uploader: uploaders_recover_quickly,
+            ..options(Proxied {
+                amqp: true,
+                ..Proxied::default()
+            })
+        },
     )
     .await;
     let bytes = clip(&env);
