@@ -53,12 +53,12 @@ pub struct Config {
     /// First wait before publishing an outcome again; doubles up to `publish_max_backoff_ms`.
     /// Publishing is retried until it succeeds or the replica stops (a restarted replica
     /// encodes and publishes again). The same waits space the attempts to connect again after
-    /// lapin gave the publishing connection up.
+    /// the publishing connection was lost.
     pub publish_backoff_ms: u64,
     pub publish_max_backoff_ms: u64,
     /// Timeout of one publish, confirmation included.
     pub publish_timeout_ms: u64,
-    /// How often the replica checks that lapin has not given its publishing connection up, to
+    /// How often the replica checks that its publishing connection was not lost, to
     /// connect again before the next publish needs it (and `/readyz` says so meanwhile).
     pub broker_check_interval_ms: u64,
     /// Connect and read timeout of the calls to other replicas, which fetch the parts of a
@@ -199,6 +199,7 @@ impl Config {
     }
 
     pub fn validate(&self) -> anyhow::Result<()> {
+        self.amqp.validate("FFLOW")?;
         anyhow::ensure!(
             is_valid_replica_id(&self.replica_id),
             "FFLOW_REPLICA_ID must match [a-z0-9-]+, got {:?}",

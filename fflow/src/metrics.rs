@@ -104,7 +104,7 @@ impl FflowMetrics {
         );
         registry.register(
             "broker_connections_lost",
-            "Publishing connections lapin gave up recovering",
+            "Publishing connections lost",
             metrics.broker_connections_lost.clone(),
         );
         registry.register(

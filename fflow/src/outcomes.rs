@@ -1,9 +1,8 @@
 //! Publishes encode outcomes on the outcomes queue and progress reports on the progress queue,
 //! with publisher confirms.
 //!
-//! lapin recovers a lost connection by itself for a while (`AmqpSettings::recovery_attempts`);
-//! once it gives up, the connection is dead for good. The next publish then opens a new one, and
-//! [`Publisher::keep_connected`] does so before any publish needs it.
+//! A lost connection is dead for good (see `vod_infra::amqp::connect`). The next publish then
+//! opens a new one, and [`Publisher::keep_connected`] does so before any publish needs it.
 
 use std::time::Duration;
 
@@ -14,7 +13,7 @@ use lapin::{BasicProperties, Channel, Connection};
 use tokio_util::sync::CancellationToken;
 use vod_contracts::outcome::{EncodeOutcome, EncodeProgress};
 use vod_contracts::queues::QueueNames;
-use vod_infra::amqp::GiveUpWatch;
+use vod_infra::amqp::LossWatch;
 use vod_infra::config::AmqpSettings;
 
 use crate::metrics::FflowMetrics;
@@ -34,10 +33,10 @@ pub struct Publisher {
 #[derive(Default)]
 struct Link {
     connection: Option<Connection>,
-    /// Tells when lapin gives `connection` up.
-    given_up: Option<GiveUpWatch>,
+    /// Tells when `connection` is lost.
+    lost_connection: Option<LossWatch>,
     channel: Option<Channel>,
-    /// lapin gave the last connection up: the next one opened is a reconnection.
+    /// The last connection was lost: the next one opened is a reconnection.
     lost: bool,
 }
 
@@ -139,7 +138,7 @@ impl Publisher {
         }
     }
 
-    /// Until `stopping`, checks every `every` whether lapin gave the publishing connection up,
+    /// Until `stopping`, checks every `every` whether the publishing connection was lost,
     /// and then connects again, waiting `backoff` after a failed attempt (doubling up to
     /// `max_backoff`): the replica is ready again as soon as the broker is back, not only at
     /// its next publish.
@@ -197,7 +196,7 @@ impl Publisher {
     pub async fn close(&self) {
         let mut link = self.link.lock().await;
         link.channel = None;
-        link.given_up = None;
+        link.lost_connection = None;
         if let Some(connection) = link.connection.take() {
             let _ = connection.close(200, "shutting down".into()).await;
         }
@@ -218,7 +217,7 @@ impl Link {
         if self.connection.is_none() {
             let connection =
                 vod_infra::amqp::connect(&publisher.settings, &publisher.connection_name).await?;
-            self.given_up = Some(GiveUpWatch::start(&connection, &publisher.settings));
+            self.lost_connection = Some(LossWatch::start(&connection));
             if std::mem::take(&mut self.lost) {
                 publisher.metrics.broker_reconnected();
                 tracing::info!("connected to the broker again");
@@ -232,13 +231,18 @@ impl Link {
         Ok(channel)
     }
 
-    /// Drops a connection lapin gave up on (it never comes back), so that a new one is opened.
+    /// Drops a lost connection (it never comes back), so that a new one is opened. What is left
+    /// of it is closed aside: a broker that does not answer must not hold up the new one.
     fn forget_lost_connection(&mut self, publisher: &Publisher) {
-        if !self.given_up.as_ref().is_some_and(GiveUpWatch::given_up) {
+        if !self.lost_connection.as_ref().is_some_and(LossWatch::lost) {
             return;
         }
-        self.connection = None;
-        self.given_up = None;
+        if let Some(connection) = self.connection.take() {
+            tokio::spawn(async move {
+                let _ = connection.close(200, "connection lost".into()).await;
+            });
+        }
+        self.lost_connection = None;
         self.channel = None;
         self.lost = true;
         publisher.metrics.broker_connection_lost();

@@ -196,7 +196,7 @@ async fn sweep_idle_sessions(state: Arc<AppState>) {
     }
 }
 
-/// Until the replica stops, replaces a publishing connection lapin gave up on.
+/// Until the replica stops, replaces a lost publishing connection.
 async fn keep_publisher_connected(state: Arc<AppState>) {
     let config = &state.config;
     state

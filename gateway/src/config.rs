@@ -61,9 +61,9 @@ pub struct Config {
     /// How long a lock is given back again; past the uploader's writer lease
     /// (`UPLOADER_WRITER_LEASE_SECS`) it has run out by itself.
     pub unlock_retry_window_ms: u64,
-    /// When the broker connection is lost for good (lapin stopped recovering it, or the broker
-    /// ended the reply consumer), the gateway connects again after this wait, doubling up to
-    /// `broker_reconnect_max_backoff_ms`; requests are answered 503 until it is back.
+    /// When the broker connection is lost (or the broker ended the reply consumer), the
+    /// gateway connects again after this wait, doubling up to `broker_reconnect_max_backoff_ms`;
+    /// requests are answered 503 until it is back.
     pub broker_reconnect_backoff_ms: u64,
     pub broker_reconnect_max_backoff_ms: u64,
     pub postgres: PostgresSettings,
@@ -121,6 +121,7 @@ impl Config {
     }
 
     pub fn validate(&self) -> anyhow::Result<()> {
+        self.amqp.validate("GATEWAY")?;
         ensure!(
             (1..=MAX_CHUNK_SIZE_BYTES).contains(&self.chunk_size_bytes),
             "chunk_size_bytes must be between 1 and {MAX_CHUNK_SIZE_BYTES}, got {}",

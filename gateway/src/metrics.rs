@@ -35,12 +35,12 @@ impl BrokerMetrics {
         let metrics = Self::default();
         registry.register(
             "broker_connections_lost",
-            "Broker connections given up for good (lapin stopped recovering, or the reply consumer ended)",
+            "Broker connections lost (or given up because the broker ended the reply consumer)",
             metrics.connections_lost.clone(),
         );
         registry.register(
             "broker_reconnections",
-            "Broker connections opened again after one was lost for good",
+            "Broker connections opened again after one was lost",
             metrics.reconnections.clone(),
         );
         metrics

@@ -1,16 +1,14 @@
 //! Request/response with the uploader over AMQP.
 //!
 //! Requests go to the commands queue through the default exchange; replies come back on a
-//! queue of our own, matched to the waiting caller by `correlation_id`. The reply queue has a
-//! client-chosen unique name rather than a server-generated one: after a lost connection lapin
-//! redeclares it by name, and the broker refuses client declarations of `amq.gen-*` names.
+//! queue of our own, matched to the waiting caller by `correlation_id`; each connection
+//! declares a reply queue with a new unique name, exclusive to it.
 //!
-//! lapin recovers a lost connection by itself, but only for a while
-//! (`AmqpSettings::recovery_attempts`); when it gives up, or the broker ends the reply
-//! consumer, the connection is lost for good. The task `connect` returns then fails the
-//! requests waiting on it, and opens a new connection with backoff, declaring the queues and a
-//! new reply queue, which requests use from then on. Until then they fail at once with
-//! `Unavailable`, so the gateway never needs a restart to reach the broker again.
+//! When the connection is lost (see `vod_infra::amqp::connect`), or the broker ends the reply
+//! consumer, the task `connect` returns fails the requests waiting on it, and opens a new
+//! connection with backoff, declaring the queues and a new reply queue, which requests use
+//! from then on. Until then they fail at once with `Unavailable`, so the gateway never needs a
+//! restart to reach the broker again.
 
 use bytes::Bytes;
 use std::collections::HashMap;
@@ -34,7 +32,7 @@ use vod_contracts::commands::{
     encode_chunk, Ack, ChunkHeader, Command, Reject, Reply, CHUNK_MESSAGE_TYPE,
     COMMAND_MESSAGE_TYPE,
 };
-use vod_infra::amqp::GiveUpWatch;
+use vod_infra::amqp::LossWatch;
 use vod_infra::config::AmqpSettings;
 
 use crate::config::Config;
@@ -46,7 +44,7 @@ use crate::metrics::BrokerMetrics;
 const TRANSIENT: u8 = 1;
 
 /// How often a request waiting for its confirmation or reply checks that the connection is up,
-/// and how often the connection is checked for having been given up by lapin.
+/// and how often the connection is checked for having been lost.
 const CONNECTION_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Why a request to the uploader did not succeed.
@@ -99,8 +97,8 @@ struct Shared {
 /// requests sent on it come back only on it.
 struct Link {
     connection: Connection,
-    /// Whether lapin gave the connection up; its status alone does not tell reliably.
-    given_up: GiveUpWatch,
+    /// Whether the connection was lost.
+    lost_connection: LossWatch,
     publisher: Channel,
     commands_queue: String,
     reply_queue: String,
@@ -129,7 +127,7 @@ impl UploaderClient {
         Ok((client, task))
     }
 
-    /// The connection is up: neither lost for good nor being recovered by lapin.
+    /// The connection is up and not given up.
     pub fn is_connected(&self) -> bool {
         self.link().is_some_and(|link| link.is_usable())
     }
@@ -293,8 +291,8 @@ impl Link {
     /// Connects, declares the queues and a reply queue of its own, and consumes it.
     async fn open(settings: &AmqpSettings) -> anyhow::Result<(Arc<Link>, Consumer)> {
         let connection = vod_infra::amqp::connect(settings, "gateway").await?;
-        let given_up = GiveUpWatch::start(&connection, settings);
-        match Self::set_up(connection, given_up, settings).await {
+        let lost_connection = LossWatch::start(&connection);
+        match Self::set_up(connection, lost_connection, settings).await {
             Ok(opened) => Ok(opened),
             Err((connection, error)) => {
                 let _ = connection.close(200, "OK".into()).await;
@@ -305,7 +303,7 @@ impl Link {
 
     async fn set_up(
         connection: Connection,
-        given_up: GiveUpWatch,
+        lost_connection: LossWatch,
         settings: &AmqpSettings,
     ) -> Result<(Arc<Link>, Consumer), (Connection, anyhow::Error)> {
         let names = vod_infra::amqp::queue_names(settings);
@@ -354,7 +352,7 @@ impl Link {
         };
         let link = Arc::new(Link {
             connection,
-            given_up,
+            lost_connection,
             publisher,
             commands_queue: names.commands,
             reply_queue,
@@ -368,9 +366,9 @@ impl Link {
         !self.lost.load(Ordering::SeqCst) && self.connection.status().connected()
     }
 
-    /// lapin stopped recovering the connection (or it was closed): it never comes back.
+    /// The connection was lost (or closed): it never comes back.
     fn is_gone(&self) -> bool {
-        self.given_up.given_up()
+        self.lost_connection.lost()
     }
 
     /// Marks the connection lost and fails the requests waiting on it.
@@ -452,11 +450,8 @@ impl Link {
     }
 
     /// `waiting`, or `Unavailable` as soon as the connection is lost or given up. A
-    /// confirmation or a reply is not coming while the broker is away (lapin settles pending
-    /// confirmations only once it has reconnected, and the reply queue goes with the
-    /// connection), and waiting for it would hold the client until the timeout. lapin's
-    /// recovery waits before it reconnects (`AmqpSettings::recovery_backoff_ms`), so checking
-    /// the connection more often than that sees every loss.
+    /// confirmation or a reply is not coming on a lost connection (the reply queue goes with
+    /// it), and waiting for it would hold the client until the timeout.
     async fn while_connected<T>(&self, waiting: impl Future<Output = T>) -> Result<T, CallError> {
         let mut waiting = std::pin::pin!(waiting);
         let mut check = tokio::time::interval(CONNECTION_CHECK_INTERVAL);
@@ -475,7 +470,7 @@ impl Link {
     }
 
     /// Hands each reply to its caller until the connection is lost for good, and says why; or
-    /// until `closing`, then `None`. A connection lapin gave up on does not end its consumers
+    /// until `closing`, then `None`. A lost connection does not end its consumers
     /// (they yield one error and then nothing), so its status is watched as well.
     async fn dispatch_replies(
         &self,
@@ -490,8 +485,7 @@ impl Link {
                 delivery = replies.next() => match delivery {
                     Some(Ok(delivery)) => self.deliver(&delivery),
                     Some(Err(error)) => {
-                        // lapin is recovering the connection; the reply queue comes back
-                        // empty, so these replies are lost.
+                        // The connection or the channel was lost, and these replies with it.
                         tracing::warn!(error = %error, "reply consumer failed");
                         self.fail_pending(&error.to_string());
                     }
@@ -499,7 +493,7 @@ impl Link {
                 },
                 _ = check.tick() => {
                     if self.is_gone() {
-                        return Some("lapin stopped recovering the connection".to_owned());
+                        return Some("the connection to the broker was lost".to_owned());
                     }
                 }
             }
@@ -677,8 +671,8 @@ mod tests {
             waiting_requests(&client) == 1
         })
         .await;
-        // As when an operator deletes it: the broker cancels the consumer, and lapin's
-        // recovery does not bring it back. Only its own connection may touch the queue.
+        // As when an operator deletes it: the broker cancels the consumer. Only its own
+        // connection may touch the queue.
         let link = client.link().expect("connected");
         link.publisher
             .queue_delete(first_queue.as_str().into(), QueueDeleteOptions::default())
@@ -711,14 +705,14 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_connection_lapin_gives_up_is_replaced_once_the_broker_is_back() {
+    async fn a_lost_connection_is_replaced_once_the_broker_is_back() {
         let world = TestWorld::new().await;
         let (proxy, url) = FaultProxy::in_front_of(&vod_infra::testsuite::amqp_url()).await;
         let settings = AmqpSettings {
             url: SecretString::from(url),
-            recovery_attempts: 1,
-            recovery_backoff_ms: 50,
-            recovery_max_backoff_ms: 50,
+            connect_attempts: 1,
+            connect_backoff_ms: 50,
+            connect_max_backoff_ms: 50,
             ..world.amqp()
         };
         let metrics = BrokerMetrics::default();
@@ -730,7 +724,7 @@ mod tests {
         assert!(matches!(answer, Ok(Ack::VideoCreated { .. })), "{answer:?}");
 
         proxy.cut();
-        poll_until("lapin to give the connection up", || {
+        poll_until("the connection to be lost", || {
             metrics.connections_lost.get() == 1
         })
         .await;
@@ -767,9 +761,9 @@ mod tests {
         let (proxy, url) = FaultProxy::in_front_of(&vod_infra::testsuite::amqp_url()).await;
         let settings = AmqpSettings {
             url: SecretString::from(url),
-            recovery_attempts: 1,
-            recovery_backoff_ms: 50,
-            recovery_max_backoff_ms: 50,
+            connect_attempts: 1,
+            connect_backoff_ms: 50,
+            connect_max_backoff_ms: 50,
             ..world.amqp()
         };
         let metrics = BrokerMetrics::default();
@@ -777,7 +771,7 @@ mod tests {
             .await
             .expect("broker reachable");
         proxy.cut();
-        poll_until("lapin to give the connection up", || {
+        poll_until("the connection to be lost", || {
             metrics.connections_lost.get() == 1
         })
         .await;

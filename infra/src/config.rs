@@ -97,19 +97,31 @@ pub struct AmqpSettings {
     pub queue_prefix: String,
     /// Unacknowledged deliveries a consumer holds at once. Chunks are several MiB each.
     pub prefetch: u16,
-    /// lapin's budget for reaching the broker, on the first connect and on every recovery:
-    /// after a lost connection it tries again `recovery_attempts` times, waiting
-    /// `recovery_backoff_ms` first and doubling up to `recovery_max_backoff_ms`, then gives the
-    /// connection up for good (with the defaults, after about 11 minutes; with 0 attempts, at
-    /// once). Every service connects again by itself after that; the budget only sets how long
-    /// lapin's own recovery, which keeps the channels and consumers, has before it.
-    pub recovery_attempts: usize,
-    pub recovery_backoff_ms: u64,
-    pub recovery_max_backoff_ms: u64,
-    /// A connection that lapin has not had up for longer than its whole backoff budget plus
-    /// this counts as given up even without lapin saying so (see
-    /// [`crate::amqp::GiveUpWatch`]).
-    pub recovery_stall_ms: u64,
+    /// How long one connect keeps trying to reach the broker: `connect_attempts` more times
+    /// after the first, waiting `connect_backoff_ms` first and doubling up to
+    /// `connect_max_backoff_ms` (with the defaults, about half a minute; with 0 attempts, one
+    /// try), each attempt given `connect_timeout_ms`. A service that loses its connection
+    /// connects again this way, in a loop with a backoff of its own, so it never needs a
+    /// restart.
+    pub connect_attempts: usize,
+    pub connect_backoff_ms: u64,
+    pub connect_max_backoff_ms: u64,
+    pub connect_timeout_ms: u64,
+}
+
+impl AmqpSettings {
+    /// Checks what no service can run with; `prefix` names the service's variables.
+    pub fn validate(&self, prefix: &str) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.connect_timeout_ms > 0,
+            "{prefix}_AMQP__CONNECT_TIMEOUT_MS must be positive"
+        );
+        anyhow::ensure!(
+            self.connect_max_backoff_ms >= self.connect_backoff_ms,
+            "{prefix}_AMQP__CONNECT_MAX_BACKOFF_MS must be at least {prefix}_AMQP__CONNECT_BACKOFF_MS"
+        );
+        Ok(())
+    }
 }
 
 impl Default for AmqpSettings {
@@ -118,11 +130,10 @@ impl Default for AmqpSettings {
             url: SecretString::from("amqp://guest:guest@127.0.0.1:5672/%2f"),
             queue_prefix: vod_contracts::queues::DEFAULT_QUEUE_PREFIX.to_owned(),
             prefetch: 2,
-            // lapin's own figures for `enable_auto_recover`.
-            recovery_attempts: 16,
-            recovery_backoff_ms: 1_000,
-            recovery_max_backoff_ms: 60_000,
-            recovery_stall_ms: 60_000,
+            connect_attempts: 8,
+            connect_backoff_ms: 500,
+            connect_max_backoff_ms: 5_000,
+            connect_timeout_ms: 10_000,
         }
     }
 }

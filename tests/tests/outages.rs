@@ -16,9 +16,9 @@ use vod_tests::tus::{header_u64, metadata, Upload, OFFSET_OCTET_STREAM, TUS_VERS
 use vod_tests::{poll_until, Proxied, Stack, StackOptions, TestEnv};
 
 /// The tests of this file run one at a time: each cuts connections a whole stack shares and
-/// waits on its clients' recovery, and nine stacks recovering at once in one process on two
-/// cores made the give-up test fail (before the gateway listened for lapin's give-up event
-/// rather than reading the connection's status; not tried in parallel since).
+/// waits on its clients to connect again, and nine stacks doing so at once in one process on
+/// two cores made one of them fail (with an older way of noticing a lost broker connection;
+/// not tried in parallel since).
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Far more than any answer should take; a request still waiting then is hanging.
@@ -288,15 +288,11 @@ async fn an_upload_survives_the_broker_connection_dropping_and_coming_back() {
     let env = TestEnv::new().await;
     let stack = Stack::spawn_with(
         &env,
-        StackOptions {
-            // lapin's recovery can stay stalled after the broker is back; with the default
-            // budget the uploaders would replace it only after minutes.
-            configure_uploader: uploaders_recover_quickly,
-            ..options(Proxied {
-                amqp: true,
-                ..Proxied::default()
-            })
-        },
+        // Every service with its default settings.
+        options(Proxied {
+            amqp: true,
+            ..Proxied::default()
+        }),
     )
     .await;
     let bytes = clip(&env);
@@ -323,36 +319,6 @@ async fn an_upload_survives_the_broker_connection_dropping_and_coming_back() {
         .await;
     stack.assert_running();
     stack.shutdown().await;
-}
-
-/// How long after lapin's budget a connection it still calls recovering counts as lost, in the
-/// tests that cut the broker (by default, a minute).
-const STALL_MS: u64 = 2_000;
-
-/// lapin gives the gateway's broker connection up after one attempt to recover it, 100 ms
-/// after losing it (by default, after 16 attempts over about 11 minutes); the gateway then
-/// connects again every 100 ms to 500 ms.
-fn gateway_gives_up_on_the_broker_early(config: &mut gateway::Config) {
-    config.amqp.recovery_attempts = 1;
-    config.amqp.recovery_backoff_ms = 100;
-    config.amqp.recovery_max_backoff_ms = 100;
-    config.amqp.recovery_stall_ms = STALL_MS;
-    config.broker_reconnect_backoff_ms = 100;
-    config.broker_reconnect_max_backoff_ms = 500;
-}
-
-/// The uploaders' lapin tries to recover every 100 ms to 500 ms (by default, after 1 s
-/// doubling up to a minute), and a connection it leaves reconnecting counts as lost
-/// [`STALL_MS`] after that budget (by default, a minute), so that once the broker is back, the
-/// uploads the gateway sends find them consuming within the time a PATCH is given to be
-/// answered.
-fn uploaders_recover_quickly(config: &mut uploader::Config) {
-    config.amqp.recovery_backoff_ms = 100;
-    config.amqp.recovery_max_backoff_ms = 500;
-    config.amqp.recovery_stall_ms = STALL_MS;
-    config.broker_check_interval_ms = 100;
-    config.broker_reconnect_backoff_ms = 100;
-    config.broker_reconnect_max_backoff_ms = 500;
 }
 
 /// Whether the gateway's `/readyz` counts the broker reachable.
@@ -386,31 +352,26 @@ async fn gateway_counter(stack: &Stack, name: &str) -> f64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn the_gateway_connects_again_after_lapin_gives_up_its_broker_connection() {
+async fn the_gateway_connects_again_after_losing_its_broker_connection() {
     let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let env = TestEnv::new().await;
     let stack = Stack::spawn_with(
         &env,
-        StackOptions {
-            configure_gateway: gateway_gives_up_on_the_broker_early,
-            configure_uploader: uploaders_recover_quickly,
-            ..options(Proxied {
-                amqp: true,
-                ..Proxied::default()
-            })
-        },
+        // Every service with its default settings.
+        options(Proxied {
+            amqp: true,
+            ..Proxied::default()
+        }),
     )
     .await;
     let bytes = clip(&env);
     let mut client = Client::start(&stack, &bytes, 4).await;
     assert!(matches!(client.send_next_piece().await, Sent::Stored));
 
-    // Away for longer than lapin tries: the connection is errored for good, as after an outage
-    // past the default budget.
     let broker = stack.proxies.amqp();
     broker.cut();
     poll_until(
-        "the gateway to give its broker connection up",
+        "the gateway to count its broker connection lost",
         Duration::from_secs(60),
         || async {
             (gateway_counter(&stack, "gateway_broker_connections_lost_total").await >= 1.0)
@@ -437,7 +398,7 @@ async fn the_gateway_connects_again_after_lapin_gives_up_its_broker_connection()
     .await;
     assert!(
         gateway_counter(&stack, "gateway_broker_reconnections_total").await >= 1.0,
-        "the gateway opened a new connection: lapin had given the old one up"
+        "the gateway opened a new connection"
     );
     client.finish().await;
     stack
@@ -447,20 +408,23 @@ async fn the_gateway_connects_again_after_lapin_gives_up_its_broker_connection()
     stack.shutdown().await;
 }
 
-/// As `gateway_gives_up_on_the_broker_early`, for the uploaders: they look at their
-/// connection every 100 ms and connect again every 100 ms to 500 ms.
-fn uploader_gives_up_on_the_broker_early(config: &mut uploader::Config) {
-    uploaders_recover_quickly(config);
-    config.amqp.recovery_attempts = 1;
-    config.amqp.recovery_max_backoff_ms = 100;
+/// The uploaders look at their connection every 100 ms and, once it is lost, connect again
+/// every 100 ms to 500 ms, each connect trying once more after 100 ms (by default: every second;
+/// after 1 s doubling up to 30 s; for about half a minute, from 500 ms doubling up to 5 s).
+fn uploaders_reconnect_quickly(config: &mut uploader::Config) {
+    config.amqp.connect_attempts = 1;
+    config.amqp.connect_backoff_ms = 100;
+    config.amqp.connect_max_backoff_ms = 100;
+    config.broker_check_interval_ms = 100;
+    config.broker_reconnect_backoff_ms = 100;
+    config.broker_reconnect_max_backoff_ms = 500;
 }
 
-/// As `gateway_gives_up_on_the_broker_early`, for fflow's publishing connection.
-fn fflow_gives_up_on_the_broker_early(config: &mut fflow::Config) {
-    config.amqp.recovery_attempts = 1;
-    config.amqp.recovery_backoff_ms = 100;
-    config.amqp.recovery_max_backoff_ms = 100;
-    config.amqp.recovery_stall_ms = STALL_MS;
+/// As `uploaders_reconnect_quickly`, for fflow's publishing connection.
+fn fflow_reconnects_quickly(config: &mut fflow::Config) {
+    config.amqp.connect_attempts = 1;
+    config.amqp.connect_backoff_ms = 100;
+    config.amqp.connect_max_backoff_ms = 100;
     config.broker_check_interval_ms = 100;
     config.publish_backoff_ms = 100;
     config.publish_max_backoff_ms = 500;
@@ -485,14 +449,13 @@ async fn poll_until_each_counted(stack: &Stack, what: &str, base_urls: &[String]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn uploaders_and_fflow_connect_again_after_lapin_gives_up_their_broker_connections() {
+async fn uploaders_and_fflow_connect_again_after_losing_their_broker_connections() {
     let env = TestEnv::new().await;
     let stack = Stack::spawn_with(
         &env,
         StackOptions {
-            // The gateway keeps lapin's default budget: its own give-up is the test above.
-            configure_uploader: uploader_gives_up_on_the_broker_early,
-            configure_fflow: fflow_gives_up_on_the_broker_early,
+            configure_uploader: uploaders_reconnect_quickly,
+            configure_fflow: fflow_reconnects_quickly,
             ..options(Proxied {
                 amqp: true,
                 ..Proxied::default()
@@ -506,21 +469,19 @@ async fn uploaders_and_fflow_connect_again_after_lapin_gives_up_their_broker_con
     let mut client = Client::start(&stack, &bytes, 4).await;
     assert!(matches!(client.send_next_piece().await, Sent::Stored));
 
-    // Away for longer than lapin tries for the uploaders and fflow: their connections are
-    // dead for good and the uploaders' consumers wait forever without ending, as after an
-    // outage past the default budget.
+    // The uploaders' consumers neither end nor receive again: only the connection tells.
     let broker = stack.proxies.amqp();
     broker.cut();
     poll_until_each_counted(
         &stack,
-        "every uploader to give its broker connection up",
+        "every uploader to count its broker connection lost",
         &stack.uploader_urls,
         "uploader_broker_connections_lost_total",
     )
     .await;
     poll_until_each_counted(
         &stack,
-        "every fflow replica to give its broker connection up",
+        "every fflow replica to count its broker connection lost",
         &stack.fflow_urls,
         "fflow_broker_connections_lost_total",
     )
@@ -826,8 +787,8 @@ async fn uploaders_consume_again_after_the_broker_ends_their_consumers_for_good(
     let mut client = Client::start(&stack, &bytes, 4).await;
     assert!(matches!(client.send_next_piece().await, Sent::Stored));
 
-    // Deleting the queue makes the broker cancel every consumer of it: recovery does not bring
-    // those back, the uploaders must connect and consume anew.
+    // Deleting the queue makes the broker cancel every consumer of it: the uploaders must
+    // connect and consume anew.
     let connection = lapin::Connection::connect(
         &vod_infra::testsuite::amqp_url(),
         lapin::ConnectionProperties::default(),

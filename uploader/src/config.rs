@@ -62,15 +62,14 @@ pub struct Config {
     /// After a stop signal, how long messages in flight may take to finish; what is still
     /// running then is abandoned, and its unacknowledged messages go back to the queue.
     pub shutdown_timeout_ms: u64,
-    /// When lapin stops recovering the broker connection (or the broker ends a consumer for
-    /// good), the replica connects again after this wait, doubling up to
+    /// When the broker connection is lost (or the broker ends a consumer for good), the
+    /// replica connects again after this wait, doubling up to
     /// `broker_reconnect_max_backoff_ms`.
     pub broker_reconnect_backoff_ms: u64,
     pub broker_reconnect_max_backoff_ms: u64,
-    /// How often the replica checks the status of its broker connection. A connection lapin
-    /// gives up on is seen at once by lapin's error event; one closed or errored otherwise is
-    /// seen at the next check. Its consumers neither end nor receive again, so nothing else
-    /// tells.
+    /// How often the replica checks the status of its broker connection. A lost connection is
+    /// seen at once by lapin's error event; one closed or errored otherwise is seen at the
+    /// next check. Its consumers neither end nor receive again, so nothing else tells.
     pub broker_check_interval_ms: u64,
 }
 
@@ -116,6 +115,7 @@ impl Config {
     }
 
     pub fn validate(&self) -> anyhow::Result<()> {
+        self.amqp.validate("UPLOADER")?;
         anyhow::ensure!(
             !self.fflow_urls.is_empty(),
             "UPLOADER_FFLOW_URLS names no fflow address"

@@ -52,17 +52,16 @@ pub async fn run(
         let delivery = match delivery {
             Some(Ok(delivery)) => delivery,
             Some(Err(error)) => {
-                // With auto-recovery on, the consumer resumes after the connection comes back;
-                // if lapin gives the connection up instead, the replica's connection watch
-                // (`startup.rs`) stops this consumer.
+                // The connection or the channel was lost: the replica's connection watch
+                // (`startup.rs`) stops this consumer and consumes again on a new connection.
                 tracing::warn!(error = %error, "commands consumer interrupted");
                 continue;
             }
             None => {
                 in_flight.close();
                 in_flight.wait().await;
-                // The broker cancelled the consumer and recovery did not bring it back: the
-                // replica connects and consumes again, rather than idle unseen.
+                // The broker cancelled the consumer: the replica connects and consumes again,
+                // rather than idle unseen.
                 anyhow::bail!("the broker closed the commands consumer");
             }
         };

@@ -1,5 +1,5 @@
 //! What the uploader does with each command and chunk. Every handler is safe to run twice for
-//! the same message: lapin redelivers after a lost connection, and a gateway may resend.
+//! the same message: the broker redelivers after a lost connection, and a gateway may resend.
 
 use std::sync::Arc;
 use std::time::Duration;

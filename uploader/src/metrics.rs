@@ -143,8 +143,7 @@ impl UploaderMetrics {
         );
         registry.register(
             "broker_connections_lost",
-            "Broker connections given up for good (lapin stopped recovering, or the broker ended \
-             a consumer)",
+            "Broker connections lost (or given up because the broker ended a consumer)",
             metrics.broker_connections_lost.clone(),
         );
         registry.register(

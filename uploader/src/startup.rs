@@ -7,7 +7,7 @@ use lapin::Connection;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use vod_contracts::queues::QueueNames;
-use vod_infra::amqp::GiveUpWatch;
+use vod_infra::amqp::LossWatch;
 use vod_infra::config::millis;
 
 use crate::config::Config;
@@ -19,10 +19,10 @@ use crate::routing::Routing;
 use crate::scheduler::{Scheduler, UnusedVideos};
 use crate::{consumer, outcomes, progress};
 
-/// A broker connection and what tells that lapin gave it up.
+/// A broker connection and what tells that it was lost.
 struct Broker {
     connection: Arc<Connection>,
-    given_up: GiveUpWatch,
+    lost: LossWatch,
 }
 
 /// One uploader replica: its pools, its broker connection and its consumers.
@@ -62,7 +62,7 @@ impl App {
             fflow.clone(),
         );
         let amqp = Arc::new(vod_infra::amqp::connect(&config.amqp, &config.replica_name).await?);
-        let given_up = GiveUpWatch::start(&amqp, &config.amqp);
+        let lost = LossWatch::start(&amqp);
         let queues = vod_infra::amqp::queue_names(&config.amqp);
         let setup = amqp.create_channel().await?;
         vod_infra::amqp::declare_queues(&setup, &queues).await?;
@@ -107,7 +107,7 @@ impl App {
             handlers,
             amqp: Some(Broker {
                 connection: amqp,
-                given_up,
+                lost,
             }),
             current_broker,
             queues,
@@ -132,10 +132,10 @@ impl App {
     /// flight, and closes the connection. What is still running `shutdown_timeout_ms` after
     /// `shutdown` is abandoned unacked.
     ///
-    /// lapin recovers a lost connection by itself for a while; when it gives up (which the
-    /// consumers do not show: they neither end nor receive again), or the broker ends a
-    /// consumer for good, the replica connects again with backoff and consumes anew instead of
-    /// stopping, so it needs no supervisor to come back after a broker outage.
+    /// When the broker connection is lost (which the consumers do not show: they neither end
+    /// nor receive again), or the broker ends a consumer for good, the replica connects again
+    /// with backoff and consumes anew instead of stopping, so it needs no supervisor to come
+    /// back after a broker outage.
     pub async fn run_until_stopped(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let abandon =
             vod_infra::shutdown::abandon_after(&shutdown, millis(self.config.shutdown_timeout_ms));
@@ -239,18 +239,18 @@ impl App {
     }
 
     /// A new connection with the queues declared; `None` once `shutdown` came. Connecting
-    /// may take as long as lapin's budget while the broker is away, which a stopping replica
-    /// does not wait for.
+    /// may take as long as the connect budget while the broker is away, which a stopping
+    /// replica does not wait for.
     async fn reconnect(&self, shutdown: &CancellationToken) -> Option<anyhow::Result<Broker>> {
         let connected = async {
             let amqp =
                 vod_infra::amqp::connect(&self.config.amqp, &self.config.replica_name).await?;
-            let given_up = GiveUpWatch::start(&amqp, &self.config.amqp);
+            let lost = LossWatch::start(&amqp);
             let setup = amqp.create_channel().await?;
             vod_infra::amqp::declare_queues(&setup, &self.queues).await?;
             anyhow::Ok(Broker {
                 connection: Arc::new(amqp),
-                given_up,
+                lost,
             })
         };
         tokio::select! {
@@ -260,7 +260,7 @@ impl App {
     }
 
     /// Runs the consumers on `amqp` until `shutdown` (then `Ok`), until one of them fails or
-    /// until lapin gives the connection up; either stops the others.
+    /// until the connection is lost; either stops the others.
     async fn consume(
         &self,
         broker: &Broker,
@@ -329,13 +329,13 @@ impl App {
                 .await,
             )
         };
-        // A connection lapin gave up on leaves its consumers waiting forever, not ended.
+        // A lost connection leaves its consumers waiting forever, not ended.
         let watched = async {
             let check_every = millis(self.config.broker_check_interval_ms);
             stop_on_error(tokio::select! {
                 () = stop.cancelled() => Ok(()),
-                () = broker.given_up.wait(check_every) => {
-                    Err(anyhow::anyhow!("lapin stopped recovering the broker connection"))
+                () = broker.lost.wait(check_every) => {
+                    Err(anyhow::anyhow!("the broker connection was lost"))
                 }
             })
         };
