@@ -40,6 +40,10 @@ pub struct Config {
     pub max_buffered_bytes: usize,
     /// How long a request waits for that memory before it is answered 503 with `Retry-After`.
     pub buffer_wait_ms: u64,
+    /// How long a request body may send nothing before the gateway stops reading it: what it
+    /// sent is stored, and the memory and the write lock it held are given back, so a client
+    /// whose connection died unseen can resume at once from another.
+    pub body_idle_timeout_ms: u64,
     /// How long a request to the uploader may take, publish to reply.
     pub rpc_timeout_ms: u64,
     pub max_json_bytes: usize,
@@ -82,6 +86,7 @@ impl Default for Config {
             publishing_chunks_max: 2,
             max_buffered_bytes: 128 * MIB,
             buffer_wait_ms: 30_000,
+            body_idle_timeout_ms: 60_000,
             rpc_timeout_ms: 60_000,
             max_json_bytes: 64 * 1024,
             retry_after_secs: 5,
@@ -145,6 +150,10 @@ impl Config {
             "max_buffered_bytes is too large"
         );
         ensure!(self.max_json_bytes > 0, "max_json_bytes must be positive");
+        ensure!(
+            self.body_idle_timeout_ms > 0,
+            "body_idle_timeout_ms must be positive"
+        );
         ensure!(
             self.broker_reconnect_backoff_ms > 0
                 && self.broker_reconnect_max_backoff_ms >= self.broker_reconnect_backoff_ms,

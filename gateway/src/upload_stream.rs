@@ -8,6 +8,7 @@ use std::fmt::Display;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::stream::FuturesOrdered;
@@ -103,6 +104,40 @@ pub enum Storing {
     /// One piece at a time, and the last one is not stored but handed back in
     /// [`Streamed::held`], for a caller that must check the whole body before it commits.
     HoldingLast,
+}
+
+/// Why a request body stopped before its end.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyBroke<E> {
+    #[error("{0}")]
+    Read(E),
+    #[error("no bytes of the body came for {} ms", .0.as_millis())]
+    Idle(Duration),
+}
+
+/// `body`, ended by [`BodyBroke::Idle`] once nothing of it has come for `idle` while it was
+/// waited for: a client whose connection died without a word (a phone that changed networks)
+/// would otherwise hold its memory and its write lock until the operating system gives the
+/// connection up, hours later.
+pub fn idle_ends<B, E>(
+    body: B,
+    idle: Duration,
+) -> impl Stream<Item = Result<Bytes, BodyBroke<E>>> + Unpin
+where
+    B: Stream<Item = Result<Bytes, E>> + Unpin,
+{
+    Box::pin(futures_util::stream::unfold(
+        Some(body),
+        move |body| async move {
+            let mut body = body?;
+            match tokio::time::timeout(idle, body.next()).await {
+                Ok(Some(Ok(frame))) => Some((Ok(frame), Some(body))),
+                Ok(Some(Err(error))) => Some((Err(BodyBroke::Read(error)), Some(body))),
+                Ok(None) => None,
+                Err(_) => Some((Err(BodyBroke::Idle(idle)), None)),
+            }
+        },
+    ))
 }
 
 /// Streams `body` into pieces of at most `piece_size` bytes, starting at `offset` of an upload
@@ -379,6 +414,15 @@ mod tests {
 
     fn body(len: usize) -> Vec<u8> {
         (0..len).map(|i| (i % 251) as u8).collect()
+    }
+
+    /// The stored pieces' bytes joined in the order they were stored.
+    fn stored_bytes(stored: &Stored) -> Vec<u8> {
+        let stored = stored.lock().expect("lock");
+        stored
+            .iter()
+            .flat_map(|(_, piece, _)| piece.iter().copied())
+            .collect()
     }
 
     #[tokio::test]
@@ -824,5 +868,55 @@ mod tests {
             _ = streaming => panic!("a body that never ends ended"),
             first = first_stored => assert_eq!(first.expect("a piece stored"), (0, 64, false)),
         }
+    }
+
+    #[tokio::test]
+    async fn a_body_that_stops_coming_is_ended_and_keeps_what_came() {
+        let data = body(100);
+        let stored = Stored::default();
+        let streamed = stream_in_pieces(
+            idle_ends(
+                stream::iter(frames(&data, 40)).chain(stream::pending()),
+                Duration::from_millis(50),
+            ),
+            0,
+            1_000,
+            64,
+            Storing::Pipelined(1),
+            Some(1_000),
+            recording_store(&stored),
+        )
+        .await
+        .expect("stored");
+        assert_eq!(streamed.uploaded_bytes, 100);
+        assert_eq!(
+            streamed.end,
+            BodyEnd::Interrupted("no bytes of the body came for 50 ms".to_owned())
+        );
+        assert_eq!(stored_bytes(&stored), data);
+        assert_eq!(last_flags(&stored), vec![false, true]);
+    }
+
+    #[tokio::test]
+    async fn a_body_that_keeps_coming_slowly_is_not_ended() {
+        let data = body(100);
+        let slowly = stream::iter(frames(&data, 10)).then(|frame| async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            frame
+        });
+        let stored = Stored::default();
+        let streamed = stream_in_pieces(
+            idle_ends(Box::pin(slowly), Duration::from_secs(30)),
+            0,
+            1_000,
+            64,
+            Storing::Pipelined(1),
+            Some(100),
+            recording_store(&stored),
+        )
+        .await
+        .expect("stored");
+        assert_eq!(streamed.end, BodyEnd::Complete);
+        assert_eq!(stored_bytes(&stored), data);
     }
 }

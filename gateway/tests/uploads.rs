@@ -735,3 +735,68 @@ async fn bodies_wait_for_memory_held_by_others_then_get_503_with_retry_after() {
         .sum();
     assert_eq!(stalled_bytes, 10);
 }
+
+#[tokio::test]
+async fn a_body_that_sends_nothing_for_the_idle_timeout_is_ended_and_keeps_its_bytes() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    const CHUNK: usize = 64 * 1024;
+    let env = TestEnv::new().await;
+    let _uploader = UploaderDouble::start(&env).await;
+    let mut config = env.config();
+    config.chunk_size_bytes = CHUNK;
+    config.chunks_in_flight = 1;
+    // Room for one piece in the whole gateway: the stalled body holds it.
+    config.max_buffered_bytes = CHUNK;
+    config.buffer_wait_ms = 60_000;
+    config.body_idle_timeout_ms = 300;
+    let gateway = Gateway::spawn(config).await;
+
+    // A client declares a whole piece, sends a few bytes of it, and goes silent without
+    // closing its connection, as one whose network went away.
+    let (_, stalled_id) = env.insert_upload("OPEN", 0, CHUNK as i64, None).await;
+    let addr = gateway.base_url.trim_start_matches("http://").to_owned();
+    let mut stalled = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    let head = format!(
+        "PATCH /v1/uploads/{stalled_id} HTTP/1.1\r\nHost: {addr}\r\nTus-Resumable: 1.0.0\r\n\
+         Content-Type: application/offset+octet-stream\r\nUpload-Offset: 0\r\n\
+         Content-Length: {CHUNK}\r\n\r\n"
+    );
+    stalled
+        .write_all(head.as_bytes())
+        .await
+        .expect("write head");
+    stalled.write_all(&[5_u8; 10]).await.expect("write body");
+    stalled.flush().await.expect("flush");
+
+    // The gateway ends the request itself: what came is stored and answered.
+    let mut answer = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        stalled.read_to_end(&mut answer),
+    )
+    .await
+    .expect("the stalled request is answered and closed")
+    .expect("read the answer");
+    let answer = String::from_utf8_lossy(&answer).to_lowercase();
+    assert!(answer.starts_with("http/1.1 204"), "{answer}");
+    assert!(answer.contains("upload-offset: 10\r\n"), "{answer}");
+    assert_eq!(env.uploaded_bytes(stalled_id).await, 10);
+
+    // Its memory is free again: another upload's body is taken at once, not after the wait.
+    let (_, session_id) = env.insert_upload("OPEN", 0, 1_000, None).await;
+    let response = http()
+        .patch(gateway.url(&format!("/v1/uploads/{session_id}")))
+        .header(TUS.0, TUS.1)
+        .header(OCTETS.0, OCTETS.1)
+        .header("Upload-Offset", "0")
+        .body(vec![6_u8; 1_000])
+        .timeout(std::time::Duration::from_secs(30))
+        .send()
+        .await
+        .expect("patch");
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    assert_eq!(env.uploaded_bytes(session_id).await, 1_000);
+}

@@ -511,6 +511,85 @@ async fn concurrent_patches_never_interleave_and_the_loser_gets_409() {
     stack.shutdown().await;
 }
 
+/// A body that sends nothing for a second is ended (by default, after a minute).
+fn quick_body_idle_timeout(config: &mut gateway::Config) {
+    config.body_idle_timeout_ms = 1_000;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_writer_gone_silent_keeps_its_bytes_and_gives_its_lock_back_after_the_idle_timeout() {
+    let env = TestEnv::new().await;
+    let options = StackOptions {
+        lock_wait_ms: 300,
+        configure_gateway: quick_body_idle_timeout,
+        ..StackOptions::default()
+    };
+    let stack = Stack::spawn_with(&env, options).await;
+    let bytes = clip(&env, 2);
+    let upload = stack.create_upload(bytes.len() as u64, "clip.mp4").await;
+
+    // The first PATCH sends part of the file, then nothing more, its connection still open: a
+    // phone that lost its network. Without the idle timeout, it would hold the write lock
+    // until the uploader's lease ran out.
+    // Less than a chunk: nothing is stored before the body ends.
+    let sent = 100_000;
+    assert!(sent < StackOptions::default().chunk_size_bytes);
+    let silent_body = futures_util::stream::iter([Ok::<_, std::io::Error>(
+        bytes::Bytes::copy_from_slice(&bytes[..sent]),
+    )])
+    .chain(futures_util::stream::pending());
+    let silent = tokio::spawn(
+        stack
+            .http
+            .patch(&upload.location)
+            .header("Tus-Resumable", TUS_VERSION)
+            .header("Content-Type", OFFSET_OCTET_STREAM)
+            .header("Upload-Offset", "0")
+            .body(reqwest::Body::wrap_stream(silent_body))
+            .send(),
+    );
+    let db = env.db().await;
+    let (writer, uploaded) = poll_until(
+        "the silent PATCH to be ended",
+        Duration::from_secs(30),
+        || async {
+            let row = db
+                .query_one(
+                    "SELECT s.writer IS NOT NULL, f.uploaded_bytes FROM upload_session s
+                     JOIN flow f ON f.id = s.flow_id WHERE s.id = $1",
+                    &[&upload.session_id.0],
+                )
+                .await
+                .expect("session row");
+            let uploaded: i64 = row.get(1);
+            (uploaded > 0).then(|| (row.get::<_, bool>(0), uploaded))
+        },
+    )
+    .await;
+    assert_eq!(uploaded, sent as i64, "what the silent PATCH sent is kept");
+    assert!(!writer, "the silent PATCH gave the write lock back");
+
+    // The client, on a new connection, resumes from HEAD's offset at once.
+    let head = stack
+        .http
+        .head(&upload.location)
+        .header("Tus-Resumable", TUS_VERSION)
+        .send()
+        .await
+        .expect("HEAD");
+    assert_eq!(header_u64(&head, "upload-offset"), sent as u64);
+    let rest = stack
+        .patch(&upload.location, sent as u64, bytes[sent..].to_vec())
+        .await;
+    assert_eq!(rest.status(), StatusCode::NO_CONTENT);
+    assert_eq!(header_u64(&rest, "upload-offset"), bytes.len() as u64);
+    silent.abort();
+    stack
+        .assert_ready_with_source(upload.video_id, &bytes)
+        .await;
+    stack.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_expired_upload_answers_410_and_its_process_is_freed() {
     let env = TestEnv::new().await;

@@ -29,7 +29,9 @@ use crate::metrics::GatewayMetrics;
 use crate::read_model::{self, UploadKind, UploadState};
 use crate::startup::AppState;
 use crate::tus::{self, Checksum, Concat, DeclaredLength, UploadMetadata};
-use crate::upload_stream::{stream_in_pieces, BodyEnd, Piece, StoreFailed, Storing, Streamed};
+use crate::upload_stream::{
+    idle_ends, stream_in_pieces, BodyEnd, Piece, StoreFailed, Storing, Streamed,
+};
 use crate::uploader_client::{CallError, UploaderClient};
 
 /// The bytes of an upload, as sent.
@@ -723,6 +725,7 @@ async fn store_body(
     let cutting = Cutting {
         piece_size: state.config.chunk_size_bytes,
         in_flight: state.config.chunks_in_flight,
+        idle_timeout: Duration::from_millis(state.config.body_idle_timeout_ms),
     };
     let offset = target.offset;
     let buffering = reserve_buffer(state, &target)
@@ -955,6 +958,8 @@ struct Cutting {
     piece_size: usize,
     /// `GATEWAY_CHUNKS_IN_FLIGHT`; a body with a checksum is sent one piece at a time.
     in_flight: usize,
+    /// `GATEWAY_BODY_IDLE_TIMEOUT_MS`
+    idle_timeout: Duration,
 }
 
 async fn stream_body(
@@ -979,7 +984,7 @@ async fn stream_body(
         .map(|checksum| Arc::new(Mutex::new(Some(checksum.algorithm.hasher()))));
     let hashing = hasher.clone();
     let received = metrics.clone();
-    let frames = body.into_data_stream().map(move |frame| {
+    let frames = idle_ends(body.into_data_stream(), cutting.idle_timeout).map(move |frame| {
         if let Ok(bytes) = &frame {
             received.bytes_received(bytes.len());
         }
