@@ -59,6 +59,9 @@ pub struct Config {
     pub replica_name: String,
     /// Unacknowledged progress reports held at once; they are small and applied quickly.
     pub progress_prefetch: u16,
+    /// An outcome that could not be applied (the database away) goes back to its queue after
+    /// this wait, to be applied again.
+    pub outcome_retry_ms: u64,
     /// After a stop signal, how long messages in flight may take to finish; what is still
     /// running then is abandoned, and its unacknowledged messages go back to the queue.
     pub shutdown_timeout_ms: u64,
@@ -99,6 +102,7 @@ impl Default for Config {
             delete_unused_videos_cron: "0 30 * * * *".to_owned(),
             replica_name: "uploader".to_owned(),
             progress_prefetch: 16,
+            outcome_retry_ms: 1_000,
             shutdown_timeout_ms: 8_000,
             broker_reconnect_backoff_ms: 1_000,
             broker_reconnect_max_backoff_ms: 30_000,
@@ -147,6 +151,10 @@ impl Config {
         anyhow::ensure!(
             self.progress_prefetch > 0,
             "UPLOADER_PROGRESS_PREFETCH must be positive"
+        );
+        anyhow::ensure!(
+            self.outcome_retry_ms > 0,
+            "UPLOADER_OUTCOME_RETRY_MS must be positive"
         );
         Ok(())
     }

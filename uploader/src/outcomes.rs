@@ -1,5 +1,7 @@
 //! The outcomes queue: fflow says how an encode ended; the flow and its video follow.
 
+use std::time::Duration;
+
 use deadpool_postgres::Pool;
 use futures_util::StreamExt;
 use lapin::message::Delivery;
@@ -14,13 +16,20 @@ use crate::metrics::StateTransitions;
 use crate::routing::Routing;
 use crate::{store, transitions};
 
+/// What applying an outcome needs.
+pub struct Applying {
+    pub pg: Pool,
+    pub routing: Routing,
+    pub counted: StateTransitions,
+    /// How long an outcome that could not be applied waits before it goes back to its queue.
+    pub retry_after: Duration,
+}
+
 pub async fn run(
     channel: Channel,
     queue: String,
     consumer_tag: String,
-    pg: Pool,
-    routing: Routing,
-    counted: StateTransitions,
+    applying: Applying,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let mut consumer = channel
@@ -37,7 +46,7 @@ pub async fn run(
             next = consumer.next() => next,
         };
         match delivery {
-            Some(Ok(delivery)) => handle(delivery, &pg, &routing, &counted).await,
+            Some(Ok(delivery)) => handle(delivery, &applying).await,
             Some(Err(error)) => tracing::warn!(error = %error, "outcomes consumer interrupted"),
             None => anyhow::bail!("the broker closed the outcomes consumer"),
         }
@@ -45,7 +54,7 @@ pub async fn run(
     Ok(())
 }
 
-async fn handle(delivery: Delivery, pg: &Pool, routing: &Routing, counted: &StateTransitions) {
+async fn handle(delivery: Delivery, applying: &Applying) {
     let outcome: EncodeOutcome = match serde_json::from_slice(&delivery.data) {
         Ok(outcome) => outcome,
         Err(error) => {
@@ -60,19 +69,14 @@ async fn handle(delivery: Delivery, pg: &Pool, routing: &Routing, counted: &Stat
         flow_id = %outcome.flow_id,
         session_id = %outcome.session_id,
     );
-    handle_outcome(delivery, outcome, pg, routing, counted)
+    handle_outcome(delivery, outcome, applying)
         .instrument(span)
         .await;
 }
 
-async fn handle_outcome(
-    delivery: Delivery,
-    outcome: EncodeOutcome,
-    pg: &Pool,
-    routing: &Routing,
-    counted: &StateTransitions,
-) {
-    match apply(&outcome, pg, counted).await {
+async fn handle_outcome(delivery: Delivery, outcome: EncodeOutcome, applying: &Applying) {
+    let retry_after = applying.retry_after;
+    match apply(&outcome, &applying.pg, &applying.counted).await {
         Ok(changed) => {
             if changed {
                 match &outcome.result {
@@ -86,12 +90,12 @@ async fn handle_outcome(
                     ),
                 }
             }
-            routing.forget(outcome.session_id).await;
+            applying.routing.forget(outcome.session_id).await;
             let _ = delivery.ack(BasicAckOptions::default()).await;
         }
         Err(error) => {
-            tracing::error!(flow_id = %outcome.flow_id, error = ?error, "outcome not applied, retrying later");
-            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            tracing::error!(flow_id = %outcome.flow_id, error = ?error, retry_in_ms = retry_after.as_millis(), "outcome not applied, retrying later");
+            tokio::time::sleep(retry_after).await;
             let _ = delivery
                 .nack(BasicNackOptions {
                     requeue: true,

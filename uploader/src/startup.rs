@@ -305,9 +305,12 @@ impl App {
                         outcomes_channel,
                         self.queues.outcomes.clone(),
                         format!("{name}-outcomes"),
-                        self.handlers.pg.clone(),
-                        self.handlers.routing.clone(),
-                        self.handlers.metrics.transitions.clone(),
+                        outcomes::Applying {
+                            pg: self.handlers.pg.clone(),
+                            routing: self.handlers.routing.clone(),
+                            counted: self.handlers.metrics.transitions.clone(),
+                            retry_after: millis(self.config.outcome_retry_ms),
+                        },
                         stop.clone(),
                     ),
                 )
