@@ -641,10 +641,35 @@ async fn bytes_received_before_the_client_disconnects_are_stored() {
     assert_eq!(stored, vec![9_u8; 50_000]);
 }
 
-#[tokio::test]
-async fn bodies_wait_for_memory_held_by_others_then_get_503_with_retry_after() {
+/// A PATCH, on a connection of its own, that declares `declared` bytes, sends ten of them, and
+/// then nothing more, its connection left open.
+async fn stalled_patch(
+    gateway: &Gateway,
+    session_id: vod_contracts::SessionId,
+    declared: usize,
+) -> tokio::net::TcpStream {
     use tokio::io::AsyncWriteExt;
 
+    let addr = gateway.base_url.trim_start_matches("http://").to_owned();
+    let mut stalled = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    let head = format!(
+        "PATCH /v1/uploads/{session_id} HTTP/1.1\r\nHost: {addr}\r\nTus-Resumable: 1.0.0\r\n\
+         Content-Type: application/offset+octet-stream\r\nUpload-Offset: 0\r\n\
+         Content-Length: {declared}\r\n\r\n"
+    );
+    stalled
+        .write_all(head.as_bytes())
+        .await
+        .expect("write head");
+    stalled.write_all(&[5_u8; 10]).await.expect("write body");
+    stalled.flush().await.expect("flush");
+    stalled
+}
+
+#[tokio::test]
+async fn bodies_wait_for_memory_held_by_others_then_get_503_with_retry_after() {
     const CHUNK: usize = 64 * 1024;
     let env = TestEnv::new().await;
     let uploader = UploaderDouble::start(&env).await;
@@ -659,21 +684,7 @@ async fn bodies_wait_for_memory_held_by_others_then_get_503_with_retry_after() {
 
     // A client declares a whole piece, sends a few bytes of it, and stalls.
     let (_, stalled_id) = env.insert_upload("OPEN", 0, CHUNK as i64, None).await;
-    let addr = gateway.base_url.trim_start_matches("http://").to_owned();
-    let mut stalled = tokio::net::TcpStream::connect(&addr)
-        .await
-        .expect("connect");
-    let head = format!(
-        "PATCH /v1/uploads/{stalled_id} HTTP/1.1\r\nHost: {addr}\r\nTus-Resumable: 1.0.0\r\n\
-         Content-Type: application/offset+octet-stream\r\nUpload-Offset: 0\r\n\
-         Content-Length: {CHUNK}\r\n\r\n"
-    );
-    stalled
-        .write_all(head.as_bytes())
-        .await
-        .expect("write head");
-    stalled.write_all(&[5_u8; 10]).await.expect("write body");
-    stalled.flush().await.expect("flush");
+    let stalled = stalled_patch(&gateway, stalled_id, CHUNK).await;
 
     let patch = |session_id: vod_contracts::SessionId| {
         http()
@@ -738,7 +749,7 @@ async fn bodies_wait_for_memory_held_by_others_then_get_503_with_retry_after() {
 
 #[tokio::test]
 async fn a_body_that_sends_nothing_for_the_idle_timeout_is_ended_and_keeps_its_bytes() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncReadExt;
 
     const CHUNK: usize = 64 * 1024;
     let env = TestEnv::new().await;
@@ -755,21 +766,7 @@ async fn a_body_that_sends_nothing_for_the_idle_timeout_is_ended_and_keeps_its_b
     // A client declares a whole piece, sends a few bytes of it, and goes silent without
     // closing its connection, as one whose network went away.
     let (_, stalled_id) = env.insert_upload("OPEN", 0, CHUNK as i64, None).await;
-    let addr = gateway.base_url.trim_start_matches("http://").to_owned();
-    let mut stalled = tokio::net::TcpStream::connect(&addr)
-        .await
-        .expect("connect");
-    let head = format!(
-        "PATCH /v1/uploads/{stalled_id} HTTP/1.1\r\nHost: {addr}\r\nTus-Resumable: 1.0.0\r\n\
-         Content-Type: application/offset+octet-stream\r\nUpload-Offset: 0\r\n\
-         Content-Length: {CHUNK}\r\n\r\n"
-    );
-    stalled
-        .write_all(head.as_bytes())
-        .await
-        .expect("write head");
-    stalled.write_all(&[5_u8; 10]).await.expect("write body");
-    stalled.flush().await.expect("flush");
+    let mut stalled = stalled_patch(&gateway, stalled_id, CHUNK).await;
 
     // The gateway ends the request itself: what came is stored and answered.
     let mut answer = Vec::new();
