@@ -1,10 +1,13 @@
 //! CPU time and memory of processes, read from `/proc`. Two samples of the CPU tell where the
 //! time of the work between them went, and whether the machine had any left.
 
-/// A process whose CPU time and memory a benchmark reads: its name in the figures and its id.
+/// A process whose CPU time and memory a benchmark reads.
 #[derive(Clone, Debug)]
 pub struct Watched {
+    /// Its own name, for its memory.
     pub name: String,
+    /// The name its CPU time is counted under, with the other replicas of the same service.
+    pub group: String,
     pub pid: u32,
 }
 
@@ -31,7 +34,7 @@ const SERVICES: [(&str, &str); 3] = [
 const TICKS: f64 = 100.0;
 
 impl CpuSample {
-    /// CPU used so far by `processes`, by the children each of them has waited for (fflow's
+    /// CPU used so far by `processes` (by group), by the children they have waited for (fflow's
     /// ffprobe and ffmpeg), by RabbitMQ, PostgreSQL and Redis (all their processes), and by the
     /// machine.
     pub fn take(processes: &[Watched]) -> Self {
@@ -40,9 +43,9 @@ impl CpuSample {
             let Some(times) = ProcessTimes::read(process.pid) else {
                 continue;
             };
-            sample.add(&process.name, times.own);
+            sample.add(&process.group, times.own);
             if times.children > 0.0 {
-                sample.add(&format!("{} children", process.name), times.children);
+                sample.add(&format!("{}'s children", process.group), times.children);
             }
         }
         for (name, seconds) in service_seconds() {

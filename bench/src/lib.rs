@@ -168,12 +168,15 @@ impl LocalStack {
         Ok(())
     }
 
-    /// The stack's processes, for their CPU time and memory.
+    /// The stack's processes, for their CPU time and memory; the replicas of a service are one
+    /// group.
     pub fn watched(&self) -> Vec<Watched> {
         self.children
             .iter()
             .map(|(name, child)| Watched {
                 name: name.clone(),
+                // fflow-r1 and fflow-r2 are fflow, uploader-1 and uploader-2 the uploader.
+                group: name.split('-').next().unwrap_or(name).to_owned(),
                 pid: child.id(),
             })
             .collect()

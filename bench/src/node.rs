@@ -66,8 +66,10 @@ impl ReferenceServer {
     }
 
     pub fn watched(&self) -> Watched {
+        let name = "reference server (Node)".to_owned();
         Watched {
-            name: "reference server (Node)".to_owned(),
+            group: name.clone(),
+            name,
             pid: self.child.id(),
         }
     }
