@@ -16,8 +16,9 @@
 //!   the same); for the reference, the SHA-256 of the file it stored.
 //!
 //! Sizes can be changed with `BENCH_SINGLE_MIB`, `BENCH_CONCURRENT`, `BENCH_CONCURRENT_MIB`,
-//! `BENCH_CHUNK_MIB` (8; `1024` is a client sending a whole file in one PATCH). The services'
-//! own settings pass through (`GATEWAY_CHUNK_SIZE_BYTES` and the like).
+//! `BENCH_CHUNK_MIB` (8; `1024` is a client sending a whole file in one PATCH);
+//! `BENCH_SINGLE_FILE` names a file (a video, say) the single rounds upload instead of noise.
+//! The services' own settings pass through (`GATEWAY_CHUNK_SIZE_BYTES` and the like).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -48,6 +49,8 @@ struct Settings {
     concurrent: u64,
     concurrent_mib: u64,
     chunk_mib: u64,
+    /// Uploaded in the single rounds instead of noise.
+    single_file: Option<PathBuf>,
 }
 
 impl Settings {
@@ -58,6 +61,7 @@ impl Settings {
             concurrent: env_u64("BENCH_CONCURRENT", 20),
             concurrent_mib: env_u64("BENCH_CONCURRENT_MIB", 64),
             chunk_mib: env_u64("BENCH_CHUNK_MIB", 8).max(1),
+            single_file: std::env::var_os("BENCH_SINGLE_FILE").map(PathBuf::from),
         }
     }
 }
@@ -105,6 +109,17 @@ impl TestFile {
             path,
             len,
             sha256: hex(&hasher.finalize()),
+        })
+    }
+
+    /// A file of the caller's, a video say, hashed here.
+    fn existing(path: PathBuf) -> anyhow::Result<Self> {
+        Ok(Self {
+            len: std::fs::metadata(&path)
+                .with_context(|| format!("no file {}", path.display()))?
+                .len(),
+            sha256: sha256_of_file(&path)?,
+            path,
         })
     }
 }
@@ -335,11 +350,15 @@ async fn main() -> anyhow::Result<()> {
     println!("machine: {cores} cores, load average {}", load_average());
 
     let files = tempfile::tempdir()?;
-    let single = [TestFile::write(
-        files.path().join("single.bin"),
-        settings.single_mib * MIB,
-        1,
-    )?];
+    let single = [match &settings.single_file {
+        Some(path) => TestFile::existing(path.clone())?,
+        None => TestFile::write(
+            files.path().join("single.bin"),
+            settings.single_mib * MIB,
+            1,
+        )?,
+    }];
+    let single_mib = single[0].len / MIB;
     let targets = [Target::Vod(&stack), Target::Reference(&reference)];
     let mut singles: [Series; 2] = Default::default();
     for round in 1..=settings.rounds {
@@ -349,8 +368,8 @@ async fn main() -> anyhow::Result<()> {
         for index in order {
             let run = bench.run(targets[index], &single).await?;
             let label = format!(
-                "round {round}, one {} MiB upload in {} MiB chunks,",
-                settings.single_mib, settings.chunk_mib
+                "round {round}, one {single_mib} MiB upload in {} MiB chunks,",
+                settings.chunk_mib
             );
             print_run(&label, targets[index].name(), &run);
             singles[index].runs.push(run);
