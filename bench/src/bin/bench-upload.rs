@@ -2,7 +2,8 @@
 //!
 //! `./dev bench upload` runs it. The same client, tus-js-client under Node, uploads to vod (the
 //! release binaries as separate processes, see `LocalStack`) and to `@tus/server` with
-//! `@tus/file-store`. It prints, from one run:
+//! `@tus/file-store`, first one 64 MiB file to each as a warm-up that is not counted. It
+//! prints, from one run:
 //! - one 1 GiB upload in 8 MiB chunks against each server, in `BENCH_ROUNDS` (3) rounds taking
 //!   turns (vod first in odd rounds, the reference first in even ones): MiB/s of each, the
 //!   medians and vod ÷ reference;
@@ -279,6 +280,89 @@ impl Bench {
     }
 }
 
+impl Bench {
+    /// One upload to each server, not counted: the first requests of a process (Node's
+    /// compiler, connection pools) should not weigh on the first round.
+    async fn warm_up(&self, targets: &[Target<'_>; 2], files: &[TestFile]) -> anyhow::Result<()> {
+        if files.is_empty() {
+            return Ok(());
+        }
+        for target in targets {
+            let run = self.run(*target, files).await?;
+            ensure!(
+                run.stored_right == run.uploads,
+                "{}: the warm-up upload stored other bytes",
+                target.name()
+            );
+        }
+        Ok(())
+    }
+
+    /// The single upload to each server, `rounds` times, taking turns.
+    async fn single_rounds(
+        &self,
+        targets: &[Target<'_>; 2],
+        single: &[TestFile; 1],
+        settings: &Settings,
+    ) -> anyhow::Result<[Series; 2]> {
+        let label = |round| {
+            format!(
+                "round {round}, one {} MiB upload in {} MiB chunks,",
+                single[0].len / MIB,
+                settings.chunk_mib
+            )
+        };
+        let mut singles: [Series; 2] = Default::default();
+        for round in 1..=settings.rounds {
+            // Each server goes first in every other round, so that a drift of the machine's
+            // speed does not always favour the same one.
+            let order: [usize; 2] = if round % 2 == 1 { [0, 1] } else { [1, 0] };
+            for index in order {
+                let run = self.run(targets[index], single).await?;
+                print_run(&label(round), targets[index].name(), &run);
+                singles[index].runs.push(run);
+            }
+        }
+        let [vod, reference] = singles.each_ref().map(|series| median(&series.speeds()));
+        println!(
+            "median of {}: vod {vod:.1} MiB/s, reference {reference:.1} MiB/s, vod ÷ reference {:.2}",
+            settings.rounds,
+            vod / reference
+        );
+        Ok(singles)
+    }
+
+    /// All of `many` at once to each server.
+    async fn concurrent_runs(
+        &self,
+        targets: &[Target<'_>; 2],
+        many: &[TestFile],
+        settings: &Settings,
+    ) -> anyhow::Result<[Series; 2]> {
+        if many.is_empty() {
+            return Ok(Default::default());
+        }
+        let label = format!(
+            "{} concurrent uploads of {} MiB, aggregate,",
+            settings.concurrent, settings.concurrent_mib
+        );
+        let mut concurrents: [Series; 2] = Default::default();
+        for (index, target) in targets.iter().enumerate() {
+            let run = self.run(*target, many).await?;
+            print_run(&label, target.name(), &run);
+            concurrents[index].runs.push(run);
+        }
+        let [vod, reference] = concurrents
+            .each_ref()
+            .map(|series| median(&series.speeds()));
+        println!(
+            "concurrent: vod {vod:.1} MiB/s, reference {reference:.1} MiB/s, vod ÷ reference {:.2}",
+            vod / reference
+        );
+        Ok(concurrents)
+    }
+}
+
 /// Writes dirty pages back, so that a run does not pay for the one before it.
 fn sync_disks() {
     let _ = Command::new("sync").status();
@@ -358,31 +442,6 @@ async fn main() -> anyhow::Result<()> {
             1,
         )?,
     }];
-    let single_mib = single[0].len / MIB;
-    let targets = [Target::Vod(&stack), Target::Reference(&reference)];
-    let mut singles: [Series; 2] = Default::default();
-    for round in 1..=settings.rounds {
-        // Each server goes first in every other round, so that a drift of the machine's speed
-        // does not always favour the same one.
-        let order: [usize; 2] = if round % 2 == 1 { [0, 1] } else { [1, 0] };
-        for index in order {
-            let run = bench.run(targets[index], &single).await?;
-            let label = format!(
-                "round {round}, one {single_mib} MiB upload in {} MiB chunks,",
-                settings.chunk_mib
-            );
-            print_run(&label, targets[index].name(), &run);
-            singles[index].runs.push(run);
-        }
-    }
-    drop(single);
-    let [vod_single, reference_single] = singles.each_ref().map(|series| median(&series.speeds()));
-    println!(
-        "median of {}: vod {vod_single:.1} MiB/s, reference {reference_single:.1} MiB/s, vod ÷ reference {:.2}",
-        settings.rounds,
-        vod_single / reference_single
-    );
-
     let many: Vec<TestFile> = (0..settings.concurrent)
         .map(|index| {
             TestFile::write(
@@ -392,23 +451,12 @@ async fn main() -> anyhow::Result<()> {
             )
         })
         .collect::<anyhow::Result<_>>()?;
-    let mut concurrents: [Series; 2] = Default::default();
-    for (index, target) in targets.iter().enumerate() {
-        let run = bench.run(*target, &many).await?;
-        let label = format!(
-            "{} concurrent uploads of {} MiB, aggregate,",
-            settings.concurrent, settings.concurrent_mib
-        );
-        print_run(&label, target.name(), &run);
-        concurrents[index].runs.push(run);
-    }
-    let [vod_many, reference_many] = concurrents
-        .each_ref()
-        .map(|series| median(&series.speeds()));
-    println!(
-        "concurrent: vod {vod_many:.1} MiB/s, reference {reference_many:.1} MiB/s, vod ÷ reference {:.2}",
-        vod_many / reference_many
-    );
+    let targets = [Target::Vod(&stack), Target::Reference(&reference)];
+    bench.warm_up(&targets, &many[..many.len().min(1)]).await?;
+    let singles = bench.single_rounds(&targets, &single, &settings).await?;
+    drop(single);
+    let concurrents = bench.concurrent_runs(&targets, &many, &settings).await?;
+    drop(many);
 
     println!("CPU seconds per GiB uploaded, while the uploads ran:");
     let column = |title: &str, series: &Series| (title.to_owned(), series.cpu(), series.gib());
