@@ -278,9 +278,7 @@ impl Bench {
             stored_right,
         })
     }
-}
 
-impl Bench {
     /// One upload to each server, not counted: the first requests of a process (Node's
     /// compiler, connection pools) should not weigh on the first round.
     async fn warm_up(&self, targets: &[Target<'_>; 2], files: &[TestFile]) -> anyhow::Result<()> {
