@@ -2,6 +2,8 @@
 //! own (database, queues, Redis keys, directories), so that benchmarks measure what a deployment
 //! runs and can read each service's memory. `BENCH_RUST_LOG` sets the services' log filter
 //! (default `warn`), and `BENCH_LOG_DIR` names a directory their logs are copied to at the end.
+//! [`cpu`] reads the CPU time and memory of processes, [`node`] runs the reference tus server
+//! and the tus client under Node.
 
 use std::collections::HashMap;
 use std::net::TcpListener;
@@ -11,6 +13,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use vod_infra::testsuite::{self, TestWorld};
+
+pub mod cpu;
+pub mod node;
+
+use cpu::Watched;
 
 pub struct LocalStack {
     pub gateway_url: String,
@@ -161,23 +168,16 @@ impl LocalStack {
         Ok(())
     }
 
-    /// Peak resident memory of the named processes (`VmHWM`), in MiB.
-    pub fn peak_rss_mib(&self, name_prefix: &str) -> Vec<(String, f64)> {
+    /// The stack's processes, for their CPU time and memory; the replicas of a service are one
+    /// group.
+    pub fn watched(&self) -> Vec<Watched> {
         self.children
             .iter()
-            .filter(|(name, _)| name.starts_with(name_prefix))
-            .filter_map(|(name, child)| {
-                let status =
-                    std::fs::read_to_string(format!("/proc/{}/status", child.id())).ok()?;
-                let kib: f64 = status
-                    .lines()
-                    .find_map(|line| line.strip_prefix("VmHWM:"))?
-                    .trim()
-                    .trim_end_matches("kB")
-                    .trim()
-                    .parse()
-                    .ok()?;
-                Some((name.clone(), kib / 1024.0))
+            .map(|(name, child)| Watched {
+                name: name.clone(),
+                // fflow-r1 and fflow-r2 are fflow, uploader-1 and uploader-2 the uploader.
+                group: name.split('-').next().unwrap_or(name).to_owned(),
+                pid: child.id(),
             })
             .collect()
     }
@@ -228,135 +228,4 @@ pub fn release_bin_dir() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
     target.join("release")
-}
-
-/// CPU time used so far by the stack's processes and by the services it runs on, with the
-/// machine's busy and total time, all in seconds. Two samples tell where the CPU of the work
-/// between them went, and whether the machine had any left.
-pub struct CpuSample {
-    /// Process (or group of processes), seconds of user and system time.
-    pub by_process: Vec<(String, f64)>,
-    /// Seconds any core was busy (neither idle nor waiting for the disk).
-    pub machine_busy: f64,
-    /// Seconds of all cores together.
-    pub machine_total: f64,
-}
-
-/// The other processes a run loads, by the command name `/proc` gives them.
-const SERVICES: [(&str, &str); 3] = [
-    ("rabbitmq", "beam.smp"),
-    ("postgres", "postgres"),
-    ("redis", "redis-server"),
-];
-
-impl CpuSample {
-    /// What was used from `earlier` to `self`, process by process.
-    pub fn since(&self, earlier: &CpuSample) -> CpuSample {
-        let by_process = self
-            .by_process
-            .iter()
-            .map(|(name, seconds)| {
-                let before = earlier
-                    .by_process
-                    .iter()
-                    .find(|(earlier_name, _)| earlier_name == name)
-                    .map_or(0.0, |(_, seconds)| *seconds);
-                (name.clone(), (seconds - before).max(0.0))
-            })
-            .collect();
-        CpuSample {
-            by_process,
-            machine_busy: self.machine_busy - earlier.machine_busy,
-            machine_total: self.machine_total - earlier.machine_total,
-        }
-    }
-}
-
-impl std::fmt::Display for CpuSample {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let shares: Vec<String> = self
-            .by_process
-            .iter()
-            .map(|(name, seconds)| format!("{name} {seconds:.2}"))
-            .collect();
-        write!(
-            f,
-            "CPU seconds: {}; machine busy {:.1} of {:.1} core-seconds ({:.0}%)",
-            shares.join(", "),
-            self.machine_busy,
-            self.machine_total,
-            100.0 * self.machine_busy / self.machine_total.max(f64::EPSILON)
-        )
-    }
-}
-
-impl LocalStack {
-    /// CPU used so far by every process of the stack, the benchmark's own client, and RabbitMQ, PostgreSQL and Redis.
-    pub fn cpu_sample(&self) -> CpuSample {
-        let mut by_process: Vec<(String, f64)> = self
-            .children
-            .iter()
-            .map(|(name, child)| (name.clone(), process_cpu_seconds(child.id()).unwrap_or(0.0)))
-            .collect();
-        by_process.push((
-            "client".to_owned(),
-            process_cpu_seconds(std::process::id()).unwrap_or(0.0),
-        ));
-        let mut services = [0.0; SERVICES.len()];
-        for pid in std::fs::read_dir("/proc")
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
-        {
-            let Ok(comm) = std::fs::read_to_string(format!("/proc/{pid}/comm")) else {
-                continue;
-            };
-            if let Some(index) = SERVICES.iter().position(|(_, name)| *name == comm.trim()) {
-                services[index] += process_cpu_seconds(pid).unwrap_or(0.0);
-            }
-        }
-        by_process.extend(
-            SERVICES
-                .iter()
-                .zip(services)
-                .map(|((name, _), seconds)| ((*name).to_owned(), seconds)),
-        );
-        let (machine_busy, machine_total) = machine_cpu_seconds().unwrap_or((0.0, 0.0));
-        CpuSample {
-            by_process,
-            machine_busy,
-            machine_total,
-        }
-    }
-}
-
-/// Clock ticks a second in `/proc`'s figures (`getconf CLK_TCK`, 100 on Linux).
-const TICKS: f64 = 100.0;
-
-/// User and system time of one process, in seconds.
-fn process_cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name, which may hold spaces: state is the first of them, utime
-    // and stime the 12th and 13th.
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
-    Some((utime + stime) / TICKS)
-}
-
-/// Busy and total time of all cores together, in seconds.
-fn machine_cpu_seconds() -> Option<(f64, f64)> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let ticks: Vec<f64> = stat
-        .lines()
-        .next()?
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|field| field.parse().ok())
-        .collect();
-    // user nice system idle iowait irq softirq steal (guest time is counted in user already).
-    let total: f64 = ticks.iter().take(8).sum();
-    let idle = ticks.get(3)? + ticks.get(4)?;
-    Some(((total - idle) / TICKS, total / TICKS))
 }
