@@ -40,6 +40,12 @@ impl FflowCallError {
         }
     }
 
+    /// fflow saw a write under a later fencing token than this one's: the write lock passed to
+    /// another request while the chunk was on its way.
+    pub fn is_stale_writer(&self) -> bool {
+        matches!(self, FflowCallError::Refused { status: 409, code, .. } if code == "stale_writer")
+    }
+
     /// fflow, or holder behind it, could not do the work now (503 from fflow, 504 from a
     /// reverse proxy in front of it); asking again later may succeed.
     pub fn is_unavailable(&self) -> bool {
@@ -135,13 +141,14 @@ impl FflowClient {
         address: &str,
         session_id: SessionId,
         offset: u64,
+        epoch: u64,
         payload: Bytes,
     ) -> Result<ChunkWritten, FflowCallError> {
         let url = format!("{address}{}", chunks_path(session_id));
         let result = self
             .http
             .put(&url)
-            .query(&[("offset", offset)])
+            .query(&[("offset", offset), ("epoch", epoch)])
             .header("content-type", "application/octet-stream")
             .body(payload)
             .send()

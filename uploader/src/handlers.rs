@@ -5,17 +5,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use bytes::Bytes;
 use deadpool_postgres::Pool;
-use vod_contracts::commands::{Ack, ChunkCommit, ChunkHeader, Command, Reject, RejectCode};
+use vod_contracts::commands::{Ack, Command, Reject, RejectCode};
 use vod_contracts::fflow::{FinishProcess, PartSource};
 use vod_contracts::{FlowStatus, SessionId, SessionStatus, WriterId};
 
-use crate::fflow_client::{FflowCallError, FflowClient};
+use crate::fflow_client::FflowClient;
 use crate::metrics::UploaderMetrics;
 use crate::routing::{Routing, RoutingError};
 use crate::store::{self, FlowRef, SessionRow, UploadKind};
-use crate::transitions::{self, FinalUpload, NewUpload, WriterChange};
+use crate::transitions::{self, FinalUpload, NewUpload};
 
 /// Failures of a handler: a refusal the client must hear, or a fault of ours or of a dependency.
 #[derive(Debug, thiserror::Error)]
@@ -67,22 +66,6 @@ pub struct Handlers {
     /// How long a chunk that arrived before those its request sent earlier waits for them.
     pub chunk_ahead_wait: Duration,
 }
-
-/// What one attempt to store a chunk came to.
-enum Attempt {
-    Done(Ack),
-    /// The chunk's request holds the write lock and sent chunks before this one that are not
-    /// stored yet: the upload is short of the chunk's offset.
-    Ahead(SessionRow),
-}
-
-/// The waits of a chunk that came before its predecessors: none at first, then the first,
-/// doubling up to the second. A predecessor being stored holds the session's row lock, which
-/// an attempt waits for in PostgreSQL; the row read then still shows the upload's offset from
-/// before that commit, so the next attempt, at once, reads it anew. The waits only cover a
-/// predecessor still on its way.
-const AHEAD_FIRST_PAUSE: Duration = Duration::from_millis(1);
-const AHEAD_MAX_PAUSE: Duration = Duration::from_millis(20);
 
 impl Handlers {
     /// Where the transitions count the status changes they write.
@@ -362,7 +345,7 @@ impl Handlers {
 
     /// Expires an open session found past its expiry, frees its process, and returns the
     /// refusal for the request that found it.
-    async fn expire_now(
+    pub(crate) async fn expire_now(
         &self,
         tx: deadpool_postgres::Transaction<'_>,
         session: &SessionRow,
@@ -388,251 +371,8 @@ impl Handlers {
         .into()
     }
 
-    /// Stores one chunk: checks it against the database, hands it to the session's fflow
-    /// replica, and only then moves the offset, all under the session's row lock, so that two
-    /// writers never interleave their bytes. A request sends its next chunk while the one
-    /// before is stored; when the next arrives first, it waits for the upload to reach it
-    /// (`chunk_ahead_wait`), then is refused as at another offset.
-    pub async fn chunk(&self, header: ChunkHeader, payload: Bytes) -> Result<Ack, HandlerError> {
-        let deadline = tokio::time::Instant::now() + self.chunk_ahead_wait;
-        let mut pause = Duration::ZERO;
-        loop {
-            match self.try_chunk(&header, payload.clone()).await? {
-                Attempt::Done(ack) => return Ok(ack),
-                Attempt::Ahead(session) if tokio::time::Instant::now() + pause < deadline => {
-                    tracing::debug!(session_id = %session.session_id, offset = header.offset, uploaded = session.uploaded_bytes, "chunk came before those sent ahead of it, waiting");
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).clamp(AHEAD_FIRST_PAUSE, AHEAD_MAX_PAUSE);
-                }
-                Attempt::Ahead(session) => {
-                    tracing::info!(session_id = %session.session_id, offset = header.offset, uploaded = session.uploaded_bytes, "the chunks sent before this one never came");
-                    return Err(offset_mismatch(&session, header.offset).into());
-                }
-            }
-        }
-    }
-
-    /// One attempt, under the session's row lock. A chunk refused here creates no process: the
-    /// session's fflow replica is chosen (and its process created) only once the checks pass.
-    async fn try_chunk(
-        &self,
-        header: &ChunkHeader,
-        payload: Bytes,
-    ) -> Result<Attempt, HandlerError> {
-        let end = header.offset.checked_add(header.len).ok_or_else(|| {
-            Reject::new(
-                RejectCode::InvalidCommand,
-                "chunk offset and length overflow",
-            )
-        })?;
-        let mut client = self.pg.get().await.context("no database connection")?;
-        let tx = client.transaction().await.context("failed to begin")?;
-        // The cached route is read while the row lock is taken.
-        let (cached, session) = tokio::join!(
-            self.routing.cached(header.session_id),
-            store::lock_session(&tx, header.session_id)
-        );
-        let session = session?.ok_or_else(|| not_found(header.session_id))?;
-        name_upload_in_span(&session);
-        check_length(&session, end)?;
-        if let Some(ack) = self.already_stored(&session, header, end).await {
-            return Ok(Attempt::Done(ack));
-        }
-        if session.status == SessionStatus::Open && session.expired {
-            return Err(self.expire_now(tx, &session).await);
-        }
-        if is_ahead(&session, header) {
-            // The transaction ends with `tx` dropped, and the row lock with it.
-            return Ok(Attempt::Ahead(session));
-        }
-        check_writable(&session, header)?;
-        // The locked row is the truth: a cached route may name a replica the upload was moved
-        // away from since, or be gone with a restarted Redis; it is written again then.
-        let address = match &session.fflow_address {
-            Some(recorded) => {
-                self.routing
-                    .cache_unless_known(session.session_id, recorded, &cached)
-                    .await;
-                recorded.clone()
-            }
-            None => {
-                self.routing.forget(session.session_id).await;
-                self.routing.address_for(&tx, &session).await?
-            }
-        };
-        let written = match self
-            .fflow
-            .put_chunk(&address, session.session_id, header.offset, payload)
-            .await
-        {
-            Ok(written) => written,
-            Err(error) => return Err(self.chunk_not_taken(tx, &session, &address, error).await),
-        };
-        if session.fflow_unreachable_for.is_some() {
-            store::note_fflow_reachable(&tx, session.session_id).await?;
-        }
-        if written.received_bytes != end {
-            tracing::warn!(session_id = %session.session_id, received = written.received_bytes, expected = end, "fflow holds an unexpected length");
-        }
-        let writer_change = match header.writer {
-            Some(writer) if header.release => WriterChange::Release(writer),
-            Some(writer) => WriterChange::Hold {
-                writer,
-                lease_secs: self.writer_lease_secs,
-            },
-            None => WriterChange::Keep,
-        };
-        let from = match header.commit {
-            ChunkCommit::Stage { .. } => {
-                match writer_change {
-                    WriterChange::Release(writer) => {
-                        store::release_writer(&tx, session.session_id, writer).await?;
-                    }
-                    WriterChange::Hold { writer, lease_secs } => {
-                        store::hold_writer(&tx, session.session_id, writer, lease_secs).await?;
-                    }
-                    WriterChange::Keep => {}
-                }
-                tx.commit()
-                    .await
-                    .context("failed to commit the staged chunk")?;
-                return Ok(Attempt::Done(Ack::ChunkStaged { staged_to: end }));
-            }
-            ChunkCommit::Immediate => header.offset,
-            ChunkCommit::CommitStaged { base } => base,
-        };
-        let Some((uploaded, expires_at)) = transitions::advance_offset(
-            &tx,
-            &session,
-            from,
-            end,
-            self.session_ttl_secs,
-            writer_change,
-        )
-        .await?
-        else {
-            return Err(offset_mismatch(&session, from).into());
-        };
-        let complete = session.total_bytes == Some(uploaded);
-        if complete {
-            transitions::complete_upload(&tx, &session, self.counted()).await?;
-        }
-        tx.commit().await.context("failed to commit the chunk")?;
-        tracing::debug!(session_id = %session.session_id, uploaded, total = session.total_bytes, "chunk stored");
-        if complete {
-            self.after_complete(session.session_id).await;
-        }
-        Ok(Attempt::Done(Ack::ChunkStored {
-            uploaded_bytes: uploaded,
-            total_bytes: session.total_bytes,
-            expires_at: (!complete).then_some(expires_at).flatten(),
-        }))
-    }
-
-    /// The answer to a chunk the session's fflow replica did not take. A refusal is passed on.
-    /// A replica that cannot be reached (or that no longer knows the session) may be
-    /// restarting, and it reloads its sessions from its spool, so the first failure is only
-    /// noted; once that has lasted longer than the grace, its bytes are given up for lost and
-    /// the upload moves: the offset drops to 0 and the next chunk goes to another replica.
-    async fn chunk_not_taken(
-        &self,
-        tx: deadpool_postgres::Transaction<'_>,
-        session: &SessionRow,
-        address: &str,
-        error: FflowCallError,
-    ) -> HandlerError {
-        tracing::warn!(session_id = %session.session_id, address = %address, error = %error, "fflow did not take the chunk");
-        let unavailable = Reject::new(
-            RejectCode::Unavailable,
-            "the encoder did not take the chunk; retry from the reported offset",
-        );
-        if !error.may_be_lost() {
-            return unavailable.into();
-        }
-        let noted = async {
-            let lowered = match session.fflow_unreachable_for {
-                Some(unreachable_for) if unreachable_for >= self.fflow_reassign_after => {
-                    let reason = format!(
-                        "fflow replica {address} lost the upload {} s ago: {error}",
-                        unreachable_for.as_secs()
-                    );
-                    transitions::reassign_lost_replica(&tx, session, &reason)
-                        .await?
-                        .map(|from| (from, reason))
-                }
-                _ => {
-                    store::note_fflow_unreachable(&tx, session.session_id).await?;
-                    None
-                }
-            };
-            tx.commit()
-                .await
-                .context("failed to commit the unreachable replica")?;
-            anyhow::Ok(lowered)
-        }
-        .await;
-        match noted {
-            Err(error) => HandlerError::Internal(error),
-            Ok(None) => unavailable.into(),
-            Ok(Some((from, reason))) => {
-                self.routing.forget(session.session_id).await;
-                tracing::warn!(
-                    session_id = %session.session_id,
-                    kind = session.kind.as_str(),
-                    address = %address,
-                    lost_bytes = from,
-                    reason = %reason,
-                    "fflow replica lost, upload moved: its offset drops to 0"
-                );
-                Reject::new(
-                    RejectCode::OffsetMismatch,
-                    format!(
-                        "the encoder holding upload {} was lost; the upload is at offset 0 \
-                         again, resend from there",
-                        session.session_id
-                    ),
-                )
-                .into()
-            }
-        }
-    }
-
-    /// The answer to a chunk whose bytes are all stored already (a redelivery), if it is one.
-    async fn already_stored(
-        &self,
-        session: &SessionRow,
-        header: &ChunkHeader,
-        end: u64,
-    ) -> Option<Ack> {
-        let start = match header.commit {
-            ChunkCommit::Immediate => header.offset,
-            ChunkCommit::CommitStaged { base } => base,
-            ChunkCommit::Stage { .. } => return None,
-        };
-        let stored_before = start < session.uploaded_bytes && end <= session.uploaded_bytes;
-        let empty_at_offset = header.len == 0
-            && header.commit == ChunkCommit::Immediate
-            && header.offset == session.uploaded_bytes;
-        if !(stored_before || empty_at_offset) {
-            return None;
-        }
-        if session
-            .flow
-            .is_some_and(|flow| flow.status == FlowStatus::Processing)
-        {
-            self.ensure_finish_requested(session).await;
-        }
-        Some(Ack::ChunkStored {
-            uploaded_bytes: session.uploaded_bytes,
-            total_bytes: session.total_bytes,
-            expires_at: session
-                .expires_at
-                .filter(|_| session.status == SessionStatus::Open),
-        })
-    }
-
     /// A session just completed: a flow's encode is requested; a partial upload waits.
-    async fn after_complete(&self, session_id: SessionId) {
+    pub(crate) async fn after_complete(&self, session_id: SessionId) {
         let loaded = match self.pg.get().await {
             Ok(client) => store::load_session(&client, session_id).await,
             Err(error) => Err(anyhow::Error::new(error)),
@@ -653,10 +393,11 @@ impl Handlers {
     /// Tells the owning fflow replica to encode (joining the parts of a final upload first);
     /// retries, and fails the flow with a reason if the replica never hears it. fflow treats a
     /// repeated finish as a no-op.
-    async fn ensure_finish_requested(&self, session: &SessionRow) {
+    pub(crate) async fn ensure_finish_requested(&self, session: &SessionRow) {
         let Some(flow) = session.flow else {
             return;
         };
+        // No connection is held while fflow is called: one is taken for each read or write.
         let client = match self.pg.get().await {
             Ok(client) => client,
             Err(error) => {
@@ -671,7 +412,8 @@ impl Handlers {
                 return;
             }
         };
-        let address = match self.routing.address_for(&client, session).await {
+        drop(client);
+        let address = match self.routing.address_for(&self.pg, session).await {
             Ok(address) => address,
             Err(error) => {
                 tracing::error!(session_id = %session.session_id, error = %error, "no fflow replica for a complete upload");
@@ -701,7 +443,12 @@ impl Handlers {
             Some(error) => format!("processing could not start: {error}"),
             None => "processing could not start".to_owned(),
         };
-        self.fail_flow(&client, session, flow, &reason).await;
+        match self.pg.get().await {
+            Ok(client) => self.fail_flow(&client, session, flow, &reason).await,
+            Err(error) => {
+                tracing::error!(session_id = %session.session_id, error = %error, reason = %reason, "flow not marked failed")
+            }
+        }
     }
 
     async fn finish_request(
@@ -776,7 +523,7 @@ struct FinalRequest<'a> {
 
 /// Names the upload's flow and video on the span the consumer opened for the message, so
 /// that every line logged while handling it carries them.
-fn name_upload_in_span(session: &SessionRow) {
+pub(crate) fn name_upload_in_span(session: &SessionRow) {
     if let Some(flow) = &session.flow {
         let span = tracing::Span::current();
         span.record("flow_id", tracing::field::display(flow.flow_id));
@@ -793,7 +540,7 @@ fn created_ack(created: transitions::Created) -> Ack {
     }
 }
 
-fn check_length(session: &SessionRow, end: u64) -> Result<(), Reject> {
+pub(crate) fn check_length(session: &SessionRow, end: u64) -> Result<(), Reject> {
     match session.total_bytes {
         Some(total) if end > total => Err(Reject::new(
             RejectCode::LengthExceeded,
@@ -803,61 +550,14 @@ fn check_length(session: &SessionRow, end: u64) -> Result<(), Reject> {
     }
 }
 
-/// Whether the chunk may be written now: the upload is open, the chunk's writer may write,
-/// and it starts where the upload (or its request's staged bytes) stand.
-/// Whether the chunk is one its request sent while chunks before it are still on their way:
-/// the request holds the write lock of the open upload, and the upload is short of the chunk.
-fn is_ahead(session: &SessionRow, header: &ChunkHeader) -> bool {
-    session.status == SessionStatus::Open
-        && !session.expired
-        && header.commit == ChunkCommit::Immediate
-        && header.writer.is_some()
-        && session.writer == header.writer
-        && session.writer_active
-        && header.offset > session.uploaded_bytes
-}
-
-fn check_writable(session: &SessionRow, header: &ChunkHeader) -> Result<(), Reject> {
-    if session.status != SessionStatus::Open {
-        return Err(closed(session));
-    }
-    if !session.may_write(header.writer) {
-        return Err(locked(session));
-    }
-    match header.commit {
-        ChunkCommit::Immediate if header.offset != session.uploaded_bytes => {
-            Err(offset_mismatch(session, header.offset))
-        }
-        ChunkCommit::Immediate => Ok(()),
-        ChunkCommit::Stage { base } | ChunkCommit::CommitStaged { base } => {
-            if header.writer.is_none() {
-                return Err(Reject::new(
-                    RejectCode::InvalidCommand,
-                    "a staged chunk needs the upload's write lock",
-                ));
-            }
-            if base != session.uploaded_bytes {
-                return Err(offset_mismatch(session, base));
-            }
-            if header.offset < base {
-                return Err(Reject::new(
-                    RejectCode::InvalidCommand,
-                    "a staged chunk starts before its request's offset",
-                ));
-            }
-            Ok(())
-        }
-    }
-}
-
-fn not_found(session_id: SessionId) -> Reject {
+pub(crate) fn not_found(session_id: SessionId) -> Reject {
     Reject::new(
         RejectCode::UploadNotFound,
         format!("upload {session_id} does not exist"),
     )
 }
 
-fn closed(session: &SessionRow) -> Reject {
+pub(crate) fn closed(session: &SessionRow) -> Reject {
     Reject::new(
         RejectCode::UploadClosed,
         format!(
@@ -867,7 +567,7 @@ fn closed(session: &SessionRow) -> Reject {
     )
 }
 
-fn locked(session: &SessionRow) -> Reject {
+pub(crate) fn locked(session: &SessionRow) -> Reject {
     Reject::new(
         RejectCode::UploadLocked,
         format!(
@@ -881,7 +581,7 @@ fn invalid_concat(message: impl Into<String>) -> Reject {
     Reject::new(RejectCode::InvalidConcat, message)
 }
 
-fn offset_mismatch(session: &SessionRow, offset: u64) -> Reject {
+pub(crate) fn offset_mismatch(session: &SessionRow, offset: u64) -> Reject {
     Reject::new(
         RejectCode::OffsetMismatch,
         format!(

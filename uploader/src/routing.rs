@@ -4,7 +4,8 @@
 
 use std::sync::Arc;
 
-use deadpool_postgres::GenericClient;
+use anyhow::Context;
+use deadpool_postgres::Pool;
 use deadpool_redis::redis;
 use vod_contracts::fflow::CreateProcess;
 use vod_contracts::SessionId;
@@ -57,9 +58,10 @@ impl Routing {
     }
 
     /// The address of the replica that owns the session, creating its process on first use.
+    /// A database connection is taken for each statement, never held while fflow is called.
     pub async fn address_for(
         &self,
-        pg: &impl GenericClient,
+        pg: &Pool,
         session: &SessionRow,
     ) -> Result<String, RoutingError> {
         let cached = self.cached(session.session_id).await;
@@ -67,9 +69,10 @@ impl Routing {
             return Ok(address);
         }
         // The row may be older than a concurrent claim: read it again.
-        let recorded = store::load_session(pg, session.session_id)
-            .await?
-            .and_then(|row| row.fflow_address);
+        let recorded = {
+            let client = pg.get().await.context("no database connection")?;
+            store::recorded_fflow_address(&client, session.session_id).await?
+        };
         let address = match recorded {
             Some(address) => address,
             None => self.create_process(pg, session).await?,
@@ -81,7 +84,7 @@ impl Routing {
 
     async fn create_process(
         &self,
-        pg: &impl GenericClient,
+        pg: &Pool,
         session: &SessionRow,
     ) -> Result<String, RoutingError> {
         let created = self
@@ -92,8 +95,10 @@ impl Routing {
                 total_bytes: session.total_bytes,
             })
             .await?;
-        let recorded =
-            store::record_fflow_address(pg, session.session_id, &created.address).await?;
+        let recorded = {
+            let client = pg.get().await.context("no database connection")?;
+            store::record_fflow_address(&client, session.session_id, &created.address).await?
+        };
         if recorded != created.address {
             tracing::info!(
                 session_id = %session.session_id,

@@ -70,6 +70,9 @@ pub struct SessionRow {
     /// The request holding the write lock, and whether its lease still runs.
     pub writer: Option<WriterId>,
     pub writer_active: bool,
+    /// The fencing token of the write lock: it goes up each time the lock passes to another
+    /// request (see [`claim_writer`]).
+    pub writer_epoch: u64,
     pub expires_at: Option<DateTime<Utc>>,
     /// Open, and past `expires_at`.
     pub expired: bool,
@@ -99,7 +102,8 @@ const SESSION_COLUMNS: &str = "s.id, s.status, s.kind, f.id, f.video_id, f.statu
      s.fflow_address, s.writer, COALESCE(s.writer_expires_at > now(), false), s.expires_at, \
      (s.status = 'OPEN' AND COALESCE(s.expires_at < now(), false)), \
      COALESCE(s.parts, '{}'::uuid[]), \
-     (EXTRACT(EPOCH FROM now() - s.fflow_unreachable_since) * 1000)::bigint";
+     (EXTRACT(EPOCH FROM now() - s.fflow_unreachable_since) * 1000)::bigint, \
+     s.writer_epoch";
 
 const SESSION_FROM: &str = "upload_session s LEFT JOIN flow f ON f.id = s.flow_id";
 
@@ -132,6 +136,7 @@ fn session_from_row(row: &tokio_postgres::Row) -> anyhow::Result<SessionRow> {
         fflow_unreachable_for: row
             .try_get::<_, Option<i64>>(14)?
             .map(|ms| std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0))),
+        writer_epoch: u64::try_from(row.try_get::<_, i64>(15)?)?,
     })
 }
 
@@ -140,8 +145,13 @@ pub async fn load_session(
     session_id: SessionId,
 ) -> anyhow::Result<Option<SessionRow>> {
     let query = format!("SELECT {SESSION_COLUMNS} FROM {SESSION_FROM} WHERE s.id = $1");
+    // Every chunk runs it: prepared once per connection.
+    let statement = client
+        .prepare_cached(&query)
+        .await
+        .context("failed to prepare reading an upload session")?;
     let row = client
-        .query_opt(&query, &[&session_id.0])
+        .query_opt(&statement, &[&session_id.0])
         .await
         .context("failed to load upload session")?;
     row.as_ref().map(session_from_row).transpose()
@@ -309,28 +319,75 @@ pub async fn is_joined(client: &impl GenericClient, session_id: SessionId) -> an
     Ok(row.try_get(0)?)
 }
 
-/// Gives the write lock to `writer` for `lease_secs`, or extends its lease.
+/// Gives the write lock to `writer` for `lease_secs`, or extends its lease, unless another
+/// request holds a live lease. Returns the lock's fencing token, or `None` when another request
+/// holds it. The token goes up when the lock passes to a request other than the one recorded,
+/// so that every write checked under an older token is refused by fflow and cannot move the
+/// offset; a request extending its own lease keeps its token.
+pub async fn claim_writer(
+    client: &impl GenericClient,
+    session_id: SessionId,
+    writer: WriterId,
+    lease_secs: u64,
+) -> anyhow::Result<Option<u64>> {
+    let lease = lease_secs as f64;
+    // Every PATCH runs it: prepared once per connection.
+    let statement = client
+        .prepare_cached(
+            "UPDATE upload_session SET \
+                    writer_epoch = writer_epoch + \
+                        CASE WHEN writer IS DISTINCT FROM $2 THEN 1 ELSE 0 END, \
+                    writer = $2, \
+                    writer_expires_at = now() + make_interval(secs => $3) \
+             WHERE id = $1 \
+               AND (writer = $2 OR writer IS NULL OR NOT COALESCE(writer_expires_at > now(), false)) \
+             RETURNING writer_epoch",
+        )
+        .await
+        .context("failed to prepare claiming the write lock")?;
+    let claimed = client
+        .query_opt(&statement, &[&session_id.0, &writer.0, &lease])
+        .await
+        .context("failed to claim the write lock")?;
+    claimed
+        .map(|row| Ok(u64::try_from(row.try_get::<_, i64>(0)?)?))
+        .transpose()
+}
+
+/// Gives the write lock to `writer` for `lease_secs`, or extends its lease, for a caller that
+/// checked under the session's row lock that nobody else holds it.
 pub async fn hold_writer(
     client: &impl GenericClient,
     session_id: SessionId,
     writer: WriterId,
     lease_secs: u64,
 ) -> anyhow::Result<()> {
+    claim_writer(client, session_id, writer, lease_secs)
+        .await?
+        .context("the write lock is held by another request")?;
+    Ok(())
+}
+
+/// Extends the lease of `writer` while the lock's fencing token is still `epoch`; false when
+/// the lock passed to another request meanwhile.
+pub async fn extend_writer(
+    client: &impl GenericClient,
+    session_id: SessionId,
+    writer: WriterId,
+    epoch: u64,
+    lease_secs: u64,
+) -> anyhow::Result<bool> {
     let lease = lease_secs as f64;
-    // Every PATCH runs it: prepared once per connection.
-    let statement = client
-        .prepare_cached(
-            "UPDATE upload_session SET writer = $2, \
-                    writer_expires_at = now() + make_interval(secs => $3) \
-             WHERE id = $1",
+    let epoch = i64::try_from(epoch)?;
+    let extended = client
+        .execute(
+            "UPDATE upload_session SET writer_expires_at = now() + make_interval(secs => $4) \
+             WHERE id = $1 AND writer = $2 AND writer_epoch = $3",
+            &[&session_id.0, &writer.0, &epoch, &lease],
         )
         .await
-        .context("failed to prepare holding the write lock")?;
-    client
-        .execute(&statement, &[&session_id.0, &writer.0, &lease])
-        .await
-        .context("failed to hold the write lock")?;
-    Ok(())
+        .context("failed to extend the write lock")?;
+    Ok(extended > 0)
 }
 
 /// Gives the write lock back if `writer` holds it.

@@ -331,19 +331,22 @@ pub enum WriterChange {
     Keep,
 }
 
-/// Moves an upload's offset from `from` to `to`, if it is still uploading and still at
-/// `from`, pushes its expiry back and changes its write lock, in one statement. Returns the
-/// new offset and expiry, or `None` (and changes nothing) when another delivery moved the
-/// offset first.
+/// Moves an upload's offset from `from` to `to` for a chunk written under the write lock's
+/// fencing token `epoch`, in one statement: only if the upload is still open, still at `from`,
+/// no longer than `to`, and its lock has not passed to another request since (the token is
+/// unchanged; the statement locks the session row first, so a lock taken concurrently is
+/// either seen or waits). It pushes the expiry back and changes the write lock. Returns the new
+/// offset, the expiry and the upload's length, or `None` (and changes nothing) when the chunk
+/// may not move the offset; the caller reads the session again to say why.
 pub async fn advance_offset(
     client: &impl GenericClient,
     session: &SessionRow,
-    from: u64,
-    to: u64,
+    advance: Advance,
     ttl_secs: u64,
     writer: WriterChange,
-) -> anyhow::Result<Option<(u64, Option<DateTime<Utc>>)>> {
-    let (from, to) = (to_i64(from)?, to_i64(to)?);
+) -> anyhow::Result<Option<Advanced>> {
+    let (from, to) = (to_i64(advance.from)?, to_i64(advance.to)?);
+    let epoch = to_i64(advance.epoch)?;
     let ttl = ttl_secs as f64;
     // $4 is the writer concerned; $5 whether it holds (true) or gives back (false) the lock,
     // NULL to keep it as it is; $6 the lease.
@@ -362,25 +365,36 @@ pub async fn advance_offset(
          writer_expires_at = CASE WHEN $5::boolean THEN now() + make_interval(secs => $6) \
                                   WHEN NOT $5::boolean AND writer = $4 THEN NULL \
                                   ELSE writer_expires_at END";
+    // FOR UPDATE makes the token check see the last committed lock, not the statement's
+    // snapshot, and keeps the row until the statement's transaction ends.
+    const FENCED: &str = "fenced AS ( \
+         SELECT id FROM upload_session \
+         WHERE id = $1 AND status = 'OPEN' AND writer_epoch = $9 FOR UPDATE)";
     // A flow counts its bytes on the flow ($2), a partial upload on its session ($2 NULL).
     let (query, flow_id) = match &session.flow {
         Some(flow) => (
             format!(
-                "WITH moved AS ( \
+                "WITH {FENCED}, moved AS ( \
                      UPDATE flow SET uploaded_bytes = $8, updated_at = now() \
                      WHERE id = $2 AND uploaded_bytes = $7 AND status = 'UPLOADING' \
-                     RETURNING uploaded_bytes) \
+                       AND (total_bytes IS NULL OR total_bytes >= $8) \
+                       AND EXISTS (SELECT 1 FROM fenced) \
+                     RETURNING uploaded_bytes, total_bytes) \
                  UPDATE upload_session SET {CHANGES} \
                  WHERE id = $1 AND EXISTS (SELECT 1 FROM moved) \
-                 RETURNING (SELECT uploaded_bytes FROM moved), expires_at"
+                 RETURNING (SELECT uploaded_bytes FROM moved), expires_at, \
+                           (SELECT total_bytes FROM moved)"
             ),
             Some(flow.flow_id.0),
         ),
         None => (
             format!(
-                "UPDATE upload_session SET uploaded_bytes = $8, {CHANGES} \
-                 WHERE id = $1 AND $2::uuid IS NULL AND uploaded_bytes = $7 AND status = 'OPEN' \
-                 RETURNING uploaded_bytes, expires_at"
+                "WITH {FENCED} \
+                 UPDATE upload_session SET uploaded_bytes = $8, {CHANGES} \
+                 WHERE id = $1 AND $2::uuid IS NULL AND uploaded_bytes = $7 \
+                   AND (total_bytes IS NULL OR total_bytes >= $8) \
+                   AND EXISTS (SELECT 1 FROM fenced) \
+                 RETURNING uploaded_bytes, expires_at, total_bytes"
             ),
             None,
         ),
@@ -402,6 +416,7 @@ pub async fn advance_offset(
                 &lease,
                 &from,
                 &to,
+                &epoch,
             ],
         )
         .await
@@ -409,10 +424,32 @@ pub async fn advance_offset(
     let Some(row) = moved else {
         return Ok(None);
     };
-    Ok(Some((
-        u64::try_from(row.try_get::<_, i64>(0)?)?,
-        row.try_get(1)?,
-    )))
+    Ok(Some(Advanced {
+        uploaded_bytes: u64::try_from(row.try_get::<_, i64>(0)?)?,
+        expires_at: row.try_get(1)?,
+        total_bytes: row
+            .try_get::<_, Option<i64>>(2)?
+            .map(u64::try_from)
+            .transpose()?,
+    }))
+}
+
+/// A chunk's move of its upload's offset.
+#[derive(Clone, Copy, Debug)]
+pub struct Advance {
+    pub from: u64,
+    pub to: u64,
+    /// The write lock's fencing token the chunk was written under.
+    pub epoch: u64,
+}
+
+/// Where an upload stands after a chunk moved its offset.
+#[derive(Clone, Copy, Debug)]
+pub struct Advanced {
+    pub uploaded_bytes: u64,
+    pub expires_at: Option<DateTime<Utc>>,
+    /// `None` while the length is deferred.
+    pub total_bytes: Option<u64>,
 }
 
 /// The fflow replica holding an open upload's bytes was lost: the bytes it held are gone, so
@@ -451,7 +488,7 @@ pub async fn reassign_lost_replica(
         .execute(
             "UPDATE upload_session SET fflow_address = NULL, fflow_unreachable_since = NULL, \
                     fflow_reassignments = fflow_reassignments + 1, fflow_lost_reason = $2, \
-                    writer = NULL, writer_expires_at = NULL \
+                    writer = NULL, writer_expires_at = NULL, writer_epoch = writer_epoch + 1 \
              WHERE id = $1",
             &[&session.session_id.0, &reason],
         )
