@@ -195,6 +195,9 @@ pub enum RejectCode {
     InvalidCommand,
     /// A dependency (fflow, the database) could not be reached; retrying later may work.
     Unavailable,
+    /// The uploader failed in a way retrying does not mend (a defect, or a state it cannot
+    /// handle); the cause is in its log only.
+    Internal,
 }
 
 /// A refused command.

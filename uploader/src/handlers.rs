@@ -39,16 +39,22 @@ impl From<RoutingError> for HandlerError {
 }
 
 impl HandlerError {
-    /// What the gateway is told. Internal faults are logged here and answered generically.
+    /// What the gateway is told. Faults are logged here and answered generically: unavailable
+    /// when a dependency is away (retrying later may work), internal otherwise (it would fail
+    /// again the same way).
     pub fn into_reject(self) -> Reject {
         match self {
             HandlerError::Rejected(reject) => reject,
-            HandlerError::Internal(error) => {
-                tracing::error!(error = ?error, "command failed");
+            HandlerError::Internal(error) if crate::outage::is_outage(&error) => {
+                tracing::warn!(error = ?error, "command failed, a dependency is unavailable");
                 Reject::new(
                     RejectCode::Unavailable,
                     "the upload service is temporarily unavailable",
                 )
+            }
+            HandlerError::Internal(error) => {
+                tracing::error!(error = ?error, "command failed");
+                Reject::new(RejectCode::Internal, "the upload service failed")
             }
         }
     }

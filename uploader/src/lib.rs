@@ -12,6 +12,7 @@ mod fflow_client;
 mod handlers;
 mod http;
 pub mod metrics;
+mod outage;
 mod outcomes;
 mod progress;
 mod routing;
