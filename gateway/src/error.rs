@@ -217,7 +217,8 @@ impl From<CallError> for ApiError {
     fn from(error: CallError) -> Self {
         match error {
             CallError::Rejected(reject) => reject.into(),
-            other => Self::Unavailable(other.to_string()),
+            CallError::UnexpectedReply(_) => Self::Internal(error.into()),
+            CallError::Timeout | CallError::Unavailable(_) => Self::Unavailable(error.to_string()),
         }
     }
 }
@@ -348,6 +349,13 @@ mod tests {
             assert_eq!(error.status(), StatusCode::SERVICE_UNAVAILABLE);
             assert_eq!(error.code(), "service_unavailable");
         }
+    }
+
+    #[test]
+    fn a_reply_the_gateway_cannot_read_is_an_internal_error() {
+        let error = ApiError::from(CallError::UnexpectedReply("another type".to_owned()));
+        assert_eq!(error.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(error.code(), "internal");
     }
 
     #[test]

@@ -1,5 +1,7 @@
-//! What the uploader does with each command and chunk. Every handler is safe to run twice for
-//! the same message: the broker redelivers after a lost connection, and a gateway may resend.
+//! What the uploader does with a chunk, and what the commands (`cmd/`) share: the replica's
+//! pools and clients, the refusals, expiry, and requesting the encode of a complete upload.
+//! Every handler is safe to run twice for the same message: the broker redelivers after a lost
+//! connection, and a gateway may resend.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,15 +9,17 @@ use std::time::Duration;
 use anyhow::Context;
 use bytes::Bytes;
 use deadpool_postgres::Pool;
-use vod_contracts::commands::{Ack, ChunkCommit, ChunkHeader, Command, Reject, RejectCode};
+use vod_contracts::commands::{
+    ChunkCommit, ChunkHeader, ChunkReply, Reject, RejectCode, UploadCreated,
+};
 use vod_contracts::fflow::{FinishProcess, PartSource};
-use vod_contracts::{FlowStatus, SessionId, SessionStatus, WriterId};
+use vod_contracts::{FlowStatus, SessionId, SessionStatus};
 
 use crate::fflow_client::{FflowCallError, FflowClient};
 use crate::metrics::UploaderMetrics;
 use crate::routing::{Routing, RoutingError};
-use crate::store::{self, FlowRef, SessionRow, UploadKind};
-use crate::transitions::{self, FinalUpload, NewUpload, WriterChange};
+use crate::store::{self, FlowRef, SessionRow};
+use crate::transitions::{self, WriterChange};
 
 /// Failures of a handler: a refusal the client must hear, or a fault of ours or of a dependency.
 #[derive(Debug, thiserror::Error)]
@@ -76,7 +80,7 @@ pub struct Handlers {
 
 /// What one attempt to store a chunk came to.
 enum Attempt {
-    Done(Ack),
+    Done(ChunkReply),
     /// The chunk's request holds the write lock and sent chunks before this one that are not
     /// stored yet: the upload is short of the chunk's offset.
     Ahead(SessionRow),
@@ -96,279 +100,9 @@ impl Handlers {
         &self.metrics.transitions
     }
 
-    pub async fn command(&self, command: Command) -> Result<Ack, HandlerError> {
-        match command {
-            Command::CreateVideo { title, description } => {
-                let client = self.pg.get().await.context("no database connection")?;
-                let video_id =
-                    transitions::create_video(&client, &title, &description, self.counted())
-                        .await?;
-                tracing::info!(video_id = %video_id, "video created");
-                Ok(Ack::VideoCreated { video_id })
-            }
-            Command::CreateUpload {
-                video_id,
-                title,
-                filename,
-                total_bytes,
-                metadata,
-            } => {
-                let mut client = self.pg.get().await.context("no database connection")?;
-                let tx = client.transaction().await.context("failed to begin")?;
-                let upload = NewUpload {
-                    video_id,
-                    title: &title,
-                    filename: filename.as_deref(),
-                    total_bytes,
-                    metadata: metadata.as_deref(),
-                    ttl_secs: self.session_ttl_secs,
-                };
-                let created = transitions::create_upload(&tx, upload, self.counted()).await??;
-                tx.commit()
-                    .await
-                    .context("failed to commit the new upload")?;
-                tracing::info!(video_id = %created.video_id, flow_id = %created.flow_id, session_id = %created.session_id, total_bytes, "upload created");
-                Ok(created_ack(created))
-            }
-            Command::CreatePartialUpload {
-                total_bytes,
-                metadata,
-            } => {
-                let client = self.pg.get().await.context("no database connection")?;
-                let (session_id, expires_at) = transitions::create_partial_upload(
-                    &client,
-                    total_bytes,
-                    metadata.as_deref(),
-                    self.session_ttl_secs,
-                    self.counted(),
-                )
-                .await?;
-                tracing::info!(session_id = %session_id, total_bytes, "partial upload created");
-                Ok(Ack::PartialUploadCreated {
-                    session_id,
-                    expires_at,
-                })
-            }
-            Command::CreateFinalUpload {
-                video_id,
-                title,
-                filename,
-                metadata,
-                parts,
-            } => {
-                let upload = FinalRequest {
-                    video_id,
-                    title: &title,
-                    filename: filename.as_deref(),
-                    metadata: metadata.as_deref(),
-                    parts: &parts,
-                };
-                self.create_final(upload).await
-            }
-            Command::TerminateUpload { session_id } => self.terminate(session_id).await,
-            Command::DeclareLength {
-                session_id,
-                total_bytes,
-            } => self.declare_length(session_id, total_bytes).await,
-            Command::LockUpload {
-                session_id,
-                writer,
-                offset,
-            } => self.lock(session_id, writer, offset).await,
-            Command::UnlockUpload { session_id, writer } => {
-                let client = self.pg.get().await.context("no database connection")?;
-                store::release_writer(&client, session_id, writer).await?;
-                Ok(Ack::UploadUnlocked)
-            }
-        }
-    }
-
-    async fn create_final(&self, upload: FinalRequest<'_>) -> Result<Ack, HandlerError> {
-        if upload.parts.is_empty() {
-            return Err(invalid_concat("a final upload names at least one partial upload").into());
-        }
-        for (index, part) in upload.parts.iter().enumerate() {
-            if upload.parts[..index].contains(part) {
-                return Err(invalid_concat(format!("partial upload {part} is named twice")).into());
-            }
-        }
-        let mut client = self.pg.get().await.context("no database connection")?;
-        let tx = client.transaction().await.context("failed to begin")?;
-        let mut parts = Vec::with_capacity(upload.parts.len());
-        for (id, row) in upload
-            .parts
-            .iter()
-            .zip(store::lock_parts(&tx, upload.parts).await?)
-        {
-            let row = row.ok_or_else(|| invalid_concat(format!("upload {id} does not exist")))?;
-            if row.kind != UploadKind::Partial {
-                return Err(invalid_concat(format!("upload {id} is not a partial upload")).into());
-            }
-            if row.status != SessionStatus::Completed || !row.is_complete() {
-                let state = if row.status == SessionStatus::Open {
-                    "not complete".to_owned()
-                } else {
-                    row.status.to_string()
-                };
-                return Err(invalid_concat(format!("partial upload {id} is {state}")).into());
-            }
-            if store::is_joined(&tx, *id).await? {
-                return Err(invalid_concat(format!(
-                    "partial upload {id} is already part of a final upload"
-                ))
-                .into());
-            }
-            parts.push(row);
-        }
-        let created = transitions::create_final_upload(
-            &tx,
-            FinalUpload {
-                video_id: upload.video_id,
-                title: upload.title,
-                filename: upload.filename,
-                metadata: upload.metadata,
-                parts: &parts,
-                ttl_secs: self.session_ttl_secs,
-            },
-            self.counted(),
-        )
-        .await??;
-        tx.commit()
-            .await
-            .context("failed to commit the final upload")?;
-        tracing::info!(video_id = %created.video_id, flow_id = %created.flow_id, session_id = %created.session_id, parts = parts.len(), "final upload created, joining its parts");
-        let session = store::load_session(&client, created.session_id)
-            .await?
-            .ok_or_else(|| not_found(created.session_id))?;
-        drop(client);
-        if session
-            .flow
-            .is_some_and(|flow| flow.status == FlowStatus::Processing)
-        {
-            self.ensure_finish_requested(&session).await;
-        }
-        Ok(created_ack(created))
-    }
-
-    async fn terminate(&self, session_id: SessionId) -> Result<Ack, HandlerError> {
-        let mut client = self.pg.get().await.context("no database connection")?;
-        let tx = client.transaction().await.context("failed to begin")?;
-        let session = store::lock_session(&tx, session_id)
-            .await?
-            .ok_or_else(|| not_found(session_id))?;
-        name_upload_in_span(&session);
-        match session.status {
-            SessionStatus::Terminated => return Ok(Ack::UploadTerminated),
-            SessionStatus::Open => {}
-            other => {
-                return Err(Reject::new(
-                    RejectCode::UploadClosed,
-                    format!("upload {session_id} is {other} and can no longer be terminated"),
-                )
-                .into())
-            }
-        }
-        transitions::terminate_upload(&tx, &session, self.counted()).await?;
-        tx.commit()
-            .await
-            .context("failed to commit the termination")?;
-        tracing::info!(session_id = %session_id, kind = session.kind.as_str(), "upload terminated");
-        self.release_process(&session).await;
-        Ok(Ack::UploadTerminated)
-    }
-
-    async fn declare_length(
-        &self,
-        session_id: SessionId,
-        total_bytes: u64,
-    ) -> Result<Ack, HandlerError> {
-        let mut client = self.pg.get().await.context("no database connection")?;
-        let tx = client.transaction().await.context("failed to begin")?;
-        let session = store::lock_session(&tx, session_id)
-            .await?
-            .ok_or_else(|| not_found(session_id))?;
-        name_upload_in_span(&session);
-        let declared = |uploaded_bytes| Ack::LengthDeclared {
-            uploaded_bytes,
-            total_bytes,
-        };
-        match session.total_bytes {
-            Some(known) if known == total_bytes => return Ok(declared(session.uploaded_bytes)),
-            Some(known) => {
-                return Err(Reject::new(
-                    RejectCode::InvalidLength,
-                    format!("the upload's length is {known} and cannot change"),
-                )
-                .into())
-            }
-            None => {}
-        }
-        if session.status == SessionStatus::Open && session.expired {
-            return Err(self.expire_now(tx, &session).await);
-        }
-        if session.status != SessionStatus::Open {
-            return Err(closed(&session).into());
-        }
-        if total_bytes < session.uploaded_bytes {
-            return Err(Reject::new(
-                RejectCode::InvalidLength,
-                format!(
-                    "the upload already holds {} bytes, more than {total_bytes}",
-                    session.uploaded_bytes
-                ),
-            )
-            .into());
-        }
-        transitions::declare_length(&tx, &session, total_bytes).await?;
-        let complete = total_bytes == session.uploaded_bytes;
-        if complete {
-            transitions::complete_upload(&tx, &session, self.counted()).await?;
-        }
-        tx.commit()
-            .await
-            .context("failed to commit the declared length")?;
-        tracing::info!(session_id = %session_id, total_bytes, "upload length declared");
-        if complete {
-            self.after_complete(session_id).await;
-        }
-        Ok(declared(session.uploaded_bytes))
-    }
-
-    async fn lock(
-        &self,
-        session_id: SessionId,
-        writer: WriterId,
-        offset: u64,
-    ) -> Result<Ack, HandlerError> {
-        let mut client = self.pg.get().await.context("no database connection")?;
-        let tx = client.transaction().await.context("failed to begin")?;
-        let session = store::lock_session(&tx, session_id)
-            .await?
-            .ok_or_else(|| not_found(session_id))?;
-        name_upload_in_span(&session);
-        if session.status == SessionStatus::Open && session.expired {
-            return Err(self.expire_now(tx, &session).await);
-        }
-        if session.status != SessionStatus::Open {
-            return Err(closed(&session).into());
-        }
-        if !session.may_write(Some(writer)) {
-            return Err(locked(&session).into());
-        }
-        if offset != session.uploaded_bytes {
-            return Err(offset_mismatch(&session, offset).into());
-        }
-        store::hold_writer(&tx, session_id, writer, self.writer_lease_secs).await?;
-        tx.commit().await.context("failed to commit the lock")?;
-        Ok(Ack::UploadLocked {
-            uploaded_bytes: session.uploaded_bytes,
-            expires_at: session.expires_at,
-        })
-    }
-
     /// Expires an open session found past its expiry, frees its process, and returns the
     /// refusal for the request that found it.
-    async fn expire_now(
+    pub(crate) async fn expire_now(
         &self,
         tx: deadpool_postgres::Transaction<'_>,
         session: &SessionRow,
@@ -399,7 +133,11 @@ impl Handlers {
     /// writers never interleave their bytes. A request sends its next chunk while the one
     /// before is stored; when the next arrives first, it waits for the upload to reach it
     /// (`chunk_ahead_wait`), then is refused as at another offset.
-    pub async fn chunk(&self, header: ChunkHeader, payload: Bytes) -> Result<Ack, HandlerError> {
+    pub async fn chunk(
+        &self,
+        header: ChunkHeader,
+        payload: Bytes,
+    ) -> Result<ChunkReply, HandlerError> {
         let deadline = tokio::time::Instant::now() + self.chunk_ahead_wait;
         let mut pause = Duration::ZERO;
         loop {
@@ -502,7 +240,7 @@ impl Handlers {
                 tx.commit()
                     .await
                     .context("failed to commit the staged chunk")?;
-                return Ok(Attempt::Done(Ack::ChunkStaged { staged_to: end }));
+                return Ok(Attempt::Done(ChunkReply::Staged { staged_to: end }));
             }
             ChunkCommit::Immediate => header.offset,
             ChunkCommit::CommitStaged { base } => base,
@@ -528,7 +266,7 @@ impl Handlers {
         if complete {
             self.after_complete(session.session_id).await;
         }
-        Ok(Attempt::Done(Ack::ChunkStored {
+        Ok(Attempt::Done(ChunkReply::Stored {
             uploaded_bytes: uploaded,
             total_bytes: session.total_bytes,
             expires_at: (!complete).then_some(expires_at).flatten(),
@@ -609,7 +347,7 @@ impl Handlers {
         session: &SessionRow,
         header: &ChunkHeader,
         end: u64,
-    ) -> Option<Ack> {
+    ) -> Option<ChunkReply> {
         let start = match header.commit {
             ChunkCommit::Immediate => header.offset,
             ChunkCommit::CommitStaged { base } => base,
@@ -628,7 +366,7 @@ impl Handlers {
         {
             self.ensure_finish_requested(session).await;
         }
-        Some(Ack::ChunkStored {
+        Some(ChunkReply::Stored {
             uploaded_bytes: session.uploaded_bytes,
             total_bytes: session.total_bytes,
             expires_at: session
@@ -638,7 +376,7 @@ impl Handlers {
     }
 
     /// A session just completed: a flow's encode is requested; a partial upload waits.
-    async fn after_complete(&self, session_id: SessionId) {
+    pub(crate) async fn after_complete(&self, session_id: SessionId) {
         let loaded = match self.pg.get().await {
             Ok(client) => store::load_session(&client, session_id).await,
             Err(error) => Err(anyhow::Error::new(error)),
@@ -659,7 +397,7 @@ impl Handlers {
     /// Tells the owning fflow replica to encode (joining the parts of a final upload first);
     /// retries, and fails the flow with a reason if the replica never hears it. fflow treats a
     /// repeated finish as a no-op.
-    async fn ensure_finish_requested(&self, session: &SessionRow) {
+    pub(crate) async fn ensure_finish_requested(&self, session: &SessionRow) {
         let Some(flow) = session.flow else {
             return;
         };
@@ -771,31 +509,23 @@ impl Handlers {
     }
 }
 
-/// A final upload as asked for.
-struct FinalRequest<'a> {
-    video_id: Option<vod_contracts::VideoId>,
-    title: &'a str,
-    filename: Option<&'a str>,
-    metadata: Option<&'a str>,
-    parts: &'a [SessionId],
-}
-
-/// Names the upload's flow and video on the span the consumer opened for the message, so
-/// that every line logged while handling it carries them.
-fn name_upload_in_span(session: &SessionRow) {
-    if let Some(flow) = &session.flow {
-        let span = tracing::Span::current();
-        span.record("flow_id", tracing::field::display(flow.flow_id));
-        span.record("video_id", tracing::field::display(flow.video_id));
-    }
-}
-
-fn created_ack(created: transitions::Created) -> Ack {
-    Ack::UploadCreated {
+/// The reply to a command that created an upload with its flow.
+pub(crate) fn created_reply(created: transitions::Created) -> UploadCreated {
+    UploadCreated {
         video_id: created.video_id,
         flow_id: created.flow_id,
         session_id: created.session_id,
         expires_at: created.expires_at,
+    }
+}
+
+/// Names the upload's flow and video on the span the consumer opened for the message, so
+/// that every line logged while handling it carries them.
+pub(crate) fn name_upload_in_span(session: &SessionRow) {
+    if let Some(flow) = &session.flow {
+        let span = tracing::Span::current();
+        span.record("flow_id", tracing::field::display(flow.flow_id));
+        span.record("video_id", tracing::field::display(flow.video_id));
     }
 }
 
@@ -856,14 +586,14 @@ fn check_writable(session: &SessionRow, header: &ChunkHeader) -> Result<(), Reje
     }
 }
 
-fn not_found(session_id: SessionId) -> Reject {
+pub(crate) fn not_found(session_id: SessionId) -> Reject {
     Reject::new(
         RejectCode::UploadNotFound,
         format!("upload {session_id} does not exist"),
     )
 }
 
-fn closed(session: &SessionRow) -> Reject {
+pub(crate) fn closed(session: &SessionRow) -> Reject {
     Reject::new(
         RejectCode::UploadClosed,
         format!(
@@ -873,7 +603,7 @@ fn closed(session: &SessionRow) -> Reject {
     )
 }
 
-fn locked(session: &SessionRow) -> Reject {
+pub(crate) fn locked(session: &SessionRow) -> Reject {
     Reject::new(
         RejectCode::UploadLocked,
         format!(
@@ -883,11 +613,7 @@ fn locked(session: &SessionRow) -> Reject {
     )
 }
 
-fn invalid_concat(message: impl Into<String>) -> Reject {
-    Reject::new(RejectCode::InvalidConcat, message)
-}
-
-fn offset_mismatch(session: &SessionRow, offset: u64) -> Reject {
+pub(crate) fn offset_mismatch(session: &SessionRow, offset: u64) -> Reject {
     Reject::new(
         RejectCode::OffsetMismatch,
         format!(

@@ -6,6 +6,7 @@
 //! outcomes queue and finish the flow; its progress reports on the progress queue. One replica
 //! may also run the scheduler. An HTTP listener serves `/healthz`, `/readyz` and `/metrics`.
 
+mod cmd;
 pub mod config;
 mod consumer;
 mod fflow_client;

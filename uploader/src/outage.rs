@@ -22,7 +22,11 @@ pub fn is_outage(error: &anyhow::Error) -> bool {
 /// The connection is gone, or the server says it cannot serve now: shutting down, out of
 /// resources, or a transaction that lost a race and may pass the next time.
 fn postgres_is_away(error: &tokio_postgres::Error) -> bool {
-    if error.is_closed() || error.source().is_some_and(|source| source.is::<std::io::Error>()) {
+    if error.is_closed()
+        || error
+            .source()
+            .is_some_and(|source| source.is::<std::io::Error>())
+    {
         return true;
     }
     let Some(code) = error.code() else {
@@ -57,7 +61,9 @@ mod tests {
 
     #[test]
     fn a_failure_of_our_own_is_not() {
-        assert!(!is_outage(&anyhow::anyhow!("a row the uploader cannot read")));
+        assert!(!is_outage(&anyhow::anyhow!(
+            "a row the uploader cannot read"
+        )));
         let parse = serde_json::from_str::<u64>("x").expect_err("not a number");
         let error = Err::<(), _>(parse)
             .context("failed to read")
