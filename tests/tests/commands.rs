@@ -240,6 +240,27 @@ async fn an_internal_uploader_failure_is_answered_500_internal_without_retry_aft
         .expect("gateway answers");
     assert_internal_error("creating an upload", response).await;
 
+    // A chunk whose offset the database refuses to move: the bytes reached fflow, but the
+    // upload cannot count them.
+    let upload = stack.create_upload(100, "a.mp4").await;
+    env.db()
+        .await
+        .batch_execute(
+            "CREATE FUNCTION refused_by_the_test() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN RAISE EXCEPTION 'flow % refused by the test', NEW.id; END $$; \
+             CREATE TRIGGER refused_by_the_test BEFORE UPDATE OF uploaded_bytes ON flow \
+             FOR EACH ROW EXECUTE FUNCTION refused_by_the_test()",
+        )
+        .await
+        .expect("trigger added");
+    let response = stack.patch(&upload.location, 0, vec![1u8; 10]).await;
+    assert_internal_error("storing a chunk", response).await;
+    assert_eq!(
+        stack.offset(&upload.location).await,
+        0,
+        "nothing was counted"
+    );
+
     // Nothing else is broken: the same stack goes on serving.
     let response = stack
         .http
@@ -249,7 +270,11 @@ async fn an_internal_uploader_failure_is_answered_500_internal_without_retry_aft
         .await
         .expect("gateway answers");
     assert_eq!(response.status(), StatusCode::CREATED);
-    assert_eq!(stack.video_count().await, 1);
+    assert_eq!(
+        stack.video_count().await,
+        2,
+        "the upload's video and this one; none of the refused ones"
+    );
     stack.assert_running();
     stack.shutdown().await;
 }
