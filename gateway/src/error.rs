@@ -208,6 +208,7 @@ impl From<Reject> for ApiError {
             RejectCode::VideoNotFound => Self::VideoNotFound,
             RejectCode::InvalidCommand => Self::InvalidRequest(message),
             RejectCode::Unavailable => Self::Unavailable(format!("uploader: {message}")),
+            RejectCode::Internal => Self::Internal(anyhow::anyhow!("uploader: {message}")),
         }
     }
 }
@@ -216,7 +217,8 @@ impl From<CallError> for ApiError {
     fn from(error: CallError) -> Self {
         match error {
             CallError::Rejected(reject) => reject.into(),
-            other => Self::Unavailable(other.to_string()),
+            CallError::UnexpectedReply(_) => Self::Internal(error.into()),
+            CallError::Timeout | CallError::Unavailable(_) => Self::Unavailable(error.to_string()),
         }
     }
 }
@@ -262,6 +264,7 @@ mod tests {
             (RejectCode::VideoNotFound, 404, "video_not_found"),
             (RejectCode::InvalidCommand, 400, "invalid_request"),
             (RejectCode::Unavailable, 503, "service_unavailable"),
+            (RejectCode::Internal, 500, "internal"),
         ];
         for (code, status, api_code) in cases {
             let error = ApiError::from(CallError::Rejected(Reject::new(code, "why")));
@@ -349,12 +352,36 @@ mod tests {
     }
 
     #[test]
+    fn a_reply_the_gateway_cannot_read_is_an_internal_error() {
+        let error = ApiError::from(CallError::UnexpectedReply("another type".to_owned()));
+        assert_eq!(error.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(error.code(), "internal");
+    }
+
+    #[test]
     fn server_errors_hide_their_cause() {
         let body = ApiError::Internal(anyhow::anyhow!("password=hunter2")).body();
         assert_eq!(body.code, "internal");
         assert!(!body.message.contains("hunter2"));
         let body = ApiError::Unavailable("amqp://secret".to_owned()).body();
         assert!(!body.message.contains("secret"));
+    }
+
+    #[test]
+    fn an_internal_uploader_failure_is_a_server_error_that_hides_its_cause() {
+        let error = ApiError::from(CallError::Rejected(Reject::new(
+            RejectCode::Internal,
+            "constraint video_title violated",
+        )));
+        let response = error.into_response();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let error = ApiError::from(CallError::Rejected(Reject::new(
+            RejectCode::Internal,
+            "constraint video_title violated",
+        )));
+        let body = error.body();
+        assert_eq!(body.code, "internal");
+        assert!(!body.message.contains("video_title"), "{}", body.message);
     }
 
     #[test]

@@ -29,8 +29,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 use vod_contracts::commands::{
-    encode_chunk, Ack, ChunkHeader, Command, Reject, Reply, CHUNK_MESSAGE_TYPE,
-    COMMAND_MESSAGE_TYPE,
+    encode_chunk, ChunkHeader, ChunkReply, JsonRequest, Reject, Reply, Request,
 };
 use vod_infra::amqp::LossWatch;
 use vod_infra::config::AmqpSettings;
@@ -56,6 +55,10 @@ pub enum CallError {
     Timeout,
     #[error("uploader is unavailable: {0}")]
     Unavailable(String),
+    /// The reply is not one to the request sent (another `type`, or a body that does not
+    /// decode as the request's reply): the gateway and the uploader disagree on the contract.
+    #[error("unexpected reply from the uploader: {0}")]
+    UnexpectedReply(String),
 }
 
 /// How the client behaves; [`Config::uploader_client`] reads it from the gateway's settings.
@@ -76,7 +79,31 @@ impl Default for ClientOptions {
     }
 }
 
-type PendingReplies = Mutex<HashMap<String, oneshot::Sender<Result<Reply, CallError>>>>;
+type PendingReplies = Mutex<HashMap<String, oneshot::Sender<Result<ReplyMessage, CallError>>>>;
+
+/// A reply as it came, before it is read as the reply to its request.
+struct ReplyMessage {
+    /// The AMQP `type`: the uploader sends the `type` of the request it answers.
+    message_type: Option<String>,
+    body: Vec<u8>,
+}
+
+impl ReplyMessage {
+    /// Reads the reply to an `R`; one of another `type` or shape is a typed error.
+    fn read<R: Request>(self) -> Result<R::Reply, CallError> {
+        let expected = R::KIND.message_type();
+        if self.message_type.as_deref() != Some(expected) {
+            return Err(CallError::UnexpectedReply(format!(
+                "a reply of type {:?} to a {expected} request",
+                self.message_type
+            )));
+        }
+        let reply = serde_json::from_slice::<Reply<R::Reply>>(&self.body).map_err(|err| {
+            CallError::UnexpectedReply(format!("malformed reply to a {expected} request: {err}"))
+        })?;
+        Result::from(reply).map_err(CallError::Rejected)
+    }
+}
 
 /// A cheap-to-clone handle on the connection to the broker.
 #[derive(Clone)]
@@ -148,13 +175,18 @@ impl UploaderClient {
         }
     }
 
-    pub async fn call(&self, command: &Command) -> Result<Ack, CallError> {
-        let body = serde_json::to_vec(command)
+    /// Sends a request and waits for its reply, which is of the request's own reply type.
+    pub async fn call<R: JsonRequest>(&self, request: &R) -> Result<R::Reply, CallError> {
+        let body = serde_json::to_vec(request)
             .map_err(|err| CallError::Unavailable(format!("command does not serialize: {err}")))?;
-        self.request(COMMAND_MESSAGE_TYPE, body.into(), None).await
+        self.request::<R>(body.into(), None).await
     }
 
-    pub async fn send_chunk(&self, header: &ChunkHeader, payload: &[u8]) -> Result<Ack, CallError> {
+    pub async fn send_chunk(
+        &self,
+        header: &ChunkHeader,
+        payload: &[u8],
+    ) -> Result<ChunkReply, CallError> {
         self.send_chunk_frame(encode_chunk(header, payload).into(), None)
             .await
     }
@@ -166,23 +198,28 @@ impl UploaderClient {
         &self,
         frame: Bytes,
         slot: Option<OwnedSemaphorePermit>,
-    ) -> Result<Ack, CallError> {
-        self.request(CHUNK_MESSAGE_TYPE, frame, slot).await
+    ) -> Result<ChunkReply, CallError> {
+        self.request::<ChunkHeader>(frame, slot).await
     }
 
-    async fn request(
+    async fn request<R: Request>(
         &self,
-        message_type: &str,
         body: Bytes,
         slot: Option<OwnedSemaphorePermit>,
-    ) -> Result<Ack, CallError> {
+    ) -> Result<R::Reply, CallError> {
         let Some(link) = self.link() else {
             return Err(CallError::Unavailable(
                 "connecting to the broker again".to_owned(),
             ));
         };
-        link.request(message_type, body, self.shared.options.rpc_timeout, slot)
-            .await
+        link.request(
+            R::KIND.message_type(),
+            body,
+            self.shared.options.rpc_timeout,
+            slot,
+        )
+        .await?
+        .read::<R>()
     }
 
     fn link(&self) -> Option<Arc<Link>> {
@@ -391,7 +428,7 @@ impl Link {
         body: Bytes,
         rpc_timeout: Duration,
         slot: Option<OwnedSemaphorePermit>,
-    ) -> Result<Ack, CallError> {
+    ) -> Result<ReplyMessage, CallError> {
         let deadline = Instant::now() + rpc_timeout;
         let correlation_id = Uuid::new_v4().to_string();
         let (reply_sender, reply_receiver) = oneshot::channel();
@@ -442,11 +479,10 @@ impl Link {
             }
         }
 
-        let reply = tokio::time::timeout_at(deadline, self.while_connected(reply_receiver))
+        tokio::time::timeout_at(deadline, self.while_connected(reply_receiver))
             .await
             .map_err(|_| CallError::Timeout)??
-            .map_err(|_| CallError::Unavailable("reply consumer stopped".to_owned()))??;
-        Result::from(reply).map_err(CallError::Rejected)
+            .map_err(|_| CallError::Unavailable("reply consumer stopped".to_owned()))?
     }
 
     /// `waiting`, or `Unavailable` as soon as the connection is lost or given up. A
@@ -483,7 +519,7 @@ impl Link {
                 biased;
                 _ = closing.cancelled() => return None,
                 delivery = replies.next() => match delivery {
-                    Some(Ok(delivery)) => self.deliver(&delivery),
+                    Some(Ok(delivery)) => self.deliver(delivery),
                     Some(Err(error)) => {
                         // The connection or the channel was lost, and these replies with it.
                         tracing::warn!(error = %error, "reply consumer failed");
@@ -500,7 +536,7 @@ impl Link {
         }
     }
 
-    fn deliver(&self, delivery: &Delivery) {
+    fn deliver(&self, delivery: Delivery) {
         let Some(correlation_id) = delivery.properties.correlation_id().as_ref() else {
             tracing::warn!("reply without correlation id dropped");
             return;
@@ -509,11 +545,15 @@ impl Link {
             tracing::debug!(correlation_id = %correlation_id, "reply for nobody");
             return;
         };
-        let reply = serde_json::from_slice::<Reply>(&delivery.data).map_err(|err| {
-            tracing::warn!(error = %err, "malformed reply from the uploader");
-            CallError::Unavailable(format!("malformed reply: {err}"))
-        });
-        let _ = waiting.send(reply);
+        let message_type = delivery
+            .properties
+            .kind()
+            .as_ref()
+            .map(|kind| kind.as_str().to_owned());
+        let _ = waiting.send(Ok(ReplyMessage {
+            message_type,
+            body: delivery.data,
+        }));
     }
 
     /// Replies to requests in flight are lost with the connection: fail them now rather than
@@ -526,7 +566,7 @@ impl Link {
 
     fn pending(
         &self,
-    ) -> MutexGuard<'_, HashMap<String, oneshot::Sender<Result<Reply, CallError>>>> {
+    ) -> MutexGuard<'_, HashMap<String, oneshot::Sender<Result<ReplyMessage, CallError>>>> {
         self.pending
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -558,8 +598,10 @@ mod tests {
     //! On the real broker: a connection lost for good is replaced, the requests waiting on it
     //! fail instead of hanging, and the client stops cleanly whatever it is doing.
     use lapin::options::{BasicAckOptions, QueueDeleteOptions};
+    use lapin::types::ShortString;
     use secrecy::SecretString;
-    use vod_contracts::VideoId;
+    use vod_contracts::commands::{CreateVideo, LockUpload, VideoCreated};
+    use vod_contracts::{SessionId, VideoId, WriterId};
     use vod_infra::testsuite::{FaultProxy, TestWorld};
 
     use super::*;
@@ -592,15 +634,19 @@ mod tests {
         .await;
     }
 
-    fn create_video() -> Command {
-        Command::CreateVideo {
+    fn create_video() -> CreateVideo {
+        CreateVideo {
             title: "t".to_owned(),
             description: String::new(),
         }
     }
 
-    /// Answers every request on the commands queue with a new video, as the uploader would.
-    async fn answer_requests(settings: &AmqpSettings) -> Connection {
+    /// Answers every request on the commands queue with a new video, as the uploader would
+    /// answer `CreateVideo`: with the `type` of the request, or with `reply_type` when given.
+    async fn answer_requests(
+        settings: &AmqpSettings,
+        reply_type: Option<&'static str>,
+    ) -> Connection {
         let connection = vod_infra::amqp::connect(settings, "uploader-stand-in")
             .await
             .expect("broker reachable");
@@ -622,10 +668,14 @@ mod tests {
             .expect("commands consumed");
         tokio::spawn(async move {
             while let Some(Ok(request)) = requests.next().await {
-                let reply = Reply::Ok(Ack::VideoCreated {
+                let reply = Reply::Ok(VideoCreated {
                     video_id: VideoId::new(),
                 });
                 let properties = request.properties.clone();
+                let message_type = reply_type
+                    .map(ShortString::from)
+                    .or_else(|| properties.kind().clone())
+                    .unwrap_or_else(|| ShortString::from(""));
                 if let (Some(reply_to), Some(correlation_id)) =
                     (properties.reply_to(), properties.correlation_id())
                 {
@@ -635,7 +685,9 @@ mod tests {
                             reply_to.clone(),
                             BasicPublishOptions::default(),
                             &serde_json::to_vec(&reply).expect("reply serializes"),
-                            BasicProperties::default().with_correlation_id(correlation_id.clone()),
+                            BasicProperties::default()
+                                .with_correlation_id(correlation_id.clone())
+                                .with_type(message_type),
                         )
                         .await;
                 }
@@ -694,9 +746,9 @@ mod tests {
         assert_eq!(metrics.connections_lost.get(), 1);
         assert_eq!(metrics.reconnections.get(), 1);
 
-        let _uploader = answer_requests(&world.amqp()).await;
+        let _uploader = answer_requests(&world.amqp(), None).await;
         let answer = within("an answer", client.call(&create_video())).await;
-        assert!(matches!(answer, Ok(Ack::VideoCreated { .. })), "{answer:?}");
+        assert!(matches!(answer, Ok(VideoCreated { .. })), "{answer:?}");
 
         client.close().await;
         within("the client to stop", task)
@@ -719,9 +771,9 @@ mod tests {
         let (client, task) = UploaderClient::connect(&settings, options(&metrics))
             .await
             .expect("broker reachable");
-        let _uploader = answer_requests(&world.amqp()).await;
+        let _uploader = answer_requests(&world.amqp(), None).await;
         let answer = within("an answer", client.call(&create_video())).await;
-        assert!(matches!(answer, Ok(Ack::VideoCreated { .. })), "{answer:?}");
+        assert!(matches!(answer, Ok(VideoCreated { .. })), "{answer:?}");
 
         proxy.cut();
         poll_until("the connection to be lost", || {
@@ -747,7 +799,7 @@ mod tests {
         poll_until("the client to connect again", || client.is_connected()).await;
         assert_eq!(metrics.reconnections.get(), 1);
         let answer = within("an answer", client.call(&create_video())).await;
-        assert!(matches!(answer, Ok(Ack::VideoCreated { .. })), "{answer:?}");
+        assert!(matches!(answer, Ok(VideoCreated { .. })), "{answer:?}");
 
         client.close().await;
         within("the client to stop", task)
@@ -785,5 +837,43 @@ mod tests {
             matches!(answer, Err(CallError::Unavailable(_))),
             "{answer:?}"
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_reply_that_is_not_the_one_to_the_request_is_a_typed_error() {
+        let world = TestWorld::new().await;
+        let metrics = BrokerMetrics::default();
+        let (client, task) = UploaderClient::connect(&world.amqp(), options(&metrics))
+            .await
+            .expect("broker reachable");
+        let lock = LockUpload {
+            session_id: SessionId::new(),
+            writer: WriterId::new(),
+            offset: 0,
+        };
+
+        // The reply names the request, but its body is another request's reply.
+        let uploader = answer_requests(&world.amqp(), None).await;
+        let answer = within("an answer", client.call(&lock)).await;
+        assert!(
+            matches!(answer, Err(CallError::UnexpectedReply(_))),
+            "{answer:?}"
+        );
+        let _ = uploader.close(200, "OK".into()).await;
+
+        // The reply is a video's, and says so.
+        let _uploader = answer_requests(&world.amqp(), Some("vod.create_video")).await;
+        let answer = within("an answer", client.call(&lock)).await;
+        assert!(
+            matches!(answer, Err(CallError::UnexpectedReply(_))),
+            "{answer:?}"
+        );
+        let answer = within("an answer", client.call(&create_video())).await;
+        assert!(matches!(answer, Ok(VideoCreated { .. })), "{answer:?}");
+
+        client.close().await;
+        within("the client to stop", task)
+            .await
+            .expect("the client task ends cleanly");
     }
 }

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use gateway::uploader_client::{CallError, ClientOptions, UploaderClient};
-use vod_contracts::commands::{Ack, ChunkHeader, RejectCode};
+use vod_contracts::commands::{ChunkHeader, ChunkReply, RejectCode};
 use vod_contracts::{VideoStatus, WriterId};
 use vod_tests::media::{decoded_duration, generate_clip, probe};
 use vod_tests::tus::Upload;
@@ -37,7 +37,7 @@ async fn the_same_chunk_twice_moves_the_offset_once_and_keeps_the_bytes() {
         let expected = offset + piece.len() as u64;
         for attempt in ["first", "repeated"] {
             let ack = client.send_chunk(&header, piece).await.expect("stored");
-            let Ack::ChunkStored {
+            let ChunkReply::Stored {
                 uploaded_bytes,
                 total_bytes,
                 ..
@@ -114,7 +114,10 @@ impl ThreePieces {
     }
 
     /// Sends the piece at `index`; the third gives the lock back.
-    fn send(&self, index: usize) -> impl std::future::Future<Output = Result<Ack, CallError>> {
+    fn send(
+        &self,
+        index: usize,
+    ) -> impl std::future::Future<Output = Result<ChunkReply, CallError>> {
         let len = self.bytes.len().div_ceil(3);
         let start = index * len;
         let piece = self.bytes[start..self.end_of(index) as usize].to_vec();
@@ -157,7 +160,7 @@ async fn a_chunk_that_overtakes_the_one_sent_before_it_waits_for_it() {
         .await
         .expect("task")
         .expect("third piece stored after the second");
-    let Ack::ChunkStored { uploaded_bytes, .. } = ack else {
+    let ChunkReply::Stored { uploaded_bytes, .. } = ack else {
         panic!("third piece: {ack:?}");
     };
     assert_eq!(uploaded_bytes, pieces.bytes.len() as u64);

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use bytes::Bytes;
-use vod_contracts::commands::{Ack, ChunkCommit, ChunkHeader, Reject, RejectCode};
+use vod_contracts::commands::{ChunkCommit, ChunkHeader, ChunkReply, Reject, RejectCode};
 use vod_contracts::{FlowStatus, SessionStatus, WriterId};
 
 use crate::fflow_client::FflowCallError;
@@ -25,7 +25,7 @@ use crate::transitions::{self, Advance, WriterChange};
 
 /// What one attempt to store a chunk came to.
 enum Attempt {
-    Done(Ack),
+    Done(ChunkReply),
     /// The chunk's request holds the write lock and sent chunks before this one that are not
     /// stored yet: the upload is short of the chunk's offset.
     Ahead(SessionRow),
@@ -82,7 +82,7 @@ impl Handlers {
     /// Stores one chunk and answers with where the upload stands. A request sends its next
     /// chunk while the one before is stored; when the next arrives first, it waits for the
     /// upload to reach it (`chunk_ahead_wait`), then is refused as at another offset.
-    pub async fn chunk(&self, header: ChunkHeader, payload: Bytes) -> Result<Ack, HandlerError> {
+    pub async fn chunk(&self, header: ChunkHeader, payload: Bytes) -> Result<ChunkReply, HandlerError> {
         let deadline = tokio::time::Instant::now() + self.chunk_ahead_wait;
         let writer = Writer::of(&header);
         let mut pause = Duration::ZERO;
@@ -234,7 +234,7 @@ impl Handlers {
                 if !held {
                     return Ok(Attempt::Moved);
                 }
-                return Ok(Attempt::Done(Ack::ChunkStaged { staged_to: end }));
+                return Ok(Attempt::Done(ChunkReply::Staged { staged_to: end }));
             }
             ChunkCommit::Immediate => header.offset,
             ChunkCommit::CommitStaged { base } => base,
@@ -287,7 +287,7 @@ impl Handlers {
         if complete {
             self.after_complete(session.session_id).await;
         }
-        Ok(Attempt::Done(Ack::ChunkStored {
+        Ok(Attempt::Done(ChunkReply::Stored {
             uploaded_bytes: advanced.uploaded_bytes,
             total_bytes: advanced.total_bytes,
             expires_at: (!complete).then_some(advanced.expires_at).flatten(),
@@ -396,7 +396,7 @@ impl Handlers {
         session: &SessionRow,
         header: &ChunkHeader,
         end: u64,
-    ) -> Option<Ack> {
+    ) -> Option<ChunkReply> {
         let start = match header.commit {
             ChunkCommit::Immediate => header.offset,
             ChunkCommit::CommitStaged { base } => base,
@@ -415,7 +415,7 @@ impl Handlers {
         {
             self.ensure_finish_requested(session).await;
         }
-        Some(Ack::ChunkStored {
+        Some(ChunkReply::Stored {
             uploaded_bytes: session.uploaded_bytes,
             total_bytes: session.total_bytes,
             expires_at: session

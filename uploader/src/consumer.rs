@@ -1,4 +1,5 @@
-//! The commands queue: decode each delivery, run its handler, reply to the gateway, then ack.
+//! The commands queue: read which command each delivery is from its `type`, run that
+//! command's handler (`cmd/`), reply to the gateway with the same `type`, then ack.
 //! Deliveries run concurrently up to the channel's prefetch. At shutdown the consumer stops
 //! taking deliveries and lets those in flight finish until `abandon` fires; one abandoned then
 //! is dropped unacknowledged and comes again to another replica, which handlers allow.
@@ -6,7 +7,6 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::Bytes;
 use futures_util::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{
@@ -15,16 +15,20 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::field::Empty;
 use tracing::Instrument;
 use vod_contracts::commands::{
-    decode_chunk, Ack, Command, Reject, RejectCode, Reply, CHUNK_MESSAGE_TYPE, COMMAND_MESSAGE_TYPE,
+    CommandKind, CreateFinalUpload, CreatePartialUpload, CreateUpload, CreateVideo, DeclareLength,
+    LockUpload, Reject, RejectCode, Reply, TerminateUpload, UnlockUpload,
 };
 
+use crate::cmd::{self, Handle};
 use crate::handlers::{HandlerError, Handlers};
-use crate::metrics::{command_kind, CHUNK_KIND, INVALID_KIND};
+use crate::metrics::INVALID_KIND;
 
 pub async fn run(
     channel: Channel,
@@ -91,7 +95,7 @@ pub async fn run(
 
 async fn handle_delivery(mut delivery: Delivery, handlers: &Handlers, reply_channel: &Channel) {
     let started = Instant::now();
-    let kind = delivery
+    let message_type = delivery
         .properties
         .kind()
         .as_ref()
@@ -104,36 +108,23 @@ async fn handle_delivery(mut delivery: Delivery, handlers: &Handlers, reply_chan
         flow_id = Empty,
         video_id = Empty,
     );
-    let (kind, result) = match kind.as_deref() {
-        Some(CHUNK_MESSAGE_TYPE) => (
-            CHUNK_KIND,
-            handle_chunk(std::mem::take(&mut delivery.data), handlers, &span).await,
-        ),
-        Some(COMMAND_MESSAGE_TYPE) => match serde_json::from_slice::<Command>(&delivery.data) {
-            Ok(command) => {
-                let kind = command_kind(&command);
-                span.record("kind", kind);
-                if let Some(session_id) = command_session(&command) {
-                    span.record("session_id", tracing::field::display(session_id));
-                }
-                (
-                    kind,
-                    handlers.command(command).instrument(span.clone()).await,
-                )
-            }
-            Err(error) => (
-                INVALID_KIND,
-                Err(invalid(format!("command is not valid: {error}"))),
-            ),
-        },
-        other => (
+    let body = std::mem::take(&mut delivery.data);
+    let (kind, answer) = match message_type
+        .as_deref()
+        .and_then(CommandKind::from_message_type)
+    {
+        Some(kind) => (kind.name(), dispatch(kind, body, handlers, &span).await),
+        None => (
             INVALID_KIND,
-            Err(invalid(format!("unknown message type {other:?}"))),
+            Answer::from(Err::<(), _>(invalid(format!(
+                "unknown message type {message_type:?}"
+            )))),
         ),
     };
-    let reply = span.in_scope(|| Reply::from(result.map_err(HandlerError::into_reject)));
-    handlers.metrics.handled(kind, &reply, started.elapsed());
-    if let Err(error) = send_reply(&delivery, reply_channel, &reply).await {
+    handlers
+        .metrics
+        .handled(kind, answer.result, started.elapsed());
+    if let Err(error) = send_reply(&delivery, reply_channel, message_type, answer.body).await {
         // The gateway is gone or the broker is; the work is done and idempotent, so the
         // delivery is acked anyway and a resend is answered from the database.
         tracing::warn!(error = %error, "reply not sent");
@@ -144,36 +135,75 @@ async fn handle_delivery(mut delivery: Delivery, handlers: &Handlers, reply_chan
     }
 }
 
-/// Handles a framed chunk; the payload is passed on as a slice of the frame, not copied.
-async fn handle_chunk(
-    frame: Vec<u8>,
+/// Runs the command a message is, by its kind.
+async fn dispatch(
+    kind: CommandKind,
+    body: Vec<u8>,
     handlers: &Handlers,
     span: &tracing::Span,
-) -> Result<Ack, HandlerError> {
-    let (header, payload_len) = decode_chunk(&frame)
-        .map(|(header, payload)| (header, payload.len()))
-        .map_err(|error| invalid(format!("chunk is not valid: {error}")))?;
-    span.record("kind", CHUNK_KIND);
-    span.record("session_id", tracing::field::display(header.session_id));
-    let frame = Bytes::from(frame);
-    let payload = frame.slice(frame.len() - payload_len..);
-    handlers
-        .chunk(header, payload)
-        .instrument(span.clone())
-        .await
+) -> Answer {
+    match kind {
+        CommandKind::CreateVideo => handle_command::<CreateVideo>(&body, handlers, span).await,
+        CommandKind::CreateUpload => handle_command::<CreateUpload>(&body, handlers, span).await,
+        CommandKind::CreatePartialUpload => {
+            handle_command::<CreatePartialUpload>(&body, handlers, span).await
+        }
+        CommandKind::CreateFinalUpload => {
+            handle_command::<CreateFinalUpload>(&body, handlers, span).await
+        }
+        CommandKind::TerminateUpload => {
+            handle_command::<TerminateUpload>(&body, handlers, span).await
+        }
+        CommandKind::DeclareLength => handle_command::<DeclareLength>(&body, handlers, span).await,
+        CommandKind::LockUpload => handle_command::<LockUpload>(&body, handlers, span).await,
+        CommandKind::UnlockUpload => handle_command::<UnlockUpload>(&body, handlers, span).await,
+        CommandKind::Chunk => {
+            let handled = cmd::handle_chunk(body, handlers, span).await;
+            span.in_scope(|| handled.into())
+        }
+    }
 }
 
-/// The upload a command is about, when it names one.
-fn command_session(command: &Command) -> Option<vod_contracts::SessionId> {
-    match command {
-        Command::TerminateUpload { session_id }
-        | Command::DeclareLength { session_id, .. }
-        | Command::LockUpload { session_id, .. }
-        | Command::UnlockUpload { session_id, .. } => Some(*session_id),
-        Command::CreateVideo { .. }
-        | Command::CreateUpload { .. }
-        | Command::CreatePartialUpload { .. }
-        | Command::CreateFinalUpload { .. } => None,
+/// Decodes a JSON command and handles it.
+async fn handle_command<C: Handle + DeserializeOwned>(
+    body: &[u8],
+    handlers: &Handlers,
+    span: &tracing::Span,
+) -> Answer {
+    span.record("kind", C::KIND.name());
+    let command = match serde_json::from_slice::<C>(body) {
+        Ok(command) => command,
+        Err(error) => {
+            return Err::<C::Reply, _>(invalid(format!("command is not valid: {error}"))).into()
+        }
+    };
+    if let Some(session_id) = command.session_id() {
+        span.record("session_id", tracing::field::display(session_id));
+    }
+    let handled = command.handle(handlers).instrument(span.clone()).await;
+    span.in_scope(|| handled.into())
+}
+
+/// A handled message: the body of its reply, and what it came to for the metrics.
+struct Answer {
+    body: Vec<u8>,
+    result: Result<(), RejectCode>,
+}
+
+impl<T: Serialize> From<Result<T, HandlerError>> for Answer {
+    /// Faults are logged here, on the message's span when called in it.
+    fn from(result: Result<T, HandlerError>) -> Self {
+        let reply = Reply::from(result.map_err(HandlerError::into_reject));
+        let result = match &reply {
+            Reply::Ok(_) => Ok(()),
+            Reply::Rejected(reject) => Err(reject.code),
+        };
+        let body = serde_json::to_vec(&reply).unwrap_or_else(|error| {
+            tracing::error!(error = %error, "reply does not serialize");
+            let reject = Reject::new(RejectCode::Internal, "the reply does not serialize");
+            serde_json::to_vec(&Reply::<()>::Rejected(reject)).unwrap_or_default()
+        });
+        Answer { body, result }
     }
 }
 
@@ -181,16 +211,20 @@ fn invalid(message: String) -> HandlerError {
     HandlerError::Rejected(Reject::new(RejectCode::InvalidCommand, message))
 }
 
+/// Publishes the reply to `reply_to`, with the `type` of the request it answers.
 async fn send_reply(
     delivery: &Delivery,
     reply_channel: &Channel,
-    reply: &Reply,
+    message_type: Option<String>,
+    body: Vec<u8>,
 ) -> anyhow::Result<()> {
     let Some(reply_to) = delivery.properties.reply_to() else {
         return Ok(());
     };
-    let body = serde_json::to_vec(reply)?;
     let mut properties = BasicProperties::default().with_content_type("application/json".into());
+    if let Some(message_type) = message_type {
+        properties = properties.with_type(message_type.into());
+    }
     if let Some(correlation_id) = delivery.properties.correlation_id() {
         properties = properties.with_correlation_id(correlation_id.clone());
     }

@@ -1,20 +1,22 @@
-//! What the uploader does with each command and chunk. Every handler is safe to run twice for
-//! the same message: the broker redelivers after a lost connection, and a gateway may resend.
+//! What the uploader does with a chunk, and what the commands (`cmd/`) share: the replica's
+//! pools and clients, the refusals, expiry, and requesting the encode of a complete upload.
+//! Every handler is safe to run twice for the same message: the broker redelivers after a lost
+//! connection, and a gateway may resend.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use deadpool_postgres::Pool;
-use vod_contracts::commands::{Ack, Command, Reject, RejectCode};
+use vod_contracts::commands::{Reject, RejectCode, UploadCreated};
 use vod_contracts::fflow::{FinishProcess, PartSource};
-use vod_contracts::{FlowStatus, SessionId, SessionStatus, WriterId};
+use vod_contracts::SessionId;
 
 use crate::fflow_client::FflowClient;
 use crate::metrics::UploaderMetrics;
 use crate::routing::{Routing, RoutingError};
-use crate::store::{self, FlowRef, SessionRow, UploadKind};
-use crate::transitions::{self, FinalUpload, NewUpload};
+use crate::store::{self, FlowRef, SessionRow};
+use crate::transitions;
 
 /// Failures of a handler: a refusal the client must hear, or a fault of ours or of a dependency.
 #[derive(Debug, thiserror::Error)]
@@ -38,16 +40,22 @@ impl From<RoutingError> for HandlerError {
 }
 
 impl HandlerError {
-    /// What the gateway is told. Internal faults are logged here and answered generically.
+    /// What the gateway is told. Faults are logged here and answered generically: unavailable
+    /// when a dependency is away (retrying later may work), internal otherwise (it would fail
+    /// again the same way).
     pub fn into_reject(self) -> Reject {
         match self {
             HandlerError::Rejected(reject) => reject,
-            HandlerError::Internal(error) => {
-                tracing::error!(error = ?error, "command failed");
+            HandlerError::Internal(error) if crate::outage::is_outage(&error) => {
+                tracing::warn!(error = ?error, "command failed, a dependency is unavailable");
                 Reject::new(
                     RejectCode::Unavailable,
                     "the upload service is temporarily unavailable",
                 )
+            }
+            HandlerError::Internal(error) => {
+                tracing::error!(error = ?error, "command failed");
+                Reject::new(RejectCode::Internal, "the upload service failed")
             }
         }
     }
@@ -71,276 +79,6 @@ impl Handlers {
     /// Where the transitions count the status changes they write.
     pub fn counted(&self) -> &crate::metrics::StateTransitions {
         &self.metrics.transitions
-    }
-
-    pub async fn command(&self, command: Command) -> Result<Ack, HandlerError> {
-        match command {
-            Command::CreateVideo { title, description } => {
-                let client = self.pg.get().await.context("no database connection")?;
-                let video_id =
-                    transitions::create_video(&client, &title, &description, self.counted())
-                        .await?;
-                tracing::info!(video_id = %video_id, "video created");
-                Ok(Ack::VideoCreated { video_id })
-            }
-            Command::CreateUpload {
-                video_id,
-                title,
-                filename,
-                total_bytes,
-                metadata,
-            } => {
-                let mut client = self.pg.get().await.context("no database connection")?;
-                let tx = client.transaction().await.context("failed to begin")?;
-                let upload = NewUpload {
-                    video_id,
-                    title: &title,
-                    filename: filename.as_deref(),
-                    total_bytes,
-                    metadata: metadata.as_deref(),
-                    ttl_secs: self.session_ttl_secs,
-                };
-                let created = transitions::create_upload(&tx, upload, self.counted()).await??;
-                tx.commit()
-                    .await
-                    .context("failed to commit the new upload")?;
-                tracing::info!(video_id = %created.video_id, flow_id = %created.flow_id, session_id = %created.session_id, total_bytes, "upload created");
-                Ok(created_ack(created))
-            }
-            Command::CreatePartialUpload {
-                total_bytes,
-                metadata,
-            } => {
-                let client = self.pg.get().await.context("no database connection")?;
-                let (session_id, expires_at) = transitions::create_partial_upload(
-                    &client,
-                    total_bytes,
-                    metadata.as_deref(),
-                    self.session_ttl_secs,
-                    self.counted(),
-                )
-                .await?;
-                tracing::info!(session_id = %session_id, total_bytes, "partial upload created");
-                Ok(Ack::PartialUploadCreated {
-                    session_id,
-                    expires_at,
-                })
-            }
-            Command::CreateFinalUpload {
-                video_id,
-                title,
-                filename,
-                metadata,
-                parts,
-            } => {
-                let upload = FinalRequest {
-                    video_id,
-                    title: &title,
-                    filename: filename.as_deref(),
-                    metadata: metadata.as_deref(),
-                    parts: &parts,
-                };
-                self.create_final(upload).await
-            }
-            Command::TerminateUpload { session_id } => self.terminate(session_id).await,
-            Command::DeclareLength {
-                session_id,
-                total_bytes,
-            } => self.declare_length(session_id, total_bytes).await,
-            Command::LockUpload {
-                session_id,
-                writer,
-                offset,
-            } => self.lock(session_id, writer, offset).await,
-            Command::UnlockUpload { session_id, writer } => {
-                let client = self.pg.get().await.context("no database connection")?;
-                store::release_writer(&client, session_id, writer).await?;
-                Ok(Ack::UploadUnlocked)
-            }
-        }
-    }
-
-    async fn create_final(&self, upload: FinalRequest<'_>) -> Result<Ack, HandlerError> {
-        if upload.parts.is_empty() {
-            return Err(invalid_concat("a final upload names at least one partial upload").into());
-        }
-        for (index, part) in upload.parts.iter().enumerate() {
-            if upload.parts[..index].contains(part) {
-                return Err(invalid_concat(format!("partial upload {part} is named twice")).into());
-            }
-        }
-        let mut client = self.pg.get().await.context("no database connection")?;
-        let tx = client.transaction().await.context("failed to begin")?;
-        let mut parts = Vec::with_capacity(upload.parts.len());
-        for (id, row) in upload
-            .parts
-            .iter()
-            .zip(store::lock_parts(&tx, upload.parts).await?)
-        {
-            let row = row.ok_or_else(|| invalid_concat(format!("upload {id} does not exist")))?;
-            if row.kind != UploadKind::Partial {
-                return Err(invalid_concat(format!("upload {id} is not a partial upload")).into());
-            }
-            if row.status != SessionStatus::Completed || !row.is_complete() {
-                let state = if row.status == SessionStatus::Open {
-                    "not complete".to_owned()
-                } else {
-                    row.status.to_string()
-                };
-                return Err(invalid_concat(format!("partial upload {id} is {state}")).into());
-            }
-            if store::is_joined(&tx, *id).await? {
-                return Err(invalid_concat(format!(
-                    "partial upload {id} is already part of a final upload"
-                ))
-                .into());
-            }
-            parts.push(row);
-        }
-        let created = transitions::create_final_upload(
-            &tx,
-            FinalUpload {
-                video_id: upload.video_id,
-                title: upload.title,
-                filename: upload.filename,
-                metadata: upload.metadata,
-                parts: &parts,
-                ttl_secs: self.session_ttl_secs,
-            },
-            self.counted(),
-        )
-        .await??;
-        tx.commit()
-            .await
-            .context("failed to commit the final upload")?;
-        tracing::info!(video_id = %created.video_id, flow_id = %created.flow_id, session_id = %created.session_id, parts = parts.len(), "final upload created, joining its parts");
-        let session = store::load_session(&client, created.session_id)
-            .await?
-            .ok_or_else(|| not_found(created.session_id))?;
-        drop(client);
-        if session
-            .flow
-            .is_some_and(|flow| flow.status == FlowStatus::Processing)
-        {
-            self.ensure_finish_requested(&session).await;
-        }
-        Ok(created_ack(created))
-    }
-
-    async fn terminate(&self, session_id: SessionId) -> Result<Ack, HandlerError> {
-        let mut client = self.pg.get().await.context("no database connection")?;
-        let tx = client.transaction().await.context("failed to begin")?;
-        let session = store::lock_session(&tx, session_id)
-            .await?
-            .ok_or_else(|| not_found(session_id))?;
-        name_upload_in_span(&session);
-        match session.status {
-            SessionStatus::Terminated => return Ok(Ack::UploadTerminated),
-            SessionStatus::Open => {}
-            other => {
-                return Err(Reject::new(
-                    RejectCode::UploadClosed,
-                    format!("upload {session_id} is {other} and can no longer be terminated"),
-                )
-                .into())
-            }
-        }
-        transitions::terminate_upload(&tx, &session, self.counted()).await?;
-        tx.commit()
-            .await
-            .context("failed to commit the termination")?;
-        tracing::info!(session_id = %session_id, kind = session.kind.as_str(), "upload terminated");
-        self.release_process(&session).await;
-        Ok(Ack::UploadTerminated)
-    }
-
-    async fn declare_length(
-        &self,
-        session_id: SessionId,
-        total_bytes: u64,
-    ) -> Result<Ack, HandlerError> {
-        let mut client = self.pg.get().await.context("no database connection")?;
-        let tx = client.transaction().await.context("failed to begin")?;
-        let session = store::lock_session(&tx, session_id)
-            .await?
-            .ok_or_else(|| not_found(session_id))?;
-        name_upload_in_span(&session);
-        let declared = |uploaded_bytes| Ack::LengthDeclared {
-            uploaded_bytes,
-            total_bytes,
-        };
-        match session.total_bytes {
-            Some(known) if known == total_bytes => return Ok(declared(session.uploaded_bytes)),
-            Some(known) => {
-                return Err(Reject::new(
-                    RejectCode::InvalidLength,
-                    format!("the upload's length is {known} and cannot change"),
-                )
-                .into())
-            }
-            None => {}
-        }
-        if session.status == SessionStatus::Open && session.expired {
-            return Err(self.expire_now(tx, &session).await);
-        }
-        if session.status != SessionStatus::Open {
-            return Err(closed(&session).into());
-        }
-        if total_bytes < session.uploaded_bytes {
-            return Err(Reject::new(
-                RejectCode::InvalidLength,
-                format!(
-                    "the upload already holds {} bytes, more than {total_bytes}",
-                    session.uploaded_bytes
-                ),
-            )
-            .into());
-        }
-        transitions::declare_length(&tx, &session, total_bytes).await?;
-        let complete = total_bytes == session.uploaded_bytes;
-        if complete {
-            transitions::complete_upload(&tx, &session, self.counted()).await?;
-        }
-        tx.commit()
-            .await
-            .context("failed to commit the declared length")?;
-        tracing::info!(session_id = %session_id, total_bytes, "upload length declared");
-        if complete {
-            self.after_complete(session_id).await;
-        }
-        Ok(declared(session.uploaded_bytes))
-    }
-
-    async fn lock(
-        &self,
-        session_id: SessionId,
-        writer: WriterId,
-        offset: u64,
-    ) -> Result<Ack, HandlerError> {
-        let mut client = self.pg.get().await.context("no database connection")?;
-        let tx = client.transaction().await.context("failed to begin")?;
-        let session = store::lock_session(&tx, session_id)
-            .await?
-            .ok_or_else(|| not_found(session_id))?;
-        name_upload_in_span(&session);
-        if session.status == SessionStatus::Open && session.expired {
-            return Err(self.expire_now(tx, &session).await);
-        }
-        if session.status != SessionStatus::Open {
-            return Err(closed(&session).into());
-        }
-        if !session.may_write(Some(writer)) {
-            return Err(locked(&session).into());
-        }
-        if offset != session.uploaded_bytes {
-            return Err(offset_mismatch(&session, offset).into());
-        }
-        store::hold_writer(&tx, session_id, writer, self.writer_lease_secs).await?;
-        tx.commit().await.context("failed to commit the lock")?;
-        Ok(Ack::UploadLocked {
-            uploaded_bytes: session.uploaded_bytes,
-            expires_at: session.expires_at,
-        })
     }
 
     /// Expires an open session found past its expiry, frees its process, and returns the
@@ -512,13 +250,14 @@ impl Handlers {
     }
 }
 
-/// A final upload as asked for.
-struct FinalRequest<'a> {
-    video_id: Option<vod_contracts::VideoId>,
-    title: &'a str,
-    filename: Option<&'a str>,
-    metadata: Option<&'a str>,
-    parts: &'a [SessionId],
+/// The reply to a command that created an upload with its flow.
+pub(crate) fn created_reply(created: transitions::Created) -> UploadCreated {
+    UploadCreated {
+        video_id: created.video_id,
+        flow_id: created.flow_id,
+        session_id: created.session_id,
+        expires_at: created.expires_at,
+    }
 }
 
 /// Names the upload's flow and video on the span the consumer opened for the message, so
@@ -528,15 +267,6 @@ pub(crate) fn name_upload_in_span(session: &SessionRow) {
         let span = tracing::Span::current();
         span.record("flow_id", tracing::field::display(flow.flow_id));
         span.record("video_id", tracing::field::display(flow.video_id));
-    }
-}
-
-fn created_ack(created: transitions::Created) -> Ack {
-    Ack::UploadCreated {
-        video_id: created.video_id,
-        flow_id: created.flow_id,
-        session_id: created.session_id,
-        expires_at: created.expires_at,
     }
 }
 
@@ -550,6 +280,8 @@ pub(crate) fn check_length(session: &SessionRow, end: u64) -> Result<(), Reject>
     }
 }
 
+/// Whether the chunk may be written now: the upload is open, the chunk's writer may write,
+/// and it starts where the upload (or its request's staged bytes) stand.
 pub(crate) fn not_found(session_id: SessionId) -> Reject {
     Reject::new(
         RejectCode::UploadNotFound,
@@ -575,10 +307,6 @@ pub(crate) fn locked(session: &SessionRow) -> Reject {
             session.session_id
         ),
     )
-}
-
-fn invalid_concat(message: impl Into<String>) -> Reject {
-    Reject::new(RejectCode::InvalidConcat, message)
 }
 
 pub(crate) fn offset_mismatch(session: &SessionRow, offset: u64) -> Reject {

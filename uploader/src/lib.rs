@@ -7,12 +7,14 @@
 //! may also run the scheduler. An HTTP listener serves `/healthz`, `/readyz` and `/metrics`.
 
 mod chunks;
+mod cmd;
 pub mod config;
 mod consumer;
 mod fflow_client;
 mod handlers;
 mod http;
 pub mod metrics;
+mod outage;
 mod outcomes;
 mod progress;
 mod routing;

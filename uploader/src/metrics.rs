@@ -7,7 +7,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
-use vod_contracts::commands::{Command, Reply};
+use vod_contracts::commands::{CommandKind, RejectCode};
 use vod_infra::metrics::{buckets, histogram, Registry};
 
 /// What a status belongs to.
@@ -90,7 +90,7 @@ pub struct UploaderMetrics {
 
 /// The `kind` of a message that could not be decoded.
 pub const INVALID_KIND: &str = "invalid";
-pub const CHUNK_KIND: &str = "chunk";
+pub const CHUNK_KIND: &str = CommandKind::Chunk.name();
 
 impl UploaderMetrics {
     pub fn register(registry: &mut Registry) -> Self {
@@ -155,8 +155,8 @@ impl UploaderMetrics {
     }
 
     /// Counts a handled message; a chunk's handling time goes to the latency histogram.
-    pub fn handled(&self, kind: &str, reply: &Reply, elapsed: Duration) {
-        let result = reply_result(reply);
+    pub fn handled(&self, kind: &str, result: Result<(), RejectCode>, elapsed: Duration) {
+        let result = result_label(result);
         if kind == CHUNK_KIND {
             self.chunk_duration
                 .get_or_create(&ResultLabels {
@@ -212,25 +212,11 @@ impl UploaderMetrics {
     }
 }
 
-/// The `type` tag a command is sent with (`create_upload`, ...).
-pub fn command_kind(command: &Command) -> &'static str {
-    match command {
-        Command::CreateVideo { .. } => "create_video",
-        Command::CreateUpload { .. } => "create_upload",
-        Command::CreatePartialUpload { .. } => "create_partial_upload",
-        Command::CreateFinalUpload { .. } => "create_final_upload",
-        Command::TerminateUpload { .. } => "terminate_upload",
-        Command::DeclareLength { .. } => "declare_length",
-        Command::LockUpload { .. } => "lock_upload",
-        Command::UnlockUpload { .. } => "unlock_upload",
-    }
-}
-
 /// `ok`, or the reject code as the gateway reads it.
-fn reply_result(reply: &Reply) -> String {
-    match reply {
-        Reply::Ok(_) => "ok".to_owned(),
-        Reply::Rejected(reject) => serde_json::to_value(reject.code)
+fn result_label(result: Result<(), RejectCode>) -> String {
+    match result {
+        Ok(()) => "ok".to_owned(),
+        Err(code) => serde_json::to_value(code)
             .ok()
             .and_then(|code| code.as_str().map(str::to_owned))
             .unwrap_or_else(|| "unknown".to_owned()),
@@ -239,9 +225,6 @@ fn reply_result(reply: &Reply) -> String {
 
 #[cfg(test)]
 mod tests {
-    use vod_contracts::commands::{Ack, Reject, RejectCode};
-    use vod_contracts::{SessionId, WriterId};
-
     use super::*;
 
     fn rendered(registry: &Registry) -> String {
@@ -251,36 +234,14 @@ mod tests {
     }
 
     #[test]
-    fn command_kinds_are_the_wire_tags() {
-        let commands = [
-            Command::TerminateUpload {
-                session_id: SessionId::new(),
-            },
-            Command::LockUpload {
-                session_id: SessionId::new(),
-                writer: WriterId::new(),
-                offset: 0,
-            },
-            Command::CreatePartialUpload {
-                total_bytes: None,
-                metadata: None,
-            },
-        ];
-        for command in commands {
-            let json = serde_json::to_value(&command).expect("serializes");
-            assert_eq!(json["type"], command_kind(&command));
-        }
-    }
-
-    #[test]
     fn chunks_are_timed_and_counted_by_result() {
         let mut registry = vod_infra::metrics::registry("uploader");
         let metrics = UploaderMetrics::register(&mut registry);
-        let stored = Reply::Ok(Ack::ChunkStaged { staged_to: 3 });
-        let refused = Reply::Rejected(Reject::new(RejectCode::OffsetMismatch, "no"));
-        metrics.handled(CHUNK_KIND, &stored, Duration::from_millis(3));
-        metrics.handled(CHUNK_KIND, &refused, Duration::from_millis(3));
-        metrics.handled("lock_upload", &stored, Duration::from_millis(3));
+        let stored = Ok(());
+        let refused = Err(RejectCode::OffsetMismatch);
+        metrics.handled(CHUNK_KIND, stored, Duration::from_millis(3));
+        metrics.handled(CHUNK_KIND, refused, Duration::from_millis(3));
+        metrics.handled("lock_upload", stored, Duration::from_millis(3));
         metrics
             .transitions
             .record(Entity::Flow, "PROCESSING", "READY");

@@ -20,7 +20,9 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 use vod_contracts::api::ErrorBody;
 use vod_contracts::commands::{
-    chunk_frame_prefix, Ack, ChunkCommit, ChunkHeader, Command, RejectCode,
+    chunk_frame_prefix, ChunkCommit, ChunkHeader, ChunkReply, CreateFinalUpload,
+    CreatePartialUpload, CreateUpload, DeclareLength, LockUpload, PartialUploadCreated, RejectCode,
+    TerminateUpload, UnlockUpload, UploadCreated, UploadLocked,
 };
 use vod_contracts::{SessionId, SessionStatus, WriterId};
 
@@ -202,39 +204,37 @@ pub async fn create(
         None
     };
 
-    let partial = concat == Some(Concat::Partial);
-    let command = if partial {
-        Command::CreatePartialUpload {
-            total_bytes,
-            metadata: raw_metadata,
-        }
+    let (session_id, video_id, mut expires_at) = if concat == Some(Concat::Partial) {
+        let PartialUploadCreated {
+            session_id,
+            expires_at,
+        } = state
+            .uploader
+            .call(&CreatePartialUpload {
+                total_bytes,
+                metadata: raw_metadata,
+            })
+            .await?;
+        tracing::info!(%session_id, total_bytes, "partial upload created");
+        (session_id, None, expires_at)
     } else {
-        Command::CreateUpload {
-            video_id: metadata.video_id,
-            title: metadata.title,
-            filename: metadata.filename,
-            total_bytes,
-            metadata: raw_metadata,
-        }
-    };
-    let (session_id, video_id, mut expires_at) = match state.uploader.call(&command).await? {
-        Ack::UploadCreated {
+        let UploadCreated {
             video_id,
             flow_id,
             session_id,
             expires_at,
-        } => {
-            tracing::info!(%session_id, %video_id, %flow_id, total_bytes, "upload created");
-            (session_id, Some(video_id), expires_at)
-        }
-        Ack::PartialUploadCreated {
-            session_id,
-            expires_at,
-        } => {
-            tracing::info!(%session_id, total_bytes, "partial upload created");
-            (session_id, None, expires_at)
-        }
-        other => return Err(anyhow!("unexpected reply to create upload: {other:?}").into()),
+        } = state
+            .uploader
+            .call(&CreateUpload {
+                video_id: metadata.video_id,
+                title: metadata.title,
+                filename: metadata.filename,
+                total_bytes,
+                metadata: raw_metadata,
+            })
+            .await?;
+        tracing::info!(%session_id, %video_id, %flow_id, total_bytes, "upload created");
+        (session_id, Some(video_id), expires_at)
     };
 
     let location = format!("{}/v1/uploads/{session_id}", public_base(&state, &headers));
@@ -304,9 +304,14 @@ async fn create_final(
         })
         .collect::<Result<Vec<SessionId>, ApiError>>()?;
     let metadata = UploadMetadata::from_header(raw_metadata.as_deref())?;
-    let ack = state
+    let UploadCreated {
+        video_id,
+        flow_id,
+        session_id,
+        ..
+    } = state
         .uploader
-        .call(&Command::CreateFinalUpload {
+        .call(&CreateFinalUpload {
             video_id: metadata.video_id,
             title: metadata.title,
             filename: metadata.filename,
@@ -314,15 +319,6 @@ async fn create_final(
             parts,
         })
         .await?;
-    let Ack::UploadCreated {
-        video_id,
-        flow_id,
-        session_id,
-        ..
-    } = ack
-    else {
-        return Err(anyhow!("unexpected reply to create a final upload: {ack:?}").into());
-    };
     tracing::info!(%session_id, %video_id, %flow_id, parts = urls.len(), "final upload created");
     let location = format!("{}/v1/uploads/{session_id}", public_base(state, headers));
     Ok((
@@ -580,20 +576,15 @@ async fn declare_length(
     session_id: SessionId,
     total_bytes: u64,
 ) -> Result<(), ApiError> {
-    let ack = state
+    state
         .uploader
-        .call(&Command::DeclareLength {
+        .call(&DeclareLength {
             session_id,
             total_bytes,
         })
         .await?;
-    match ack {
-        Ack::LengthDeclared { .. } => {
-            tracing::info!(%session_id, total_bytes, "upload length declared");
-            Ok(())
-        }
-        other => Err(anyhow!("unexpected reply to declare a length: {other:?}").into()),
-    }
+    tracing::info!(%session_id, total_bytes, "upload length declared");
+    Ok(())
 }
 
 /// `DELETE`: the client gives the upload up.
@@ -629,13 +620,7 @@ pub async fn terminate(
 ) -> Result<Response, ApiError> {
     tus::require_tus_resumable(&headers)?;
     let session_id = parse_session_id(&id)?;
-    let ack = state
-        .uploader
-        .call(&Command::TerminateUpload { session_id })
-        .await?;
-    if ack != Ack::UploadTerminated {
-        return Err(anyhow!("unexpected reply to terminate upload: {ack:?}").into());
-    }
+    state.uploader.call(&TerminateUpload { session_id }).await?;
     tracing::info!(%session_id, "upload terminated");
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -759,7 +744,7 @@ async fn store_body(
         let locked = writing.locked().await;
         if locked.is_ok() && !writing.released.load(Ordering::Acquire) {
             if let Err(error) = uploader
-                .call(&Command::UnlockUpload { session_id, writer })
+                .call(&UnlockUpload { session_id, writer })
                 .await
             {
                 // The answer does not wait: the client is told what happened to its bytes now.
@@ -890,10 +875,7 @@ impl UnlockLater {
             let deadline = tokio::time::Instant::now() + window;
             loop {
                 tokio::time::sleep(backoff).await;
-                match uploader
-                    .call(&Command::UnlockUpload { session_id, writer })
-                    .await
-                {
+                match uploader.call(&UnlockUpload { session_id, writer }).await {
                     Ok(_) => {
                         tracing::info!(%session_id, "write lock given back");
                         return;
@@ -931,15 +913,14 @@ async fn lock_upload(
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         let locked = uploader
-            .call(&Command::LockUpload {
+            .call(&LockUpload {
                 session_id,
                 writer,
                 offset,
             })
             .await;
         match locked {
-            Ok(Ack::UploadLocked { expires_at, .. }) => return Ok(expires_at),
-            Ok(other) => return Err(anyhow!("unexpected reply to a lock: {other:?}").into()),
+            Ok(UploadLocked { expires_at, .. }) => return Ok(expires_at),
             Err(CallError::Rejected(reject))
                 if reject.code == RejectCode::UploadLocked
                     && tokio::time::Instant::now() + LOCK_RETRY < deadline =>
@@ -1119,10 +1100,10 @@ async fn send_piece(
     };
     let frame = piece.with_prefix(&chunk_frame_prefix(&header));
     let slot = writing.publishing.clone().acquire_owned().await.ok();
-    let ack = match uploader.send_chunk_frame(frame, slot).await {
-        Ok(ack) => {
+    let reply = match uploader.send_chunk_frame(frame, slot).await {
+        Ok(reply) => {
             metrics.chunk_accepted();
-            ack
+            reply
         }
         Err(error) => {
             let error = ApiError::from(error);
@@ -1130,8 +1111,8 @@ async fn send_piece(
             return Err(error);
         }
     };
-    match ack {
-        Ack::ChunkStored {
+    match reply {
+        ChunkReply::Stored {
             uploaded_bytes,
             expires_at,
             ..
@@ -1141,10 +1122,7 @@ async fn send_piece(
             writing.released.store(release, Ordering::Release);
             Ok(uploaded_bytes)
         }
-        Ack::ChunkStaged { staged_to } => Ok(staged_to),
-        other => Err(ApiError::Internal(anyhow!(
-            "unexpected reply to a chunk: {other:?}"
-        ))),
+        ChunkReply::Staged { staged_to } => Ok(staged_to),
     }
 }
 

@@ -10,7 +10,7 @@ use axum::Json;
 use serde::Deserialize;
 use validator::{Validate, ValidationError, ValidationErrors};
 use vod_contracts::api::{ErrorBody, VideoList, VideoView};
-use vod_contracts::commands::{Ack, Command};
+use vod_contracts::commands::{CreateVideo, VideoCreated};
 use vod_contracts::VideoId;
 
 use crate::error::ApiError;
@@ -79,16 +79,13 @@ pub async fn create(
         .transpose()
         .map_err(|err| ApiError::validation("title", err.to_string()))?
         .ok_or_else(|| ApiError::validation("title", "title is required"))?;
-    let ack = state
+    let VideoCreated { video_id } = state
         .uploader
-        .call(&Command::CreateVideo {
+        .call(&CreateVideo {
             title,
             description: request.description.unwrap_or_default(),
         })
         .await?;
-    let Ack::VideoCreated { video_id } = ack else {
-        return Err(anyhow!("unexpected reply to create video: {ack:?}").into());
-    };
     tracing::info!(%video_id, "video created");
     let view = read_model::find_video(&state.pool, video_id, &state.config.holder_public_url)
         .await?

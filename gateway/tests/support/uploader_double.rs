@@ -11,9 +11,13 @@ use futures_util::StreamExt;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicPublishOptions};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use tokio::task::JoinHandle;
 use vod_contracts::commands::{
-    decode_chunk, Ack, ChunkHeader, Command, Reject, RejectCode, Reply, CHUNK_MESSAGE_TYPE,
+    decode_chunk, ChunkHeader, ChunkReply, CommandKind, CreateUpload, CreateVideo, LockUpload,
+    Reject, RejectCode, Reply, TerminateUpload, UnlockUpload, UploadCreated, UploadLocked,
+    UploadTerminated, UploadUnlocked, VideoCreated,
 };
 use vod_contracts::{FlowId, SessionId, VideoId};
 
@@ -92,32 +96,54 @@ struct DoubleState {
 
 async fn serve(channel: Channel, mut consumer: lapin::Consumer, mut state: DoubleState) {
     while let Some(Ok(delivery)) = consumer.next().await {
-        let is_chunk = delivery
-            .properties
-            .kind()
+        let message_type = delivery.properties.kind().clone();
+        let kind = message_type
             .as_ref()
-            .is_some_and(|kind| kind.as_str() == CHUNK_MESSAGE_TYPE);
-        let reply: Reply = if is_chunk {
-            state.chunk(&delivery.data).await
-        } else {
-            match serde_json::from_slice::<Command>(&delivery.data) {
-                Ok(command) => state.command(command).await,
-                Err(err) => Err(Reject::new(RejectCode::InvalidCommand, err.to_string())),
+            .and_then(|kind| CommandKind::from_message_type(kind.as_str()));
+        let body = match kind {
+            Some(CommandKind::Chunk) => reply_body(state.chunk(&delivery.data).await),
+            Some(CommandKind::CreateVideo) => {
+                let video = decoded::<CreateVideo>(&delivery.data);
+                reply_body(state.create_video(video).await)
             }
-        }
-        .into();
+            Some(CommandKind::CreateUpload) => {
+                let upload = decoded::<CreateUpload>(&delivery.data);
+                reply_body(state.create_upload(upload).await)
+            }
+            Some(CommandKind::TerminateUpload) => {
+                let terminate = decoded::<TerminateUpload>(&delivery.data);
+                reply_body(state.terminate(terminate).await)
+            }
+            // One request at a time reaches the double: the lock is always free.
+            Some(CommandKind::LockUpload) => reply_body(decoded::<LockUpload>(&delivery.data).map(
+                |lock| UploadLocked {
+                    uploaded_bytes: lock.offset,
+                    expires_at: None,
+                },
+            )),
+            Some(CommandKind::UnlockUpload) => {
+                reply_body(decoded::<UnlockUpload>(&delivery.data).map(|_| UploadUnlocked {}))
+            }
+            other => reply_body(Err::<(), _>(Reject::new(
+                RejectCode::InvalidCommand,
+                format!("the double does not do {other:?}"),
+            ))),
+        };
         if let (Some(reply_to), Some(correlation_id)) = (
             delivery.properties.reply_to().clone(),
             delivery.properties.correlation_id().clone(),
         ) {
-            let body = serde_json::to_vec(&reply).expect("reply serializes");
+            let mut properties = BasicProperties::default().with_correlation_id(correlation_id);
+            if let Some(message_type) = message_type {
+                properties = properties.with_type(message_type);
+            }
             let _ = channel
                 .basic_publish(
                     "".into(),
                     reply_to,
                     BasicPublishOptions::default(),
                     &body,
-                    BasicProperties::default().with_correlation_id(correlation_id),
+                    properties,
                 )
                 .await;
         }
@@ -125,120 +151,129 @@ async fn serve(channel: Channel, mut consumer: lapin::Consumer, mut state: Doubl
     }
 }
 
+fn decoded<C: DeserializeOwned>(body: &[u8]) -> Result<C, Reject> {
+    serde_json::from_slice(body)
+        .map_err(|err| Reject::new(RejectCode::InvalidCommand, err.to_string()))
+}
+
+fn reply_body<T: Serialize>(result: Result<T, Reject>) -> Vec<u8> {
+    serde_json::to_vec(&Reply::from(result)).expect("reply serializes")
+}
+
 impl DoubleState {
-    async fn command(&mut self, command: Command) -> Result<Ack, Reject> {
-        match command {
-            Command::CreateVideo { title, description } => {
-                let video_id = VideoId::new();
-                self.db
-                    .execute(
-                        "INSERT INTO video (id, title, description) VALUES ($1, $2, $3)",
-                        &[&video_id.0, &title, &description],
-                    )
-                    .await
-                    .map_err(unavailable)?;
-                Ok(Ack::VideoCreated { video_id })
-            }
-            Command::CreateUpload {
-                video_id,
-                title,
-                filename,
-                total_bytes,
-                metadata,
-            } => {
-                let transaction = self.db.transaction().await.map_err(unavailable)?;
-                let video_id = match video_id {
-                    Some(video_id) => {
-                        let exists = transaction
-                            .query_opt("SELECT 1 FROM video WHERE id = $1", &[&video_id.0])
-                            .await
-                            .map_err(unavailable)?
-                            .is_some();
-                        if !exists {
-                            return Err(Reject::new(RejectCode::VideoNotFound, "no such video"));
-                        }
-                        video_id
-                    }
-                    None => {
-                        let video_id = VideoId::new();
-                        transaction
-                            .execute(
-                                "INSERT INTO video (id, title, status) VALUES ($1, $2, 'UPLOADING')",
-                                &[&video_id.0, &title],
-                            )
-                            .await
-                            .map_err(unavailable)?;
-                        video_id
-                    }
-                };
-                let flow_id = FlowId::new();
-                let session_id = SessionId::new();
-                transaction
-                    .execute(
-                        "INSERT INTO flow (id, video_id, status, filename, total_bytes)
-                         VALUES ($1, $2, 'UPLOADING', $3, $4)",
-                        &[
-                            &flow_id.0,
-                            &video_id.0,
-                            &filename,
-                            &total_bytes.map(|total| total as i64),
-                        ],
-                    )
-                    .await
-                    .map_err(unavailable)?;
-                transaction
-                    .execute(
-                        "INSERT INTO upload_session (id, flow_id, metadata) VALUES ($1, $2, $3)",
-                        &[&session_id.0, &flow_id.0, &metadata],
-                    )
-                    .await
-                    .map_err(unavailable)?;
-                transaction.commit().await.map_err(unavailable)?;
-                Ok(Ack::UploadCreated {
-                    video_id,
-                    flow_id,
-                    session_id,
-                    expires_at: None,
-                })
-            }
-            Command::TerminateUpload { session_id } => {
-                let transaction = self.db.transaction().await.map_err(unavailable)?;
-                let updated = transaction
-                    .execute(
-                        "UPDATE upload_session SET status = 'TERMINATED', closed_at = now()
-                         WHERE id = $1",
-                        &[&session_id.0],
-                    )
-                    .await
-                    .map_err(unavailable)?;
-                if updated == 0 {
-                    return Err(Reject::new(RejectCode::UploadNotFound, "no such upload"));
-                }
-                transaction
-                    .execute(
-                        "UPDATE flow SET status = 'CANCELLED'
-                         WHERE id = (SELECT flow_id FROM upload_session WHERE id = $1)",
-                        &[&session_id.0],
-                    )
-                    .await
-                    .map_err(unavailable)?;
-                transaction.commit().await.map_err(unavailable)?;
-                Ok(Ack::UploadTerminated)
-            }
-            // One request at a time reaches the double: the lock is always free.
-            Command::LockUpload { offset, .. } => Ok(Ack::UploadLocked {
-                uploaded_bytes: offset,
-                expires_at: None,
-            }),
-            Command::UnlockUpload { .. } => Ok(Ack::UploadUnlocked),
-            other => Err(Reject::new(
-                RejectCode::InvalidCommand,
-                format!("the double does not do {other:?}"),
-            )),
-        }
+    async fn create_video(
+        &mut self,
+        video: Result<CreateVideo, Reject>,
+    ) -> Result<VideoCreated, Reject> {
+        let CreateVideo { title, description } = video?;
+        let video_id = VideoId::new();
+        self.db
+            .execute(
+                "INSERT INTO video (id, title, description) VALUES ($1, $2, $3)",
+                &[&video_id.0, &title, &description],
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok(VideoCreated { video_id })
     }
 
-    async fn chunk(&mut self, frame: &[u8]) -> Result<Ack, Reject> {
+    async fn create_upload(
+        &mut self,
+        upload: Result<CreateUpload, Reject>,
+    ) -> Result<UploadCreated, Reject> {
+        let CreateUpload {
+            video_id,
+            title,
+            filename,
+            total_bytes,
+            metadata,
+        } = upload?;
+        let transaction = self.db.transaction().await.map_err(unavailable)?;
+        let video_id = match video_id {
+            Some(video_id) => {
+                let exists = transaction
+                    .query_opt("SELECT 1 FROM video WHERE id = $1", &[&video_id.0])
+                    .await
+                    .map_err(unavailable)?
+                    .is_some();
+                if !exists {
+                    return Err(Reject::new(RejectCode::VideoNotFound, "no such video"));
+                }
+                video_id
+            }
+            None => {
+                let video_id = VideoId::new();
+                transaction
+                    .execute(
+                        "INSERT INTO video (id, title, status) VALUES ($1, $2, 'UPLOADING')",
+                        &[&video_id.0, &title],
+                    )
+                    .await
+                    .map_err(unavailable)?;
+                video_id
+            }
+        };
+        let flow_id = FlowId::new();
+        let session_id = SessionId::new();
+        transaction
+            .execute(
+                "INSERT INTO flow (id, video_id, status, filename, total_bytes)
+                 VALUES ($1, $2, 'UPLOADING', $3, $4)",
+                &[
+                    &flow_id.0,
+                    &video_id.0,
+                    &filename,
+                    &total_bytes.map(|total| total as i64),
+                ],
+            )
+            .await
+            .map_err(unavailable)?;
+        transaction
+            .execute(
+                "INSERT INTO upload_session (id, flow_id, metadata) VALUES ($1, $2, $3)",
+                &[&session_id.0, &flow_id.0, &metadata],
+            )
+            .await
+            .map_err(unavailable)?;
+        transaction.commit().await.map_err(unavailable)?;
+        Ok(UploadCreated {
+            video_id,
+            flow_id,
+            session_id,
+            expires_at: None,
+        })
+    }
+
+    async fn terminate(
+        &mut self,
+        terminate: Result<TerminateUpload, Reject>,
+    ) -> Result<UploadTerminated, Reject> {
+        let TerminateUpload { session_id } = terminate?;
+        let transaction = self.db.transaction().await.map_err(unavailable)?;
+        let updated = transaction
+            .execute(
+                "UPDATE upload_session SET status = 'TERMINATED', closed_at = now()
+                 WHERE id = $1",
+                &[&session_id.0],
+            )
+            .await
+            .map_err(unavailable)?;
+        if updated == 0 {
+            return Err(Reject::new(RejectCode::UploadNotFound, "no such upload"));
+        }
+        transaction
+            .execute(
+                "UPDATE flow SET status = 'CANCELLED'
+                 WHERE id = (SELECT flow_id FROM upload_session WHERE id = $1)",
+                &[&session_id.0],
+            )
+            .await
+            .map_err(unavailable)?;
+        transaction.commit().await.map_err(unavailable)?;
+        Ok(UploadTerminated {})
+    }
+
+    async fn chunk(&mut self, frame: &[u8]) -> Result<ChunkReply, Reject> {
         let (header, payload) = decode_chunk(frame)
             .map_err(|err| Reject::new(RejectCode::InvalidCommand, err.to_string()))?;
         let row = self
@@ -286,7 +321,7 @@ impl DoubleState {
                 payload: payload.to_vec(),
                 uploaded_bytes,
             });
-        Ok(Ack::ChunkStored {
+        Ok(ChunkReply::Stored {
             uploaded_bytes,
             total_bytes: Some(total),
             expires_at: None,

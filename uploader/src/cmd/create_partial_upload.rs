@@ -1,0 +1,25 @@
+use anyhow::Context;
+use vod_contracts::commands::{CreatePartialUpload, PartialUploadCreated};
+
+use super::Handle;
+use crate::handlers::{HandlerError, Handlers};
+use crate::transitions;
+
+impl Handle for CreatePartialUpload {
+    async fn handle(self, handlers: &Handlers) -> Result<PartialUploadCreated, HandlerError> {
+        let client = handlers.pg.get().await.context("no database connection")?;
+        let (session_id, expires_at) = transitions::create_partial_upload(
+            &client,
+            self.total_bytes,
+            self.metadata.as_deref(),
+            handlers.session_ttl_secs,
+            handlers.counted(),
+        )
+        .await?;
+        tracing::info!(session_id = %session_id, total_bytes = self.total_bytes, "partial upload created");
+        Ok(PartialUploadCreated {
+            session_id,
+            expires_at,
+        })
+    }
+}

@@ -1,0 +1,70 @@
+use anyhow::Context;
+use vod_contracts::commands::{DeclareLength, LengthDeclared, Reject, RejectCode};
+use vod_contracts::{SessionId, SessionStatus};
+
+use super::Handle;
+use crate::handlers::{closed, name_upload_in_span, not_found, HandlerError, Handlers};
+use crate::{store, transitions};
+
+impl Handle for DeclareLength {
+    fn session_id(&self) -> Option<SessionId> {
+        Some(self.session_id)
+    }
+
+    async fn handle(self, handlers: &Handlers) -> Result<LengthDeclared, HandlerError> {
+        let DeclareLength {
+            session_id,
+            total_bytes,
+        } = self;
+        let mut client = handlers.pg.get().await.context("no database connection")?;
+        let tx = client.transaction().await.context("failed to begin")?;
+        let session = store::lock_session(&tx, session_id)
+            .await?
+            .ok_or_else(|| not_found(session_id))?;
+        name_upload_in_span(&session);
+        let declared = |uploaded_bytes| LengthDeclared {
+            uploaded_bytes,
+            total_bytes,
+        };
+        match session.total_bytes {
+            Some(known) if known == total_bytes => return Ok(declared(session.uploaded_bytes)),
+            Some(known) => {
+                return Err(Reject::new(
+                    RejectCode::InvalidLength,
+                    format!("the upload's length is {known} and cannot change"),
+                )
+                .into())
+            }
+            None => {}
+        }
+        if session.status == SessionStatus::Open && session.expired {
+            return Err(handlers.expire_now(tx, &session).await);
+        }
+        if session.status != SessionStatus::Open {
+            return Err(closed(&session).into());
+        }
+        if total_bytes < session.uploaded_bytes {
+            return Err(Reject::new(
+                RejectCode::InvalidLength,
+                format!(
+                    "the upload already holds {} bytes, more than {total_bytes}",
+                    session.uploaded_bytes
+                ),
+            )
+            .into());
+        }
+        transitions::declare_length(&tx, &session, total_bytes).await?;
+        let complete = total_bytes == session.uploaded_bytes;
+        if complete {
+            transitions::complete_upload(&tx, &session, handlers.counted()).await?;
+        }
+        tx.commit()
+            .await
+            .context("failed to commit the declared length")?;
+        tracing::info!(session_id = %session_id, total_bytes, "upload length declared");
+        if complete {
+            handlers.after_complete(session_id).await;
+        }
+        Ok(declared(session.uploaded_bytes))
+    }
+}

@@ -1,0 +1,41 @@
+use anyhow::Context;
+use vod_contracts::commands::{Reject, RejectCode, TerminateUpload, UploadTerminated};
+use vod_contracts::{SessionId, SessionStatus};
+
+use super::Handle;
+use crate::handlers::{name_upload_in_span, not_found, HandlerError, Handlers};
+use crate::{store, transitions};
+
+impl Handle for TerminateUpload {
+    fn session_id(&self) -> Option<SessionId> {
+        Some(self.session_id)
+    }
+
+    async fn handle(self, handlers: &Handlers) -> Result<UploadTerminated, HandlerError> {
+        let session_id = self.session_id;
+        let mut client = handlers.pg.get().await.context("no database connection")?;
+        let tx = client.transaction().await.context("failed to begin")?;
+        let session = store::lock_session(&tx, session_id)
+            .await?
+            .ok_or_else(|| not_found(session_id))?;
+        name_upload_in_span(&session);
+        match session.status {
+            SessionStatus::Terminated => return Ok(UploadTerminated {}),
+            SessionStatus::Open => {}
+            other => {
+                return Err(Reject::new(
+                    RejectCode::UploadClosed,
+                    format!("upload {session_id} is {other} and can no longer be terminated"),
+                )
+                .into())
+            }
+        }
+        transitions::terminate_upload(&tx, &session, handlers.counted()).await?;
+        tx.commit()
+            .await
+            .context("failed to commit the termination")?;
+        tracing::info!(session_id = %session_id, kind = session.kind.as_str(), "upload terminated");
+        handlers.release_process(&session).await;
+        Ok(UploadTerminated {})
+    }
+}
