@@ -5,7 +5,8 @@
 //! its own address, e.g. `http://fflow:4050/r1/`. Every later call for that session goes to that
 //! address, relative to it:
 //!
-//! - `PUT  {address}sessions/{session_id}/chunks?offset=N`, body = bytes → [`ChunkWritten`]
+//! - `PUT  {address}sessions/{session_id}/chunks?offset=N&epoch=E`, body = bytes →
+//!   [`ChunkWritten`]; `epoch` is optional (see "Writer fencing" below)
 //! - `POST {address}sessions/{session_id}/finish` with a [`FinishProcess`] body → 202; encoding
 //!   starts (after joining the parts of a concatenated upload), the outcome comes later on the
 //!   outcomes queue
@@ -23,6 +24,22 @@
 //! Errors are JSON [`FflowError`]s. A chunk at an offset at or below what the replica holds
 //! overwrites from that offset (so a redelivered chunk is harmless); one past it is refused with
 //! 409 `offset_gap`.
+//!
+//! # Writer fencing
+//!
+//! Each write lease on an upload carries a fencing token, its `epoch`: a `u64` that grows with
+//! every new lease. A chunk without `epoch` is epoch 0. A session keeps the highest epoch a
+//! chunk it accepted came with, in its `session.json`, so a restarted replica keeps it too:
+//!
+//! - a chunk whose epoch is **lower** is refused with 409 `stale_writer`; the session's bytes
+//!   and its received count are untouched;
+//! - a chunk whose epoch is **equal or higher** is checked (offset, length) and written as any
+//!   other; once it passed those checks, a higher epoch is recorded and persisted before the
+//!   first byte is written, so it stays recorded even when the write then fails.
+//!
+//! A writer whose lease was taken over can therefore no longer change the upload, even when its
+//! chunk reaches fflow after the new writer's. The epoch is checked after the session's phase
+//! (a finished session answers `session_finished` to any writer) and before the offset.
 
 use serde::{Deserialize, Serialize};
 

@@ -39,6 +39,7 @@ impl ApiError {
             Self::Session(err) => match err {
                 SessionError::NotFound(_) => (StatusCode::NOT_FOUND, "session_not_found"),
                 SessionError::Conflict(_) => (StatusCode::CONFLICT, "session_conflict"),
+                SessionError::StaleWriter { .. } => (StatusCode::CONFLICT, "stale_writer"),
                 SessionError::OffsetGap { .. } => (StatusCode::CONFLICT, "offset_gap"),
                 SessionError::LengthExceeded { .. } => {
                     (StatusCode::PAYLOAD_TOO_LARGE, "length_exceeded")

@@ -116,6 +116,9 @@ async fn create_process_on_replica(
 #[derive(Deserialize)]
 struct ChunkQuery {
     offset: u64,
+    /// The writer's fencing token; callers that send none are epoch 0.
+    #[serde(default)]
+    epoch: u64,
 }
 
 async fn put_chunk(
@@ -126,15 +129,17 @@ async fn put_chunk(
     body: Body,
 ) -> Result<Json<ChunkWritten>, ApiError> {
     let session = find_session(&state, &replica_id, &session_id)?;
-    let Query(ChunkQuery { offset }) = query.map_err(|_| {
-        ApiError::InvalidRequest("the query must carry offset, a byte count".to_owned())
+    let Query(ChunkQuery { offset, epoch }) = query.map_err(|_| {
+        ApiError::InvalidRequest(
+            "the query must carry offset, a byte count, and may carry epoch, a count".to_owned(),
+        )
     })?;
     let declared_len = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<u64>().ok());
     let span = upload_span(&session);
-    write_chunk(state, session, offset, declared_len, body)
+    write_chunk(state, session, offset, epoch, declared_len, body)
         .instrument(span)
         .await
 }
@@ -143,6 +148,7 @@ async fn write_chunk(
     state: Arc<AppState>,
     session: Arc<Session>,
     offset: u64,
+    epoch: u64,
     declared_len: Option<u64>,
     body: Body,
 ) -> Result<Json<ChunkWritten>, ApiError> {
@@ -154,7 +160,13 @@ async fn write_chunk(
         frame
     });
     let written = session
-        .write_chunk(offset, declared_len, state.config.max_chunk_bytes, body)
+        .write_chunk(
+            offset,
+            epoch,
+            declared_len,
+            state.config.max_chunk_bytes,
+            body,
+        )
         .await;
     match written {
         Ok(received_bytes) => {
@@ -176,7 +188,7 @@ async fn write_chunk(
             Ok(Json(ChunkWritten { received_bytes }))
         }
         Err(err) => {
-            tracing::warn!(session_id = %session.session_id, offset, error = %err, "chunk rejected");
+            tracing::warn!(session_id = %session.session_id, offset, epoch, error = %err, "chunk rejected");
             Err(err.into())
         }
     }

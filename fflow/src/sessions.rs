@@ -33,6 +33,8 @@ pub enum SessionError {
     NotFound(SessionId),
     #[error("session {0} already exists for another flow or size")]
     Conflict(SessionId),
+    #[error("a writer of epoch {epoch} came after one of epoch {highest}")]
+    StaleWriter { epoch: u64, highest: u64 },
     #[error("offset {offset} is past the {received} bytes received")]
     OffsetGap { offset: u64, received: u64 },
     #[error("the chunk would end at byte {end}, past the {total} bytes announced")]
@@ -72,6 +74,10 @@ struct SessionRecord {
     /// Parts being joined into the source; a restarted replica joins them again.
     #[serde(default)]
     parts: Vec<PartSource>,
+    /// The highest writer epoch a chunk came with: a restarted replica still refuses older
+    /// writers.
+    #[serde(default)]
+    epoch: u64,
 }
 
 impl SessionRecord {
@@ -103,6 +109,8 @@ struct SessionState {
     total_bytes: Option<u64>,
     digest: DigestTrail,
     parts: Vec<PartSource>,
+    /// The highest writer epoch seen; chunks of a lower one are refused.
+    epoch: u64,
 }
 
 /// Whether the session is encoded while it uploads.
@@ -167,6 +175,7 @@ impl Session {
             total_bytes: state.total_bytes,
             finished,
             parts: state.parts.clone(),
+            epoch: state.epoch,
         }
     }
 
@@ -197,10 +206,12 @@ impl Session {
     /// Writes a chunk at `offset`, over whatever was there: a chunk sent again leaves the same
     /// bytes, and the source ends where the chunk ends. Returns the bytes now held. A chunk
     /// that changes bytes a streaming encode already read abandons that encode: the source is
-    /// then encoded once complete.
+    /// then encoded once complete. A chunk whose writer `epoch` is below the highest one seen
+    /// is refused untouched; a higher one is recorded in `session.json` before the write.
     pub async fn write_chunk<S, E>(
         &self,
         offset: u64,
+        epoch: u64,
         declared_len: Option<u64>,
         max_chunk_bytes: u64,
         body: S,
@@ -212,6 +223,7 @@ impl Session {
         self.write(
             Phase::Receiving,
             offset,
+            Some(epoch),
             declared_len,
             max_chunk_bytes,
             body,
@@ -230,7 +242,8 @@ impl Session {
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: Display,
     {
-        self.write(Phase::Joining, offset, Some(len), u64::MAX, body)
+        // The join is this replica's own writer: no epoch fences it.
+        self.write(Phase::Joining, offset, None, Some(len), u64::MAX, body)
             .await
     }
 
@@ -238,6 +251,7 @@ impl Session {
         &self,
         phase: Phase,
         offset: u64,
+        epoch: Option<u64>,
         declared_len: Option<u64>,
         max_chunk_bytes: u64,
         mut body: S,
@@ -254,6 +268,12 @@ impl Session {
         if state.phase != phase {
             return Err(SessionError::Finished);
         }
+        if let Some(epoch) = epoch.filter(|epoch| *epoch < state.epoch) {
+            return Err(SessionError::StaleWriter {
+                epoch,
+                highest: state.epoch,
+            });
+        }
         if offset > state.received {
             return Err(SessionError::OffsetGap {
                 offset,
@@ -263,6 +283,16 @@ impl Session {
         let total = state.total_bytes;
         if let Some(len) = declared_len {
             check_chunk(offset, len, max_chunk_bytes, total)?;
+        }
+        if let Some(epoch) = epoch.filter(|epoch| *epoch > state.epoch) {
+            // Persisted before the write is answered: a restarted replica fences the older
+            // writer too.
+            let record = SessionRecord {
+                epoch,
+                ..self.record(&state, false)
+            };
+            write_record(&self.dir, &record).await?;
+            state.epoch = epoch;
         }
 
         let file = tokio::fs::OpenOptions::new()
@@ -781,6 +811,7 @@ impl Sessions {
                 total_bytes: record.total_bytes,
                 digest,
                 parts: record.parts.clone(),
+                epoch: record.epoch,
             }),
             cancel: self.stopping.child_token(),
             deleted: AtomicBool::new(false),
@@ -836,6 +867,7 @@ impl Sessions {
             total_bytes: request.total_bytes,
             finished: false,
             parts: Vec::new(),
+            epoch: 0,
         };
         let dir = self.root.join(request.session_id.to_string());
         // Left over by a session deleted while its encode was still writing.
@@ -941,42 +973,42 @@ mod tests {
         let session = new_session(&sessions, 10).await;
         assert_eq!(
             session
-                .write_chunk(0, None, 100, body(&[b"abc", b"d"]))
+                .write_chunk(0, 0, None, 100, body(&[b"abc", b"d"]))
                 .await
                 .unwrap(),
             4
         );
         assert_eq!(
             session
-                .write_chunk(4, Some(3), 100, body(&[b"efg"]))
+                .write_chunk(4, 0, Some(3), 100, body(&[b"efg"]))
                 .await
                 .unwrap(),
             7
         );
         assert_eq!(
             session
-                .write_chunk(4, None, 100, body(&[b"efg"]))
+                .write_chunk(4, 0, None, 100, body(&[b"efg"]))
                 .await
                 .unwrap(),
             7
         );
         assert!(matches!(
-            session.write_chunk(8, None, 100, body(&[b"x"])).await,
+            session.write_chunk(8, 0, None, 100, body(&[b"x"])).await,
             Err(SessionError::OffsetGap {
                 offset: 8,
                 received: 7
             })
         ));
         assert!(matches!(
-            session.write_chunk(7, None, 100, body(&[b"hijk"])).await,
+            session.write_chunk(7, 0, None, 100, body(&[b"hijk"])).await,
             Err(SessionError::LengthExceeded { end: 11, total: 10 })
         ));
         assert!(matches!(
-            session.write_chunk(7, Some(4), 100, body(&[b"hijk"])).await,
+            session.write_chunk(7, 0, Some(4), 100, body(&[b"hijk"])).await,
             Err(SessionError::LengthExceeded { .. })
         ));
         assert!(matches!(
-            session.write_chunk(7, None, 2, body(&[b"hij"])).await,
+            session.write_chunk(7, 0, None, 2, body(&[b"hij"])).await,
             Err(SessionError::ChunkTooLarge { max: 2 })
         ));
         assert!(matches!(
@@ -988,7 +1020,7 @@ mod tests {
         ));
         assert_eq!(
             session
-                .write_chunk(7, None, 100, body(&[b"hij"]))
+                .write_chunk(7, 0, None, 100, body(&[b"hij"]))
                 .await
                 .unwrap(),
             10
@@ -1003,7 +1035,7 @@ mod tests {
             BeginEncode::AlreadyStarted
         );
         assert!(matches!(
-            session.write_chunk(0, None, 100, body(&[b"a"])).await,
+            session.write_chunk(0, 0, None, 100, body(&[b"a"])).await,
             Err(SessionError::Finished)
         ));
     }
@@ -1016,7 +1048,7 @@ mod tests {
             .unwrap();
         let session = new_session(&sessions, 8).await;
         session
-            .write_chunk(0, None, 100, body(&[b"abcd"]))
+            .write_chunk(0, 0, None, 100, body(&[b"abcd"]))
             .await
             .unwrap();
         assert_eq!(session.claim_streaming_decision().await, Some(4));
@@ -1038,20 +1070,20 @@ mod tests {
 
         // A redelivery with the same bytes changes nothing for ffmpeg.
         session
-            .write_chunk(2, None, 100, body(&[b"c", b"d"]))
+            .write_chunk(2, 0, None, 100, body(&[b"c", b"d"]))
             .await
             .unwrap();
         assert!(!cancel.is_cancelled());
         assert!(session.is_streaming().await);
         // Past what was fed, anything may be rewritten.
         session
-            .write_chunk(3, None, 100, body(&[b"D"]))
+            .write_chunk(3, 0, None, 100, body(&[b"D"]))
             .await
             .unwrap();
         assert!(!cancel.is_cancelled());
         // A different byte ffmpeg already read does.
         session
-            .write_chunk(1, None, 100, body(&[b"Bcd"]))
+            .write_chunk(1, 0, None, 100, body(&[b"Bcd"]))
             .await
             .unwrap();
         assert!(cancel.is_cancelled());
@@ -1059,7 +1091,7 @@ mod tests {
         assert_eq!(session.claim_streaming_decision().await, None);
 
         session
-            .write_chunk(4, None, 100, body(&[b"efgh"]))
+            .write_chunk(4, 0, None, 100, body(&[b"efgh"]))
             .await
             .unwrap();
         assert_eq!(
@@ -1077,7 +1109,7 @@ mod tests {
             .unwrap();
         let session = new_session(&sessions, 4).await;
         session
-            .write_chunk(0, None, 100, body(&[b"ab"]))
+            .write_chunk(0, 0, None, 100, body(&[b"ab"]))
             .await
             .unwrap();
         session.claim_streaming_decision().await.unwrap();
@@ -1086,7 +1118,7 @@ mod tests {
             .await
             .unwrap();
         session
-            .write_chunk(2, None, 100, body(&[b"cd"]))
+            .write_chunk(2, 0, None, 100, body(&[b"cd"]))
             .await
             .unwrap();
         assert!(matches!(
@@ -1112,7 +1144,7 @@ mod tests {
             .unwrap();
         let session = new_session(&sessions, 4).await;
         session
-            .write_chunk(0, None, 100, body(&[b"ab"]))
+            .write_chunk(0, 0, None, 100, body(&[b"ab"]))
             .await
             .unwrap();
         assert_eq!(session.claim_streaming_decision().await, None);
@@ -1130,20 +1162,20 @@ mod tests {
             .unwrap();
         let session = new_session(&sessions, 9).await;
         session
-            .write_chunk(0, None, 100, body(&[b"abc"]))
+            .write_chunk(0, 0, None, 100, body(&[b"abc"]))
             .await
             .unwrap();
         session
-            .write_chunk(3, None, 100, body(&[b"XYZ"]))
+            .write_chunk(3, 0, None, 100, body(&[b"XYZ"]))
             .await
             .unwrap();
         // The last chunk again, with other bytes (staged bytes overwritten): rewinds.
         session
-            .write_chunk(3, None, 100, body(&[b"def"]))
+            .write_chunk(3, 0, None, 100, body(&[b"def"]))
             .await
             .unwrap();
         session
-            .write_chunk(6, None, 100, body(&[b"ghi"]))
+            .write_chunk(6, 0, None, 100, body(&[b"ghi"]))
             .await
             .unwrap();
         assert_eq!(
@@ -1161,7 +1193,7 @@ mod tests {
 
         // A rewrite from the middle of a chunk: the digest comes from the file.
         session
-            .write_chunk(4, None, 100, body(&[b"EFGHI"]))
+            .write_chunk(4, 0, None, 100, body(&[b"EFGHI"]))
             .await
             .unwrap();
         assert!(session
@@ -1213,12 +1245,12 @@ mod tests {
                 .unwrap();
             let receiving = new_session(&sessions, 10).await;
             receiving
-                .write_chunk(0, None, 100, body(&[b"abc"]))
+                .write_chunk(0, 0, None, 100, body(&[b"abc"]))
                 .await
                 .unwrap();
             let finished = new_session(&sessions, 2).await;
             finished
-                .write_chunk(0, None, 100, body(&[b"ab"]))
+                .write_chunk(0, 0, None, 100, body(&[b"ab"]))
                 .await
                 .unwrap();
             finished.begin_encode().await.unwrap();
@@ -1235,7 +1267,7 @@ mod tests {
         assert_eq!(reloaded.phase().await, Phase::Receiving);
         assert_eq!(
             reloaded
-                .write_chunk(3, None, 100, body(&[b"d"]))
+                .write_chunk(3, 0, None, 100, body(&[b"d"]))
                 .await
                 .unwrap(),
             4

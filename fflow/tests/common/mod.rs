@@ -238,6 +238,26 @@ impl Replica {
         .unwrap()
     }
 
+    /// A chunk sent by the writer holding fencing token `epoch`.
+    pub async fn put_chunk_at_epoch(
+        &self,
+        http: &reqwest::Client,
+        session_id: SessionId,
+        offset: u64,
+        epoch: u64,
+        bytes: &[u8],
+    ) -> reqwest::Response {
+        http.put(format!(
+            "{}{}?offset={offset}&epoch={epoch}",
+            self.address,
+            vod_contracts::fflow::chunks_path(session_id)
+        ))
+        .body(bytes.to_vec())
+        .send()
+        .await
+        .unwrap()
+    }
+
     pub async fn put_ok(
         &self,
         http: &reqwest::Client,
