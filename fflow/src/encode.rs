@@ -26,7 +26,7 @@ use crate::plan::{self, EncodePlan, Input};
 use crate::playlists::{self, Variant};
 use crate::probe::{self, ProbeError, SourceFacts};
 use crate::progress;
-use crate::sessions::{Phase, Session, OUTPUT_DIR, SOURCE_FILE};
+use crate::session::{Phase, Session, OUTPUT_DIR, SOURCE_FILE};
 use crate::startup::AppState;
 
 /// Runs the encode of a finished session to its end (joining its parts first when it is a

@@ -3,7 +3,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use vod_contracts::fflow::FflowError;
 
-use crate::sessions::SessionError;
+use crate::session::SessionError;
 use crate::unpublish::UnpublishError;
 
 /// An error answer of the HTTP API: a status and a stable `code`.

@@ -9,7 +9,7 @@ use futures_util::Stream;
 use tokio_util::io::ReaderStream;
 use vod_contracts::fflow::{session_path, source_path, PartSource};
 
-use crate::sessions::{Session, SessionError};
+use crate::session::{Session, SessionError};
 use crate::startup::AppState;
 
 /// Appends every part to the session's source and moves the session on to encoding. The error

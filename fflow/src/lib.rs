@@ -25,7 +25,7 @@ mod playlists;
 mod probe;
 mod progress;
 mod routes;
-mod sessions;
+mod session;
 mod sniff;
 mod startup;
 mod streaming;

@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use vod_contracts::fflow::EncodeTarget;
 use vod_contracts::outcome::{EncodeProgress, EncodeStart};
 
-use crate::sessions::Session;
+use crate::session::Session;
 use crate::startup::AppState;
 
 /// Reports until `encoded` (how far into the source ffmpeg is) is dropped with the encode.

@@ -19,7 +19,7 @@ use vod_contracts::{SessionId, VideoId};
 use vod_infra::readiness::{self, Readiness};
 
 use crate::error::ApiError;
-use crate::sessions::{BeginEncode, Created, Session, SessionError};
+use crate::session::{BeginEncode, ChunkWrite, Created, Session, SessionError};
 use crate::startup::{check_writable, AppState};
 use crate::{encode, ftp, streaming, unpublish};
 
@@ -139,7 +139,13 @@ async fn put_chunk(
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<u64>().ok());
     let span = upload_span(&session);
-    write_chunk(state, session, offset, epoch, declared_len, body)
+    let chunk = ChunkWrite {
+        offset,
+        epoch,
+        declared_len,
+        max_chunk_bytes: state.config.max_chunk_bytes,
+    };
+    write_chunk(state, session, chunk, body)
         .instrument(span)
         .await
 }
@@ -147,9 +153,7 @@ async fn put_chunk(
 async fn write_chunk(
     state: Arc<AppState>,
     session: Arc<Session>,
-    offset: u64,
-    epoch: u64,
-    declared_len: Option<u64>,
+    chunk: ChunkWrite,
     body: Body,
 ) -> Result<Json<ChunkWritten>, ApiError> {
     let metrics = state.metrics.clone();
@@ -159,15 +163,8 @@ async fn write_chunk(
         }
         frame
     });
-    let written = session
-        .write_chunk(
-            offset,
-            epoch,
-            declared_len,
-            state.config.max_chunk_bytes,
-            body,
-        )
-        .await;
+    let written = session.write_chunk(chunk, body).await;
+    let ChunkWrite { offset, epoch, .. } = chunk;
     match written {
         Ok(received_bytes) => {
             tracing::debug!(

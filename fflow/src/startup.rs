@@ -17,7 +17,7 @@ use crate::encode;
 use crate::metrics::FflowMetrics;
 use crate::outcomes::Publisher;
 use crate::routes;
-use crate::sessions::Sessions;
+use crate::session::Sessions;
 
 /// What the handlers and the encode tasks share.
 pub struct AppState {

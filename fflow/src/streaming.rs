@@ -25,7 +25,7 @@ use crate::ffmpeg::{InputActivity, Supervision};
 use crate::plan::{self, EncodePlan, Input};
 use crate::probe::SourceFacts;
 use crate::progress;
-use crate::sessions::{FeedRead, Session, OUTPUT_DIR};
+use crate::session::{FeedRead, Session, OUTPUT_DIR};
 use crate::sniff::{self, Container, Sniff};
 use crate::startup::AppState;
 
