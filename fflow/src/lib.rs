@@ -11,6 +11,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod config;
+mod context;
 mod digest;
 mod encode;
 mod error;
@@ -19,6 +20,7 @@ mod ftp;
 mod join;
 pub mod ladder;
 mod metrics;
+mod outcome_sink;
 mod outcomes;
 mod plan;
 mod playlists;
@@ -28,6 +30,7 @@ mod routes;
 mod session;
 mod sniff;
 mod startup;
+mod state;
 mod streaming;
 mod unpublish;
 

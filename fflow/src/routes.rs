@@ -19,8 +19,9 @@ use vod_contracts::{SessionId, VideoId};
 use vod_infra::readiness::{self, Readiness};
 
 use crate::error::ApiError;
+use crate::session::check_writable;
 use crate::session::{BeginEncode, ChunkWrite, Created, Session, SessionError};
-use crate::startup::{check_writable, AppState};
+use crate::state::AppState;
 use crate::{encode, ftp, streaming, unpublish};
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -180,7 +181,7 @@ async fn write_chunk(
             {
                 state
                     .tracker
-                    .spawn(streaming::consider(state.clone(), session));
+                    .spawn(streaming::consider(state.encode.clone(), session));
             }
             Ok(Json(ChunkWritten { received_bytes }))
         }
@@ -224,14 +225,18 @@ async fn finish_session(
     if !parts.is_empty() {
         if session.begin_join(parts).await? {
             tracing::info!(session_id = %session.session_id, "upload complete, joining its parts");
-            state.tracker.spawn(encode::run(state.clone(), session));
+            state
+                .tracker
+                .spawn(encode::run(state.encode.clone(), session));
         }
         return Ok(StatusCode::ACCEPTED);
     }
     match session.begin_encode().await? {
         BeginEncode::Start => {
             tracing::info!(session_id = %session.session_id, "upload complete, encode queued");
-            state.tracker.spawn(encode::run(state.clone(), session));
+            state
+                .tracker
+                .spawn(encode::run(state.encode.clone(), session));
         }
         BeginEncode::StreamingRunning => tracing::info!(
             session_id = %session.session_id,

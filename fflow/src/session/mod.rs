@@ -29,7 +29,7 @@ use machine::{Chunk, Encoder, Feed, Machine, Refusal, StreamStart, Writer};
 use record::SessionRecord;
 
 pub use machine::Phase;
-pub use registry::{Created, Sessions};
+pub use registry::{check_writable, Created, Sessions};
 
 pub const SOURCE_FILE: &str = "source";
 pub const OUTPUT_DIR: &str = "out";

@@ -189,3 +189,16 @@ impl Sessions {
         Some(session)
     }
 }
+
+/// Creates the spool directory `dir` when missing and checks that it takes files.
+pub async fn check_writable(dir: &Path) -> anyhow::Result<()> {
+    tokio::fs::create_dir_all(dir)
+        .await
+        .with_context(|| format!("failed to create spool directory {}", dir.display()))?;
+    let probe = dir.join(".writable");
+    tokio::fs::write(&probe, b"ok")
+        .await
+        .with_context(|| format!("spool directory {} is not writable", dir.display()))?;
+    let _ = tokio::fs::remove_file(&probe).await;
+    Ok(())
+}
