@@ -303,7 +303,7 @@ pub async fn upload(env: &TestEnv, replica: &Replica, bytes: &[u8]) -> CreatePro
 pub async fn error_of(response: reqwest::Response) -> (StatusCode, String) {
     let status = response.status();
     let error: FflowError = response.json().await.unwrap();
-    (status, error.code)
+    (status, error.code.to_string())
 }
 
 /// A 3-second 320x240 MP4 with a 440 Hz tone.
