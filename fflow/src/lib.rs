@@ -17,6 +17,7 @@ mod encode;
 mod error;
 mod ffmpeg;
 mod ftp;
+mod holder_ftp;
 mod join;
 pub mod ladder;
 mod metrics;
