@@ -5,7 +5,8 @@
 //! its own address, e.g. `http://fflow:4050/r1/`. Every later call for that session goes to that
 //! address, relative to it:
 //!
-//! - `PUT  {address}sessions/{session_id}/chunks?offset=N`, body = bytes → [`ChunkWritten`]
+//! - `PUT  {address}sessions/{session_id}/chunks?offset=N&epoch=E`, body = bytes →
+//!   [`ChunkWritten`]; `epoch` is optional (see "Writer fencing" below)
 //! - `POST {address}sessions/{session_id}/finish` with a [`FinishProcess`] body → 202; encoding
 //!   starts (after joining the parts of a concatenated upload), the outcome comes later on the
 //!   outcomes queue
@@ -23,6 +24,22 @@
 //! Errors are JSON [`FflowError`]s. A chunk at an offset at or below what the replica holds
 //! overwrites from that offset (so a redelivered chunk is harmless); one past it is refused with
 //! 409 `offset_gap`.
+//!
+//! # Writer fencing
+//!
+//! Each write lease on an upload carries a fencing token, its `epoch`: a `u64` that grows with
+//! every new lease. A chunk without `epoch` is epoch 0. A session keeps the highest epoch a
+//! chunk it accepted came with, in its `session.json`, so a restarted replica keeps it too:
+//!
+//! - a chunk whose epoch is **lower** is refused with 409 `stale_writer`; the session's bytes
+//!   and its received count are untouched;
+//! - a chunk whose epoch is **equal or higher** is checked (offset, length) and written as any
+//!   other; once it passed those checks, a higher epoch is recorded and persisted before the
+//!   first byte is written, so it stays recorded even when the write then fails.
+//!
+//! A writer whose lease was taken over can therefore no longer change the upload, even when its
+//! chunk reaches fflow after the new writer's. The epoch is checked after the session's phase
+//! (a finished session answers `session_finished` to any writer) and before the offset.
 
 use serde::{Deserialize, Serialize};
 
@@ -91,8 +108,85 @@ pub struct ChunkWritten {
 /// An error answer of fflow.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FflowError {
-    pub code: String,
+    pub code: FflowErrorCode,
     pub message: String,
+}
+
+/// The stable `code` of an [`FflowError`], spelled in snake case on the wire.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FflowErrorCode {
+    /// 404: the call named another replica than the one it reached.
+    WrongReplica,
+    /// 400: the request is malformed.
+    InvalidRequest,
+    /// 404: no such route.
+    NotFound,
+    /// 400: the path does not name a video id.
+    InvalidVideoId,
+    /// 503: holder could not be reached.
+    HolderUnavailable,
+    /// 502: holder answered but did not do what was asked.
+    HolderRefused,
+    /// 404: the replica holds no such session (deleted, or lost with its spool).
+    SessionNotFound,
+    /// 409: the session exists for another flow or size.
+    SessionConflict,
+    /// 409: the chunk's writer epoch is below the highest one the session has seen.
+    StaleWriter,
+    /// 409: the chunk starts past the bytes received.
+    OffsetGap,
+    /// 413: the chunk would go past the announced length.
+    LengthExceeded,
+    /// 413: the chunk is larger than the replica takes at once.
+    ChunkTooLarge,
+    /// 409: the session takes no more chunks.
+    SessionFinished,
+    /// 409: finish came before every byte.
+    Incomplete,
+    /// 409: finish gave another length than the one announced.
+    LengthMismatch,
+    /// 409: a partial upload is never encoded itself.
+    NotEncodable,
+    /// 400: the chunk's body ended before its declared length.
+    BodyInterrupted,
+    /// 500: the replica failed; the cause is in its log.
+    InternalError,
+    /// A code this side does not know (from an older or newer peer), kept as it was spelled.
+    #[serde(untagged)]
+    Other(String),
+}
+
+impl FflowErrorCode {
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::WrongReplica => "wrong_replica",
+            Self::InvalidRequest => "invalid_request",
+            Self::NotFound => "not_found",
+            Self::InvalidVideoId => "invalid_video_id",
+            Self::HolderUnavailable => "holder_unavailable",
+            Self::HolderRefused => "holder_refused",
+            Self::SessionNotFound => "session_not_found",
+            Self::SessionConflict => "session_conflict",
+            Self::StaleWriter => "stale_writer",
+            Self::OffsetGap => "offset_gap",
+            Self::LengthExceeded => "length_exceeded",
+            Self::ChunkTooLarge => "chunk_too_large",
+            Self::SessionFinished => "session_finished",
+            Self::Incomplete => "incomplete",
+            Self::LengthMismatch => "length_mismatch",
+            Self::NotEncodable => "not_encodable",
+            Self::BodyInterrupted => "body_interrupted",
+            Self::InternalError => "internal_error",
+            Self::Other(code) => code,
+        }
+    }
+}
+
+impl std::fmt::Display for FflowErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// `sessions/{id}/chunks`, relative to a replica address.
@@ -113,4 +207,56 @@ pub fn source_path(session_id: SessionId) -> String {
 /// `sessions/{id}`, relative to a replica address.
 pub fn session_path(session_id: SessionId) -> String {
     format!("sessions/{session_id}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KNOWN: [FflowErrorCode; 18] = [
+        FflowErrorCode::WrongReplica,
+        FflowErrorCode::InvalidRequest,
+        FflowErrorCode::NotFound,
+        FflowErrorCode::InvalidVideoId,
+        FflowErrorCode::HolderUnavailable,
+        FflowErrorCode::HolderRefused,
+        FflowErrorCode::SessionNotFound,
+        FflowErrorCode::SessionConflict,
+        FflowErrorCode::StaleWriter,
+        FflowErrorCode::OffsetGap,
+        FflowErrorCode::LengthExceeded,
+        FflowErrorCode::ChunkTooLarge,
+        FflowErrorCode::SessionFinished,
+        FflowErrorCode::Incomplete,
+        FflowErrorCode::LengthMismatch,
+        FflowErrorCode::NotEncodable,
+        FflowErrorCode::BodyInterrupted,
+        FflowErrorCode::InternalError,
+    ];
+
+    #[test]
+    fn every_code_is_spelled_on_the_wire_as_its_name_says_and_parses_back() {
+        for code in KNOWN {
+            let json = serde_json::to_value(&code).expect("a code serializes");
+            assert_eq!(json, serde_json::Value::from(code.as_str()));
+            assert_eq!(
+                serde_json::from_value::<FflowErrorCode>(json).expect("a code parses"),
+                code
+            );
+        }
+    }
+
+    #[test]
+    fn a_code_of_another_version_parses_and_keeps_its_spelling() {
+        let error: FflowError = serde_json::from_str(r#"{"code":"quota_exceeded","message":"m"}"#)
+            .expect("an unknown code parses");
+        assert_eq!(
+            error.code,
+            FflowErrorCode::Other("quota_exceeded".to_owned())
+        );
+        assert_eq!(
+            serde_json::to_string(&error).expect("an error serializes"),
+            r#"{"code":"quota_exceeded","message":"m"}"#
+        );
+    }
 }

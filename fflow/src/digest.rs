@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 const DIGEST_CHECKPOINTS: usize = 64;
 
 /// Batches of bytes the trail may lag behind the writes, each about
-/// [`crate::sessions::WRITE_BATCH_BYTES`]: past that, writing waits for hashing, so a replica's
+/// [`crate::session::spool::WRITE_BATCH_BYTES`]: past that, writing waits for hashing, so a replica's
 /// memory does not grow when its CPU cannot keep up.
 const TRAIL_BATCHES: usize = 8;
 

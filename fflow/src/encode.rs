@@ -17,6 +17,7 @@ use vod_contracts::outcome::{
 use vod_contracts::EncodePath;
 
 use crate::config::Config;
+use crate::context::EncodeContext;
 use crate::ffmpeg::{self, FfmpegError, Supervision};
 use crate::ftp;
 use crate::join;
@@ -26,13 +27,12 @@ use crate::plan::{self, EncodePlan, Input};
 use crate::playlists::{self, Variant};
 use crate::probe::{self, ProbeError, SourceFacts};
 use crate::progress;
-use crate::sessions::{Phase, Session, OUTPUT_DIR, SOURCE_FILE};
-use crate::startup::AppState;
+use crate::session::{Phase, Session, OUTPUT_DIR, SOURCE_FILE};
 
 /// Runs the encode of a finished session to its end (joining its parts first when it is a
 /// concatenated upload), unless the session is deleted or the replica stops first; then ffmpeg
 /// is killed, and after a stop the spool is kept so that the restarted replica goes on.
-pub async fn run(state: Arc<AppState>, session: Arc<Session>) {
+pub async fn run(state: Arc<EncodeContext>, session: Arc<Session>) {
     let Some(target) = session.target else {
         tracing::error!(session_id = %session.session_id, "a partial upload cannot be encoded");
         return;
@@ -63,9 +63,9 @@ pub async fn run(state: Arc<AppState>, session: Arc<Session>) {
     .await;
 }
 
-async fn join_encode_store_publish(state: &AppState, session: &Session, target: EncodeTarget) {
+async fn join_encode_store_publish(state: &EncodeContext, session: &Session, target: EncodeTarget) {
     if session.phase().await == Phase::Joining {
-        if let Err(reason) = join::join_parts(state, session).await {
+        if let Err(reason) = join::join_parts(&state.parts, session).await {
             tracing::warn!(reason = %reason, "parts not joined");
             publish_result(state, session, target, Err(reason), None).await;
             return;
@@ -78,7 +78,7 @@ async fn join_encode_store_publish(state: &AppState, session: &Session, target: 
 
 /// Publishes how the encode of `session` ended, with the digest of the source it read.
 pub(crate) async fn publish_result(
-    state: &AppState,
+    state: &EncodeContext,
     session: &Session,
     target: EncodeTarget,
     result: Result<MediaFacts, String>,
@@ -120,13 +120,13 @@ pub(crate) async fn publish_result(
 
 /// Publishing is retried until the broker confirms; a stop interrupts it, and the restarted
 /// replica publishes again (an outcome applied twice changes nothing).
-async fn publish_until_confirmed(state: &AppState, outcome: &EncodeOutcome) {
+async fn publish_until_confirmed(state: &EncodeContext, outcome: &EncodeOutcome) {
     let config = &state.config;
     let mut backoff = Duration::from_millis(config.publish_backoff_ms);
     let max_backoff = Duration::from_millis(config.publish_max_backoff_ms);
     let mut attempt = 1u32;
     loop {
-        match state.publisher.publish(outcome).await {
+        match state.sink.publish_outcome(outcome).await {
             Ok(()) => {
                 tracing::info!("outcome published");
                 return;
@@ -143,7 +143,7 @@ async fn publish_until_confirmed(state: &AppState, outcome: &EncodeOutcome) {
 
 /// The stored presentation's facts, or the reason a user reads.
 async fn produce(
-    state: &AppState,
+    state: &EncodeContext,
     session: &Session,
     target: EncodeTarget,
     started: &mut Option<EncodeStart>,
@@ -186,7 +186,8 @@ async fn produce(
     let (encode_result, ()) = tokio::join!(
         encode_with_deadline(config, &session.dir, args, supervision),
         progress::report(
-            state,
+            state.sink.as_ref(),
+            Duration::from_millis(config.progress_interval_ms),
             session,
             target,
             start,
@@ -514,8 +515,14 @@ mod tests {
     use std::path::PathBuf;
     use std::process::Command;
 
+    use tokio_util::sync::CancellationToken;
+    use vod_contracts::fflow::CreateProcess;
+
     use super::*;
     use crate::config::Config;
+    use crate::join::PartSources;
+    use crate::outcome_sink::MemorySink;
+    use crate::session::{BeginEncode, ChunkWrite, Created, Sessions};
 
     fn make_clip(path: &Path, seconds: u32, with_audio: bool) {
         let mut command = Command::new("ffmpeg");
@@ -666,6 +673,161 @@ mod tests {
             kinds.contains(&"video") && kinds.contains(&"audio"),
             "{kinds:?}"
         );
+    }
+
+    /// A replica's encode pipeline without its broker: a real holder, outcomes in memory.
+    struct Pipeline {
+        dir: tempfile::TempDir,
+        sessions: Arc<Sessions>,
+        context: Arc<EncodeContext>,
+        sink: Arc<MemorySink>,
+        holder_stop: CancellationToken,
+        holder: tokio::task::JoinHandle<anyhow::Result<()>>,
+    }
+
+    const REPLICA_ADDRESS: &str = "http://fflow.test/r1/";
+
+    impl Pipeline {
+        async fn start() -> Pipeline {
+            let dir = tempfile::tempdir().unwrap();
+            let holder = holder::App::build(holder::Config::for_tests(
+                dir.path().join("holder"),
+                "test-password",
+            ))
+            .await
+            .unwrap();
+            let config = Config::for_tests(
+                dir.path().join("spool"),
+                "r1",
+                &holder.ftp_addr().to_string(),
+                "test-password",
+                "unused",
+            );
+            let holder_stop = CancellationToken::new();
+            let holder = tokio::spawn(holder.run_until_stopped(holder_stop.clone()));
+            let sessions = Arc::new(
+                Sessions::load(dir.path().join("spool/r1"), false, CancellationToken::new())
+                    .await
+                    .unwrap(),
+            );
+            let sink = Arc::new(MemorySink::default());
+            let context = Arc::new(EncodeContext {
+                encodes: tokio::sync::Semaphore::new(config.max_concurrent_encodes),
+                config: Arc::new(config),
+                address: REPLICA_ADDRESS.to_owned(),
+                metrics: FflowMetrics::register(&mut vod_infra::metrics::registry("test")),
+                sink: sink.clone(),
+                stopping: CancellationToken::new(),
+                parts: PartSources {
+                    address: REPLICA_ADDRESS.to_owned(),
+                    sessions: sessions.clone(),
+                    http: reqwest::Client::new(),
+                },
+            });
+            Pipeline {
+                dir,
+                sessions,
+                context,
+                sink,
+                holder_stop,
+                holder,
+            }
+        }
+
+        /// A session holding the whole of `source`, its encode asked for.
+        async fn uploaded(&self, source: Vec<u8>) -> (Arc<Session>, EncodeTarget) {
+            let target = EncodeTarget {
+                video_id: vod_contracts::VideoId::new(),
+                flow_id: vod_contracts::FlowId::new(),
+            };
+            let request = CreateProcess {
+                session_id: vod_contracts::SessionId::new(),
+                target: Some(target),
+                total_bytes: Some(source.len() as u64),
+            };
+            let Ok(Created::New(session)) = self.sessions.create(&request).await else {
+                panic!("session not created");
+            };
+            let chunk = ChunkWrite {
+                offset: 0,
+                epoch: 0,
+                declared_len: None,
+                max_chunk_bytes: u64::MAX,
+            };
+            let body = futures_util::stream::iter([Ok::<_, std::convert::Infallible>(
+                bytes::Bytes::from(source),
+            )]);
+            session.write_chunk(chunk, body).await.unwrap();
+            assert_eq!(session.begin_encode().await.unwrap(), BeginEncode::Start);
+            (session, target)
+        }
+
+        async fn stop(self) {
+            self.holder_stop.cancel();
+            self.holder.await.unwrap().unwrap();
+        }
+    }
+
+    fn sha256_hex(bytes: &[u8]) -> String {
+        use sha2::Digest;
+        format!("{:x}", sha2::Sha256::digest(bytes))
+    }
+
+    #[tokio::test]
+    async fn an_encode_stores_its_presentation_and_hands_its_outcome_to_the_sink() {
+        let pipeline = Pipeline::start().await;
+        let clip = pipeline.dir.path().join("clip.mp4");
+        make_clip(&clip, 2, true);
+        let source = std::fs::read(&clip).unwrap();
+        let (session, target) = pipeline.uploaded(source.clone()).await;
+
+        run(pipeline.context.clone(), session.clone()).await;
+
+        let outcomes = pipeline.sink.outcomes();
+        assert_eq!(outcomes.len(), 1);
+        let outcome = &outcomes[0];
+        assert_eq!(
+            (outcome.video_id, outcome.flow_id, outcome.session_id),
+            (target.video_id, target.flow_id, session.session_id)
+        );
+        let EncodeResult::Ready(facts) = &outcome.result else {
+            panic!("encode failed: {:?}", outcome.result);
+        };
+        let holder_root = pipeline.dir.path().join("holder");
+        for stored in [&facts.hls_path, &facts.dash_path] {
+            assert!(holder_root.join(stored).is_file(), "{stored} on holder");
+        }
+        assert_eq!(outcome.source_sha256, Some(sha256_hex(&source)));
+        assert_eq!(outcome.replica_address.as_deref(), Some(REPLICA_ADDRESS));
+        assert_eq!(
+            outcome.started.map(|started| started.path),
+            Some(EncodePath::AfterUpload)
+        );
+        let progress = pipeline.sink.progress();
+        assert_eq!(progress.first().map(|report| report.percent), Some(0));
+        assert_eq!(session.phase().await, Phase::Done);
+        assert!(!session.dir.exists(), "spool removed");
+        pipeline.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_source_ffmpeg_cannot_read_fails_with_a_readable_reason_in_the_sink() {
+        let pipeline = Pipeline::start().await;
+        let garbage = b"not a video at all".to_vec();
+        let (session, _) = pipeline.uploaded(garbage.clone()).await;
+
+        run(pipeline.context.clone(), session).await;
+
+        let outcomes = pipeline.sink.outcomes();
+        assert_eq!(outcomes.len(), 1);
+        assert_eq!(
+            outcomes[0].result,
+            EncodeResult::Failed {
+                reason: "the file is not a video or audio file ffmpeg can read: Invalid data found when processing input".to_owned()
+            }
+        );
+        assert_eq!(outcomes[0].source_sha256, Some(sha256_hex(&garbage)));
+        pipeline.stop().await;
     }
 
     #[test]

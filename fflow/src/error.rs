@@ -1,9 +1,9 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use vod_contracts::fflow::FflowError;
+use vod_contracts::fflow::{FflowError, FflowErrorCode};
 
-use crate::sessions::SessionError;
+use crate::session::SessionError;
 use crate::unpublish::UnpublishError;
 
 /// An error answer of the HTTP API: a status and a stable `code`.
@@ -24,36 +24,52 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    fn status_and_code(&self) -> (StatusCode, &'static str) {
+    fn status_and_code(&self) -> (StatusCode, FflowErrorCode) {
         match self {
-            Self::WrongReplica { .. } => (StatusCode::NOT_FOUND, "wrong_replica"),
-            Self::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
-            Self::RouteNotFound => (StatusCode::NOT_FOUND, "not_found"),
-            Self::InvalidVideoId(_) => (StatusCode::BAD_REQUEST, "invalid_video_id"),
-            Self::Unpublish(UnpublishError::Unreachable(_)) => {
-                (StatusCode::SERVICE_UNAVAILABLE, "holder_unavailable")
-            }
+            Self::WrongReplica { .. } => (StatusCode::NOT_FOUND, FflowErrorCode::WrongReplica),
+            Self::InvalidRequest(_) => (StatusCode::BAD_REQUEST, FflowErrorCode::InvalidRequest),
+            Self::RouteNotFound => (StatusCode::NOT_FOUND, FflowErrorCode::NotFound),
+            Self::InvalidVideoId(_) => (StatusCode::BAD_REQUEST, FflowErrorCode::InvalidVideoId),
+            Self::Unpublish(UnpublishError::Unreachable(_)) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                FflowErrorCode::HolderUnavailable,
+            ),
             Self::Unpublish(UnpublishError::NotRemoved { .. }) => {
-                (StatusCode::BAD_GATEWAY, "holder_refused")
+                (StatusCode::BAD_GATEWAY, FflowErrorCode::HolderRefused)
             }
             Self::Session(err) => match err {
-                SessionError::NotFound(_) => (StatusCode::NOT_FOUND, "session_not_found"),
-                SessionError::Conflict(_) => (StatusCode::CONFLICT, "session_conflict"),
-                SessionError::OffsetGap { .. } => (StatusCode::CONFLICT, "offset_gap"),
-                SessionError::LengthExceeded { .. } => {
-                    (StatusCode::PAYLOAD_TOO_LARGE, "length_exceeded")
+                SessionError::NotFound(_) => {
+                    (StatusCode::NOT_FOUND, FflowErrorCode::SessionNotFound)
                 }
+                SessionError::Conflict(_) => {
+                    (StatusCode::CONFLICT, FflowErrorCode::SessionConflict)
+                }
+                SessionError::StaleWriter { .. } => {
+                    (StatusCode::CONFLICT, FflowErrorCode::StaleWriter)
+                }
+                SessionError::OffsetGap { .. } => (StatusCode::CONFLICT, FflowErrorCode::OffsetGap),
+                SessionError::LengthExceeded { .. } => (
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    FflowErrorCode::LengthExceeded,
+                ),
                 SessionError::ChunkTooLarge { .. } => {
-                    (StatusCode::PAYLOAD_TOO_LARGE, "chunk_too_large")
+                    (StatusCode::PAYLOAD_TOO_LARGE, FflowErrorCode::ChunkTooLarge)
                 }
-                SessionError::Finished => (StatusCode::CONFLICT, "session_finished"),
-                SessionError::Incomplete { .. } => (StatusCode::CONFLICT, "incomplete"),
-                SessionError::BodyInterrupted(_) => (StatusCode::BAD_REQUEST, "body_interrupted"),
-                SessionError::LengthMismatch { .. } => (StatusCode::CONFLICT, "length_mismatch"),
-                SessionError::NotEncodable => (StatusCode::CONFLICT, "not_encodable"),
-                SessionError::Unexpected(_) => {
-                    (StatusCode::INTERNAL_SERVER_ERROR, "internal_error")
+                SessionError::Finished => (StatusCode::CONFLICT, FflowErrorCode::SessionFinished),
+                SessionError::Incomplete { .. } => {
+                    (StatusCode::CONFLICT, FflowErrorCode::Incomplete)
                 }
+                SessionError::BodyInterrupted(_) => {
+                    (StatusCode::BAD_REQUEST, FflowErrorCode::BodyInterrupted)
+                }
+                SessionError::LengthMismatch { .. } => {
+                    (StatusCode::CONFLICT, FflowErrorCode::LengthMismatch)
+                }
+                SessionError::NotEncodable => (StatusCode::CONFLICT, FflowErrorCode::NotEncodable),
+                SessionError::Unexpected(_) => (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    FflowErrorCode::InternalError,
+                ),
             },
         }
     }
@@ -68,10 +84,7 @@ impl IntoResponse for ApiError {
         } else {
             self.to_string()
         };
-        let body = FflowError {
-            code: code.to_owned(),
-            message,
-        };
+        let body = FflowError { code, message };
         (status, Json(body)).into_response()
     }
 }

@@ -4,18 +4,14 @@
 //! complete: a player never sees half a file. Playlists and the MPD go last, so a presentation
 //! is never announced before its segments are there.
 
-use std::future::Future;
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
-use secrecy::ExposeSecret;
-use suppaftp::tokio::AsyncFtpStream;
-use suppaftp::types::FileType;
-use suppaftp::{FtpError, FtpResult};
 use vod_contracts::layout::{DASH_MANIFEST, HLS_MASTER};
 
 use crate::config::HolderSettings;
+use crate::holder_ftp::{FtpCallError, HolderFtp};
 use crate::metrics::FflowMetrics;
 
 /// Uploads every file of `local_dir` into `remote_dir`, retrying the whole upload with backoff.
@@ -50,25 +46,13 @@ pub async fn store_presentation(
 
 /// True when holder's FTP server answers and takes our login.
 pub async fn can_log_in(settings: &HolderSettings) -> bool {
-    let limit = Duration::from_millis(settings.timeout_ms);
-    let Ok(mut ftp) = within(
-        limit,
-        "connecting",
-        AsyncFtpStream::connect(settings.addr.as_str()),
-    )
-    .await
-    else {
-        return false;
-    };
-    let logged_in = within(
-        limit,
-        "logging in",
-        ftp.login(settings.user.as_str(), settings.password.expose_secret()),
-    )
-    .await
-    .is_ok();
-    let _ = within(limit, "quitting", ftp.quit()).await;
-    logged_in
+    match HolderFtp::connect(settings).await {
+        Ok(holder) => {
+            holder.quit().await;
+            true
+        }
+        Err(_) => false,
+    }
 }
 
 async fn list_files(dir: &Path) -> anyhow::Result<Vec<String>> {
@@ -117,31 +101,14 @@ async fn upload(
     files: &[String],
     metrics: &FflowMetrics,
 ) -> anyhow::Result<()> {
-    let limit = Duration::from_millis(settings.timeout_ms);
-    let mut ftp = within(
-        limit,
-        "connecting",
-        AsyncFtpStream::connect(settings.addr.as_str()),
-    )
-    .await
-    .with_context(|| format!("failed to reach {}", settings.addr))?;
+    let mut holder = HolderFtp::connect(settings)
+        .await
+        .with_context(|| format!("failed to reach {}", settings.addr))?;
     let result = async {
-        within(
-            limit,
-            "logging in",
-            ftp.login(settings.user.as_str(), settings.password.expose_secret()),
-        )
-        .await?;
-        within(
-            limit,
-            "setting binary mode",
-            ftp.transfer_type(FileType::Binary),
-        )
-        .await?;
         for level in directory_levels(remote_dir) {
-            match within(limit, "creating a directory", ftp.mkdir(&level)).await {
+            match holder.mkdir(&level).await {
                 // Already there (from another flow of the video, or an earlier attempt).
-                Ok(()) | Err(FtpCallError::Refused(_)) => {}
+                Ok(()) | Err(FtpCallError::Answered { .. }) => {}
                 Err(err) => return Err(err.into()),
             }
         }
@@ -152,50 +119,21 @@ async fn upload(
             let mut file = tokio::fs::File::open(&local)
                 .await
                 .with_context(|| format!("failed to open encoded file {name}"))?;
-            let bytes = within(limit, "uploading", ftp.put_file(&temporary, &mut file))
+            let bytes = holder
+                .put_file(&temporary, &mut file)
                 .await
                 .with_context(|| format!("failed to upload {name}"))?;
             metrics.ftp_file(bytes);
-            within(
-                limit,
-                "renaming",
-                ftp.rename(temporary.as_str(), published.as_str()),
-            )
-            .await
-            .with_context(|| format!("failed to publish {name}"))?;
+            holder
+                .rename(&temporary, &published)
+                .await
+                .with_context(|| format!("failed to publish {name}"))?;
         }
         anyhow::Ok(())
     }
     .await;
-    let _ = within(limit, "quitting", ftp.quit()).await;
+    holder.quit().await;
     result
-}
-
-#[derive(Debug, thiserror::Error)]
-enum FtpCallError {
-    #[error("holder did not answer while {0}")]
-    TimedOut(&'static str),
-    #[error("holder refused {0}")]
-    Refused(String),
-    #[error("{0}")]
-    Failed(FtpError),
-}
-
-/// Every FTP call gets a deadline: suppaftp's data connections have none.
-async fn within<T>(
-    limit: Duration,
-    doing: &'static str,
-    call: impl Future<Output = FtpResult<T>>,
-) -> Result<T, FtpCallError> {
-    match tokio::time::timeout(limit, call).await {
-        Err(_) => Err(FtpCallError::TimedOut(doing)),
-        Ok(Err(FtpError::UnexpectedResponse(response))) => Err(FtpCallError::Refused(format!(
-            "{doing}: {}",
-            String::from_utf8_lossy(&response.body).trim()
-        ))),
-        Ok(Err(err)) => Err(FtpCallError::Failed(err)),
-        Ok(Ok(value)) => Ok(value),
-    }
 }
 
 #[cfg(test)]

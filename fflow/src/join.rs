@@ -2,6 +2,7 @@
 //! that holds each one (this one, or another over HTTP), then the parts are dropped.
 
 use std::fmt::Display;
+use std::sync::Arc;
 
 use anyhow::Context;
 use bytes::Bytes;
@@ -9,12 +10,20 @@ use futures_util::Stream;
 use tokio_util::io::ReaderStream;
 use vod_contracts::fflow::{session_path, source_path, PartSource};
 
-use crate::sessions::{Session, SessionError};
-use crate::startup::AppState;
+use crate::session::{Session, SessionError, Sessions};
+
+/// Where the parts of a concatenated upload are: this replica's own sessions, or other replicas
+/// over HTTP.
+pub struct PartSources {
+    /// This replica's address: a part at it is read from the spool.
+    pub address: String,
+    pub sessions: Arc<Sessions>,
+    pub http: reqwest::Client,
+}
 
 /// Appends every part to the session's source and moves the session on to encoding. The error
 /// is the reason a user reads.
-pub async fn join_parts(state: &AppState, session: &Session) -> Result<(), String> {
+pub async fn join_parts(state: &PartSources, session: &Session) -> Result<(), String> {
     let parts = session.parts().await;
     let mut offset = 0u64;
     for part in &parts {
@@ -93,7 +102,7 @@ where
 
 /// The part's bytes are in the joined source now; its own spool goes. Best effort: a part left
 /// behind expires with its upload session.
-async fn drop_part(state: &AppState, part: &PartSource) {
+async fn drop_part(state: &PartSources, part: &PartSource) {
     if part.address == state.address {
         if let Some(local) = state.sessions.remove(part.session_id) {
             if let Err(err) = local.remove_spool().await {

@@ -11,23 +11,27 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod config;
+mod context;
 mod digest;
 mod encode;
 mod error;
 mod ffmpeg;
 mod ftp;
+mod holder_ftp;
 mod join;
 pub mod ladder;
 mod metrics;
+mod outcome_sink;
 mod outcomes;
 mod plan;
 mod playlists;
 mod probe;
 mod progress;
 mod routes;
-mod sessions;
+mod session;
 mod sniff;
 mod startup;
+mod state;
 mod streaming;
 mod unpublish;
 

@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
+use futures_util::future::BoxFuture;
 use lapin::options::BasicPublishOptions;
 use lapin::Confirmation;
 use lapin::{BasicProperties, Channel, Connection};
@@ -17,6 +18,7 @@ use vod_infra::amqp::LossWatch;
 use vod_infra::config::AmqpSettings;
 
 use crate::metrics::FflowMetrics;
+use crate::outcome_sink::OutcomeSink;
 
 const TRANSIENT: u8 = 1;
 const PERSISTENT: u8 = 2;
@@ -200,6 +202,22 @@ impl Publisher {
         if let Some(connection) = link.connection.take() {
             let _ = connection.close(200, "shutting down".into()).await;
         }
+    }
+}
+
+impl OutcomeSink for Publisher {
+    fn publish_outcome<'a>(
+        &'a self,
+        outcome: &'a EncodeOutcome,
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(self.publish(outcome))
+    }
+
+    fn publish_progress<'a>(
+        &'a self,
+        progress: &'a EncodeProgress,
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(Publisher::publish_progress(self, progress))
     }
 }
 

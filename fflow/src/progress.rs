@@ -9,20 +9,21 @@ use tokio::time::Instant;
 use vod_contracts::fflow::EncodeTarget;
 use vod_contracts::outcome::{EncodeProgress, EncodeStart};
 
-use crate::sessions::Session;
-use crate::startup::AppState;
+use crate::outcome_sink::OutcomeSink;
+use crate::session::Session;
 
-/// Reports until `encoded` (how far into the source ffmpeg is) is dropped with the encode.
-/// `duration_seconds` is the source's length, 0 when unknown.
+/// Reports to `sink`, every `interval` at most, until `encoded` (how far into the source ffmpeg
+/// is) is dropped with the encode. `duration_seconds` is the source's length, 0 when unknown.
+#[allow(clippy::too_many_arguments)]
 pub async fn report(
-    state: &AppState,
+    sink: &dyn OutcomeSink,
+    interval: Duration,
     session: &Session,
     target: EncodeTarget,
     started: EncodeStart,
     duration_seconds: f64,
     mut encoded: watch::Receiver<Duration>,
 ) {
-    let interval = Duration::from_millis(state.config.progress_interval_ms);
     let mut last_sent: Option<u8> = None;
     loop {
         let percent = percent(*encoded.borrow_and_update(), duration_seconds);
@@ -34,7 +35,7 @@ pub async fn report(
                 started,
                 percent,
             };
-            match state.publisher.publish_progress(&progress).await {
+            match sink.publish_progress(&progress).await {
                 Ok(()) => tracing::debug!(percent, "progress reported"),
                 Err(err) => {
                     tracing::debug!(percent, error = %format!("{err:#}"), "progress not reported")

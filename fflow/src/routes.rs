@@ -19,8 +19,9 @@ use vod_contracts::{SessionId, VideoId};
 use vod_infra::readiness::{self, Readiness};
 
 use crate::error::ApiError;
-use crate::sessions::{BeginEncode, Created, Session, SessionError};
-use crate::startup::{check_writable, AppState};
+use crate::session::check_writable;
+use crate::session::{BeginEncode, ChunkWrite, Created, Session, SessionError};
+use crate::state::AppState;
 use crate::{encode, ftp, streaming, unpublish};
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -116,6 +117,9 @@ async fn create_process_on_replica(
 #[derive(Deserialize)]
 struct ChunkQuery {
     offset: u64,
+    /// The writer's fencing token; callers that send none are epoch 0.
+    #[serde(default)]
+    epoch: u64,
 }
 
 async fn put_chunk(
@@ -126,15 +130,23 @@ async fn put_chunk(
     body: Body,
 ) -> Result<Json<ChunkWritten>, ApiError> {
     let session = find_session(&state, &replica_id, &session_id)?;
-    let Query(ChunkQuery { offset }) = query.map_err(|_| {
-        ApiError::InvalidRequest("the query must carry offset, a byte count".to_owned())
+    let Query(ChunkQuery { offset, epoch }) = query.map_err(|_| {
+        ApiError::InvalidRequest(
+            "the query must carry offset, a byte count, and may carry epoch, a count".to_owned(),
+        )
     })?;
     let declared_len = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<u64>().ok());
     let span = upload_span(&session);
-    write_chunk(state, session, offset, declared_len, body)
+    let chunk = ChunkWrite {
+        offset,
+        epoch,
+        declared_len,
+        max_chunk_bytes: state.config.max_chunk_bytes,
+    };
+    write_chunk(state, session, chunk, body)
         .instrument(span)
         .await
 }
@@ -142,8 +154,7 @@ async fn put_chunk(
 async fn write_chunk(
     state: Arc<AppState>,
     session: Arc<Session>,
-    offset: u64,
-    declared_len: Option<u64>,
+    chunk: ChunkWrite,
     body: Body,
 ) -> Result<Json<ChunkWritten>, ApiError> {
     let metrics = state.metrics.clone();
@@ -153,9 +164,8 @@ async fn write_chunk(
         }
         frame
     });
-    let written = session
-        .write_chunk(offset, declared_len, state.config.max_chunk_bytes, body)
-        .await;
+    let written = session.write_chunk(chunk, body).await;
+    let ChunkWrite { offset, epoch, .. } = chunk;
     match written {
         Ok(received_bytes) => {
             tracing::debug!(
@@ -171,12 +181,12 @@ async fn write_chunk(
             {
                 state
                     .tracker
-                    .spawn(streaming::consider(state.clone(), session));
+                    .spawn(streaming::consider(state.encode.clone(), session));
             }
             Ok(Json(ChunkWritten { received_bytes }))
         }
         Err(err) => {
-            tracing::warn!(session_id = %session.session_id, offset, error = %err, "chunk rejected");
+            tracing::warn!(session_id = %session.session_id, offset, epoch, error = %err, "chunk rejected");
             Err(err.into())
         }
     }
@@ -215,14 +225,18 @@ async fn finish_session(
     if !parts.is_empty() {
         if session.begin_join(parts).await? {
             tracing::info!(session_id = %session.session_id, "upload complete, joining its parts");
-            state.tracker.spawn(encode::run(state.clone(), session));
+            state
+                .tracker
+                .spawn(encode::run(state.encode.clone(), session));
         }
         return Ok(StatusCode::ACCEPTED);
     }
     match session.begin_encode().await? {
         BeginEncode::Start => {
             tracing::info!(session_id = %session.session_id, "upload complete, encode queued");
-            state.tracker.spawn(encode::run(state.clone(), session));
+            state
+                .tracker
+                .spawn(encode::run(state.encode.clone(), session));
         }
         BeginEncode::StreamingRunning => tracing::info!(
             session_id = %session.session_id,

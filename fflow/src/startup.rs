@@ -13,30 +13,14 @@ use tokio_util::task::TaskTracker;
 use vod_infra::config::millis;
 
 use crate::config::Config;
+use crate::context::EncodeContext;
 use crate::encode;
+use crate::join::PartSources;
 use crate::metrics::FflowMetrics;
 use crate::outcomes::Publisher;
 use crate::routes;
-use crate::sessions::Sessions;
-
-/// What the handlers and the encode tasks share.
-pub struct AppState {
-    pub config: Config,
-    /// This replica's address, e.g. `http://fflow:4050/r1/`.
-    pub address: String,
-    pub sessions: Sessions,
-    pub tracker: TaskTracker,
-    /// Bounds the encodes running at once.
-    pub encodes: Semaphore,
-    pub publisher: Publisher,
-    /// Calls to other replicas (fetching and dropping the parts of a concatenated upload).
-    pub http: reqwest::Client,
-    /// Cancelled at shutdown; every session's token is a child of it.
-    pub stopping: CancellationToken,
-    pub metrics: FflowMetrics,
-    /// This replica's spool, `{spool_dir}/{replica_id}`.
-    pub spool: std::path::PathBuf,
-}
+use crate::session::{check_writable, Sessions};
+use crate::state::AppState;
 
 pub struct App {
     listener: TcpListener,
@@ -78,21 +62,36 @@ impl App {
         )
         .await?;
         let stopping = CancellationToken::new();
-        let sessions =
-            Sessions::load(spool.clone(), config.streaming_encode, stopping.clone()).await?;
+        let sessions = Arc::new(
+            Sessions::load(spool.clone(), config.streaming_encode, stopping.clone()).await?,
+        );
         let http = reqwest::Client::builder()
             .connect_timeout(millis(config.peer_timeout_ms))
             .read_timeout(millis(config.peer_timeout_ms))
             .tcp_nodelay(true)
             .build()
             .context("failed to build the http client")?;
+        let config = Arc::new(config);
+        let publisher = Arc::new(publisher);
+        let encode = Arc::new(EncodeContext {
+            config: config.clone(),
+            address: address.clone(),
+            encodes: Semaphore::new(config.max_concurrent_encodes),
+            metrics: metrics.clone(),
+            sink: publisher.clone(),
+            stopping: stopping.clone(),
+            parts: PartSources {
+                address: address.clone(),
+                sessions: sessions.clone(),
+                http,
+            },
+        });
         let state = Arc::new(AppState {
-            http,
             address,
             sessions,
             tracker: TaskTracker::new(),
-            encodes: Semaphore::new(config.max_concurrent_encodes),
             publisher,
+            encode,
             stopping,
             metrics,
             spool,
@@ -132,7 +131,9 @@ impl App {
         let state = self.state;
         for session in state.sessions.encoding().await {
             tracing::info!(session_id = %session.session_id, "encode resumed after restart");
-            state.tracker.spawn(encode::run(state.clone(), session));
+            state
+                .tracker
+                .spawn(encode::run(state.encode.clone(), session));
         }
         state.tracker.spawn(sweep_idle_sessions(state.clone()));
         state.tracker.spawn(keep_publisher_connected(state.clone()));
@@ -234,17 +235,5 @@ async fn check_runs(program: &str) -> anyhow::Result<()> {
         .with_context(|| format!("{program} -version did not finish"))?
         .with_context(|| format!("failed to run {program}"))?;
     anyhow::ensure!(status.success(), "{program} -version exited with {status}");
-    Ok(())
-}
-
-pub(crate) async fn check_writable(dir: &Path) -> anyhow::Result<()> {
-    tokio::fs::create_dir_all(dir)
-        .await
-        .with_context(|| format!("failed to create spool directory {}", dir.display()))?;
-    let probe = dir.join(".writable");
-    tokio::fs::write(&probe, b"ok")
-        .await
-        .with_context(|| format!("spool directory {} is not writable", dir.display()))?;
-    let _ = tokio::fs::remove_file(&probe).await;
     Ok(())
 }

@@ -20,21 +20,21 @@ use vod_contracts::fflow::EncodeTarget;
 use vod_contracts::outcome::{EncodeStart, MediaFacts};
 use vod_contracts::EncodePath;
 
+use crate::context::EncodeContext;
 use crate::encode::{self, encode_with_deadline, fresh_dir, probe_source};
 use crate::ffmpeg::{InputActivity, Supervision};
 use crate::plan::{self, EncodePlan, Input};
 use crate::probe::SourceFacts;
 use crate::progress;
-use crate::sessions::{FeedRead, Session, OUTPUT_DIR};
+use crate::session::{FeedRead, Session, OUTPUT_DIR};
 use crate::sniff::{self, Container, Sniff};
-use crate::startup::AppState;
 
 /// Bytes handed to ffmpeg per write.
 const FEED_PIECE: usize = 1024 * 1024;
 
 /// Called after every chunk: starts a streaming encode when the session can have one now, and
 /// then runs it to its end.
-pub async fn consider(state: Arc<AppState>, session: Arc<Session>) {
+pub async fn consider(state: Arc<EncodeContext>, session: Arc<Session>) {
     let state = &state;
     let Some(target) = session.target else {
         return;
@@ -77,7 +77,7 @@ enum Decision<'a> {
     },
 }
 
-async fn decide<'a>(state: &'a AppState, session: &Session, received: u64) -> Decision<'a> {
+async fn decide<'a>(state: &'a EncodeContext, session: &Session, received: u64) -> Decision<'a> {
     let config = &state.config;
     let Some(total) = session.total_bytes().await else {
         return Decision::AtLastByte("the upload's length is not known yet");
@@ -151,7 +151,7 @@ enum Ended {
 }
 
 async fn run(
-    state: &Arc<AppState>,
+    state: &Arc<EncodeContext>,
     session: &Arc<Session>,
     target: EncodeTarget,
     source: SourceFacts,
@@ -218,7 +218,7 @@ async fn run(
 }
 
 async fn encode_stream(
-    state: &AppState,
+    state: &EncodeContext,
     session: &Arc<Session>,
     target: EncodeTarget,
     mut source: SourceFacts,
@@ -247,7 +247,8 @@ async fn encode_stream(
     let (encoded, ()) = tokio::join!(
         encode_with_deadline(config, &session.dir, args, supervision),
         progress::report(
-            state,
+            state.sink.as_ref(),
+            Duration::from_millis(config.progress_interval_ms),
             session,
             target,
             started,

@@ -6,17 +6,11 @@
 //! for a missing path and for a refusal alike, so a 550 counts as "already gone" only once
 //! holder confirms (`MLST`) that the path no longer exists.
 
-use std::future::Future;
-use std::time::Duration;
-
-use secrecy::ExposeSecret;
-use suppaftp::tokio::AsyncFtpStream;
-use suppaftp::types::FileType;
-use suppaftp::{FtpError, FtpResult, Status};
 use vod_contracts::layout;
 use vod_contracts::VideoId;
 
 use crate::config::HolderSettings;
+use crate::holder_ftp::{FtpCallError, HolderFtp};
 
 /// Listings of one directory refused while it still exists before the removal gives up. Only a
 /// concurrent removal makes holder refuse a listing, and each refusal means it took an entry
@@ -45,44 +39,18 @@ pub async fn remove_video(
     settings: &HolderSettings,
     video_id: VideoId,
 ) -> Result<Removed, UnpublishError> {
-    let limit = Duration::from_millis(settings.timeout_ms);
-    let unreachable = |err: FtpCallError| UnpublishError::Unreachable(err.to_string());
-    let mut ftp = within(
-        limit,
-        "connecting",
-        AsyncFtpStream::connect(settings.addr.as_str()),
-    )
-    .await
-    .map_err(unreachable)?;
-    let result = async {
-        within(
-            limit,
-            "logging in",
-            ftp.login(settings.user.as_str(), settings.password.expose_secret()),
-        )
+    let mut holder = HolderFtp::connect(settings)
         .await
-        .map_err(unreachable)?;
-        within(
-            limit,
-            "setting binary mode",
-            ftp.transfer_type(FileType::Binary),
-        )
-        .await
-        .map_err(unreachable)?;
-        let mut tree = Tree {
-            ftp: &mut ftp,
-            limit,
-        };
-        tree.remove(&layout::video_dir(video_id)).await
-    }
-    .await;
-    let _ = within(limit, "quitting", ftp.quit()).await;
+        .map_err(|err| UnpublishError::Unreachable(err.to_string()))?;
+    let result = Tree { ftp: &mut holder }
+        .remove(&layout::video_dir(video_id))
+        .await;
+    holder.quit().await;
     result
 }
 
 struct Tree<'a> {
-    ftp: &'a mut AsyncFtpStream,
-    limit: Duration,
+    ftp: &'a mut HolderFtp,
 }
 
 impl Tree<'_> {
@@ -122,7 +90,7 @@ impl Tree<'_> {
             directories.push(dir);
         }
         for dir in directories.iter().rev() {
-            match within(self.limit, "removing a directory", self.ftp.rmdir(dir)).await {
+            match self.ftp.rmdir(dir).await {
                 Ok(()) => removed.directories += 1,
                 Err(err) if err.is_file_unavailable() && self.kind_of(dir).await?.is_none() => {}
                 Err(err) => return Err(classify(dir, err)),
@@ -139,7 +107,7 @@ impl Tree<'_> {
     async fn list(&mut self, dir: &str) -> Result<Option<Vec<String>>, UnpublishError> {
         let mut attempt = 1;
         loop {
-            match within(self.limit, "listing", self.ftp.mlsd(Some(dir))).await {
+            match self.ftp.mlsd(dir).await {
                 Ok(lines) => return Ok(Some(lines)),
                 Err(err) if err.is_file_unavailable() => {
                     if self.kind_of(dir).await?.is_none() {
@@ -160,7 +128,7 @@ impl Tree<'_> {
         path: &str,
         removed: &mut Removed,
     ) -> Result<(), UnpublishError> {
-        match within(self.limit, "deleting a file", self.ftp.rm(path)).await {
+        match self.ftp.rm(path).await {
             Ok(()) => removed.files += 1,
             Err(err) if err.is_file_unavailable() && self.kind_of(path).await?.is_none() => {}
             Err(err) => return Err(classify(path, err)),
@@ -170,7 +138,7 @@ impl Tree<'_> {
 
     /// What is at `path`, or `None` when nothing is.
     async fn kind_of(&mut self, path: &str) -> Result<Option<EntryKind>, UnpublishError> {
-        match within(self.limit, "looking up a path", self.ftp.mlst(Some(path))).await {
+        match self.ftp.mlst(path).await {
             // ` facts path`: the path is the one asked for, only the facts matter.
             Ok(line) => Ok(Some(kind_from_facts(
                 line.trim_start()
@@ -226,44 +194,6 @@ fn kind_from_facts(facts: &str) -> EntryKind {
         Some("dir") => EntryKind::Directory,
         Some("cdir") | Some("pdir") => EntryKind::Listed,
         _ => EntryKind::File,
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-enum FtpCallError {
-    #[error("holder did not answer while {0}")]
-    TimedOut(&'static str),
-    #[error("holder answered {status} while {doing}: {text}")]
-    Answered {
-        doing: &'static str,
-        status: u32,
-        text: String,
-    },
-    #[error("{0}")]
-    Failed(FtpError),
-}
-
-impl FtpCallError {
-    fn is_file_unavailable(&self) -> bool {
-        matches!(self, Self::Answered { status, .. } if *status == Status::FileUnavailable.code())
-    }
-}
-
-/// Every FTP call gets a deadline: suppaftp's data connections have none.
-async fn within<T>(
-    limit: Duration,
-    doing: &'static str,
-    call: impl Future<Output = FtpResult<T>>,
-) -> Result<T, FtpCallError> {
-    match tokio::time::timeout(limit, call).await {
-        Err(_) => Err(FtpCallError::TimedOut(doing)),
-        Ok(Err(FtpError::UnexpectedResponse(response))) => Err(FtpCallError::Answered {
-            doing,
-            status: response.status.code(),
-            text: String::from_utf8_lossy(&response.body).trim().to_owned(),
-        }),
-        Ok(Err(err)) => Err(FtpCallError::Failed(err)),
-        Ok(Ok(value)) => Ok(value),
     }
 }
 

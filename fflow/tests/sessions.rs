@@ -40,6 +40,59 @@ async fn chunk_past_the_received_offset_is_refused_with_409() {
 }
 
 #[tokio::test]
+async fn chunk_of_an_older_writer_is_refused_with_409_stale_writer_even_after_a_restart() {
+    let env = TestEnv::start().await;
+    let replica = env.start_replica("r1").await;
+    let (request, _) = replica.create(&env.http, 10).await;
+    let id = request.session_id;
+    let source_path = replica.session_dir(id).join("source");
+
+    // A caller without an epoch is epoch 0, and a newer writer takes over from it.
+    assert_eq!(replica.put_ok(&env.http, id, 0, b"abc").await, 3);
+    let newer = replica
+        .put_chunk_at_epoch(&env.http, id, 3, 2, b"def")
+        .await;
+    assert_eq!(newer.status(), StatusCode::OK);
+    assert_eq!(std::fs::read(&source_path).unwrap(), b"abcdef");
+
+    for (epoch, offset) in [(1, 3), (1, 6), (0, 6)] {
+        let stale = replica
+            .put_chunk_at_epoch(&env.http, id, offset, epoch, b"XYZ")
+            .await;
+        assert_eq!(
+            error_of(stale).await,
+            (StatusCode::CONFLICT, "stale_writer".to_owned())
+        );
+    }
+    let without_epoch = replica.put_chunk(&env.http, id, 6, b"XYZ").await;
+    assert_eq!(
+        error_of(without_epoch).await,
+        (StatusCode::CONFLICT, "stale_writer".to_owned())
+    );
+    assert_eq!(std::fs::read(&source_path).unwrap(), b"abcdef");
+
+    replica.stop().await;
+    let restarted = env.start_replica("r1").await;
+    let stale = restarted
+        .put_chunk_at_epoch(&env.http, id, 6, 1, b"XYZ")
+        .await;
+    assert_eq!(
+        error_of(stale).await,
+        (StatusCode::CONFLICT, "stale_writer".to_owned())
+    );
+    assert_eq!(std::fs::read(&source_path).unwrap(), b"abcdef");
+    // The writer that holds the lease goes on.
+    let same = restarted
+        .put_chunk_at_epoch(&env.http, id, 6, 2, b"ghi")
+        .await;
+    assert_eq!(same.status(), StatusCode::OK);
+    assert_eq!(std::fs::read(&source_path).unwrap(), b"abcdefghi");
+
+    restarted.stop().await;
+    env.stop().await;
+}
+
+#[tokio::test]
 async fn chunk_larger_than_the_limit_is_refused_with_413() {
     let env = TestEnv::start().await;
     let config = ::fflow::Config {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use vod_contracts::fflow::{
     chunks_path, finish_path, session_path, video_path, ChunkWritten, CreateProcess, FflowError,
-    FinishProcess, ProcessCreated, PROCESSES_PATH,
+    FflowErrorCode, FinishProcess, ProcessCreated, PROCESSES_PATH,
 };
 use vod_contracts::{SessionId, VideoId};
 
@@ -22,7 +22,7 @@ pub enum FflowCallError {
     Refused {
         url: String,
         status: u16,
-        code: String,
+        code: FflowErrorCode,
         message: String,
     },
 }
@@ -35,7 +35,7 @@ impl FflowCallError {
         match self {
             FflowCallError::Unreachable { source, .. } => source.is_connect(),
             FflowCallError::Refused { status, code, .. } => {
-                *status == 404 && code == "session_not_found"
+                *status == 404 && *code == FflowErrorCode::SessionNotFound
             }
         }
     }
@@ -104,7 +104,7 @@ impl FflowClient {
         Err(last_error.unwrap_or_else(|| FflowCallError::Refused {
             url: String::new(),
             status: 0,
-            code: "no_fflow_configured".to_owned(),
+            code: FflowErrorCode::Other("no_fflow_configured".to_owned()),
             message: "no fflow address is configured".to_owned(),
         }))
     }
@@ -131,7 +131,7 @@ impl FflowClient {
         Err(last_error.unwrap_or_else(|| FflowCallError::Refused {
             url: String::new(),
             status: 0,
-            code: "no_fflow_configured".to_owned(),
+            code: FflowErrorCode::Other("no_fflow_configured".to_owned()),
             message: "no fflow address is configured".to_owned(),
         }))
     }
@@ -221,7 +221,7 @@ async fn read_json<T: serde::de::DeserializeOwned>(
 async fn refused(url: &str, response: reqwest::Response) -> FflowCallError {
     let status = response.status().as_u16();
     let body = response.json::<FflowError>().await.unwrap_or(FflowError {
-        code: "unexpected_response".to_owned(),
+        code: FflowErrorCode::Other("unexpected_response".to_owned()),
         message: "fflow answered without an error body".to_owned(),
     });
     FflowCallError::Refused {

@@ -238,6 +238,26 @@ impl Replica {
         .unwrap()
     }
 
+    /// A chunk sent by the writer holding fencing token `epoch`.
+    pub async fn put_chunk_at_epoch(
+        &self,
+        http: &reqwest::Client,
+        session_id: SessionId,
+        offset: u64,
+        epoch: u64,
+        bytes: &[u8],
+    ) -> reqwest::Response {
+        http.put(format!(
+            "{}{}?offset={offset}&epoch={epoch}",
+            self.address,
+            vod_contracts::fflow::chunks_path(session_id)
+        ))
+        .body(bytes.to_vec())
+        .send()
+        .await
+        .unwrap()
+    }
+
     pub async fn put_ok(
         &self,
         http: &reqwest::Client,
@@ -283,7 +303,7 @@ pub async fn upload(env: &TestEnv, replica: &Replica, bytes: &[u8]) -> CreatePro
 pub async fn error_of(response: reqwest::Response) -> (StatusCode, String) {
     let status = response.status();
     let error: FflowError = response.json().await.unwrap();
-    (status, error.code)
+    (status, error.code.to_string())
 }
 
 /// A 3-second 320x240 MP4 with a 440 Hz tone.
