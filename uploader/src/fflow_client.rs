@@ -43,7 +43,14 @@ impl FflowCallError {
     /// fflow saw a write under a later fencing token than this one's: the write lock passed to
     /// another request while the chunk was on its way.
     pub fn is_stale_writer(&self) -> bool {
-        matches!(self, FflowCallError::Refused { status: 409, code, .. } if code == "stale_writer")
+        matches!(
+            self,
+            FflowCallError::Refused {
+                status: 409,
+                code: FflowErrorCode::StaleWriter,
+                ..
+            }
+        )
     }
 
     /// fflow, or holder behind it, could not do the work now (503 from fflow, 504 from a
