@@ -1,10 +1,12 @@
 //! tus 1.0.0 at `/v1/uploads`: core, `creation`, `creation-with-upload`,
 //! `creation-defer-length`, `expiration`, `checksum`, `termination` and `concatenation`.
 //!
-//! An upload body is written by `crate::uploads` (the write lease, the pieces); every other
-//! change is one command to the uploader. `creation` holds `POST`, `patch` holds `PATCH`.
+//! The handlers translate HTTP: the tus headers come typed from `headers`, an upload body is
+//! written by `crate::uploads` (the write lease, the pieces), and every other change is one
+//! command to the uploader. `creation` holds `POST`, `patch` holds `PATCH`.
 
 mod creation;
+mod headers;
 mod patch;
 
 use anyhow::anyhow;
@@ -22,6 +24,7 @@ use crate::error::ApiError;
 use crate::read_model::{self, UploadKind, UploadState};
 use crate::startup::AppState;
 use crate::tus;
+use headers::TusResumable;
 
 /// The bytes of an upload, as sent.
 #[derive(utoipa::ToSchema)]
@@ -132,13 +135,11 @@ fn describe_server(State(state): State<AppState>) -> Response {
 pub async fn head(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
     // tus requires the header on every request; one that names another version is refused,
     // and a plain `HEAD` without it is still answered.
-    if headers.contains_key(tus::TUS_RESUMABLE) {
-        tus::require_tus_resumable(&headers)?;
-    }
+    _: Option<TusResumable>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let upload = find_live_upload(&state, &id).await?.1;
     let mut response = (
         StatusCode::OK,
@@ -222,9 +223,8 @@ pub async fn head(
 pub async fn terminate(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    _: TusResumable,
 ) -> Result<Response, ApiError> {
-    tus::require_tus_resumable(&headers)?;
     let session_id = parse_session_id(&id)?;
     let ack = state
         .uploader

@@ -11,6 +11,10 @@ use vod_contracts::api::ErrorBody;
 use vod_contracts::commands::{Ack, Command};
 use vod_contracts::SessionId;
 
+use super::headers::{
+    ContentLength, DeclaredUploadLength, OffsetOctetStream, RawUploadMetadata, TusResumable,
+    UploadChecksum, UploadConcat,
+};
 use super::{check_fits, header_value, public_base, UploadBytes};
 use crate::error::ApiError;
 use crate::startup::AppState;
@@ -65,26 +69,25 @@ use crate::uploads::{log_body_end, store_body, BodyTarget};
             headers(("Retry-After" = u64, description = "Seconds to wait."))),
     ),
 )]
+#[allow(clippy::too_many_arguments)]
 pub async fn create(
     State(state): State<AppState>,
+    _: TusResumable,
+    UploadConcat(concat): UploadConcat,
+    RawUploadMetadata(raw_metadata): RawUploadMetadata,
+    // Checked only for an upload that is not final, and in this order.
+    length: Result<DeclaredUploadLength, ApiError>,
+    with_upload: Option<OffsetOctetStream>,
+    content_length: Result<ContentLength, ApiError>,
+    checksum: Result<UploadChecksum, ApiError>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    tus::require_tus_resumable(&headers)?;
-    let concat = tus::concat(&headers)?;
-    let raw_metadata = headers
-        .get(tus::UPLOAD_METADATA)
-        .map(|value| {
-            value.to_str().map(str::to_owned).map_err(|_| {
-                ApiError::invalid_header("Upload-Metadata", "Upload-Metadata must be ASCII")
-            })
-        })
-        .transpose()?;
     if let Some(Concat::Final(urls)) = concat {
         return create_final(&state, &headers, raw_metadata, &urls).await;
     }
 
-    let length = tus::declared_length(&headers)?;
+    let DeclaredUploadLength(length) = length?;
     let max = state.config.max_upload_bytes;
     if let DeclaredLength::Known(total_bytes) = length {
         if total_bytes > max {
@@ -96,16 +99,13 @@ pub async fn create(
         DeclaredLength::Deferred => None,
     };
     let metadata = UploadMetadata::from_header(raw_metadata.as_deref())?;
-    let with_upload = tus::has_offset_octet_stream_body(&headers);
-    let checksum = if with_upload {
-        check_fits(
-            0,
-            tus::content_length(&headers)?,
-            total_bytes.unwrap_or(max),
-        )?;
-        tus::checksum(&headers)?
+    let with_upload = with_upload.is_some();
+    let (checksum, ends_at) = if with_upload {
+        let ContentLength(content_length) = content_length?;
+        check_fits(0, content_length, total_bytes.unwrap_or(max))?;
+        (checksum?.0, content_length)
     } else {
-        None
+        (None, None)
     };
 
     let partial = concat == Some(Concat::Partial);
@@ -158,7 +158,7 @@ pub async fn create(
             session_id,
             offset: 0,
             limit: total_bytes.unwrap_or(max),
-            ends_at: tus::content_length(&headers).ok().flatten(),
+            ends_at,
             checksum,
         };
         let uploaded_bytes = match store_body(&state, target, body).await {

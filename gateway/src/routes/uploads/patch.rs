@@ -4,7 +4,7 @@
 use anyhow::anyhow;
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use tracing::Instrument;
@@ -12,6 +12,9 @@ use vod_contracts::api::ErrorBody;
 use vod_contracts::commands::{Ack, Command};
 use vod_contracts::{SessionId, SessionStatus};
 
+use super::headers::{
+    ContentLength, OffsetOctetStream, TusResumable, UploadChecksum, UploadLength, UploadOffset,
+};
 use super::{check_fits, find_live_upload, UploadBytes};
 use crate::error::ApiError;
 use crate::read_model::{UploadKind, UploadState};
@@ -68,22 +71,19 @@ use crate::uploads::{log_body_end, store_body, BodyTarget};
             headers(("Retry-After" = u64, description = "Seconds to wait."))),
     ),
 )]
+#[allow(clippy::too_many_arguments)]
 pub async fn patch(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    _: TusResumable,
+    _: OffsetOctetStream,
+    UploadOffset(offset): UploadOffset,
+    UploadLength(declared_length): UploadLength,
+    UploadChecksum(checksum): UploadChecksum,
+    // Checked once the upload is found.
+    content_length: Result<ContentLength, ApiError>,
     body: Body,
 ) -> Result<Response, ApiError> {
-    tus::require_tus_resumable(&headers)?;
-    if !tus::has_offset_octet_stream_body(&headers) {
-        return Err(ApiError::UnsupportedMediaType(format!(
-            "the body of a PATCH must be {}",
-            tus::OFFSET_OCTET_STREAM
-        )));
-    }
-    let offset = tus::required_u64(&headers, &tus::UPLOAD_OFFSET, "Upload-Offset")?;
-    let declared_length = tus::optional_u64(&headers, &tus::UPLOAD_LENGTH, "Upload-Length")?;
-    let checksum = tus::checksum(&headers)?;
     let (session_id, upload) = find_live_upload(&state, &id).await?;
     if upload.kind == UploadKind::Final {
         return Err(ApiError::FinalUploadNotPatchable);
@@ -94,7 +94,7 @@ pub async fn patch(
             upload.uploaded_bytes
         )));
     }
-    let content_length = tus::content_length(&headers)?;
+    let ContentLength(content_length) = content_length?;
     let max = state.config.max_upload_bytes;
     let total_bytes = match (upload.total_bytes, declared_length) {
         (Some(known), Some(declared)) if known != declared => {
