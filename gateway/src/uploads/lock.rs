@@ -161,3 +161,77 @@ pub(super) async fn lock_upload(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+
+    use chrono::TimeZone;
+    use tokio::sync::oneshot;
+
+    use super::*;
+
+    fn asking(
+        answer: impl Future<Output = Result<Option<DateTime<Utc>>, ApiError>> + Send + 'static,
+    ) -> Writing {
+        Writing {
+            publishing: Arc::new(Semaphore::new(1)),
+            lock: tokio::sync::Mutex::new(Lock::Asked(tokio::spawn(answer))),
+            released: AtomicBool::new(false),
+            expires_at: Mutex::new(None),
+        }
+    }
+
+    fn expiry() -> Option<DateTime<Utc>> {
+        Utc.with_ymd_and_hms(2030, 1, 2, 3, 4, 5).single()
+    }
+
+    #[tokio::test]
+    async fn a_granted_lock_is_held_for_every_piece_with_its_expiry() {
+        let writing = asking(async { Ok(expiry()) });
+        for _ in 0..3 {
+            assert_eq!(writing.locked().await.ok(), Some(expiry()));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refusal_goes_to_the_first_caller_and_later_ones_only_learn_it_came() {
+        let writing = asking(async { Err(ApiError::UploadLocked("another writer".to_owned())) });
+        let first = writing.locked().await.expect_err("refused");
+        assert_eq!(first.code(), "upload_locked");
+        assert_eq!(first.to_string(), "another writer");
+        for _ in 0..2 {
+            let later = writing.locked().await.expect_err("refused before");
+            assert_eq!(later.code(), "internal");
+            assert_eq!(later.to_string(), "the write lock was refused before");
+        }
+    }
+
+    #[tokio::test]
+    async fn pieces_waiting_together_all_learn_the_one_answer() {
+        let (grant, granted) = oneshot::channel();
+        let writing = asking(async move { granted.await.unwrap_or(Ok(None)) });
+        let waiting = futures_util::future::join3(writing.locked(), writing.locked(), async {
+            tokio::task::yield_now().await;
+            let _ = grant.send(Ok(expiry()));
+        });
+        let (first, second, ()) = waiting.await;
+        assert_eq!(first.ok(), Some(expiry()));
+        assert_eq!(second.ok(), Some(expiry()));
+    }
+
+    #[tokio::test]
+    async fn an_asking_task_that_ended_without_an_answer_is_an_internal_refusal() {
+        let writing = asking(std::future::pending());
+        if let Lock::Asked(asked) = &*writing.lock.lock().await {
+            asked.abort();
+        }
+        let error = writing.locked().await.expect_err("no answer");
+        assert_eq!(error.code(), "internal");
+        assert!(error
+            .to_string()
+            .starts_with("asking for the write lock failed"));
+        let later = writing.locked().await.expect_err("refused before");
+        assert_eq!(later.to_string(), "the write lock was refused before");
+    }
+}
