@@ -15,6 +15,7 @@ mod title;
 mod tus;
 mod upload_stream;
 pub mod uploader_client;
+mod uploads;
 
 pub use config::Config;
 pub use error::ApiError;

@@ -82,7 +82,11 @@ impl Handlers {
     /// Stores one chunk and answers with where the upload stands. A request sends its next
     /// chunk while the one before is stored; when the next arrives first, it waits for the
     /// upload to reach it (`chunk_ahead_wait`), then is refused as at another offset.
-    pub async fn chunk(&self, header: ChunkHeader, payload: Bytes) -> Result<ChunkReply, HandlerError> {
+    pub async fn chunk(
+        &self,
+        header: ChunkHeader,
+        payload: Bytes,
+    ) -> Result<ChunkReply, HandlerError> {
         let deadline = tokio::time::Instant::now() + self.chunk_ahead_wait;
         let writer = Writer::of(&header);
         let mut pause = Duration::ZERO;

@@ -1,0 +1,370 @@
+//! Writing a request body to an upload through the uploader: the memory it may hold
+//! (`reserve_buffer`), the body cut into pieces as it streams in (`upload_stream`), each piece
+//! sent under the request's write lease, and where the upload stands once it is answered.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::anyhow;
+use axum::body::Body;
+use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
+use tokio::sync::OwnedSemaphorePermit;
+use tracing::Instrument;
+use vod_contracts::commands::{
+    chunk_frame_prefix, ChunkCommit, ChunkHeader, ChunkReply, UnlockUpload,
+};
+use vod_contracts::{SessionId, WriterId};
+
+use super::lock::{lock_upload, Lock, UnlockLater, Writing};
+use crate::error::ApiError;
+use crate::metrics::GatewayMetrics;
+use crate::startup::AppState;
+use crate::tus::{self, Checksum};
+use crate::upload_stream::{
+    idle_ends, stream_in_pieces, BodyEnd, Piece, StoreFailed, Storing, Streamed,
+};
+use crate::uploader_client::UploaderClient;
+
+/// Where a request body goes.
+pub struct BodyTarget {
+    pub session_id: SessionId,
+    pub offset: u64,
+    /// The upload's length, or the largest one allowed while it is deferred.
+    pub limit: u64,
+    /// Where the body ends, when its length is declared.
+    pub ends_at: Option<u64>,
+    pub checksum: Option<Checksum>,
+}
+
+pub struct Stored {
+    pub streamed: Streamed,
+    /// Where the upload stands: the staged bytes of a checksummed body count only once
+    /// committed.
+    committed: u64,
+    pub checksum_mismatch: bool,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl Stored {
+    pub fn uploaded_bytes(&self) -> u64 {
+        self.committed
+    }
+}
+
+/// Sends the body to the uploader in pieces of at most `chunk_size_bytes`, `chunks_in_flight`
+/// at a time. The upload's write lock is asked for at once, while the first piece
+/// is read, and the last piece gives it back; a request whose last piece did not get through
+/// gives it back on its own. It runs as its own task so that the bytes received before a client
+/// goes away are still stored when the request itself is dropped.
+pub async fn store_body(
+    state: &AppState,
+    target: BodyTarget,
+    body: Body,
+) -> Result<Stored, StoreFailed<ApiError>> {
+    let cutting = Cutting {
+        piece_size: state.config.chunk_size_bytes,
+        in_flight: state.config.chunks_in_flight,
+        idle_timeout: Duration::from_millis(state.config.body_idle_timeout_ms),
+    };
+    let offset = target.offset;
+    let buffering = reserve_buffer(state, &target)
+        .await
+        .map_err(|error| StoreFailed {
+            uploaded_bytes: offset,
+            error,
+        })?;
+    let uploader = state.uploader.clone();
+    let metrics = state.metrics.clone();
+    let publishing = state.publishing.clone();
+    let lock_wait = Duration::from_millis(state.config.lock_wait_ms);
+    let unlock_later = UnlockLater::from_state(state);
+    let storing = state.body_tasks.spawn(async move {
+        let _buffering = buffering;
+        let writer = WriterId::new();
+        let session_id = target.session_id;
+        let locking = tokio::spawn(
+            lock_upload(uploader.clone(), session_id, writer, offset, lock_wait)
+                .instrument(tracing::Span::current()),
+        );
+        let writing = Writing {
+            publishing,
+            lock: tokio::sync::Mutex::new(Lock::Asked(locking)),
+            released: AtomicBool::new(false),
+            expires_at: Mutex::new(None),
+        };
+        let stored = stream_body(&uploader, &metrics, target, writer, cutting, body, &writing).await;
+        // A body that sent no piece waits for the lock here: a refusal (another offset, a
+        // closed upload, another writer) is then the answer.
+        let locked = writing.locked().await;
+        if locked.is_ok() && !writing.released.load(Ordering::Acquire) {
+            if let Err(error) = uploader
+                .call(&UnlockUpload { session_id, writer })
+                .await
+            {
+                // The answer does not wait: the client is told what happened to its bytes now.
+                tracing::warn!(%session_id, error = %error, "write lock not given back, trying again");
+                unlock_later.spawn(uploader.clone(), session_id, writer);
+            }
+        }
+        let mut stored = stored?;
+        let lock_expiry = locked.map_err(|error| StoreFailed {
+            uploaded_bytes: offset,
+            error,
+        })?;
+        stored.expires_at = stored.expires_at.or(lock_expiry);
+        Ok(stored)
+    }.instrument(tracing::Span::current()));
+    storing.await.unwrap_or_else(|err| {
+        Err(StoreFailed {
+            uploaded_bytes: offset,
+            error: ApiError::Internal(anyhow!("upload body task failed: {err}")),
+        })
+    })
+}
+
+/// Reserves the memory of the body's pieces in flight (less when the body is shorter) from
+/// `GATEWAY_MAX_BUFFERED_BYTES`, shared by every request, so that the gateway's memory does not
+/// grow with the number of uploads. Waits up to `GATEWAY_BUFFER_WAIT_MS`, then answers 503.
+async fn reserve_buffer(
+    state: &AppState,
+    target: &BodyTarget,
+) -> Result<Option<OwnedSemaphorePermit>, ApiError> {
+    let most = state.config.body_buffer_bytes() as u64;
+    let bytes = target
+        .ends_at
+        .map_or(most, |end| end.saturating_sub(target.offset).min(most));
+    if bytes == 0 {
+        return Ok(None);
+    }
+    let bytes = u32::try_from(bytes).unwrap_or(u32::MAX);
+    let wait = Duration::from_millis(state.config.buffer_wait_ms);
+    match tokio::time::timeout(wait, state.buffers.clone().acquire_many_owned(bytes)).await {
+        Ok(Ok(permit)) => Ok(Some(permit)),
+        Ok(Err(_)) => Err(ApiError::Unavailable("the gateway is stopping".to_owned())),
+        Err(_) => {
+            state.metrics.buffer_wait_timed_out();
+            Err(ApiError::Busy(format!(
+                "no memory to receive the body within {} ms: too many uploads at once",
+                wait.as_millis()
+            )))
+        }
+    }
+}
+
+/// How a body is cut and sent.
+#[derive(Clone, Copy)]
+struct Cutting {
+    /// `GATEWAY_CHUNK_SIZE_BYTES`
+    piece_size: usize,
+    /// `GATEWAY_CHUNKS_IN_FLIGHT`; a body with a checksum is sent one piece at a time.
+    in_flight: usize,
+    /// `GATEWAY_BODY_IDLE_TIMEOUT_MS`
+    idle_timeout: Duration,
+}
+
+async fn stream_body(
+    uploader: &UploaderClient,
+    metrics: &GatewayMetrics,
+    target: BodyTarget,
+    writer: WriterId,
+    cutting: Cutting,
+    body: Body,
+    writing: &Writing,
+) -> Result<Stored, StoreFailed<ApiError>> {
+    let BodyTarget {
+        session_id,
+        offset: base,
+        limit,
+        ends_at,
+        checksum,
+    } = target;
+    let staged = checksum.is_some();
+    let hasher = checksum
+        .as_ref()
+        .map(|checksum| Arc::new(Mutex::new(Some(checksum.algorithm.hasher()))));
+    let hashing = hasher.clone();
+    let received = metrics.clone();
+    let frames = idle_ends(body.into_data_stream(), cutting.idle_timeout).map(move |frame| {
+        if let Ok(bytes) = &frame {
+            received.bytes_received(bytes.len());
+        }
+        if let (Ok(bytes), Some(hasher)) = (&frame, &hashing) {
+            if let Some(hasher) = lock(hasher).as_mut() {
+                hasher.update(bytes);
+            }
+        }
+        frame
+    });
+    let streamed = stream_in_pieces(
+        frames,
+        base,
+        limit,
+        cutting.piece_size,
+        if staged {
+            Storing::HoldingLast
+        } else {
+            Storing::Pipelined(cutting.in_flight)
+        },
+        ends_at,
+        move |offset, piece, last| async move {
+            let target = if staged {
+                PieceTarget {
+                    session_id,
+                    writer,
+                    offset,
+                    commit: ChunkCommit::Stage { base },
+                    release: false,
+                }
+            } else {
+                PieceTarget {
+                    session_id,
+                    writer,
+                    offset,
+                    commit: ChunkCommit::Immediate,
+                    release: last,
+                }
+            };
+            send_piece(uploader, metrics, target, piece, writing).await
+        },
+    )
+    .await?;
+    let expires_at = || *lock(&writing.expires_at);
+    let Some(checksum) = checksum else {
+        let committed = streamed.uploaded_bytes;
+        return Ok(Stored {
+            streamed,
+            committed,
+            checksum_mismatch: false,
+            expires_at: expires_at(),
+        });
+    };
+    // Staged bytes count only when the whole body arrived and hashes right.
+    let not_committed = |streamed, checksum_mismatch| Stored {
+        streamed,
+        committed: base,
+        checksum_mismatch,
+        expires_at: None,
+    };
+    if streamed.end != BodyEnd::Complete {
+        return Ok(not_committed(streamed, false));
+    }
+    let digest = hasher
+        .and_then(|hasher| lock(&hasher).take())
+        .map(tus::ChecksumHasher::finalize);
+    if digest.as_deref() != Some(checksum.digest.as_slice()) {
+        tracing::info!(%session_id, offset = base, "body does not match its checksum, discarded");
+        return Ok(not_committed(streamed, true));
+    }
+    let target = PieceTarget {
+        session_id,
+        writer,
+        offset: streamed.uploaded_bytes,
+        commit: ChunkCommit::CommitStaged { base },
+        release: true,
+    };
+    let committed = send_piece(
+        uploader,
+        metrics,
+        target,
+        streamed.held.clone().into(),
+        writing,
+    )
+    .await
+    .map_err(|error| StoreFailed {
+        uploaded_bytes: base,
+        error,
+    })?;
+    Ok(Stored {
+        streamed,
+        committed,
+        checksum_mismatch: false,
+        expires_at: expires_at(),
+    })
+}
+
+/// Where one piece goes.
+struct PieceTarget {
+    session_id: SessionId,
+    writer: WriterId,
+    offset: u64,
+    commit: ChunkCommit,
+    /// No piece of the request follows: this one gives the write lock back.
+    release: bool,
+}
+
+/// Sends one piece, once the request holds the write lock; returns where it took the upload
+/// (or its staged bytes).
+async fn send_piece(
+    uploader: &UploaderClient,
+    metrics: &GatewayMetrics,
+    target: PieceTarget,
+    piece: Piece,
+    writing: &Writing,
+) -> Result<u64, ApiError> {
+    let PieceTarget {
+        session_id,
+        writer,
+        offset,
+        commit,
+        release,
+    } = target;
+    writing.locked().await?;
+    let header = ChunkHeader {
+        session_id,
+        offset,
+        len: piece.len() as u64,
+        writer: Some(writer),
+        commit,
+        release,
+    };
+    let frame = piece.with_prefix(&chunk_frame_prefix(&header));
+    let slot = writing.publishing.clone().acquire_owned().await.ok();
+    let reply = match uploader.send_chunk_frame(frame, slot).await {
+        Ok(reply) => {
+            metrics.chunk_accepted();
+            reply
+        }
+        Err(error) => {
+            let error = ApiError::from(error);
+            metrics.chunk_rejected(error.code());
+            return Err(error);
+        }
+    };
+    match reply {
+        ChunkReply::Stored {
+            uploaded_bytes,
+            expires_at,
+            ..
+        } => {
+            tracing::debug!(%session_id, offset, len = header.len, uploaded_bytes, "chunk stored");
+            *lock(&writing.expires_at) = expires_at;
+            writing.released.store(release, Ordering::Release);
+            Ok(uploaded_bytes)
+        }
+        ChunkReply::Staged { staged_to } => Ok(staged_to),
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+pub fn log_body_end(session_id: SessionId, streamed: &Streamed) {
+    let uploaded_bytes = streamed.uploaded_bytes;
+    match &streamed.end {
+        BodyEnd::Complete => {}
+        BodyEnd::TooLong => {
+            tracing::info!(%session_id, uploaded_bytes, "upload body longer than the upload")
+        }
+        BodyEnd::Interrupted(reason) => {
+            tracing::info!(%session_id, uploaded_bytes, reason = %reason, "upload body interrupted, received bytes kept")
+        }
+        BodyEnd::Diverged => {
+            tracing::warn!(%session_id, uploaded_bytes, "uploader confirmed another offset, body cut short")
+        }
+    }
+}
