@@ -148,8 +148,7 @@ impl Handlers {
                 return Ok(Attempt::Done(ack));
             }
             if session.status == SessionStatus::Open && session.expired {
-                drop(client);
-                return Err(self.expire_found(&session).await);
+                return Err(self.expire_found(client, &session).await);
             }
             if is_ahead(&session, header) {
                 return Ok(Attempt::Ahead(session));
@@ -296,26 +295,6 @@ impl Handlers {
             total_bytes: advanced.total_bytes,
             expires_at: (!complete).then_some(advanced.expires_at).flatten(),
         }))
-    }
-
-    /// Expires an open session a chunk found past its expiry, under its row lock.
-    async fn expire_found(&self, found: &SessionRow) -> HandlerError {
-        let mut client = match self.pg.get().await.context("no database connection") {
-            Ok(client) => client,
-            Err(error) => return error.into(),
-        };
-        let tx = match client.transaction().await.context("failed to begin") {
-            Ok(tx) => tx,
-            Err(error) => return error.into(),
-        };
-        match store::lock_session(&tx, found.session_id).await {
-            Ok(Some(session)) if session.status == SessionStatus::Open => {
-                self.expire_now(tx, &session).await
-            }
-            Ok(Some(session)) => closed(&session).into(),
-            Ok(None) => not_found(found.session_id).into(),
-            Err(error) => error.into(),
-        }
     }
 
     /// The answer to a chunk the session's fflow replica did not take. A refusal is passed on.

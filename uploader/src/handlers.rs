@@ -10,7 +10,7 @@ use anyhow::Context;
 use deadpool_postgres::Pool;
 use vod_contracts::commands::{Reject, RejectCode, UploadCreated};
 use vod_contracts::fflow::{FinishProcess, PartSource};
-use vod_contracts::SessionId;
+use vod_contracts::{SessionId, SessionStatus};
 
 use crate::fflow_client::FflowClient;
 use crate::metrics::UploaderMetrics;
@@ -81,27 +81,40 @@ impl Handlers {
         &self.metrics.transitions
     }
 
-    /// Expires an open session found past its expiry, frees its process, and returns the
-    /// refusal for the request that found it.
-    pub(crate) async fn expire_now(
+    /// Expires an open session a command found past its expiry, and returns the refusal for
+    /// the command. It takes the command's connection, after the command ended its own
+    /// transaction: the row is locked and checked again, and the connection goes back to the
+    /// pool before fflow is asked to free the session's process.
+    pub(crate) async fn expire_found(
         &self,
-        tx: deadpool_postgres::Transaction<'_>,
-        session: &SessionRow,
+        mut client: deadpool_postgres::Client,
+        found: &SessionRow,
     ) -> HandlerError {
         let reason = format!(
             "the upload expired: no data arrived for {} seconds",
             self.session_ttl_secs
         );
         let expired = async {
-            transitions::expire_upload(&tx, session, &reason, self.counted()).await?;
-            tx.commit().await.context("failed to commit the expiry")
+            let tx = client.transaction().await.context("failed to begin")?;
+            let Some(session) = store::lock_session(&tx, found.session_id).await? else {
+                return Ok(Err(not_found(found.session_id)));
+            };
+            if session.status != SessionStatus::Open {
+                return Ok(Err(closed(&session)));
+            }
+            transitions::expire_upload(&tx, &session, &reason, self.counted()).await?;
+            tx.commit().await.context("failed to commit the expiry")?;
+            anyhow::Ok(Ok(session))
         }
         .await;
-        if let Err(error) = expired {
-            return HandlerError::Internal(error);
-        }
+        drop(client);
+        let session = match expired {
+            Ok(Ok(session)) => session,
+            Ok(Err(reject)) => return reject.into(),
+            Err(error) => return HandlerError::Internal(error),
+        };
         tracing::info!(session_id = %session.session_id, "upload session expired");
-        self.release_process(session).await;
+        self.release_process(&session).await;
         Reject::new(
             RejectCode::UploadExpired,
             format!("upload {} expired", session.session_id),
@@ -258,6 +271,19 @@ pub(crate) fn created_reply(created: transitions::Created) -> UploadCreated {
         session_id: created.session_id,
         expires_at: created.expires_at,
     }
+}
+
+/// The session a command names, locked until `client`'s transaction ends, and named on the
+/// command's span.
+pub(crate) async fn lock_named(
+    client: &impl deadpool_postgres::GenericClient,
+    session_id: SessionId,
+) -> Result<SessionRow, HandlerError> {
+    let session = store::lock_session(client, session_id)
+        .await?
+        .ok_or_else(|| not_found(session_id))?;
+    name_upload_in_span(&session);
+    Ok(session)
 }
 
 /// Names the upload's flow and video on the span the consumer opened for the message, so

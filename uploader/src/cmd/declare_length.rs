@@ -3,8 +3,8 @@ use vod_contracts::commands::{DeclareLength, LengthDeclared, Reject, RejectCode}
 use vod_contracts::{SessionId, SessionStatus};
 
 use super::Handle;
-use crate::handlers::{closed, name_upload_in_span, not_found, HandlerError, Handlers};
-use crate::{store, transitions};
+use crate::handlers::{closed, lock_named, HandlerError, Handlers};
+use crate::transitions;
 
 impl Handle for DeclareLength {
     fn session_id(&self) -> Option<SessionId> {
@@ -18,10 +18,7 @@ impl Handle for DeclareLength {
         } = self;
         let mut client = handlers.pg.get().await.context("no database connection")?;
         let tx = client.transaction().await.context("failed to begin")?;
-        let session = store::lock_session(&tx, session_id)
-            .await?
-            .ok_or_else(|| not_found(session_id))?;
-        name_upload_in_span(&session);
+        let session = lock_named(&tx, session_id).await?;
         let declared = |uploaded_bytes| LengthDeclared {
             uploaded_bytes,
             total_bytes,
@@ -38,7 +35,8 @@ impl Handle for DeclareLength {
             None => {}
         }
         if session.status == SessionStatus::Open && session.expired {
-            return Err(handlers.expire_now(tx, &session).await);
+            drop(tx);
+            return Err(handlers.expire_found(client, &session).await);
         }
         if session.status != SessionStatus::Open {
             return Err(closed(&session).into());

@@ -3,9 +3,7 @@ use vod_contracts::commands::{LockUpload, UploadLocked};
 use vod_contracts::{SessionId, SessionStatus};
 
 use super::Handle;
-use crate::handlers::{
-    closed, locked, name_upload_in_span, not_found, offset_mismatch, HandlerError, Handlers,
-};
+use crate::handlers::{closed, lock_named, locked, offset_mismatch, HandlerError, Handlers};
 use crate::store;
 
 impl Handle for LockUpload {
@@ -21,12 +19,10 @@ impl Handle for LockUpload {
         } = self;
         let mut client = handlers.pg.get().await.context("no database connection")?;
         let tx = client.transaction().await.context("failed to begin")?;
-        let session = store::lock_session(&tx, session_id)
-            .await?
-            .ok_or_else(|| not_found(session_id))?;
-        name_upload_in_span(&session);
+        let session = lock_named(&tx, session_id).await?;
         if session.status == SessionStatus::Open && session.expired {
-            return Err(handlers.expire_now(tx, &session).await);
+            drop(tx);
+            return Err(handlers.expire_found(client, &session).await);
         }
         if session.status != SessionStatus::Open {
             return Err(closed(&session).into());

@@ -3,8 +3,8 @@ use vod_contracts::commands::{Reject, RejectCode, TerminateUpload, UploadTermina
 use vod_contracts::{SessionId, SessionStatus};
 
 use super::Handle;
-use crate::handlers::{name_upload_in_span, not_found, HandlerError, Handlers};
-use crate::{store, transitions};
+use crate::handlers::{lock_named, HandlerError, Handlers};
+use crate::transitions;
 
 impl Handle for TerminateUpload {
     fn session_id(&self) -> Option<SessionId> {
@@ -15,10 +15,7 @@ impl Handle for TerminateUpload {
         let session_id = self.session_id;
         let mut client = handlers.pg.get().await.context("no database connection")?;
         let tx = client.transaction().await.context("failed to begin")?;
-        let session = store::lock_session(&tx, session_id)
-            .await?
-            .ok_or_else(|| not_found(session_id))?;
-        name_upload_in_span(&session);
+        let session = lock_named(&tx, session_id).await?;
         match session.status {
             SessionStatus::Terminated => return Ok(UploadTerminated {}),
             SessionStatus::Open => {}
@@ -35,6 +32,7 @@ impl Handle for TerminateUpload {
             .await
             .context("failed to commit the termination")?;
         tracing::info!(session_id = %session_id, kind = session.kind.as_str(), "upload terminated");
+        drop(client);
         handlers.release_process(&session).await;
         Ok(UploadTerminated {})
     }
