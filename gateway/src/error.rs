@@ -4,7 +4,7 @@ use axum::Json;
 use vod_contracts::api::ErrorBody;
 use vod_contracts::commands::{Reject, RejectCode};
 
-use crate::tus;
+use crate::tus_names;
 use crate::uploader_client::CallError;
 
 /// tus `checksum`: the body does not hash to `Upload-Checksum`.
@@ -238,8 +238,8 @@ impl IntoResponse for ApiError {
         let mut response = (status, Json(self.body())).into_response();
         if matches!(self, Self::TusVersionUnsupported) {
             response.headers_mut().insert(
-                tus::TUS_VERSION,
-                HeaderValue::from_static(tus::SUPPORTED_VERSION),
+                tus_names::TUS_VERSION,
+                HeaderValue::from_static(tus_names::SUPPORTED_VERSION),
             );
         }
         response
@@ -400,7 +400,7 @@ mod tests {
         assert_eq!(
             response
                 .headers()
-                .get(tus::TUS_VERSION)
+                .get(tus_names::TUS_VERSION)
                 .and_then(|v| v.to_str().ok()),
             Some("1.0.0")
         );

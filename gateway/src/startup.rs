@@ -10,7 +10,6 @@ use axum::http::{HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{middleware, Extension, Router};
 use deadpool_postgres::Pool;
-use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
@@ -30,28 +29,9 @@ use crate::error::ApiError;
 use crate::metrics::GatewayMetrics;
 use crate::openapi::{self, ApiDoc};
 use crate::routes::{docs, health, uploads, videos};
+use crate::state::AppState;
 use crate::tus;
 use crate::uploader_client::UploaderClient;
-
-/// What every handler shares.
-#[derive(Clone)]
-pub struct AppState {
-    pub config: Arc<Config>,
-    pub pool: Pool,
-    pub uploader: UploaderClient,
-    /// Upload bodies being stored; they finish even when their request is dropped.
-    pub body_tasks: TaskTracker,
-    pub metrics: GatewayMetrics,
-    /// What `/metrics` renders.
-    pub metrics_registry: Arc<Registry>,
-    /// Cancelled once the gateway stops serving: write locks still being given back are left
-    /// to run out by themselves.
-    pub stopping: CancellationToken,
-    /// Chunks being published at once, see [`Config::publishing_chunks_max`].
-    pub publishing: Arc<Semaphore>,
-    /// Bytes of request bodies held at once, see [`Config::max_buffered_bytes`].
-    pub buffers: Arc<Semaphore>,
-}
 
 pub struct App {
     listener: TcpListener,

@@ -5,7 +5,7 @@ use axum::Json;
 use serde::Serialize;
 use vod_infra::readiness::{self, Readiness};
 
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// What `/healthz` reports.
 #[derive(Serialize, utoipa::ToSchema)]

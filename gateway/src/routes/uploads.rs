@@ -22,7 +22,7 @@ pub use self::creation::*;
 pub use self::patch::*;
 use crate::error::ApiError;
 use crate::read_model::{self, UploadKind, UploadState};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::tus;
 use headers::TusResumable;
 

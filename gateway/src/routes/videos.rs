@@ -15,7 +15,7 @@ use vod_contracts::VideoId;
 
 use crate::error::ApiError;
 use crate::read_model;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::title::normalize_title;
 
 const MAX_DESCRIPTION_CHARS: u64 = 5000;

@@ -17,7 +17,7 @@ use vod_contracts::commands::{LockUpload, RejectCode, UnlockUpload, UploadLocked
 use vod_contracts::{SessionId, WriterId};
 
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::uploader_client::{CallError, UploaderClient};
 
 /// How often a request waiting for an upload's write lock asks again.

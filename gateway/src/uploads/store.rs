@@ -20,7 +20,7 @@ use vod_contracts::{SessionId, WriterId};
 use super::lock::{lock_upload, Lock, UnlockLater, Writing};
 use crate::error::ApiError;
 use crate::metrics::GatewayMetrics;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::tus::{self, Checksum};
 use crate::upload_stream::{
     idle_ends, stream_in_pieces, BodyEnd, Piece, StoreFailed, Storing, Streamed,

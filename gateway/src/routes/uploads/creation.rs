@@ -18,7 +18,7 @@ use super::headers::{
 };
 use super::{check_fits, header_value, public_base, UploadBytes};
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::tus::{self, Concat, DeclaredLength, UploadMetadata};
 use crate::uploads::{log_body_end, store_body, BodyTarget};
 

@@ -17,7 +17,7 @@ use super::headers::{
 use super::{check_fits, find_live_upload, UploadBytes};
 use crate::error::ApiError;
 use crate::read_model::{UploadKind, UploadState};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::tus;
 use crate::upload_stream::BodyEnd;
 use crate::uploads::{log_body_end, store_body, BodyTarget};
