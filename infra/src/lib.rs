@@ -3,6 +3,7 @@
 //! metrics, readiness and shutdown. Nothing here knows what a video is.
 
 pub mod amqp;
+pub mod backoff;
 pub mod config;
 pub mod http;
 pub mod metrics;
