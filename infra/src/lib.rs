@@ -5,6 +5,7 @@
 pub mod amqp;
 pub mod backoff;
 pub mod config;
+pub mod consume;
 pub mod http;
 pub mod metrics;
 pub mod postgres;
