@@ -10,8 +10,10 @@ pub mod fflow;
 mod ids;
 pub mod layout;
 pub mod outcome;
+#[cfg(feature = "postgres")]
+mod postgres;
 pub mod queues;
 mod status;
 
 pub use ids::{FlowId, SessionId, VideoId, WriterId};
-pub use status::{EncodePath, FlowStatus, SessionStatus, UnknownStatus, VideoStatus};
+pub use status::{EncodePath, FlowStatus, SessionStatus, UnknownStatus, UploadKind, VideoStatus};

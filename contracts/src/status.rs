@@ -9,11 +9,13 @@ use serde::{Deserialize, Serialize};
 pub struct UnknownStatus(pub String);
 
 macro_rules! status_enum {
-    ($(#[$doc:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+    ($(#[$doc:meta])* $name:ident {
+        $($(#[$variant_doc:meta])* $variant:ident => $text:literal),+ $(,)?
+    }) => {
         $(#[$doc])*
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
         pub enum $name {
-            $(#[serde(rename = $text)] $variant),+
+            $($(#[$variant_doc])* #[serde(rename = $text)] $variant),+
         }
 
         impl $name {
@@ -103,6 +105,18 @@ status_enum!(
     }
 );
 
+status_enum!(
+    /// What an upload session is for (tus concatenation).
+    UploadKind {
+        /// Feeds its flow.
+        Single => "SINGLE",
+        /// Holds bytes for a final upload; has no flow and counts its bytes itself.
+        Partial => "PARTIAL",
+        /// Feeds its flow with the joined bytes of its partial uploads.
+        Final => "FINAL",
+    }
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,5 +131,10 @@ mod tests {
             assert_eq!(json, format!("\"{}\"", status.as_str()));
         }
         assert!("uploading".parse::<SessionStatus>().is_err());
+        assert_eq!(
+            "PARTIAL".parse::<UploadKind>().ok(),
+            Some(UploadKind::Partial)
+        );
+        assert!("MULTI".parse::<UploadKind>().is_err());
     }
 }

@@ -15,6 +15,7 @@ use vod_contracts::outcome::{
     EncodeOutcome, EncodeResult, EncodeStart, MediaFacts, RenditionFacts,
 };
 use vod_contracts::EncodePath;
+use vod_infra::backoff::Backoff;
 
 use crate::config::Config;
 use crate::context::EncodeContext;
@@ -122,8 +123,10 @@ pub(crate) async fn publish_result(
 /// replica publishes again (an outcome applied twice changes nothing).
 async fn publish_until_confirmed(state: &EncodeContext, outcome: &EncodeOutcome) {
     let config = &state.config;
-    let mut backoff = Duration::from_millis(config.publish_backoff_ms);
-    let max_backoff = Duration::from_millis(config.publish_max_backoff_ms);
+    let mut backoff = Backoff::doubling(
+        Duration::from_millis(config.publish_backoff_ms),
+        Duration::from_millis(config.publish_max_backoff_ms),
+    );
     let mut attempt = 1u32;
     loop {
         match state.sink.publish_outcome(outcome).await {
@@ -133,8 +136,7 @@ async fn publish_until_confirmed(state: &EncodeContext, outcome: &EncodeOutcome)
             }
             Err(err) => {
                 tracing::warn!(attempt, error = %format!("{err:#}"), "failed to publish the outcome");
-                tokio::time::sleep(backoff).await;
-                backoff = backoff.saturating_mul(2).min(max_backoff);
+                tokio::time::sleep(backoff.next_delay()).await;
                 attempt += 1;
             }
         }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use vod_contracts::layout::{DASH_MANIFEST, HLS_MASTER};
+use vod_infra::backoff::Backoff;
 
 use crate::config::HolderSettings;
 use crate::holder_ftp::{FtpCallError, HolderFtp};
@@ -22,7 +23,7 @@ pub async fn store_presentation(
     metrics: &FflowMetrics,
 ) -> anyhow::Result<()> {
     let files = upload_order(list_files(local_dir).await?);
-    let mut backoff = Duration::from_millis(settings.backoff_ms);
+    let mut backoff = Backoff::doubling_unbounded(Duration::from_millis(settings.backoff_ms));
     let mut attempt = 1;
     loop {
         let uploaded = upload(settings, local_dir, remote_dir, &files, metrics).await;
@@ -35,8 +36,7 @@ pub async fn store_presentation(
                     error = %format!("{err:#}"),
                     "upload to holder failed, retrying"
                 );
-                tokio::time::sleep(backoff).await;
-                backoff = backoff.saturating_mul(2);
+                tokio::time::sleep(backoff.next_delay()).await;
                 attempt += 1;
             }
             Err(err) => return Err(err),

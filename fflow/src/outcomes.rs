@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use vod_contracts::outcome::{EncodeOutcome, EncodeProgress};
 use vod_contracts::queues::QueueNames;
 use vod_infra::amqp::LossWatch;
+use vod_infra::backoff::Backoff;
 use vod_infra::config::AmqpSettings;
 
 use crate::metrics::FflowMetrics;
@@ -152,7 +153,7 @@ impl Publisher {
         stopping: &CancellationToken,
     ) {
         let mut wait = every;
-        let mut next_backoff = backoff;
+        let mut backoff = Backoff::doubling(backoff, max_backoff);
         loop {
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
@@ -162,7 +163,7 @@ impl Publisher {
             link.forget_lost_connection(self);
             if link.connection.is_some() {
                 wait = every;
-                next_backoff = backoff;
+                backoff.reset();
                 continue;
             }
             let opened = tokio::select! {
@@ -172,16 +173,15 @@ impl Publisher {
             match opened {
                 Ok(_) => {
                     wait = every;
-                    next_backoff = backoff;
+                    backoff.reset();
                 }
                 Err(error) => {
+                    wait = backoff.next_delay();
                     tracing::warn!(
                         error = %format!("{error:#}"),
-                        retry_in_ms = next_backoff.as_millis(),
+                        retry_in_ms = wait.as_millis(),
                         "broker unreachable"
                     );
-                    wait = next_backoff;
-                    next_backoff = next_backoff.saturating_mul(2).min(max_backoff);
                 }
             }
         }

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use vod_contracts::api::{FlowView, Playback, RenditionView, SourceView, VideoView};
 use vod_contracts::outcome::RenditionFacts;
 use vod_contracts::{
-    EncodePath, FlowId, FlowStatus, SessionId, SessionStatus, UnknownStatus, VideoId, VideoStatus,
+    EncodePath, FlowId, FlowStatus, SessionId, SessionStatus, UploadKind, VideoId, VideoStatus,
 };
 
 use crate::error::ApiError;
@@ -20,8 +20,6 @@ pub enum ReadError {
     Unavailable(#[from] PoolError),
     #[error("query failed: {0}")]
     Query(#[from] tokio_postgres::Error),
-    #[error("unexpected row: {0}")]
-    Corrupt(#[from] UnknownStatus),
     #[error("unexpected renditions: {0}")]
     CorruptRenditions(#[from] serde_json::Error),
 }
@@ -38,14 +36,6 @@ impl From<ReadError> for ApiError {
             }
         }
     }
-}
-
-/// What an upload session is for (tus concatenation).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UploadKind {
-    Single,
-    Partial,
-    Final,
 }
 
 /// An upload session with its flow, as `HEAD` and `PATCH` need it.
@@ -88,15 +78,10 @@ pub async fn find_upload(
         .await?;
     let row = client.query_opt(&statement, &[&session_id.0]).await?;
     row.map(|row| {
-        let kind = match row.get::<_, &str>("kind") {
-            "PARTIAL" => UploadKind::Partial,
-            "FINAL" => UploadKind::Final,
-            _ => UploadKind::Single,
-        };
         let parts: Vec<Uuid> = row.get("parts");
         Ok(UploadState {
-            status: row.get::<_, &str>("status").parse()?,
-            kind,
+            status: row.try_get("status")?,
+            kind: row.try_get("kind")?,
             video_id: row.get::<_, Option<Uuid>>("video_id").map(VideoId),
             flow_id: row.get::<_, Option<Uuid>>("flow_id").map(FlowId),
             uploaded_bytes: non_negative(row.get("uploaded_bytes")),
@@ -201,11 +186,8 @@ struct FlowRow {
 
 impl FlowRow {
     fn from_row(row: &Row, holder_public_url: &str) -> Result<Self, ReadError> {
-        let status: FlowStatus = row.get::<_, &str>("status").parse()?;
-        let encode_path = row
-            .get::<_, Option<&str>>("encode_path")
-            .map(str::parse::<EncodePath>)
-            .transpose()?;
+        let status: FlowStatus = row.try_get("status")?;
+        let encode_path: Option<EncodePath> = row.try_get("encode_path")?;
         let renditions = match row.get::<_, Option<serde_json::Value>>("renditions") {
             Some(json) => serde_json::from_value::<Vec<RenditionFacts>>(json)?,
             None => Vec::new(),
@@ -278,7 +260,7 @@ fn video_view(
     flows: Vec<FlowRow>,
     holder_public_url: &str,
 ) -> Result<VideoView, ReadError> {
-    let status: VideoStatus = row.get::<_, &str>("status").parse()?;
+    let status: VideoStatus = row.try_get("status")?;
     let playback = flows
         .iter()
         .find_map(|flow| match (&flow.hls_path, &flow.dash_path) {

@@ -32,6 +32,7 @@ use vod_contracts::commands::{
     encode_chunk, ChunkHeader, ChunkReply, JsonRequest, Reject, Reply, Request,
 };
 use vod_infra::amqp::LossWatch;
+use vod_infra::backoff::Backoff;
 use vod_infra::config::AmqpSettings;
 
 use crate::config::Config;
@@ -235,24 +236,25 @@ impl UploaderClient {
     async fn supervise(self, link: Arc<Link>, replies: Consumer) {
         let closing = &self.shared.closing;
         let options = &self.shared.options;
-        let mut backoff = options.reconnect_backoff;
+        let mut backoff =
+            Backoff::doubling(options.reconnect_backoff, options.reconnect_max_backoff);
         let mut connected = Some((link, replies));
         while !closing.is_cancelled() {
             let (link, replies) = match connected.take() {
                 Some(connected) => connected,
                 None => match self.reconnect().await {
                     Some(Ok(opened)) => {
-                        backoff = options.reconnect_backoff;
+                        backoff.reset();
                         opened
                     }
                     Some(Err(error)) => {
+                        let wait = backoff.next_delay();
                         tracing::warn!(
                             error = %format!("{error:#}"),
-                            retry_in_ms = backoff.as_millis(),
+                            retry_in_ms = wait.as_millis(),
                             "broker unreachable"
                         );
-                        wait_or_stop(backoff, closing).await;
-                        backoff = (backoff * 2).min(options.reconnect_max_backoff);
+                        wait_or_stop(wait, closing).await;
                         continue;
                     }
                     None => break,
@@ -264,16 +266,16 @@ impl UploaderClient {
             self.forget(&link);
             link.give_up(&reason);
             options.metrics.connection_lost();
+            let wait = backoff.next_delay();
             tracing::warn!(
                 reason,
-                retry_in_ms = backoff.as_millis(),
+                retry_in_ms = wait.as_millis(),
                 "broker connection lost for good, connecting again"
             );
             // What is left of it (channels the broker may still hold) is closed aside: a broker
             // that does not answer must not hold up the new connection.
             tokio::spawn(async move { link.close().await });
-            wait_or_stop(backoff, closing).await;
-            backoff = (backoff * 2).min(options.reconnect_max_backoff);
+            wait_or_stop(wait, closing).await;
         }
     }
 

@@ -12,6 +12,7 @@ use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
 use vod_contracts::queues::QueueNames;
 
+use crate::backoff::Backoff;
 use crate::config::{millis, AmqpSettings};
 
 /// Connects, trying again with backoff while the broker cannot be reached: `connect_attempts`
@@ -33,7 +34,7 @@ pub async fn connect(settings: &AmqpSettings, connection_name: &str) -> anyhow::
         .with_connection_name(connection_name.into());
     let per_attempt = millis(settings.connect_timeout_ms);
     let max_wait = millis(settings.connect_max_backoff_ms);
-    let mut wait = millis(settings.connect_backoff_ms).min(max_wait);
+    let mut waits = Backoff::doubling(millis(settings.connect_backoff_ms).min(max_wait), max_wait);
     let mut attempts_left = settings.connect_attempts;
     loop {
         let connecting = Connection::connect(settings.url.expose_secret(), properties.clone());
@@ -46,9 +47,9 @@ pub async fn connect(settings: &AmqpSettings, connection_name: &str) -> anyhow::
             return Err(failure.context("failed to connect to rabbitmq"));
         }
         attempts_left -= 1;
+        let wait = waits.next_delay();
         tracing::debug!(error = %failure, retry_in_ms = wait.as_millis(), "broker not reached yet");
         tokio::time::sleep(wait).await;
-        wait = (wait * 2).min(max_wait);
     }
 }
 

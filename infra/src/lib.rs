@@ -3,7 +3,9 @@
 //! metrics, readiness and shutdown. Nothing here knows what a video is.
 
 pub mod amqp;
+pub mod backoff;
 pub mod config;
+pub mod consume;
 pub mod http;
 pub mod metrics;
 pub mod postgres;

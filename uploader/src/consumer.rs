@@ -7,13 +7,10 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use futures_util::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicPublishOptions,
-    BasicRejectOptions,
+    BasicAckOptions, BasicCancelOptions, BasicPublishOptions, BasicRejectOptions,
 };
-use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -25,6 +22,7 @@ use vod_contracts::commands::{
     CommandKind, CreateFinalUpload, CreatePartialUpload, CreateUpload, CreateVideo, DeclareLength,
     LockUpload, Reject, RejectCode, Reply, TerminateUpload, UnlockUpload,
 };
+use vod_infra::consume::{Deliveries, Subscription};
 
 use crate::cmd::{self, Handle};
 use crate::handlers::{HandlerError, Handlers};
@@ -39,34 +37,21 @@ pub async fn run(
     shutdown: CancellationToken,
     abandon: CancellationToken,
 ) -> anyhow::Result<()> {
-    let mut consumer = channel
-        .basic_consume(
-            queue.as_str().into(),
-            consumer_tag.as_str().into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
+    let subscription = Subscription {
+        queue,
+        consumer_tag,
+        what: "commands",
+    };
+    let mut deliveries = Deliveries::start(&channel, &subscription).await?;
     let in_flight = TaskTracker::new();
     loop {
-        let delivery = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            next = consumer.next() => next,
-        };
-        let delivery = match delivery {
-            Some(Ok(delivery)) => delivery,
-            Some(Err(error)) => {
-                // The connection or the channel was lost: the replica's connection watch
-                // (`startup.rs`) stops this consumer and consumes again on a new connection.
-                tracing::warn!(error = %error, "commands consumer interrupted");
-                continue;
-            }
-            None => {
+        let delivery = match deliveries.next(&shutdown).await {
+            Ok(Some(delivery)) => delivery,
+            Ok(None) => break,
+            Err(ended) => {
                 in_flight.close();
                 in_flight.wait().await;
-                // The broker cancelled the consumer: the replica connects and consumes again,
-                // rather than idle unseen.
-                anyhow::bail!("the broker closed the commands consumer");
+                return Err(ended);
             }
         };
         let handlers = handlers.clone();
@@ -83,8 +68,10 @@ pub async fn run(
         });
     }
     // The broker stops sending; deliveries it sent but nobody took go back at the close.
-    let cancelled =
-        channel.basic_cancel(consumer_tag.as_str().into(), BasicCancelOptions::default());
+    let cancelled = channel.basic_cancel(
+        subscription.consumer_tag.as_str().into(),
+        BasicCancelOptions::default(),
+    );
     if let Some(Err(error)) = vod_infra::shutdown::unless_abandoned(&abandon, cancelled).await {
         tracing::debug!(error = %error, "commands consumer not cancelled");
     }

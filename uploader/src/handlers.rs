@@ -11,12 +11,17 @@ use deadpool_postgres::Pool;
 use vod_contracts::commands::{Reject, RejectCode, UploadCreated};
 use vod_contracts::fflow::{FinishProcess, PartSource};
 use vod_contracts::{SessionId, SessionStatus};
+use vod_infra::backoff::Backoff;
 
 use crate::fflow_client::FflowClient;
 use crate::metrics::UploaderMetrics;
 use crate::routing::{Routing, RoutingError};
 use crate::store::{self, FlowRef, SessionRow};
 use crate::transitions;
+
+/// The waits between tries of telling fflow to encode (`finish_attempts` tries in all).
+const FINISH_FIRST_RETRY: Duration = Duration::from_millis(400);
+const FINISH_MAX_RETRY: Duration = Duration::from_millis(6_400);
 
 /// Failures of a handler: a refusal the client must hear, or a fault of ours or of a dependency.
 #[derive(Debug, thiserror::Error)]
@@ -172,9 +177,10 @@ impl Handlers {
             }
         };
         let mut last_error = None;
+        let mut waits = Backoff::doubling(FINISH_FIRST_RETRY, FINISH_MAX_RETRY);
         for attempt in 0..self.finish_attempts {
             if attempt > 0 {
-                tokio::time::sleep(Duration::from_millis(200 << attempt.min(5))).await;
+                tokio::time::sleep(waits.next_delay()).await;
             }
             match self
                 .fflow

@@ -3,14 +3,11 @@
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
-use futures_util::StreamExt;
-use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicRejectOptions};
-use lapin::types::FieldTable;
 use lapin::Channel;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use vod_contracts::outcome::{EncodeOutcome, EncodeResult};
+use vod_infra::consume::{consume_json, Settle, Subscription};
 
 use crate::metrics::StateTransitions;
 use crate::routing::Routing;
@@ -32,49 +29,29 @@ pub async fn run(
     applying: Applying,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let mut consumer = channel
-        .basic_consume(
-            queue.as_str().into(),
-            consumer_tag.as_str().into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
-    loop {
-        let delivery = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            next = consumer.next() => next,
-        };
-        match delivery {
-            Some(Ok(delivery)) => handle(delivery, &applying).await,
-            Some(Err(error)) => tracing::warn!(error = %error, "outcomes consumer interrupted"),
-            None => anyhow::bail!("the broker closed the outcomes consumer"),
-        }
-    }
-    Ok(())
-}
-
-async fn handle(delivery: Delivery, applying: &Applying) {
-    let outcome: EncodeOutcome = match serde_json::from_slice(&delivery.data) {
-        Ok(outcome) => outcome,
-        Err(error) => {
-            tracing::error!(error = %error, "outcome is not valid, dropping it");
-            let _ = delivery.reject(BasicRejectOptions { requeue: false }).await;
-            return;
-        }
+    let subscription = Subscription {
+        queue,
+        consumer_tag,
+        what: "outcomes",
     };
-    let span = tracing::info_span!(
-        "outcome",
-        video_id = %outcome.video_id,
-        flow_id = %outcome.flow_id,
-        session_id = %outcome.session_id,
-    );
-    handle_outcome(delivery, outcome, applying)
-        .instrument(span)
-        .await;
+    consume_json(
+        &channel,
+        &subscription,
+        &shutdown,
+        |outcome: EncodeOutcome| {
+            let span = tracing::info_span!(
+                "outcome",
+                video_id = %outcome.video_id,
+                flow_id = %outcome.flow_id,
+                session_id = %outcome.session_id,
+            );
+            handle_outcome(outcome, &applying).instrument(span)
+        },
+    )
+    .await
 }
 
-async fn handle_outcome(delivery: Delivery, outcome: EncodeOutcome, applying: &Applying) {
+async fn handle_outcome(outcome: EncodeOutcome, applying: &Applying) -> Settle {
     let retry_after = applying.retry_after;
     match apply(&outcome, &applying.pg, &applying.counted).await {
         Ok(changed) => {
@@ -91,17 +68,11 @@ async fn handle_outcome(delivery: Delivery, outcome: EncodeOutcome, applying: &A
                 }
             }
             applying.routing.forget(outcome.session_id).await;
-            let _ = delivery.ack(BasicAckOptions::default()).await;
+            Settle::Ack
         }
         Err(error) => {
             tracing::error!(flow_id = %outcome.flow_id, error = ?error, retry_in_ms = retry_after.as_millis(), "outcome not applied, retrying later");
-            tokio::time::sleep(retry_after).await;
-            let _ = delivery
-                .nack(BasicNackOptions {
-                    requeue: true,
-                    ..BasicNackOptions::default()
-                })
-                .await;
+            Settle::RequeueAfter(retry_after)
         }
     }
 }

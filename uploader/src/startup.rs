@@ -8,6 +8,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use vod_contracts::queues::QueueNames;
 use vod_infra::amqp::LossWatch;
+use vod_infra::backoff::Backoff;
 use vod_infra::config::millis;
 
 use crate::config::Config;
@@ -178,9 +179,10 @@ impl App {
         } else {
             None
         };
-        let first_backoff = millis(self.config.broker_reconnect_backoff_ms);
-        let max_backoff = millis(self.config.broker_reconnect_max_backoff_ms);
-        let mut backoff = first_backoff;
+        let mut backoff = Backoff::doubling(
+            millis(self.config.broker_reconnect_backoff_ms),
+            millis(self.config.broker_reconnect_max_backoff_ms),
+        );
         let mut connection = self.amqp.take();
         while !shutdown.is_cancelled() {
             let broker = match connection.take() {
@@ -190,19 +192,19 @@ impl App {
                     Some(Ok(broker)) => {
                         tracing::info!(replica = %self.config.replica_name, "reconnected to the broker");
                         self.handlers.metrics.broker_reconnected();
-                        backoff = first_backoff;
+                        backoff.reset();
                         self.current_broker.replace(broker.connection.clone());
                         broker
                     }
                     Some(Err(error)) => {
+                        let wait = backoff.next_delay();
                         tracing::warn!(
                             replica = %self.config.replica_name,
                             error = %format!("{error:#}"),
-                            retry_in_ms = backoff.as_millis(),
+                            retry_in_ms = wait.as_millis(),
                             "broker unreachable"
                         );
-                        wait_or_stop(backoff, shutdown).await;
-                        backoff = (backoff * 2).min(max_backoff);
+                        wait_or_stop(wait, shutdown).await;
                         continue;
                     }
                 },
@@ -222,14 +224,14 @@ impl App {
                     return Err(error);
                 }
                 self.handlers.metrics.broker_connection_lost();
+                let wait = backoff.next_delay();
                 tracing::warn!(
                     replica = %self.config.replica_name,
                     error = %format!("{error:#}"),
-                    retry_in_ms = backoff.as_millis(),
+                    retry_in_ms = wait.as_millis(),
                     "consumers stopped, connecting to the broker again"
                 );
-                wait_or_stop(backoff, shutdown).await;
-                backoff = (backoff * 2).min(max_backoff);
+                wait_or_stop(wait, shutdown).await;
             }
         }
         if let Some(mut cron) = cron {

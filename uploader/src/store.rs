@@ -1,42 +1,15 @@
 //! Reads of upload state, and the one write that is not a status change: recording which fflow
 //! replica owns a session.
+//!
+//! The statuses and kinds these reads select by stay written in their queries: each is what a
+//! fixed query is about, and a parameter would only take it away from the query's text.
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use uuid::Uuid;
 use vod_contracts::fflow::EncodeTarget;
-use vod_contracts::{FlowId, FlowStatus, SessionId, SessionStatus, VideoId, WriterId};
-
-/// What an upload session is for (tus concatenation).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum UploadKind {
-    /// Feeds its flow.
-    Single,
-    /// Holds bytes for a final upload; has no flow and counts its bytes itself.
-    Partial,
-    /// Feeds its flow with the joined bytes of its partial uploads.
-    Final,
-}
-
-impl UploadKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            UploadKind::Single => "SINGLE",
-            UploadKind::Partial => "PARTIAL",
-            UploadKind::Final => "FINAL",
-        }
-    }
-
-    fn parse(text: &str) -> anyhow::Result<Self> {
-        match text {
-            "SINGLE" => Ok(UploadKind::Single),
-            "PARTIAL" => Ok(UploadKind::Partial),
-            "FINAL" => Ok(UploadKind::Final),
-            other => anyhow::bail!("unknown upload kind {other:?}"),
-        }
-    }
-}
+use vod_contracts::{FlowId, FlowStatus, SessionId, SessionStatus, UploadKind, VideoId, WriterId};
 
 /// The flow an upload session feeds.
 #[derive(Clone, Copy, Debug)]
@@ -112,15 +85,15 @@ fn session_from_row(row: &tokio_postgres::Row) -> anyhow::Result<SessionRow> {
         Some(flow_id) => Some(FlowRef {
             flow_id: FlowId(flow_id),
             video_id: VideoId(row.try_get(4)?),
-            status: row.try_get::<_, &str>(5)?.parse()?,
+            status: row.try_get(5)?,
         }),
         None => None,
     };
     let parts: Vec<Uuid> = row.try_get(13)?;
     Ok(SessionRow {
         session_id: SessionId(row.try_get(0)?),
-        status: row.try_get::<_, &str>(1)?.parse()?,
-        kind: UploadKind::parse(row.try_get(2)?)?,
+        status: row.try_get(1)?,
+        kind: row.try_get(2)?,
         flow,
         uploaded_bytes: u64::try_from(row.try_get::<_, i64>(6)?)?,
         total_bytes: row

@@ -3,13 +3,19 @@
 //! which change is allowed when, and counts each change it writes in
 //! `uploader_state_transitions_total` (a transaction rolled back afterwards, which is rare,
 //! has still been counted).
+//!
+//! Statuses and kinds are bound as typed parameters (`vod_contracts`' `postgres` feature), the
+//! one a change writes and the one it requires alike, so each is spelled once, by its enum, and
+//! the figure counted is the value written.
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use vod_contracts::commands::{Reject, RejectCode};
 use vod_contracts::outcome::{EncodeResult, EncodeStart, MediaFacts};
-use vod_contracts::{FlowId, FlowStatus, SessionId, VideoId, VideoStatus, WriterId};
+use vod_contracts::{
+    FlowId, FlowStatus, SessionId, SessionStatus, UploadKind, VideoId, VideoStatus, WriterId,
+};
 
 use crate::metrics::{Entity, StateTransitions};
 use crate::store::SessionRow;
@@ -53,8 +59,9 @@ pub async fn refresh_video_status(
         .context("failed to read flow statuses")?;
     let statuses = rows
         .iter()
-        .map(|row| Ok(row.try_get::<_, &str>(0)?.parse::<FlowStatus>()?))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+        .map(|row| row.try_get::<_, FlowStatus>(0))
+        .collect::<Result<Vec<_>, _>>()
+        .context("failed to read flow statuses")?;
     let status = video_status_from_flows(&statuses);
     let changed = client
         .query_opt(
@@ -62,13 +69,13 @@ pub async fn refresh_video_status(
              FROM (SELECT id, status FROM video WHERE id = $1 FOR UPDATE) AS before \
              WHERE video.id = before.id AND video.status <> $2 \
              RETURNING before.status",
-            &[&video_id.0, &status.as_str()],
+            &[&video_id.0, &status],
         )
         .await
         .context("failed to update video status")?;
     if let Some(row) = changed {
-        let before: &str = row.try_get(0)?;
-        counted.record(Entity::Video, before, status.as_str());
+        let before: VideoStatus = row.try_get(0)?;
+        counted.record(Entity::Video, before.as_str(), status.as_str());
     }
     Ok(status)
 }
@@ -82,8 +89,8 @@ pub async fn create_video(
     let video_id = VideoId::new();
     client
         .execute(
-            "INSERT INTO video (id, title, description, status) VALUES ($1, $2, $3, 'CREATED')",
-            &[&video_id.0, &title, &description],
+            "INSERT INTO video (id, title, description, status) VALUES ($1, $2, $3, $4)",
+            &[&video_id.0, &title, &description, &VideoStatus::Created],
         )
         .await
         .context("failed to insert video")?;
@@ -157,9 +164,13 @@ pub async fn create_upload(
     let session_id = SessionId::new();
     let empty = upload.total_bytes == Some(0);
     let (flow_status, session_status, error) = if empty {
-        ("FAILED", "FAILED", Some("the upload is empty"))
+        (
+            FlowStatus::Failed,
+            SessionStatus::Failed,
+            Some("the upload is empty"),
+        )
     } else {
-        ("UPLOADING", "OPEN", None)
+        (FlowStatus::Uploading, SessionStatus::Open, None)
     };
     client
         .execute(
@@ -180,8 +191,8 @@ pub async fn create_upload(
     let row = client
         .query_one(
             "INSERT INTO upload_session (id, flow_id, status, metadata, closed_at, expires_at) \
-             VALUES ($1, $2, $3, $4, CASE WHEN $3 = 'OPEN' THEN NULL ELSE now() END, \
-                     CASE WHEN $3 = 'OPEN' THEN now() + make_interval(secs => $5) END) \
+             VALUES ($1, $2, $3, $4, CASE WHEN $3 = $6 THEN NULL ELSE now() END, \
+                     CASE WHEN $3 = $6 THEN now() + make_interval(secs => $5) END) \
              RETURNING expires_at",
             &[
                 &session_id.0,
@@ -189,12 +200,13 @@ pub async fn create_upload(
                 &session_status,
                 &upload.metadata,
                 &ttl,
+                &SessionStatus::Open,
             ],
         )
         .await
         .context("failed to insert upload session")?;
-    counted.record(Entity::Flow, NEW, flow_status);
-    counted.record(Entity::Session, NEW, session_status);
+    counted.record(Entity::Flow, NEW, flow_status.as_str());
+    counted.record(Entity::Session, NEW, session_status.as_str());
     refresh_video_status(client, video_id, counted).await?;
     Ok(Ok(Created {
         video_id,
@@ -215,23 +227,31 @@ pub async fn create_partial_upload(
     let session_id = SessionId::new();
     let total = total_bytes.map(to_i64).transpose()?;
     let status = if total_bytes == Some(0) {
-        "COMPLETED"
+        SessionStatus::Completed
     } else {
-        "OPEN"
+        SessionStatus::Open
     };
     let ttl = ttl_secs as f64;
     let row = client
         .query_one(
             "INSERT INTO upload_session (id, kind, status, metadata, uploaded_bytes, total_bytes, \
                                          closed_at, expires_at) \
-             VALUES ($1, 'PARTIAL', $2, $3, 0, $4, CASE WHEN $2 = 'OPEN' THEN NULL ELSE now() END, \
+             VALUES ($1, $6, $2, $3, 0, $4, CASE WHEN $2 = $7 THEN NULL ELSE now() END, \
                      now() + make_interval(secs => $5)) \
              RETURNING expires_at",
-            &[&session_id.0, &status, &metadata, &total, &ttl],
+            &[
+                &session_id.0,
+                &status,
+                &metadata,
+                &total,
+                &ttl,
+                &UploadKind::Partial,
+                &SessionStatus::Open,
+            ],
         )
         .await
         .context("failed to insert partial upload")?;
-    counted.record(Entity::Session, NEW, status);
+    counted.record(Entity::Session, NEW, status.as_str());
     Ok((session_id, row.try_get(0)?))
 }
 
@@ -263,9 +283,13 @@ pub async fn create_final_upload(
     let flow_id = FlowId::new();
     let session_id = SessionId::new();
     let (flow_status, session_status, error) = if total == 0 {
-        ("FAILED", "FAILED", Some("the upload is empty"))
+        (
+            FlowStatus::Failed,
+            SessionStatus::Failed,
+            Some("the upload is empty"),
+        )
     } else {
-        ("PROCESSING", "COMPLETED", None)
+        (FlowStatus::Processing, SessionStatus::Completed, None)
     };
     client
         .execute(
@@ -286,19 +310,20 @@ pub async fn create_final_upload(
     client
         .execute(
             "INSERT INTO upload_session (id, flow_id, kind, status, metadata, parts, closed_at) \
-             VALUES ($1, $2, 'FINAL', $3, $4, $5, now())",
+             VALUES ($1, $2, $6, $3, $4, $5, now())",
             &[
                 &session_id.0,
                 &flow_id.0,
                 &session_status,
                 &upload.metadata,
                 &parts,
+                &UploadKind::Final,
             ],
         )
         .await
         .context("failed to insert final upload")?;
-    counted.record(Entity::Flow, NEW, flow_status);
-    counted.record(Entity::Session, NEW, session_status);
+    counted.record(Entity::Flow, NEW, flow_status.as_str());
+    counted.record(Entity::Session, NEW, session_status.as_str());
     let ttl = upload.ttl_secs as f64;
     client
         .execute(
@@ -366,7 +391,10 @@ pub async fn advance_offset(
                                   WHEN NOT $5::boolean AND writer = $4 THEN NULL \
                                   ELSE writer_expires_at END";
     // FOR UPDATE makes the token check see the last committed lock, not the statement's
-    // snapshot, and keeps the row until the statement's transaction ends.
+    // snapshot, and keeps the row until the statement's transaction ends. The statuses it
+    // requires stay written here, unlike elsewhere in this module: the statement has two
+    // shapes, and a parameter that one of them does not use could not be typed.
+    // `status_literals_are_the_enums_spelling` checks them.
     const FENCED: &str = "fenced AS ( \
          SELECT id FROM upload_session \
          WHERE id = $1 AND status = 'OPEN' AND writer_epoch = $9 FOR UPDATE)";
@@ -468,15 +496,15 @@ pub async fn reassign_lost_replica(
             .execute(
                 "UPDATE flow SET uploaded_bytes = 0, progress_percent = NULL, encode_path = NULL, \
                         encode_started_at_byte = NULL, updated_at = now() \
-                 WHERE id = $1 AND status = 'UPLOADING'",
-                &[&flow.flow_id.0],
+                 WHERE id = $1 AND status = $2",
+                &[&flow.flow_id.0, &FlowStatus::Uploading],
             )
             .await
             .context("failed to lower the offset")?,
         None => client
             .execute(
-                "UPDATE upload_session SET uploaded_bytes = 0 WHERE id = $1 AND status = 'OPEN'",
-                &[&session.session_id.0],
+                "UPDATE upload_session SET uploaded_bytes = 0 WHERE id = $1 AND status = $2",
+                &[&session.session_id.0, &SessionStatus::Open],
             )
             .await
             .context("failed to lower the offset")?,
@@ -535,27 +563,42 @@ pub async fn complete_upload(
 ) -> anyhow::Result<()> {
     let completed = client
         .execute(
-            "UPDATE upload_session SET status = 'COMPLETED', closed_at = now(), writer = NULL, \
+            "UPDATE upload_session SET status = $2, closed_at = now(), writer = NULL, \
                     writer_expires_at = NULL \
-             WHERE id = $1 AND status = 'OPEN'",
-            &[&session.session_id.0],
+             WHERE id = $1 AND status = $3",
+            &[
+                &session.session_id.0,
+                &SessionStatus::Completed,
+                &SessionStatus::Open,
+            ],
         )
         .await
         .context("failed to complete the session")?;
     if completed > 0 {
-        counted.record(Entity::Session, "OPEN", "COMPLETED");
+        counted.record(
+            Entity::Session,
+            SessionStatus::Open.as_str(),
+            SessionStatus::Completed.as_str(),
+        );
     }
     if let Some(flow) = &session.flow {
         let processing = client
             .execute(
-                "UPDATE flow SET status = 'PROCESSING', updated_at = now() \
-                 WHERE id = $1 AND status = 'UPLOADING'",
-                &[&flow.flow_id.0],
+                "UPDATE flow SET status = $2, updated_at = now() WHERE id = $1 AND status = $3",
+                &[
+                    &flow.flow_id.0,
+                    &FlowStatus::Processing,
+                    &FlowStatus::Uploading,
+                ],
             )
             .await
             .context("failed to start processing the flow")?;
         if processing > 0 {
-            counted.record(Entity::Flow, "UPLOADING", "PROCESSING");
+            counted.record(
+                Entity::Flow,
+                FlowStatus::Uploading.as_str(),
+                FlowStatus::Processing.as_str(),
+            );
         }
         refresh_video_status(client, flow.video_id, counted).await?;
     }
@@ -569,7 +612,7 @@ pub async fn terminate_upload(
     counted: &StateTransitions,
 ) -> anyhow::Result<()> {
     let closing = Closing {
-        session_status: "TERMINATED",
+        session_status: SessionStatus::Terminated,
         flow_status: FlowStatus::Cancelled,
         error: None,
     };
@@ -586,17 +629,25 @@ pub async fn expire_upload(
 ) -> anyhow::Result<()> {
     let expired = client
         .execute(
-            "UPDATE upload_session SET status = 'EXPIRED' \
-             WHERE id = $1 AND kind = 'PARTIAL' AND status = 'COMPLETED'",
-            &[&session.session_id.0],
+            "UPDATE upload_session SET status = $2 WHERE id = $1 AND kind = $3 AND status = $4",
+            &[
+                &session.session_id.0,
+                &SessionStatus::Expired,
+                &UploadKind::Partial,
+                &SessionStatus::Completed,
+            ],
         )
         .await
         .context("failed to expire the partial upload")?;
     if expired > 0 {
-        counted.record(Entity::Session, "COMPLETED", "EXPIRED");
+        counted.record(
+            Entity::Session,
+            SessionStatus::Completed.as_str(),
+            SessionStatus::Expired.as_str(),
+        );
     }
     let closing = Closing {
-        session_status: "EXPIRED",
+        session_status: SessionStatus::Expired,
         flow_status: FlowStatus::Failed,
         error: Some(reason),
     };
@@ -605,7 +656,7 @@ pub async fn expire_upload(
 
 /// Where an open upload ends.
 struct Closing<'a> {
-    session_status: &'static str,
+    session_status: SessionStatus,
     flow_status: FlowStatus,
     error: Option<&'a str>,
 }
@@ -625,25 +676,38 @@ async fn close_session_and_flow(
         .execute(
             "UPDATE upload_session SET status = $2, closed_at = now(), writer = NULL, \
                     writer_expires_at = NULL \
-             WHERE id = $1 AND status = 'OPEN'",
-            &[&session.session_id.0, &session_status],
+             WHERE id = $1 AND status = $3",
+            &[&session.session_id.0, &session_status, &SessionStatus::Open],
         )
         .await
         .context("failed to close the session")?;
     if closed > 0 {
-        counted.record(Entity::Session, "OPEN", session_status);
+        counted.record(
+            Entity::Session,
+            SessionStatus::Open.as_str(),
+            session_status.as_str(),
+        );
     }
     if let Some(flow) = &session.flow {
         let closed = client
             .execute(
                 "UPDATE flow SET status = $2, error = $3, updated_at = now() \
-                 WHERE id = $1 AND status = 'UPLOADING'",
-                &[&flow.flow_id.0, &flow_status.as_str(), &error],
+                 WHERE id = $1 AND status = $4",
+                &[
+                    &flow.flow_id.0,
+                    &flow_status,
+                    &error,
+                    &FlowStatus::Uploading,
+                ],
             )
             .await
             .context("failed to close the flow")?;
         if closed > 0 {
-            counted.record(Entity::Flow, "UPLOADING", flow_status.as_str());
+            counted.record(
+                Entity::Flow,
+                FlowStatus::Uploading.as_str(),
+                flow_status.as_str(),
+            );
         }
         refresh_video_status(client, flow.video_id, counted).await?;
     }
@@ -661,14 +725,23 @@ pub async fn fail_processing(
 ) -> anyhow::Result<bool> {
     let changed = client
         .execute(
-            "UPDATE flow SET status = 'FAILED', error = $2, updated_at = now() \
-             WHERE id = $1 AND status = 'PROCESSING'",
-            &[&flow_id.0, &reason],
+            "UPDATE flow SET status = $3, error = $2, updated_at = now() \
+             WHERE id = $1 AND status = $4",
+            &[
+                &flow_id.0,
+                &reason,
+                &FlowStatus::Failed,
+                &FlowStatus::Processing,
+            ],
         )
         .await
         .context("failed to fail the flow")?;
     if changed > 0 {
-        counted.record(Entity::Flow, "PROCESSING", "FAILED");
+        counted.record(
+            Entity::Flow,
+            FlowStatus::Processing.as_str(),
+            FlowStatus::Failed.as_str(),
+        );
     }
     refresh_video_status(client, video_id, counted).await?;
     Ok(changed > 0)
@@ -713,8 +786,8 @@ pub async fn apply_outcome(
     let source_sha256 = source_sha256.filter(|digest| is_sha256_hex(digest));
     client
         .execute(
-            "UPDATE flow SET source_sha256 = $2 WHERE id = $1 AND status = 'PROCESSING'",
-            &[&flow_id.0, &source_sha256],
+            "UPDATE flow SET source_sha256 = $2 WHERE id = $1 AND status = $3",
+            &[&flow_id.0, &source_sha256, &FlowStatus::Processing],
         )
         .await
         .context("failed to record the source checksum")?;
@@ -722,10 +795,15 @@ pub async fn apply_outcome(
         EncodeResult::Ready(facts) => mark_ready(client, flow_id, facts).await?,
         EncodeResult::Failed { reason } => client
             .execute(
-                "UPDATE flow SET status = 'FAILED', error = $2, progress_percent = NULL, \
+                "UPDATE flow SET status = $3, error = $2, progress_percent = NULL, \
                  updated_at = now() \
-                 WHERE id = $1 AND status = 'PROCESSING'",
-                &[&flow_id.0, reason],
+                 WHERE id = $1 AND status = $4",
+                &[
+                    &flow_id.0,
+                    reason,
+                    &FlowStatus::Failed,
+                    &FlowStatus::Processing,
+                ],
             )
             .await
             .context("failed to mark the flow failed")?,
@@ -735,7 +813,7 @@ pub async fn apply_outcome(
             EncodeResult::Ready(_) => FlowStatus::Ready,
             EncodeResult::Failed { .. } => FlowStatus::Failed,
         };
-        counted.record(Entity::Flow, "PROCESSING", to.as_str());
+        counted.record(Entity::Flow, FlowStatus::Processing.as_str(), to.as_str());
         if let Some(started) = started {
             record_encode_start(client, flow_id, started).await?;
         }
@@ -761,8 +839,15 @@ pub async fn record_progress(
             "UPDATE flow SET progress_percent = CASE WHEN encode_path IS DISTINCT FROM $3 \
              THEN $2::smallint ELSE GREATEST(progress_percent, $2::smallint) END, \
              encode_path = $3, encode_started_at_byte = LEAST($4, total_bytes) \
-             WHERE id = $1 AND status IN ('UPLOADING', 'PROCESSING')",
-            &[&flow_id.0, &percent, &started.path.as_str(), &received],
+             WHERE id = $1 AND status IN ($5, $6)",
+            &[
+                &flow_id.0,
+                &percent,
+                &started.path,
+                &received,
+                &FlowStatus::Uploading,
+                &FlowStatus::Processing,
+            ],
         )
         .await
         .context("failed to record the encode progress")?;
@@ -779,7 +864,7 @@ async fn record_encode_start(
         .execute(
             "UPDATE flow SET encode_path = $2, encode_started_at_byte = LEAST($3, total_bytes) \
              WHERE id = $1",
-            &[&flow_id.0, &started.path.as_str(), &received],
+            &[&flow_id.0, &started.path, &received],
         )
         .await
         .context("failed to record how the encode started")?;
@@ -802,12 +887,12 @@ async fn mark_ready(
     let renditions = serde_json::to_value(&facts.renditions)?;
     client
         .execute(
-            "UPDATE flow SET status = 'READY', error = NULL, duration_seconds = $2, width = $3, \
+            "UPDATE flow SET status = $16, error = NULL, duration_seconds = $2, width = $3, \
              height = $4, video_codec = $5, audio_codec = $6, hls_path = $7, dash_path = $8, \
              source_width = $9, source_height = $10, source_video_codec = $11, \
              source_audio_codec = $12, source_frame_rate = $13, renditions = $14, \
              poster_path = $15, progress_percent = 100, updated_at = now() \
-             WHERE id = $1 AND status = 'PROCESSING'",
+             WHERE id = $1 AND status = $17",
             &[
                 &flow_id.0,
                 &facts.duration_seconds,
@@ -824,6 +909,8 @@ async fn mark_ready(
                 &facts.source.frame_rate,
                 &renditions,
                 &facts.poster_path,
+                &FlowStatus::Ready,
+                &FlowStatus::Processing,
             ],
         )
         .await
@@ -842,6 +929,12 @@ pub async fn delete_video(client: &impl GenericClient, video_id: VideoId) -> any
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn status_literals_are_the_enums_spelling() {
+        assert_eq!(SessionStatus::Open.as_str(), "OPEN");
+        assert_eq!(FlowStatus::Uploading.as_str(), "UPLOADING");
+    }
+
     use super::*;
     use FlowStatus::*;
 

@@ -16,12 +16,12 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use vod_contracts::api::ErrorBody;
 use vod_contracts::commands::TerminateUpload;
-use vod_contracts::{SessionId, SessionStatus};
+use vod_contracts::{SessionId, SessionStatus, UploadKind};
 
 pub use self::creation::*;
 pub use self::patch::*;
 use crate::error::ApiError;
-use crate::read_model::{self, UploadKind, UploadState};
+use crate::read_model::{self, UploadState};
 use crate::state::AppState;
 use crate::tus;
 use headers::TusResumable;

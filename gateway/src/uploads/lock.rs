@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use vod_contracts::commands::{LockUpload, RejectCode, UnlockUpload, UploadLocked};
 use vod_contracts::{SessionId, WriterId};
+use vod_infra::backoff::Backoff;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -73,8 +74,7 @@ impl Writing {
 pub(super) struct UnlockLater {
     tasks: TaskTracker,
     stopping: CancellationToken,
-    backoff: Duration,
-    max_backoff: Duration,
+    backoff: Backoff,
     window: Duration,
 }
 
@@ -83,8 +83,10 @@ impl UnlockLater {
         Self {
             tasks: state.body_tasks.clone(),
             stopping: state.stopping.clone(),
-            backoff: Duration::from_millis(state.config.unlock_backoff_ms),
-            max_backoff: Duration::from_millis(state.config.unlock_max_backoff_ms),
+            backoff: Backoff::doubling(
+                Duration::from_millis(state.config.unlock_backoff_ms),
+                Duration::from_millis(state.config.unlock_max_backoff_ms),
+            ),
             window: Duration::from_millis(state.config.unlock_retry_window_ms),
         }
     }
@@ -94,13 +96,13 @@ impl UnlockLater {
             tasks,
             stopping,
             mut backoff,
-            max_backoff,
             window,
         } = self;
         let give_back = async move {
             let deadline = tokio::time::Instant::now() + window;
             loop {
-                tokio::time::sleep(backoff).await;
+                let waited = backoff.next_delay();
+                tokio::time::sleep(waited).await;
                 match uploader.call(&UnlockUpload { session_id, writer }).await {
                     Ok(_) => {
                         tracing::info!(%session_id, "write lock given back");
@@ -111,11 +113,11 @@ impl UnlockLater {
                         tracing::info!(%session_id, reason = %reject, "write lock not given back, no longer needed");
                         return;
                     }
-                    Err(error) if tokio::time::Instant::now() + backoff >= deadline => {
+                    Err(error) if tokio::time::Instant::now() + waited >= deadline => {
                         tracing::warn!(%session_id, error = %error, "write lock not given back, it runs out by itself");
                         return;
                     }
-                    Err(_) => backoff = (backoff * 2).min(max_backoff),
+                    Err(_) => {}
                 }
             }
         };

@@ -1,10 +1,10 @@
 use anyhow::Context;
 use vod_contracts::commands::{CreateFinalUpload, Reject, RejectCode, UploadCreated};
-use vod_contracts::{FlowStatus, SessionStatus};
+use vod_contracts::{FlowStatus, SessionStatus, UploadKind};
 
 use super::Handle;
 use crate::handlers::{created_reply, not_found, HandlerError, Handlers};
-use crate::store::{self, UploadKind};
+use crate::store;
 use crate::transitions::{self, FinalUpload};
 
 impl Handle for CreateFinalUpload {

@@ -9,14 +9,14 @@ use chrono::{DateTime, Utc};
 use tracing::Instrument;
 use vod_contracts::api::ErrorBody;
 use vod_contracts::commands::DeclareLength;
-use vod_contracts::{SessionId, SessionStatus};
+use vod_contracts::{SessionId, SessionStatus, UploadKind};
 
 use super::headers::{
     ContentLength, OffsetOctetStream, TusResumable, UploadChecksum, UploadLength, UploadOffset,
 };
 use super::{check_fits, find_live_upload, UploadBytes};
 use crate::error::ApiError;
-use crate::read_model::{UploadKind, UploadState};
+use crate::read_model::UploadState;
 use crate::state::AppState;
 use crate::tus;
 use crate::upload_stream::BodyEnd;
