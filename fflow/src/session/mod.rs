@@ -142,12 +142,15 @@ impl Session {
         &self,
         state: &mut SessionState,
         step: impl FnOnce(&mut Machine) -> Result<T, Refusal>,
-        persist: impl FnOnce(&T) -> bool,
+        persist: impl FnOnce(&T) -> Option<Persist>,
     ) -> Result<T, SessionError> {
         let mut next = state.machine.clone();
         let taken = step(&mut next)?;
-        if persist(&taken) {
-            self.record(&next, &state.parts).write(&self.dir).await?;
+        let record = self.record(&next, &state.parts);
+        match persist(&taken) {
+            Some(Persist::Synced) => record.write(&self.dir).await?,
+            Some(Persist::ForRestart) => record.write_for_restart(&self.dir).await?,
+            None => {}
         }
         state.machine = next;
         Ok(taken)
@@ -245,7 +248,9 @@ impl Session {
             .step(
                 &mut state,
                 |machine| machine.accept_chunk(writer, &chunk),
-                |accepted| accepted.persist_epoch,
+                // Every request raises the epoch: an fsync per request would cost more than
+                // the bytes it guards, which are not synced either.
+                |accepted| accepted.persist_epoch.then_some(Persist::ForRestart),
             )
             .await?;
         let offset = chunk.offset;
@@ -308,7 +313,7 @@ impl Session {
         self.step(
             &mut state,
             |machine| machine.give_length(total_bytes),
-            |newly_known| *newly_known,
+            |newly_known| newly_known.then_some(Persist::Synced),
         )
         .await?;
         Ok(())
@@ -458,6 +463,12 @@ impl Session {
             _ => Ok(()),
         }
     }
+}
+
+/// How a step's record is written.
+enum Persist {
+    Synced,
+    ForRestart,
 }
 
 #[cfg(test)]

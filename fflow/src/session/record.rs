@@ -70,8 +70,20 @@ impl SessionRecord {
         serde_json::from_slice(&text).context("failed to parse session.json")
     }
 
-    /// Replaces the record in `dir` at once: a crash leaves the old one or the new one.
+    /// Replaces the record in `dir` at once, on disk before it returns: a crash of the process
+    /// or of the machine leaves the old one or the new one.
     pub async fn write(&self, dir: &Path) -> anyhow::Result<()> {
+        self.replace(dir, Durability::Synced).await
+    }
+
+    /// Replaces the record in `dir` at once for a restart of the process, not of the machine.
+    /// What only needs to last as long as the spooled bytes themselves, which are not synced
+    /// chunk by chunk either, is written so: a writer's epoch, which rises with every request.
+    pub async fn write_for_restart(&self, dir: &Path) -> anyhow::Result<()> {
+        self.replace(dir, Durability::UntilRestart).await
+    }
+
+    async fn replace(&self, dir: &Path, durability: Durability) -> anyhow::Result<()> {
         let json = serde_json::to_vec_pretty(self).context("failed to encode session.json")?;
         let temporary = dir.join(format!(".{RECORD_FILE}.tmp"));
         let mut file = tokio::fs::File::create(&temporary)
@@ -80,15 +92,23 @@ impl SessionRecord {
         file.write_all(&json)
             .await
             .context("failed to write session.json")?;
-        file.sync_all()
-            .await
-            .context("failed to write session.json")?;
+        if durability == Durability::Synced {
+            file.sync_all()
+                .await
+                .context("failed to write session.json")?;
+        }
         drop(file);
         tokio::fs::rename(&temporary, dir.join(RECORD_FILE))
             .await
             .context("failed to write session.json")?;
         Ok(())
     }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Durability {
+    Synced,
+    UntilRestart,
 }
 
 #[cfg(test)]
