@@ -29,6 +29,12 @@ impl Session {
         };
         self.write_chunk(chunk, body).await
     }
+
+    /// A chunk of one piece under epoch 0, with no declared length, as most tests write.
+    async fn write_at(&self, offset: u64, bytes: &'static [u8]) -> Result<u64, SessionError> {
+        self.write_chunk_at(offset, 0, None, 100, body(&[bytes]))
+            .await
+    }
 }
 
 fn request(total_bytes: u64) -> CreateProcess {
@@ -79,24 +85,16 @@ async fn chunks_stitch_and_redelivery_is_harmless() {
             .unwrap(),
         7
     );
-    assert_eq!(
-        session
-            .write_chunk_at(4, 0, None, 100, body(&[b"efg"]))
-            .await
-            .unwrap(),
-        7
-    );
+    assert_eq!(session.write_at(4, b"efg").await.unwrap(), 7);
     assert!(matches!(
-        session.write_chunk_at(8, 0, None, 100, body(&[b"x"])).await,
+        session.write_at(8, b"x").await,
         Err(SessionError::OffsetGap {
             offset: 8,
             received: 7
         })
     ));
     assert!(matches!(
-        session
-            .write_chunk_at(7, 0, None, 100, body(&[b"hijk"]))
-            .await,
+        session.write_at(7, b"hijk").await,
         Err(SessionError::LengthExceeded { end: 11, total: 10 })
     ));
     assert!(matches!(
@@ -116,13 +114,7 @@ async fn chunks_stitch_and_redelivery_is_harmless() {
             total: 10
         })
     ));
-    assert_eq!(
-        session
-            .write_chunk_at(7, 0, None, 100, body(&[b"hij"]))
-            .await
-            .unwrap(),
-        10
-    );
+    assert_eq!(session.write_at(7, b"hij").await.unwrap(), 10);
     assert_eq!(
         tokio::fs::read(session.source_path()).await.unwrap(),
         b"abcdefghij"
@@ -133,7 +125,7 @@ async fn chunks_stitch_and_redelivery_is_harmless() {
         BeginEncode::AlreadyStarted
     );
     assert!(matches!(
-        session.write_chunk_at(0, 0, None, 100, body(&[b"a"])).await,
+        session.write_at(0, b"a").await,
         Err(SessionError::Finished)
     ));
 }
@@ -145,10 +137,7 @@ async fn a_rewrite_of_bytes_ffmpeg_read_abandons_streaming_unless_identical() {
         .await
         .unwrap();
     let session = new_session(&sessions, 8).await;
-    session
-        .write_chunk_at(0, 0, None, 100, body(&[b"abcd"]))
-        .await
-        .unwrap();
+    session.write_at(0, b"abcd").await.unwrap();
     assert_eq!(session.claim_streaming_decision().await, Some(4));
     assert_eq!(
         session.claim_streaming_decision().await,
@@ -174,24 +163,15 @@ async fn a_rewrite_of_bytes_ffmpeg_read_abandons_streaming_unless_identical() {
     assert!(!cancel.is_cancelled());
     assert!(session.is_streaming().await);
     // Past what was fed, anything may be rewritten.
-    session
-        .write_chunk_at(3, 0, None, 100, body(&[b"D"]))
-        .await
-        .unwrap();
+    session.write_at(3, b"D").await.unwrap();
     assert!(!cancel.is_cancelled());
     // A different byte ffmpeg already read does.
-    session
-        .write_chunk_at(1, 0, None, 100, body(&[b"Bcd"]))
-        .await
-        .unwrap();
+    session.write_at(1, b"Bcd").await.unwrap();
     assert!(cancel.is_cancelled());
     assert!(!session.is_streaming().await);
     assert_eq!(session.claim_streaming_decision().await, None);
 
-    session
-        .write_chunk_at(4, 0, None, 100, body(&[b"efgh"]))
-        .await
-        .unwrap();
+    session.write_at(4, b"efgh").await.unwrap();
     assert_eq!(
         tokio::fs::read(session.source_path()).await.unwrap(),
         b"aBcdefgh"
@@ -206,19 +186,13 @@ async fn a_running_streaming_encode_finishes_the_session() {
         .await
         .unwrap();
     let session = new_session(&sessions, 4).await;
-    session
-        .write_chunk_at(0, 0, None, 100, body(&[b"ab"]))
-        .await
-        .unwrap();
+    session.write_at(0, b"ab").await.unwrap();
     session.claim_streaming_decision().await.unwrap();
     session
         .start_streaming(CancellationToken::new())
         .await
         .unwrap();
-    session
-        .write_chunk_at(2, 0, None, 100, body(&[b"cd"]))
-        .await
-        .unwrap();
+    session.write_at(2, b"cd").await.unwrap();
     assert!(matches!(
         session.read_for_feed(4, 10).await.unwrap(),
         FeedRead::End
@@ -241,10 +215,7 @@ async fn without_streaming_every_session_waits_for_its_last_byte() {
         .await
         .unwrap();
     let session = new_session(&sessions, 4).await;
-    session
-        .write_chunk_at(0, 0, None, 100, body(&[b"ab"]))
-        .await
-        .unwrap();
+    session.write_at(0, b"ab").await.unwrap();
     assert_eq!(session.claim_streaming_decision().await, None);
 }
 
@@ -259,23 +230,11 @@ async fn the_digest_follows_the_source_through_rewrites() {
         .await
         .unwrap();
     let session = new_session(&sessions, 9).await;
-    session
-        .write_chunk_at(0, 0, None, 100, body(&[b"abc"]))
-        .await
-        .unwrap();
-    session
-        .write_chunk_at(3, 0, None, 100, body(&[b"XYZ"]))
-        .await
-        .unwrap();
+    session.write_at(0, b"abc").await.unwrap();
+    session.write_at(3, b"XYZ").await.unwrap();
     // The last chunk again, with other bytes (staged bytes overwritten): rewinds.
-    session
-        .write_chunk_at(3, 0, None, 100, body(&[b"def"]))
-        .await
-        .unwrap();
-    session
-        .write_chunk_at(6, 0, None, 100, body(&[b"ghi"]))
-        .await
-        .unwrap();
+    session.write_at(3, b"def").await.unwrap();
+    session.write_at(6, b"ghi").await.unwrap();
     assert_eq!(
         session.source_sha256().await.unwrap(),
         sha256_hex(b"abcdefghi")
@@ -290,10 +249,7 @@ async fn the_digest_follows_the_source_through_rewrites() {
         .is_some());
 
     // A rewrite from the middle of a chunk: the digest comes from the file.
-    session
-        .write_chunk_at(4, 0, None, 100, body(&[b"EFGHI"]))
-        .await
-        .unwrap();
+    session.write_at(4, b"EFGHI").await.unwrap();
     assert!(session
         .state
         .lock()
@@ -342,15 +298,9 @@ async fn sessions_are_reloaded_from_the_spool() {
             .await
             .unwrap();
         let receiving = new_session(&sessions, 10).await;
-        receiving
-            .write_chunk_at(0, 0, None, 100, body(&[b"abc"]))
-            .await
-            .unwrap();
+        receiving.write_at(0, b"abc").await.unwrap();
         let finished = new_session(&sessions, 2).await;
-        finished
-            .write_chunk_at(0, 0, None, 100, body(&[b"ab"]))
-            .await
-            .unwrap();
+        finished.write_at(0, b"ab").await.unwrap();
         finished.begin_encode().await.unwrap();
         (receiving.session_id, finished.session_id)
     };
@@ -363,13 +313,7 @@ async fn sessions_are_reloaded_from_the_spool() {
         .unwrap();
     let reloaded = sessions.get(receiving).unwrap();
     assert_eq!(reloaded.phase().await, Phase::Receiving);
-    assert_eq!(
-        reloaded
-            .write_chunk_at(3, 0, None, 100, body(&[b"d"]))
-            .await
-            .unwrap(),
-        4
-    );
+    assert_eq!(reloaded.write_at(3, b"d").await.unwrap(), 4);
     let encoding = sessions.encoding().await;
     assert_eq!(encoding.len(), 1);
     assert_eq!(encoding[0].session_id, finished);
@@ -401,10 +345,7 @@ async fn a_stale_writer_changes_nothing_and_stays_fenced_after_a_reload() {
             .await
             .unwrap();
         let session = new_session(&sessions, 10).await;
-        session
-            .write_chunk_at(0, 0, None, 100, body(&[b"abc"]))
-            .await
-            .unwrap();
+        session.write_at(0, b"abc").await.unwrap();
         session
             .write_chunk_at(3, 2, None, 100, body(&[b"def"]))
             .await
