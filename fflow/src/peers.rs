@@ -19,10 +19,6 @@ impl Peers {
         self.0.get(replica_id).map(String::as_str)
     }
 
-    pub fn ids(&self) -> impl Iterator<Item = &str> {
-        self.0.keys().map(String::as_str)
-    }
-
     /// Adds (or replaces) one peer; `base_url` is checked as in the text form.
     pub fn insert(&mut self, replica_id: &str, base_url: &str) -> Result<(), String> {
         let (id, url) = parse_entry(replica_id, base_url)?;
