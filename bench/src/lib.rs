@@ -37,6 +37,7 @@ impl LocalStack {
         let world = TestWorld::new().await;
         let dir = tempfile::tempdir()?;
         let ftp_password = format!("bench-{}", world.id);
+        let fflow_token = format!("bench-fflow-{}", world.id);
         let holder_http = free_port()?;
         let holder_ftp = free_port()?;
         let fflow_ports = [free_port()?, free_port()?];
@@ -62,6 +63,12 @@ impl LocalStack {
             ("HOLDER_FTP_PASSWORD", ftp_password.clone()),
         ]);
         stack.spawn(bin_dir, "holder", "holder", holder_env)?;
+        let fflow_peers = fflow_ports
+            .iter()
+            .enumerate()
+            .map(|(index, port)| format!("r{}=http://127.0.0.1:{port}", index + 1))
+            .collect::<Vec<_>>()
+            .join(",");
         let mut fflow_urls = Vec::new();
         for (index, port) in fflow_ports.iter().enumerate() {
             let replica = format!("r{}", index + 1);
@@ -74,6 +81,8 @@ impl LocalStack {
                 ),
                 ("FFLOW_HOLDER__ADDR", format!("127.0.0.1:{holder_ftp}")),
                 ("FFLOW_HOLDER__PASSWORD", ftp_password.clone()),
+                ("FFLOW_INTERNAL_TOKEN", fflow_token.clone()),
+                ("FFLOW_PEERS", fflow_peers.clone()),
                 ("FFLOW_AMQP__URL", amqp_url.clone()),
                 ("FFLOW_AMQP__QUEUE_PREFIX", queue_prefix.clone()),
             ]);
@@ -88,6 +97,7 @@ impl LocalStack {
                 ("UPLOADER_AMQP__URL", amqp_url.clone()),
                 ("UPLOADER_AMQP__QUEUE_PREFIX", queue_prefix.clone()),
                 ("UPLOADER_FFLOW_URLS", fflow_urls.join(",")),
+                ("UPLOADER_FFLOW_TOKEN", fflow_token.clone()),
                 ("UPLOADER_REPLICA_NAME", format!("uploader-{index}")),
                 // Port 0: the replicas share the machine; nothing here scrapes them.
                 ("UPLOADER_LISTEN_ADDR", "127.0.0.1:0".to_owned()),

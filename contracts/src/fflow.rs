@@ -21,6 +21,13 @@
 //! retried freely. A malformed id is refused with 400 `invalid_video_id`; 503
 //! `holder_unavailable` or 502 `holder_refused` mean the tree may still be (partly) there.
 //!
+//! # Authentication
+//!
+//! Every route but `/healthz`, `/readyz` and `/metrics` is internal: it takes
+//! `Authorization: Bearer <token>`, the secret shared by the uploaders and the fflow replicas
+//! (`FFLOW_INTERNAL_TOKEN` = `UPLOADER_FFLOW_TOKEN`). A call without it, or with another one, is
+//! refused with 401 `unauthorized` before anything else is looked at.
+//!
 //! Errors are JSON [`FflowError`]s. A chunk at an offset at or below what the replica holds
 //! overwrites from that offset (so a redelivered chunk is harmless); one past it is refused with
 //! 409 `offset_gap`.
@@ -81,11 +88,13 @@ pub struct FinishProcess {
     pub parts: Vec<PartSource>,
 }
 
-/// Where a partial upload's bytes are.
+/// Where a partial upload's bytes are: the replica holding it, by id. fflow reaches another
+/// replica only at the address its own configuration gives that id; a part naming a replica it
+/// does not know is refused with 400 `unknown_replica`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartSource {
-    /// Address of the replica holding it, as in [`ProcessCreated::address`].
-    pub address: String,
+    /// Id of the replica holding it, as in [`ProcessCreated::replica_id`].
+    pub replica_id: String,
     pub session_id: SessionId,
     pub len: u64,
 }
@@ -96,6 +105,15 @@ pub struct ProcessCreated {
     /// The replica's own address, ending in `/`, e.g. `http://127.0.0.1:4050/r1/`.
     pub address: String,
     pub replica_id: String,
+}
+
+/// The replica id an advertised address ends in (`http://fflow:4050/r1/` → `r1`).
+pub fn replica_id_of_address(address: &str) -> Option<&str> {
+    address
+        .trim_end_matches('/')
+        .rsplit_once('/')
+        .map(|(_, id)| id)
+        .filter(|id| !id.is_empty() && !id.contains(':'))
 }
 
 /// Answer to a chunk `PUT`.
@@ -152,6 +170,10 @@ pub enum FflowErrorCode {
     BodyInterrupted,
     /// 500: the replica failed; the cause is in its log.
     InternalError,
+    /// 401: the call did not carry the internal token.
+    Unauthorized,
+    /// 400: a part of a concatenated upload names a replica this one does not know.
+    UnknownReplica,
     /// A code this side does not know (from an older or newer peer), kept as it was spelled.
     #[serde(untagged)]
     Other(String),
@@ -178,6 +200,8 @@ impl FflowErrorCode {
             Self::NotEncodable => "not_encodable",
             Self::BodyInterrupted => "body_interrupted",
             Self::InternalError => "internal_error",
+            Self::Unauthorized => "unauthorized",
+            Self::UnknownReplica => "unknown_replica",
             Self::Other(code) => code,
         }
     }
@@ -213,7 +237,7 @@ pub fn session_path(session_id: SessionId) -> String {
 mod tests {
     use super::*;
 
-    const KNOWN: [FflowErrorCode; 18] = [
+    const KNOWN: [FflowErrorCode; 20] = [
         FflowErrorCode::WrongReplica,
         FflowErrorCode::InvalidRequest,
         FflowErrorCode::NotFound,
@@ -232,7 +256,20 @@ mod tests {
         FflowErrorCode::NotEncodable,
         FflowErrorCode::BodyInterrupted,
         FflowErrorCode::InternalError,
+        FflowErrorCode::Unauthorized,
+        FflowErrorCode::UnknownReplica,
     ];
+
+    #[test]
+    fn the_replica_id_is_the_last_segment_of_an_address() {
+        assert_eq!(replica_id_of_address("http://fflow:4050/r1/"), Some("r1"));
+        assert_eq!(
+            replica_id_of_address("http://127.0.0.1:4051/fflow-2"),
+            Some("fflow-2")
+        );
+        assert_eq!(replica_id_of_address("http://127.0.0.1:4051/"), None);
+        assert_eq!(replica_id_of_address("r1"), None);
+    }
 
     #[test]
     fn every_code_is_spelled_on_the_wire_as_its_name_says_and_parses_back() {

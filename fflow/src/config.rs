@@ -6,6 +6,7 @@ use serde::Deserialize;
 use vod_infra::config::{millis, AmqpSettings};
 
 use crate::ladder::Ladder;
+use crate::peers::Peers;
 
 /// Configuration of an fflow replica, read from `FFLOW_*` variables.
 #[derive(Clone, Debug, Deserialize)]
@@ -64,6 +65,14 @@ pub struct Config {
     /// Connect and read timeout of the calls to other replicas, which fetch the parts of a
     /// concatenated upload.
     pub peer_timeout_ms: u64,
+    /// The other replicas by id, where the parts of a concatenated upload held by them are
+    /// fetched (`FFLOW_PEERS=r1=http://fflow-r1:4050,r2=http://fflow-r2:4050`; this replica
+    /// may be listed too). A part on a replica not listed is refused.
+    pub peers: Peers,
+    /// Required: the secret every internal route asks for as `Authorization: Bearer`, shared
+    /// with the uploaders (`UPLOADER_FFLOW_TOKEN`) and the other replicas
+    /// (`FFLOW_INTERNAL_TOKEN`).
+    pub internal_token: SecretString,
     /// How long `/readyz` waits for each dependency.
     pub readiness_timeout_ms: u64,
     /// After a stop signal, how long requests and encode tasks in flight may take to wind
@@ -126,6 +135,9 @@ impl Default for Config {
             publish_timeout_ms: 10_000,
             broker_check_interval_ms: 1_000,
             peer_timeout_ms: 30_000,
+            peers: Peers::default(),
+            // Empty means unset: `validate` refuses it, there is no default token.
+            internal_token: SecretString::from(""),
             readiness_timeout_ms: 3_000,
             shutdown_timeout_ms: 8_000,
             idle_session_ttl_ms: 2 * 24 * 3600 * 1000,
@@ -171,7 +183,8 @@ impl Config {
     }
 
     /// A replica on a free local port, spooling in `spool_dir`, storing on the holder at
-    /// `holder_addr` and publishing to queues prefixed with `queue_prefix`.
+    /// `holder_addr` and publishing to queues prefixed with `queue_prefix`. Its internal token
+    /// is a new random one; set another to share it.
     pub fn for_tests(
         spool_dir: PathBuf,
         replica_id: &str,
@@ -184,6 +197,7 @@ impl Config {
             listen_addr: "127.0.0.1:0".to_owned(),
             replica_id: replica_id.to_owned(),
             spool_dir,
+            internal_token: SecretString::from(format!("test-{}", uuid::Uuid::new_v4().simple())),
             holder: HolderSettings {
                 addr: holder_addr.to_owned(),
                 password: SecretString::from(holder_password),
@@ -213,6 +227,10 @@ impl Config {
         anyhow::ensure!(
             !self.holder.password.expose_secret().is_empty(),
             "FFLOW_HOLDER__PASSWORD is required"
+        );
+        anyhow::ensure!(
+            !self.internal_token.expose_secret().is_empty(),
+            "FFLOW_INTERNAL_TOKEN is required"
         );
         anyhow::ensure!(
             self.segment_seconds > 0 && self.keyframe_interval_seconds > 0,
@@ -274,7 +292,7 @@ impl Config {
     }
 }
 
-fn is_valid_replica_id(id: &str) -> bool {
+pub(crate) fn is_valid_replica_id(id: &str) -> bool {
     !id.is_empty()
         && id
             .bytes()
@@ -305,6 +323,43 @@ mod tests {
         let config = Config::default();
         let error = config.validate().unwrap_err().to_string();
         assert!(error.contains("FFLOW_HOLDER__PASSWORD"), "{error}");
+    }
+
+    #[test]
+    fn missing_internal_token_is_refused() {
+        let config = Config {
+            internal_token: SecretString::from(""),
+            ..valid()
+        };
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains("FFLOW_INTERNAL_TOKEN"), "{error}");
+    }
+
+    #[test]
+    fn the_internal_token_is_never_printed() {
+        let config = Config {
+            internal_token: SecretString::from("very-secret-token"),
+            ..valid()
+        };
+        assert!(!format!("{config:?}").contains("very-secret-token"));
+    }
+
+    #[test]
+    fn peers_are_read_from_the_environment() {
+        let vars = [
+            (
+                "FFLOW_PEERS",
+                "r1=http://fflow-r1:4050,r2=http://fflow-r2:4050",
+            ),
+            ("FFLOW_INTERNAL_TOKEN", "t"),
+        ]
+        .map(|(key, value)| (key.to_owned(), value.to_owned()));
+        let (config, unknown) =
+            vod_infra::config::from_vars::<Config>("FFLOW", Some(vars.into_iter().collect()))
+                .unwrap();
+        assert!(unknown.is_empty(), "{unknown:?}");
+        assert_eq!(config.peers.base_url("r2"), Some("http://fflow-r2:4050"));
+        assert_eq!(config.internal_token.expose_secret(), "t");
     }
 
     #[test]

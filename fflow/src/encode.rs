@@ -713,6 +713,7 @@ mod tests {
                     .unwrap(),
             );
             let sink = Arc::new(MemorySink::default());
+            let parts = PartSources::new(&config, sessions.clone(), reqwest::Client::new());
             let context = Arc::new(EncodeContext {
                 encodes: tokio::sync::Semaphore::new(config.max_concurrent_encodes),
                 config: Arc::new(config),
@@ -720,11 +721,7 @@ mod tests {
                 metrics: FflowMetrics::register(&mut vod_infra::metrics::registry("test")),
                 sink: sink.clone(),
                 stopping: CancellationToken::new(),
-                parts: PartSources {
-                    address: REPLICA_ADDRESS.to_owned(),
-                    sessions: sessions.clone(),
-                    http: reqwest::Client::new(),
-                },
+                parts,
             });
             Pipeline {
                 dir,

@@ -1,4 +1,4 @@
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use vod_contracts::fflow::{FflowError, FflowErrorCode};
@@ -17,6 +17,13 @@ pub enum ApiError {
     RouteNotFound,
     #[error("{0:?} is not a video id")]
     InvalidVideoId(String),
+    #[error("this route needs the internal token as `Authorization: Bearer`")]
+    Unauthorized,
+    #[error("partial upload {session_id} is on replica {replica_id:?}, which this replica does not know")]
+    UnknownReplica {
+        replica_id: String,
+        session_id: vod_contracts::SessionId,
+    },
     #[error(transparent)]
     Unpublish(#[from] UnpublishError),
     #[error(transparent)]
@@ -30,6 +37,10 @@ impl ApiError {
             Self::InvalidRequest(_) => (StatusCode::BAD_REQUEST, FflowErrorCode::InvalidRequest),
             Self::RouteNotFound => (StatusCode::NOT_FOUND, FflowErrorCode::NotFound),
             Self::InvalidVideoId(_) => (StatusCode::BAD_REQUEST, FflowErrorCode::InvalidVideoId),
+            Self::Unauthorized => (StatusCode::UNAUTHORIZED, FflowErrorCode::Unauthorized),
+            Self::UnknownReplica { .. } => {
+                (StatusCode::BAD_REQUEST, FflowErrorCode::UnknownReplica)
+            }
             Self::Unpublish(UnpublishError::Unreachable(_)) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 FflowErrorCode::HolderUnavailable,
@@ -84,7 +95,9 @@ impl IntoResponse for ApiError {
         } else {
             self.to_string()
         };
+        let challenge =
+            (status == StatusCode::UNAUTHORIZED).then_some([(header::WWW_AUTHENTICATE, "Bearer")]);
         let body = FflowError { code, message };
-        (status, Json(body)).into_response()
+        (status, challenge, Json(body)).into_response()
     }
 }

@@ -10,6 +10,7 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+mod auth;
 pub mod config;
 mod context;
 mod digest;
@@ -23,6 +24,7 @@ pub mod ladder;
 mod metrics;
 mod outcome_sink;
 mod outcomes;
+pub mod peers;
 mod plan;
 mod playlists;
 mod probe;
@@ -36,6 +38,7 @@ mod streaming;
 mod unpublish;
 
 pub use config::{Config, HolderSettings};
+pub use peers::Peers;
 pub use startup::App;
 
 /// The arguments fflow gives ffmpeg to encode the complete file `source` (a name inside `dir`)

@@ -18,15 +18,18 @@ use vod_contracts::fflow::{ChunkWritten, CreateProcess, FinishProcess, ProcessCr
 use vod_contracts::{SessionId, VideoId};
 use vod_infra::readiness::{self, Readiness};
 
+use crate::auth::{self, InternalToken};
 use crate::error::ApiError;
 use crate::session::check_writable;
 use crate::session::{BeginEncode, ChunkWrite, Created, Session, SessionError};
 use crate::state::AppState;
 use crate::{encode, ftp, streaming, unpublish};
 
+/// `/healthz` and `/readyz` are open (so is `/metrics`, merged beside them); every other route
+/// is internal and takes the token (see [`auth`]).
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
+    let token = InternalToken::new(state.config.internal_token.clone());
+    let internal = Router::new()
         .route("/processes", post(create_process))
         .route("/videos/{video_id}", delete(delete_video))
         .route("/{replica_id}/processes", post(create_process_on_replica))
@@ -40,7 +43,14 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/{replica_id}/sessions/{session_id}",
             get(session_exists).delete(delete_session),
         )
+        .route_layer(axum::middleware::from_fn_with_state(
+            token,
+            auth::require_token,
+        ));
+    Router::new()
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .merge(internal)
         .fallback(|| async { ApiError::RouteNotFound })
         .layer(axum::middleware::from_fn_with_state(
             state.metrics.http.clone(),
@@ -215,6 +225,16 @@ async fn finish_session(
             ApiError::InvalidRequest(format!("the finish request is not valid: {err}"))
         })?)
     };
+    // Parts are read only from this replica or a configured peer: checked before any change.
+    if let Some(part) = request
+        .as_ref()
+        .and_then(|request| state.encode.parts.first_unknown(&request.parts))
+    {
+        return Err(ApiError::UnknownReplica {
+            replica_id: part.replica_id.clone(),
+            session_id: part.session_id,
+        });
+    }
     let parts = match request {
         Some(request) => {
             session.set_total_bytes(request.total_bytes).await?;

@@ -32,7 +32,23 @@ pub struct App {
 impl App {
     /// Checks ffmpeg, ffprobe and the spool, binds the listener, connects to RabbitMQ and
     /// reloads the sessions an earlier run left in the spool.
-    pub async fn build(mut config: Config) -> anyhow::Result<App> {
+    pub async fn build(config: Config) -> anyhow::Result<App> {
+        config.validate()?;
+        let (listener, _) = vod_infra::http::bind(&config.listen_addr).await?;
+        Self::build_on(config, listener).await
+    }
+
+    /// As [`App::build`], serving on a listener bound already (its address may then be named
+    /// in the other replicas' peers before this one starts).
+    pub async fn build_on_std(
+        config: Config,
+        listener: std::net::TcpListener,
+    ) -> anyhow::Result<App> {
+        listener.set_nonblocking(true)?;
+        Self::build_on(config, TcpListener::from_std(listener)?).await
+    }
+
+    async fn build_on(mut config: Config, listener: TcpListener) -> anyhow::Result<App> {
         config.validate()?;
         config.ffmpeg_path = resolve_program(&config.ffmpeg_path)?;
         config.ffprobe_path = resolve_program(&config.ffprobe_path)?;
@@ -41,7 +57,7 @@ impl App {
         let spool = config.spool_dir.join(&config.replica_id);
         check_writable(&spool).await?;
 
-        let (listener, local_addr) = vod_infra::http::bind(&config.listen_addr).await?;
+        let local_addr = listener.local_addr()?;
         let public_url = config
             .public_url
             .clone()
@@ -69,6 +85,8 @@ impl App {
             .connect_timeout(millis(config.peer_timeout_ms))
             .read_timeout(millis(config.peer_timeout_ms))
             .tcp_nodelay(true)
+            // A peer answers with bytes or an error; it never sends the caller elsewhere.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .context("failed to build the http client")?;
         let config = Arc::new(config);
@@ -80,11 +98,7 @@ impl App {
             metrics: metrics.clone(),
             sink: publisher.clone(),
             stopping: stopping.clone(),
-            parts: PartSources {
-                address: address.clone(),
-                sessions: sessions.clone(),
-                http,
-            },
+            parts: PartSources::new(&config, sessions.clone(), http),
         });
         let state = Arc::new(AppState {
             address,

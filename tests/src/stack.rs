@@ -197,6 +197,8 @@ pub struct Stack {
     pub fflow_spool: std::path::PathBuf,
     /// Advertised addresses of the fflow replicas, `r1` first.
     pub fflow_addresses: Vec<String>,
+    /// The internal token the fflow replicas take and the uploaders send.
+    pub fflow_token: SecretString,
     pub http: reqwest::Client,
     /// The uploaders' scheduler jobs, to drive them directly.
     pub schedulers: Vec<uploader::scheduler::Scheduler>,
@@ -268,9 +270,24 @@ impl Stack {
             holder.run_until_stopped(stop)
         }));
 
+        // One internal token for every fflow replica and uploader; the replicas know each
+        // other as peers, on listeners bound before either starts.
+        let fflow_token = SecretString::from(format!("fflow-{}", uuid::Uuid::new_v4().simple()));
+        let replicas = ["r1", "r2"];
+        let listeners: Vec<std::net::TcpListener> = replicas
+            .iter()
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("a local port"))
+            .collect();
+        let mut peers = fflow::Peers::default();
+        for (replica, listener) in replicas.iter().zip(&listeners) {
+            let addr = listener.local_addr().expect("a bound address");
+            peers
+                .insert(replica, &format!("http://{addr}"))
+                .expect("a valid peer");
+        }
         let mut fflow_addresses = Vec::new();
         let mut fflow_urls = Vec::new();
-        for replica in ["r1", "r2"] {
+        for (replica, listener) in replicas.into_iter().zip(listeners) {
             let mut config = fflow::Config::for_tests(
                 env.dir.path().join("fflow"),
                 replica,
@@ -280,9 +297,11 @@ impl Stack {
             );
             config.amqp = amqp.clone();
             config.shutdown_timeout_ms = options.shutdown_timeout_ms;
+            config.internal_token = fflow_token.clone();
+            config.peers = peers.clone();
             (options.configure_fflow)(&mut config);
             let runtime = service_runtime(&format!("fflow-{replica}"));
-            let app = on_runtime(&runtime, fflow::App::build(config))
+            let app = on_runtime(&runtime, fflow::App::build_on_std(config, listener))
                 .await
                 .expect("fflow starts");
             fflow_urls.push(format!("http://{}", app.local_addr()));
@@ -303,6 +322,7 @@ impl Stack {
                 redis: redis.clone(),
                 amqp: amqp.clone(),
                 fflow_urls: fflow_urls.clone(),
+                fflow_token: fflow_token.clone(),
                 replica_name: format!("uploader-{index}"),
                 routing_ttl_secs: 3_600,
                 session_ttl_secs: options.session_ttl_secs,
@@ -349,6 +369,7 @@ impl Stack {
             holder_root,
             fflow_spool: env.dir.path().join("fflow"),
             fflow_addresses,
+            fflow_token,
             http: reqwest::Client::new(),
             schedulers,
             fflow_urls,

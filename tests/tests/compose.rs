@@ -10,6 +10,7 @@ const OPERATOR_VARIABLES: &[(&str, &str)] = &[
     ("VOD_FTP_PASSWORD", "ftp-secret"),
     ("VOD_POSTGRES_PASSWORD", "pg-secret"),
     ("VOD_AMQP_PASSWORD", "amqp-secret"),
+    ("VOD_FFLOW_TOKEN", "fflow-secret"),
 ];
 
 fn workspace_file(name: &str) -> String {
@@ -211,12 +212,19 @@ fn fflow_replicas_are_reached_through_the_proxy_by_their_prefix() {
     let compose = compose();
     let haproxy = workspace_file("deploy/haproxy.cfg");
     let mut replica_services = Vec::new();
+    let mut peer_sets = Vec::new();
+    let uploader = load::<uploader::Config>("UPLOADER", "uploader", &compose);
     for (name, binary) in vod_services(&compose) {
         if binary != "fflow" {
             continue;
         }
         let name = name.as_str();
         let fflow = load::<fflow::Config>("FFLOW", name, &compose);
+        assert_eq!(
+            secrecy::ExposeSecret::expose_secret(&fflow.internal_token),
+            secrecy::ExposeSecret::expose_secret(&uploader.fflow_token),
+            "{name} takes the token the uploaders send"
+        );
         let holder = load::<holder::Config>("HOLDER", "holder", &compose);
         assert_eq!(
             secrecy::ExposeSecret::expose_secret(&fflow.holder.password),
@@ -251,6 +259,21 @@ fn fflow_replicas_are_reached_through_the_proxy_by_their_prefix() {
             .expect("a backend for the bare address");
         assert!(backend.contains(&server), "{name} serves the bare address");
         replica_services.push(replica.clone());
+        peer_sets.push((
+            fflow.peers.clone(),
+            replica.clone(),
+            format!("http://{name}:{port}"),
+        ));
+    }
+    // Every replica finds every other one, at that one's own service.
+    for (peers, _, _) in &peer_sets {
+        for (_, replica, url) in &peer_sets {
+            assert_eq!(
+                peers.base_url(replica),
+                Some(url.as_str()),
+                "peer {replica}"
+            );
+        }
     }
     assert!(
         replica_services.len() >= 2,
@@ -263,7 +286,6 @@ fn fflow_replicas_are_reached_through_the_proxy_by_their_prefix() {
         "replica ids are distinct"
     );
 
-    let uploader = load::<uploader::Config>("UPLOADER", "uploader", &compose);
     assert_eq!(
         uploader.fflow_urls,
         vec!["http://fflow-proxy:4050".to_owned()]

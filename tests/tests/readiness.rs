@@ -95,6 +95,7 @@ async fn uploader_is_unready_while_its_database_is_unreachable() {
         redis: env.redis(),
         amqp: env.amqp(),
         replica_name: "uploader-readiness".to_owned(),
+        fflow_token: SecretString::from("readiness-token"),
         ..uploader::Config::default()
     };
     let app = uploader::App::build(config).await.expect("uploader starts");

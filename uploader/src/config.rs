@@ -1,3 +1,4 @@
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use vod_infra::config::{AmqpSettings, PostgresSettings, RedisSettings};
 
@@ -16,6 +17,9 @@ pub struct Config {
     /// themselves. A new session's process is created on the first one that answers, starting
     /// from a different one each time (`UPLOADER_FFLOW_URLS=http://a:4050,http://b:4051`).
     pub fflow_urls: Vec<String>,
+    /// Required: the secret fflow's internal routes ask for (its `FFLOW_INTERNAL_TOKEN`), sent
+    /// as `Authorization: Bearer` on every call to fflow.
+    pub fflow_token: SecretString,
     /// Timeout of one HTTP call to fflow, chunk transfer included.
     pub fflow_timeout_ms: u64,
     /// Timeout of opening a connection to fflow: a replica whose host is gone is told from a
@@ -85,6 +89,8 @@ impl Default for Config {
             redis: RedisSettings::default(),
             amqp: AmqpSettings::default(),
             fflow_urls: vec!["http://127.0.0.1:4050".to_owned()],
+            // Empty means unset: `validate` refuses it, there is no default token.
+            fflow_token: SecretString::from(""),
             fflow_timeout_ms: 30_000,
             fflow_connect_timeout_ms: 5_000,
             fflow_reassign_after_ms: 120_000,
@@ -123,6 +129,10 @@ impl Config {
         anyhow::ensure!(
             !self.fflow_urls.is_empty(),
             "UPLOADER_FFLOW_URLS names no fflow address"
+        );
+        anyhow::ensure!(
+            !self.fflow_token.expose_secret().is_empty(),
+            "UPLOADER_FFLOW_TOKEN is required"
         );
         anyhow::ensure!(
             self.session_ttl_secs > 0 && self.writer_lease_secs > 0,
@@ -164,22 +174,39 @@ impl Config {
 mod tests {
     use super::*;
 
+    /// The defaults, with the one setting that has none.
+    fn with_token() -> Config {
+        Config {
+            fflow_token: SecretString::from("token"),
+            ..Config::default()
+        }
+    }
+
     #[test]
-    fn defaults_are_valid() {
-        assert!(Config::default().validate().is_ok());
+    fn defaults_with_a_token_are_valid() {
+        assert!(with_token().validate().is_ok());
+    }
+
+    #[test]
+    fn missing_fflow_token_is_refused() {
+        let error = Config::default()
+            .validate()
+            .expect_err("refused")
+            .to_string();
+        assert!(error.contains("UPLOADER_FFLOW_TOKEN"), "{error}");
     }
 
     #[test]
     fn unused_videos_outlive_expired_uploads() {
         let config = Config {
             session_ttl_secs: 7 * 24 * 3600,
-            ..Config::default()
+            ..with_token()
         };
         let error = config.validate().expect_err("refused").to_string();
         assert!(error.contains("UPLOADER_UNUSED_VIDEO_TTL_SECS"), "{error}");
         let config = Config {
             unused_video_batch: 0,
-            ..Config::default()
+            ..with_token()
         };
         assert!(config.validate().is_err());
     }

@@ -3,7 +3,10 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use anyhow::Context;
 use bytes::Bytes;
+use reqwest::header::{HeaderMap, HeaderValue};
+use secrecy::{ExposeSecret, SecretString};
 use vod_contracts::fflow::{
     chunks_path, finish_path, session_path, video_path, ChunkWritten, CreateProcess, FflowError,
     FflowErrorCode, FinishProcess, ProcessCreated, PROCESSES_PATH,
@@ -70,12 +73,23 @@ pub struct FflowClient {
 }
 
 impl FflowClient {
+    /// Every call carries `token`, which fflow's internal routes ask for.
     pub fn new(
         default_urls: Vec<String>,
+        token: &SecretString,
         timeout: Duration,
         connect_timeout: Duration,
     ) -> anyhow::Result<Self> {
+        let mut authorization = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))
+            .context("UPLOADER_FFLOW_TOKEN is not a valid header value")?;
+        authorization.set_sensitive(true);
         let http = reqwest::Client::builder()
+            .default_headers(HeaderMap::from_iter([(
+                reqwest::header::AUTHORIZATION,
+                authorization,
+            )]))
+            // fflow never redirects; the token goes to no other address.
+            .redirect(reqwest::redirect::Policy::none())
             .timeout(timeout)
             .connect_timeout(connect_timeout)
             .tcp_nodelay(true)

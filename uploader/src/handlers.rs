@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use deadpool_postgres::Pool;
 use vod_contracts::commands::{Reject, RejectCode, UploadCreated};
-use vod_contracts::fflow::{FinishProcess, PartSource};
+use vod_contracts::fflow::{replica_id_of_address, FinishProcess, PartSource};
 use vod_contracts::{SessionId, SessionStatus};
 use vod_infra::backoff::Backoff;
 
@@ -225,8 +225,10 @@ impl Handlers {
             let address = part
                 .fflow_address
                 .ok_or_else(|| format!("partial upload {part_id} has no stored bytes"))?;
+            let replica_id = replica_id_of_address(&address)
+                .ok_or_else(|| format!("partial upload {part_id} is at {address}, no replica"))?;
             parts.push(PartSource {
-                address,
+                replica_id: replica_id.to_owned(),
                 session_id: *part_id,
                 len: part.uploaded_bytes,
             });

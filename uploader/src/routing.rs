@@ -203,8 +203,13 @@ mod tests {
     use super::*;
 
     fn routing(settings: &RedisSettings) -> Routing {
-        let fflow = FflowClient::new(Vec::new(), Duration::from_secs(1), Duration::from_secs(1))
-            .expect("an fflow client");
+        let fflow = FflowClient::new(
+            Vec::new(),
+            &secrecy::SecretString::from("unused"),
+            Duration::from_secs(1),
+            Duration::from_secs(1),
+        )
+        .expect("an fflow client");
         let pool = vod_infra::redis::pool(settings).expect("a redis pool");
         Routing::new(pool, settings.key_prefix.clone(), 60, Arc::new(fflow))
     }

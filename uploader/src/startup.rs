@@ -53,6 +53,7 @@ impl App {
         let metrics = UploaderMetrics::register(&mut registry);
         let fflow = Arc::new(FflowClient::new(
             config.fflow_urls.clone(),
+            &config.fflow_token,
             millis(config.fflow_timeout_ms),
             millis(config.fflow_connect_timeout_ms),
         )?);

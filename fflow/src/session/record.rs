@@ -5,7 +5,7 @@ use std::path::Path;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
-use vod_contracts::fflow::{EncodeTarget, PartSource};
+use vod_contracts::fflow::{replica_id_of_address, EncodeTarget, PartSource};
 use vod_contracts::{FlowId, SessionId, VideoId};
 
 const RECORD_FILE: &str = "session.json";
@@ -26,12 +26,51 @@ pub struct SessionRecord {
     #[serde(default)]
     pub finished: bool,
     /// Parts being joined into the source; a restarted replica joins them again.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "parts_of_any_version")]
     pub parts: Vec<PartSource>,
     /// The highest writer epoch a chunk came with: a restarted replica still refuses older
     /// writers.
     #[serde(default)]
     pub epoch: u64,
+}
+
+/// A part as any version wrote it.
+#[derive(Deserialize)]
+struct StoredPart {
+    #[serde(default)]
+    replica_id: Option<String>,
+    /// Written by earlier versions, which named the replica by its address: only the id in it
+    /// is kept, the address called is the configured one.
+    #[serde(default)]
+    address: Option<String>,
+    session_id: SessionId,
+    len: u64,
+}
+
+fn parts_of_any_version<'de, D>(deserializer: D) -> Result<Vec<PartSource>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let stored = Vec::<StoredPart>::deserialize(deserializer)?;
+    stored
+        .into_iter()
+        .map(|part| {
+            let replica_id = part
+                .replica_id
+                .or_else(|| {
+                    part.address
+                        .as_deref()
+                        .and_then(replica_id_of_address)
+                        .map(str::to_owned)
+                })
+                .ok_or_else(|| serde::de::Error::custom("a part names no replica"))?;
+            Ok(PartSource {
+                replica_id,
+                session_id: part.session_id,
+                len: part.len,
+            })
+        })
+        .collect()
 }
 
 impl SessionRecord {
@@ -135,5 +174,30 @@ mod tests {
         let older: SessionRecord = serde_json::from_value(older).unwrap();
         assert_eq!(older.target(), Some(target));
         assert_eq!((older.epoch, older.finished), (0, false));
+    }
+
+    #[test]
+    fn a_part_recorded_with_its_replica_address_keeps_only_the_replica_id() {
+        let part = SessionId::new();
+        let older = serde_json::json!({
+            "session_id": SessionId::new(),
+            "finished": true,
+            "parts": [{ "address": "http://fflow:4050/r2/", "session_id": part, "len": 7 }],
+        });
+        let older: SessionRecord = serde_json::from_value(older).unwrap();
+        assert_eq!(
+            older.parts,
+            vec![PartSource {
+                replica_id: "r2".to_owned(),
+                session_id: part,
+                len: 7,
+            }]
+        );
+        let current = SessionRecord::new(SessionId::new(), None, Some(7), true, older.parts, 0);
+        let json = serde_json::to_value(&current).unwrap();
+        assert_eq!(
+            serde_json::from_value::<SessionRecord>(json).unwrap(),
+            current
+        );
     }
 }

@@ -28,6 +28,9 @@ pub struct TestEnv {
     pub holder_http: SocketAddr,
     pub holder_ftp: SocketAddr,
     pub queue_prefix: String,
+    /// The internal token every replica of this world takes.
+    pub token: String,
+    /// Sends the token on every call, as the uploaders do.
     pub http: reqwest::Client,
     shutdown: CancellationToken,
     holder: JoinHandle<anyhow::Result<()>>,
@@ -43,6 +46,21 @@ pub struct Replica {
     pub spool: PathBuf,
     shutdown: CancellationToken,
     task: JoinHandle<anyhow::Result<()>>,
+}
+
+/// An HTTP client that sends `Authorization: Bearer {token}` on every call, or nothing.
+pub fn client_with_token(token: Option<&str>) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(token) = token {
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {token}").parse().unwrap(),
+        );
+    }
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap()
 }
 
 /// The test broker (`VOD_TEST_AMQP_URL`) with this test's queue prefix.
@@ -81,13 +99,15 @@ impl TestEnv {
         )
         .await
         .unwrap();
+        let token = format!("test-{}", uuid::Uuid::new_v4().simple());
         TestEnv {
             dir,
             holder_root,
             holder_http,
             holder_ftp,
             queue_prefix,
-            http: reqwest::Client::new(),
+            http: client_with_token(Some(&token)),
+            token,
             shutdown,
             holder,
             amqp,
@@ -108,6 +128,7 @@ impl TestEnv {
             &self.queue_prefix,
         );
         config.amqp = amqp_settings(&self.queue_prefix);
+        config.internal_token = SecretString::from(self.token.clone());
         config
     }
 
@@ -118,6 +139,32 @@ impl TestEnv {
     pub async fn start_replica_with(&self, config: fflow::Config) -> Replica {
         let spool = config.spool_dir.join(&config.replica_id);
         let app = fflow::App::build(config).await.unwrap();
+        self.serve(app, spool)
+    }
+
+    /// Replicas that know each other as peers, on listeners bound before any starts.
+    pub async fn start_peers(&self, replica_ids: &[&str]) -> Vec<Replica> {
+        let listeners: Vec<std::net::TcpListener> = replica_ids
+            .iter()
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+            .collect();
+        let mut peers = fflow::Peers::default();
+        for (id, listener) in replica_ids.iter().zip(&listeners) {
+            let url = format!("http://{}", listener.local_addr().unwrap());
+            peers.insert(id, &url).unwrap();
+        }
+        let mut replicas = Vec::new();
+        for (id, listener) in replica_ids.iter().zip(listeners) {
+            let mut config = self.fflow_config(id);
+            config.peers = peers.clone();
+            let spool = config.spool_dir.join(id);
+            let app = fflow::App::build_on_std(config, listener).await.unwrap();
+            replicas.push(self.serve(app, spool));
+        }
+        replicas
+    }
+
+    fn serve(&self, app: fflow::App, spool: PathBuf) -> Replica {
         let base = format!("http://{}", app.local_addr());
         let address = app.address();
         let shutdown = self.shutdown.child_token();
