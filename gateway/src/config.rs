@@ -1,3 +1,4 @@
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use anyhow::ensure;
@@ -17,7 +18,8 @@ pub const MAX_CHUNK_SIZE_BYTES: usize = 15 * MIB;
 #[serde(default)]
 pub struct Config {
     pub listen_addr: String,
-    /// Base of the `Location` URLs of uploads; `http://{Host header}` when unset.
+    /// Base of the `Location` URLs of uploads. When unset, `http://` and the address the
+    /// gateway listens on (`127.0.0.1` for an unspecified IP); never the request's `Host`.
     pub public_url: Option<String>,
     /// Base of playback URLs: `{holder_public_url}/{flow.hls_path}`.
     pub holder_public_url: String,
@@ -162,6 +164,19 @@ impl Config {
         Ok(())
     }
 
+    /// The base of the URLs the gateway gives out: `public_url`, else the address it listens
+    /// on (`local_addr`, the port it was given), with `127.0.0.1` for an unspecified IP.
+    pub fn public_base(&self, local_addr: SocketAddr) -> String {
+        if let Some(url) = &self.public_url {
+            return url.trim_end_matches('/').to_owned();
+        }
+        let mut addr = local_addr;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(Ipv4Addr::LOCALHOST.into());
+        }
+        format!("http://{addr}")
+    }
+
     pub fn rpc_timeout(&self) -> Duration {
         vod_infra::config::millis(self.rpc_timeout_ms)
     }
@@ -191,5 +206,32 @@ mod tests {
         assert!(config.validate().is_ok());
         config.chunk_size_bytes = MAX_CHUNK_SIZE_BYTES + 1;
         assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn the_public_base_comes_from_configuration_only() {
+        let mut config = Config::default();
+        let listening = |addr: &str| addr.parse::<SocketAddr>().expect("address");
+        assert_eq!(
+            config.public_base(listening("127.0.0.1:8080")),
+            "http://127.0.0.1:8080"
+        );
+        assert_eq!(
+            config.public_base(listening("0.0.0.0:9000")),
+            "http://127.0.0.1:9000"
+        );
+        assert_eq!(
+            config.public_base(listening("[::]:80")),
+            "http://127.0.0.1:80"
+        );
+        assert_eq!(
+            config.public_base(listening("[::1]:8080")),
+            "http://[::1]:8080"
+        );
+        config.public_url = Some("https://upload.example/".to_owned());
+        assert_eq!(
+            config.public_base(listening("0.0.0.0:8080")),
+            "https://upload.example"
+        );
     }
 }

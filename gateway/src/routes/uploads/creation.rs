@@ -142,7 +142,7 @@ pub async fn create(
         (session_id, Some(video_id), expires_at)
     };
 
-    let location = format!("{}/v1/uploads/{session_id}", public_base(&state, &headers));
+    let location = format!("{}/v1/uploads/{session_id}", public_base(&state));
     let mut response =
         (StatusCode::CREATED, [(LOCATION, header_value(&location)?)]).into_response();
     if let Some(video_id) = video_id {
@@ -225,7 +225,7 @@ async fn create_final(
         })
         .await?;
     tracing::info!(%session_id, %video_id, %flow_id, parts = urls.len(), "final upload created");
-    let location = format!("{}/v1/uploads/{session_id}", public_base(state, headers));
+    let location = format!("{}/v1/uploads/{session_id}", public_base(state));
     Ok((
         StatusCode::CREATED,
         [
