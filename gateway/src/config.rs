@@ -6,6 +6,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use vod_infra::config::{AmqpSettings, PostgresSettings};
 
+use crate::body_pace::{MinRate, Pace};
 use crate::metrics::BrokerMetrics;
 use crate::uploader_client::ClientOptions;
 
@@ -46,6 +47,14 @@ pub struct Config {
     /// sent is stored, and the memory and the write lock it held are given back, so a client
     /// whose connection died unseen can resume at once from another.
     pub body_idle_timeout_ms: u64,
+    /// A request body that, after `body_rate_grace_ms` of waiting for it, sends fewer than this
+    /// many bytes per second over a window of `body_rate_window_ms` is ended as an interrupted
+    /// one: what it sent is stored, its memory and write lock are given back. Only the time
+    /// spent waiting for the client counts, not the time its pieces take to be stored. 0 turns
+    /// the floor off.
+    pub body_min_bytes_per_sec: u64,
+    pub body_rate_window_ms: u64,
+    pub body_rate_grace_ms: u64,
     /// How long a request to the uploader may take, publish to reply.
     pub rpc_timeout_ms: u64,
     pub max_json_bytes: usize,
@@ -89,6 +98,9 @@ impl Default for Config {
             max_buffered_bytes: 128 * MIB,
             buffer_wait_ms: 30_000,
             body_idle_timeout_ms: 60_000,
+            body_min_bytes_per_sec: 1024,
+            body_rate_window_ms: 20_000,
+            body_rate_grace_ms: 10_000,
             rpc_timeout_ms: 60_000,
             max_json_bytes: 64 * 1024,
             retry_after_secs: 5,
@@ -157,6 +169,10 @@ impl Config {
             "body_idle_timeout_ms must be positive"
         );
         ensure!(
+            self.body_min_bytes_per_sec == 0 || self.body_rate_window_ms > 0,
+            "body_rate_window_ms must be positive when body_min_bytes_per_sec is set"
+        );
+        ensure!(
             self.broker_reconnect_backoff_ms > 0
                 && self.broker_reconnect_max_backoff_ms >= self.broker_reconnect_backoff_ms,
             "broker_reconnect_backoff_ms must be positive and at most broker_reconnect_max_backoff_ms"
@@ -175,6 +191,19 @@ impl Config {
             addr.set_ip(Ipv4Addr::LOCALHOST.into());
         }
         format!("http://{addr}")
+    }
+
+    /// How slowly a request body may come before it is ended.
+    pub fn body_pace(&self) -> Pace {
+        let millis = vod_infra::config::millis;
+        Pace {
+            idle: millis(self.body_idle_timeout_ms),
+            min_rate: (self.body_min_bytes_per_sec > 0).then(|| MinRate {
+                bytes_per_sec: self.body_min_bytes_per_sec,
+                window: millis(self.body_rate_window_ms),
+                grace: millis(self.body_rate_grace_ms),
+            }),
+        }
     }
 
     pub fn rpc_timeout(&self) -> Duration {
