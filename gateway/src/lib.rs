@@ -9,6 +9,7 @@ mod config;
 mod error;
 mod metrics;
 mod openapi;
+mod plain_text;
 mod read_model;
 mod routes;
 mod startup;

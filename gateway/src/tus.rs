@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256, Sha512};
 use vod_contracts::{SessionId, VideoId};
 
 use crate::error::ApiError;
+use crate::plain_text::{check_plain_text, Lines};
 use crate::title::{default_title, normalize_title};
 pub use crate::tus_names::*;
 
@@ -344,6 +345,10 @@ impl UploadMetadata {
                 .transpose()
         };
         let filename = text("filename")?.filter(|name| !name.trim().is_empty());
+        if let Some(filename) = &filename {
+            check_plain_text(filename, Lines::Single)
+                .map_err(|err| ApiError::validation("filename", format!("filename {err}")))?;
+        }
         let title = match text("title")? {
             Some(title) => normalize_title(&title)
                 .map_err(|err| ApiError::validation("title", err.to_string()))?,
@@ -447,6 +452,25 @@ mod tests {
         }
         let raw = format!("title {}", b64(&"é".repeat(200)));
         assert!(UploadMetadata::from_header(Some(&raw)).is_ok());
+    }
+
+    #[test]
+    fn titles_and_filenames_are_one_line_of_plain_text() {
+        for bad in ["a\u{0}b", "bell\u{7}", "two\nlines", "evil\u{202E}4pm.exe"] {
+            for (raw, field) in [
+                (format!("title {}", b64(bad)), "title"),
+                (
+                    format!("title {},filename {}", b64("Fine"), b64(bad)),
+                    "filename",
+                ),
+            ] {
+                let error = UploadMetadata::from_header(Some(&raw)).expect_err(bad);
+                assert!(
+                    matches!(error, ApiError::ValidationFailed { field: ref named, .. } if named == field),
+                    "{bad:?}: {error:?}"
+                );
+            }
+        }
     }
 
     #[test]
