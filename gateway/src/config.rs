@@ -8,6 +8,7 @@ use vod_infra::config::{AmqpSettings, PostgresSettings};
 
 use crate::body_pace::{MinRate, Pace};
 use crate::metrics::BrokerMetrics;
+use crate::tus::MetadataLimits;
 use crate::uploader_client::ClientOptions;
 
 const MIB: usize = 1024 * 1024;
@@ -55,6 +56,12 @@ pub struct Config {
     pub body_min_bytes_per_sec: u64,
     pub body_rate_window_ms: u64,
     pub body_rate_grace_ms: u64,
+    /// Largest `Upload-Metadata` header, in bytes, as sent.
+    pub max_metadata_bytes: usize,
+    /// Most keys in `Upload-Metadata`.
+    pub max_metadata_keys: usize,
+    /// Longest `filename` in `Upload-Metadata`, in bytes once decoded.
+    pub max_filename_bytes: usize,
     /// How long a request to the uploader may take, publish to reply.
     pub rpc_timeout_ms: u64,
     pub max_json_bytes: usize,
@@ -101,6 +108,9 @@ impl Default for Config {
             body_min_bytes_per_sec: 1024,
             body_rate_window_ms: 20_000,
             body_rate_grace_ms: 10_000,
+            max_metadata_bytes: 4 * 1024,
+            max_metadata_keys: 32,
+            max_filename_bytes: 255,
             rpc_timeout_ms: 60_000,
             max_json_bytes: 64 * 1024,
             retry_after_secs: 5,
@@ -173,6 +183,10 @@ impl Config {
             "body_rate_window_ms must be positive when body_min_bytes_per_sec is set"
         );
         ensure!(
+            self.max_metadata_bytes > 0 && self.max_metadata_keys > 0,
+            "max_metadata_bytes and max_metadata_keys must be positive"
+        );
+        ensure!(
             self.broker_reconnect_backoff_ms > 0
                 && self.broker_reconnect_max_backoff_ms >= self.broker_reconnect_backoff_ms,
             "broker_reconnect_backoff_ms must be positive and at most broker_reconnect_max_backoff_ms"
@@ -191,6 +205,14 @@ impl Config {
             addr.set_ip(Ipv4Addr::LOCALHOST.into());
         }
         format!("http://{addr}")
+    }
+
+    pub fn metadata_limits(&self) -> MetadataLimits {
+        MetadataLimits {
+            max_bytes: self.max_metadata_bytes,
+            max_keys: self.max_metadata_keys,
+            max_filename_bytes: self.max_filename_bytes,
+        }
     }
 
     /// How slowly a request body may come before it is ended.

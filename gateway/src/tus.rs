@@ -315,6 +315,42 @@ pub fn parse_metadata(raw: &str) -> Result<BTreeMap<String, Vec<u8>>, MetadataEr
     Ok(pairs)
 }
 
+/// The most `Upload-Metadata` a creation may carry: it is stored with the upload and given back
+/// by every `HEAD`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MetadataLimits {
+    /// The header as sent, in bytes.
+    pub max_bytes: usize,
+    pub max_keys: usize,
+    /// `filename`, decoded, in bytes.
+    pub max_filename_bytes: usize,
+}
+
+/// Refuses `Upload-Metadata` over `limits` before anything of it is read or stored.
+pub fn check_metadata_limits(raw: &str, limits: MetadataLimits) -> Result<(), ApiError> {
+    if raw.len() > limits.max_bytes {
+        return Err(ApiError::MetadataTooLarge {
+            max: limits.max_bytes,
+        });
+    }
+    let pairs = parse_metadata(raw)
+        .map_err(|err| ApiError::invalid_header("Upload-Metadata", err.to_string()))?;
+    if pairs.len() > limits.max_keys {
+        return Err(ApiError::MetadataTooManyKeys {
+            max: limits.max_keys,
+        });
+    }
+    if pairs
+        .get("filename")
+        .is_some_and(|name| name.len() > limits.max_filename_bytes)
+    {
+        return Err(ApiError::FilenameTooLong {
+            max: limits.max_filename_bytes,
+        });
+    }
+    Ok(())
+}
+
 /// What the gateway reads from `Upload-Metadata`.
 #[derive(Debug, PartialEq, Eq)]
 pub struct UploadMetadata {
@@ -470,6 +506,33 @@ mod tests {
                     "{bad:?}: {error:?}"
                 );
             }
+        }
+    }
+
+    const LIMITS: MetadataLimits = MetadataLimits {
+        max_bytes: 100,
+        max_keys: 3,
+        max_filename_bytes: 10,
+    };
+
+    #[test]
+    fn metadata_over_a_limit_is_refused_naming_it() {
+        let fits = format!("filename {},a,b", b64("0123456789"));
+        assert!(check_metadata_limits(&fits, LIMITS).is_ok());
+        for (raw, code) in [
+            (
+                format!("notes {}", b64(&"n".repeat(80))),
+                "metadata_too_large",
+            ),
+            ("a,b,c,d".to_owned(), "metadata_too_many_keys"),
+            (
+                format!("filename {}", b64("01234567890")),
+                "filename_too_long",
+            ),
+            ("title %%%".to_owned(), "invalid_header"),
+        ] {
+            let error = check_metadata_limits(&raw, LIMITS).expect_err(&raw);
+            assert_eq!(error.code(), code, "{raw}");
         }
     }
 
