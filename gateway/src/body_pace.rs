@@ -21,6 +21,17 @@ pub enum BodyBroke<E> {
     TooSlow(TooSlow),
 }
 
+impl<E> BodyBroke<E> {
+    /// A bounded label of why the body broke.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Read(_) => "read_error",
+            Self::Idle(_) => "idle",
+            Self::TooSlow(_) => "too_slow",
+        }
+    }
+}
+
 /// A window in which the body brought less than its floor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[error(
@@ -233,10 +244,9 @@ mod tests {
         let body = stream::iter([Ok(Bytes::from_static(b"abc"))]).chain(stream::pending());
         let (bytes, broke) = all(paced(body, idle_only(Duration::from_millis(50)))).await;
         assert_eq!(bytes, 3);
-        assert_eq!(
-            broke.map(|broke| broke.to_string()).as_deref(),
-            Some("no bytes of the body came for 50 ms")
-        );
+        let broke = broke.expect("ended");
+        assert_eq!(broke.reason(), "idle");
+        assert_eq!(broke.to_string(), "no bytes of the body came for 50 ms");
     }
 
     #[tokio::test]
@@ -257,13 +267,14 @@ mod tests {
         ));
         let (bytes, broke) = all(paced(body, floor(10_000, 100, 50))).await;
         assert!(bytes >= 500, "{bytes}");
-        match broke {
-            Some(BodyBroke::TooSlow(too_slow)) => {
-                assert_eq!(too_slow.bytes_per_sec, 10_000);
-                assert!(too_slow.received < 1_000, "{too_slow:?}");
-            }
+        let broke = broke.expect("ended");
+        assert_eq!(broke.reason(), "too_slow");
+        let too_slow = match broke {
+            BodyBroke::TooSlow(too_slow) => too_slow,
             other => panic!("expected too slow, got {other:?}"),
-        }
+        };
+        assert_eq!(too_slow.bytes_per_sec, 10_000);
+        assert!(too_slow.received < 1_000, "{too_slow:?}");
     }
 
     #[tokio::test]

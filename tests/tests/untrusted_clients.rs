@@ -108,6 +108,14 @@ async fn a_patch_trickling_below_the_minimum_rate_is_ended_keeps_its_bytes_and_f
     assert!(uploaded >= 1_000, "what the slow PATCH sent is kept");
     assert!(!writer, "the slow PATCH gave the write lock back");
     assert_eq!(stack.offset(&upload.location).await, uploaded);
+    let metrics = stack.metrics(&stack.gateway_url).await;
+    assert_eq!(
+        metrics.sum(
+            "gateway_upload_bodies_cut_short_total",
+            &[("reason", "too_slow")]
+        ),
+        1.0
+    );
 
     // Another client takes the lock at once and finishes the upload.
     let rest = stack

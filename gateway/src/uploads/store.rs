@@ -186,8 +186,9 @@ async fn stream_body(
     let hashing = hasher.clone();
     let received = metrics.clone();
     let frames = paced(body.into_data_stream(), cutting.pace).map(move |frame| {
-        if let Ok(bytes) = &frame {
-            received.bytes_received(bytes.len());
+        match &frame {
+            Ok(bytes) => received.bytes_received(bytes.len()),
+            Err(broke) => received.body_cut_short(broke.reason()),
         }
         if let (Ok(bytes), Some(hasher)) = (&frame, &hashing) {
             if let Some(hasher) = lock(hasher).as_mut() {
