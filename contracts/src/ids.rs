@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 macro_rules! id_type {
-    ($(#[$doc:meta])* $name:ident) => {
+    ($(#[$doc:meta])* $name:ident, $(#[$new_doc:meta])* new: $generate:expr) => {
         $(#[$doc])*
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -13,9 +13,9 @@ macro_rules! id_type {
         pub struct $name(pub Uuid);
 
         impl $name {
-            /// A new, time-ordered id (UUIDv7), so rows created together sit together.
+            $(#[$new_doc])*
             pub fn new() -> Self {
-                Self(Uuid::now_v7())
+                Self($generate)
             }
         }
 
@@ -49,17 +49,46 @@ macro_rules! id_type {
 
 id_type!(
     /// A video, what a user sees.
-    VideoId
+    VideoId,
+    /// A new, time-ordered id (UUIDv7), so rows created together sit together. Public:
+    /// `GET /v1/videos` lists it.
+    new: Uuid::now_v7()
 );
 id_type!(
     /// One uploaded instance of a video.
-    FlowId
+    FlowId,
+    /// A new, time-ordered id (UUIDv7): public, shown in the video's JSON.
+    new: Uuid::now_v7()
 );
 id_type!(
-    /// The upload session of a flow; also the tus upload id.
-    SessionId
+    /// The upload session of a flow; also the tus upload id, the only credential of `HEAD`,
+    /// `PATCH` and `DELETE` on its URL.
+    SessionId,
+    /// A new random id (UUIDv4, 122 bits from a CSPRNG): nothing in it
+    /// follows from the time or from the ids made with it, so it cannot be guessed from them.
+    new: Uuid::new_v4()
 );
 id_type!(
     /// One request writing to an upload while it holds the upload's write lock.
-    WriterId
+    WriterId,
+    /// A new, time-ordered id (UUIDv7); it never leaves the services.
+    new: Uuid::now_v7()
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upload_ids_are_random_and_share_nothing_with_the_ids_made_with_them() {
+        let flow = FlowId::new();
+        let first = SessionId::new();
+        let second = SessionId::new();
+        assert_eq!(first.0.get_version_num(), 4);
+        assert_eq!(second.0.get_version_num(), 4);
+        assert_eq!(flow.0.get_version_num(), 7);
+        let time_prefix = |id: Uuid| id.as_bytes()[..6].to_vec();
+        assert_ne!(time_prefix(first.0), time_prefix(second.0));
+        assert_ne!(time_prefix(first.0), time_prefix(flow.0));
+    }
+}

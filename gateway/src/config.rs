@@ -1,3 +1,4 @@
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use anyhow::ensure;
@@ -5,7 +6,9 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use vod_infra::config::{AmqpSettings, PostgresSettings};
 
+use crate::body_pace::{MinRate, Pace};
 use crate::metrics::BrokerMetrics;
+use crate::tus::MetadataLimits;
 use crate::uploader_client::ClientOptions;
 
 const MIB: usize = 1024 * 1024;
@@ -17,7 +20,8 @@ pub const MAX_CHUNK_SIZE_BYTES: usize = 15 * MIB;
 #[serde(default)]
 pub struct Config {
     pub listen_addr: String,
-    /// Base of the `Location` URLs of uploads; `http://{Host header}` when unset.
+    /// Base of the `Location` URLs of uploads. When unset, `http://` and the address the
+    /// gateway listens on (`127.0.0.1` for an unspecified IP); never the request's `Host`.
     pub public_url: Option<String>,
     /// Base of playback URLs: `{holder_public_url}/{flow.hls_path}`.
     pub holder_public_url: String,
@@ -44,6 +48,20 @@ pub struct Config {
     /// sent is stored, and the memory and the write lock it held are given back, so a client
     /// whose connection died unseen can resume at once from another.
     pub body_idle_timeout_ms: u64,
+    /// A request body that, after `body_rate_grace_ms` of waiting for it, sends fewer than this
+    /// many bytes per second over a window of `body_rate_window_ms` is ended as an interrupted
+    /// one: what it sent is stored, its memory and write lock are given back. Only the time
+    /// spent waiting for the client counts, not the time its pieces take to be stored. 0 turns
+    /// the floor off.
+    pub body_min_bytes_per_sec: u64,
+    pub body_rate_window_ms: u64,
+    pub body_rate_grace_ms: u64,
+    /// Largest `Upload-Metadata` header, in bytes, as sent.
+    pub max_metadata_bytes: usize,
+    /// Most keys in `Upload-Metadata`.
+    pub max_metadata_keys: usize,
+    /// Longest `filename` in `Upload-Metadata`, in bytes once decoded.
+    pub max_filename_bytes: usize,
     /// How long a request to the uploader may take, publish to reply.
     pub rpc_timeout_ms: u64,
     pub max_json_bytes: usize,
@@ -87,6 +105,12 @@ impl Default for Config {
             max_buffered_bytes: 128 * MIB,
             buffer_wait_ms: 30_000,
             body_idle_timeout_ms: 60_000,
+            body_min_bytes_per_sec: 1024,
+            body_rate_window_ms: 20_000,
+            body_rate_grace_ms: 10_000,
+            max_metadata_bytes: 4 * 1024,
+            max_metadata_keys: 32,
+            max_filename_bytes: 255,
             rpc_timeout_ms: 60_000,
             max_json_bytes: 64 * 1024,
             retry_after_secs: 5,
@@ -155,11 +179,53 @@ impl Config {
             "body_idle_timeout_ms must be positive"
         );
         ensure!(
+            self.body_min_bytes_per_sec == 0 || self.body_rate_window_ms > 0,
+            "body_rate_window_ms must be positive when body_min_bytes_per_sec is set"
+        );
+        ensure!(
+            self.max_metadata_bytes > 0 && self.max_metadata_keys > 0,
+            "max_metadata_bytes and max_metadata_keys must be positive"
+        );
+        ensure!(
             self.broker_reconnect_backoff_ms > 0
                 && self.broker_reconnect_max_backoff_ms >= self.broker_reconnect_backoff_ms,
             "broker_reconnect_backoff_ms must be positive and at most broker_reconnect_max_backoff_ms"
         );
         Ok(())
+    }
+
+    /// The base of the URLs the gateway gives out: `public_url`, else the address it listens
+    /// on (`local_addr`, the port it was given), with `127.0.0.1` for an unspecified IP.
+    pub fn public_base(&self, local_addr: SocketAddr) -> String {
+        if let Some(url) = &self.public_url {
+            return url.trim_end_matches('/').to_owned();
+        }
+        let mut addr = local_addr;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(Ipv4Addr::LOCALHOST.into());
+        }
+        format!("http://{addr}")
+    }
+
+    pub fn metadata_limits(&self) -> MetadataLimits {
+        MetadataLimits {
+            max_bytes: self.max_metadata_bytes,
+            max_keys: self.max_metadata_keys,
+            max_filename_bytes: self.max_filename_bytes,
+        }
+    }
+
+    /// How slowly a request body may come before it is ended.
+    pub fn body_pace(&self) -> Pace {
+        let millis = vod_infra::config::millis;
+        Pace {
+            idle: millis(self.body_idle_timeout_ms),
+            min_rate: (self.body_min_bytes_per_sec > 0).then(|| MinRate {
+                bytes_per_sec: self.body_min_bytes_per_sec,
+                window: millis(self.body_rate_window_ms),
+                grace: millis(self.body_rate_grace_ms),
+            }),
+        }
     }
 
     pub fn rpc_timeout(&self) -> Duration {
@@ -191,5 +257,32 @@ mod tests {
         assert!(config.validate().is_ok());
         config.chunk_size_bytes = MAX_CHUNK_SIZE_BYTES + 1;
         assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn the_public_base_comes_from_configuration_only() {
+        let mut config = Config::default();
+        let listening = |addr: &str| addr.parse::<SocketAddr>().expect("address");
+        assert_eq!(
+            config.public_base(listening("127.0.0.1:8080")),
+            "http://127.0.0.1:8080"
+        );
+        assert_eq!(
+            config.public_base(listening("0.0.0.0:9000")),
+            "http://127.0.0.1:9000"
+        );
+        assert_eq!(
+            config.public_base(listening("[::]:80")),
+            "http://127.0.0.1:80"
+        );
+        assert_eq!(
+            config.public_base(listening("[::1]:8080")),
+            "http://[::1]:8080"
+        );
+        config.public_url = Some("https://upload.example/".to_owned());
+        assert_eq!(
+            config.public_base(listening("0.0.0.0:8080")),
+            "https://upload.example"
+        );
     }
 }

@@ -59,6 +59,12 @@ pub enum ApiError {
     InvalidConcat(String),
     #[error("{0}")]
     InvalidLength(String),
+    #[error("Upload-Metadata is limited to {max} bytes")]
+    MetadataTooLarge { max: usize },
+    #[error("Upload-Metadata is limited to {max} keys")]
+    MetadataTooManyKeys { max: usize },
+    #[error("filename is limited to {max} bytes")]
+    FilenameTooLong { max: usize },
     #[error("no such route")]
     RouteNotFound,
     /// Too many uploads at once for the memory the gateway may use; the client is told to retry.
@@ -96,7 +102,10 @@ impl ApiError {
             | Self::InvalidJson(_)
             | Self::ChecksumAlgorithmUnsupported(_)
             | Self::InvalidConcat(_)
-            | Self::InvalidLength(_) => StatusCode::BAD_REQUEST,
+            | Self::InvalidLength(_)
+            | Self::MetadataTooLarge { .. }
+            | Self::MetadataTooManyKeys { .. }
+            | Self::FilenameTooLong { .. } => StatusCode::BAD_REQUEST,
             Self::OffsetMismatch(_) | Self::UploadClosed(_) | Self::UploadLocked(_) => {
                 StatusCode::CONFLICT
             }
@@ -137,6 +146,9 @@ impl ApiError {
         "upload_is_final",
         "invalid_concat",
         "invalid_length",
+        "metadata_too_large",
+        "metadata_too_many_keys",
+        "filename_too_long",
         "not_found",
         "server_busy",
         "service_unavailable",
@@ -165,6 +177,9 @@ impl ApiError {
             Self::FinalUploadNotPatchable => "upload_is_final",
             Self::InvalidConcat(_) => "invalid_concat",
             Self::InvalidLength(_) => "invalid_length",
+            Self::MetadataTooLarge { .. } => "metadata_too_large",
+            Self::MetadataTooManyKeys { .. } => "metadata_too_many_keys",
+            Self::FilenameTooLong { .. } => "filename_too_long",
             Self::RouteNotFound => "not_found",
             Self::Busy(_) => "server_busy",
             Self::Unavailable(_) => "service_unavailable",
@@ -183,6 +198,10 @@ impl ApiError {
         let field = match self {
             Self::InvalidHeader { header, .. } => Some((*header).to_owned()),
             Self::ValidationFailed { field, .. } => Some(field.clone()),
+            Self::MetadataTooLarge { .. } | Self::MetadataTooManyKeys { .. } => {
+                Some("Upload-Metadata".to_owned())
+            }
+            Self::FilenameTooLong { .. } => Some("filename".to_owned()),
             _ => None,
         };
         ErrorBody {
@@ -297,6 +316,9 @@ mod tests {
             ApiError::FinalUploadNotPatchable,
             ApiError::InvalidConcat(String::new()),
             ApiError::InvalidLength(String::new()),
+            ApiError::MetadataTooLarge { max: 1 },
+            ApiError::MetadataTooManyKeys { max: 1 },
+            ApiError::FilenameTooLong { max: 1 },
             ApiError::RouteNotFound,
             ApiError::Busy(String::new()),
             ApiError::Unavailable(String::new()),
@@ -324,6 +346,9 @@ mod tests {
                 | ApiError::FinalUploadNotPatchable
                 | ApiError::InvalidConcat(_)
                 | ApiError::InvalidLength(_)
+                | ApiError::MetadataTooLarge { .. }
+                | ApiError::MetadataTooManyKeys { .. }
+                | ApiError::FilenameTooLong { .. }
                 | ApiError::RouteNotFound
                 | ApiError::Busy(_)
                 | ApiError::Unavailable(_)

@@ -4,10 +4,12 @@
 //! uploader over AMQP, and clients are answered only with what the uploader confirmed. It reads
 //! PostgreSQL to answer `HEAD` and the JSON `GET`s.
 
+mod body_pace;
 mod config;
 mod error;
 mod metrics;
 mod openapi;
+mod plain_text;
 mod read_model;
 mod routes;
 mod startup;

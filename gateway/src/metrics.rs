@@ -1,5 +1,5 @@
-//! What the gateway counts: upload bytes received, pieces the uploader accepted or rejected,
-//! broker connections lost for good and opened again, and (through
+//! What the gateway counts: upload bytes received, bodies cut short, pieces the uploader
+//! accepted or rejected, broker connections lost for good and opened again, and (through
 //! `vod_infra::metrics::HttpMetrics`) every request by route and status.
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -13,11 +13,18 @@ pub struct RejectionLabels {
     pub reason: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CutShortLabels {
+    /// `read_error`, `idle` or `too_slow`.
+    pub reason: &'static str,
+}
+
 #[derive(Clone, Debug)]
 pub struct GatewayMetrics {
     pub http: HttpMetrics,
     pub broker: BrokerMetrics,
     upload_bytes_received: Counter,
+    bodies_cut_short: Family<CutShortLabels, Counter>,
     chunks_accepted: Counter,
     chunks_rejected: Family<RejectionLabels, Counter>,
     buffer_waits_timed_out: Counter,
@@ -61,6 +68,7 @@ impl GatewayMetrics {
             http: HttpMetrics::register(registry),
             broker: BrokerMetrics::register(registry),
             upload_bytes_received: Counter::default(),
+            bodies_cut_short: Family::default(),
             chunks_accepted: Counter::default(),
             chunks_rejected: Family::default(),
             buffer_waits_timed_out: Counter::default(),
@@ -69,6 +77,13 @@ impl GatewayMetrics {
             "upload_bytes_received",
             "Bytes of upload bodies read from clients",
             metrics.upload_bytes_received.clone(),
+        );
+        registry.register(
+            "upload_bodies_cut_short",
+            "Upload bodies that ended before their end, their bytes kept: the connection broke \
+             (read_error), nothing came for GATEWAY_BODY_IDLE_TIMEOUT_MS (idle), or less than \
+             GATEWAY_BODY_MIN_BYTES_PER_SEC came (too_slow)",
+            metrics.bodies_cut_short.clone(),
         );
         registry.register(
             "chunks_accepted",
@@ -91,6 +106,12 @@ impl GatewayMetrics {
 
     pub fn bytes_received(&self, bytes: usize) {
         self.upload_bytes_received.inc_by(bytes as u64);
+    }
+
+    pub fn body_cut_short(&self, reason: &'static str) {
+        self.bodies_cut_short
+            .get_or_create(&CutShortLabels { reason })
+            .inc();
     }
 
     pub fn chunk_accepted(&self) {

@@ -50,7 +50,7 @@ pub struct App {
 impl App {
     /// Checks the configuration, connects to the broker, and binds the listener. The database
     /// is reached lazily, so the gateway starts while PostgreSQL is still coming up.
-    pub async fn build(config: Config) -> anyhow::Result<App> {
+    pub async fn build(mut config: Config) -> anyhow::Result<App> {
         config.validate().context("invalid gateway configuration")?;
         let pool = vod_infra::postgres::pool(&config.postgres)?;
         let mut registry = vod_infra::metrics::registry("gateway");
@@ -59,6 +59,7 @@ impl App {
             UploaderClient::connect(&config.amqp, config.uploader_client(metrics.broker.clone()))
                 .await?;
         let (listener, local_addr) = vod_infra::http::bind(&config.listen_addr).await?;
+        config.public_url = Some(config.public_base(local_addr));
         let body_tasks = TaskTracker::new();
         let shutdown_timeout_ms = config.shutdown_timeout_ms;
         let stopping = CancellationToken::new();

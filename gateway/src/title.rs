@@ -1,4 +1,7 @@
-//! Video titles, wherever they come from: 1 to 200 characters once trimmed, as the schema allows.
+//! Video titles, wherever they come from: 1 to 200 characters once trimmed, as the schema allows,
+//! on one line of plain text.
+
+use crate::plain_text::{check_plain_text, ForbiddenCharacter, Lines};
 
 /// Longest title, in characters.
 pub const MAX_TITLE_CHARS: usize = 200;
@@ -10,6 +13,8 @@ pub enum TitleError {
     Empty,
     #[error("title must be at most {MAX_TITLE_CHARS} characters")]
     TooLong,
+    #[error("title {0}")]
+    Forbidden(ForbiddenCharacter),
 }
 
 /// The title trimmed of surrounding blanks, if it is acceptable.
@@ -21,6 +26,7 @@ pub fn normalize_title(title: &str) -> Result<String, TitleError> {
     if title.chars().count() > MAX_TITLE_CHARS {
         return Err(TitleError::TooLong);
     }
+    check_plain_text(title, Lines::Single).map_err(TitleError::Forbidden)?;
     Ok(title.to_owned())
 }
 
@@ -42,6 +48,19 @@ mod tests {
         assert_eq!(normalize_title(" \t "), Err(TitleError::Empty));
         assert!(normalize_title(&"é".repeat(200)).is_ok());
         assert_eq!(normalize_title(&"é".repeat(201)), Err(TitleError::TooLong));
+    }
+
+    #[test]
+    fn titles_are_one_line_of_plain_text() {
+        assert_eq!(normalize_title(" Film \n"), Ok("Film".to_owned()));
+        for bad in ["a\u{0}b", "two\nlines", "evil\u{202E}4pm.exe"] {
+            let refused = normalize_title(bad).expect_err(bad);
+            assert!(matches!(refused, TitleError::Forbidden(_)), "{bad:?}");
+            assert!(
+                refused.to_string().starts_with("title must not contain"),
+                "{refused}"
+            );
+        }
     }
 
     #[test]

@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256, Sha512};
 use vod_contracts::{SessionId, VideoId};
 
 use crate::error::ApiError;
+use crate::plain_text::{check_plain_text, Lines};
 use crate::title::{default_title, normalize_title};
 pub use crate::tus_names::*;
 
@@ -314,6 +315,42 @@ pub fn parse_metadata(raw: &str) -> Result<BTreeMap<String, Vec<u8>>, MetadataEr
     Ok(pairs)
 }
 
+/// The most `Upload-Metadata` a creation may carry: it is stored with the upload and given back
+/// by every `HEAD`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MetadataLimits {
+    /// The header as sent, in bytes.
+    pub max_bytes: usize,
+    pub max_keys: usize,
+    /// `filename`, decoded, in bytes.
+    pub max_filename_bytes: usize,
+}
+
+/// Refuses `Upload-Metadata` over `limits` before anything of it is read or stored.
+pub fn check_metadata_limits(raw: &str, limits: MetadataLimits) -> Result<(), ApiError> {
+    if raw.len() > limits.max_bytes {
+        return Err(ApiError::MetadataTooLarge {
+            max: limits.max_bytes,
+        });
+    }
+    let pairs = parse_metadata(raw)
+        .map_err(|err| ApiError::invalid_header("Upload-Metadata", err.to_string()))?;
+    if pairs.len() > limits.max_keys {
+        return Err(ApiError::MetadataTooManyKeys {
+            max: limits.max_keys,
+        });
+    }
+    if pairs
+        .get("filename")
+        .is_some_and(|name| name.len() > limits.max_filename_bytes)
+    {
+        return Err(ApiError::FilenameTooLong {
+            max: limits.max_filename_bytes,
+        });
+    }
+    Ok(())
+}
+
 /// What the gateway reads from `Upload-Metadata`.
 #[derive(Debug, PartialEq, Eq)]
 pub struct UploadMetadata {
@@ -344,6 +381,10 @@ impl UploadMetadata {
                 .transpose()
         };
         let filename = text("filename")?.filter(|name| !name.trim().is_empty());
+        if let Some(filename) = &filename {
+            check_plain_text(filename, Lines::Single)
+                .map_err(|err| ApiError::validation("filename", format!("filename {err}")))?;
+        }
         let title = match text("title")? {
             Some(title) => normalize_title(&title)
                 .map_err(|err| ApiError::validation("title", err.to_string()))?,
@@ -447,6 +488,52 @@ mod tests {
         }
         let raw = format!("title {}", b64(&"é".repeat(200)));
         assert!(UploadMetadata::from_header(Some(&raw)).is_ok());
+    }
+
+    #[test]
+    fn titles_and_filenames_are_one_line_of_plain_text() {
+        for bad in ["a\u{0}b", "bell\u{7}", "two\nlines", "evil\u{202E}4pm.exe"] {
+            for (raw, field) in [
+                (format!("title {}", b64(bad)), "title"),
+                (
+                    format!("title {},filename {}", b64("Fine"), b64(bad)),
+                    "filename",
+                ),
+            ] {
+                let error = UploadMetadata::from_header(Some(&raw)).expect_err(bad);
+                assert!(
+                    matches!(error, ApiError::ValidationFailed { field: ref named, .. } if named == field),
+                    "{bad:?}: {error:?}"
+                );
+            }
+        }
+    }
+
+    const LIMITS: MetadataLimits = MetadataLimits {
+        max_bytes: 100,
+        max_keys: 3,
+        max_filename_bytes: 10,
+    };
+
+    #[test]
+    fn metadata_over_a_limit_is_refused_naming_it() {
+        let fits = format!("filename {},a,b", b64("0123456789"));
+        assert!(check_metadata_limits(&fits, LIMITS).is_ok());
+        for (raw, code) in [
+            (
+                format!("notes {}", b64(&"n".repeat(80))),
+                "metadata_too_large",
+            ),
+            ("a,b,c,d".to_owned(), "metadata_too_many_keys"),
+            (
+                format!("filename {}", b64("01234567890")),
+                "filename_too_long",
+            ),
+            ("title %%%".to_owned(), "invalid_header"),
+        ] {
+            let error = check_metadata_limits(&raw, LIMITS).expect_err(&raw);
+            assert_eq!(error.code(), code, "{raw}");
+        }
     }
 
     #[test]

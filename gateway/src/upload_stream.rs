@@ -4,15 +4,13 @@
 //! body is read into one buffer of at most one piece, the piece is stored, and only then is more
 //! of the body read. Memory stays at about one piece however large the body is.
 
+use bytes::{Bytes, BytesMut};
+use futures_util::stream::FuturesOrdered;
+use futures_util::{Stream, StreamExt};
 use std::fmt::Display;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
-
-use bytes::{Bytes, BytesMut};
-use futures_util::stream::FuturesOrdered;
-use futures_util::{Stream, StreamExt};
 
 /// How the body ended, once everything that arrived was stored.
 #[derive(Debug, PartialEq, Eq)]
@@ -104,40 +102,6 @@ pub enum Storing {
     /// One piece at a time, and the last one is not stored but handed back in
     /// [`Streamed::held`], for a caller that must check the whole body before it commits.
     HoldingLast,
-}
-
-/// Why a request body stopped before its end.
-#[derive(Debug, thiserror::Error)]
-pub enum BodyBroke<E> {
-    #[error("{0}")]
-    Read(E),
-    #[error("no bytes of the body came for {} ms", .0.as_millis())]
-    Idle(Duration),
-}
-
-/// `body`, ended by [`BodyBroke::Idle`] once nothing of it has come for `idle` while it was
-/// waited for: a client whose connection died without a word (a phone that changed networks)
-/// would otherwise hold its memory and its write lock until the operating system gives the
-/// connection up, hours later.
-pub fn idle_ends<B, E>(
-    body: B,
-    idle: Duration,
-) -> impl Stream<Item = Result<Bytes, BodyBroke<E>>> + Unpin
-where
-    B: Stream<Item = Result<Bytes, E>> + Unpin,
-{
-    Box::pin(futures_util::stream::unfold(
-        Some(body),
-        move |body| async move {
-            let mut body = body?;
-            match tokio::time::timeout(idle, body.next()).await {
-                Ok(Some(Ok(frame))) => Some((Ok(frame), Some(body))),
-                Ok(Some(Err(error))) => Some((Err(BodyBroke::Read(error)), Some(body))),
-                Ok(None) => None,
-                Err(_) => Some((Err(BodyBroke::Idle(idle)), None)),
-            }
-        },
-    ))
 }
 
 /// Streams `body` into pieces of at most `piece_size` bytes, starting at `offset` of an upload
@@ -384,10 +348,13 @@ impl Pieces {
 mod tests {
     use std::sync::{Arc, Mutex};
 
+    use std::time::Duration;
+
     use futures_util::future::BoxFuture;
     use futures_util::stream;
 
     use super::*;
+    use crate::body_pace::{paced, Pace};
 
     /// Every piece stored: its offset, its bytes, and whether it was said to be the last.
     type Stored = Arc<Mutex<Vec<(u64, Vec<u8>, bool)>>>;
@@ -875,9 +842,12 @@ mod tests {
         let data = body(100);
         let stored = Stored::default();
         let streamed = stream_in_pieces(
-            idle_ends(
+            paced(
                 stream::iter(frames(&data, 40)).chain(stream::pending()),
-                Duration::from_millis(50),
+                Pace {
+                    idle: Duration::from_millis(50),
+                    min_rate: None,
+                },
             ),
             0,
             1_000,
@@ -895,28 +865,5 @@ mod tests {
         );
         assert_eq!(stored_bytes(&stored), data);
         assert_eq!(last_flags(&stored), vec![false, true]);
-    }
-
-    #[tokio::test]
-    async fn a_body_that_keeps_coming_slowly_is_not_ended() {
-        let data = body(100);
-        let slowly = stream::iter(frames(&data, 10)).then(|frame| async move {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            frame
-        });
-        let stored = Stored::default();
-        let streamed = stream_in_pieces(
-            idle_ends(Box::pin(slowly), Duration::from_secs(30)),
-            0,
-            1_000,
-            64,
-            Storing::Pipelined(1),
-            Some(100),
-            recording_store(&stored),
-        )
-        .await
-        .expect("stored");
-        assert_eq!(streamed.end, BodyEnd::Complete);
-        assert_eq!(stored_bytes(&stored), data);
     }
 }

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::header::CONTENT_TYPE;
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -76,6 +76,8 @@ pub fn route(registry: Arc<Registry>) -> Router {
 pub struct HttpRequestLabels {
     /// The route template (`/v1/uploads/{id}`), never the raw path, so the label stays bounded.
     pub route: String,
+    /// One of the methods of RFC 9110 and `PATCH`, else [`OTHER_METHOD`]: a client names any
+    /// method it likes, and each new one would be a new series.
     pub method: String,
     pub status: u16,
 }
@@ -94,6 +96,25 @@ pub struct HttpMetrics {
 
 /// The label of a request no route matched.
 pub const UNMATCHED_ROUTE: &str = "unmatched";
+
+/// The label of a request whose method is none of the standard ones.
+pub const OTHER_METHOD: &str = "OTHER";
+
+/// The method's label: the standard methods by name, any other as [`OTHER_METHOD`].
+pub fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::CONNECT => "CONNECT",
+        Method::OPTIONS => "OPTIONS",
+        Method::TRACE => "TRACE",
+        Method::PATCH => "PATCH",
+        _ => OTHER_METHOD,
+    }
+}
 
 impl HttpMetrics {
     pub fn register(registry: &mut Registry) -> Self {
@@ -143,12 +164,12 @@ pub async fn track_http(
         .get::<MatchedPath>()
         .map_or(UNMATCHED_ROUTE, MatchedPath::as_str)
         .to_owned();
-    let method = request.method().as_str().to_owned();
+    let method = method_label(request.method());
     let started = Instant::now();
     let response = next.run(request).await;
     metrics.observe(
         &route,
-        &method,
+        method,
         response.status(),
         started.elapsed().as_secs_f64(),
     );
@@ -180,5 +201,15 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    #[test]
+    fn invented_methods_share_one_label() {
+        assert_eq!(method_label(&Method::PATCH), "PATCH");
+        assert_eq!(method_label(&Method::GET), "GET");
+        for invented in ["FOO", "get", "X-ANYTHING", "PROPFIND"] {
+            let method = Method::from_bytes(invented.as_bytes()).expect("a method token");
+            assert_eq!(method_label(&method), OTHER_METHOD, "{invented}");
+        }
     }
 }

@@ -11,8 +11,8 @@ mod patch;
 
 use anyhow::anyhow;
 use axum::extract::{Path, State};
-use axum::http::header::{CACHE_CONTROL, HOST};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::header::CACHE_CONTROL;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use vod_contracts::api::ErrorBody;
 use vod_contracts::commands::TerminateUpload;
@@ -138,7 +138,6 @@ pub async fn head(
     // tus requires the header on every request; one that names another version is refused,
     // and a plain `HEAD` without it is still answered.
     _: Option<TusResumable>,
-    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let upload = find_live_upload(&state, &id).await?.1;
     let mut response = (
@@ -179,7 +178,7 @@ pub async fn head(
             response_headers.insert(tus::UPLOAD_CONCAT, HeaderValue::from_static("partial"));
         }
         UploadKind::Final => {
-            let base = public_base(&state, &headers);
+            let base = public_base(&state);
             let urls: Vec<String> = upload
                 .parts
                 .iter()
@@ -266,16 +265,10 @@ fn check_fits(offset: u64, content_length: Option<u64>, total_bytes: u64) -> Res
     }
 }
 
-/// `public_url` when configured, else the address the client used.
-fn public_base(state: &AppState, headers: &HeaderMap) -> String {
-    if let Some(base) = &state.config.public_url {
-        return base.trim_end_matches('/').to_owned();
-    }
-    headers
-        .get(HOST)
-        .and_then(|host| host.to_str().ok())
-        .map(|host| format!("http://{host}"))
-        .unwrap_or_default()
+/// The base of the upload URLs, from configuration only (`Config::public_base`, set when the
+/// gateway starts): never the request's `Host`, which the client chooses.
+fn public_base(state: &AppState) -> &str {
+    state.config.public_url.as_deref().unwrap_or_default()
 }
 
 fn header_value(text: &str) -> Result<HeaderValue, ApiError> {

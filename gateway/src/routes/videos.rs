@@ -14,6 +14,7 @@ use vod_contracts::commands::{CreateVideo, VideoCreated};
 use vod_contracts::VideoId;
 
 use crate::error::ApiError;
+use crate::plain_text::{check_plain_text, Lines};
 use crate::read_model;
 use crate::state::AppState;
 use crate::title::normalize_title;
@@ -25,16 +26,21 @@ const MAX_PAGE_SIZE: i64 = 100;
 /// `POST /v1/videos`.
 #[derive(Debug, Deserialize, Validate, utoipa::ToSchema)]
 pub struct CreateVideoRequest {
-    /// 1 to 200 characters, not blank.
+    /// 1 to 200 characters, not blank, one line without control or bidirectional formatting
+    /// characters.
     #[schema(required = true, min_length = 1, max_length = 200, example = "My clip")]
     #[validate(
         required(message = "title is required"),
         custom(function = "valid_title")
     )]
     title: Option<String>,
-    /// At most 5000 characters.
+    /// At most 5000 characters; line breaks and tabs are kept, other control characters and
+    /// bidirectional formatting characters are refused.
     #[schema(max_length = 5000)]
-    #[validate(length(max = MAX_DESCRIPTION_CHARS, message = "description must be at most 5000 characters"))]
+    #[validate(
+        length(max = MAX_DESCRIPTION_CHARS, message = "description must be at most 5000 characters"),
+        custom(function = "valid_description")
+    )]
     description: Option<String>,
 }
 
@@ -42,6 +48,12 @@ fn valid_title(title: &str) -> Result<(), ValidationError> {
     normalize_title(title)
         .map(|_| ())
         .map_err(|err| ValidationError::new("title").with_message(err.to_string().into()))
+}
+
+fn valid_description(description: &str) -> Result<(), ValidationError> {
+    check_plain_text(description, Lines::Multi).map_err(|err| {
+        ValidationError::new("description").with_message(format!("description {err}").into())
+    })
 }
 
 /// `POST /v1/videos`: creates an empty video through the uploader.
@@ -287,6 +299,24 @@ mod tests {
             "d".repeat(5000)
         );
         assert!(validate(&json).is_ok());
+    }
+
+    #[test]
+    fn control_and_bidi_characters_are_refused_in_the_field_they_are_in() {
+        for bad in [r"a\u0000b", r"bell\u0007", r"evil\u202e4pm.exe"] {
+            let title = format!(r#"{{"title": "{bad}"}}"#);
+            assert_eq!(field_of(validate(&title).expect_err(&title)), "title");
+            let description = format!(r#"{{"title": "Film", "description": "{bad}"}}"#);
+            assert_eq!(
+                field_of(validate(&description).expect_err(&description)),
+                "description"
+            );
+        }
+        assert!(validate(r#"{"title": "Film", "description": "one\n\ttwo\r\n"}"#).is_ok());
+        assert_eq!(
+            field_of(validate(r#"{"title": "one\ntwo"}"#).expect_err("two lines")),
+            "title"
+        );
     }
 
     #[test]

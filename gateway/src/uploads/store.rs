@@ -18,13 +18,12 @@ use vod_contracts::commands::{
 use vod_contracts::{SessionId, WriterId};
 
 use super::lock::{lock_upload, Lock, UnlockLater, Writing};
+use crate::body_pace::{paced, Pace};
 use crate::error::ApiError;
 use crate::metrics::GatewayMetrics;
 use crate::state::AppState;
 use crate::tus::{self, Checksum};
-use crate::upload_stream::{
-    idle_ends, stream_in_pieces, BodyEnd, Piece, StoreFailed, Storing, Streamed,
-};
+use crate::upload_stream::{stream_in_pieces, BodyEnd, Piece, StoreFailed, Storing, Streamed};
 use crate::uploader_client::UploaderClient;
 
 /// Where a request body goes.
@@ -66,7 +65,7 @@ pub async fn store_body(
     let cutting = Cutting {
         piece_size: state.config.chunk_size_bytes,
         in_flight: state.config.chunks_in_flight,
-        idle_timeout: Duration::from_millis(state.config.body_idle_timeout_ms),
+        pace: state.config.body_pace(),
     };
     let offset = target.offset;
     let buffering = reserve_buffer(state, &target)
@@ -160,8 +159,8 @@ struct Cutting {
     piece_size: usize,
     /// `GATEWAY_CHUNKS_IN_FLIGHT`; a body with a checksum is sent one piece at a time.
     in_flight: usize,
-    /// `GATEWAY_BODY_IDLE_TIMEOUT_MS`
-    idle_timeout: Duration,
+    /// `GATEWAY_BODY_IDLE_TIMEOUT_MS` and the `GATEWAY_BODY_MIN_BYTES_PER_SEC` floor.
+    pace: Pace,
 }
 
 async fn stream_body(
@@ -186,9 +185,10 @@ async fn stream_body(
         .map(|checksum| Arc::new(Mutex::new(Some(checksum.algorithm.hasher()))));
     let hashing = hasher.clone();
     let received = metrics.clone();
-    let frames = idle_ends(body.into_data_stream(), cutting.idle_timeout).map(move |frame| {
-        if let Ok(bytes) = &frame {
-            received.bytes_received(bytes.len());
+    let frames = paced(body.into_data_stream(), cutting.pace).map(move |frame| {
+        match &frame {
+            Ok(bytes) => received.bytes_received(bytes.len()),
+            Err(broke) => received.body_cut_short(broke.reason()),
         }
         if let (Ok(bytes), Some(hasher)) = (&frame, &hashing) {
             if let Some(hasher) = lock(hasher).as_mut() {

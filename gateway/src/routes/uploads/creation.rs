@@ -58,7 +58,7 @@ use crate::uploads::{log_body_end, store_body, BodyTarget};
             ("Upload-Expires" = String, description = "When an unfinished upload is given up, as an HTTP date."),
             ("Tus-Resumable" = String, description = "`1.0.0`."),
         )),
-        (status = 400, description = "`invalid_header` (the offending header in `field`), `validation_failed` (`title` or `video_id` in `Upload-Metadata`), `checksum_algorithm_unsupported`, `invalid_concat`, `invalid_length`, `invalid_request`.", body = ErrorBody),
+        (status = 400, description = "`invalid_header` (the offending header in `field`), `validation_failed` (`title`, `filename` or `video_id` in `Upload-Metadata`: a control or bidirectional formatting character, a blank or long title, a bad id), `metadata_too_large` and `metadata_too_many_keys` (`Upload-Metadata` over its limit), `filename_too_long`, `checksum_algorithm_unsupported`, `invalid_concat`, `invalid_length`, `invalid_request`.", body = ErrorBody),
         (status = 404, description = "`video_not_found`: `video_id` names no video; `upload_not_found`: a partial upload of a final one does not exist.", body = ErrorBody),
         (status = 409, description = "`upload_closed`: a partial upload of a final one is not complete or already used.", body = ErrorBody),
         (status = 410, description = "`upload_expired`: a partial upload of a final one expired.", body = ErrorBody),
@@ -84,6 +84,9 @@ pub async fn create(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    if let Some(raw) = &raw_metadata {
+        tus::check_metadata_limits(raw, state.config.metadata_limits())?;
+    }
     if let Some(Concat::Final(urls)) = concat {
         return create_final(&state, &headers, raw_metadata, &urls).await;
     }
@@ -142,7 +145,7 @@ pub async fn create(
         (session_id, Some(video_id), expires_at)
     };
 
-    let location = format!("{}/v1/uploads/{session_id}", public_base(&state, &headers));
+    let location = format!("{}/v1/uploads/{session_id}", public_base(&state));
     let mut response =
         (StatusCode::CREATED, [(LOCATION, header_value(&location)?)]).into_response();
     if let Some(video_id) = video_id {
@@ -225,7 +228,7 @@ async fn create_final(
         })
         .await?;
     tracing::info!(%session_id, %video_id, %flow_id, parts = urls.len(), "final upload created");
-    let location = format!("{}/v1/uploads/{session_id}", public_base(state, headers));
+    let location = format!("{}/v1/uploads/{session_id}", public_base(state));
     Ok((
         StatusCode::CREATED,
         [
