@@ -79,6 +79,7 @@ pub async fn upload(api: &Api, options: &UploadOptions) -> anyhow::Result<String
     };
 
     let progress = progress_bar(size, offset, options.quiet);
+    let pace = Pace::new(options.limit_rate);
     let mut file = tokio::fs::File::open(&options.file).await?;
     let mut failures = 0u32;
     while offset < size {
@@ -93,7 +94,7 @@ pub async fn upload(api: &Api, options: &UploadOptions) -> anyhow::Result<String
             base64::engine::general_purpose::STANDARD.encode(Sha256::digest(&chunk))
         );
         progress.set_position(offset);
-        let body = paced_body(Bytes::from(chunk), progress.clone(), options.limit_rate);
+        let body = paced_body(Bytes::from(chunk), progress.clone(), pace.clone());
         match api.patch(&location, offset, &checksum, body).await {
             Ok(new_offset) => {
                 offset = new_offset;
@@ -183,25 +184,63 @@ fn progress_bar(size: u64, position: u64, quiet: bool) -> ProgressBar {
     progress
 }
 
-/// A PATCH body sent frame by frame, moving the progress bar and keeping under `limit_rate`.
-fn paced_body(chunk: Bytes, progress: ProgressBar, limit_rate: Option<u64>) -> reqwest::Body {
-    let started = Instant::now();
-    let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
+/// The rate limit of one whole upload: every byte sent, in every PATCH, counts against the
+/// same clock, so small chunks are paced as well as large ones.
+#[derive(Clone)]
+struct Pace(Option<Arc<PaceState>>);
+
+struct PaceState {
+    bytes_per_second: u64,
+    started: Instant,
+    sent: std::sync::atomic::AtomicU64,
+}
+
+impl Pace {
+    fn new(limit_rate: Option<u64>) -> Self {
+        Self(limit_rate.filter(|rate| *rate > 0).map(|bytes_per_second| {
+            Arc::new(PaceState {
+                bytes_per_second,
+                started: Instant::now(),
+                sent: std::sync::atomic::AtomicU64::new(0),
+            })
+        }))
+    }
+
+    /// Frames small enough that a limited upload moves several times a second.
+    fn frame_bytes(&self) -> usize {
+        match &self.0 {
+            Some(state) => usize::try_from(state.bytes_per_second / 8)
+                .unwrap_or(FRAME_BYTES)
+                .clamp(1024, FRAME_BYTES),
+            None => FRAME_BYTES,
+        }
+    }
+
+    /// Waits until the bytes sent before this frame are within the rate, then counts the frame.
+    async fn admit(&self, frame_len: usize) {
+        let Some(state) = &self.0 else { return };
+        let before = state
+            .sent
+            .fetch_add(frame_len as u64, std::sync::atomic::Ordering::Relaxed);
+        let due = Duration::from_secs_f64(before as f64 / state.bytes_per_second as f64);
+        if let Some(wait) = due.checked_sub(state.started.elapsed()) {
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+/// A PATCH body sent frame by frame, moving the progress bar and keeping to the upload's pace.
+fn paced_body(chunk: Bytes, progress: ProgressBar, pace: Pace) -> reqwest::Body {
+    let frame_bytes = pace.frame_bytes();
     let frames: Vec<Bytes> = (0..chunk.len())
-        .step_by(FRAME_BYTES)
-        .map(|start| chunk.slice(start..(start + FRAME_BYTES).min(chunk.len())))
+        .step_by(frame_bytes)
+        .map(|start| chunk.slice(start..(start + frame_bytes).min(chunk.len())))
         .collect();
     let stream = futures_util::stream::iter(frames).then(move |frame| {
         let progress = progress.clone();
-        let sent = sent.clone();
+        let pace = pace.clone();
         async move {
-            let before = sent.fetch_add(frame.len() as u64, std::sync::atomic::Ordering::Relaxed);
-            if let Some(rate) = limit_rate.filter(|rate| *rate > 0) {
-                let due = Duration::from_secs_f64(before as f64 / rate as f64);
-                if let Some(wait) = due.checked_sub(started.elapsed()) {
-                    tokio::time::sleep(wait).await;
-                }
-            }
+            pace.admit(frame.len()).await;
             progress.inc(frame.len() as u64);
             Ok::<_, std::io::Error>(frame)
         }
