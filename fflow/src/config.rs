@@ -6,7 +6,7 @@ use serde::Deserialize;
 use vod_infra::config::{millis, AmqpSettings};
 
 use crate::ladder::Ladder;
-use crate::peers::Peers;
+use crate::peers::{is_valid_replica_id, Peers};
 
 /// Configuration of an fflow replica, read from `FFLOW_*` variables.
 #[derive(Clone, Debug, Deserialize)]
@@ -290,13 +290,6 @@ impl Config {
     pub(crate) fn stall_timeout(&self) -> Duration {
         Duration::from_secs(self.stall_timeout_seconds)
     }
-}
-
-pub(crate) fn is_valid_replica_id(id: &str) -> bool {
-    !id.is_empty()
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 #[cfg(test)]

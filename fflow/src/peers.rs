@@ -30,7 +30,7 @@ impl Peers {
 fn parse_entry(id: &str, url: &str) -> Result<(String, String), String> {
     let id = id.trim();
     let url = url.trim().trim_end_matches('/');
-    if !crate::config::is_valid_replica_id(id) {
+    if !is_valid_replica_id(id) {
         return Err(format!("{id:?} is not a replica id ([a-z0-9-]+)"));
     }
     let parsed = reqwest::Url::parse(url).map_err(|err| format!("{url:?} is not a URL: {err}"))?;
@@ -81,6 +81,14 @@ impl fmt::Display for Peers {
             .collect();
         f.write_str(&entries.join(","))
     }
+}
+
+/// A replica id: lowercase ASCII letters, digits and dashes, as it appears in URL paths.
+pub(crate) fn is_valid_replica_id(id: &str) -> bool {
+    !id.is_empty()
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 #[cfg(test)]
