@@ -35,8 +35,7 @@ use vod_infra::amqp::LossWatch;
 use vod_infra::backoff::Backoff;
 use vod_infra::config::AmqpSettings;
 
-use crate::config::Config;
-use crate::metrics::BrokerMetrics;
+pub use crate::metrics::BrokerMetrics;
 
 /// Requests are transient: the client is answered only from the uploader's reply, so a request
 /// the broker loses is a timeout the client retries, never a lost offset. Writing every chunk to
@@ -62,7 +61,7 @@ pub enum CallError {
     UnexpectedReply(String),
 }
 
-/// How the client behaves; [`Config::uploader_client`] reads it from the gateway's settings.
+/// How the client behaves; `Config::uploader_client` reads it from the gateway's settings.
 #[derive(Clone, Debug)]
 pub struct ClientOptions {
     /// How long a request may take, publish to reply.
@@ -72,12 +71,6 @@ pub struct ClientOptions {
     pub reconnect_backoff: Duration,
     pub reconnect_max_backoff: Duration,
     pub metrics: BrokerMetrics,
-}
-
-impl Default for ClientOptions {
-    fn default() -> Self {
-        Config::default().uploader_client(BrokerMetrics::default())
-    }
 }
 
 type PendingReplies = Mutex<HashMap<String, oneshot::Sender<Result<ReplyMessage, CallError>>>>;

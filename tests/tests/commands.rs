@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use gateway::uploader_client::{CallError, ClientOptions, UploaderClient};
+use gateway::uploader_client::{BrokerMetrics, CallError, ClientOptions, UploaderClient};
+use gateway::Config;
 use reqwest::{Response, StatusCode};
 use serde_json::{json, Value};
 use vod_contracts::commands::{
@@ -24,7 +25,7 @@ async fn every_command_is_answered_with_its_own_reply_type_through_the_broker() 
     let stack = Stack::spawn(&env).await;
     let options = ClientOptions {
         rpc_timeout: Duration::from_secs(30),
-        ..ClientOptions::default()
+        ..Config::default().uploader_client(BrokerMetrics::default())
     };
     let (client, _replies) = UploaderClient::connect(&env.amqp(), options)
         .await

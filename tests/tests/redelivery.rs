@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use gateway::uploader_client::{CallError, ClientOptions, UploaderClient};
+use gateway::uploader_client::{BrokerMetrics, CallError, ClientOptions, UploaderClient};
+use gateway::Config;
 use vod_contracts::commands::{ChunkHeader, ChunkReply, RejectCode};
 use vod_contracts::{VideoStatus, WriterId};
 use vod_tests::media::{decoded_duration, generate_clip, probe};
@@ -25,7 +26,7 @@ async fn the_same_chunk_twice_moves_the_offset_once_and_keeps_the_bytes() {
     // redelivery after a lost acknowledgement would.
     let options = ClientOptions {
         rpc_timeout: Duration::from_secs(30),
-        ..ClientOptions::default()
+        ..Config::default().uploader_client(BrokerMetrics::default())
     };
     let (client, _replies) = UploaderClient::connect(&env.amqp(), options)
         .await
@@ -90,7 +91,7 @@ impl ThreePieces {
         let upload = stack.create_upload(bytes.len() as u64, "clip.mp4").await;
         let client_options = ClientOptions {
             rpc_timeout: Duration::from_secs(30),
-            ..ClientOptions::default()
+            ..Config::default().uploader_client(BrokerMetrics::default())
         };
         let (client, _replies) = UploaderClient::connect(&env.amqp(), client_options)
             .await
