@@ -7,6 +7,7 @@ use vod_infra::config::{millis, AmqpSettings};
 
 use crate::ladder::Ladder;
 use crate::peers::Peers;
+use crate::sandbox::SourceFormats;
 
 /// Configuration of an fflow replica, read from `FFLOW_*` variables.
 #[derive(Clone, Debug, Deserialize)]
@@ -22,6 +23,14 @@ pub struct Config {
     pub spool_dir: PathBuf,
     pub ffmpeg_path: String,
     pub ffprobe_path: String,
+    /// The demuxers ffmpeg and ffprobe may read a source with (`FFLOW_SOURCE_FORMATS`, see
+    /// [`SourceFormats`]); a source of another format fails.
+    pub source_formats: SourceFormats,
+    /// A source whose probed duration needs fewer bytes a second than this is refused, its
+    /// timestamps not believed; 0 turns the check off.
+    pub min_source_bytes_per_second: u64,
+    /// A source probed longer than this is refused.
+    pub max_source_seconds: u64,
     pub max_concurrent_encodes: usize,
     pub segment_seconds: u32,
     /// Must divide `segment_seconds`, so every segment starts on a keyframe.
@@ -114,6 +123,9 @@ impl Default for Config {
             spool_dir: PathBuf::from("./data/fflow"),
             ffmpeg_path: "ffmpeg".to_owned(),
             ffprobe_path: "ffprobe".to_owned(),
+            source_formats: SourceFormats::default(),
+            min_source_bytes_per_second: 256,
+            max_source_seconds: 12 * 3600,
             max_concurrent_encodes: 2,
             segment_seconds: 4,
             keyframe_interval_seconds: 2,
@@ -260,6 +272,10 @@ impl Config {
             "FFLOW_STALL_TIMEOUT_SECONDS must be positive"
         );
         anyhow::ensure!(
+            self.max_source_seconds > 0,
+            "FFLOW_MAX_SOURCE_SECONDS must be positive"
+        );
+        anyhow::ensure!(
             X264_PRESETS.contains(&self.x264_preset.as_str()),
             "FFLOW_X264_PRESET must be one of {}",
             X264_PRESETS.join(", ")
@@ -387,6 +403,27 @@ mod tests {
         let sizes: Vec<u32> = config.ladder.rungs().iter().map(|rung| rung.size).collect();
         assert_eq!(sizes, [720, 360]);
         let refused = serde_json::from_value::<Config>(serde_json::json!({ "ladder": "720" }));
+        assert!(refused.is_err());
+    }
+
+    #[test]
+    fn source_formats_and_bounds_are_read_from_the_environment() {
+        let vars = [
+            ("FFLOW_SOURCE_FORMATS", "mp4,matroska"),
+            ("FFLOW_MIN_SOURCE_BYTES_PER_SECOND", "1000"),
+            ("FFLOW_MAX_SOURCE_SECONDS", "3600"),
+        ]
+        .map(|(key, value)| (key.to_owned(), value.to_owned()));
+        let (config, unknown) =
+            vod_infra::config::from_vars::<Config>("FFLOW", Some(vars.into_iter().collect()))
+                .unwrap();
+        assert!(unknown.is_empty(), "{unknown:?}");
+        assert_eq!(config.source_formats.to_string(), "mp4, matroska");
+        assert_eq!(config.min_source_bytes_per_second, 1000);
+        assert_eq!(config.max_source_seconds, 3600);
+        let playlists = [("FFLOW_SOURCE_FORMATS".to_owned(), "mov,hls".to_owned())];
+        let refused =
+            vod_infra::config::from_vars::<Config>("FFLOW", Some(playlists.into_iter().collect()));
         assert!(refused.is_err());
     }
 

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::pin::Pin;
-use std::process::{ChildStderr, ChildStdout};
+use std::process::{ChildStderr, ChildStdout, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::probe::readable_line;
+use crate::sandbox::{Sandbox, Source};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FfmpegError {
@@ -85,11 +86,13 @@ impl Supervision {
     }
 }
 
-/// Runs ffmpeg in `dir` until it exits. Dropping the returned future kills ffmpeg: that is how
-/// a deleted session or a shutdown stops an encode.
+/// Runs ffmpeg in `dir`, in the sandbox, reading `source` and given `args` (its global and
+/// output options), until it exits. Dropping the returned future kills ffmpeg: that is how a
+/// deleted session or a shutdown stops an encode.
 pub async fn run(
-    ffmpeg_path: &str,
+    sandbox: &Sandbox,
     dir: &Path,
+    source: &Source<'_>,
     args: Vec<String>,
     supervision: Supervision,
 ) -> Result<(), FfmpegError> {
@@ -98,12 +101,16 @@ pub async fn run(
         progress,
         feeder,
     } = supervision;
-    let mut command = FfmpegCommand::new_with_path(ffmpeg_path);
-    command.as_inner_mut().current_dir(dir);
-    command.args(&args);
-    let mut child = command
-        .spawn()
-        .with_context(|| format!("failed to start {ffmpeg_path}"))?;
+    // The log parser reads the level of each line.
+    let mut all_args = vec!["-loglevel".to_owned(), "level+info".to_owned()];
+    all_args.extend(args);
+    let mut command = FfmpegCommand::from(sandbox.ffmpeg(dir, source, &all_args));
+    command
+        .as_inner_mut()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().context("failed to start ffmpeg")?;
     let stderr = child.take_stderr().context("ffmpeg has no stderr")?;
     let stdout = child.take_stdout().context("ffmpeg has no stdout")?;
     // Without a feeder, dropping it closes ffmpeg's standard input at once.

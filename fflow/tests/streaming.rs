@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{make_mkv, Replica, TestEnv};
+use common::{ffmpeg_processes_in, make_mkv, Replica, TestEnv};
 use reqwest::StatusCode;
 use vod_contracts::fflow::CreateProcess;
 use vod_contracts::layout;
@@ -150,21 +150,6 @@ async fn a_rewrite_of_bytes_ffmpeg_read_makes_the_encode_wait_for_the_last_byte(
 
     replica.stop().await;
     env.stop().await;
-}
-
-/// The ffmpeg processes working in `dir`.
-fn ffmpeg_processes_in(dir: &std::path::Path) -> Vec<u32> {
-    let dir = dir.canonicalize().unwrap();
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|entry| {
-            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
-            let comm = std::fs::read_to_string(entry.path().join("comm")).ok()?;
-            let cwd = std::fs::read_link(entry.path().join("cwd")).ok()?;
-            (comm.trim() == "ffmpeg" && cwd == dir).then_some(pid)
-        })
-        .collect()
 }
 
 #[tokio::test]
