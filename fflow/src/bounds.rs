@@ -2,8 +2,11 @@
 //! 1.4 KB Matroska file with two frames 600 seconds apart probes as 601 seconds and encodes to
 //! 18,030 frames. So a source whose probed duration needs fewer than
 //! `FFLOW_MIN_SOURCE_BYTES_PER_SECOND` bytes a second, or that is longer than
-//! `FFLOW_MAX_SOURCE_SECONDS`, is refused; and an encode reads at most its probed duration
-//! (with a margin), never more than its bytes can hold.
+//! `FFLOW_MAX_SOURCE_SECONDS`, is refused; an encode reads at most its probed duration (with a
+//! margin), never more than its bytes can hold; and a streaming encode whose output gets ahead
+//! of what its bytes can hold is stopped.
+
+use std::time::Duration;
 
 use crate::config::Config;
 
@@ -71,6 +74,12 @@ impl SourceBounds {
         limit
     }
 
+    /// Whether `encoded` of output is more than `fed` bytes of source can hold: a stream whose
+    /// timestamps leap ahead of its bytes.
+    pub fn outruns(&self, encoded: Duration, fed: u64) -> bool {
+        encoded.as_secs_f64() > self.seconds_held(fed)
+    }
+
     fn seconds_held(&self, bytes: u64) -> f64 {
         if self.min_bytes_per_second == 0 {
             f64::INFINITY
@@ -118,6 +127,7 @@ mod tests {
             ..BOUNDS
         };
         assert_eq!(bounds.check(601.0, 1_431), Ok(()));
+        assert!(!bounds.outruns(Duration::from_secs(10_000), 1));
         assert_eq!(bounds.encode_seconds(None, 1), 43_200.0);
     }
 
@@ -129,5 +139,12 @@ mod tests {
         assert_eq!(BOUNDS.encode_seconds(Some(0.0), 25_600), 100.0);
         assert_eq!(BOUNDS.encode_seconds(Some(99.0), 25_600), 100.0);
         assert_eq!(BOUNDS.encode_seconds(None, u64::MAX), 43_200.0);
+    }
+
+    #[test]
+    fn output_outruns_the_bytes_that_cannot_hold_it() {
+        assert!(BOUNDS.outruns(Duration::from_secs(600), 1_431));
+        assert!(!BOUNDS.outruns(Duration::from_secs(5), 1_431));
+        assert!(!BOUNDS.outruns(Duration::from_secs(600), 1024 * 1024));
     }
 }

@@ -60,6 +60,9 @@ pub struct Config {
     pub streaming_probe_bytes: u64,
     /// A partial upload ffprobe still cannot describe at this size is encoded once complete.
     pub streaming_probe_max_bytes: u64,
+    /// A streaming encode that has waited this long in all for upload bytes is stopped and
+    /// gives its encode slot back; the source is encoded once complete.
+    pub streaming_max_wait_seconds: u64,
     /// First wait before publishing an outcome again; doubles up to `publish_max_backoff_ms`.
     /// Publishing is retried until it succeeds or the replica stops (a restarted replica
     /// encodes and publishes again). The same waits space the attempts to connect again after
@@ -142,6 +145,7 @@ impl Default for Config {
             streaming_encode: true,
             streaming_probe_bytes: 1024 * 1024,
             streaming_probe_max_bytes: 64 * 1024 * 1024,
+            streaming_max_wait_seconds: 120,
             publish_backoff_ms: 500,
             publish_max_backoff_ms: 30_000,
             publish_timeout_ms: 10_000,
@@ -276,6 +280,10 @@ impl Config {
             "FFLOW_MAX_SOURCE_SECONDS must be positive"
         );
         anyhow::ensure!(
+            self.streaming_max_wait_seconds > 0,
+            "FFLOW_STREAMING_MAX_WAIT_SECONDS must be positive"
+        );
+        anyhow::ensure!(
             X264_PRESETS.contains(&self.x264_preset.as_str()),
             "FFLOW_X264_PRESET must be one of {}",
             X264_PRESETS.join(", ")
@@ -305,6 +313,10 @@ impl Config {
 
     pub(crate) fn stall_timeout(&self) -> Duration {
         Duration::from_secs(self.stall_timeout_seconds)
+    }
+
+    pub(crate) fn streaming_max_wait(&self) -> Duration {
+        Duration::from_secs(self.streaming_max_wait_seconds)
     }
 }
 
@@ -412,6 +424,7 @@ mod tests {
             ("FFLOW_SOURCE_FORMATS", "mp4,matroska"),
             ("FFLOW_MIN_SOURCE_BYTES_PER_SECOND", "1000"),
             ("FFLOW_MAX_SOURCE_SECONDS", "3600"),
+            ("FFLOW_STREAMING_MAX_WAIT_SECONDS", "30"),
         ]
         .map(|(key, value)| (key.to_owned(), value.to_owned()));
         let (config, unknown) =
@@ -421,6 +434,7 @@ mod tests {
         assert_eq!(config.source_formats.to_string(), "mp4, matroska");
         assert_eq!(config.min_source_bytes_per_second, 1000);
         assert_eq!(config.max_source_seconds, 3600);
+        assert_eq!(config.streaming_max_wait_seconds, 30);
         let playlists = [("FFLOW_SOURCE_FORMATS".to_owned(), "mov,hls".to_owned())];
         let refused =
             vod_infra::config::from_vars::<Config>("FFLOW", Some(playlists.into_iter().collect()));

@@ -312,6 +312,9 @@ pub(crate) async fn encode_with_deadline(
             reason: stalled.to_string(),
             stalled: true,
         }),
+        Ok(Err(FfmpegError::Abandoned(why))) => {
+            Err(failure(format!("ffmpeg was stopped because {why}")))
+        }
         Ok(Err(FfmpegError::Unexpected(err))) => Err(failure(internal("encoding", &err))),
         Ok(Ok(())) => Ok(()),
     }

@@ -6,7 +6,9 @@
 //! encode of the last segments. A source that cannot be read so (an MP4 with its index at the
 //! end), a replica without a free encode slot, a probed length the upload's size cannot hold, a
 //! rewrite of bytes ffmpeg already read, or an ffmpeg that fails on the partial stream all leave
-//! the session to the encode at the last byte.
+//! the session to the encode at the last byte. So does a streaming encode that has waited
+//! `streaming_max_wait_seconds` in all for the upload, or whose output got ahead of what the
+//! bytes it was fed can hold: ffmpeg is killed and its encode slot given back.
 
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,7 +26,7 @@ use vod_contracts::EncodePath;
 use crate::bounds::SourceBounds;
 use crate::context::EncodeContext;
 use crate::encode::{self, encode_with_deadline, fresh_dir, probe_source};
-use crate::ffmpeg::{InputActivity, Supervision};
+use crate::ffmpeg::{InputActivity, InputLimits, Supervision};
 use crate::plan::{self, EncodePlan};
 use crate::probe::SourceFacts;
 use crate::progress;
@@ -284,6 +286,10 @@ async fn encode_stream(
         feeder: Some(Box::new(move |stdin, activity| {
             Box::pin(feed(feeder_session, stdin, activity, feeder_done))
         })),
+        input_limits: Some(InputLimits {
+            max_wait: config.streaming_max_wait(),
+            bounds: SourceBounds::new(config),
+        }),
         ..Supervision::new(config.stall_timeout())
     };
     let running = state.metrics.ffmpeg_running();
@@ -338,12 +344,14 @@ async fn feed(
         match session.read_for_feed(fed, FEED_PIECE).await {
             Ok(FeedRead::Bytes(bytes)) => {
                 activity.set_starved(false);
+                // Counted as they are handed over: ffmpeg encodes from the first of them while
+                // the rest of the piece is still being written.
+                activity.add_fed(bytes.len() as u64);
                 if stdin.write_all(&bytes).await.is_err() {
                     // ffmpeg closed its input: it ended.
                     return;
                 }
                 fed += bytes.len() as u64;
-                activity.add_fed(bytes.len() as u64);
             }
             Ok(FeedRead::End) => {
                 activity.set_starved(false);
