@@ -7,6 +7,7 @@ use vod_infra::config::{millis, AmqpSettings};
 
 use crate::ladder::Ladder;
 use crate::peers::{is_valid_replica_id, Peers};
+use crate::sandbox::SourceFormats;
 
 /// Configuration of an fflow replica, read from `FFLOW_*` variables.
 #[derive(Clone, Debug, Deserialize)]
@@ -22,6 +23,14 @@ pub struct Config {
     pub spool_dir: PathBuf,
     pub ffmpeg_path: String,
     pub ffprobe_path: String,
+    /// The demuxers ffmpeg and ffprobe may read a source with (`FFLOW_SOURCE_FORMATS`, see
+    /// [`SourceFormats`]); a source of another format fails.
+    pub source_formats: SourceFormats,
+    /// A source whose probed duration needs fewer bytes a second than this is refused, its
+    /// timestamps not believed; 0 turns the check off.
+    pub min_source_bytes_per_second: u64,
+    /// A source probed longer than this is refused.
+    pub max_source_seconds: u64,
     pub max_concurrent_encodes: usize,
     pub segment_seconds: u32,
     /// Must divide `segment_seconds`, so every segment starts on a keyframe.
@@ -51,6 +60,9 @@ pub struct Config {
     pub streaming_probe_bytes: u64,
     /// A partial upload ffprobe still cannot describe at this size is encoded once complete.
     pub streaming_probe_max_bytes: u64,
+    /// A streaming encode that has waited this long in all for upload bytes is stopped and
+    /// gives its encode slot back; the source is encoded once complete.
+    pub streaming_max_wait_seconds: u64,
     /// First wait before publishing an outcome again; doubles up to `publish_max_backoff_ms`.
     /// Publishing is retried until it succeeds or the replica stops (a restarted replica
     /// encodes and publishes again). The same waits space the attempts to connect again after
@@ -114,6 +126,9 @@ impl Default for Config {
             spool_dir: PathBuf::from("./data/fflow"),
             ffmpeg_path: "ffmpeg".to_owned(),
             ffprobe_path: "ffprobe".to_owned(),
+            source_formats: SourceFormats::default(),
+            min_source_bytes_per_second: 256,
+            max_source_seconds: 12 * 3600,
             max_concurrent_encodes: 2,
             segment_seconds: 4,
             keyframe_interval_seconds: 2,
@@ -130,6 +145,7 @@ impl Default for Config {
             streaming_encode: true,
             streaming_probe_bytes: 1024 * 1024,
             streaming_probe_max_bytes: 64 * 1024 * 1024,
+            streaming_max_wait_seconds: 120,
             publish_backoff_ms: 500,
             publish_max_backoff_ms: 30_000,
             publish_timeout_ms: 10_000,
@@ -260,6 +276,14 @@ impl Config {
             "FFLOW_STALL_TIMEOUT_SECONDS must be positive"
         );
         anyhow::ensure!(
+            self.max_source_seconds > 0,
+            "FFLOW_MAX_SOURCE_SECONDS must be positive"
+        );
+        anyhow::ensure!(
+            self.streaming_max_wait_seconds > 0,
+            "FFLOW_STREAMING_MAX_WAIT_SECONDS must be positive"
+        );
+        anyhow::ensure!(
             X264_PRESETS.contains(&self.x264_preset.as_str()),
             "FFLOW_X264_PRESET must be one of {}",
             X264_PRESETS.join(", ")
@@ -289,6 +313,10 @@ impl Config {
 
     pub(crate) fn stall_timeout(&self) -> Duration {
         Duration::from_secs(self.stall_timeout_seconds)
+    }
+
+    pub(crate) fn streaming_max_wait(&self) -> Duration {
+        Duration::from_secs(self.streaming_max_wait_seconds)
     }
 }
 
@@ -380,6 +408,29 @@ mod tests {
         let sizes: Vec<u32> = config.ladder.rungs().iter().map(|rung| rung.size).collect();
         assert_eq!(sizes, [720, 360]);
         let refused = serde_json::from_value::<Config>(serde_json::json!({ "ladder": "720" }));
+        assert!(refused.is_err());
+    }
+
+    #[test]
+    fn source_formats_and_bounds_are_read_from_the_environment() {
+        let vars = [
+            ("FFLOW_SOURCE_FORMATS", "mp4,matroska"),
+            ("FFLOW_MIN_SOURCE_BYTES_PER_SECOND", "1000"),
+            ("FFLOW_MAX_SOURCE_SECONDS", "3600"),
+            ("FFLOW_STREAMING_MAX_WAIT_SECONDS", "30"),
+        ]
+        .map(|(key, value)| (key.to_owned(), value.to_owned()));
+        let (config, unknown) =
+            vod_infra::config::from_vars::<Config>("FFLOW", Some(vars.into_iter().collect()))
+                .unwrap();
+        assert!(unknown.is_empty(), "{unknown:?}");
+        assert_eq!(config.source_formats.to_string(), "mp4, matroska");
+        assert_eq!(config.min_source_bytes_per_second, 1000);
+        assert_eq!(config.max_source_seconds, 3600);
+        assert_eq!(config.streaming_max_wait_seconds, 30);
+        let playlists = [("FFLOW_SOURCE_FORMATS".to_owned(), "mov,hls".to_owned())];
+        let refused =
+            vod_infra::config::from_vars::<Config>("FFLOW", Some(playlists.into_iter().collect()));
         assert!(refused.is_err());
     }
 

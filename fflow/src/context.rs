@@ -11,9 +11,12 @@ use crate::config::Config;
 use crate::join::PartSources;
 use crate::metrics::FflowMetrics;
 use crate::outcome_sink::OutcomeSink;
+use crate::sandbox::Sandbox;
 
 pub struct EncodeContext {
     pub config: Arc<Config>,
+    /// Builds every ffmpeg and ffprobe command.
+    pub sandbox: Sandbox,
     /// This replica's address, e.g. `http://fflow:4050/r1/`; an outcome carries it.
     pub address: String,
     /// Bounds the encodes running at once.

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 use tracing::Instrument;
 use vod_contracts::fflow::EncodeTarget;
@@ -17,17 +18,17 @@ use vod_contracts::outcome::{
 use vod_contracts::EncodePath;
 use vod_infra::backoff::Backoff;
 
-use crate::config::Config;
+use crate::bounds::SourceBounds;
 use crate::context::EncodeContext;
 use crate::ffmpeg::{self, FfmpegError, Supervision};
 use crate::ftp;
 use crate::join;
 use crate::ladder::DisplaySize;
-use crate::metrics::FflowMetrics;
-use crate::plan::{self, EncodePlan, Input};
+use crate::plan::{self, EncodePlan};
 use crate::playlists::{self, Variant};
 use crate::probe::{self, ProbeError, SourceFacts};
 use crate::progress;
+use crate::sandbox::{Demuxer, Input, Source};
 use crate::session::{Phase, Session, OUTPUT_DIR, SOURCE_FILE};
 
 /// Runs the encode of a finished session to its end (joining its parts first when it is a
@@ -158,7 +159,20 @@ async fn produce(
         .map_err(|_| "the encoder is shutting down".to_owned())?;
 
     tracing::info!("probing the source");
-    let mut source = probe_source(config, &session.dir).await?;
+    let mut source = probe_source(state, &session.dir).await?;
+    let source_bytes = tokio::fs::metadata(session.source_path())
+        .await
+        .map_err(|err| internal("reading the source's size", &anyhow::Error::new(err)))?
+        .len();
+    let bounds = SourceBounds::new(config);
+    bounds
+        .check(source.duration_seconds, source_bytes)
+        .map_err(|implausible| implausible.to_string())?;
+    let input = Source {
+        input: Input::File(SOURCE_FILE),
+        format: &source.format,
+        max_seconds: bounds.encode_seconds(Some(source.duration_seconds), source_bytes),
+    };
     let plan = EncodePlan::for_source(config, &source);
     let output_dir = session.output_dir();
     fresh_dir(&output_dir)
@@ -170,7 +184,7 @@ async fn produce(
         has_audio = plan.has_audio,
         "encoding"
     );
-    let args = plan::encode_args(config, &plan, Input::File(SOURCE_FILE), OUTPUT_DIR);
+    let args = plan::encode_args(config, &plan, OUTPUT_DIR);
     let start = EncodeStart {
         path: EncodePath::AfterUpload,
         received_bytes: session.total_bytes().await.unwrap_or_default(),
@@ -186,7 +200,7 @@ async fn produce(
         ..Supervision::new(config.stall_timeout())
     };
     let (encode_result, ()) = tokio::join!(
-        encode_with_deadline(config, &session.dir, args, supervision),
+        encode_with_deadline(state, &session.dir, &input, args, supervision),
         progress::report(
             state.sink.as_ref(),
             Duration::from_millis(config.progress_interval_ms),
@@ -206,7 +220,7 @@ async fn produce(
         source.duration_seconds,
         encode_began.elapsed().as_secs_f64(),
     );
-    finalize_and_store(config, &state.metrics, session, target, &plan, &source).await
+    finalize_and_store(state, session, target, &plan, &source).await
 }
 
 /// The length of the presentation: the source's, unless ffmpeg reached noticeably less far, as
@@ -222,8 +236,7 @@ pub(crate) fn encoded_duration(probed_seconds: f64, encoded: Duration) -> f64 {
 
 /// Finishes the encoded presentation and stores it on holder; returns its facts.
 pub(crate) async fn finalize_and_store(
-    config: &Config,
-    metrics: &FflowMetrics,
+    state: &EncodeContext,
     session: &Session,
     target: EncodeTarget,
     plan: &EncodePlan,
@@ -231,24 +244,29 @@ pub(crate) async fn finalize_and_store(
 ) -> Result<MediaFacts, String> {
     let output_dir = session.output_dir();
     let remote_dir = layout::presentation_dir(target.video_id, target.flow_id);
-    let facts = finalize_presentation(config, &output_dir, plan, source, &remote_dir)
+    let facts = finalize_presentation(state, &output_dir, plan, source, &remote_dir)
         .await
         .map_err(|err| internal("finishing the presentation", &err))?;
 
     tracing::info!(remote_dir = %remote_dir, "storing on holder");
-    ftp::store_presentation(&config.holder, &output_dir, &remote_dir, metrics)
-        .await
-        .map_err(|err| format!("could not store the presentation on holder: {err:#}"))?;
+    ftp::store_presentation(
+        &state.config.holder,
+        &output_dir,
+        &remote_dir,
+        &state.metrics,
+    )
+    .await
+    .map_err(|err| format!("could not store the presentation on holder: {err:#}"))?;
     Ok(facts)
 }
 
 /// ffprobe's view of the source, or the reason a user reads.
-pub(crate) async fn probe_source(config: &Config, dir: &Path) -> Result<SourceFacts, String> {
+pub(crate) async fn probe_source(state: &EncodeContext, dir: &Path) -> Result<SourceFacts, String> {
     probe::probe(
-        &config.ffprobe_path,
+        &state.sandbox,
         dir,
         SOURCE_FILE,
-        config.probe_timeout(),
+        state.config.probe_timeout(),
     )
     .await
     .map_err(|err| match err {
@@ -264,16 +282,18 @@ pub(crate) struct EncodeFailure {
     pub stalled: bool,
 }
 
-/// Runs ffmpeg under the watchdog and the overall encode deadline.
+/// Runs ffmpeg on `source` under the watchdog and the overall encode deadline.
 pub(crate) async fn encode_with_deadline(
-    config: &Config,
+    state: &EncodeContext,
     dir: &Path,
+    source: &Source<'_>,
     args: Vec<String>,
     supervision: Supervision,
 ) -> Result<(), EncodeFailure> {
+    let config = &state.config;
     let encoded = tokio::time::timeout(
         config.max_encode_duration(),
-        ffmpeg::run(&config.ffmpeg_path, dir, args, supervision),
+        ffmpeg::run(&state.sandbox, dir, source, args, supervision),
     )
     .await;
     let failure = |reason: String| EncodeFailure {
@@ -292,6 +312,9 @@ pub(crate) async fn encode_with_deadline(
             reason: stalled.to_string(),
             stalled: true,
         }),
+        Ok(Err(FfmpegError::Abandoned(why))) => {
+            Err(failure(format!("ffmpeg was stopped because {why}")))
+        }
         Ok(Err(FfmpegError::Unexpected(err))) => Err(failure(internal("encoding", &err))),
         Ok(Ok(())) => Ok(()),
     }
@@ -346,7 +369,7 @@ async fn measured_bandwidth(dir: &Path, playlist: &str) -> anyhow::Result<(u64, 
 /// encoded (see [`playlists`]), makes sure there is a poster, and returns the presentation's
 /// facts with paths under `remote_dir`.
 async fn finalize_presentation(
-    config: &Config,
+    state: &EncodeContext,
     dir: &Path,
     plan: &EncodePlan,
     source: &SourceFacts,
@@ -438,7 +461,7 @@ async fn finalize_presentation(
         .context("failed to write the master playlist")?;
 
     let poster_path = if plan.video.is_some() {
-        ensure_poster(config, dir).await?;
+        ensure_poster(state, dir).await?;
         Some(format!("{remote_dir}/{POSTER}"))
     } else {
         None
@@ -463,16 +486,37 @@ fn media_playlist_name(stream: usize) -> String {
 }
 
 /// The encode takes the poster at its planned time; a picture shorter than that (its length
-/// unknown when the encode started) gets its first frame instead.
-async fn ensure_poster(config: &Config, dir: &Path) -> anyhow::Result<()> {
+/// unknown when the encode started) gets its first frame instead, read from the first segment
+/// of the tallest rendition (its initialization segment and first media segment, fed to ffmpeg
+/// as one fragmented MP4).
+async fn ensure_poster(state: &EncodeContext, dir: &Path) -> anyhow::Result<()> {
     if tokio::fs::try_exists(dir.join(POSTER)).await? {
         return Ok(());
+    }
+    let playlist = media_playlist_name(0);
+    let text = tokio::fs::read_to_string(dir.join(&playlist))
+        .await
+        .with_context(|| format!("ffmpeg wrote no {playlist}"))?;
+    let init = playlists::init_segment(&text).context("the playlist names no init segment")?;
+    let (_, first) = playlists::media_segments(&text)
+        .into_iter()
+        .next()
+        .context("the playlist names no segment")?;
+    let mut bytes = Vec::new();
+    for segment in [&init, &first] {
+        anyhow::ensure!(
+            !segment.contains('/'),
+            "the playlist names {segment} outside its directory"
+        );
+        bytes.extend(
+            tokio::fs::read(dir.join(segment))
+                .await
+                .with_context(|| format!("failed to read {segment}"))?,
+        );
     }
     let args: Vec<String> = [
         "-nostdin",
         "-y",
-        "-i",
-        &media_playlist_name(0),
         "-frames:v",
         "1",
         "-q:v",
@@ -483,14 +527,25 @@ async fn ensure_poster(config: &Config, dir: &Path) -> anyhow::Result<()> {
     ]
     .map(str::to_owned)
     .into();
-    ffmpeg::run(
-        &config.ffmpeg_path,
-        dir,
-        args,
-        Supervision::new(config.stall_timeout()),
-    )
-    .await
-    .map_err(|err| anyhow::anyhow!("failed to take the poster: {err}"))
+    let segments = Demuxer::own_segments();
+    let source = Source {
+        input: Input::Stdin,
+        format: &segments,
+        max_seconds: f64::from(state.config.segment_seconds) + 1.0,
+    };
+    let supervision = Supervision {
+        feeder: Some(Box::new(move |mut stdin, _| {
+            Box::pin(async move {
+                // ffmpeg closes its input once it has the frame.
+                let _ = stdin.write_all(&bytes).await;
+                let _ = stdin.shutdown().await;
+            })
+        })),
+        ..Supervision::new(state.config.stall_timeout())
+    };
+    ffmpeg::run(&state.sandbox, dir, &source, args, supervision)
+        .await
+        .map_err(|err| anyhow::anyhow!("failed to take the poster: {err}"))
 }
 
 fn source_facts(source: &SourceFacts) -> vod_contracts::outcome::SourceFacts {
@@ -523,7 +578,9 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use crate::join::PartSources;
+    use crate::metrics::FflowMetrics;
     use crate::outcome_sink::MemorySink;
+    use crate::sandbox::Sandbox;
     use crate::session::{BeginEncode, ChunkWrite, Created, Sessions};
 
     fn make_clip(path: &Path, seconds: u32, with_audio: bool) {
@@ -574,22 +631,34 @@ mod tests {
         serde_json::from_slice(&output.stdout).unwrap()
     }
 
-    async fn encode(dir: &Path, config: &Config) -> (EncodePlan, MediaFacts) {
-        let source = probe::probe("ffprobe", dir, SOURCE_FILE, config.probe_timeout())
+    /// The whole of the source file, with its probed demuxer.
+    fn whole_file(facts: &SourceFacts) -> Source<'_> {
+        Source {
+            input: Input::File(SOURCE_FILE),
+            format: &facts.format,
+            max_seconds: 3600.0,
+        }
+    }
+
+    /// Encodes the source in `dir` as a replica does, without storing it.
+    async fn encode(dir: &Path, state: &EncodeContext) -> (EncodePlan, MediaFacts) {
+        let config = &state.config;
+        let source = probe::probe(&state.sandbox, dir, SOURCE_FILE, config.probe_timeout())
             .await
             .unwrap();
         let plan = EncodePlan::for_source(config, &source);
         fresh_dir(&dir.join(OUTPUT_DIR)).await.unwrap();
-        let args = plan::encode_args(config, &plan, Input::File(SOURCE_FILE), OUTPUT_DIR);
+        let args = plan::encode_args(config, &plan, OUTPUT_DIR);
         ffmpeg::run(
-            "ffmpeg",
+            &state.sandbox,
             dir,
+            &whole_file(&source),
             args,
             Supervision::new(config.stall_timeout()),
         )
         .await
         .unwrap();
-        let facts = finalize_presentation(config, &dir.join(OUTPUT_DIR), &plan, &source, "v/f")
+        let facts = finalize_presentation(state, &dir.join(OUTPUT_DIR), &plan, &source, "v/f")
             .await
             .unwrap();
         (plan, facts)
@@ -599,11 +668,40 @@ mod tests {
         Config::for_tests(PathBuf::from("/unused"), "r1", "127.0.0.1:1", "pw", "test")
     }
 
+    /// A replica's encode pipeline, spooling in `spool`, its outcomes in memory.
+    async fn context(
+        config: Config,
+        spool: PathBuf,
+    ) -> (Arc<EncodeContext>, Arc<Sessions>, Arc<MemorySink>) {
+        let sessions = Arc::new(
+            Sessions::load(spool, false, CancellationToken::new())
+                .await
+                .unwrap(),
+        );
+        let sink = Arc::new(MemorySink::default());
+        let parts = PartSources::new(&config, sessions.clone(), reqwest::Client::new());
+        let context = Arc::new(EncodeContext {
+            encodes: tokio::sync::Semaphore::new(config.max_concurrent_encodes),
+            sandbox: Sandbox::new(&config),
+            config: Arc::new(config),
+            address: REPLICA_ADDRESS.to_owned(),
+            metrics: FflowMetrics::register(&mut vod_infra::metrics::registry("test")),
+            sink: sink.clone(),
+            stopping: CancellationToken::new(),
+            parts,
+        });
+        (context, sessions, sink)
+    }
+
+    async fn test_context(dir: &Path) -> Arc<EncodeContext> {
+        context(test_config(), dir.join("spool")).await.0
+    }
+
     #[tokio::test]
     async fn encode_writes_cmaf_with_vod_playlists_that_play() {
         let dir = tempfile::tempdir().unwrap();
         make_clip(&dir.path().join(SOURCE_FILE), 9, true);
-        let (plan, facts) = encode(dir.path(), &test_config()).await;
+        let (plan, facts) = encode(dir.path(), &*test_context(dir.path()).await).await;
         assert!(plan.has_audio);
         assert_eq!((facts.width, facts.height), (Some(320), Some(240)));
         assert_eq!(facts.renditions.len(), 1);
@@ -707,22 +805,7 @@ mod tests {
             );
             let holder_stop = CancellationToken::new();
             let holder = tokio::spawn(holder.run_until_stopped(holder_stop.clone()));
-            let sessions = Arc::new(
-                Sessions::load(dir.path().join("spool/r1"), false, CancellationToken::new())
-                    .await
-                    .unwrap(),
-            );
-            let sink = Arc::new(MemorySink::default());
-            let parts = PartSources::new(&config, sessions.clone(), reqwest::Client::new());
-            let context = Arc::new(EncodeContext {
-                encodes: tokio::sync::Semaphore::new(config.max_concurrent_encodes),
-                config: Arc::new(config),
-                address: REPLICA_ADDRESS.to_owned(),
-                metrics: FflowMetrics::register(&mut vod_infra::metrics::registry("test")),
-                sink: sink.clone(),
-                stopping: CancellationToken::new(),
-                parts,
-            });
+            let (context, sessions, sink) = context(config, dir.path().join("spool/r1")).await;
             Pipeline {
                 dir,
                 sessions,
@@ -841,28 +924,35 @@ mod tests {
     async fn a_picture_shorter_than_the_poster_time_gets_its_first_frame() {
         let dir = tempfile::tempdir().unwrap();
         make_clip(&dir.path().join(SOURCE_FILE), 2, false);
-        let config = test_config();
-        let source = probe::probe("ffprobe", dir.path(), SOURCE_FILE, config.probe_timeout())
-            .await
-            .unwrap();
+        let state = test_context(dir.path()).await;
+        let config = &state.config;
+        let source = probe::probe(
+            &state.sandbox,
+            dir.path(),
+            SOURCE_FILE,
+            config.probe_timeout(),
+        )
+        .await
+        .unwrap();
         // As for a stream whose length was unknown when its encode started.
-        let mut plan = EncodePlan::for_source(&config, &source);
+        let mut plan = EncodePlan::for_source(config, &source);
         if let Some(video) = plan.video.as_mut() {
             video.poster_at_seconds = 60.0;
         }
         let out = dir.path().join(OUTPUT_DIR);
         fresh_dir(&out).await.unwrap();
-        let args = plan::encode_args(&config, &plan, Input::File(SOURCE_FILE), OUTPUT_DIR);
+        let args = plan::encode_args(config, &plan, OUTPUT_DIR);
         ffmpeg::run(
-            "ffmpeg",
+            &state.sandbox,
             dir.path(),
+            &whole_file(&source),
             args,
             Supervision::new(config.stall_timeout()),
         )
         .await
         .unwrap();
         assert!(!out.join(POSTER).exists(), "no frame at 60 s");
-        let facts = finalize_presentation(&config, &out, &plan, &source, "v/f")
+        let facts = finalize_presentation(&state, &out, &plan, &source, "v/f")
             .await
             .unwrap();
         assert_eq!(facts.poster_path.as_deref(), Some("v/f/poster.jpg"));
@@ -874,7 +964,7 @@ mod tests {
     async fn encode_without_audio_has_video_only() {
         let dir = tempfile::tempdir().unwrap();
         make_clip(&dir.path().join(SOURCE_FILE), 2, false);
-        let (plan, facts) = encode(dir.path(), &test_config()).await;
+        let (plan, facts) = encode(dir.path(), &*test_context(dir.path()).await).await;
         assert!(!plan.has_audio);
         assert_eq!(facts.audio_codec, None);
         let out = dir.path().join(OUTPUT_DIR);
@@ -891,6 +981,7 @@ mod tests {
         std::fs::write(dir.path().join(SOURCE_FILE), b"not a video at all").unwrap();
         let config = test_config();
         let source = SourceFacts {
+            format: config.source_formats.accepted("mov,mp4").unwrap(),
             duration_seconds: 1.0,
             video: Some(probe::VideoStream {
                 codec: "h264".to_owned(),
@@ -904,10 +995,17 @@ mod tests {
         };
         let plan = EncodePlan::for_source(&config, &source);
         fresh_dir(&dir.path().join(OUTPUT_DIR)).await.unwrap();
-        let args = plan::encode_args(&config, &plan, Input::File(SOURCE_FILE), OUTPUT_DIR);
+        let args = plan::encode_args(&config, &plan, OUTPUT_DIR);
         let supervision = Supervision::new(config.stall_timeout());
-        let Err(FfmpegError::Failed(line)) =
-            ffmpeg::run("ffmpeg", dir.path(), args, supervision).await
+        let sandbox = Sandbox::new(&config);
+        let Err(FfmpegError::Failed(line)) = ffmpeg::run(
+            &sandbox,
+            dir.path(),
+            &whole_file(&source),
+            args,
+            supervision,
+        )
+        .await
         else {
             panic!("ffmpeg accepted garbage");
         };
@@ -918,7 +1016,8 @@ mod tests {
     async fn probe_of_garbage_is_readable() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(SOURCE_FILE), b"not a video at all").unwrap();
-        let err = probe::probe("ffprobe", dir.path(), SOURCE_FILE, Duration::from_secs(30))
+        let sandbox = Sandbox::new(&test_config());
+        let err = probe::probe(&sandbox, dir.path(), SOURCE_FILE, Duration::from_secs(30))
             .await
             .unwrap_err();
         assert_eq!(
@@ -927,43 +1026,73 @@ mod tests {
         );
     }
 
+    /// The ffmpeg processes working in `dir`.
+    fn ffmpeg_processes_in(dir: &Path) -> Vec<u32> {
+        let dir = dir.canonicalize().unwrap();
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|entry| {
+                let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+                let comm = std::fs::read_to_string(entry.path().join("comm")).ok()?;
+                let cwd = std::fs::read_link(entry.path().join("cwd")).ok()?;
+                (comm.trim() == "ffmpeg" && cwd == dir).then_some(pid)
+            })
+            .collect()
+    }
+
     #[tokio::test]
     async fn dropping_a_run_kills_ffmpeg() {
         let dir = tempfile::tempdir().unwrap();
-        let marker = format!("killme-{}.mkv", uuid::Uuid::new_v4());
-        let args: Vec<String> = [
-            "-y",
-            "-re",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=320x240:rate=25",
-            "-t",
-            "600",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            &marker,
-        ]
-        .map(str::to_owned)
-        .into();
-        let is_running = |marker: &str| {
-            std::fs::read_dir("/proc").unwrap().flatten().any(|entry| {
-                std::fs::read(entry.path().join("cmdline"))
-                    .map(|cmdline| String::from_utf8_lossy(&cmdline).contains(marker))
-                    .unwrap_or(false)
-            })
+        let config = test_config();
+        let clip = dir.path().join("clip.mkv");
+        let status = Command::new("ffmpeg")
+            .args([
+                "-v",
+                "error",
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc2=size=320x240:rate=25",
+            ])
+            .args(["-t", "2", "-c:v", "libx264", "-preset", "ultrafast"])
+            .arg(&clip)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let head = std::fs::read(&clip).unwrap()[..4096].to_vec();
+        let matroska = config.source_formats.accepted("matroska,webm").unwrap();
+        let source = Source {
+            input: Input::Stdin,
+            format: &matroska,
+            max_seconds: 600.0,
         };
-        let supervision = Supervision::new(Duration::from_secs(600));
-        let mut run = Box::pin(ffmpeg::run("ffmpeg", dir.path(), args, supervision));
+        // Fed the first bytes and then nothing, ffmpeg waits for more until it is killed.
+        let supervision = Supervision {
+            feeder: Some(Box::new(move |mut stdin, _| {
+                Box::pin(async move {
+                    let _ = stdin.write_all(&head).await;
+                    std::future::pending::<()>().await;
+                })
+            })),
+            ..Supervision::new(Duration::from_secs(600))
+        };
+        let args = ["-y", "-f", "null", "-"].map(str::to_owned).into();
+        let sandbox = Sandbox::new(&config);
+        let mut run = Box::pin(ffmpeg::run(
+            &sandbox,
+            dir.path(),
+            &source,
+            args,
+            supervision,
+        ));
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         loop {
             tokio::select! {
                 result = &mut run => panic!("ffmpeg ended by itself: {result:?}"),
                 () = tokio::time::sleep(Duration::from_millis(100)) => {}
             }
-            if is_running(&marker) {
+            if !ffmpeg_processes_in(dir.path()).is_empty() {
                 break;
             }
             assert!(
@@ -973,7 +1102,7 @@ mod tests {
         }
         drop(run);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        while is_running(&marker) {
+        while !ffmpeg_processes_in(dir.path()).is_empty() {
             assert!(tokio::time::Instant::now() < deadline, "ffmpeg still runs");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

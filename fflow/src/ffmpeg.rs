@@ -1,13 +1,14 @@
 //! Runs one ffmpeg process to its end: drains its logs (keeping the last error line), reads its
 //! `-progress` reports, optionally feeds its standard input, and kills it when it stops making
-//! progress.
+//! progress or, fed while the upload arrives, when it waits too long for bytes or its output
+//! gets ahead of them.
 
 use std::future::Future;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::pin::Pin;
-use std::process::{ChildStderr, ChildStdout};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::process::{ChildStderr, ChildStdout, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,7 +20,9 @@ use ffmpeg_sidecar::log_parser::FfmpegLogParser;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+use crate::bounds::SourceBounds;
 use crate::probe::readable_line;
+use crate::sandbox::{Sandbox, Source};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FfmpegError {
@@ -29,36 +32,79 @@ pub enum FfmpegError {
     /// The watchdog killed ffmpeg.
     #[error("the encode made no progress for {} seconds and was stopped", .0.as_secs())]
     Stalled(Duration),
+    /// A limit of [`InputLimits`] stopped ffmpeg; says which.
+    #[error("{0}")]
+    Abandoned(String),
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
 }
 
 /// What a feeder and the watchdog share: the watchdog does not count time ffmpeg spends waiting
-/// for bytes that have not been uploaded yet, and counts bytes it takes as activity.
+/// for bytes that have not been uploaded yet, and counts bytes it takes as activity; the
+/// [`InputLimits`] count both.
 #[derive(Debug, Default)]
 pub struct InputActivity {
-    starved: AtomicBool,
+    waiting: Mutex<Waiting>,
     fed_bytes: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct Waiting {
+    /// Since when the feeder waits for the upload, while it does.
+    since: Option<Instant>,
+    /// Time spent waiting before that.
+    before: Duration,
 }
 
 impl InputActivity {
     /// The feeder waits for the upload (true) or has bytes to give (false).
     pub fn set_starved(&self, starved: bool) {
-        self.starved.store(starved, Ordering::SeqCst);
+        let mut waiting = lock(&self.waiting);
+        match (starved, waiting.since) {
+            (true, None) => waiting.since = Some(Instant::now()),
+            (false, Some(since)) => {
+                waiting.before += since.elapsed();
+                waiting.since = None;
+            }
+            _ => {}
+        }
     }
 
+    /// Bytes handed to ffmpeg, counted as their write starts.
     pub fn add_fed(&self, bytes: u64) {
         self.fed_bytes.fetch_add(bytes, Ordering::SeqCst);
     }
 
     fn is_starved(&self) -> bool {
-        self.starved.load(Ordering::SeqCst)
+        lock(&self.waiting).since.is_some()
+    }
+
+    /// Time spent waiting for the upload in all.
+    fn waited(&self) -> Duration {
+        let waiting = lock(&self.waiting);
+        waiting.before
+            + waiting
+                .since
+                .map_or(Duration::ZERO, |since| since.elapsed())
     }
 
     fn fed(&self) -> u64 {
         self.fed_bytes.load(Ordering::SeqCst)
     }
 }
+
+/// Bounds of an ffmpeg fed while the upload arrives, so that it cannot keep its encode slot
+/// for as long as an upload lingers, nor turn a few bytes into hours of output.
+#[derive(Clone, Copy, Debug)]
+pub struct InputLimits {
+    /// ffmpeg is stopped once it has waited this long in all for bytes not uploaded yet.
+    pub max_wait: Duration,
+    /// ffmpeg is stopped once its output is longer than the bytes fed to it can hold.
+    pub bounds: SourceBounds,
+}
+
+/// How often the time spent waiting for the upload is looked at.
+const WAIT_CHECK_INTERVAL: Duration = Duration::from_millis(250);
 
 pub type FeedFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 /// Writes the source into ffmpeg's standard input and closes it at the end.
@@ -73,6 +119,8 @@ pub struct Supervision {
     pub progress: Option<watch::Sender<Duration>>,
     /// Feeds standard input; without it, standard input is closed.
     pub feeder: Option<Feeder>,
+    /// Bounds the feeding, when there is one.
+    pub input_limits: Option<InputLimits>,
 }
 
 impl Supervision {
@@ -81,15 +129,18 @@ impl Supervision {
             stall_timeout,
             progress: None,
             feeder: None,
+            input_limits: None,
         }
     }
 }
 
-/// Runs ffmpeg in `dir` until it exits. Dropping the returned future kills ffmpeg: that is how
-/// a deleted session or a shutdown stops an encode.
+/// Runs ffmpeg in `dir`, in the sandbox, reading `source` and given `args` (its global and
+/// output options), until it exits. Dropping the returned future kills ffmpeg: that is how a
+/// deleted session or a shutdown stops an encode.
 pub async fn run(
-    ffmpeg_path: &str,
+    sandbox: &Sandbox,
     dir: &Path,
+    source: &Source<'_>,
     args: Vec<String>,
     supervision: Supervision,
 ) -> Result<(), FfmpegError> {
@@ -97,13 +148,18 @@ pub async fn run(
         stall_timeout,
         progress,
         feeder,
+        input_limits,
     } = supervision;
-    let mut command = FfmpegCommand::new_with_path(ffmpeg_path);
-    command.as_inner_mut().current_dir(dir);
-    command.args(&args);
-    let mut child = command
-        .spawn()
-        .with_context(|| format!("failed to start {ffmpeg_path}"))?;
+    // The log parser reads the level of each line.
+    let mut all_args = vec!["-loglevel".to_owned(), "level+info".to_owned()];
+    all_args.extend(args);
+    let mut command = FfmpegCommand::from(sandbox.ffmpeg(dir, source, &all_args));
+    command
+        .as_inner_mut()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().context("failed to start ffmpeg")?;
     let stderr = child.take_stderr().context("ffmpeg has no stderr")?;
     let stdout = child.take_stdout().context("ffmpeg has no stdout")?;
     // Without a feeder, dropping it closes ffmpeg's standard input at once.
@@ -126,9 +182,11 @@ pub async fn run(
     let progress_reader = tokio::task::spawn_blocking(move || read_progress(stdout, &out_times));
 
     let mut deadline = Instant::now() + stall_timeout;
+    let mut wait_checks = tokio::time::interval(WAIT_CHECK_INTERVAL);
+    wait_checks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut encoded = Duration::ZERO;
     let mut fed = 0;
-    let mut stalled = false;
+    let mut stopped: Option<FfmpegError> = None;
     let last_error = loop {
         tokio::select! {
             last_error = &mut errors => break last_error.context("ffmpeg log reader panicked")?,
@@ -140,9 +198,36 @@ pub async fn run(
                         progress.send_replace(out_time);
                     }
                 }
+                let outran = input_limits
+                    .is_some_and(|limits| limits.bounds.outruns(encoded, activity.fed()));
+                if outran && stopped.is_none() {
+                    tracing::warn!(
+                        encoded_seconds = encoded.as_secs(),
+                        fed_bytes = activity.fed(),
+                        "ffmpeg's output outran the bytes it was fed, killing it"
+                    );
+                    stopped = Some(FfmpegError::Abandoned(
+                        "its output outran the bytes received".to_owned(),
+                    ));
+                    let _ = lock(&child).kill();
+                }
             }
             () = &mut feeding => feeding = Box::pin(std::future::pending()),
-            () = tokio::time::sleep_until(deadline), if !stalled => {
+            _ = wait_checks.tick(), if input_limits.is_some() && stopped.is_none() => {
+                let Some(limits) = input_limits else { continue };
+                if activity.waited() > limits.max_wait {
+                    tracing::info!(
+                        seconds = limits.max_wait.as_secs(),
+                        "ffmpeg waited too long for the upload, killing it"
+                    );
+                    stopped = Some(FfmpegError::Abandoned(format!(
+                        "it waited more than {} seconds in all for the upload",
+                        limits.max_wait.as_secs()
+                    )));
+                    let _ = lock(&child).kill();
+                }
+            }
+            () = tokio::time::sleep_until(deadline), if stopped.is_none() => {
                 let now_fed = activity.fed();
                 if activity.is_starved() || now_fed != fed {
                     fed = now_fed;
@@ -150,7 +235,7 @@ pub async fn run(
                     continue;
                 }
                 tracing::warn!(seconds = stall_timeout.as_secs(), "ffmpeg made no progress, killing it");
-                stalled = true;
+                stopped = Some(FfmpegError::Stalled(stall_timeout));
                 let _ = lock(&child).kill();
             }
         }
@@ -162,8 +247,8 @@ pub async fn run(
         .context("ffmpeg supervision panicked")?
         .context("failed to wait for ffmpeg")?;
     let _ = progress_reader.await;
-    if stalled {
-        return Err(FfmpegError::Stalled(stall_timeout));
+    if let Some(stopped) = stopped {
+        return Err(stopped);
     }
     if status.success() {
         return Ok(());
@@ -225,8 +310,8 @@ pub fn parse_out_time(line: &str) -> Option<Duration> {
     u64::try_from(micros).ok().map(Duration::from_micros)
 }
 
-fn lock(child: &Mutex<FfmpegChild>) -> std::sync::MutexGuard<'_, FfmpegChild> {
-    child
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

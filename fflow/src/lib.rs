@@ -11,6 +11,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod auth;
+mod bounds;
 pub mod config;
 mod context;
 mod digest;
@@ -30,6 +31,7 @@ mod playlists;
 mod probe;
 mod progress;
 mod routes;
+mod sandbox;
 mod session;
 mod sniff;
 mod startup;
@@ -42,22 +44,29 @@ pub use peers::Peers;
 pub use startup::App;
 
 /// The arguments fflow gives ffmpeg to encode the complete file `source` (a name inside `dir`)
-/// into the directory `output_dir` (inside `dir` too): the same single process, ladder and
-/// outputs as a real encode. For measuring the pipeline against a bare ffmpeg run.
+/// into the directory `output_dir` (inside `dir` too): the same sandboxed input, single process,
+/// ladder and outputs as a real encode. For measuring the pipeline against a bare ffmpeg run.
 pub async fn encode_args_for_file(
     config: &Config,
     dir: &std::path::Path,
     source: &str,
     output_dir: &str,
 ) -> anyhow::Result<Vec<String>> {
-    let facts = probe::probe(&config.ffprobe_path, dir, source, config.probe_timeout())
+    let sandbox = sandbox::Sandbox::new(config);
+    let facts = probe::probe(&sandbox, dir, source, config.probe_timeout())
         .await
         .map_err(|err| anyhow::anyhow!("{err}"))?;
+    let bytes = std::fs::metadata(dir.join(source))?.len();
+    let input = sandbox::Source {
+        input: sandbox::Input::File(source),
+        format: &facts.format,
+        max_seconds: bounds::SourceBounds::new(config)
+            .encode_seconds(Some(facts.duration_seconds), bytes),
+    };
     let plan = plan::EncodePlan::for_source(config, &facts);
-    Ok(plan::encode_args(
-        config,
-        &plan,
-        plan::Input::File(source),
-        output_dir,
-    ))
+    let command = sandbox.ffmpeg(dir, &input, &plan::encode_args(config, &plan, output_dir));
+    Ok(command
+        .get_args()
+        .map(|arg| arg.to_string_lossy().into_owned())
+        .collect())
 }

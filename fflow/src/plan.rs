@@ -24,15 +24,6 @@ const COMMON_FRAME_RATES: [(u32, u32); 9] = [
 /// Frame rate used when the source does not tell.
 const FALLBACK_FRAME_RATE: (u32, u32) = (25, 1);
 
-/// Where ffmpeg reads the source.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Input<'a> {
-    /// A complete file, relative to the session directory.
-    File(&'a str),
-    /// ffmpeg's standard input, fed while the upload arrives.
-    Stdin,
-}
-
 /// The picture side of an encode.
 #[derive(Clone, Debug, PartialEq)]
 pub struct VideoPlan {
@@ -111,14 +102,9 @@ pub fn output_frame_rate(source: Option<f64>, max: u32) -> (u32, u32) {
         .unwrap_or(((rate.round() as u32).max(1), 1))
 }
 
-/// ffmpeg's arguments, relative to the session directory: it reads `input` and writes into
-/// `output_dir`, reporting progress on its standard output.
-pub fn encode_args(
-    config: &Config,
-    plan: &EncodePlan,
-    input: Input<'_>,
-    output_dir: &str,
-) -> Vec<String> {
+/// ffmpeg's arguments after its input, which [`crate::sandbox`] gives: it writes into
+/// `output_dir`, relative to the session directory, reporting progress on its standard output.
+pub fn encode_args(config: &Config, plan: &EncodePlan, output_dir: &str) -> Vec<String> {
     let mut args: Vec<String> = Vec::new();
     let mut push = |items: &[&str]| args.extend(items.iter().map(|item| (*item).to_owned()));
     // ffmpeg reports at least as often as progress is reported on, and at most every 50 ms.
@@ -132,14 +118,6 @@ pub fn encode_args(
         "-stats_period",
         &format!("{stats_period:.3}"),
     ]);
-    push(&[
-        "-i",
-        match input {
-            Input::File(name) => name,
-            Input::Stdin => "pipe:0",
-        },
-    ]);
-
     if let Some(video) = &plan.video {
         push(&["-filter_complex", &filter_graph(video)]);
         for index in 0..video.renditions.len() {
@@ -266,6 +244,7 @@ mod tests {
 
     use super::*;
     use crate::probe::{AudioStream, VideoStream};
+    use crate::sandbox::SourceFormats;
 
     fn config() -> Config {
         Config::for_tests(
@@ -279,6 +258,7 @@ mod tests {
 
     fn source(width: u32, height: u32, audio: bool) -> SourceFacts {
         SourceFacts {
+            format: SourceFormats::default().accepted("mov,mp4").unwrap(),
             duration_seconds: 12.0,
             video: Some(VideoStream {
                 codec: "h264".to_owned(),
@@ -310,8 +290,11 @@ mod tests {
     fn one_process_makes_every_rendition_from_one_decode() {
         let config = config();
         let plan = EncodePlan::for_source(&config, &source(1280, 720, true));
-        let args = encode_args(&config, &plan, Input::File("source"), "out");
-        assert_eq!(values_of(&args, "-i"), ["source"]);
+        let args = encode_args(&config, &plan, "out");
+        assert!(
+            !args.iter().any(|arg| arg == "-i"),
+            "the sandbox gives the input"
+        );
         let graph = value_of(&args, "-filter_complex").unwrap();
         assert_eq!(graph.matches("split=").count(), 1, "{graph}");
         assert!(
@@ -362,11 +345,10 @@ mod tests {
     }
 
     #[test]
-    fn streaming_input_is_standard_input() {
+    fn picture_without_sound_maps_no_audio() {
         let config = config();
         let plan = EncodePlan::for_source(&config, &source(320, 240, false));
-        let args = encode_args(&config, &plan, Input::Stdin, "out");
-        assert_eq!(values_of(&args, "-i"), ["pipe:0"]);
+        let args = encode_args(&config, &plan, "out");
         assert_eq!(values_of(&args, "-map"), ["[v0]", "[poster]"]);
         assert_eq!(value_of(&args, "-adaptation_sets"), Some("id=0,streams=v"));
         assert_eq!(value_of(&args, "-c:a"), None);
@@ -379,7 +361,7 @@ mod tests {
         let mut facts = source(2, 2, true);
         facts.video = None;
         let plan = EncodePlan::for_source(&config, &facts);
-        let args = encode_args(&config, &plan, Input::File("source"), "out");
+        let args = encode_args(&config, &plan, "out");
         assert_eq!(value_of(&args, "-filter_complex"), None);
         assert_eq!(values_of(&args, "-map"), ["0:a:0"]);
         assert_eq!(value_of(&args, "-adaptation_sets"), Some("id=0,streams=a"));
@@ -396,7 +378,7 @@ mod tests {
             ..config()
         };
         let plan = EncodePlan::for_source(&config, &source(320, 240, false));
-        let args = encode_args(&config, &plan, Input::File("source"), "out");
+        let args = encode_args(&config, &plan, "out");
         assert_eq!(
             value_of(&args, "-force_key_frames"),
             Some("expr:gte(t,n_forced*3)")

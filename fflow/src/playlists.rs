@@ -76,6 +76,15 @@ pub fn media_segments(text: &str) -> Vec<(f64, String)> {
     segments
 }
 
+/// The initialization segment a media playlist names (`EXT-X-MAP`).
+pub fn init_segment(text: &str) -> Option<String> {
+    text.lines()
+        .map(str::trim)
+        .find_map(|line| line.strip_prefix("#EXT-X-MAP:"))
+        .and_then(|tag| attribute_value(tag, "URI"))
+        .map(str::to_owned)
+}
+
 /// A media playlist as a complete VoD playlist: no program date-times, `PLAYLIST-TYPE:VOD`, a
 /// target duration no segment exceeds, and `EXT-X-ENDLIST`.
 pub fn finalize_media_playlist(text: &str) -> String {
@@ -179,6 +188,19 @@ chunk-stream0-00001.m4s
 #EXT-X-ENDLIST
 "
         );
+    }
+
+    #[test]
+    fn the_init_segment_and_the_segments_are_read() {
+        assert_eq!(
+            init_segment(FFMPEG_MEDIA).as_deref(),
+            Some("init-stream0.m4s")
+        );
+        assert_eq!(
+            media_segments(FFMPEG_MEDIA),
+            [(3.018594, "chunk-stream0-00001.m4s".to_owned())]
+        );
+        assert_eq!(init_segment("#EXTM3U\n#EXTINF:4.0,\na.m4s\n"), None);
     }
 
     #[test]

@@ -7,9 +7,13 @@ use std::time::Duration;
 use serde::Deserialize;
 use tokio::process::Command;
 
+use crate::sandbox::{self, Demuxer, Sandbox, SourceFormats};
+
 /// The source as the encode needs to know it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SourceFacts {
+    /// The demuxer that reads it, the encode forces it.
+    pub format: Demuxer,
     /// 0 when ffprobe could not tell.
     pub duration_seconds: f64,
     pub video: Option<VideoStream>,
@@ -53,6 +57,16 @@ pub enum ProbeError {
     IncompleteMp4,
     #[error("the file has neither picture nor sound")]
     NoMedia,
+    /// A format ffmpeg reads but fflow does not take as a source: a playlist or a script that
+    /// names other files, or one `FFLOW_SOURCE_FORMATS` leaves out.
+    #[error(
+        "the file's format{} is not accepted; accepted formats: {accepted}",
+        .format.as_ref().map(|name| format!(" ({name})")).unwrap_or_default()
+    )]
+    FormatRefused {
+        format: Option<String>,
+        accepted: SourceFormats,
+    },
     /// ffprobe only guessed the format, as it does for arbitrary bytes.
     #[error(
         "the file is not a video or audio file ffmpeg can read: its format could only be guessed"
@@ -62,35 +76,41 @@ pub enum ProbeError {
     Unexpected(#[from] anyhow::Error),
 }
 
-/// Runs ffprobe on `file_name` inside `dir`, so that nothing it says names the spool.
+/// Runs ffprobe on `file_name` inside `dir` (so that nothing it says names the spool), in the
+/// sandbox: only the source formats are read.
 pub async fn probe(
-    ffprobe_path: &str,
+    sandbox: &Sandbox,
     dir: &Path,
     file_name: &str,
     timeout: Duration,
 ) -> Result<SourceFacts, ProbeError> {
-    let run = Command::new(ffprobe_path)
-        .current_dir(dir)
-        .args([
+    let mut command = Command::from(sandbox.ffprobe(
+        dir,
+        &[
             "-v",
             "error",
             "-of",
             "json",
             "-show_format",
             "-show_streams",
-        ])
-        .arg(file_name)
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
+        ],
+        file_name,
+    ));
+    let run = command.stdin(Stdio::null()).kill_on_drop(true).output();
     let output = tokio::time::timeout(timeout, run)
         .await
         .map_err(|_| anyhow::anyhow!("ffprobe did not answer within {timeout:?}"))?
-        .map_err(|err| anyhow::anyhow!("failed to run {ffprobe_path}: {err}"))?;
+        .map_err(|err| anyhow::anyhow!("failed to run ffprobe: {err}"))?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         if stderr.contains("moov atom not found") {
             return Err(ProbeError::IncompleteMp4);
+        }
+        if let Some(format) = sandbox::refused_format(&stderr) {
+            return Err(ProbeError::FormatRefused {
+                format,
+                accepted: sandbox.formats().clone(),
+            });
         }
         let line = readable_error_line(&stderr, dir, file_name)
             .unwrap_or_else(|| format!("ffprobe exited with {}", output.status));
@@ -98,7 +118,7 @@ pub async fn probe(
     }
     let answer: ProbeAnswer = serde_json::from_slice(&output.stdout)
         .map_err(|_| ProbeError::Unreadable("ffprobe gave no readable description".to_owned()))?;
-    answer.facts()
+    answer.facts(sandbox.formats())
 }
 
 /// The last line of ffmpeg's or ffprobe's error output a user can read: level and context
@@ -174,6 +194,7 @@ struct StreamTags {
 
 #[derive(Deserialize)]
 struct ProbeFormat {
+    format_name: Option<String>,
     duration: Option<String>,
     probe_score: Option<u32>,
 }
@@ -183,11 +204,22 @@ struct ProbeFormat {
 const GUESSED_FORMAT_SCORE: u32 = 25;
 
 impl ProbeAnswer {
-    fn facts(&self) -> Result<SourceFacts, ProbeError> {
+    fn facts(&self, formats: &SourceFormats) -> Result<SourceFacts, ProbeError> {
         let score = self.format.as_ref().and_then(|format| format.probe_score);
         if score.is_some_and(|score| score <= GUESSED_FORMAT_SCORE) {
             return Err(ProbeError::Unrecognised);
         }
+        // ffprobe opened only these already; a format found otherwise is still not read.
+        let format_name = self
+            .format
+            .as_ref()
+            .and_then(|format| format.format_name.as_deref());
+        let format = format_name
+            .and_then(|name| formats.accepted(name))
+            .ok_or_else(|| ProbeError::FormatRefused {
+                format: format_name.map(str::to_owned),
+                accepted: formats.clone(),
+            })?;
         let is = |stream: &&ProbeStream, kind: &str| stream.codec_type.as_deref() == Some(kind);
         // A cover picture of an audio file is a "video" stream of one frame.
         let video = self
@@ -215,6 +247,7 @@ impl ProbeAnswer {
         .find(|seconds| seconds.is_finite() && *seconds > 0.0)
         .unwrap_or(0.0);
         Ok(SourceFacts {
+            format,
             duration_seconds,
             video: video.map(ProbeStream::video).transpose()?,
             audio: audio.map(|audio| AudioStream {
@@ -309,10 +342,11 @@ mod tests {
                  "duration": "2.5", "sample_aspect_ratio": "1:1", "avg_frame_rate": "30000/1001",
                  "r_frame_rate": "30000/1001", "side_data_list": [{"rotation": -90}]},
                 {"codec_type": "audio", "codec_name": "opus"}
-            ], "format": {"duration": "3.000000"}}"#,
+            ], "format": {"format_name": "matroska,webm", "duration": "3.000000"}}"#,
         )
         .unwrap();
-        let facts = answer.facts().unwrap();
+        let facts = answer.facts(&SourceFormats::default()).unwrap();
+        assert_eq!(facts.format.name(), "matroska");
         assert_eq!(facts.duration_seconds, 3.0);
         let video = facts.video.unwrap();
         assert_eq!((video.width, video.height, video.rotation), (640, 360, -90));
@@ -328,10 +362,10 @@ mod tests {
             r#"{"streams": [
                 {"codec_type": "video", "width": 64, "height": 48, "sample_aspect_ratio": "0:1",
                  "avg_frame_rate": "0/0", "r_frame_rate": "0/0"}
-            ]}"#,
+            ], "format": {"format_name": "mpegts"}}"#,
         )
         .unwrap();
-        let facts = answer.facts().unwrap();
+        let facts = answer.facts(&SourceFormats::default()).unwrap();
         let video = facts.video.unwrap();
         assert_eq!(video.sample_aspect, (0, 1));
         assert_eq!(video.frame_rate, None);
@@ -346,10 +380,10 @@ mod tests {
                 {"codec_type": "audio", "codec_name": "mp3"},
                 {"codec_type": "video", "width": 500, "height": 500,
                  "disposition": {"attached_pic": 1}}
-            ], "format": {"duration": "180.0"}}"#,
+            ], "format": {"format_name": "mp3", "duration": "180.0"}}"#,
         )
         .unwrap();
-        let facts = answer.facts().unwrap();
+        let facts = answer.facts(&SourceFormats::default()).unwrap();
         assert!(facts.video.is_none());
         assert_eq!(facts.audio.unwrap().codec, "mp3");
     }
@@ -361,13 +395,42 @@ mod tests {
                 "format": {"duration": "458.75", "probe_score": 25}}"#,
         )
         .unwrap();
-        assert!(matches!(answer.facts(), Err(ProbeError::Unrecognised)));
+        assert!(matches!(
+            answer.facts(&SourceFormats::default()),
+            Err(ProbeError::Unrecognised)
+        ));
     }
 
     #[test]
     fn data_only_file_has_no_media() {
         let answer: ProbeAnswer =
-            serde_json::from_str(r#"{"streams": [{"codec_type": "data"}]}"#).unwrap();
-        assert!(matches!(answer.facts(), Err(ProbeError::NoMedia)));
+            serde_json::from_str(r#"{"streams": [{"codec_type": "data"}], "format": {"format_name": "mov,mp4,m4a,3gp,3g2,mj2"}}"#).unwrap();
+        assert!(matches!(
+            answer.facts(&SourceFormats::default()),
+            Err(ProbeError::NoMedia)
+        ));
+    }
+
+    #[test]
+    fn a_format_left_out_of_the_source_formats_is_refused_by_name() {
+        let answer: ProbeAnswer = serde_json::from_str(
+            r#"{"streams": [{"codec_type": "video", "width": 64, "height": 48}],
+                "format": {"format_name": "hls", "duration": "2.0", "probe_score": 100}}"#,
+        )
+        .unwrap();
+        let formats: SourceFormats = "mov,matroska".parse().unwrap();
+        let refused = answer.facts(&formats).unwrap_err();
+        assert_eq!(
+            refused.to_string(),
+            "the file's format (hls) is not accepted; accepted formats: mov, matroska"
+        );
+        let unnamed = ProbeError::FormatRefused {
+            format: None,
+            accepted: formats,
+        };
+        assert_eq!(
+            unnamed.to_string(),
+            "the file's format is not accepted; accepted formats: mov, matroska"
+        );
     }
 }

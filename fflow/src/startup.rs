@@ -19,6 +19,7 @@ use crate::join::PartSources;
 use crate::metrics::FflowMetrics;
 use crate::outcomes::Publisher;
 use crate::routes;
+use crate::sandbox::Sandbox;
 use crate::session::{check_writable, Sessions};
 use crate::state::AppState;
 
@@ -52,10 +53,12 @@ impl App {
         config.validate()?;
         config.ffmpeg_path = resolve_program(&config.ffmpeg_path)?;
         config.ffprobe_path = resolve_program(&config.ffprobe_path)?;
-        check_runs(&config.ffmpeg_path).await?;
-        check_runs(&config.ffprobe_path).await?;
         let spool = config.spool_dir.join(&config.replica_id);
         check_writable(&spool).await?;
+        let sandbox = Sandbox::new(&config);
+        for check in sandbox.version_checks(&spool) {
+            check_runs(check).await?;
+        }
 
         let local_addr = listener.local_addr()?;
         let public_url = config
@@ -93,6 +96,7 @@ impl App {
         let publisher = Arc::new(publisher);
         let encode = Arc::new(EncodeContext {
             config: config.clone(),
+            sandbox,
             address: address.clone(),
             encodes: Semaphore::new(config.max_concurrent_encodes),
             metrics: metrics.clone(),
@@ -236,9 +240,9 @@ fn resolve_program(program: &str) -> anyhow::Result<String> {
     Ok(absolute.to_string_lossy().into_owned())
 }
 
-async fn check_runs(program: &str) -> anyhow::Result<()> {
-    let run = tokio::process::Command::new(program)
-        .arg("-version")
+async fn check_runs(command: std::process::Command) -> anyhow::Result<()> {
+    let program = command.get_program().to_string_lossy().into_owned();
+    let run = tokio::process::Command::from(command)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -4,8 +4,11 @@
 //! [`sniff`]) is probed as far as it has arrived; then ffmpeg starts with the spool fed into its
 //! standard input, chunk after chunk as they land, and `READY` follows the last byte by the
 //! encode of the last segments. A source that cannot be read so (an MP4 with its index at the
-//! end), a replica without a free encode slot, a rewrite of bytes ffmpeg already read, or an
-//! ffmpeg that fails on the partial stream all leave the session to the encode at the last byte.
+//! end), a replica without a free encode slot, a probed length the upload's size cannot hold, a
+//! rewrite of bytes ffmpeg already read, or an ffmpeg that fails on the partial stream all leave
+//! the session to the encode at the last byte. So does a streaming encode that has waited
+//! `streaming_max_wait_seconds` in all for the upload, or whose output got ahead of what the
+//! bytes it was fed can hold: ffmpeg is killed and its encode slot given back.
 
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,12 +23,14 @@ use vod_contracts::fflow::EncodeTarget;
 use vod_contracts::outcome::{EncodeStart, MediaFacts};
 use vod_contracts::EncodePath;
 
+use crate::bounds::SourceBounds;
 use crate::context::EncodeContext;
 use crate::encode::{self, encode_with_deadline, fresh_dir, probe_source};
-use crate::ffmpeg::{InputActivity, Supervision};
-use crate::plan::{self, EncodePlan, Input};
+use crate::ffmpeg::{InputActivity, InputLimits, Supervision};
+use crate::plan::{self, EncodePlan};
 use crate::probe::SourceFacts;
 use crate::progress;
+use crate::sandbox::{Input, Source};
 use crate::session::{FeedRead, Session, OUTPUT_DIR};
 use crate::sniff::{self, Container, Sniff};
 
@@ -55,10 +60,19 @@ pub async fn consider(state: Arc<EncodeContext>, session: Arc<Session>) {
                 tracing::info!(why, "encoding once the upload is complete");
                 session.streaming_refused().await;
             }
-            Decision::Start { source, permit } => {
+            Decision::Start {
+                source,
+                max_seconds,
+                permit,
+            } => {
                 let cancel = session.cancel.child_token();
                 if let Some(received) = session.start_streaming(cancel.clone()).await {
-                    run(state, &session, target, source, permit, cancel, received).await;
+                    let start = Start {
+                        source,
+                        max_seconds,
+                        received,
+                    };
+                    run(state, &session, target, start, permit, cancel).await;
                 }
             }
         }
@@ -73,8 +87,18 @@ enum Decision<'a> {
     AtLastByte(&'static str),
     Start {
         source: SourceFacts,
+        /// Seconds of media ffmpeg reads at most.
+        max_seconds: f64,
         permit: SemaphorePermit<'a>,
     },
+}
+
+/// What a streaming encode starts from.
+struct Start {
+    source: SourceFacts,
+    max_seconds: f64,
+    /// Bytes received as it starts.
+    received: u64,
 }
 
 async fn decide<'a>(state: &'a EncodeContext, session: &Session, received: u64) -> Decision<'a> {
@@ -122,13 +146,24 @@ async fn decide<'a>(state: &'a EncodeContext, session: &Session, received: u64) 
         tracing::debug!("no free encode slot, trying again with the next chunk");
         return Decision::Wait;
     };
-    match probe_source(config, &session.dir).await {
+    match probe_source(state, &session.dir).await {
         Ok(mut source) => {
             // The size of a partial MPEG-TS says nothing of its length: scale it.
-            if container == Container::MpegTs && received > 0 {
+            let estimated = container == Container::MpegTs;
+            if estimated && received > 0 {
                 source.duration_seconds *= total as f64 / received as f64;
             }
-            Decision::Start { source, permit }
+            let bounds = SourceBounds::new(config);
+            if let Err(implausible) = bounds.check(source.duration_seconds, total) {
+                tracing::info!(reason = %implausible, "the source's length is not believable");
+                return Decision::AtLastByte("its length is not believable for its size");
+            }
+            let probed = (!estimated).then_some(source.duration_seconds);
+            Decision::Start {
+                max_seconds: bounds.encode_seconds(probed, total),
+                source,
+                permit,
+            }
         }
         Err(reason) if received >= config.streaming_probe_max_bytes => {
             tracing::info!(reason = %reason, "the partial upload cannot be probed");
@@ -154,24 +189,23 @@ async fn run(
     state: &Arc<EncodeContext>,
     session: &Arc<Session>,
     target: EncodeTarget,
-    source: SourceFacts,
+    start: Start,
     permit: SemaphorePermit<'_>,
     cancel: CancellationToken,
-    received: u64,
 ) {
     let started = EncodeStart {
         path: EncodePath::Streaming,
-        received_bytes: received,
+        received_bytes: start.received,
     };
     tracing::info!(
-        received_bytes = received,
+        received_bytes = start.received,
         "encoding while the upload arrives"
     );
     state.metrics.encode_started(started.path);
     let ended = tokio::select! {
         biased;
         () = cancel.cancelled() => None,
-        ended = encode_stream(state, session, target, source, permit, started) => Some(ended),
+        ended = encode_stream(state, session, target, start, permit, started) => Some(ended),
     };
     // The uploader applies outcomes to flows whose upload is complete: a failure waits for it.
     let ended = match ended {
@@ -221,16 +255,27 @@ async fn encode_stream(
     state: &EncodeContext,
     session: &Arc<Session>,
     target: EncodeTarget,
-    mut source: SourceFacts,
+    start: Start,
     permit: SemaphorePermit<'_>,
     started: EncodeStart,
 ) -> Ended {
     let config = &state.config;
+    let Start {
+        mut source,
+        max_seconds,
+        ..
+    } = start;
     let plan = EncodePlan::for_source(config, &source);
     if let Err(err) = fresh_dir(&session.output_dir()).await {
         return Ended::Unusable(encode::internal("preparing the output", &err));
     }
-    let args = plan::encode_args(config, &plan, Input::Stdin, OUTPUT_DIR);
+    let args = plan::encode_args(config, &plan, OUTPUT_DIR);
+    let format = source.format.clone();
+    let input = Source {
+        input: Input::Stdin,
+        format: &format,
+        max_seconds,
+    };
     let fed_everything = Arc::new(AtomicBool::new(false));
     let feeder_session = Arc::clone(session);
     let feeder_done = Arc::clone(&fed_everything);
@@ -241,11 +286,15 @@ async fn encode_stream(
         feeder: Some(Box::new(move |stdin, activity| {
             Box::pin(feed(feeder_session, stdin, activity, feeder_done))
         })),
+        input_limits: Some(InputLimits {
+            max_wait: config.streaming_max_wait(),
+            bounds: SourceBounds::new(config),
+        }),
         ..Supervision::new(config.stall_timeout())
     };
     let running = state.metrics.ffmpeg_running();
     let (encoded, ()) = tokio::join!(
-        encode_with_deadline(config, &session.dir, args, supervision),
+        encode_with_deadline(state, &session.dir, &input, args, supervision),
         progress::report(
             state.sink.as_ref(),
             Duration::from_millis(config.progress_interval_ms),
@@ -267,15 +316,14 @@ async fn encode_stream(
 
     // The whole source is in now: its exact length replaces the estimate.
     session.finished().await;
-    if let Ok(complete) = probe_source(config, &session.dir).await {
+    if let Ok(complete) = probe_source(state, &session.dir).await {
         if complete.duration_seconds > 0.0 {
             source.duration_seconds = complete.duration_seconds;
         }
     }
     source.duration_seconds =
         encode::encoded_duration(source.duration_seconds, *encoded_time.borrow());
-    match encode::finalize_and_store(config, &state.metrics, session, target, &plan, &source).await
-    {
+    match encode::finalize_and_store(state, session, target, &plan, &source).await {
         Ok(facts) => Ended::Ready(Box::new(facts)),
         Err(reason) => Ended::Failed(reason),
     }
@@ -296,12 +344,14 @@ async fn feed(
         match session.read_for_feed(fed, FEED_PIECE).await {
             Ok(FeedRead::Bytes(bytes)) => {
                 activity.set_starved(false);
+                // Counted as they are handed over: ffmpeg encodes from the first of them while
+                // the rest of the piece is still being written.
+                activity.add_fed(bytes.len() as u64);
                 if stdin.write_all(&bytes).await.is_err() {
                     // ffmpeg closed its input: it ended.
                     return;
                 }
                 fed += bytes.len() as u64;
-                activity.add_fed(bytes.len() as u64);
             }
             Ok(FeedRead::End) => {
                 activity.set_starved(false);

@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{make_mkv, Replica, TestEnv};
+use common::{ffmpeg_processes_in, make_mkv, Replica, TestEnv};
 use reqwest::StatusCode;
 use vod_contracts::fflow::CreateProcess;
 use vod_contracts::layout;
@@ -152,21 +152,6 @@ async fn a_rewrite_of_bytes_ffmpeg_read_makes_the_encode_wait_for_the_last_byte(
     env.stop().await;
 }
 
-/// The ffmpeg processes working in `dir`.
-fn ffmpeg_processes_in(dir: &std::path::Path) -> Vec<u32> {
-    let dir = dir.canonicalize().unwrap();
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|entry| {
-            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
-            let comm = std::fs::read_to_string(entry.path().join("comm")).ok()?;
-            let cwd = std::fs::read_link(entry.path().join("cwd")).ok()?;
-            (comm.trim() == "ffmpeg" && cwd == dir).then_some(pid)
-        })
-        .collect()
-}
-
 #[tokio::test]
 async fn the_watchdog_kills_an_encode_that_stops_making_progress() {
     let env = TestEnv::start().await;
@@ -216,6 +201,96 @@ async fn the_watchdog_kills_an_encode_that_stops_making_progress() {
         !std::path::Path::new(&format!("/proc/{pid}")).exists(),
         "ffmpeg {pid} was killed and reaped"
     );
+
+    replica.stop().await;
+    env.stop().await;
+}
+
+/// Waits until an encode of the session has reported progress while the upload arrives.
+async fn wait_for_streaming_start(env: &TestEnv, session_id: vod_contracts::SessionId) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let reports = env.progress_reports().await;
+        if reports.iter().any(|report| {
+            report.session_id == session_id && report.started.path == EncodePath::Streaming
+        }) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no streaming encode started"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// With the replica's only encode slot free again, a whole upload is encoded.
+async fn the_slot_is_free(env: &TestEnv, replica: &Replica) {
+    let clip = common::make_clip(env.dir.path());
+    let other = common::upload(env, replica, &clip).await;
+    let outcome = env.next_outcome().await;
+    assert_eq!(outcome.session_id, other.session_id, "{outcome:?}");
+    assert_eq!(ready_path(&outcome), EncodePath::AfterUpload);
+}
+
+#[tokio::test]
+async fn a_streaming_encode_waiting_too_long_gives_its_slot_back_and_the_upload_becomes_ready() {
+    let env = TestEnv::start().await;
+    let mut config = env.fflow_config("r1");
+    config.streaming_probe_bytes = CHUNK as u64;
+    config.progress_interval_ms = 50;
+    config.max_concurrent_encodes = 1;
+    config.streaming_max_wait_seconds = 1;
+    let replica = env.start_replica_with(config).await;
+    let clip = make_mkv(env.dir.path(), 6);
+    let chunks = clip.len().div_ceil(CHUNK);
+    let (request, _) = replica.create(&env.http, clip.len() as u64).await;
+
+    put_chunks(&env, &replica, &request, &clip, chunks / 2).await;
+    wait_for_streaming_start(&env, request.session_id).await;
+    // The rest of the upload does not come: its ffmpeg is stopped and its slot given back.
+    let session_dir = replica.session_dir(request.session_id);
+    common::eventually("the waiting ffmpeg stopped", || {
+        ffmpeg_processes_in(&session_dir).is_empty()
+    })
+    .await;
+    the_slot_is_free(&env, &replica).await;
+
+    put_the_rest(&env, &replica, &request, &clip, chunks / 2).await;
+    let outcome = env.next_outcome().await;
+    assert_eq!(outcome.session_id, request.session_id);
+    assert_eq!(ready_path(&outcome), EncodePath::AfterUpload);
+    assert_eq!(outcome.started.unwrap().received_bytes, clip.len() as u64);
+
+    replica.stop().await;
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn a_streaming_encode_whose_output_outruns_its_bytes_gives_its_slot_back() {
+    let env = TestEnv::start().await;
+    let mut config = env.fflow_config("r1");
+    config.streaming_probe_bytes = 1024;
+    config.progress_interval_ms = 50;
+    config.max_concurrent_encodes = 1;
+    // Only the output's lead over the bytes can stop it.
+    config.streaming_max_wait_seconds = 3600;
+    let replica = env.start_replica_with(config).await;
+    // Ten frames ten minutes apart in 1.5 KB, announced as a 2 MiB upload: its length is
+    // believable for what it announces, not for what arrives.
+    let sparse = common::make_sparse_mkv(env.dir.path(), 10);
+    let announced = sparse.len() as u64 + 2 * 1024 * 1024;
+    let (request, _) = replica.create(&env.http, announced).await;
+    let sent = &sparse[..sparse.len() - 60];
+    replica.put_ok(&env.http, request.session_id, 0, sent).await;
+
+    wait_for_streaming_start(&env, request.session_id).await;
+    let session_dir = replica.session_dir(request.session_id);
+    common::eventually("the outrunning ffmpeg stopped", || {
+        ffmpeg_processes_in(&session_dir).is_empty()
+    })
+    .await;
+    the_slot_is_free(&env, &replica).await;
 
     replica.stop().await;
     env.stop().await;

@@ -453,6 +453,77 @@ pub async fn probe(input: &str) -> (f64, Vec<String>) {
     (duration, kinds)
 }
 
+/// Makes `output` with ffmpeg from `args` (inputs and output options) and returns its bytes.
+pub fn make_with_ffmpeg(output: &Path, args: &[&str]) -> Vec<u8> {
+    let status = Command::new("ffmpeg")
+        .args(["-v", "error", "-y"])
+        .args(args)
+        .arg(output)
+        .status()
+        .unwrap();
+    assert!(status.success(), "ffmpeg {args:?}");
+    std::fs::read(output).unwrap()
+}
+
+/// A tiny Matroska file whose `frames` black 16x16 frames are 600 seconds apart: it claims
+/// `(frames - 1) * 600 + 1` seconds in about a kilobyte.
+pub fn make_sparse_mkv(dir: &Path, frames: u32) -> Vec<u8> {
+    make_with_ffmpeg(
+        &dir.join(format!("sparse-{frames}.mkv")),
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            &format!("color=c=black:s=16x16:r=1:d={frames}"),
+            "-vf",
+            "setpts=N*600/TB",
+            "-fps_mode",
+            "passthrough",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+        ],
+    )
+}
+
+/// The ffmpeg processes working in `dir`.
+pub fn ffmpeg_processes_in(dir: &Path) -> Vec<u32> {
+    let Ok(dir) = dir.canonicalize() else {
+        return Vec::new();
+    };
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let comm = std::fs::read_to_string(entry.path().join("comm")).ok()?;
+            let cwd = std::fs::read_link(entry.path().join("cwd")).ok()?;
+            (comm.trim() == "ffmpeg" && cwd == dir).then_some(pid)
+        })
+        .collect()
+}
+
+/// Every file under `dir`, relative to it.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(next) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&next) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if let Ok(relative) = path.strip_prefix(dir) {
+                files.push(relative.to_path_buf());
+            }
+        }
+    }
+    files
+}
+
 /// Polls `condition` until it holds, for up to 30 seconds.
 pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
