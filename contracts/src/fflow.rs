@@ -30,7 +30,9 @@
 //!
 //! Errors are JSON [`FflowError`]s. A chunk at an offset at or below what the replica holds
 //! overwrites from that offset (so a redelivered chunk is harmless); one past it is refused with
-//! 409 `offset_gap`.
+//! 409 `offset_gap`. A chunk (or a new process) that would leave the spool's disk with less than
+//! the replica's free-space reserve is refused with 507 `insufficient_storage`, and the session
+//! keeps exactly the bytes it held before.
 //!
 //! # Writer fencing
 //!
@@ -174,6 +176,9 @@ pub enum FflowErrorCode {
     Unauthorized,
     /// 400: a part of a concatenated upload names a replica this one does not know.
     UnknownReplica,
+    /// 507: the spool's disk would keep less than the replica's free-space reserve; nothing of
+    /// the chunk was kept (or no session created). The same call may pass once space is freed.
+    InsufficientStorage,
     /// A code this side does not know (from an older or newer peer), kept as it was spelled.
     #[serde(untagged)]
     Other(String),
@@ -202,6 +207,7 @@ impl FflowErrorCode {
             Self::InternalError => "internal_error",
             Self::Unauthorized => "unauthorized",
             Self::UnknownReplica => "unknown_replica",
+            Self::InsufficientStorage => "insufficient_storage",
             Self::Other(code) => code,
         }
     }
@@ -237,7 +243,7 @@ pub fn session_path(session_id: SessionId) -> String {
 mod tests {
     use super::*;
 
-    const KNOWN: [FflowErrorCode; 20] = [
+    const KNOWN: [FflowErrorCode; 21] = [
         FflowErrorCode::WrongReplica,
         FflowErrorCode::InvalidRequest,
         FflowErrorCode::NotFound,
@@ -258,6 +264,7 @@ mod tests {
         FflowErrorCode::InternalError,
         FflowErrorCode::Unauthorized,
         FflowErrorCode::UnknownReplica,
+        FflowErrorCode::InsufficientStorage,
     ];
 
     #[test]

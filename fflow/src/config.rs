@@ -44,6 +44,10 @@ pub struct Config {
     pub poster_at_seconds: f64,
     pub audio_bitrate: String,
     pub max_chunk_bytes: u64,
+    /// New sessions and chunks are refused (507 `insufficient_storage`) when writing them would
+    /// leave less than this free on the spool's disk, which keeps room for the encodes of the
+    /// uploads already taken (`FFLOW_SPOOL_MIN_FREE_BYTES`; 0 turns the check off).
+    pub spool_min_free_bytes: u64,
     pub probe_timeout_ms: u64,
     /// An encode running longer than this is killed and reported failed.
     pub max_encode_seconds: u64,
@@ -138,6 +142,7 @@ impl Default for Config {
             poster_at_seconds: 5.0,
             audio_bitrate: "128k".to_owned(),
             max_chunk_bytes: 16 * 1024 * 1024,
+            spool_min_free_bytes: 512 * 1024 * 1024,
             probe_timeout_ms: 60_000,
             max_encode_seconds: 6 * 3600,
             stall_timeout_seconds: 120,

@@ -31,6 +31,10 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    pub fn code(&self) -> FflowErrorCode {
+        self.status_and_code().1
+    }
+
     fn status_and_code(&self) -> (StatusCode, FflowErrorCode) {
         match self {
             Self::WrongReplica { .. } => (StatusCode::NOT_FOUND, FflowErrorCode::WrongReplica),
@@ -77,6 +81,10 @@ impl ApiError {
                     (StatusCode::CONFLICT, FflowErrorCode::LengthMismatch)
                 }
                 SessionError::NotEncodable => (StatusCode::CONFLICT, FflowErrorCode::NotEncodable),
+                SessionError::InsufficientStorage(_) => (
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    FflowErrorCode::InsufficientStorage,
+                ),
                 SessionError::Unexpected(_) => (
                     StatusCode::INTERNAL_SERVER_ERROR,
                     FflowErrorCode::InternalError,
@@ -89,7 +97,8 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
-        let message = if status.is_server_error() {
+        // A full spool is a refusal the caller passes on, not a fault to hide.
+        let message = if status.is_server_error() && status != StatusCode::INSUFFICIENT_STORAGE {
             tracing::error!(error = %format!("{self:#}"), "request failed");
             "internal error".to_owned()
         } else {

@@ -5,6 +5,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
+use vod_contracts::fflow::FflowErrorCode;
 use vod_contracts::EncodePath;
 use vod_infra::metrics::{buckets, histogram, HttpMetrics, Registry};
 
@@ -34,6 +35,7 @@ pub struct FflowMetrics {
     encodes_failed: Family<FailureLabels, Counter>,
     encode_speed: Histogram,
     bytes_spooled: Counter,
+    chunks_refused: Family<FailureLabels, Counter>,
     ftp_uploads: Family<ResultLabels, Counter>,
     ftp_files: Counter,
     ftp_bytes: Counter,
@@ -51,6 +53,7 @@ impl FflowMetrics {
             encodes_failed: Family::default(),
             encode_speed: histogram(buckets::ENCODE_SPEED),
             bytes_spooled: Counter::default(),
+            chunks_refused: Family::default(),
             ftp_uploads: Family::default(),
             ftp_files: Counter::default(),
             ftp_bytes: Counter::default(),
@@ -86,6 +89,12 @@ impl FflowMetrics {
             "bytes_spooled",
             "Upload bytes received into the spool",
             metrics.bytes_spooled.clone(),
+        );
+        registry.register(
+            "chunks_refused",
+            "Chunks not written to the spool, by the error code answered (insufficient_storage: \
+             the disk is down to its free-space reserve)",
+            metrics.chunks_refused.clone(),
         );
         registry.register(
             "ftp_uploads",
@@ -156,6 +165,14 @@ impl FflowMetrics {
 
     pub fn spooled(&self, bytes: usize) {
         self.bytes_spooled.inc_by(bytes as u64);
+    }
+
+    pub fn chunk_refused(&self, code: &FflowErrorCode) {
+        self.chunks_refused
+            .get_or_create(&FailureLabels {
+                reason: code.as_str().to_owned(),
+            })
+            .inc();
     }
 
     pub fn ftp_upload(&self, succeeded: bool) {

@@ -56,7 +56,9 @@ pub fn router(state: Arc<AppState>) -> Router {
             state.metrics.http.clone(),
             vod_infra::metrics::track_http,
         ))
-        .layer(TraceLayer::new_for_http())
+        // Server errors are logged with their cause where they are answered, and a 507 (a
+        // spool down to its reserve) is a refusal, not a failure.
+        .layer(TraceLayer::new_for_http().on_failure(()))
         .with_state(state)
 }
 
@@ -197,7 +199,9 @@ async fn write_chunk(
         }
         Err(err) => {
             tracing::warn!(session_id = %session.session_id, offset, epoch, error = %err, "chunk rejected");
-            Err(err.into())
+            let err = ApiError::from(err);
+            state.metrics.chunk_refused(&err.code());
+            Err(err)
         }
     }
 }

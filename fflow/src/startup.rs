@@ -82,7 +82,13 @@ impl App {
         .await?;
         let stopping = CancellationToken::new();
         let sessions = Arc::new(
-            Sessions::load(spool.clone(), config.streaming_encode, stopping.clone()).await?,
+            Sessions::load_keeping_free(
+                spool.clone(),
+                config.streaming_encode,
+                config.spool_min_free_bytes,
+                stopping.clone(),
+            )
+            .await?,
         );
         let http = reqwest::Client::builder()
             .connect_timeout(millis(config.peer_timeout_ms))
@@ -137,6 +143,11 @@ impl App {
     /// The address this replica advertises, ending in `/{replica_id}/`.
     pub fn address(&self) -> String {
         self.state.address.clone()
+    }
+
+    /// The spool's free-space reserve, which a running replica's tests may change.
+    pub fn free_space(&self) -> vod_infra::free_space::FreeSpaceReserve {
+        self.state.sessions.free_space().clone()
     }
 
     pub fn replica_id(&self) -> &str {

@@ -67,6 +67,10 @@ pub enum ApiError {
     FilenameTooLong { max: usize },
     #[error("no such route")]
     RouteNotFound,
+    /// The encoder's disk is down to its free-space reserve: the piece was not stored, the
+    /// upload keeps its offset. The uploader's account is logged, the client told to retry.
+    #[error("no room to store more bytes: {0}")]
+    InsufficientStorage(String),
     /// Too many uploads at once for the memory the gateway may use; the client is told to retry.
     #[error("{0}")]
     Busy(String),
@@ -118,6 +122,7 @@ impl ApiError {
             Self::UploadTooLarge { .. }
             | Self::LengthExceeded(_)
             | Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             Self::Busy(_) | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -150,6 +155,7 @@ impl ApiError {
         "metadata_too_many_keys",
         "filename_too_long",
         "not_found",
+        "insufficient_storage",
         "server_busy",
         "service_unavailable",
         "internal",
@@ -181,6 +187,7 @@ impl ApiError {
             Self::MetadataTooManyKeys { .. } => "metadata_too_many_keys",
             Self::FilenameTooLong { .. } => "filename_too_long",
             Self::RouteNotFound => "not_found",
+            Self::InsufficientStorage(_) => "insufficient_storage",
             Self::Busy(_) => "server_busy",
             Self::Unavailable(_) => "service_unavailable",
             Self::Internal(_) => "internal",
@@ -192,6 +199,9 @@ impl ApiError {
             Self::Unavailable(_) => {
                 "the service is temporarily unavailable, retry later".to_owned()
             }
+            Self::InsufficientStorage(_) => "no room to store more bytes now; the upload keeps \
+                its offset (HEAD), send the rest again later"
+                .to_owned(),
             Self::Internal(_) => "internal error".to_owned(),
             other => other.to_string(),
         };
@@ -227,6 +237,7 @@ impl From<Reject> for ApiError {
             RejectCode::VideoNotFound => Self::VideoNotFound,
             RejectCode::InvalidCommand => Self::InvalidRequest(message),
             RejectCode::Unavailable => Self::Unavailable(format!("uploader: {message}")),
+            RejectCode::InsufficientStorage => Self::InsufficientStorage(message),
             RejectCode::Internal => Self::Internal(anyhow::anyhow!("uploader: {message}")),
         }
     }
@@ -251,6 +262,9 @@ impl IntoResponse for ApiError {
             }
             Self::Unavailable(cause) => {
                 tracing::warn!(cause = %cause, "request failed, dependency unavailable")
+            }
+            Self::InsufficientStorage(cause) => {
+                tracing::warn!(cause = %cause, "request refused, no room to store the bytes")
             }
             _ => {}
         }
@@ -283,6 +297,7 @@ mod tests {
             (RejectCode::VideoNotFound, 404, "video_not_found"),
             (RejectCode::InvalidCommand, 400, "invalid_request"),
             (RejectCode::Unavailable, 503, "service_unavailable"),
+            (RejectCode::InsufficientStorage, 507, "insufficient_storage"),
             (RejectCode::Internal, 500, "internal"),
         ];
         for (code, status, api_code) in cases {
@@ -320,6 +335,7 @@ mod tests {
             ApiError::MetadataTooManyKeys { max: 1 },
             ApiError::FilenameTooLong { max: 1 },
             ApiError::RouteNotFound,
+            ApiError::InsufficientStorage(String::new()),
             ApiError::Busy(String::new()),
             ApiError::Unavailable(String::new()),
             ApiError::Internal(anyhow::anyhow!("")),
@@ -350,6 +366,7 @@ mod tests {
                 | ApiError::MetadataTooManyKeys { .. }
                 | ApiError::FilenameTooLong { .. }
                 | ApiError::RouteNotFound
+                | ApiError::InsufficientStorage(_)
                 | ApiError::Busy(_)
                 | ApiError::Unavailable(_)
                 | ApiError::Internal(_) => {}
@@ -390,6 +407,9 @@ mod tests {
         assert!(!body.message.contains("hunter2"));
         let body = ApiError::Unavailable("amqp://secret".to_owned()).body();
         assert!(!body.message.contains("secret"));
+        let body = ApiError::InsufficientStorage("/var/spool/r1 is full".to_owned()).body();
+        assert_eq!(body.code, "insufficient_storage");
+        assert!(!body.message.contains("spool"), "{}", body.message);
     }
 
     #[test]

@@ -19,8 +19,8 @@ use crate::error::ApiError;
             JSON API for videos.\n\n\
             Every error answer is JSON: `{\"code\", \"message\", \"field\"}`, with a stable \
             machine-readable `code` (listed in the `ErrorBody` schema), a message for people, \
-            and the offending header or field of a validation error. A `503` always carries \
-            `Retry-After`.\n\n\
+            and the offending header or field of a validation error. A `503` and a `507` \
+            (`insufficient_storage`) always carry `Retry-After`.\n\n\
             tus clients that cannot send `PATCH` or `DELETE` may send a `POST` with \
             `X-HTTP-Method-Override: PATCH` (or `DELETE`) instead. Browsers may call every \
             endpoint across origins (CORS).",

@@ -178,9 +178,10 @@ pub fn router(state: AppState) -> Router {
     with_cors(api).layer(TraceLayer::new_for_http().on_failure(()))
 }
 
-/// Any 503 tells the client when to come back.
+/// Any 503, and a 507 (no room to store bytes now), tells the client when to come back.
 async fn add_retry_after(State(retry_after_secs): State<u64>, mut response: Response) -> Response {
-    if response.status() == StatusCode::SERVICE_UNAVAILABLE
+    let status = response.status();
+    if (status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::INSUFFICIENT_STORAGE)
         && !response.headers().contains_key(RETRY_AFTER)
     {
         response

@@ -40,6 +40,9 @@ pub struct Config {
     /// `HOLDER_SHUTDOWN_TIMEOUT_MS`: on shutdown, how long HTTP requests in flight (a player
     /// reading a segment slowly) may take before they are cut off.
     pub shutdown_timeout_ms: u64,
+    /// `HOLDER_MIN_FREE_BYTES`: an FTP upload that would leave less than this free on the
+    /// root's disk is refused with 452 and removed; 0 turns the check off.
+    pub min_free_bytes: u64,
 }
 
 impl Default for Config {
@@ -59,6 +62,7 @@ impl Default for Config {
             ftp_idle_timeout_secs: 600,
             ftp_shutdown_grace_secs: 10,
             shutdown_timeout_ms: 8_000,
+            min_free_bytes: 512 * 1024 * 1024,
         }
     }
 }

@@ -4,6 +4,7 @@
 //! each to libunftp (`Server::service`). So port 0 works, the port is known before serving
 //! starts, and connections made right after `build` wait in the backlog instead of being refused.
 
+mod admitted;
 mod auth;
 mod storage;
 
@@ -19,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 use unftp_core::auth::DefaultUser;
+use vod_infra::free_space::FreeSpaceReserve;
 
 use self::auth::SingleAccount;
 use self::storage::RootStorage;
@@ -36,6 +38,8 @@ pub struct FtpServer {
     idle_timeout_secs: u64,
     shutdown_grace: Duration,
     metrics: HolderMetrics,
+    /// The free space uploads leave on the root's disk (`HOLDER_MIN_FREE_BYTES`).
+    space: FreeSpaceReserve,
 }
 
 impl FtpServer {
@@ -44,6 +48,7 @@ impl FtpServer {
             "" => PassiveHost::FromConnection,
             host => PassiveHost::from(host),
         };
+        let space = FreeSpaceReserve::new(&root, config.min_free_bytes);
         Self {
             root,
             account: Arc::new(SingleAccount::new(
@@ -55,16 +60,21 @@ impl FtpServer {
             idle_timeout_secs: config.ftp_idle_timeout_secs,
             shutdown_grace: Duration::from_secs(config.ftp_shutdown_grace_secs),
             metrics,
+            space,
         }
+    }
+
+    pub fn free_space(&self) -> FreeSpaceReserve {
+        self.space.clone()
     }
 
     /// libunftp serves one connection per `Server`, so each session gets its own, all built
     /// from the same settings. Passive ports: libunftp tries random ports of the range until one
     /// binds, so servers sharing the range (replicas, parallel tests) do not collide.
     fn session_server(&self) -> Result<Server<RootStorage, DefaultUser>, ServerError> {
-        let root = self.root.clone();
+        let (root, space, metrics) = (self.root.clone(), self.space.clone(), self.metrics.clone());
         ServerBuilder::with_authenticator(
-            Box::new(move || RootStorage::open(&root)),
+            Box::new(move || RootStorage::open(&root, space.clone(), metrics.clone())),
             self.account.clone(),
         )
         .greeting("holder ready")

@@ -1,5 +1,5 @@
 //! What holder counts: files served over HTTP by kind and status, their bytes, and the files
-//! received over FTP. The registry is the server's own, built in `App::build`.
+//! received (or refused) over FTP. The registry is the server's own, built in `App::build`.
 
 use async_trait::async_trait;
 use libunftp::notification::{DataEvent, DataListener, EventMeta};
@@ -19,12 +19,18 @@ pub struct KindLabels {
     pub kind: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: String,
+}
+
 #[derive(Clone, Debug)]
 pub struct HolderMetrics {
     requests: Family<ServedLabels, Counter>,
     bytes_served: Family<KindLabels, Counter>,
     ftp_uploads: Counter,
     ftp_bytes: Counter,
+    ftp_refused: Family<ReasonLabels, Counter>,
 }
 
 impl HolderMetrics {
@@ -34,6 +40,7 @@ impl HolderMetrics {
             bytes_served: Family::default(),
             ftp_uploads: Counter::default(),
             ftp_bytes: Counter::default(),
+            ftp_refused: Family::default(),
         };
         registry.register(
             "http_requests",
@@ -55,7 +62,21 @@ impl HolderMetrics {
             "Bytes stored over FTP",
             metrics.ftp_bytes.clone(),
         );
+        registry.register(
+            "ftp_uploads_refused",
+            "Files refused over FTP, by reason (insufficient_storage: the disk is down to its \
+             free-space reserve)",
+            metrics.ftp_refused.clone(),
+        );
         metrics
+    }
+
+    pub fn ftp_upload_refused(&self, reason: &str) {
+        self.ftp_refused
+            .get_or_create(&ReasonLabels {
+                reason: reason.to_owned(),
+            })
+            .inc();
     }
 
     /// Counts a file request; `body_bytes` is what the answer carries.

@@ -64,6 +64,11 @@ impl App {
         self.ftp_addr
     }
 
+    /// The free-space reserve of FTP uploads, which a running server's tests may change.
+    pub fn free_space(&self) -> vod_infra::free_space::FreeSpaceReserve {
+        self.ftp.free_space()
+    }
+
     /// Serves HTTP and FTP until `shutdown` is cancelled or one of them fails, which stops the
     /// other too; requests and transfers in flight then get the shutdown timeout and the FTP
     /// grace to finish.

@@ -1,11 +1,13 @@
 //! Plumbing shared by the vod services: typed configuration from the environment, PostgreSQL,
 //! Redis and RabbitMQ connections with their timeouts, migrations, telemetry, HTTP serving,
-//! metrics, readiness and shutdown. Nothing here knows what a video is.
+//! metrics, readiness, shutdown and the free-space reserve of a disk. Nothing here knows what a
+//! video is.
 
 pub mod amqp;
 pub mod backoff;
 pub mod config;
 pub mod consume;
+pub mod free_space;
 pub mod http;
 pub mod metrics;
 pub mod postgres;

@@ -6,6 +6,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use vod_contracts::api::VideoView;
 use vod_contracts::{SessionId, VideoId, VideoStatus};
+use vod_infra::free_space::FreeSpaceReserve;
 use vod_infra::testsuite::FaultProxy;
 
 use crate::env::TestEnv;
@@ -208,6 +209,10 @@ pub struct Stack {
     pub uploader_urls: Vec<String>,
     /// The proxies of the dependencies [`StackOptions::proxied`] named.
     pub proxies: Proxies,
+    /// The free-space reserves of the fflow replicas' spools (`r1` first) and of holder's
+    /// FTP uploads, to change while the stack runs.
+    pub fflow_free_space: Vec<FreeSpaceReserve>,
+    pub holder_free_space: FreeSpaceReserve,
     services: Vec<Running>,
 }
 
@@ -257,6 +262,7 @@ impl Stack {
             .await
             .expect("holder starts");
         let holder_url = format!("http://{}", holder.http_addr());
+        let holder_free_space = holder.free_space();
         let holder_ftp = holder.ftp_addr();
         let holder_ftp_seen_by_fflow = if wanted.holder_ftp {
             let proxy = FaultProxy::start(&holder_ftp.to_string()).await;
@@ -287,6 +293,7 @@ impl Stack {
         }
         let mut fflow_addresses = Vec::new();
         let mut fflow_urls = Vec::new();
+        let mut fflow_free_space = Vec::new();
         for (replica, listener) in replicas.into_iter().zip(listeners) {
             let mut config = fflow::Config::for_tests(
                 env.dir.path().join("fflow"),
@@ -306,6 +313,7 @@ impl Stack {
                 .expect("fflow starts");
             fflow_urls.push(format!("http://{}", app.local_addr()));
             fflow_addresses.push(app.address());
+            fflow_free_space.push(app.free_space());
             services.push(Running::spawn(
                 runtime,
                 &format!("fflow {replica}"),
@@ -375,6 +383,8 @@ impl Stack {
             fflow_urls,
             uploader_urls,
             proxies,
+            fflow_free_space,
+            holder_free_space,
             services,
         }
     }

@@ -17,8 +17,8 @@ use vod_contracts::{FlowStatus, SessionStatus, WriterId};
 
 use crate::fflow_client::FflowCallError;
 use crate::handlers::{
-    check_length, closed, locked, name_upload_in_span, not_found, offset_mismatch, HandlerError,
-    Handlers,
+    check_length, closed, locked, name_upload_in_span, no_room, not_found, offset_mismatch,
+    HandlerError, Handlers,
 };
 use crate::store::{self, SessionRow};
 use crate::transitions::{self, Advance, WriterChange};
@@ -297,7 +297,8 @@ impl Handlers {
         }))
     }
 
-    /// The answer to a chunk the session's fflow replica did not take. A refusal is passed on.
+    /// The answer to a chunk the session's fflow replica did not take. A refusal is passed on;
+    /// one for want of disk space keeps its own code, so the client hears why.
     /// A replica that cannot be reached (or that no longer knows the session) may be
     /// restarting, and it reloads its sessions from its spool, so the first failure is only
     /// noted; once that has lasted longer than the grace, its bytes are given up for lost and
@@ -309,6 +310,9 @@ impl Handlers {
         error: FflowCallError,
     ) -> HandlerError {
         tracing::warn!(session_id = %found.session_id, address = %address, error = %error, "fflow did not take the chunk");
+        if error.is_insufficient_storage() {
+            return no_room(&error).into();
+        }
         let unavailable = Reject::new(
             RejectCode::Unavailable,
             "the encoder did not take the chunk; retry from the reported offset",

@@ -56,6 +56,18 @@ impl FflowCallError {
         )
     }
 
+    /// The replica's spool is down to its free-space reserve: it took nothing of the chunk (or
+    /// created no session), and may take it once space is freed.
+    pub fn is_insufficient_storage(&self) -> bool {
+        matches!(
+            self,
+            FflowCallError::Refused {
+                code: FflowErrorCode::InsufficientStorage,
+                ..
+            }
+        )
+    }
+
     /// fflow, or holder behind it, could not do the work now (503 from fflow, 504 from a
     /// reverse proxy in front of it); asking again later may succeed.
     pub fn is_unavailable(&self) -> bool {

@@ -13,7 +13,7 @@ use vod_contracts::fflow::{replica_id_of_address, FinishProcess, PartSource};
 use vod_contracts::{SessionId, SessionStatus};
 use vod_infra::backoff::Backoff;
 
-use crate::fflow_client::FflowClient;
+use crate::fflow_client::{FflowCallError, FflowClient};
 use crate::metrics::UploaderMetrics;
 use crate::routing::{Routing, RoutingError};
 use crate::store::{self, FlowRef, SessionRow};
@@ -35,6 +35,7 @@ pub enum HandlerError {
 impl From<RoutingError> for HandlerError {
     fn from(error: RoutingError) -> Self {
         match error {
+            RoutingError::Fflow(error) if error.is_insufficient_storage() => no_room(&error).into(),
             RoutingError::Fflow(error) => HandlerError::Rejected(Reject::new(
                 RejectCode::Unavailable,
                 format!("no encoder could take the upload: {error}"),
@@ -42,6 +43,15 @@ impl From<RoutingError> for HandlerError {
             RoutingError::Store(error) => HandlerError::Internal(error),
         }
     }
+}
+
+/// The refusal of a chunk (or of the process it needed) that fflow had no room for: nothing of
+/// it was stored, the offset stays, and the client may resend it once space is freed.
+pub fn no_room(error: &FflowCallError) -> Reject {
+    Reject::new(
+        RejectCode::InsufficientStorage,
+        format!("the encoder has no room for more bytes: {error}"),
+    )
 }
 
 impl HandlerError {

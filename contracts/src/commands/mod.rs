@@ -149,6 +149,9 @@ pub enum RejectCode {
     InvalidCommand,
     /// A dependency (fflow, the database) could not be reached; retrying later may work.
     Unavailable,
+    /// The encoder has no room for more bytes (its disk is down to its free-space reserve);
+    /// nothing of the chunk was stored, and retrying once space is freed may work.
+    InsufficientStorage,
     /// The uploader failed in a way retrying does not mend (a defect, or a state it cannot
     /// handle); the cause is in its log only.
     Internal,
@@ -211,6 +214,8 @@ mod tests {
         assert_eq!(json["rejected"]["code"], "offset_mismatch");
         let internal = serde_json::to_value(RejectCode::Internal).unwrap_or_default();
         assert_eq!(internal, "internal");
+        let full = serde_json::to_value(RejectCode::InsufficientStorage).unwrap_or_default();
+        assert_eq!(full, "insufficient_storage");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Why a session step failed, as the HTTP API and the join report it.
 
 use vod_contracts::SessionId;
+use vod_infra::free_space::LowSpace;
 
 use super::machine::Refusal;
 
@@ -28,6 +29,8 @@ pub enum SessionError {
     NotEncodable,
     #[error("the chunk body was interrupted: {0}")]
     BodyInterrupted(String),
+    #[error("no room in the spool: {0}")]
+    InsufficientStorage(#[from] LowSpace),
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
 }

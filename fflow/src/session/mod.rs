@@ -14,7 +14,7 @@ pub(crate) mod spool;
 use std::fmt::Display;
 use std::io::ErrorKind;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -24,6 +24,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use vod_contracts::fflow::{EncodeTarget, PartSource};
 use vod_contracts::SessionId;
+use vod_infra::free_space::FreeSpaceReserve;
 
 use crate::digest::DigestTrail;
 use machine::{Chunk, Encoder, Feed, Machine, Refusal, StreamStart, Writer};
@@ -91,6 +92,8 @@ pub struct Session {
     finished_watch: watch::Sender<bool>,
     /// When the session was created, reloaded or last written to.
     touched: Mutex<Instant>,
+    /// The spool's free-space reserve, which every write asks first.
+    space: FreeSpaceReserve,
 }
 
 impl Session {
@@ -99,6 +102,7 @@ impl Session {
         dir: PathBuf,
         machine: Machine,
         cancel: CancellationToken,
+        space: FreeSpaceReserve,
     ) -> Self {
         let received = machine.received();
         // A reloaded source is hashed from its file when the digest is asked for.
@@ -122,6 +126,7 @@ impl Session {
             cancel,
             deleted: AtomicBool::new(false),
             touched: Mutex::new(Instant::now()),
+            space,
         }
     }
 
@@ -202,7 +207,8 @@ impl Session {
     /// bytes, and the source ends where the chunk ends. Returns the bytes now held. A chunk
     /// that changes bytes a streaming encode already read abandons that encode: the source is
     /// then encoded once complete. A chunk whose writer epoch is below the highest one seen is
-    /// refused untouched; a higher one is recorded in `session.json` before the write.
+    /// refused untouched; a higher one is recorded in `session.json` before the write. A chunk
+    /// that would leave the spool's disk below its free-space reserve is refused untouched too.
     pub async fn write_chunk<S, E>(&self, chunk: ChunkWrite, body: S) -> Result<u64, SessionError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
@@ -243,6 +249,12 @@ impl Session {
     {
         let mut state = self.state.lock().await;
         self.touch();
+        // The bytes the request announced are admitted before anything changes, so a chunk the
+        // disk has no room for leaves the session exactly as it was; bytes past the announced
+        // length (or of a body that announced none) are admitted as they arrive.
+        let announced = chunk.declared_len.unwrap_or(0);
+        self.space.admit(announced)?;
+        let admitted = AtomicU64::new(announced);
         // Persisted before the first byte: a restarted replica fences the older writer too.
         let accepted = self
             .step(
@@ -262,7 +274,15 @@ impl Session {
             accepted.fed,
             state.digest.clone(),
             body,
-            |written| Ok(machine.check_growth(&chunk, written)?),
+            |written| {
+                machine.check_growth(&chunk, written)?;
+                let before = admitted.load(Ordering::Relaxed);
+                if written > before {
+                    self.space.admit(written - before)?;
+                    admitted.store(written, Ordering::Relaxed);
+                }
+                Ok(())
+            },
         )
         .await;
         // Bytes ffmpeg read stay on disk until the upload reaches them again, to be compared

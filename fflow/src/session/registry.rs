@@ -10,6 +10,7 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 use vod_contracts::fflow::CreateProcess;
 use vod_contracts::SessionId;
+use vod_infra::free_space::FreeSpaceReserve;
 
 use super::machine::{Machine, Start};
 use super::record::SessionRecord;
@@ -22,6 +23,8 @@ pub struct Sessions {
     by_id: Mutex<HashMap<SessionId, Arc<Session>>>,
     creating: tokio::sync::Mutex<()>,
     stopping: CancellationToken,
+    /// The free space the spool's disk keeps: new sessions and their bytes are refused below it.
+    space: FreeSpaceReserve,
 }
 
 pub enum Created {
@@ -30,16 +33,30 @@ pub enum Created {
 }
 
 impl Sessions {
-    /// Loads the sessions spooled under `root` (`{spool_dir}/{replica_id}`) by an earlier run.
+    /// Loads the sessions spooled under `root` (`{spool_dir}/{replica_id}`) by an earlier run,
+    /// with no free-space reserve.
+    #[cfg(test)]
     pub async fn load(
         root: PathBuf,
         streaming: bool,
+        stopping: CancellationToken,
+    ) -> anyhow::Result<Self> {
+        Self::load_keeping_free(root, streaming, 0, stopping).await
+    }
+
+    /// As [`Sessions::load`], refusing new sessions and bytes that would leave the spool's disk
+    /// with less than `min_free_bytes` free.
+    pub async fn load_keeping_free(
+        root: PathBuf,
+        streaming: bool,
+        min_free_bytes: u64,
         stopping: CancellationToken,
     ) -> anyhow::Result<Self> {
         tokio::fs::create_dir_all(&root)
             .await
             .with_context(|| format!("failed to create spool directory {}", root.display()))?;
         let sessions = Self {
+            space: FreeSpaceReserve::new(&root, min_free_bytes),
             root,
             streaming,
             by_id: Mutex::new(HashMap::new()),
@@ -103,7 +120,13 @@ impl Sessions {
             dir,
             machine,
             self.stopping.child_token(),
+            self.space.clone(),
         ))
+    }
+
+    /// The spool's free-space reserve.
+    pub fn free_space(&self) -> &FreeSpaceReserve {
+        &self.space
     }
 
     fn map(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, Arc<Session>>> {
@@ -132,7 +155,8 @@ impl Sessions {
         encoding
     }
 
-    /// Creates the session, or returns the one with the same ids and size.
+    /// Creates the session, or returns the one with the same ids and size. A new one is refused
+    /// while the spool's disk is below its free-space reserve.
     pub async fn create(&self, request: &CreateProcess) -> Result<Created, SessionError> {
         let _creating = self.creating.lock().await;
         if let Some(existing) = self.get(request.session_id) {
@@ -144,6 +168,9 @@ impl Sessions {
                 Err(SessionError::Conflict(request.session_id))
             };
         }
+        // A replica whose spool is down to its reserve takes no new upload; the caller tries
+        // another one.
+        self.space.admit(0)?;
         let record = SessionRecord::new(
             request.session_id,
             request.target,

@@ -131,6 +131,64 @@ async fn chunks_stitch_and_redelivery_is_harmless() {
 }
 
 #[tokio::test]
+async fn a_chunk_the_disk_has_no_room_for_is_refused_and_the_session_keeps_its_bytes() {
+    let spool = tempfile::tempdir().unwrap();
+    let sessions =
+        Sessions::load_keeping_free(spool.path().join("r1"), true, 1, CancellationToken::new())
+            .await
+            .unwrap();
+    let session = new_session(&sessions, 10).await;
+    assert_eq!(
+        session
+            .write_chunk_at(0, 1, Some(4), 100, body(&[b"abcd"]))
+            .await
+            .unwrap(),
+        4
+    );
+
+    // A reserve larger than the disk: nothing more fits.
+    sessions.free_space().set_min_free_bytes(u64::MAX);
+    for declared_len in [Some(3), None] {
+        assert!(matches!(
+            session
+                .write_chunk_at(4, 2, declared_len, 100, body(&[b"efg"]))
+                .await,
+            Err(SessionError::InsufficientStorage(_))
+        ));
+        assert_eq!(
+            tokio::fs::read(session.source_path()).await.unwrap(),
+            b"abcd"
+        );
+    }
+    assert!(matches!(
+        sessions.create(&request(5)).await,
+        Err(SessionError::InsufficientStorage(_))
+    ));
+    assert!(matches!(
+        session.begin_encode().await,
+        Err(SessionError::Incomplete {
+            received: 4,
+            total: 10
+        })
+    ));
+
+    // Space is back: the upload goes on from where it was, and the refused chunk's epoch was
+    // never recorded.
+    sessions.free_space().set_min_free_bytes(1);
+    assert_eq!(
+        session
+            .write_chunk_at(4, 1, Some(3), 100, body(&[b"efg"]))
+            .await
+            .unwrap(),
+        7
+    );
+    assert_eq!(
+        tokio::fs::read(session.source_path()).await.unwrap(),
+        b"abcdefg"
+    );
+}
+
+#[tokio::test]
 async fn a_rewrite_of_bytes_ffmpeg_read_abandons_streaming_unless_identical() {
     let spool = tempfile::tempdir().unwrap();
     let sessions = Sessions::load(spool.path().join("r1"), true, CancellationToken::new())

@@ -3,29 +3,49 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
-use tracing::error;
+use tracing::{error, warn};
 use unftp_core::auth::UserDetail;
 use unftp_core::storage::{Error, ErrorKind, Fileinfo, Result, StorageBackend};
 use unftp_sbe_fs::{Filesystem, Meta};
+use vod_infra::free_space::{FreeSpaceReserve, LowSpace};
+
+use super::admitted::{Admitted, Refusal};
+use crate::metrics::HolderMetrics;
 
 /// The filesystem back end of one FTP session, confined to holder's root.
 ///
 /// libunftp builds a back end per session through an infallible factory, while opening the root
 /// can fail (it was removed or its permissions changed). Such a session answers every command
 /// with "451 local error" instead of taking the server down.
+///
+/// Uploads keep the root's free-space reserve: one that would leave less free is answered
+/// "452 insufficient storage space" once the client sent it all, and what was written of it
+/// is removed.
 #[derive(Debug)]
 pub struct RootStorage {
     filesystem: Option<Filesystem>,
+    space: FreeSpaceReserve,
+    metrics: HolderMetrics,
 }
 
 impl RootStorage {
-    pub fn open(root: &Path) -> Self {
+    pub fn open(root: &Path, space: FreeSpaceReserve, metrics: HolderMetrics) -> Self {
         let filesystem = Filesystem::new(root)
             .inspect_err(|err| {
                 error!(root = %root.display(), error = %err, "failed to open ftp root");
             })
             .ok();
-        Self { filesystem }
+        Self {
+            filesystem,
+            space,
+            metrics,
+        }
+    }
+
+    fn refused(&self, path: &Path, low: LowSpace) -> Error {
+        warn!(path = %path.display(), reason = %low, "ftp upload refused, the disk is down to its reserve");
+        self.metrics.ftp_upload_refused("insufficient_storage");
+        Error::new(ErrorKind::InsufficientStorageSpaceError, low)
     }
 
     fn filesystem(&self) -> Result<&Filesystem> {
@@ -84,7 +104,29 @@ impl<User: UserDetail> StorageBackend<User> for RootStorage {
         path: P,
         start_pos: u64,
     ) -> Result<u64> {
-        self.filesystem()?.put(user, input, path, start_pos).await
+        let filesystem = self.filesystem()?;
+        let path = path.as_ref().to_path_buf();
+        let refusal = Refusal::default();
+        let space = self.space.clone();
+        let mut input = Admitted::new(input, move |bytes| space.admit(bytes), refusal.clone());
+        if let Err(low) = self.space.admit(0) {
+            // Nothing is created; the transfer is read to its end so that the client hears why.
+            input.refuse(low.clone());
+            let _ = tokio::io::copy(&mut input, &mut tokio::io::sink()).await;
+            return Err(self.refused(&path, low));
+        }
+        let stored = filesystem.put(user, input, path.clone(), start_pos).await;
+        let Some(low) = refusal.take() else {
+            return stored;
+        };
+        // A file written from its start is removed; an append or a resumed transfer keeps what
+        // it had, as after any interrupted one.
+        if start_pos == 0 {
+            if let Err(err) = filesystem.del(user, path.clone()).await {
+                warn!(path = %path.display(), error = %err, "refused upload not removed");
+            }
+        }
+        Err(self.refused(&path, low))
     }
 
     async fn del<P: AsRef<Path> + Send + Debug>(&self, user: &User, path: P) -> Result<()> {

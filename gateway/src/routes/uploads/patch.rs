@@ -68,6 +68,8 @@ use crate::uploads::{log_body_end, store_body, BodyTarget};
         (status = 500, description = "`internal`.", body = ErrorBody),
         (status = 503, description = "`service_unavailable`, or `server_busy` (too many uploads at once for the gateway's memory); retry after `Retry-After` seconds from the offset `HEAD` gives.", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait."))),
+        (status = 507, description = "`insufficient_storage`: the service's disk is down to its free-space reserve. The bytes stored before (the offset `HEAD` gives) are kept; send the rest again from there after `Retry-After` seconds.", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait."))),
     ),
 )]
 #[allow(clippy::too_many_arguments)]
