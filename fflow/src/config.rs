@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
-use vod_infra::config::{millis, AmqpSettings};
+use vod_infra::config::{millis, AmqpSettings, HttpLimits};
 
 use crate::ladder::Ladder;
 use crate::peers::Peers;
@@ -65,6 +65,9 @@ pub struct Config {
     /// Connect and read timeout of the calls to other replicas, which fetch the parts of a
     /// concatenated upload.
     pub peer_timeout_ms: u64,
+    /// How long a connection to another replica is kept idle for the next call; below the
+    /// peers' `FFLOW_HTTP__HEADER_READ_TIMEOUT_MS`, after which they close it.
+    pub peer_pool_idle_timeout_ms: u64,
     /// The other replicas by id, where the parts of a concatenated upload held by them are
     /// fetched (`FFLOW_PEERS=r1=http://fflow-r1:4050,r2=http://fflow-r2:4050`; this replica
     /// may be listed too). A part on a replica not listed is refused.
@@ -85,6 +88,8 @@ pub struct Config {
     pub idle_session_ttl_ms: u64,
     /// How often idle sessions are looked for.
     pub idle_sweep_interval_ms: u64,
+    /// The listener's header-read timeout and connection limit (`FFLOW_HTTP__...`).
+    pub http: HttpLimits,
     pub holder: HolderSettings,
     pub amqp: AmqpSettings,
 }
@@ -135,6 +140,7 @@ impl Default for Config {
             publish_timeout_ms: 10_000,
             broker_check_interval_ms: 1_000,
             peer_timeout_ms: 30_000,
+            peer_pool_idle_timeout_ms: vod_infra::config::DEFAULT_CLIENT_POOL_IDLE_TIMEOUT_MS,
             peers: Peers::default(),
             // Empty means unset: `validate` refuses it, there is no default token.
             internal_token: SecretString::from(""),
@@ -142,6 +148,7 @@ impl Default for Config {
             shutdown_timeout_ms: 8_000,
             idle_session_ttl_ms: 2 * 24 * 3600 * 1000,
             idle_sweep_interval_ms: 10 * 60 * 1000,
+            http: HttpLimits::default(),
             holder: HolderSettings::default(),
             amqp: AmqpSettings::default(),
         }
@@ -214,6 +221,7 @@ impl Config {
 
     pub fn validate(&self) -> anyhow::Result<()> {
         self.amqp.validate("FFLOW")?;
+        self.http.validate("FFLOW")?;
         anyhow::ensure!(
             is_valid_replica_id(&self.replica_id),
             "FFLOW_REPLICA_ID must match [a-z0-9-]+, got {:?}",

@@ -84,6 +84,7 @@ impl App {
         let http = reqwest::Client::builder()
             .connect_timeout(millis(config.peer_timeout_ms))
             .read_timeout(millis(config.peer_timeout_ms))
+            .pool_idle_timeout(millis(config.peer_pool_idle_timeout_ms))
             .tcp_nodelay(true)
             // A peer answers with bytes or an error; it never sends the caller elsewhere.
             .redirect(reqwest::redirect::Policy::none())
@@ -163,8 +164,14 @@ impl App {
         let abandon =
             vod_infra::shutdown::abandon_after(&shutdown, millis(state.config.shutdown_timeout_ms));
         let _stop_timer = abandon.clone().drop_guard();
-        let served =
-            vod_infra::http::serve(self.listener, self.router, shutdown, abandon.clone()).await;
+        let served = vod_infra::http::serve(
+            self.listener,
+            self.router,
+            &state.config.http,
+            shutdown,
+            abandon.clone(),
+        )
+        .await;
         state.stopping.cancel();
         state.tracker.close();
         if vod_infra::shutdown::unless_abandoned(&abandon, state.tracker.wait())

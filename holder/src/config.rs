@@ -6,12 +6,16 @@ use std::path::PathBuf;
 use anyhow::Context;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
+use vod_infra::config::HttpLimits;
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default)]
 pub struct Config {
     /// `HOLDER_HTTP_ADDR`: where players fetch presentations.
     pub http_addr: String,
+    /// `HOLDER_HTTP__HEADER_READ_TIMEOUT_MS`, `HOLDER_HTTP__MAX_CONNECTIONS`: what the HTTP
+    /// listener lets players hold.
+    pub http: HttpLimits,
     /// `HOLDER_FTP_ADDR`: where fflow uploads presentations.
     pub ftp_addr: String,
     /// `HOLDER_ROOT`: the directory served over both protocols; created if missing.
@@ -46,6 +50,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             http_addr: "127.0.0.1:8090".to_owned(),
+            http: HttpLimits::default(),
             ftp_addr: "127.0.0.1:2121".to_owned(),
             root: PathBuf::from("./data/holder"),
             ftp_user: "vod".to_owned(),
@@ -71,6 +76,8 @@ pub enum ConfigError {
     MissingFtpUser,
     #[error("passive port range {min}..={max} is empty or starts at port 0")]
     InvalidPassivePorts { min: u16, max: u16 },
+    #[error("{0}")]
+    InvalidHttpLimits(String),
 }
 
 impl Config {
@@ -101,6 +108,9 @@ impl Config {
         }
         if self.ftp_user.is_empty() {
             return Err(ConfigError::MissingFtpUser);
+        }
+        if let Err(error) = self.http.validate("HOLDER") {
+            return Err(ConfigError::InvalidHttpLimits(error.to_string()));
         }
         if self.passive_port_min == 0 || self.passive_port_min > self.passive_port_max {
             return Err(ConfigError::InvalidPassivePorts {

@@ -5,7 +5,7 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
-use vod_infra::config::millis;
+use vod_infra::config::{millis, HttpLimits};
 
 use crate::config::Config;
 use crate::ftp::FtpServer;
@@ -20,6 +20,7 @@ pub struct App {
     router: Router,
     ftp: FtpServer,
     shutdown_timeout_ms: u64,
+    http_limits: HttpLimits,
 }
 
 impl App {
@@ -53,6 +54,7 @@ impl App {
             router,
             ftp,
             shutdown_timeout_ms: config.shutdown_timeout_ms,
+            http_limits: config.http,
         })
     }
 
@@ -74,9 +76,14 @@ impl App {
         let http = {
             let stop = stop.clone();
             async move {
-                let result =
-                    vod_infra::http::serve(self.http_listener, self.router, stop.clone(), abandon)
-                        .await;
+                let result = vod_infra::http::serve(
+                    self.http_listener,
+                    self.router,
+                    &self.http_limits,
+                    stop.clone(),
+                    abandon,
+                )
+                .await;
                 stop.cancel();
                 result
             }
