@@ -2,6 +2,7 @@
 
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
 use secrecy::{ExposeSecret, SecretString};
@@ -44,6 +45,16 @@ pub struct Config {
     /// `HOLDER_SHUTDOWN_TIMEOUT_MS`: on shutdown, how long HTTP requests in flight (a player
     /// reading a segment slowly) may take before they are cut off.
     pub shutdown_timeout_ms: u64,
+    /// `HOLDER_FTP_MAX_FAILED_LOGINS`: refused FTP logins from one address, over all its
+    /// connections and no more than `ftp_lockout_ms` apart, after which that address is
+    /// locked out.
+    pub ftp_max_failed_logins: u32,
+    /// `HOLDER_FTP_LOCKOUT_MS`: how long a locked-out address is refused every login, the
+    /// right password included.
+    pub ftp_lockout_ms: u64,
+    /// `HOLDER_FTP_FAILED_LOGIN_DELAY_MS`: how long a refused login waits before it is
+    /// answered.
+    pub ftp_failed_login_delay_ms: u64,
 }
 
 impl Default for Config {
@@ -64,6 +75,9 @@ impl Default for Config {
             ftp_idle_timeout_secs: 600,
             ftp_shutdown_grace_secs: 10,
             shutdown_timeout_ms: 8_000,
+            ftp_max_failed_logins: 5,
+            ftp_lockout_ms: 300_000,
+            ftp_failed_login_delay_ms: 1_000,
         }
     }
 }
@@ -78,6 +92,8 @@ pub enum ConfigError {
     InvalidPassivePorts { min: u16, max: u16 },
     #[error("{0}")]
     InvalidHttpLimits(String),
+    #[error("HOLDER_FTP_MAX_FAILED_LOGINS must be positive")]
+    InvalidMaxFailedLogins,
 }
 
 impl Config {
@@ -109,6 +125,9 @@ impl Config {
         if self.ftp_user.is_empty() {
             return Err(ConfigError::MissingFtpUser);
         }
+        if self.ftp_max_failed_logins == 0 {
+            return Err(ConfigError::InvalidMaxFailedLogins);
+        }
         if let Err(error) = self.http.validate("HOLDER") {
             return Err(ConfigError::InvalidHttpLimits(error.to_string()));
         }
@@ -123,6 +142,14 @@ impl Config {
 
     pub fn passive_ports(&self) -> RangeInclusive<u16> {
         self.passive_port_min..=self.passive_port_max
+    }
+
+    pub fn ftp_lockout(&self) -> Duration {
+        Duration::from_millis(self.ftp_lockout_ms)
+    }
+
+    pub fn ftp_failed_login_delay(&self) -> Duration {
+        Duration::from_millis(self.ftp_failed_login_delay_ms)
     }
 }
 
@@ -144,6 +171,23 @@ mod tests {
         assert_eq!(config.validate(), Ok(()));
         assert!(config.http_addr.ends_with(":0"));
         assert!(config.ftp_addr.ends_with(":0"));
+    }
+
+    #[test]
+    fn ftp_settings_are_read_from_the_environment() {
+        let vars = [
+            ("HOLDER_FTP_PASSWORD", "secret"),
+            ("HOLDER_FTP_MAX_FAILED_LOGINS", "3"),
+            ("HOLDER_HTTP__MAX_CONNECTIONS", "10"),
+        ]
+        .map(|(key, value)| (key.to_owned(), value.to_owned()));
+        let (config, unknown) =
+            vod_infra::config::from_vars::<Config>("HOLDER", Some(vars.into_iter().collect()))
+                .expect("a configuration");
+        assert!(unknown.is_empty(), "{unknown:?}");
+        assert_eq!(config.ftp_max_failed_logins, 3);
+        assert_eq!(config.http.max_connections, 10);
+        assert_eq!(config.validate(), Ok(()));
     }
 
     #[test]

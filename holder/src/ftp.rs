@@ -3,8 +3,11 @@
 //! holder accepts control connections itself, on the listener bound in `App::build`, and hands
 //! each to libunftp (`Server::service`). So port 0 works, the port is known before serving
 //! starts, and connections made right after `build` wait in the backlog instead of being refused.
+//! What must outlive a connection (the failed-login lockout) is therefore held here, not in
+//! libunftp's `Server`.
 
 mod auth;
+mod lockout;
 mod storage;
 
 use std::ops::RangeInclusive;
@@ -20,7 +23,8 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 use unftp_core::auth::DefaultUser;
 
-use self::auth::SingleAccount;
+use self::auth::{GuardedAccount, SingleAccount};
+use self::lockout::{LockoutPolicy, LoginLockout};
 use self::storage::RootStorage;
 use crate::config::Config;
 use crate::metrics::HolderMetrics;
@@ -30,7 +34,7 @@ const ACCEPT_RETRY_DELAY: Duration = Duration::from_millis(100);
 
 pub struct FtpServer {
     root: PathBuf,
-    account: Arc<SingleAccount>,
+    account: Arc<GuardedAccount>,
     passive_host: PassiveHost,
     passive_ports: RangeInclusive<u16>,
     idle_timeout_secs: u64,
@@ -44,12 +48,18 @@ impl FtpServer {
             "" => PassiveHost::FromConnection,
             host => PassiveHost::from(host),
         };
+        let account = GuardedAccount::new(
+            SingleAccount::new(config.ftp_user.clone(), config.ftp_password.clone()),
+            LoginLockout::new(LockoutPolicy {
+                max_failures: config.ftp_max_failed_logins,
+                lockout: config.ftp_lockout(),
+            }),
+            config.ftp_failed_login_delay(),
+            metrics.clone(),
+        );
         Self {
             root,
-            account: Arc::new(SingleAccount::new(
-                config.ftp_user.clone(),
-                config.ftp_password.clone(),
-            )),
+            account: Arc::new(account),
             passive_host,
             passive_ports: config.passive_ports(),
             idle_timeout_secs: config.ftp_idle_timeout_secs,
@@ -73,6 +83,7 @@ impl FtpServer {
         .active_passive_mode(ActivePassiveMode::PassiveOnly)
         .idle_session_timeout(self.idle_timeout_secs)
         .notify_data(self.metrics.ftp_listener())
+        .notify_presence(self.metrics.ftp_presence_listener())
         .build()
     }
 
