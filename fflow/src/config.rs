@@ -108,6 +108,35 @@ pub struct HolderSettings {
     pub attempts: u32,
     /// Wait before the second attempt; doubles after each.
     pub backoff_ms: u64,
+    /// PEM certificates of the authorities that sign holder's certificate
+    /// (`FFLOW_HOLDER__TLS_CA_FILE`). Set, every session with holder switches to TLS
+    /// (explicit FTPS, `AUTH TLS`) before it logs in, data connections included; unset,
+    /// plain FTP.
+    pub tls_ca_file: Option<PathBuf>,
+    /// The name holder's certificate is checked against (`FFLOW_HOLDER__TLS_DOMAIN`); the
+    /// host of `addr` when empty.
+    pub tls_domain: String,
+}
+
+impl HolderSettings {
+    /// The CA file when FTPS is on (an empty variable is unset).
+    pub fn tls_ca_file(&self) -> Option<&std::path::Path> {
+        self.tls_ca_file
+            .as_deref()
+            .filter(|path| !path.as_os_str().is_empty())
+    }
+
+    /// The name holder's certificate must carry: `tls_domain`, else the host of `addr`.
+    pub fn tls_domain(&self) -> &str {
+        if !self.tls_domain.is_empty() {
+            return &self.tls_domain;
+        }
+        let host = self
+            .addr
+            .rsplit_once(':')
+            .map_or(self.addr.as_str(), |(host, _)| host);
+        host.trim_start_matches('[').trim_end_matches(']')
+    }
 }
 
 impl Default for Config {
@@ -165,6 +194,8 @@ impl Default for HolderSettings {
             timeout_ms: 30_000,
             attempts: 4,
             backoff_ms: 500,
+            tls_ca_file: None,
+            tls_domain: String::new(),
         }
     }
 }
@@ -368,6 +399,35 @@ mod tests {
         assert!(unknown.is_empty(), "{unknown:?}");
         assert_eq!(config.peers.base_url("r2"), Some("http://fflow-r2:4050"));
         assert_eq!(config.internal_token.expose_secret(), "t");
+    }
+
+    #[test]
+    fn holder_tls_is_read_from_the_environment() {
+        let vars = [
+            ("FFLOW_HOLDER__ADDR", "holder:2121"),
+            ("FFLOW_HOLDER__TLS_CA_FILE", "/etc/vod/holder-ca.pem"),
+            ("FFLOW_HTTP__HEADER_READ_TIMEOUT_MS", "2000"),
+        ]
+        .map(|(key, value)| (key.to_owned(), value.to_owned()));
+        let (config, unknown) =
+            vod_infra::config::from_vars::<Config>("FFLOW", Some(vars.into_iter().collect()))
+                .unwrap();
+        assert!(unknown.is_empty(), "{unknown:?}");
+        assert_eq!(
+            config.holder.tls_ca_file(),
+            Some(std::path::Path::new("/etc/vod/holder-ca.pem"))
+        );
+        assert_eq!(
+            config.holder.tls_domain(),
+            "holder",
+            "the host of the address"
+        );
+        assert_eq!(config.http.header_read_timeout_ms, 2000);
+        let named = HolderSettings {
+            tls_domain: "holder.internal".to_owned(),
+            ..config.holder
+        };
+        assert_eq!(named.tls_domain(), "holder.internal");
     }
 
     #[test]

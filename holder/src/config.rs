@@ -1,7 +1,7 @@
 //! holder's settings, read from `HOLDER_*` environment variables.
 
 use std::ops::RangeInclusive;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -55,6 +55,11 @@ pub struct Config {
     /// `HOLDER_FTP_FAILED_LOGIN_DELAY_MS`: how long a refused login waits before it is
     /// answered.
     pub ftp_failed_login_delay_ms: u64,
+    /// `HOLDER_FTPS_CERT_FILE`, `HOLDER_FTPS_KEY_FILE`: PEM certificate chain and private key.
+    /// With both set, the FTP server speaks explicit FTPS (`AUTH TLS`) and refuses logins and
+    /// transfers that are not encrypted; with neither, plain FTP.
+    pub ftps_cert_file: Option<PathBuf>,
+    pub ftps_key_file: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -78,6 +83,8 @@ impl Default for Config {
             ftp_max_failed_logins: 5,
             ftp_lockout_ms: 300_000,
             ftp_failed_login_delay_ms: 1_000,
+            ftps_cert_file: None,
+            ftps_key_file: None,
         }
     }
 }
@@ -94,6 +101,8 @@ pub enum ConfigError {
     InvalidHttpLimits(String),
     #[error("HOLDER_FTP_MAX_FAILED_LOGINS must be positive")]
     InvalidMaxFailedLogins,
+    #[error("HOLDER_FTPS_CERT_FILE and HOLDER_FTPS_KEY_FILE are set together or not at all")]
+    HalfConfiguredFtps,
 }
 
 impl Config {
@@ -128,6 +137,9 @@ impl Config {
         if self.ftp_max_failed_logins == 0 {
             return Err(ConfigError::InvalidMaxFailedLogins);
         }
+        if set_path(&self.ftps_cert_file).is_some() != set_path(&self.ftps_key_file).is_some() {
+            return Err(ConfigError::HalfConfiguredFtps);
+        }
         if let Err(error) = self.http.validate("HOLDER") {
             return Err(ConfigError::InvalidHttpLimits(error.to_string()));
         }
@@ -144,6 +156,11 @@ impl Config {
         self.passive_port_min..=self.passive_port_max
     }
 
+    /// The certificate chain and key files when FTPS is on (an empty variable is unset).
+    pub fn ftps_files(&self) -> Option<(&Path, &Path)> {
+        set_path(&self.ftps_cert_file).zip(set_path(&self.ftps_key_file))
+    }
+
     pub fn ftp_lockout(&self) -> Duration {
         Duration::from_millis(self.ftp_lockout_ms)
     }
@@ -151,6 +168,11 @@ impl Config {
     pub fn ftp_failed_login_delay(&self) -> Duration {
         Duration::from_millis(self.ftp_failed_login_delay_ms)
     }
+}
+
+/// A path setting, unless unset or empty.
+fn set_path(file: &Option<PathBuf>) -> Option<&Path> {
+    file.as_deref().filter(|path| !path.as_os_str().is_empty())
 }
 
 #[cfg(test)]
@@ -174,10 +196,27 @@ mod tests {
     }
 
     #[test]
+    fn ftps_needs_both_files() {
+        let half = Config {
+            ftps_cert_file: Some(PathBuf::from("/etc/holder/cert.pem")),
+            ..Config::for_tests(PathBuf::from("/tmp/x"), "secret")
+        };
+        assert_eq!(half.validate(), Err(ConfigError::HalfConfiguredFtps));
+        assert_eq!(half.ftps_files(), None);
+        let both = Config {
+            ftps_key_file: Some(PathBuf::from("/etc/holder/key.pem")),
+            ..half
+        };
+        assert_eq!(both.validate(), Ok(()));
+        assert!(both.ftps_files().is_some());
+    }
+
+    #[test]
     fn ftp_settings_are_read_from_the_environment() {
         let vars = [
             ("HOLDER_FTP_PASSWORD", "secret"),
             ("HOLDER_FTP_MAX_FAILED_LOGINS", "3"),
+            ("HOLDER_FTPS_CERT_FILE", ""),
             ("HOLDER_HTTP__MAX_CONNECTIONS", "10"),
         ]
         .map(|(key, value)| (key.to_owned(), value.to_owned()));
@@ -187,6 +226,7 @@ mod tests {
         assert!(unknown.is_empty(), "{unknown:?}");
         assert_eq!(config.ftp_max_failed_logins, 3);
         assert_eq!(config.http.max_connections, 10);
+        assert_eq!(config.ftps_files(), None, "an empty variable is unset");
         assert_eq!(config.validate(), Ok(()));
     }
 

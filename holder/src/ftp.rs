@@ -4,7 +4,8 @@
 //! each to libunftp (`Server::service`). So port 0 works, the port is known before serving
 //! starts, and connections made right after `build` wait in the backlog instead of being refused.
 //! What must outlive a connection (the failed-login lockout) is therefore held here, not in
-//! libunftp's `Server`.
+//! libunftp's `Server`. With a certificate configured, sessions must switch to TLS before they
+//! log in or transfer.
 
 mod auth;
 mod lockout;
@@ -15,7 +16,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use libunftp::options::{ActivePassiveMode, PassiveHost};
+use libunftp::options::{ActivePassiveMode, FtpsRequired, PassiveHost};
 use libunftp::{Server, ServerBuilder, ServerError};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -35,6 +36,9 @@ const ACCEPT_RETRY_DELAY: Duration = Duration::from_millis(100);
 pub struct FtpServer {
     root: PathBuf,
     account: Arc<GuardedAccount>,
+    /// Certificate chain and key files, read as each session starts (so replacing them
+    /// renews the certificate without a restart).
+    ftps: Option<(PathBuf, PathBuf)>,
     passive_host: PassiveHost,
     passive_ports: RangeInclusive<u16>,
     idle_timeout_secs: u64,
@@ -43,7 +47,8 @@ pub struct FtpServer {
 }
 
 impl FtpServer {
-    pub fn new(config: &Config, root: PathBuf, metrics: HolderMetrics) -> Self {
+    /// Fails when the FTPS certificate or key cannot be used.
+    pub fn new(config: &Config, root: PathBuf, metrics: HolderMetrics) -> anyhow::Result<Self> {
         let passive_host = match config.passive_host.trim() {
             "" => PassiveHost::FromConnection,
             host => PassiveHost::from(host),
@@ -57,15 +62,25 @@ impl FtpServer {
             config.ftp_failed_login_delay(),
             metrics.clone(),
         );
-        Self {
+        let server = Self {
             root,
             account: Arc::new(account),
+            ftps: config
+                .ftps_files()
+                .map(|(cert, key)| (cert.to_owned(), key.to_owned())),
             passive_host,
             passive_ports: config.passive_ports(),
             idle_timeout_secs: config.ftp_idle_timeout_secs,
             shutdown_grace: Duration::from_secs(config.ftp_shutdown_grace_secs),
             metrics,
+        };
+        server
+            .session_server()
+            .map_err(|error| anyhow::anyhow!("failed to set up the ftp server: {error}"))?;
+        if server.ftps.is_some() {
+            info!("ftp sessions must use TLS");
         }
+        Ok(server)
     }
 
     /// libunftp serves one connection per `Server`, so each session gets its own, all built
@@ -73,7 +88,7 @@ impl FtpServer {
     /// binds, so servers sharing the range (replicas, parallel tests) do not collide.
     fn session_server(&self) -> Result<Server<RootStorage, DefaultUser>, ServerError> {
         let root = self.root.clone();
-        ServerBuilder::with_authenticator(
+        let builder = ServerBuilder::with_authenticator(
             Box::new(move || RootStorage::open(&root)),
             self.account.clone(),
         )
@@ -83,8 +98,14 @@ impl FtpServer {
         .active_passive_mode(ActivePassiveMode::PassiveOnly)
         .idle_session_timeout(self.idle_timeout_secs)
         .notify_data(self.metrics.ftp_listener())
-        .notify_presence(self.metrics.ftp_presence_listener())
-        .build()
+        .notify_presence(self.metrics.ftp_presence_listener());
+        match &self.ftps {
+            Some((cert, key)) => builder
+                .ftps(cert.clone(), key.clone())
+                .ftps_required(FtpsRequired::All, FtpsRequired::All)
+                .build(),
+            None => builder.build(),
+        }
     }
 
     /// Serves until `shutdown`, then gives open sessions the grace period to finish their

@@ -39,7 +39,7 @@ impl App {
         let metrics = HolderMetrics::register(&mut registry);
         let router = routes::router(&config, root.clone(), metrics.clone())?
             .merge(vod_infra::metrics::route(std::sync::Arc::new(registry)));
-        let ftp = FtpServer::new(&config, root.clone(), metrics);
+        let ftp = FtpServer::new(&config, root.clone(), metrics)?;
         let (http_listener, http_addr) = vod_infra::http::bind(&config.http_addr).await?;
         let ftp_listener = TcpListener::bind(&config.ftp_addr)
             .await

@@ -158,6 +158,21 @@ async fn the_ftp_root_is_the_holder_root() {
 }
 
 #[tokio::test]
+async fn a_holder_whose_ftps_certificate_cannot_be_read_does_not_start() {
+    let base = tempfile::tempdir().unwrap();
+    let config = holder::Config {
+        ftps_cert_file: Some(base.path().join("missing-cert.pem")),
+        ftps_key_file: Some(base.path().join("missing-key.pem")),
+        ..holder::Config::for_tests(base.path().join("root"), FTP_PASSWORD)
+    };
+    let error = holder::App::build(config)
+        .await
+        .err()
+        .expect("a holder without its certificate must not start");
+    assert!(error.to_string().contains("ftp"), "{error:#}");
+}
+
+#[tokio::test]
 async fn sessions_fail_cleanly_while_the_root_is_missing() {
     let holder = TestHolder::spawn().await;
     std::fs::remove_dir_all(&holder.root).unwrap();
