@@ -60,6 +60,37 @@ pub struct Config {
     /// transfers that are not encrypted; with neither, plain FTP.
     pub ftps_cert_file: Option<PathBuf>,
     pub ftps_key_file: Option<PathBuf>,
+    /// `HOLDER_FTP_LOG_LEVEL`: the most detail libunftp (the FTP server library) logs, whatever
+    /// `RUST_LOG` says (`off`, `error`, `warn`, `info`, `debug`, `trace`). At `info` it logs
+    /// every command of every session.
+    pub ftp_log_level: FtpLogLevel,
+}
+
+/// How much libunftp logs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FtpLogLevel {
+    Off,
+    Error,
+    #[default]
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl FtpLogLevel {
+    /// The level as a `RUST_LOG` directive names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Off => "off",
+            Self::Error => "error",
+            Self::Warn => "warn",
+            Self::Info => "info",
+            Self::Debug => "debug",
+            Self::Trace => "trace",
+        }
+    }
 }
 
 impl Default for Config {
@@ -85,6 +116,7 @@ impl Default for Config {
             ftp_failed_login_delay_ms: 1_000,
             ftps_cert_file: None,
             ftps_key_file: None,
+            ftp_log_level: FtpLogLevel::Warn,
         }
     }
 }
@@ -111,6 +143,19 @@ impl Config {
             .context("failed to read holder configuration from the environment")?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// Reads the configuration before logging starts (the FTP library's log level is part of
+    /// it); returns with it the variables that named no setting, to log once logging runs.
+    pub fn from_env_before_logging() -> anyhow::Result<(Config, Vec<String>)> {
+        vod_infra::config::from_vars("HOLDER", None)
+            .context("failed to read holder configuration from the environment")
+    }
+
+    /// The log filter directives that hold libunftp, whose target every one of its spans and
+    /// log lines carries, to `HOLDER_FTP_LOG_LEVEL`.
+    pub fn log_overrides(&self) -> Vec<String> {
+        vec![format!("libunftp={}", self.ftp_log_level.as_str())]
     }
 
     /// Both listeners on free ports of 127.0.0.1, everything else as in production. Parallel
@@ -215,6 +260,7 @@ mod tests {
     fn ftp_settings_are_read_from_the_environment() {
         let vars = [
             ("HOLDER_FTP_PASSWORD", "secret"),
+            ("HOLDER_FTP_LOG_LEVEL", "info"),
             ("HOLDER_FTP_MAX_FAILED_LOGINS", "3"),
             ("HOLDER_FTPS_CERT_FILE", ""),
             ("HOLDER_HTTP__MAX_CONNECTIONS", "10"),
@@ -224,6 +270,7 @@ mod tests {
             vod_infra::config::from_vars::<Config>("HOLDER", Some(vars.into_iter().collect()))
                 .expect("a configuration");
         assert!(unknown.is_empty(), "{unknown:?}");
+        assert_eq!(config.ftp_log_level, FtpLogLevel::Info);
         assert_eq!(config.ftp_max_failed_logins, 3);
         assert_eq!(config.http.max_connections, 10);
         assert_eq!(config.ftps_files(), None, "an empty variable is unset");

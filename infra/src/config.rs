@@ -16,10 +16,16 @@ use serde::Deserialize;
 /// orchestrators add variables of their own (`GATEWAY_PORT` for a service named gateway).
 pub fn from_env<T: DeserializeOwned>(prefix: &str) -> anyhow::Result<T> {
     let (config, unknown) = from_vars(prefix, None)?;
+    warn_unknown(&unknown);
+    Ok(config)
+}
+
+/// Logs the variables [`from_vars`] found naming no setting; for a service that reads its
+/// configuration before logging starts.
+pub fn warn_unknown(unknown: &[String]) {
     for variable in unknown {
         tracing::warn!(%variable, "environment variable names no setting, ignored");
     }
-    Ok(config)
 }
 
 /// Reads `T` from `vars` (the process environment when `None`), and returns with it the
