@@ -116,6 +116,9 @@ pub struct HolderSettings {
     /// The name holder's certificate is checked against (`FFLOW_HOLDER__TLS_DOMAIN`); the
     /// host of `addr` when empty.
     pub tls_domain: String,
+    /// `/readyz` checks holder's FTP greeting every time, and logs in only when the last
+    /// login check is older than this (`FFLOW_HOLDER__LOGIN_CHECK_INTERVAL_MS`).
+    pub login_check_interval_ms: u64,
 }
 
 impl HolderSettings {
@@ -196,6 +199,7 @@ impl Default for HolderSettings {
             backoff_ms: 500,
             tls_ca_file: None,
             tls_domain: String::new(),
+            login_check_interval_ms: 300_000,
         }
     }
 }
@@ -406,6 +410,7 @@ mod tests {
         let vars = [
             ("FFLOW_HOLDER__ADDR", "holder:2121"),
             ("FFLOW_HOLDER__TLS_CA_FILE", "/etc/vod/holder-ca.pem"),
+            ("FFLOW_HOLDER__LOGIN_CHECK_INTERVAL_MS", "1000"),
             ("FFLOW_HTTP__HEADER_READ_TIMEOUT_MS", "2000"),
         ]
         .map(|(key, value)| (key.to_owned(), value.to_owned()));
@@ -422,6 +427,7 @@ mod tests {
             "holder",
             "the host of the address"
         );
+        assert_eq!(config.holder.login_check_interval_ms, 1000);
         assert_eq!(config.http.header_read_timeout_ms, 2000);
         let named = HolderSettings {
             tls_domain: "holder.internal".to_owned(),

@@ -1,6 +1,7 @@
 //! fflow's one FTP client of holder: it connects, switches to TLS when configured, logs in and
 //! sets binary mode, and gives every call a deadline, since suppaftp's data connections have
-//! none. Publishing ([`crate::ftp`]) and removal ([`crate::unpublish`]) both go through it.
+//! none. Publishing ([`crate::ftp`]), removal ([`crate::unpublish`]) and the readiness check
+//! ([`crate::holder_check`]) all go through it.
 
 use std::future::Future;
 use std::path::Path;
@@ -46,6 +47,25 @@ pub struct HolderFtp {
     ftp: AsyncRustlsFtpStream,
     /// The deadline of every call, a whole file transfer included.
     limit: Duration,
+}
+
+/// Connects to holder and reads its greeting, without logging in: whether holder's FTP server
+/// answers at all.
+pub async fn greets(settings: &HolderSettings) -> bool {
+    let limit = Duration::from_millis(settings.timeout_ms);
+    match within(
+        limit,
+        "connecting",
+        AsyncRustlsFtpStream::connect(settings.addr.as_str()),
+    )
+    .await
+    {
+        Ok(ftp) => {
+            HolderFtp { ftp, limit }.quit().await;
+            true
+        }
+        Err(_) => false,
+    }
 }
 
 impl HolderFtp {

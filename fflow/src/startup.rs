@@ -15,6 +15,7 @@ use vod_infra::config::millis;
 use crate::config::Config;
 use crate::context::EncodeContext;
 use crate::encode;
+use crate::holder_check::HolderCheck;
 use crate::join::PartSources;
 use crate::metrics::FflowMetrics;
 use crate::outcomes::Publisher;
@@ -111,6 +112,7 @@ impl App {
             metrics,
             spool,
             config,
+            holder_check: HolderCheck::default(),
         });
         tracing::info!(
             replica_id = %state.config.replica_id,

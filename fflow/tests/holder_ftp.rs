@@ -1,5 +1,5 @@
-//! fflow's sessions with holder: over FTPS when configured, trusting only the configured
-//! authority.
+//! fflow's sessions with holder: over FTPS when configured (trusting only the configured
+//! authority), and a readiness check that does not log in on every probe.
 
 #![allow(clippy::unwrap_used)]
 
@@ -101,5 +101,60 @@ async fn holder_refuses_plain_ftp_and_fflow_refuses_a_certificate_it_does_not_tr
 
     plain.stop().await;
     untrusting.stop().await;
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn readiness_checks_holder_greeting_every_time_and_logs_in_only_now_and_then() {
+    let env = TestEnv::start().await;
+    let replica = env.start_replica("r1").await;
+    for _ in 0..5 {
+        assert_eq!(readyz(&replica).await, (StatusCode::OK, true));
+    }
+    assert_eq!(
+        holder_logins(&env).await,
+        1,
+        "one login within the login check interval"
+    );
+
+    // A replica told to check the login each time does log in each time: the count above
+    // would have shown every login.
+    let mut config = env.fflow_config("r2");
+    config.holder.login_check_interval_ms = 0;
+    let eager = env.start_replica_with(config).await;
+    for _ in 0..3 {
+        assert_eq!(readyz(&eager).await, (StatusCode::OK, true));
+    }
+    assert_eq!(holder_logins(&env).await, 4);
+
+    replica.stop().await;
+    eager.stop().await;
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn readiness_follows_holder_going_away_without_waiting_for_the_next_login_check() {
+    let env = TestEnv::start().await;
+    let proxy = vod_infra::testsuite::FaultProxy::start(&env.holder_ftp.to_string()).await;
+    let mut config = env.fflow_config("r1");
+    config.holder.addr = proxy.addr().to_string();
+    let replica = env.start_replica_with(config).await;
+    assert_eq!(readyz(&replica).await, (StatusCode::OK, true));
+
+    proxy.cut();
+    assert_eq!(
+        readyz(&replica).await,
+        (StatusCode::SERVICE_UNAVAILABLE, false),
+        "a holder that does not greet is unreachable, whatever the last login said"
+    );
+    proxy.restore();
+    assert_eq!(readyz(&replica).await, (StatusCode::OK, true));
+    assert_eq!(
+        holder_logins(&env).await,
+        1,
+        "the login was not checked again"
+    );
+
+    replica.stop().await;
     env.stop().await;
 }
