@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
-use vod_infra::config::{millis, AmqpSettings};
+use vod_infra::config::{millis, AmqpSettings, HttpLimits};
 
 use crate::ladder::Ladder;
 use crate::peers::{is_valid_replica_id, Peers};
@@ -81,6 +81,9 @@ pub struct Config {
     /// Connect and read timeout of the calls to other replicas, which fetch the parts of a
     /// concatenated upload.
     pub peer_timeout_ms: u64,
+    /// How long a connection to another replica is kept idle for the next call; below the
+    /// peers' `FFLOW_HTTP__HEADER_READ_TIMEOUT_MS`, after which they close it.
+    pub peer_pool_idle_timeout_ms: u64,
     /// The other replicas by id, where the parts of a concatenated upload held by them are
     /// fetched (`FFLOW_PEERS=r1=http://fflow-r1:4050,r2=http://fflow-r2:4050`; this replica
     /// may be listed too). A part on a replica not listed is refused.
@@ -101,6 +104,8 @@ pub struct Config {
     pub idle_session_ttl_ms: u64,
     /// How often idle sessions are looked for.
     pub idle_sweep_interval_ms: u64,
+    /// The listener's header-read timeout and connection limit (`FFLOW_HTTP__...`).
+    pub http: HttpLimits,
     pub holder: HolderSettings,
     pub amqp: AmqpSettings,
 }
@@ -119,6 +124,38 @@ pub struct HolderSettings {
     pub attempts: u32,
     /// Wait before the second attempt; doubles after each.
     pub backoff_ms: u64,
+    /// PEM certificates of the authorities that sign holder's certificate
+    /// (`FFLOW_HOLDER__TLS_CA_FILE`). Set, every session with holder switches to TLS
+    /// (explicit FTPS, `AUTH TLS`) before it logs in, data connections included; unset,
+    /// plain FTP.
+    pub tls_ca_file: Option<PathBuf>,
+    /// The name holder's certificate is checked against (`FFLOW_HOLDER__TLS_DOMAIN`); the
+    /// host of `addr` when empty.
+    pub tls_domain: String,
+    /// `/readyz` checks holder's FTP greeting every time, and logs in only when the last
+    /// login check is older than this (`FFLOW_HOLDER__LOGIN_CHECK_INTERVAL_MS`).
+    pub login_check_interval_ms: u64,
+}
+
+impl HolderSettings {
+    /// The CA file when FTPS is on (an empty variable is unset).
+    pub fn tls_ca_file(&self) -> Option<&std::path::Path> {
+        self.tls_ca_file
+            .as_deref()
+            .filter(|path| !path.as_os_str().is_empty())
+    }
+
+    /// The name holder's certificate must carry: `tls_domain`, else the host of `addr`.
+    pub fn tls_domain(&self) -> &str {
+        if !self.tls_domain.is_empty() {
+            return &self.tls_domain;
+        }
+        let host = self
+            .addr
+            .rsplit_once(':')
+            .map_or(self.addr.as_str(), |(host, _)| host);
+        host.trim_start_matches('[').trim_end_matches(']')
+    }
 }
 
 impl Default for Config {
@@ -156,6 +193,7 @@ impl Default for Config {
             publish_timeout_ms: 10_000,
             broker_check_interval_ms: 1_000,
             peer_timeout_ms: 30_000,
+            peer_pool_idle_timeout_ms: vod_infra::config::DEFAULT_CLIENT_POOL_IDLE_TIMEOUT_MS,
             peers: Peers::default(),
             // Empty means unset: `validate` refuses it, there is no default token.
             internal_token: SecretString::from(""),
@@ -163,6 +201,7 @@ impl Default for Config {
             shutdown_timeout_ms: 8_000,
             idle_session_ttl_ms: 2 * 24 * 3600 * 1000,
             idle_sweep_interval_ms: 10 * 60 * 1000,
+            http: HttpLimits::default(),
             holder: HolderSettings::default(),
             amqp: AmqpSettings::default(),
         }
@@ -179,6 +218,9 @@ impl Default for HolderSettings {
             timeout_ms: 30_000,
             attempts: 4,
             backoff_ms: 500,
+            tls_ca_file: None,
+            tls_domain: String::new(),
+            login_check_interval_ms: 300_000,
         }
     }
 }
@@ -235,6 +277,7 @@ impl Config {
 
     pub fn validate(&self) -> anyhow::Result<()> {
         self.amqp.validate("FFLOW")?;
+        self.http.validate("FFLOW")?;
         anyhow::ensure!(
             is_valid_replica_id(&self.replica_id),
             "FFLOW_REPLICA_ID must match [a-z0-9-]+, got {:?}",
@@ -386,6 +429,37 @@ mod tests {
         assert!(unknown.is_empty(), "{unknown:?}");
         assert_eq!(config.peers.base_url("r2"), Some("http://fflow-r2:4050"));
         assert_eq!(config.internal_token.expose_secret(), "t");
+    }
+
+    #[test]
+    fn holder_tls_is_read_from_the_environment() {
+        let vars = [
+            ("FFLOW_HOLDER__ADDR", "holder:2121"),
+            ("FFLOW_HOLDER__TLS_CA_FILE", "/etc/vod/holder-ca.pem"),
+            ("FFLOW_HOLDER__LOGIN_CHECK_INTERVAL_MS", "1000"),
+            ("FFLOW_HTTP__HEADER_READ_TIMEOUT_MS", "2000"),
+        ]
+        .map(|(key, value)| (key.to_owned(), value.to_owned()));
+        let (config, unknown) =
+            vod_infra::config::from_vars::<Config>("FFLOW", Some(vars.into_iter().collect()))
+                .unwrap();
+        assert!(unknown.is_empty(), "{unknown:?}");
+        assert_eq!(
+            config.holder.tls_ca_file(),
+            Some(std::path::Path::new("/etc/vod/holder-ca.pem"))
+        );
+        assert_eq!(
+            config.holder.tls_domain(),
+            "holder",
+            "the host of the address"
+        );
+        assert_eq!(config.holder.login_check_interval_ms, 1000);
+        assert_eq!(config.http.header_read_timeout_ms, 2000);
+        let named = HolderSettings {
+            tls_domain: "holder.internal".to_owned(),
+            ..config.holder
+        };
+        assert_eq!(named.tls_domain(), "holder.internal");
     }
 
     #[test]

@@ -44,17 +44,6 @@ pub async fn store_presentation(
     }
 }
 
-/// True when holder's FTP server answers and takes our login.
-pub async fn can_log_in(settings: &HolderSettings) -> bool {
-    match HolderFtp::connect(settings).await {
-        Ok(holder) => {
-            holder.quit().await;
-            true
-        }
-        Err(_) => false,
-    }
-}
-
 async fn list_files(dir: &Path) -> anyhow::Result<Vec<String>> {
     let mut names = Vec::new();
     let mut entries = tokio::fs::read_dir(dir)

@@ -1,15 +1,21 @@
-//! fflow's one FTP client of holder: it connects, logs in and sets binary mode, and gives every
-//! call a deadline, since suppaftp's data connections have none. Publishing ([`crate::ftp`])
-//! and removal ([`crate::unpublish`]) both go through it.
+//! fflow's one FTP client of holder: it connects, switches to TLS when configured, logs in and
+//! sets binary mode, and gives every call a deadline, since suppaftp's data connections have
+//! none. Publishing ([`crate::ftp`]), removal ([`crate::unpublish`]) and the readiness check
+//! ([`crate::holder_check`]) all go through it.
 
 use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use secrecy::ExposeSecret;
-use suppaftp::tokio::AsyncFtpStream;
+use suppaftp::tokio::{AsyncRustlsConnector, AsyncRustlsFtpStream};
 use suppaftp::types::FileType;
 use suppaftp::{FtpError, FtpResult, Status};
 use tokio::io::AsyncRead;
+use tokio_rustls::rustls;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::CertificateDer;
 
 use crate::config::HolderSettings;
 
@@ -25,6 +31,8 @@ pub enum FtpCallError {
     },
     #[error("{0}")]
     Failed(FtpError),
+    #[error("holder's CA certificates in {file} cannot be used: {reason}")]
+    TlsSetup { file: String, reason: String },
 }
 
 impl FtpCallError {
@@ -36,20 +44,54 @@ impl FtpCallError {
 
 /// A logged-in FTP session on holder, in binary mode.
 pub struct HolderFtp {
-    ftp: AsyncFtpStream,
+    ftp: AsyncRustlsFtpStream,
     /// The deadline of every call, a whole file transfer included.
     limit: Duration,
+}
+
+/// Connects to holder and reads its greeting, without logging in: whether holder's FTP server
+/// answers at all.
+pub async fn greets(settings: &HolderSettings) -> bool {
+    let limit = Duration::from_millis(settings.timeout_ms);
+    match within(
+        limit,
+        "connecting",
+        AsyncRustlsFtpStream::connect(settings.addr.as_str()),
+    )
+    .await
+    {
+        Ok(ftp) => {
+            HolderFtp { ftp, limit }.quit().await;
+            true
+        }
+        Err(_) => false,
+    }
 }
 
 impl HolderFtp {
     pub async fn connect(settings: &HolderSettings) -> Result<Self, FtpCallError> {
         let limit = Duration::from_millis(settings.timeout_ms);
+        let tls = match settings.tls_ca_file() {
+            Some(ca_file) => Some(tls_connector(ca_file).await?),
+            None => None,
+        };
         let ftp = within(
             limit,
             "connecting",
-            AsyncFtpStream::connect(settings.addr.as_str()),
+            AsyncRustlsFtpStream::connect(settings.addr.as_str()),
         )
         .await?;
+        let ftp = match tls {
+            Some(tls) => {
+                within(
+                    limit,
+                    "switching to tls",
+                    ftp.into_secure(tls, settings.tls_domain()),
+                )
+                .await?
+            }
+            None => ftp,
+        };
         let mut holder = Self { ftp, limit };
         let ready = async {
             within(
@@ -115,6 +157,37 @@ impl HolderFtp {
     pub async fn quit(mut self) {
         let _ = within(self.limit, "quitting", self.ftp.quit()).await;
     }
+}
+
+/// A TLS client trusting the certificates of `ca_file` only. Read at each connection, so
+/// replacing the file takes effect without a restart.
+async fn tls_connector(ca_file: &Path) -> Result<AsyncRustlsConnector, FtpCallError> {
+    let refused = |reason: String| FtpCallError::TlsSetup {
+        file: ca_file.display().to_string(),
+        reason,
+    };
+    let pem = tokio::fs::read(ca_file)
+        .await
+        .map_err(|error| refused(error.to_string()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in CertificateDer::pem_slice_iter(&pem) {
+        let certificate = certificate.map_err(|error| refused(error.to_string()))?;
+        roots
+            .add(certificate)
+            .map_err(|error| refused(error.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(refused("no certificate in it".to_owned()));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|error| refused(error.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(AsyncRustlsConnector::from(
+        tokio_rustls::TlsConnector::from(Arc::new(config)),
+    ))
 }
 
 async fn within<T>(

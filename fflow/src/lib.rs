@@ -19,6 +19,7 @@ mod encode;
 mod error;
 mod ffmpeg;
 mod ftp;
+mod holder_check;
 mod holder_ftp;
 mod join;
 pub mod ladder;

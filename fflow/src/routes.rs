@@ -23,7 +23,7 @@ use crate::error::ApiError;
 use crate::session::check_writable;
 use crate::session::{BeginEncode, ChunkWrite, Created, Session, SessionError};
 use crate::state::AppState;
-use crate::{encode, ftp, streaming, unpublish};
+use crate::{encode, streaming, unpublish};
 
 /// `/healthz` and `/readyz` are open (so is `/metrics`, merged beside them); every other route
 /// is internal and takes the token (see [`auth`]).
@@ -81,11 +81,16 @@ async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
 }
 
-/// The broker (outcomes), holder (FTP login) and the spool (writable).
+/// The broker (outcomes), holder (its FTP greeting, and now and then a login) and the spool
+/// (writable).
 async fn readyz(State(state): State<Arc<AppState>>) -> Readiness {
     let timeout = vod_infra::config::millis(state.config.readiness_timeout_ms);
     let broker = readiness::check("broker", timeout, state.publisher.is_connected());
-    let holder = readiness::check("holder", timeout, ftp::can_log_in(&state.config.holder));
+    let holder = readiness::check(
+        "holder",
+        timeout,
+        state.holder_check.reachable(&state.config.holder),
+    );
     let spool = readiness::check("spool", timeout, async {
         check_writable(&state.spool).await.is_ok()
     });

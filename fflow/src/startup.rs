@@ -15,6 +15,7 @@ use vod_infra::config::millis;
 use crate::config::Config;
 use crate::context::EncodeContext;
 use crate::encode;
+use crate::holder_check::HolderCheck;
 use crate::join::PartSources;
 use crate::metrics::FflowMetrics;
 use crate::outcomes::Publisher;
@@ -93,6 +94,7 @@ impl App {
         let http = reqwest::Client::builder()
             .connect_timeout(millis(config.peer_timeout_ms))
             .read_timeout(millis(config.peer_timeout_ms))
+            .pool_idle_timeout(millis(config.peer_pool_idle_timeout_ms))
             .tcp_nodelay(true)
             // A peer answers with bytes or an error; it never sends the caller elsewhere.
             .redirect(reqwest::redirect::Policy::none())
@@ -120,6 +122,7 @@ impl App {
             metrics,
             spool,
             config,
+            holder_check: HolderCheck::default(),
         });
         tracing::info!(
             replica_id = %state.config.replica_id,
@@ -178,8 +181,14 @@ impl App {
         let abandon =
             vod_infra::shutdown::abandon_after(&shutdown, millis(state.config.shutdown_timeout_ms));
         let _stop_timer = abandon.clone().drop_guard();
-        let served =
-            vod_infra::http::serve(self.listener, self.router, shutdown, abandon.clone()).await;
+        let served = vod_infra::http::serve(
+            self.listener,
+            self.router,
+            &state.config.http,
+            shutdown,
+            abandon.clone(),
+        )
+        .await;
         state.stopping.cancel();
         state.tracker.close();
         if vod_infra::shutdown::unless_abandoned(&abandon, state.tracker.wait())

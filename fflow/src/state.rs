@@ -9,6 +9,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::context::EncodeContext;
+use crate::holder_check::HolderCheck;
 use crate::metrics::FflowMetrics;
 use crate::outcomes::Publisher;
 use crate::session::Sessions;
@@ -27,4 +28,6 @@ pub struct AppState {
     pub metrics: FflowMetrics,
     /// This replica's spool, `{spool_dir}/{replica_id}`.
     pub spool: PathBuf,
+    /// `/readyz`'s check of holder, which remembers the last login.
+    pub holder_check: HolderCheck,
 }

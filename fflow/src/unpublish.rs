@@ -157,7 +157,9 @@ fn classify(path: &str, err: FtpCallError) -> UnpublishError {
             path: path.to_owned(),
             reason: err.to_string(),
         },
-        FtpCallError::TimedOut(_) | FtpCallError::Failed(_) => {
+        // A CA file that cannot be read is fixed by an operator: until then holder cannot be
+        // reached, and the removal is asked for again.
+        FtpCallError::TimedOut(_) | FtpCallError::Failed(_) | FtpCallError::TlsSetup { .. } => {
             UnpublishError::Unreachable(err.to_string())
         }
     }

@@ -4,7 +4,7 @@ use std::time::Duration;
 use anyhow::ensure;
 use secrecy::SecretString;
 use serde::Deserialize;
-use vod_infra::config::{AmqpSettings, PostgresSettings};
+use vod_infra::config::{AmqpSettings, HttpLimits, PostgresSettings};
 
 use crate::body_pace::{MinRate, Pace};
 use crate::metrics::BrokerMetrics;
@@ -88,6 +88,8 @@ pub struct Config {
     /// requests are answered 503 until it is back.
     pub broker_reconnect_backoff_ms: u64,
     pub broker_reconnect_max_backoff_ms: u64,
+    /// The listener's header-read timeout and connection limit (`GATEWAY_HTTP__...`).
+    pub http: HttpLimits,
     pub postgres: PostgresSettings,
     pub amqp: AmqpSettings,
 }
@@ -122,6 +124,7 @@ impl Default for Config {
             unlock_retry_window_ms: 120_000,
             broker_reconnect_backoff_ms: 1_000,
             broker_reconnect_max_backoff_ms: 30_000,
+            http: HttpLimits::default(),
             postgres: PostgresSettings::default(),
             amqp: AmqpSettings::default(),
         }
@@ -151,6 +154,7 @@ impl Config {
 
     pub fn validate(&self) -> anyhow::Result<()> {
         self.amqp.validate("GATEWAY")?;
+        self.http.validate("GATEWAY")?;
         ensure!(
             (1..=MAX_CHUNK_SIZE_BYTES).contains(&self.chunk_size_bytes),
             "chunk_size_bytes must be between 1 and {MAX_CHUNK_SIZE_BYTES}, got {}",

@@ -22,7 +22,7 @@ use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use vod_infra::config::millis;
+use vod_infra::config::{millis, HttpLimits};
 
 use crate::config::Config;
 use crate::error::ApiError;
@@ -45,6 +45,7 @@ pub struct App {
     /// for good; it ends once the client is closed.
     broker_supervisor: JoinHandle<()>,
     shutdown_timeout_ms: u64,
+    http_limits: HttpLimits,
 }
 
 impl App {
@@ -62,6 +63,7 @@ impl App {
         config.public_url = Some(config.public_base(local_addr));
         let body_tasks = TaskTracker::new();
         let shutdown_timeout_ms = config.shutdown_timeout_ms;
+        let http_limits = config.http.clone();
         let stopping = CancellationToken::new();
         let publishing = Arc::new(Semaphore::new(config.publishing_chunks_max));
         let buffers = Arc::new(Semaphore::new(config.max_buffered_bytes));
@@ -87,6 +89,7 @@ impl App {
             stopping,
             broker_supervisor,
             shutdown_timeout_ms,
+            http_limits,
         })
     }
 
@@ -100,8 +103,14 @@ impl App {
         let timeout = millis(self.shutdown_timeout_ms);
         let abandon = vod_infra::shutdown::abandon_after(&shutdown, timeout);
         let _stop_timer = abandon.clone().drop_guard();
-        let served =
-            vod_infra::http::serve(self.listener, self.router, shutdown, abandon.clone()).await;
+        let served = vod_infra::http::serve(
+            self.listener,
+            self.router,
+            &self.http_limits,
+            shutdown,
+            abandon.clone(),
+        )
+        .await;
         self.stopping.cancel();
         self.body_tasks.close();
         if vod_infra::shutdown::unless_abandoned(&abandon, self.body_tasks.wait())

@@ -1,17 +1,22 @@
 //! holder's settings, read from `HOLDER_*` environment variables.
 
 use std::ops::RangeInclusive;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
+use vod_infra::config::HttpLimits;
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default)]
 pub struct Config {
     /// `HOLDER_HTTP_ADDR`: where players fetch presentations.
     pub http_addr: String,
+    /// `HOLDER_HTTP__HEADER_READ_TIMEOUT_MS`, `HOLDER_HTTP__MAX_CONNECTIONS`: what the HTTP
+    /// listener lets players hold.
+    pub http: HttpLimits,
     /// `HOLDER_FTP_ADDR`: where fflow uploads presentations.
     pub ftp_addr: String,
     /// `HOLDER_ROOT`: the directory served over both protocols; created if missing.
@@ -43,12 +48,59 @@ pub struct Config {
     /// `HOLDER_MIN_FREE_BYTES`: an FTP upload that would leave less than this free on the
     /// root's disk is refused with 452 and removed; 0 turns the check off.
     pub min_free_bytes: u64,
+    /// `HOLDER_FTP_MAX_FAILED_LOGINS`: refused FTP logins from one address, over all its
+    /// connections and no more than `ftp_lockout_ms` apart, after which that address is
+    /// locked out.
+    pub ftp_max_failed_logins: u32,
+    /// `HOLDER_FTP_LOCKOUT_MS`: how long a locked-out address is refused every login, the
+    /// right password included.
+    pub ftp_lockout_ms: u64,
+    /// `HOLDER_FTP_FAILED_LOGIN_DELAY_MS`: how long a refused login waits before it is
+    /// answered.
+    pub ftp_failed_login_delay_ms: u64,
+    /// `HOLDER_FTPS_CERT_FILE`, `HOLDER_FTPS_KEY_FILE`: PEM certificate chain and private key.
+    /// With both set, the FTP server speaks explicit FTPS (`AUTH TLS`) and refuses logins and
+    /// transfers that are not encrypted; with neither, plain FTP.
+    pub ftps_cert_file: Option<PathBuf>,
+    pub ftps_key_file: Option<PathBuf>,
+    /// `HOLDER_FTP_LOG_LEVEL`: the most detail libunftp (the FTP server library) logs, whatever
+    /// `RUST_LOG` says (`off`, `error`, `warn`, `info`, `debug`, `trace`). At `info` it logs
+    /// every command of every session.
+    pub ftp_log_level: FtpLogLevel,
+}
+
+/// How much libunftp logs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FtpLogLevel {
+    Off,
+    Error,
+    #[default]
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl FtpLogLevel {
+    /// The level as a `RUST_LOG` directive names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Off => "off",
+            Self::Error => "error",
+            Self::Warn => "warn",
+            Self::Info => "info",
+            Self::Debug => "debug",
+            Self::Trace => "trace",
+        }
+    }
 }
 
 impl Default for Config {
     fn default() -> Self {
         Self {
             http_addr: "127.0.0.1:8090".to_owned(),
+            http: HttpLimits::default(),
             ftp_addr: "127.0.0.1:2121".to_owned(),
             root: PathBuf::from("./data/holder"),
             ftp_user: "vod".to_owned(),
@@ -63,6 +115,12 @@ impl Default for Config {
             ftp_shutdown_grace_secs: 10,
             shutdown_timeout_ms: 8_000,
             min_free_bytes: 512 * 1024 * 1024,
+            ftp_max_failed_logins: 5,
+            ftp_lockout_ms: 300_000,
+            ftp_failed_login_delay_ms: 1_000,
+            ftps_cert_file: None,
+            ftps_key_file: None,
+            ftp_log_level: FtpLogLevel::Warn,
         }
     }
 }
@@ -75,6 +133,12 @@ pub enum ConfigError {
     MissingFtpUser,
     #[error("passive port range {min}..={max} is empty or starts at port 0")]
     InvalidPassivePorts { min: u16, max: u16 },
+    #[error("{0}")]
+    InvalidHttpLimits(String),
+    #[error("HOLDER_FTP_MAX_FAILED_LOGINS must be positive")]
+    InvalidMaxFailedLogins,
+    #[error("HOLDER_FTPS_CERT_FILE and HOLDER_FTPS_KEY_FILE are set together or not at all")]
+    HalfConfiguredFtps,
 }
 
 impl Config {
@@ -83,6 +147,19 @@ impl Config {
             .context("failed to read holder configuration from the environment")?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// Reads the configuration before logging starts (the FTP library's log level is part of
+    /// it); returns with it the variables that named no setting, to log once logging runs.
+    pub fn from_env_before_logging() -> anyhow::Result<(Config, Vec<String>)> {
+        vod_infra::config::from_vars("HOLDER", None)
+            .context("failed to read holder configuration from the environment")
+    }
+
+    /// The log filter directives that hold libunftp, whose target every one of its spans and
+    /// log lines carries, to `HOLDER_FTP_LOG_LEVEL`.
+    pub fn log_overrides(&self) -> Vec<String> {
+        vec![format!("libunftp={}", self.ftp_log_level.as_str())]
     }
 
     /// Both listeners on free ports of 127.0.0.1, everything else as in production. Parallel
@@ -106,6 +183,15 @@ impl Config {
         if self.ftp_user.is_empty() {
             return Err(ConfigError::MissingFtpUser);
         }
+        if self.ftp_max_failed_logins == 0 {
+            return Err(ConfigError::InvalidMaxFailedLogins);
+        }
+        if set_path(&self.ftps_cert_file).is_some() != set_path(&self.ftps_key_file).is_some() {
+            return Err(ConfigError::HalfConfiguredFtps);
+        }
+        if let Err(error) = self.http.validate("HOLDER") {
+            return Err(ConfigError::InvalidHttpLimits(error.to_string()));
+        }
         if self.passive_port_min == 0 || self.passive_port_min > self.passive_port_max {
             return Err(ConfigError::InvalidPassivePorts {
                 min: self.passive_port_min,
@@ -118,6 +204,24 @@ impl Config {
     pub fn passive_ports(&self) -> RangeInclusive<u16> {
         self.passive_port_min..=self.passive_port_max
     }
+
+    /// The certificate chain and key files when FTPS is on (an empty variable is unset).
+    pub fn ftps_files(&self) -> Option<(&Path, &Path)> {
+        set_path(&self.ftps_cert_file).zip(set_path(&self.ftps_key_file))
+    }
+
+    pub fn ftp_lockout(&self) -> Duration {
+        Duration::from_millis(self.ftp_lockout_ms)
+    }
+
+    pub fn ftp_failed_login_delay(&self) -> Duration {
+        Duration::from_millis(self.ftp_failed_login_delay_ms)
+    }
+}
+
+/// A path setting, unless unset or empty.
+fn set_path(file: &Option<PathBuf>) -> Option<&Path> {
+    file.as_deref().filter(|path| !path.as_os_str().is_empty())
 }
 
 #[cfg(test)]
@@ -138,6 +242,43 @@ mod tests {
         assert_eq!(config.validate(), Ok(()));
         assert!(config.http_addr.ends_with(":0"));
         assert!(config.ftp_addr.ends_with(":0"));
+    }
+
+    #[test]
+    fn ftps_needs_both_files() {
+        let half = Config {
+            ftps_cert_file: Some(PathBuf::from("/etc/holder/cert.pem")),
+            ..Config::for_tests(PathBuf::from("/tmp/x"), "secret")
+        };
+        assert_eq!(half.validate(), Err(ConfigError::HalfConfiguredFtps));
+        assert_eq!(half.ftps_files(), None);
+        let both = Config {
+            ftps_key_file: Some(PathBuf::from("/etc/holder/key.pem")),
+            ..half
+        };
+        assert_eq!(both.validate(), Ok(()));
+        assert!(both.ftps_files().is_some());
+    }
+
+    #[test]
+    fn ftp_settings_are_read_from_the_environment() {
+        let vars = [
+            ("HOLDER_FTP_PASSWORD", "secret"),
+            ("HOLDER_FTP_LOG_LEVEL", "info"),
+            ("HOLDER_FTP_MAX_FAILED_LOGINS", "3"),
+            ("HOLDER_FTPS_CERT_FILE", ""),
+            ("HOLDER_HTTP__MAX_CONNECTIONS", "10"),
+        ]
+        .map(|(key, value)| (key.to_owned(), value.to_owned()));
+        let (config, unknown) =
+            vod_infra::config::from_vars::<Config>("HOLDER", Some(vars.into_iter().collect()))
+                .expect("a configuration");
+        assert!(unknown.is_empty(), "{unknown:?}");
+        assert_eq!(config.ftp_log_level, FtpLogLevel::Info);
+        assert_eq!(config.ftp_max_failed_logins, 3);
+        assert_eq!(config.http.max_connections, 10);
+        assert_eq!(config.ftps_files(), None, "an empty variable is unset");
+        assert_eq!(config.validate(), Ok(()));
     }
 
     #[test]

@@ -3,9 +3,13 @@
 //! holder accepts control connections itself, on the listener bound in `App::build`, and hands
 //! each to libunftp (`Server::service`). So port 0 works, the port is known before serving
 //! starts, and connections made right after `build` wait in the backlog instead of being refused.
+//! What must outlive a connection (the failed-login lockout) is therefore held here, not in
+//! libunftp's `Server`. With a certificate configured, sessions must switch to TLS before they
+//! log in or transfer.
 
 mod admitted;
 mod auth;
+mod lockout;
 mod storage;
 
 use std::ops::RangeInclusive;
@@ -13,7 +17,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use libunftp::options::{ActivePassiveMode, PassiveHost};
+use libunftp::options::{ActivePassiveMode, FtpsRequired, PassiveHost};
 use libunftp::{Server, ServerBuilder, ServerError};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -22,7 +26,8 @@ use tracing::{debug, error, info, warn};
 use unftp_core::auth::DefaultUser;
 use vod_infra::free_space::FreeSpaceReserve;
 
-use self::auth::SingleAccount;
+use self::auth::{GuardedAccount, SingleAccount};
+use self::lockout::{LockoutPolicy, LoginLockout};
 use self::storage::RootStorage;
 use crate::config::Config;
 use crate::metrics::HolderMetrics;
@@ -32,7 +37,10 @@ const ACCEPT_RETRY_DELAY: Duration = Duration::from_millis(100);
 
 pub struct FtpServer {
     root: PathBuf,
-    account: Arc<SingleAccount>,
+    account: Arc<GuardedAccount>,
+    /// Certificate chain and key files, read as each session starts (so replacing them
+    /// renews the certificate without a restart).
+    ftps: Option<(PathBuf, PathBuf)>,
     passive_host: PassiveHost,
     passive_ports: RangeInclusive<u16>,
     idle_timeout_secs: u64,
@@ -43,25 +51,42 @@ pub struct FtpServer {
 }
 
 impl FtpServer {
-    pub fn new(config: &Config, root: PathBuf, metrics: HolderMetrics) -> Self {
+    /// Fails when the FTPS certificate or key cannot be used.
+    pub fn new(config: &Config, root: PathBuf, metrics: HolderMetrics) -> anyhow::Result<Self> {
         let passive_host = match config.passive_host.trim() {
             "" => PassiveHost::FromConnection,
             host => PassiveHost::from(host),
         };
         let space = FreeSpaceReserve::new(&root, config.min_free_bytes);
-        Self {
+        let account = GuardedAccount::new(
+            SingleAccount::new(config.ftp_user.clone(), config.ftp_password.clone()),
+            LoginLockout::new(LockoutPolicy {
+                max_failures: config.ftp_max_failed_logins,
+                lockout: config.ftp_lockout(),
+            }),
+            config.ftp_failed_login_delay(),
+            metrics.clone(),
+        );
+        let server = Self {
             root,
-            account: Arc::new(SingleAccount::new(
-                config.ftp_user.clone(),
-                config.ftp_password.clone(),
-            )),
+            account: Arc::new(account),
+            ftps: config
+                .ftps_files()
+                .map(|(cert, key)| (cert.to_owned(), key.to_owned())),
             passive_host,
             passive_ports: config.passive_ports(),
             idle_timeout_secs: config.ftp_idle_timeout_secs,
             shutdown_grace: Duration::from_secs(config.ftp_shutdown_grace_secs),
             metrics,
             space,
+        };
+        server
+            .session_server()
+            .map_err(|error| anyhow::anyhow!("failed to set up the ftp server: {error}"))?;
+        if server.ftps.is_some() {
+            info!("ftp sessions must use TLS");
         }
+        Ok(server)
     }
 
     pub fn free_space(&self) -> FreeSpaceReserve {
@@ -73,7 +98,7 @@ impl FtpServer {
     /// binds, so servers sharing the range (replicas, parallel tests) do not collide.
     fn session_server(&self) -> Result<Server<RootStorage, DefaultUser>, ServerError> {
         let (root, space, metrics) = (self.root.clone(), self.space.clone(), self.metrics.clone());
-        ServerBuilder::with_authenticator(
+        let builder = ServerBuilder::with_authenticator(
             Box::new(move || RootStorage::open(&root, space.clone(), metrics.clone())),
             self.account.clone(),
         )
@@ -83,7 +108,14 @@ impl FtpServer {
         .active_passive_mode(ActivePassiveMode::PassiveOnly)
         .idle_session_timeout(self.idle_timeout_secs)
         .notify_data(self.metrics.ftp_listener())
-        .build()
+        .notify_presence(self.metrics.ftp_presence_listener());
+        match &self.ftps {
+            Some((cert, key)) => builder
+                .ftps(cert.clone(), key.clone())
+                .ftps_required(FtpsRequired::All, FtpsRequired::All)
+                .build(),
+            None => builder.build(),
+        }
     }
 
     /// Serves until `shutdown`, then gives open sessions the grace period to finish their

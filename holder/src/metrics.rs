@@ -1,8 +1,9 @@
-//! What holder counts: files served over HTTP by kind and status, their bytes, and the files
-//! received (or refused) over FTP. The registry is the server's own, built in `App::build`.
+//! What holder counts: files served over HTTP by kind and status, their bytes, the files
+//! received (or refused) over FTP, and FTP logins (taken, refused, and the addresses locked
+//! out). The registry is the server's own, built in `App::build`.
 
 use async_trait::async_trait;
-use libunftp::notification::{DataEvent, DataListener, EventMeta};
+use libunftp::notification::{DataEvent, DataListener, EventMeta, PresenceEvent, PresenceListener};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -24,6 +25,12 @@ pub struct ReasonLabels {
     pub reason: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusedLabels {
+    /// `bad_credentials` or `locked_out`.
+    pub reason: &'static str,
+}
+
 #[derive(Clone, Debug)]
 pub struct HolderMetrics {
     requests: Family<ServedLabels, Counter>,
@@ -31,6 +38,9 @@ pub struct HolderMetrics {
     ftp_uploads: Counter,
     ftp_bytes: Counter,
     ftp_refused: Family<ReasonLabels, Counter>,
+    ftp_logins: Counter,
+    ftp_logins_refused: Family<RefusedLabels, Counter>,
+    ftp_lockouts: Counter,
 }
 
 impl HolderMetrics {
@@ -41,6 +51,9 @@ impl HolderMetrics {
             ftp_uploads: Counter::default(),
             ftp_bytes: Counter::default(),
             ftp_refused: Family::default(),
+            ftp_logins: Counter::default(),
+            ftp_logins_refused: Family::default(),
+            ftp_lockouts: Counter::default(),
         };
         registry.register(
             "http_requests",
@@ -68,6 +81,18 @@ impl HolderMetrics {
              free-space reserve)",
             metrics.ftp_refused.clone(),
         );
+        registry.register("ftp_logins", "FTP logins taken", metrics.ftp_logins.clone());
+        registry.register(
+            "ftp_logins_refused",
+            "FTP logins refused, by reason: bad_credentials, or locked_out (any password, while \
+             the client's address is locked out)",
+            metrics.ftp_logins_refused.clone(),
+        );
+        registry.register(
+            "ftp_lockouts",
+            "Client addresses locked out after too many refused FTP logins",
+            metrics.ftp_lockouts.clone(),
+        );
         metrics
     }
 
@@ -77,6 +102,16 @@ impl HolderMetrics {
                 reason: reason.to_owned(),
             })
             .inc();
+    }
+
+    pub fn ftp_login_refused(&self, reason: &'static str) {
+        self.ftp_logins_refused
+            .get_or_create(&RefusedLabels { reason })
+            .inc();
+    }
+
+    pub fn ftp_lockout(&self) {
+        self.ftp_lockouts.inc();
     }
 
     /// Counts a file request; `body_bytes` is what the answer carries.
@@ -98,6 +133,11 @@ impl HolderMetrics {
     /// Hands libunftp a listener counting stored files.
     pub fn ftp_listener(&self) -> FtpUploads {
         FtpUploads(self.clone())
+    }
+
+    /// Hands libunftp a listener counting logins.
+    pub fn ftp_presence_listener(&self) -> FtpLogins {
+        FtpLogins(self.clone())
     }
 }
 
@@ -126,6 +166,18 @@ impl DataListener for FtpUploads {
         if let DataEvent::Put { bytes, .. } = event {
             self.0.ftp_uploads.inc();
             self.0.ftp_bytes.inc_by(bytes);
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct FtpLogins(HolderMetrics);
+
+#[async_trait]
+impl PresenceListener for FtpLogins {
+    async fn receive_presence_event(&self, event: PresenceEvent, _meta: EventMeta) {
+        if let PresenceEvent::LoggedIn = event {
+            self.0.ftp_logins.inc();
         }
     }
 }

@@ -5,7 +5,7 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
-use vod_infra::config::millis;
+use vod_infra::config::{millis, HttpLimits};
 
 use crate::config::Config;
 use crate::ftp::FtpServer;
@@ -20,6 +20,7 @@ pub struct App {
     router: Router,
     ftp: FtpServer,
     shutdown_timeout_ms: u64,
+    http_limits: HttpLimits,
 }
 
 impl App {
@@ -38,7 +39,7 @@ impl App {
         let metrics = HolderMetrics::register(&mut registry);
         let router = routes::router(&config, root.clone(), metrics.clone())?
             .merge(vod_infra::metrics::route(std::sync::Arc::new(registry)));
-        let ftp = FtpServer::new(&config, root.clone(), metrics);
+        let ftp = FtpServer::new(&config, root.clone(), metrics)?;
         let (http_listener, http_addr) = vod_infra::http::bind(&config.http_addr).await?;
         let ftp_listener = TcpListener::bind(&config.ftp_addr)
             .await
@@ -53,6 +54,7 @@ impl App {
             router,
             ftp,
             shutdown_timeout_ms: config.shutdown_timeout_ms,
+            http_limits: config.http,
         })
     }
 
@@ -79,9 +81,14 @@ impl App {
         let http = {
             let stop = stop.clone();
             async move {
-                let result =
-                    vod_infra::http::serve(self.http_listener, self.router, stop.clone(), abandon)
-                        .await;
+                let result = vod_infra::http::serve(
+                    self.http_listener,
+                    self.router,
+                    &self.http_limits,
+                    stop.clone(),
+                    abandon,
+                )
+                .await;
                 stop.cancel();
                 result
             }

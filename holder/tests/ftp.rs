@@ -158,6 +158,37 @@ async fn the_ftp_root_is_the_holder_root() {
 }
 
 #[tokio::test]
+async fn making_a_directory_that_exists_succeeds_but_not_over_a_file() {
+    let holder = TestHolder::spawn().await;
+    let mut ftp = holder.ftp().await;
+    step(ftp.mkdir("videos")).await.unwrap();
+    step(ftp.mkdir("videos")).await.unwrap();
+    upload(&mut ftp, "videos/master.m3u8", b"#EXTM3U\n").await;
+    match step(ftp.mkdir("videos/master.m3u8")).await {
+        Err(FtpError::UnexpectedResponse(response)) => {
+            assert_eq!(response.status, Status::FileUnavailable)
+        }
+        other => panic!("a directory was made over a file: {other:?}"),
+    }
+    assert!(holder.root.join("videos/master.m3u8").is_file());
+}
+
+#[tokio::test]
+async fn a_holder_whose_ftps_certificate_cannot_be_read_does_not_start() {
+    let base = tempfile::tempdir().unwrap();
+    let config = holder::Config {
+        ftps_cert_file: Some(base.path().join("missing-cert.pem")),
+        ftps_key_file: Some(base.path().join("missing-key.pem")),
+        ..holder::Config::for_tests(base.path().join("root"), FTP_PASSWORD)
+    };
+    let error = holder::App::build(config)
+        .await
+        .err()
+        .expect("a holder without its certificate must not start");
+    assert!(error.to_string().contains("ftp"), "{error:#}");
+}
+
+#[tokio::test]
 async fn sessions_fail_cleanly_while_the_root_is_missing() {
     let holder = TestHolder::spawn().await;
     std::fs::remove_dir_all(&holder.root).unwrap();

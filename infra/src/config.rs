@@ -16,10 +16,16 @@ use serde::Deserialize;
 /// orchestrators add variables of their own (`GATEWAY_PORT` for a service named gateway).
 pub fn from_env<T: DeserializeOwned>(prefix: &str) -> anyhow::Result<T> {
     let (config, unknown) = from_vars(prefix, None)?;
+    warn_unknown(&unknown);
+    Ok(config)
+}
+
+/// Logs the variables [`from_vars`] found naming no setting; for a service that reads its
+/// configuration before logging starts.
+pub fn warn_unknown(unknown: &[String]) {
     for variable in unknown {
         tracing::warn!(%variable, "environment variable names no setting, ignored");
     }
-    Ok(config)
 }
 
 /// Reads `T` from `vars` (the process environment when `None`), and returns with it the
@@ -137,6 +143,54 @@ impl Default for AmqpSettings {
         }
     }
 }
+
+/// What one HTTP listener lets its clients hold (`{PREFIX}_HTTP__HEADER_READ_TIMEOUT_MS`,
+/// `{PREFIX}_HTTP__MAX_CONNECTIONS`), applied by [`crate::http::serve`].
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default)]
+pub struct HttpLimits {
+    /// A connection that has not sent the whole header of a request this long after it opened,
+    /// or after its previous answer (an idle keep-alive connection), is closed unanswered.
+    /// HTTP clients of our own listeners keep idle connections for less than this.
+    pub header_read_timeout_ms: u64,
+    /// Connections served at once. One accepted beyond it is closed at once, unanswered, so a
+    /// flood of idle connections cannot take every file descriptor or hold clients in the
+    /// backlog; a well-behaved client retries.
+    pub max_connections: usize,
+}
+
+impl HttpLimits {
+    /// Checks what no listener can serve with; `prefix` names the service's variables.
+    pub fn validate(&self, prefix: &str) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.header_read_timeout_ms > 0,
+            "{prefix}_HTTP__HEADER_READ_TIMEOUT_MS must be positive"
+        );
+        anyhow::ensure!(
+            self.max_connections > 0,
+            "{prefix}_HTTP__MAX_CONNECTIONS must be positive"
+        );
+        Ok(())
+    }
+
+    pub fn header_read_timeout(&self) -> Duration {
+        millis(self.header_read_timeout_ms)
+    }
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout_ms: 10_000,
+            max_connections: 1024,
+        }
+    }
+}
+
+/// The default of how long an HTTP client of one of our listeners keeps an idle pooled
+/// connection: well below the default [`HttpLimits::header_read_timeout_ms`], after which the
+/// server closes it, so a request never goes out on a connection the server is closing.
+pub const DEFAULT_CLIENT_POOL_IDLE_TIMEOUT_MS: u64 = 5_000;
 
 #[cfg(test)]
 mod tests {

@@ -23,6 +23,8 @@ pub struct StackOptions {
     pub configure_gateway: fn(&mut gateway::Config),
     /// Changes both uploaders' configuration before they start.
     pub configure_uploader: fn(&mut uploader::Config),
+    /// Changes holder's configuration before it starts.
+    pub configure_holder: fn(&mut holder::Config),
     /// Uploads idle this long expire.
     pub session_ttl_secs: u64,
     /// How long a PATCH waits for another one writing to the same upload.
@@ -100,6 +102,7 @@ impl Default for StackOptions {
             configure_fflow: |_| {},
             configure_gateway: |_| {},
             configure_uploader: |_| {},
+            configure_holder: |_| {},
             session_ttl_secs: 24 * 3600,
             lock_wait_ms: 3_000,
             fflow_reassign_after_ms: uploader::Config::default().fflow_reassign_after_ms,
@@ -258,6 +261,7 @@ impl Stack {
         let runtime = service_runtime("holder");
         let mut holder_config = holder::Config::for_tests(holder_root.clone(), &ftp_password);
         holder_config.shutdown_timeout_ms = options.shutdown_timeout_ms;
+        (options.configure_holder)(&mut holder_config);
         let holder = on_runtime(&runtime, holder::App::build(holder_config))
             .await
             .expect("holder starts");

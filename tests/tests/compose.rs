@@ -1,5 +1,8 @@
 //! compose.yaml cannot drift from the code: every vod service's environment is read by that
 //! service's own configuration loader, and the proxy routes each replica prefix to its replica.
+//! Nor from what it promises operators: only the gateway and holder's HTTP are published on
+//! every interface, operators' ports on 127.0.0.1 only, FTP nowhere; every secret is required,
+//! none has a default; the gateway reads the database as a role that cannot write.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -9,8 +12,10 @@ use serde_norway::Value;
 const OPERATOR_VARIABLES: &[(&str, &str)] = &[
     ("VOD_FTP_PASSWORD", "ftp-secret"),
     ("VOD_POSTGRES_PASSWORD", "pg-secret"),
+    ("VOD_GATEWAY_POSTGRES_PASSWORD", "pg-gateway-secret"),
     ("VOD_AMQP_PASSWORD", "amqp-secret"),
     ("VOD_FFLOW_TOKEN", "fflow-secret"),
+    ("VOD_GRAFANA_PASSWORD", "grafana-secret"),
 ];
 
 fn workspace_file(name: &str) -> String {
@@ -190,16 +195,10 @@ fn replicas_schedulers_and_ports_are_as_documented() {
     assert_eq!(port_of(&holder.http_addr), 8090);
     assert_eq!(port_of(&holder.ftp_addr), 2121);
     let holder_ports = published_ports(&compose, "holder");
-    assert!(holder_ports.contains("8090:8090"), "{holder_ports:?}");
-    assert!(holder_ports.contains("2121:2121"), "{holder_ports:?}");
-    let passive = format!(
-        "{min}-{max}:{min}-{max}",
-        min = holder.passive_port_min,
-        max = holder.passive_port_max
-    );
-    assert!(
-        holder_ports.contains(&passive),
-        "passive range {passive} published: {holder_ports:?}"
+    assert_eq!(
+        holder_ports,
+        BTreeSet::from(["8090:8090".to_owned()]),
+        "holder publishes its HTTP port only: FTP is for fflow, on the compose network"
     );
     assert_eq!(
         gateway.holder_public_url, "http://localhost:8090",
@@ -406,7 +405,7 @@ fn prometheus_scrapes_every_service_where_compose_makes_it_listen() {
         datasource["datasources"][0]["url"].as_str(),
         Some("http://prometheus:9090")
     );
-    assert!(published_ports(&compose, "prometheus").contains("9090:9090"));
+    assert!(published_ports(&compose, "prometheus").contains("127.0.0.1:9090:9090"));
     let dashboard: serde_json::Value =
         serde_json::from_str(&workspace_file("deploy/grafana/dashboards/vod.json"))
             .expect("dashboard is JSON");
@@ -434,4 +433,180 @@ fn the_uploader_listener_is_configured_once_for_every_replica() {
     for taken in [8080, 8090, 2121, 4050] {
         assert_ne!(default_port, taken, "the uploader's default port is free");
     }
+}
+
+/// `(host address, host ports, container ports)` of a `ports` entry: `[ip:]host:container`,
+/// each side a port or a range.
+fn parse_port(entry: &str) -> (Option<String>, String, String) {
+    let parts: Vec<&str> = entry.split(':').collect();
+    match parts.as_slice() {
+        [host, container] => (None, (*host).to_owned(), (*container).to_owned()),
+        [ip, host, container] => (
+            Some((*ip).to_owned()),
+            (*host).to_owned(),
+            (*container).to_owned(),
+        ),
+        _ => panic!("a ports entry compose would not read: {entry}"),
+    }
+}
+
+/// Every port of `range` (`2121` or `50000-50019`).
+fn ports_of(range: &str) -> std::ops::RangeInclusive<u16> {
+    let (low, high) = range.split_once('-').unwrap_or((range, range));
+    low.parse().expect("a port")..=high.parse().expect("a port")
+}
+
+#[test]
+fn only_the_gateway_and_holders_http_are_published_on_every_interface() {
+    let compose = compose();
+    let public: BTreeSet<(&str, &str)> = [("gateway", "8080:8080"), ("holder", "8090:8090")].into();
+    let mut operators = BTreeSet::new();
+    for (name, service) in services(&compose) {
+        let name = name.as_str().expect("service name");
+        for entry in service["ports"].as_sequence().into_iter().flatten() {
+            let entry = entry
+                .as_str()
+                .unwrap_or_else(|| panic!("{name}: write ports as quoted text"));
+            match parse_port(entry) {
+                (None, _, _) => assert!(
+                    public.contains(&(name, entry)),
+                    "{name} publishes {entry} on every interface"
+                ),
+                (Some(ip), _, container) => {
+                    assert_eq!(ip, "127.0.0.1", "{name} publishes {entry}");
+                    operators.insert((name.to_owned(), container));
+                }
+            }
+        }
+    }
+    let expected: BTreeSet<(String, String)> = [
+        ("rabbitmq", "15672"),
+        ("prometheus", "9090"),
+        ("grafana", "3000"),
+    ]
+    .map(|(name, port)| (name.to_owned(), port.to_owned()))
+    .into();
+    assert_eq!(operators, expected, "operators' ports, on 127.0.0.1 only");
+}
+
+#[test]
+fn no_ftp_port_is_published() {
+    let compose = compose();
+    let holder = load::<holder::Config>("HOLDER", "holder", &compose);
+    let mut ftp_ports: Vec<u16> = holder.passive_ports().collect();
+    ftp_ports.push(port_of(&holder.ftp_addr));
+    for (name, service) in services(&compose) {
+        for entry in service["ports"].as_sequence().into_iter().flatten() {
+            let entry = entry.as_str().expect("ports as text");
+            let (_, host, container) = parse_port(entry);
+            for port in ports_of(&host).chain(ports_of(&container)) {
+                assert!(
+                    !ftp_ports.contains(&port),
+                    "{name:?} publishes {entry}, an FTP port"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn every_secret_is_required_and_none_has_a_default() {
+    let text = workspace_file("compose.yaml");
+    let mut rest = text.as_str();
+    let mut secrets = BTreeSet::new();
+    while let Some(start) = rest.find("${") {
+        let end = rest[start..].find('}').expect("closed ${") + start;
+        let expression = &rest[start + 2..end];
+        let name = expression.split([':', '-', '?']).next().unwrap_or_default();
+        if ["PASSWORD", "TOKEN", "SECRET", "PASS"]
+            .iter()
+            .any(|word| name.contains(word))
+        {
+            assert!(
+                expression.starts_with(&format!("{name}:?")),
+                "${{{expression}}} must be required (`${{{name}:?message}}`), with no default"
+            );
+            secrets.insert(name.to_owned());
+        }
+        rest = &rest[end + 1..];
+    }
+    let told: BTreeSet<String> = OPERATOR_VARIABLES
+        .iter()
+        .map(|(name, _)| (*name).to_owned())
+        .collect();
+    assert_eq!(
+        secrets, told,
+        "the secrets compose asks for are the ones operators set"
+    );
+
+    let compose = compose();
+    for (service, variable, secret) in [
+        ("grafana", "GF_SECURITY_ADMIN_PASSWORD", "grafana-secret"),
+        ("rabbitmq", "RABBITMQ_DEFAULT_PASS", "amqp-secret"),
+        ("postgres", "POSTGRES_PASSWORD", "pg-secret"),
+    ] {
+        assert_eq!(
+            environment(&compose, service)
+                .get(variable)
+                .map(String::as_str),
+            Some(secret),
+            "{service} takes its password from the operator"
+        );
+    }
+    let header = text.split("\nx-").next().unwrap_or_default();
+    for (name, _) in OPERATOR_VARIABLES {
+        assert!(
+            header.contains(name),
+            "compose's header comment names {name}"
+        );
+    }
+}
+
+#[test]
+fn the_gateway_reads_the_database_as_a_role_that_cannot_write() {
+    let compose = compose();
+    let postgres = environment(&compose, "postgres");
+    let superuser = &postgres["POSTGRES_USER"];
+    let gateway = load::<gateway::Config>("GATEWAY", "gateway", &compose);
+    let url = secrecy::ExposeSecret::expose_secret(&gateway.postgres.url).to_owned();
+    let user = url
+        .strip_prefix("postgres://")
+        .and_then(|rest| rest.split_once(':'))
+        .map(|(user, _)| user)
+        .expect("a user in the gateway's database URL");
+    assert_eq!(user, "vod_gateway");
+    assert_ne!(user, superuser, "the gateway is not the database superuser");
+    assert!(
+        url.contains(":pg-gateway-secret@"),
+        "the gateway's password is its own: {url}"
+    );
+    assert_eq!(
+        postgres
+            .get("VOD_GATEWAY_POSTGRES_PASSWORD")
+            .map(String::as_str),
+        Some("pg-gateway-secret"),
+        "the role is made with the password the gateway sends"
+    );
+    let volumes = format!("{:?}", compose["services"]["postgres"]["volumes"]);
+    assert!(
+        volumes.contains("./deploy/postgres/initdb:/docker-entrypoint-initdb.d"),
+        "{volumes}"
+    );
+    let script = workspace_file("deploy/postgres/initdb/10-gateway-reader.sh");
+    for needed in [
+        "vod_gateway",
+        "NOSUPERUSER",
+        "GRANT SELECT ON ALL TABLES",
+        "ALTER DEFAULT PRIVILEGES",
+        "default_transaction_read_only",
+    ] {
+        assert!(script.contains(needed), "the role script lacks {needed}");
+    }
+    let uploader = load::<uploader::Config>("UPLOADER", "uploader", &compose);
+    let uploader_url = secrecy::ExposeSecret::expose_secret(&uploader.postgres.url).to_owned();
+    assert!(
+        uploader_url.starts_with(&format!("postgres://{superuser}:")),
+        "the uploaders own the schema the role reads (default privileges follow them): \
+         {uploader_url}"
+    );
 }

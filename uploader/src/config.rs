@@ -1,6 +1,6 @@
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
-use vod_infra::config::{AmqpSettings, PostgresSettings, RedisSettings};
+use vod_infra::config::{AmqpSettings, HttpLimits, PostgresSettings, RedisSettings};
 
 /// Configuration of an uploader replica, read from `UPLOADER_*` variables.
 #[derive(Clone, Debug, Deserialize)]
@@ -10,6 +10,9 @@ pub struct Config {
     pub listen_addr: String,
     /// How long `/readyz` (and the queue depth of `/metrics`) waits for each dependency.
     pub readiness_timeout_ms: u64,
+    /// The operators' listener's header-read timeout and connection limit
+    /// (`UPLOADER_HTTP__...`).
+    pub http: HttpLimits,
     pub postgres: PostgresSettings,
     pub redis: RedisSettings,
     pub amqp: AmqpSettings,
@@ -25,6 +28,10 @@ pub struct Config {
     /// Timeout of opening a connection to fflow: a replica whose host is gone is told from a
     /// slow one by this.
     pub fflow_connect_timeout_ms: u64,
+    /// How long a connection to fflow is kept idle for the next call. Below fflow's
+    /// `FFLOW_HTTP__HEADER_READ_TIMEOUT_MS` (and any proxy's idle timeout in front of it),
+    /// which closes idle connections: a call must not go out on one being closed.
+    pub fflow_pool_idle_timeout_ms: u64,
     /// How long the fflow replica holding an open upload may be unreachable (connection
     /// errors, not refusals) before its bytes are given up for lost: the upload's offset drops
     /// to 0 and the client resends to another replica. A replica restarted within this time
@@ -85,6 +92,7 @@ impl Default for Config {
         Self {
             listen_addr: "127.0.0.1:8070".to_owned(),
             readiness_timeout_ms: 2_000,
+            http: HttpLimits::default(),
             postgres: PostgresSettings::default(),
             redis: RedisSettings::default(),
             amqp: AmqpSettings::default(),
@@ -93,6 +101,7 @@ impl Default for Config {
             fflow_token: SecretString::from(""),
             fflow_timeout_ms: 30_000,
             fflow_connect_timeout_ms: 5_000,
+            fflow_pool_idle_timeout_ms: vod_infra::config::DEFAULT_CLIENT_POOL_IDLE_TIMEOUT_MS,
             fflow_reassign_after_ms: 120_000,
             finish_attempts: 5,
             routing_ttl_secs: 7 * 24 * 3600,
@@ -126,6 +135,7 @@ impl Config {
 
     pub fn validate(&self) -> anyhow::Result<()> {
         self.amqp.validate("UPLOADER")?;
+        self.http.validate("UPLOADER")?;
         anyhow::ensure!(
             !self.fflow_urls.is_empty(),
             "UPLOADER_FFLOW_URLS names no fflow address"

@@ -91,6 +91,7 @@ impl FflowClient {
         token: &SecretString,
         timeout: Duration,
         connect_timeout: Duration,
+        pool_idle_timeout: Duration,
     ) -> anyhow::Result<Self> {
         let mut authorization = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))
             .context("UPLOADER_FFLOW_TOKEN is not a valid header value")?;
@@ -104,6 +105,7 @@ impl FflowClient {
             .redirect(reqwest::redirect::Policy::none())
             .timeout(timeout)
             .connect_timeout(connect_timeout)
+            .pool_idle_timeout(pool_idle_timeout)
             .tcp_nodelay(true)
             .build()?;
         Ok(Self {

@@ -208,6 +208,7 @@ mod tests {
             &secrecy::SecretString::from("unused"),
             Duration::from_secs(1),
             Duration::from_secs(1),
+            Duration::from_secs(1),
         )
         .expect("an fflow client");
         let pool = vod_infra::redis::pool(settings).expect("a redis pool");

@@ -56,6 +56,7 @@ impl App {
             &config.fflow_token,
             millis(config.fflow_timeout_ms),
             millis(config.fflow_connect_timeout_ms),
+            millis(config.fflow_pool_idle_timeout_ms),
         )?);
         let routing = Routing::new(
             redis.clone(),
@@ -146,9 +147,16 @@ impl App {
             anyhow::bail!("the uploader's listener is already served");
         };
         let stop = shutdown.child_token();
+        let http_limits = self.config.http.clone();
         let served = async {
-            let served =
-                vod_infra::http::serve(listener, router, stop.clone(), abandon.clone()).await;
+            let served = vod_infra::http::serve(
+                listener,
+                router,
+                &http_limits,
+                stop.clone(),
+                abandon.clone(),
+            )
+            .await;
             if served.is_err() {
                 stop.cancel();
             }

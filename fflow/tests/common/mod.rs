@@ -72,17 +72,26 @@ fn amqp_settings(queue_prefix: &str) -> AmqpSettings {
     }
 }
 
+/// The FTPS test certificates (`tests/fixtures/ftps`): `ca.pem`, `holder.pem`, ...
+pub fn ftps_fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/ftps")
+        .join(name)
+}
+
 impl TestEnv {
     pub async fn start() -> TestEnv {
+        Self::start_with_holder(|_| {}).await
+    }
+
+    /// As [`TestEnv::start`], with holder's configuration changed by `configure`.
+    pub async fn start_with_holder(configure: impl FnOnce(&mut holder::Config)) -> TestEnv {
         vod_infra::telemetry::init("warn");
         let dir = tempfile::tempdir().unwrap();
         let holder_root = dir.path().join("holder");
-        let holder = holder::App::build(holder::Config::for_tests(
-            holder_root.clone(),
-            HOLDER_PASSWORD,
-        ))
-        .await
-        .unwrap();
+        let mut holder_config = holder::Config::for_tests(holder_root.clone(), HOLDER_PASSWORD);
+        configure(&mut holder_config);
+        let holder = holder::App::build(holder_config).await.unwrap();
         let holder_http = holder.http_addr();
         let holder_ftp = holder.ftp_addr();
         let shutdown = CancellationToken::new();

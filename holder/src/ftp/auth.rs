@@ -1,8 +1,16 @@
+//! Who may log in to holder's FTP server: the one configured account, from an address that
+//! is not locked out.
+
+use std::time::{Duration, Instant};
+
 use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
-use tracing::warn;
+use tracing::{debug, warn};
 use unftp_core::auth::{AuthenticationError, Authenticator, Credentials, Principal};
+
+use super::lockout::{Failure, LoginLockout};
+use crate::metrics::HolderMetrics;
 
 /// The one account fflow logs in with. Anonymous and every other account are refused.
 #[derive(Debug)]
@@ -31,21 +39,72 @@ impl SingleAccount {
     }
 }
 
+/// The account behind the lockout, shared by every connection: an address that is locked
+/// out is refused without its password being looked at, and every refused login is answered
+/// only after `refusal_delay`, so guessing costs time on each connection.
+#[derive(Debug)]
+pub struct GuardedAccount {
+    account: SingleAccount,
+    lockout: LoginLockout,
+    refusal_delay: Duration,
+    metrics: HolderMetrics,
+}
+
+impl GuardedAccount {
+    pub fn new(
+        account: SingleAccount,
+        lockout: LoginLockout,
+        refusal_delay: Duration,
+        metrics: HolderMetrics,
+    ) -> Self {
+        Self {
+            account,
+            lockout,
+            refusal_delay,
+            metrics,
+        }
+    }
+
+    async fn refuse(&self, error: AuthenticationError) -> Result<Principal, AuthenticationError> {
+        tokio::time::sleep(self.refusal_delay).await;
+        Err(error)
+    }
+}
+
 #[async_trait]
-impl Authenticator for SingleAccount {
+impl Authenticator for GuardedAccount {
     async fn authenticate(
         &self,
         username: &str,
         creds: &Credentials,
     ) -> Result<Principal, AuthenticationError> {
+        let client = creds.source_ip;
+        if self.lockout.is_locked(client, Instant::now()) {
+            // Logged once, when the address was locked out; each attempt is only counted.
+            debug!(user = username, source_ip = %client, "ftp login refused: address locked out");
+            self.metrics.ftp_login_refused("locked_out");
+            return self
+                .refuse(AuthenticationError::new(
+                    "address locked out after too many refused logins",
+                ))
+                .await;
+        }
         let password = creds.password.as_deref().unwrap_or_default();
-        match self.check(username, password) {
-            Ok(()) => Ok(Principal {
-                username: username.to_owned(),
-            }),
-            Err(err) => {
-                warn!(user = username, source_ip = %creds.source_ip, error = %err, "ftp login refused");
-                Err(err)
+        match self.account.check(username, password) {
+            Ok(()) => {
+                self.lockout.succeeded(client);
+                Ok(Principal {
+                    username: username.to_owned(),
+                })
+            }
+            Err(error) => {
+                warn!(user = username, source_ip = %client, error = %error, "ftp login refused");
+                self.metrics.ftp_login_refused("bad_credentials");
+                if self.lockout.failed(client, Instant::now()) == Failure::LockedOut {
+                    warn!(source_ip = %client, "ftp client address locked out after too many refused logins");
+                    self.metrics.ftp_lockout();
+                }
+                self.refuse(error).await
             }
         }
     }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use tracing::{error, warn};
 use unftp_core::auth::UserDetail;
-use unftp_core::storage::{Error, ErrorKind, Fileinfo, Result, StorageBackend};
+use unftp_core::storage::{Error, ErrorKind, Fileinfo, Metadata, Result, StorageBackend};
 use unftp_sbe_fs::{Filesystem, Meta};
 use vod_infra::free_space::{FreeSpaceReserve, LowSpace};
 
@@ -133,8 +133,17 @@ impl<User: UserDetail> StorageBackend<User> for RootStorage {
         self.filesystem()?.del(user, path).await
     }
 
+    /// A directory that already exists counts as made: fflow makes every level of a
+    /// presentation's path on each publish, and a refusal would be logged as a failure.
     async fn mkd<P: AsRef<Path> + Send + Debug>(&self, user: &User, path: P) -> Result<()> {
-        self.filesystem()?.mkd(user, path).await
+        let filesystem = self.filesystem()?;
+        match filesystem.mkd(user, path.as_ref()).await {
+            Ok(()) => Ok(()),
+            Err(error) => match filesystem.metadata(user, path.as_ref()).await {
+                Ok(existing) if existing.is_dir() => Ok(()),
+                _ => Err(error),
+            },
+        }
     }
 
     async fn rename<P: AsRef<Path> + Send + Debug>(
