@@ -158,6 +158,7 @@ fn documented_routes() -> OpenApiRouter<AppState> {
 pub fn router(state: AppState) -> Router {
     let (routes, mut document) = documented_routes().split_for_parts();
     openapi::list_error_codes(&mut document);
+    openapi::describe_tus(&mut document, &state.config);
     let retry_after = state.config.retry_after_secs;
     let http_metrics = state.metrics.http.clone();
     let api = routes

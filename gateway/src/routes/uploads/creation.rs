@@ -13,8 +13,8 @@ use vod_contracts::commands::{
 use vod_contracts::SessionId;
 
 use super::headers::{
-    ContentLength, DeclaredUploadLength, OffsetOctetStream, RawUploadMetadata, TusResumable,
-    UploadChecksum, UploadConcat,
+    ContentLength, DeclaredUploadLength, DeferLength, OffsetOctetStream, RawUploadMetadata,
+    TusResumable, TusVersion, UploadChecksum, UploadConcat,
 };
 use super::{check_fits, header_value, public_base, UploadBytes};
 use crate::error::ApiError;
@@ -37,14 +37,15 @@ use crate::uploads::{log_body_end, store_body, BodyTarget};
         first bytes, and the answer says how many were. With `Upload-Concat: final;…` the \
         upload is the partial uploads joined in order, and takes no length and no body.",
     params(
-        ("Tus-Resumable" = String, Header, description = "Must be `1.0.0`.", example = "1.0.0"),
-        ("Upload-Length" = Option<u64>, Header, description = "The size of the whole upload in bytes. Required unless `Upload-Defer-Length` or a final `Upload-Concat` is sent."),
-        ("Upload-Defer-Length" = Option<String>, Header, description = "`1`: the length is sent later, in a `PATCH`."),
-        ("Upload-Metadata" = Option<String>, Header, description = "Comma-separated `key base64(value)` pairs. Keys read: `filename`, `title` (else taken from `filename`), optional `video_id` (attach a new flow to this existing video). The whole header is kept and given back by `HEAD`."),
-        ("Upload-Concat" = Option<String>, Header, description = "`partial` for a part of a later final upload, or `final;URL URL …` to join partial uploads (their `Location`s) in order."),
-        ("Upload-Checksum" = Option<String>, Header, description = "`ALGORITHM base64(digest)` of the body (creation-with-upload); a body that does not match is not stored."),
-        ("Content-Type" = Option<String>, Header, description = "`application/offset+octet-stream` when the request carries the first bytes."),
+        ("Tus-Resumable" = inline(TusVersion), Header, description = "Must be `1.0.0`."),
+        ("Upload-Length" = Option<u64>, Header, nullable = false, description = "The size of the whole upload in bytes. Required unless `Upload-Defer-Length` or a final `Upload-Concat` is sent."),
+        ("Upload-Defer-Length" = inline(Option<DeferLength>), Header, nullable = false, description = "`1`: the length is sent later, in a `PATCH`."),
+        ("Upload-Metadata" = Option<String>, Header, nullable = false, description = "Comma-separated `key base64(value)` pairs. Keys read: `filename`, `title` (else taken from `filename`), optional `video_id` (attach a new flow to this existing video). The whole header is kept and given back by `HEAD`."),
+        ("Upload-Concat" = Option<String>, Header, nullable = false, description = "`partial` for a part of a later final upload, or `final;URL URL …` to join partial uploads (their `Location`s, each once) in order."),
+        ("Upload-Checksum" = Option<String>, Header, nullable = false, description = "`ALGORITHM base64(digest)` of the body (creation-with-upload); a body that does not match is not stored."),
     ),
+    // Optional: `openapi::describe_tus` says so, which this attribute cannot without making
+    // the bytes nullable.
     request_body(
         content = inline(UploadBytes),
         content_type = "application/offset+octet-stream",
