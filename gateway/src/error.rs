@@ -67,6 +67,9 @@ pub enum ApiError {
     FilenameTooLong { max: usize },
     #[error("no such route")]
     RouteNotFound,
+    /// The route exists; `Allow` lists the methods it takes.
+    #[error("this route does not take this method")]
+    MethodNotAllowed,
     /// Too many uploads at once for the memory the gateway may use; the client is told to retry.
     #[error("{0}")]
     Busy(String),
@@ -114,6 +117,7 @@ impl ApiError {
             Self::UploadNotFound | Self::VideoNotFound | Self::RouteNotFound => {
                 StatusCode::NOT_FOUND
             }
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::UploadExpired => StatusCode::GONE,
             Self::UploadTooLarge { .. }
             | Self::LengthExceeded(_)
@@ -150,6 +154,7 @@ impl ApiError {
         "metadata_too_many_keys",
         "filename_too_long",
         "not_found",
+        "method_not_allowed",
         "server_busy",
         "service_unavailable",
         "internal",
@@ -181,6 +186,7 @@ impl ApiError {
             Self::MetadataTooManyKeys { .. } => "metadata_too_many_keys",
             Self::FilenameTooLong { .. } => "filename_too_long",
             Self::RouteNotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
             Self::Busy(_) => "server_busy",
             Self::Unavailable(_) => "service_unavailable",
             Self::Internal(_) => "internal",
@@ -320,6 +326,7 @@ mod tests {
             ApiError::MetadataTooManyKeys { max: 1 },
             ApiError::FilenameTooLong { max: 1 },
             ApiError::RouteNotFound,
+            ApiError::MethodNotAllowed,
             ApiError::Busy(String::new()),
             ApiError::Unavailable(String::new()),
             ApiError::Internal(anyhow::anyhow!("")),
@@ -350,6 +357,7 @@ mod tests {
                 | ApiError::MetadataTooManyKeys { .. }
                 | ApiError::FilenameTooLong { .. }
                 | ApiError::RouteNotFound
+                | ApiError::MethodNotAllowed
                 | ApiError::Busy(_)
                 | ApiError::Unavailable(_)
                 | ApiError::Internal(_) => {}

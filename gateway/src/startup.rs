@@ -163,6 +163,8 @@ pub fn router(state: AppState) -> Router {
     let http_metrics = state.metrics.http.clone();
     let api = routes
         .fallback(|| async { ApiError::RouteNotFound })
+        // axum still adds `Allow`.
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         // The tus routes lift the limit for themselves.
         .layer(DefaultBodyLimit::max(state.config.max_json_bytes))
         .layer(Extension(docs::Document(Arc::new(document))))
