@@ -71,6 +71,9 @@ pub enum ApiError {
     /// upload keeps its offset. The uploader's account is logged, the client told to retry.
     #[error("no room to store more bytes: {0}")]
     InsufficientStorage(String),
+    /// The route exists; `Allow` lists the methods it takes.
+    #[error("this route does not take this method")]
+    MethodNotAllowed,
     /// Too many uploads at once for the memory the gateway may use; the client is told to retry.
     #[error("{0}")]
     Busy(String),
@@ -118,6 +121,7 @@ impl ApiError {
             Self::UploadNotFound | Self::VideoNotFound | Self::RouteNotFound => {
                 StatusCode::NOT_FOUND
             }
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::UploadExpired => StatusCode::GONE,
             Self::UploadTooLarge { .. }
             | Self::LengthExceeded(_)
@@ -156,6 +160,7 @@ impl ApiError {
         "filename_too_long",
         "not_found",
         "insufficient_storage",
+        "method_not_allowed",
         "server_busy",
         "service_unavailable",
         "internal",
@@ -188,6 +193,7 @@ impl ApiError {
             Self::FilenameTooLong { .. } => "filename_too_long",
             Self::RouteNotFound => "not_found",
             Self::InsufficientStorage(_) => "insufficient_storage",
+            Self::MethodNotAllowed => "method_not_allowed",
             Self::Busy(_) => "server_busy",
             Self::Unavailable(_) => "service_unavailable",
             Self::Internal(_) => "internal",
@@ -336,6 +342,7 @@ mod tests {
             ApiError::FilenameTooLong { max: 1 },
             ApiError::RouteNotFound,
             ApiError::InsufficientStorage(String::new()),
+            ApiError::MethodNotAllowed,
             ApiError::Busy(String::new()),
             ApiError::Unavailable(String::new()),
             ApiError::Internal(anyhow::anyhow!("")),
@@ -367,6 +374,7 @@ mod tests {
                 | ApiError::FilenameTooLong { .. }
                 | ApiError::RouteNotFound
                 | ApiError::InsufficientStorage(_)
+                | ApiError::MethodNotAllowed
                 | ApiError::Busy(_)
                 | ApiError::Unavailable(_)
                 | ApiError::Internal(_) => {}

@@ -6,10 +6,13 @@
 //! what the operations share.
 
 use serde_json::Value;
-use utoipa::openapi::schema::Schema;
-use utoipa::openapi::{OpenApi, RefOr};
+use utoipa::openapi::path::{Operation, ParameterIn};
+use utoipa::openapi::schema::{Object, Schema};
+use utoipa::openapi::{OpenApi, RefOr, Required};
 
+use crate::config::Config;
 use crate::error::ApiError;
+use crate::tus::grammar;
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
@@ -37,6 +40,9 @@ use crate::error::ApiError;
 )]
 pub struct ApiDoc;
 
+/// The `operation_id` of `POST /v1/uploads`, whose body (creation-with-upload) is optional.
+const CREATE_UPLOAD: &str = "create_upload";
+
 /// Lists the stable error codes of [`ApiError`] in the `code` of `ErrorBody`, which the
 /// contracts crate can only call a string. Runs on the finished document: registering a
 /// route puts the schemas of its handler in afresh.
@@ -57,4 +63,61 @@ pub fn list_error_codes(document: &mut OpenApi) {
                 .collect(),
         );
     }
+}
+
+/// Gives the tus headers their grammar (`tus::grammar`) and the limits of this gateway's
+/// configuration, and makes the first bytes of a creation optional, so that what the document
+/// allows is what the gateway accepts.
+pub fn describe_tus(document: &mut OpenApi, config: &Config) {
+    let operations = document.paths.paths.values_mut().flat_map(|item| {
+        [
+            &mut item.post,
+            &mut item.patch,
+            &mut item.head,
+            &mut item.delete,
+        ]
+        .into_iter()
+        .flatten()
+    });
+    for operation in operations {
+        if operation.operation_id.as_deref() == Some(CREATE_UPLOAD) {
+            if let Some(RefOr::T(body)) = operation.request_body.as_mut() {
+                body.required = Some(Required::False);
+            }
+        }
+        for (name, schema) in header_schemas(operation) {
+            match name {
+                "Upload-Length" => {
+                    schema.maximum = Some(utoipa::Number::UInt(
+                        usize::try_from(config.max_upload_bytes).unwrap_or(usize::MAX),
+                    ));
+                }
+                "Upload-Metadata" => {
+                    schema.pattern = Some(grammar::metadata(config.max_metadata_keys));
+                    schema.max_length = Some(config.max_metadata_bytes);
+                }
+                "Upload-Checksum" => schema.pattern = Some(grammar::checksum()),
+                "Upload-Concat" => schema.pattern = Some(grammar::CONCAT.to_owned()),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// The inline schema of each header parameter of `operation`, by the header's name.
+fn header_schemas(operation: &mut Operation) -> impl Iterator<Item = (&str, &mut Object)> {
+    operation
+        .parameters
+        .iter_mut()
+        .flatten()
+        .filter_map(|parameter| match parameter {
+            RefOr::T(parameter) if parameter.parameter_in == ParameterIn::Header => match parameter
+                .schema
+                .as_mut()
+            {
+                Some(RefOr::T(Schema::Object(object))) => Some((parameter.name.as_str(), object)),
+                _ => None,
+            },
+            _ => None,
+        })
 }

@@ -167,10 +167,13 @@ fn documented_routes() -> OpenApiRouter<AppState> {
 pub fn router(state: AppState) -> Router {
     let (routes, mut document) = documented_routes().split_for_parts();
     openapi::list_error_codes(&mut document);
+    openapi::describe_tus(&mut document, &state.config);
     let retry_after = state.config.retry_after_secs;
     let http_metrics = state.metrics.http.clone();
     let api = routes
         .fallback(|| async { ApiError::RouteNotFound })
+        // axum still adds `Allow`.
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         // The tus routes lift the limit for themselves.
         .layer(DefaultBodyLimit::max(state.config.max_json_bytes))
         .layer(Extension(docs::Document(Arc::new(document))))

@@ -17,14 +17,15 @@ pub enum TitleError {
     Forbidden(ForbiddenCharacter),
 }
 
-/// The title trimmed of surrounding blanks, if it is acceptable.
+/// The title trimmed of surrounding blanks, if it is acceptable. Its length counts as sent,
+/// blanks included, as the OpenAPI document's `maxLength` does.
 pub fn normalize_title(title: &str) -> Result<String, TitleError> {
+    if title.chars().count() > MAX_TITLE_CHARS {
+        return Err(TitleError::TooLong);
+    }
     let title = title.trim();
     if title.is_empty() {
         return Err(TitleError::Empty);
-    }
-    if title.chars().count() > MAX_TITLE_CHARS {
-        return Err(TitleError::TooLong);
     }
     check_plain_text(title, Lines::Single).map_err(TitleError::Forbidden)?;
     Ok(title.to_owned())
@@ -48,6 +49,8 @@ mod tests {
         assert_eq!(normalize_title(" \t "), Err(TitleError::Empty));
         assert!(normalize_title(&"é".repeat(200)).is_ok());
         assert_eq!(normalize_title(&"é".repeat(201)), Err(TitleError::TooLong));
+        let padded = format!(" {} ", "é".repeat(199));
+        assert_eq!(normalize_title(&padded), Err(TitleError::TooLong));
     }
 
     #[test]

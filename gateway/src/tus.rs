@@ -178,14 +178,22 @@ pub enum ChecksumAlgorithm {
 }
 
 impl ChecksumAlgorithm {
-    fn parse(name: &str) -> Option<Self> {
-        match name {
-            "sha1" => Some(Self::Sha1),
-            "sha256" => Some(Self::Sha256),
-            "sha512" => Some(Self::Sha512),
-            "md5" => Some(Self::Md5),
-            _ => None,
+    pub const ALL: [Self; 4] = [Self::Sha1, Self::Sha256, Self::Sha512, Self::Md5];
+
+    /// As `Tus-Checksum-Algorithm` lists it, and as `Upload-Checksum` must name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sha1 => "sha1",
+            Self::Sha256 => "sha256",
+            Self::Sha512 => "sha512",
+            Self::Md5 => "md5",
         }
+    }
+
+    fn parse(name: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|algorithm| algorithm.name() == name)
     }
 
     fn digest_len(self) -> usize {
@@ -260,13 +268,13 @@ pub fn checksum(headers: &HeaderMap) -> Result<Option<Checksum>, ApiError> {
         .trim()
         .split_once(' ')
         .ok_or_else(|| invalid("Upload-Checksum must be an algorithm and a base64 digest"))?;
-    let algorithm = ChecksumAlgorithm::parse(&name.to_ascii_lowercase()).ok_or_else(|| {
+    let algorithm = ChecksumAlgorithm::parse(name).ok_or_else(|| {
         ApiError::ChecksumAlgorithmUnsupported(format!(
             "checksum algorithm {name:?} is not supported; use one of {CHECKSUM_ALGORITHMS}"
         ))
     })?;
     let digest = METADATA_BASE64
-        .decode(encoded.trim())
+        .decode(encoded)
         .map_err(|_| invalid("the Upload-Checksum digest is not base64"))?;
     if digest.len() != algorithm.digest_len() {
         return Err(invalid(&format!(
@@ -289,20 +297,35 @@ pub enum MetadataError {
     NotBase64(String),
     #[error("Upload-Metadata pair {0:?} has more than a key and a value")]
     Malformed(String),
+    #[error("Upload-Metadata key {0:?} holds a character other than printable ASCII (no space or comma)")]
+    InvalidKey(String),
 }
 
-/// Parses `key base64value` pairs separated by commas; a value may be left out.
+/// Spaces and tabs, which may surround a pair of `Upload-Metadata`.
+const OPTIONAL_WHITESPACE: [char; 2] = [' ', '\t'];
+
+/// tus: a key is printable ASCII, with no space and no comma.
+fn is_metadata_key_byte(byte: u8) -> bool {
+    byte.is_ascii_graphic() && byte != b','
+}
+
+/// Parses `key base64value` pairs separated by commas (and optional spaces or tabs); a value
+/// may be left out. Accepts what [`metadata_pattern`] matches, duplicate keys aside.
 pub fn parse_metadata(raw: &str) -> Result<BTreeMap<String, Vec<u8>>, MetadataError> {
     let mut pairs = BTreeMap::new();
     if raw.trim().is_empty() {
         return Ok(pairs);
     }
     for pair in raw.split(',') {
-        let pair = pair.trim();
-        let mut parts = pair.split(' ').filter(|part| !part.is_empty());
-        let key = parts.next().ok_or(MetadataError::EmptyKey)?;
-        let encoded = parts.next().unwrap_or("");
-        if parts.next().is_some() {
+        let pair = pair.trim_matches(OPTIONAL_WHITESPACE);
+        let (key, encoded) = pair.split_once(' ').unwrap_or((pair, ""));
+        if key.is_empty() {
+            return Err(MetadataError::EmptyKey);
+        }
+        if !key.bytes().all(is_metadata_key_byte) {
+            return Err(MetadataError::InvalidKey(key.to_owned()));
+        }
+        if encoded.contains(OPTIONAL_WHITESPACE) {
             return Err(MetadataError::Malformed(pair.to_owned()));
         }
         let value = METADATA_BASE64
@@ -403,6 +426,62 @@ impl UploadMetadata {
             video_id,
         })
     }
+}
+
+/// The grammars of the tus request headers, as the OpenAPI document states them (ECMA-262
+/// patterns, which Python's `re` reads alike): the parsers above accept what they match.
+pub mod grammar {
+    use super::ChecksumAlgorithm;
+
+    /// One base64 character, and the last ones of a padded group, whose unused bits are zero.
+    const B64: &str = "[A-Za-z0-9+/]";
+    const LAST_OF_TWO_BYTES: &str = "[AEIMQUYcgkosw048]";
+    const LAST_OF_ONE_BYTE: &str = "[AQgw]";
+
+    /// Canonical base64 of exactly `len` bytes, its padding optional.
+    pub fn base64_of_len(len: usize) -> String {
+        let groups = format!("{B64}{{{}}}", len / 3 * 4);
+        match len % 3 {
+            0 => groups,
+            1 => format!("{groups}{B64}{LAST_OF_ONE_BYTE}(==)?"),
+            _ => format!("{groups}{B64}{{2}}{LAST_OF_TWO_BYTES}=?"),
+        }
+    }
+
+    /// Canonical base64 of any length, its padding optional.
+    pub fn base64() -> String {
+        format!("({B64}{{4}})*({B64}{LAST_OF_ONE_BYTE}(==)?|{B64}{{2}}{LAST_OF_TWO_BYTES}=?)?")
+    }
+
+    /// `Upload-Checksum`: a supported algorithm, a space, the base64 digest of its size.
+    pub fn checksum() -> String {
+        let alternatives: Vec<String> = ChecksumAlgorithm::ALL
+            .iter()
+            .map(|algorithm| {
+                format!(
+                    "{} {}",
+                    algorithm.name(),
+                    base64_of_len(algorithm.digest_len())
+                )
+            })
+            .collect();
+        format!("^({})$", alternatives.join("|"))
+    }
+
+    /// `Upload-Metadata`: up to `max_keys` comma-separated pairs, each a key of printable ASCII
+    /// (no space, no comma) and, after one space, its base64 value; spaces or tabs may surround
+    /// the commas (not the whole value, which HTTP trims).
+    pub fn metadata(max_keys: usize) -> String {
+        let pair = format!("[!-+\\--~]+( {})?", base64());
+        format!(
+            "^({pair}([ \\t]*,[ \\t]*{pair}){{0,{}}})?$",
+            max_keys.saturating_sub(1)
+        )
+    }
+
+    /// `Upload-Concat`: `partial`, or `final;` and the URLs of uploads of this server.
+    pub const CONCAT: &str = "^(partial|final;( *[A-Za-z0-9:/._~%-]*/v1/uploads/\
+        [0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})+)$";
 }
 
 #[cfg(test)]
@@ -617,6 +696,111 @@ mod tests {
         assert_eq!(session_id_from_url("http://h/v1/videos/x"), None);
         assert!(concat(&headers(&[(UPLOAD_CONCAT, "final;")])).is_err());
         assert!(concat(&headers(&[(UPLOAD_CONCAT, "whole")])).is_err());
+    }
+
+    /// Whether `value` matches `pattern` as the OpenAPI document states it.
+    fn documented(pattern: &str, value: &str) -> bool {
+        regex::Regex::new(pattern)
+            .expect("a valid pattern")
+            .is_match(value)
+    }
+
+    #[test]
+    fn the_documented_checksum_grammar_is_what_the_parser_accepts() {
+        let pattern = grammar::checksum();
+        let digest_of_abc = |algorithm: ChecksumAlgorithm| {
+            base64::engine::general_purpose::STANDARD.encode(algorithm.hasher().finalize_of(b"abc"))
+        };
+        let mut cases = vec![
+            ("crc32 AAAAAA==".to_owned(), false),
+            ("sha256 YWJj".to_owned(), false),
+            ("sha1".to_owned(), false),
+            ("".to_owned(), false),
+        ];
+        for algorithm in ChecksumAlgorithm::ALL {
+            let name = algorithm.name();
+            let digest = digest_of_abc(algorithm);
+            let unpadded = digest.trim_end_matches('=').to_owned();
+            // The last character of a digest whose length is not a multiple of 3 carries
+            // unused bits, which must be zero.
+            let mut not_canonical = unpadded.clone();
+            let last = not_canonical.pop().expect("a digest");
+            let flipped = if last == 'B' { 'C' } else { 'B' };
+            not_canonical.push(flipped);
+            cases.extend([
+                (format!("{name} {digest}"), true),
+                (format!("{name} {unpadded}"), true),
+                (format!("{} {digest}", name.to_uppercase()), false),
+                (format!("{name}  {digest}"), false),
+                (format!("{name} {not_canonical}"), false),
+                (format!("{name} {digest}{digest}"), false),
+            ]);
+        }
+        for (value, valid) in cases {
+            let parsed = checksum(&headers(&[(UPLOAD_CHECKSUM, &value)]));
+            assert_eq!(parsed.is_ok(), valid, "parser on {value:?}");
+            assert_eq!(documented(&pattern, &value), valid, "pattern on {value:?}");
+        }
+    }
+
+    #[test]
+    fn the_documented_metadata_grammar_is_what_the_parser_accepts() {
+        let pattern = grammar::metadata(LIMITS.max_keys);
+        for (value, valid) in [
+            ("", true),
+            ("filename YS5tcDQ=", true),
+            ("filename YS5tcDQ", true),
+            ("is_confidential", true),
+            ("a YQ==, b Yg==", true),
+            ("a YQ==\t,\tb", true),
+            ("a YQ,b Yg,c", true),
+            ("a,b,c,d", false),
+            ("a  YQ==", false),
+            ("a\tb YQ==", false),
+            ("clé YQ==", false),
+            ("a YQ==,,b", false),
+            (",a", false),
+            ("a YR", false),
+            ("a Y", false),
+            ("a YQ== b", false),
+            ("a !!!", false),
+        ] {
+            let accepted = check_metadata_limits(value, LIMITS).is_ok();
+            assert_eq!(accepted, valid, "parser on {value:?}");
+            assert_eq!(documented(&pattern, value), valid, "pattern on {value:?}");
+        }
+    }
+
+    #[test]
+    fn the_documented_concat_grammar_is_what_the_gateway_accepts() {
+        let id = SessionId::new();
+        for (value, valid) in [
+            ("partial".to_owned(), true),
+            (format!("final;/v1/uploads/{id}"), true),
+            (
+                format!("final;http://h:1/v1/uploads/{id} /v1/uploads/{id}"),
+                true,
+            ),
+            ("final;".to_owned(), false),
+            ("whole".to_owned(), false),
+            ("Partial".to_owned(), false),
+            ("final;http://elsewhere.example/files/abc".to_owned(), false),
+            ("final;/v1/uploads/42".to_owned(), false),
+        ] {
+            let accepted = match concat(&headers(&[(UPLOAD_CONCAT, &value)])) {
+                Ok(Some(Concat::Partial)) => true,
+                Ok(Some(Concat::Final(urls))) => {
+                    urls.iter().all(|url| session_id_from_url(url).is_some())
+                }
+                Ok(None) | Err(_) => false,
+            };
+            assert_eq!(accepted, valid, "gateway on {value:?}");
+            assert_eq!(
+                documented(grammar::CONCAT, &value),
+                valid,
+                "pattern on {value:?}"
+            );
+        }
     }
 
     #[test]

@@ -225,6 +225,21 @@ async fn the_document_lists_every_route_the_gateway_serves_and_nothing_else() {
 }
 
 #[tokio::test]
+async fn a_method_a_route_does_not_take_is_refused_with_405_allow_and_a_json_code() {
+    let (_env, served) = served().await;
+    let response = http()
+        .put(served.gateway.url("/v1/videos"))
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    let allow = header(&response, "allow").unwrap_or_default().to_owned();
+    assert!(allow.contains("GET") && allow.contains("POST"), "{allow}");
+    let body: Value = response.json().await.expect("a JSON error");
+    assert_eq!(body["code"], "method_not_allowed");
+}
+
+#[tokio::test]
 async fn the_docs_page_loads_everything_from_the_gateway() {
     let (_env, served) = served().await;
     let client = http();

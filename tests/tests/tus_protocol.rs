@@ -427,7 +427,6 @@ async fn a_final_upload_of_unfinished_or_unknown_parts_is_refused() {
     for parts in [
         unfinished.clone(),
         whole.location.clone(),
-        stack.url(&format!("/v1/uploads/{}", uuid::Uuid::new_v4())),
         "http://elsewhere.example/files/abc".to_owned(),
     ] {
         let response = create_with(&stack, &[("Upload-Concat", format!("final;{parts}"))]).await;
@@ -437,6 +436,12 @@ async fn a_final_upload_of_unfinished_or_unknown_parts_is_refused() {
             "{parts}"
         );
     }
+    let unknown = stack.url(&format!("/v1/uploads/{}", uuid::Uuid::new_v4()));
+    let response = create_with(&stack, &[("Upload-Concat", format!("final;{unknown}"))]).await;
+    assert_eq!(
+        code_of(response).await,
+        (StatusCode::NOT_FOUND, "upload_not_found".to_owned())
+    );
     assert_eq!(
         stack.video_count().await,
         1,

@@ -24,7 +24,7 @@ use crate::error::ApiError;
 use crate::read_model::{self, UploadState};
 use crate::state::AppState;
 use crate::tus;
-use headers::TusResumable;
+use headers::{TusResumable, TusVersion};
 
 /// The bytes of an upload, as sent.
 #[derive(utoipa::ToSchema)]
@@ -60,7 +60,7 @@ pub async fn options(state: State<AppState>) -> Response {
     operation_id = "discover_tus_at_upload",
     tag = "tus",
     summary = "Discover the tus version, extensions and limits",
-    params(("id" = String, Path, description = "The upload, as in the `Location` of its creation.")),
+    params(("id" = String, Path, description = "The upload, as in the `Location` of its creation; any value.")),
     responses(
         (status = 204, description = "What this server speaks, whatever the upload.", headers(
             ("Tus-Version" = String, description = "`1.0.0`, the only version spoken."),
@@ -110,8 +110,8 @@ fn describe_server(State(state): State<AppState>) -> Response {
     description = "The offset to resume from. A completed upload is still answered (its \
         offset is its length); a terminated one is gone.",
     params(
-        ("id" = String, Path, description = "The upload, as in the `Location` of its creation."),
-        ("Tus-Resumable" = Option<String>, Header, description = "`1.0.0`; when sent, any other value is refused.", example = "1.0.0"),
+        ("id" = uuid::Uuid, Path, description = "The upload, as in the `Location` of its creation."),
+        ("Tus-Resumable" = inline(Option<TusVersion>), Header, nullable = false, description = "`1.0.0`; when sent, any other value is refused."),
     ),
     responses(
         (status = 200, description = "The upload's state, in headers (no body).", headers(
@@ -203,8 +203,8 @@ pub async fn head(
     description = "Terminates the upload; its flow is cancelled. `POST` with \
         `X-HTTP-Method-Override: DELETE` does the same.",
     params(
-        ("id" = String, Path, description = "The upload, as in the `Location` of its creation."),
-        ("Tus-Resumable" = String, Header, description = "Must be `1.0.0`.", example = "1.0.0"),
+        ("id" = uuid::Uuid, Path, description = "The upload, as in the `Location` of its creation."),
+        ("Tus-Resumable" = inline(TusVersion), Header, description = "Must be `1.0.0`."),
     ),
     responses(
         (status = 204, description = "The upload is gone (also when it already was).", headers(

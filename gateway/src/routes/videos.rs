@@ -27,8 +27,15 @@ const MAX_PAGE_SIZE: i64 = 100;
 #[derive(Debug, Deserialize, Validate, utoipa::ToSchema)]
 pub struct CreateVideoRequest {
     /// 1 to 200 characters, not blank, one line without control or bidirectional formatting
-    /// characters.
-    #[schema(required = true, min_length = 1, max_length = 200, example = "My clip")]
+    /// characters; surrounding blanks (line breaks included) are trimmed off.
+    #[schema(
+        value_type = String,
+        required = true,
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202a-\u202f\u205f\u2066-\u2069\u3000]([^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202a-\u202f\u205f\u2066-\u2069\u3000])?[\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$",
+        example = "My clip"
+    )]
     #[validate(
         required(message = "title is required"),
         custom(function = "valid_title")
@@ -36,7 +43,10 @@ pub struct CreateVideoRequest {
     title: Option<String>,
     /// At most 5000 characters; line breaks and tabs are kept, other control characters and
     /// bidirectional formatting characters are refused.
-    #[schema(max_length = 5000)]
+    #[schema(
+        max_length = 5000,
+        pattern = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$"
+    )]
     #[validate(
         length(max = MAX_DESCRIPTION_CHARS, message = "description must be at most 5000 characters"),
         custom(function = "valid_description")
@@ -117,7 +127,7 @@ pub async fn create(
     operation_id = "get_video",
     tag = "videos",
     summary = "A video, its flows and where to play it",
-    params(("id" = String, Path, description = "The video's id (a UUID).")),
+    params(("id" = uuid::Uuid, Path, description = "The video's id.")),
     responses(
         (status = 200, description = "The video. `playback` holds the HLS and DASH URLs once it is `READY`.", body = VideoView),
         (status = 404, description = "`video_not_found`: no such video, or the id is not a UUID.", body = ErrorBody),
@@ -317,6 +327,95 @@ mod tests {
             field_of(validate(r#"{"title": "one\ntwo"}"#).expect_err("two lines")),
             "title"
         );
+    }
+
+    /// The `pattern` and `maxLength` the document gives a property of `CreateVideoRequest`.
+    fn documented_text(property: &str) -> (regex::Regex, usize) {
+        use utoipa::openapi::schema::Schema;
+        use utoipa::openapi::RefOr;
+        let RefOr::T(Schema::Object(request)) =
+            <CreateVideoRequest as utoipa::PartialSchema>::schema()
+        else {
+            panic!("CreateVideoRequest is an object");
+        };
+        let Some(RefOr::T(Schema::Object(text))) = request.properties.get(property) else {
+            panic!("{property} is a property of its own");
+        };
+        let pattern = text.pattern.as_deref().expect("a pattern");
+        let max_length = text.max_length.expect("a maximum length");
+        (
+            regex::Regex::new(pattern).expect("a valid pattern"),
+            max_length,
+        )
+    }
+
+    #[test]
+    fn the_documented_title_is_what_the_gateway_accepts() {
+        let (pattern, max_length) = documented_text("title");
+        let documented = |title: &str| {
+            pattern.is_match(title) && (1..=max_length).contains(&title.chars().count())
+        };
+        for (title, valid) in [
+            ("Film", true),
+            ("  Film \u{3000}", true),
+            ("日本語のタイトル", true),
+            ("", false),
+            ("   ", false),
+            ("\u{a0}\u{2003}\u{3000}", false),
+            ("a\u{0}b", false),
+            ("two\nlines", false),
+            ("tab\there", false),
+            (" Film \n", true),
+            ("c1\u{85}", true),
+            ("c\u{85}1", false),
+            ("\u{1b}[31mred", false),
+            ("evil\u{202E}4pm.exe", false),
+            ("iso\u{2066}late", false),
+        ] {
+            assert_eq!(
+                normalize_title(title).is_ok(),
+                valid,
+                "gateway on {title:?}"
+            );
+            assert_eq!(documented(title), valid, "document on {title:?}");
+        }
+        for (title, valid) in [
+            ("é".repeat(200), true),
+            ("é".repeat(201), false),
+            (format!(" {} ", "é".repeat(199)), false),
+        ] {
+            assert_eq!(
+                normalize_title(&title).is_ok(),
+                valid,
+                "gateway on {title:?}"
+            );
+            assert_eq!(documented(&title), valid, "document on {title:?}");
+        }
+    }
+
+    #[test]
+    fn the_documented_description_is_what_the_gateway_accepts() {
+        let (pattern, max_length) = documented_text("description");
+        let documented = |description: &str| {
+            pattern.is_match(description) && description.chars().count() <= max_length
+        };
+        for (description, valid) in [
+            ("", true),
+            ("one\r\n\ttwo\nthree", true),
+            ("   ", true),
+            ("a\u{0}b", false),
+            ("b\u{8}", false),
+            ("\u{1b}[2J", false),
+            ("evil\u{202E}", false),
+        ] {
+            let accepted = valid_description(description).is_ok();
+            assert_eq!(accepted, valid, "gateway on {description:?}");
+            assert_eq!(
+                documented(description),
+                valid,
+                "document on {description:?}"
+            );
+        }
     }
 
     #[test]

@@ -25,7 +25,9 @@ impl Handle for CreateFinalUpload {
             .iter()
             .zip(store::lock_parts(&tx, &self.parts).await?)
         {
-            let row = row.ok_or_else(|| invalid_concat(format!("upload {id} does not exist")))?;
+            // An upload that does not exist is not found, as tus servers answer and the
+            // OpenAPI document says; one that cannot be joined is an invalid concatenation.
+            let row = row.ok_or_else(|| not_found(*id))?;
             if row.kind != UploadKind::Partial {
                 return Err(invalid_concat(format!("upload {id} is not a partial upload")).into());
             }

@@ -13,8 +13,8 @@ use vod_contracts::commands::{
 use vod_contracts::SessionId;
 
 use super::headers::{
-    ContentLength, DeclaredUploadLength, OffsetOctetStream, RawUploadMetadata, TusResumable,
-    UploadChecksum, UploadConcat,
+    ContentLength, DeclaredUploadLength, DeferLength, OffsetOctetStream, RawUploadMetadata,
+    TusResumable, TusVersion, UploadChecksum, UploadConcat,
 };
 use super::{check_fits, header_value, public_base, UploadBytes};
 use crate::error::ApiError;
@@ -37,14 +37,15 @@ use crate::uploads::{log_body_end, store_body, BodyTarget};
         first bytes, and the answer says how many were. With `Upload-Concat: final;…` the \
         upload is the partial uploads joined in order, and takes no length and no body.",
     params(
-        ("Tus-Resumable" = String, Header, description = "Must be `1.0.0`.", example = "1.0.0"),
-        ("Upload-Length" = Option<u64>, Header, description = "The size of the whole upload in bytes. Required unless `Upload-Defer-Length` or a final `Upload-Concat` is sent."),
-        ("Upload-Defer-Length" = Option<String>, Header, description = "`1`: the length is sent later, in a `PATCH`."),
-        ("Upload-Metadata" = Option<String>, Header, description = "Comma-separated `key base64(value)` pairs. Keys read: `filename`, `title` (else taken from `filename`), optional `video_id` (attach a new flow to this existing video). The whole header is kept and given back by `HEAD`."),
-        ("Upload-Concat" = Option<String>, Header, description = "`partial` for a part of a later final upload, or `final;URL URL …` to join partial uploads (their `Location`s) in order."),
-        ("Upload-Checksum" = Option<String>, Header, description = "`ALGORITHM base64(digest)` of the body (creation-with-upload); a body that does not match is not stored."),
-        ("Content-Type" = Option<String>, Header, description = "`application/offset+octet-stream` when the request carries the first bytes."),
+        ("Tus-Resumable" = inline(TusVersion), Header, description = "Must be `1.0.0`."),
+        ("Upload-Length" = Option<u64>, Header, nullable = false, description = "The size of the whole upload in bytes. Required unless `Upload-Defer-Length` or a final `Upload-Concat` is sent."),
+        ("Upload-Defer-Length" = inline(Option<DeferLength>), Header, nullable = false, description = "`1`: the length is sent later, in a `PATCH`."),
+        ("Upload-Metadata" = Option<String>, Header, nullable = false, description = "Comma-separated `key base64(value)` pairs. Keys read: `filename`, `title` (else taken from `filename`), optional `video_id` (attach a new flow to this existing video). The whole header is kept and given back by `HEAD`."),
+        ("Upload-Concat" = Option<String>, Header, nullable = false, description = "`partial` for a part of a later final upload, or `final;URL URL …` to join partial uploads (their `Location`s, each once) in order."),
+        ("Upload-Checksum" = Option<String>, Header, nullable = false, description = "`ALGORITHM base64(digest)` of the body (creation-with-upload); a body that does not match is not stored."),
     ),
+    // Optional: `openapi::describe_tus` says so, which this attribute cannot without making
+    // the bytes nullable.
     request_body(
         content = inline(UploadBytes),
         content_type = "application/offset+octet-stream",
@@ -58,10 +59,8 @@ use crate::uploads::{log_body_end, store_body, BodyTarget};
             ("Upload-Expires" = String, description = "When an unfinished upload is given up, as an HTTP date."),
             ("Tus-Resumable" = String, description = "`1.0.0`."),
         )),
-        (status = 400, description = "`invalid_header` (the offending header in `field`), `validation_failed` (`title`, `filename` or `video_id` in `Upload-Metadata`: a control or bidirectional formatting character, a blank or long title, a bad id), `metadata_too_large` and `metadata_too_many_keys` (`Upload-Metadata` over its limit), `filename_too_long`, `checksum_algorithm_unsupported`, `invalid_concat`, `invalid_length`, `invalid_request`.", body = ErrorBody),
+        (status = 400, description = "`invalid_header` (the offending header in `field`), `validation_failed` (`title`, `filename` or `video_id` in `Upload-Metadata`: a control or bidirectional formatting character, a blank or long title, a bad id), `metadata_too_large` and `metadata_too_many_keys` (`Upload-Metadata` over its limit), `filename_too_long`, `checksum_algorithm_unsupported`, `invalid_concat` (a partial upload of a final one is not a partial upload, not complete, expired or already joined), `invalid_length`, `invalid_request`.", body = ErrorBody),
         (status = 404, description = "`video_not_found`: `video_id` names no video; `upload_not_found`: a partial upload of a final one does not exist.", body = ErrorBody),
-        (status = 409, description = "`upload_closed`: a partial upload of a final one is not complete or already used.", body = ErrorBody),
-        (status = 410, description = "`upload_expired`: a partial upload of a final one expired.", body = ErrorBody),
         (status = 412, description = "`tus_version_unsupported`: `Tus-Resumable` is missing or not `1.0.0`. `Tus-Version` says what is spoken.", body = ErrorBody,
             headers(("Tus-Version" = String, description = "`1.0.0`."))),
         (status = 413, description = "`upload_too_large`: `Upload-Length` is over `Tus-Max-Size`; `length_exceeded`: the body goes past `Upload-Length`.", body = ErrorBody),

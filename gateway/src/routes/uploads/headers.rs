@@ -39,6 +39,22 @@ extract_with_parse!(
     ContentLength,
 );
 
+/// The one value of `Tus-Resumable` (and `Tus-Version`) in the OpenAPI document.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub enum TusVersion {
+    #[schema(rename = "1.0.0")]
+    V1_0_0,
+}
+
+/// The one value of `Upload-Defer-Length` in the OpenAPI document.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub enum DeferLength {
+    #[schema(rename = "1")]
+    Deferred,
+}
+
 /// `Tus-Resumable: 1.0.0`, refused with 412 otherwise. `Option<TusResumable>` lets a request
 /// without the header through and still refuses one naming another version.
 #[derive(Debug)]

@@ -12,7 +12,8 @@ use vod_contracts::commands::DeclareLength;
 use vod_contracts::{SessionId, SessionStatus, UploadKind};
 
 use super::headers::{
-    ContentLength, OffsetOctetStream, TusResumable, UploadChecksum, UploadLength, UploadOffset,
+    ContentLength, OffsetOctetStream, TusResumable, TusVersion, UploadChecksum, UploadLength,
+    UploadOffset,
 };
 use super::{check_fits, find_live_upload, UploadBytes};
 use crate::error::ApiError;
@@ -37,12 +38,11 @@ use crate::uploads::{log_body_end, store_body, BodyTarget};
         keeps what arrived. With `Upload-Checksum` nothing of the body counts unless all of \
         it arrived and hashes right. `POST` with `X-HTTP-Method-Override: PATCH` does the same.",
     params(
-        ("id" = String, Path, description = "The upload, as in the `Location` of its creation."),
-        ("Tus-Resumable" = String, Header, description = "Must be `1.0.0`.", example = "1.0.0"),
+        ("id" = uuid::Uuid, Path, description = "The upload, as in the `Location` of its creation."),
+        ("Tus-Resumable" = inline(TusVersion), Header, description = "Must be `1.0.0`."),
         ("Upload-Offset" = u64, Header, description = "Where the body goes: must equal the upload's offset (`HEAD`)."),
-        ("Upload-Length" = Option<u64>, Header, description = "The upload's size, once, when it was deferred at creation."),
-        ("Upload-Checksum" = Option<String>, Header, description = "`ALGORITHM base64(digest)` of the body; algorithms in `Tus-Checksum-Algorithm`."),
-        ("Content-Type" = String, Header, description = "Must be `application/offset+octet-stream`."),
+        ("Upload-Length" = Option<u64>, Header, nullable = false, description = "The upload's size, once, when it was deferred at creation."),
+        ("Upload-Checksum" = Option<String>, Header, nullable = false, description = "`ALGORITHM base64(digest)` of the body; algorithms in `Tus-Checksum-Algorithm`."),
     ),
     request_body(
         content = inline(UploadBytes),

@@ -1,0 +1,165 @@
+"""What schemathesis needs to know of the gateway beyond its OpenAPI document.
+
+OpenAPI describes each header alone; tus ties some together, as the document says in words.
+A request generated as valid is made to follow those ties too, so that the gateway's answer to
+it says whether the document and the gateway agree. Requests generated as invalid are left as
+they are. Each failure dropped here is one the document cannot prevent, and the run counts it
+as dropped.
+"""
+
+import base64
+import hashlib
+import json
+
+import schemathesis
+from schemathesis import GenerationMode
+from schemathesis.core import NotSet
+from schemathesis.core.failures import AcceptedNegativeData
+from schemathesis.core.parameters import ParameterLocation
+from schemathesis.openapi.checks import RejectedPositiveData
+from schemathesis.transport.serialization import Binary, serialize_binary
+
+UPLOAD_BYTES = "application/offset+octet-stream"
+
+# tus upload bytes are sent as they are, like any octet stream.
+schemathesis.serializer.alias(UPLOAD_BYTES, "application/octet-stream")
+
+DIGESTS = {
+    "sha1": hashlib.sha1,
+    "sha256": hashlib.sha256,
+    "sha512": hashlib.sha512,
+    "md5": hashlib.md5,
+}
+
+# What a `PATCH` valid by the document is refused for when it does not fit the upload it is
+# sent to, which no document can know: a body past the upload's length, a length other than
+# the one declared, an upload that expired. (An offset other than the upload's is a 409.)
+REFUSALS_FOR_THE_STATE_OF_THE_UPLOAD = {"length_exceeded", "invalid_length", "upload_expired"}
+
+
+@schemathesis.hook
+def before_load_schema(context, raw_schema):
+    """The upload a creation made is where its `Location` points: `HEAD`, `PATCH` and `DELETE`
+    follow it. OpenAPI links cannot take the id out of that URL; schemathesis's `#regex:` can,
+    and it does not guess these links itself, as `/v1/uploads/{id}` has no `GET`."""
+    created = raw_schema["paths"]["/v1/uploads"]["post"]["responses"]["201"]
+    upload_id = "$response.header.Location#regex:/v1/uploads/([^/?#]+)$"
+    created["links"] = {
+        operation_id: {"operationId": operation_id, "parameters": {"path.id": upload_id}}
+        for operation_id in ("get_upload_offset", "append_to_upload", "terminate_upload")
+    }
+
+
+@schemathesis.hook
+def map_case(context, case):
+    if not _is_valid_by_the_document(case):
+        return case
+    operation = case.operation
+    method = operation.method.upper()
+    if operation.path == "/v1/uploads" and method == "POST":
+        headers = dict(case.headers or {})
+        _make_creation_coherent(case, headers)
+        _sign_body(case, headers)
+        case.headers = headers
+    elif operation.path == "/v1/uploads/{id}" and method == "PATCH":
+        headers = dict(case.headers or {})
+        _sign_body(case, headers)
+        case.headers = headers
+    return case
+
+
+@schemathesis.hook
+def filter_failure(context, failure, case, response):
+    if isinstance(failure, AcceptedNegativeData):
+        return not _is_invalid_only_through_its_upload_body(case)
+    if isinstance(failure, RejectedPositiveData):
+        refused_for_the_state_of_the_upload = (
+            case.operation.method.upper() == "PATCH"
+            and _error_code(response) in REFUSALS_FOR_THE_STATE_OF_THE_UPLOAD
+        )
+        return not refused_for_the_state_of_the_upload
+    return True
+
+
+def _is_valid_by_the_document(case):
+    meta = case.meta
+    return meta is not None and meta.generation.mode == GenerationMode.POSITIVE
+
+
+def _is_invalid_only_through_its_upload_body(case):
+    """Every byte sequence is an upload body, so a request invalid only through its body is
+    sent as a valid one: schemathesis knows this of `application/octet-stream` alone."""
+    meta = case.meta
+    if meta is None or case.media_type != UPLOAD_BYTES:
+        return False
+    negative = [location for location in meta.components if meta.is_negative_at(location)]
+    return negative == [ParameterLocation.BODY]
+
+
+def _make_creation_coherent(case, headers):
+    """One of `Upload-Length` and `Upload-Defer-Length`, none for a final upload, which names
+    each partial upload once; a first body within the declared length."""
+    length = _header(headers, "Upload-Length")
+    defer = _header(headers, "Upload-Defer-Length")
+    concat = _header(headers, "Upload-Concat")
+    if concat is not None and str(headers[concat]).startswith("final;"):
+        for name in (length, defer):
+            if name is not None:
+                del headers[name]
+        headers[concat] = _each_part_once(str(headers[concat]))
+        return
+    if length is not None and defer is not None:
+        del headers[defer]
+    if length is None and defer is None:
+        headers["Upload-Length"] = str(len(_body_bytes(case)))
+        length = "Upload-Length"
+    if length is not None:
+        declared = int(headers[length])
+        body = _body_bytes(case)
+        if len(body) > declared:
+            case.body = Binary(body[:declared])
+
+
+def _each_part_once(concat):
+    """`final;` and its upload URLs, without those naming an upload already named."""
+    seen = set()
+    urls = []
+    for url in concat[len("final;") :].split():
+        upload_id = url.rsplit("/", 1)[-1].lower()
+        if upload_id not in seen:
+            seen.add(upload_id)
+            urls.append(url)
+    return "final;" + " ".join(urls)
+
+
+def _sign_body(case, headers):
+    """`Upload-Checksum` names an algorithm; its digest is the body's."""
+    checksum = _header(headers, "Upload-Checksum")
+    if checksum is None:
+        return
+    algorithm = str(headers[checksum]).split(" ", 1)[0]
+    if algorithm not in DIGESTS:
+        return
+    digest = DIGESTS[algorithm](_body_bytes(case)).digest()
+    headers[checksum] = f"{algorithm} {base64.b64encode(digest).decode()}"
+
+
+def _body_bytes(case):
+    """The body as it will be sent."""
+    if isinstance(case.body, NotSet) or not case.media_type:
+        return b""
+    return serialize_binary(case.body)
+
+
+def _header(headers, name):
+    for key in headers:
+        if key.lower() == name.lower():
+            return key
+    return None
+
+
+def _error_code(response):
+    try:
+        return json.loads(response.content).get("code")
+    except (ValueError, AttributeError):
+        return None
