@@ -7,7 +7,7 @@ use vod_infra::config::{millis, AmqpSettings, HttpLimits};
 
 use crate::ladder::Ladder;
 use crate::peers::{is_valid_replica_id, Peers};
-use crate::sandbox::SourceFormats;
+use crate::sandbox::{Sandbox, SourceFormats};
 
 /// Configuration of an fflow replica, read from `FFLOW_*` variables.
 #[derive(Clone, Debug, Deserialize)]
@@ -357,6 +357,15 @@ impl Config {
 
     pub(crate) fn max_encode_duration(&self) -> Duration {
         Duration::from_secs(self.max_encode_seconds)
+    }
+
+    /// The builder of every ffmpeg and ffprobe command, with these programs and formats.
+    pub(crate) fn sandbox(&self) -> Sandbox {
+        Sandbox::new(
+            self.ffmpeg_path.clone(),
+            self.ffprobe_path.clone(),
+            self.source_formats.clone(),
+        )
     }
 
     pub(crate) fn stall_timeout(&self) -> Duration {

@@ -580,7 +580,6 @@ mod tests {
     use crate::join::PartSources;
     use crate::metrics::FflowMetrics;
     use crate::outcome_sink::MemorySink;
-    use crate::sandbox::Sandbox;
     use crate::session::{BeginEncode, ChunkWrite, Created, Sessions};
 
     fn make_clip(path: &Path, seconds: u32, with_audio: bool) {
@@ -682,7 +681,7 @@ mod tests {
         let parts = PartSources::new(&config, sessions.clone(), reqwest::Client::new());
         let context = Arc::new(EncodeContext {
             encodes: tokio::sync::Semaphore::new(config.max_concurrent_encodes),
-            sandbox: Sandbox::new(&config),
+            sandbox: config.sandbox(),
             config: Arc::new(config),
             address: REPLICA_ADDRESS.to_owned(),
             metrics: FflowMetrics::register(&mut vod_infra::metrics::registry("test")),
@@ -997,7 +996,7 @@ mod tests {
         fresh_dir(&dir.path().join(OUTPUT_DIR)).await.unwrap();
         let args = plan::encode_args(&config, &plan, OUTPUT_DIR);
         let supervision = Supervision::new(config.stall_timeout());
-        let sandbox = Sandbox::new(&config);
+        let sandbox = config.sandbox();
         let Err(FfmpegError::Failed(line)) = ffmpeg::run(
             &sandbox,
             dir.path(),
@@ -1016,7 +1015,7 @@ mod tests {
     async fn probe_of_garbage_is_readable() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(SOURCE_FILE), b"not a video at all").unwrap();
-        let sandbox = Sandbox::new(&test_config());
+        let sandbox = test_config().sandbox();
         let err = probe::probe(&sandbox, dir.path(), SOURCE_FILE, Duration::from_secs(30))
             .await
             .unwrap_err();
@@ -1078,7 +1077,7 @@ mod tests {
             ..Supervision::new(Duration::from_secs(600))
         };
         let args = ["-y", "-f", "null", "-"].map(str::to_owned).into();
-        let sandbox = Sandbox::new(&config);
+        let sandbox = config.sandbox();
         let mut run = Box::pin(ffmpeg::run(
             &sandbox,
             dir.path(),

@@ -53,7 +53,7 @@ pub async fn encode_args_for_file(
     source: &str,
     output_dir: &str,
 ) -> anyhow::Result<Vec<String>> {
-    let sandbox = sandbox::Sandbox::new(config);
+    let sandbox = config.sandbox();
     let facts = probe::probe(&sandbox, dir, source, config.probe_timeout())
         .await
         .map_err(|err| anyhow::anyhow!("{err}"))?;

@@ -20,8 +20,6 @@ use std::str::FromStr;
 
 use serde::Deserialize;
 
-use crate::config::Config;
-
 /// The protocols an input is read through: the spool file, or standard input while it uploads.
 const PROTOCOLS: &str = "file,pipe";
 
@@ -176,11 +174,13 @@ pub struct Sandbox {
 }
 
 impl Sandbox {
-    pub fn new(config: &Config) -> Self {
+    /// The programs (a path, or a name looked up in fflow's `PATH`) and the demuxers a source
+    /// may be read with; `Config::sandbox` makes it from the replica's settings.
+    pub fn new(ffmpeg: String, ffprobe: String, formats: SourceFormats) -> Self {
         Self {
-            ffmpeg: config.ffmpeg_path.clone(),
-            ffprobe: config.ffprobe_path.clone(),
-            formats: config.source_formats.clone(),
+            ffmpeg,
+            ffprobe,
+            formats,
             path: std::env::var_os("PATH"),
         }
     }
@@ -265,18 +265,14 @@ pub fn refused_format(stderr: &str) -> Option<Option<String>> {
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
-
     use super::*;
 
     fn sandbox() -> Sandbox {
-        Sandbox::new(&Config::for_tests(
-            PathBuf::from("/tmp/spool"),
-            "r1",
-            "127.0.0.1:2121",
-            "pw",
-            "test",
-        ))
+        Sandbox::new(
+            "ffmpeg".to_owned(),
+            "ffprobe".to_owned(),
+            SourceFormats::default(),
+        )
     }
 
     fn args_of(command: &Command) -> Vec<String> {

@@ -20,7 +20,6 @@ use crate::join::PartSources;
 use crate::metrics::FflowMetrics;
 use crate::outcomes::Publisher;
 use crate::routes;
-use crate::sandbox::Sandbox;
 use crate::session::{check_writable, Sessions};
 use crate::state::AppState;
 
@@ -56,7 +55,7 @@ impl App {
         config.ffprobe_path = resolve_program(&config.ffprobe_path)?;
         let spool = config.spool_dir.join(&config.replica_id);
         check_writable(&spool).await?;
-        let sandbox = Sandbox::new(&config);
+        let sandbox = config.sandbox();
         for check in sandbox.version_checks(&spool) {
             check_runs(check).await?;
         }
