@@ -74,6 +74,25 @@ id_type!(
     /// A new, time-ordered id (UUIDv7); it never leaves the services.
     new: Uuid::now_v7()
 );
+id_type!(
+    /// A project: the namespace every video, upload and API key belongs to. Never in a public
+    /// path: a key says which project it acts for.
+    ProjectId,
+    /// A new, time-ordered id (UUIDv7).
+    new: Uuid::now_v7()
+);
+id_type!(
+    /// An API key's public half; the secret beside it in the key is what authenticates.
+    ApiKeyId,
+    /// A new, time-ordered id (UUIDv7): public, listed by `GET /v1/keys`.
+    new: Uuid::now_v7()
+);
+
+impl ProjectId {
+    /// The project every row made before projects existed belongs to (migration V7).
+    pub const DEFAULT: ProjectId =
+        ProjectId(Uuid::from_u128(0x00000000_0000_7000_8000_000000000001));
+}
 
 #[cfg(test)]
 mod tests {

@@ -4,6 +4,7 @@
 //! fflow and the gateway's JSON API exchange, and the layout of a presentation on holder. This
 //! crate depends on serde and little else so that every service can share it.
 
+pub mod access;
 pub mod api;
 pub mod commands;
 pub mod fflow;
@@ -15,5 +16,5 @@ mod postgres;
 pub mod queues;
 mod status;
 
-pub use ids::{FlowId, SessionId, VideoId, WriterId};
+pub use ids::{ApiKeyId, FlowId, ProjectId, SessionId, VideoId, WriterId};
 pub use status::{EncodePath, FlowStatus, SessionStatus, UnknownStatus, UploadKind, VideoStatus};

@@ -19,8 +19,9 @@ use tokio_util::task::TaskTracker;
 use tracing::field::Empty;
 use tracing::Instrument;
 use vod_contracts::commands::{
-    CommandKind, CreateFinalUpload, CreatePartialUpload, CreateUpload, CreateVideo, DeclareLength,
-    LockUpload, Reject, RejectCode, Reply, TerminateUpload, UnlockUpload,
+    CommandKind, CreateApiKey, CreateFinalUpload, CreatePartialUpload, CreateProject,
+    CreateUpload, CreateVideo, DeclareLength, LockUpload, Reject, RejectCode, Reply, RevokeApiKey,
+    TerminateUpload, TouchApiKeys, UnlockUpload,
 };
 use vod_infra::consume::{Deliveries, Subscription};
 
@@ -144,6 +145,10 @@ async fn dispatch(
         CommandKind::DeclareLength => handle_command::<DeclareLength>(&body, handlers, span).await,
         CommandKind::LockUpload => handle_command::<LockUpload>(&body, handlers, span).await,
         CommandKind::UnlockUpload => handle_command::<UnlockUpload>(&body, handlers, span).await,
+        CommandKind::CreateProject => handle_command::<CreateProject>(&body, handlers, span).await,
+        CommandKind::CreateApiKey => handle_command::<CreateApiKey>(&body, handlers, span).await,
+        CommandKind::RevokeApiKey => handle_command::<RevokeApiKey>(&body, handlers, span).await,
+        CommandKind::TouchApiKeys => handle_command::<TouchApiKeys>(&body, handlers, span).await,
         CommandKind::Chunk => {
             let handled = cmd::handle_chunk(body, handlers, span).await;
             span.in_scope(|| handled.into())

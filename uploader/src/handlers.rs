@@ -10,7 +10,7 @@ use anyhow::Context;
 use deadpool_postgres::Pool;
 use vod_contracts::commands::{Reject, RejectCode, UploadCreated};
 use vod_contracts::fflow::{replica_id_of_address, FinishProcess, PartSource};
-use vod_contracts::{SessionId, SessionStatus};
+use vod_contracts::{ProjectId, SessionId, SessionStatus};
 use vod_infra::backoff::Backoff;
 
 use crate::fflow_client::{FflowCallError, FflowClient};
@@ -295,10 +295,13 @@ pub(crate) fn created_reply(created: transitions::Created) -> UploadCreated {
 /// command's span.
 pub(crate) async fn lock_named(
     client: &impl deadpool_postgres::GenericClient,
+    project_id: ProjectId,
     session_id: SessionId,
 ) -> Result<SessionRow, HandlerError> {
+    // Another project's upload is answered as one that does not exist.
     let session = store::lock_session(client, session_id)
         .await?
+        .filter(|session| session.project_id == project_id)
         .ok_or_else(|| not_found(session_id))?;
     name_upload_in_span(&session);
     Ok(session)

@@ -17,6 +17,7 @@ pub mod metrics;
 mod outage;
 mod outcomes;
 mod progress;
+mod projects;
 mod routing;
 pub mod scheduler;
 mod startup;

@@ -9,7 +9,9 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use uuid::Uuid;
 use vod_contracts::fflow::EncodeTarget;
-use vod_contracts::{FlowId, FlowStatus, SessionId, SessionStatus, UploadKind, VideoId, WriterId};
+use vod_contracts::{
+    FlowId, FlowStatus, ProjectId, SessionId, SessionStatus, UploadKind, VideoId, WriterId,
+};
 
 /// The flow an upload session feeds.
 #[derive(Clone, Copy, Debug)]
@@ -32,6 +34,8 @@ impl FlowRef {
 #[derive(Clone, Debug)]
 pub struct SessionRow {
     pub session_id: SessionId,
+    /// The project the upload belongs to.
+    pub project_id: ProjectId,
     pub status: SessionStatus,
     pub kind: UploadKind,
     /// `None` for a partial upload.
@@ -76,7 +80,7 @@ const SESSION_COLUMNS: &str = "s.id, s.status, s.kind, f.id, f.video_id, f.statu
      (s.status = 'OPEN' AND COALESCE(s.expires_at < now(), false)), \
      COALESCE(s.parts, '{}'::uuid[]), \
      (EXTRACT(EPOCH FROM now() - s.fflow_unreachable_since) * 1000)::bigint, \
-     s.writer_epoch";
+     s.writer_epoch, s.project_id";
 
 const SESSION_FROM: &str = "upload_session s LEFT JOIN flow f ON f.id = s.flow_id";
 
@@ -110,6 +114,7 @@ fn session_from_row(row: &tokio_postgres::Row) -> anyhow::Result<SessionRow> {
             .try_get::<_, Option<i64>>(14)?
             .map(|ms| std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0))),
         writer_epoch: u64::try_from(row.try_get::<_, i64>(15)?)?,
+        project_id: ProjectId(row.try_get(16)?),
     })
 }
 

@@ -14,7 +14,7 @@ use deadpool_postgres::GenericClient;
 use vod_contracts::commands::{Reject, RejectCode};
 use vod_contracts::outcome::{EncodeResult, EncodeStart, MediaFacts};
 use vod_contracts::{
-    FlowId, FlowStatus, SessionId, SessionStatus, UploadKind, VideoId, VideoStatus, WriterId,
+    FlowId, FlowStatus, ProjectId, SessionId, SessionStatus, UploadKind, VideoId, VideoStatus, WriterId,
 };
 
 use crate::metrics::{Entity, StateTransitions};
@@ -82,6 +82,7 @@ pub async fn refresh_video_status(
 
 pub async fn create_video(
     client: &impl GenericClient,
+    project_id: ProjectId,
     title: &str,
     description: &str,
     counted: &StateTransitions,
@@ -89,8 +90,15 @@ pub async fn create_video(
     let video_id = VideoId::new();
     client
         .execute(
-            "INSERT INTO video (id, title, description, status) VALUES ($1, $2, $3, $4)",
-            &[&video_id.0, &title, &description, &VideoStatus::Created],
+            "INSERT INTO video (id, project_id, title, description, status) \
+             VALUES ($1, $2, $3, $4, $5)",
+            &[
+                &video_id.0,
+                &project_id.0,
+                &title,
+                &description,
+                &VideoStatus::Created,
+            ],
         )
         .await
         .context("failed to insert video")?;
@@ -100,6 +108,8 @@ pub async fn create_video(
 
 /// What a new upload is for.
 pub struct NewUpload<'a> {
+    pub project_id: ProjectId,
+    /// Must be a video of `project_id`.
     pub video_id: Option<VideoId>,
     pub title: &'a str,
     pub filename: Option<&'a str>,
@@ -118,20 +128,22 @@ pub struct Created {
     pub expires_at: Option<DateTime<Utc>>,
 }
 
-/// The video an upload goes to: the named one, locked, or a new one.
+/// The video an upload goes to: the named one of the project, locked, or a new one. Another
+/// project's video is answered as one that does not exist.
 async fn upload_video(
     client: &impl GenericClient,
+    project_id: ProjectId,
     video_id: Option<VideoId>,
     title: &str,
     counted: &StateTransitions,
 ) -> anyhow::Result<Result<VideoId, Reject>> {
     let Some(video_id) = video_id else {
-        return Ok(Ok(create_video(client, title, "", counted).await?));
+        return Ok(Ok(create_video(client, project_id, title, "", counted).await?));
     };
     let exists = client
         .query_opt(
-            "SELECT 1 FROM video WHERE id = $1 FOR UPDATE",
-            &[&video_id.0],
+            "SELECT 1 FROM video WHERE id = $1 AND project_id = $2 FOR UPDATE",
+            &[&video_id.0, &project_id.0],
         )
         .await
         .context("failed to lock video")?;
@@ -155,7 +167,15 @@ pub async fn create_upload(
     upload: NewUpload<'_>,
     counted: &StateTransitions,
 ) -> anyhow::Result<Result<Created, Reject>> {
-    let video_id = match upload_video(client, upload.video_id, upload.title, counted).await? {
+    let video_id = match upload_video(
+        client,
+        upload.project_id,
+        upload.video_id,
+        upload.title,
+        counted,
+    )
+    .await?
+    {
         Ok(video_id) => video_id,
         Err(reject) => return Ok(Err(reject)),
     };
@@ -190,9 +210,10 @@ pub async fn create_upload(
     let ttl = upload.ttl_secs as f64;
     let row = client
         .query_one(
-            "INSERT INTO upload_session (id, flow_id, status, metadata, closed_at, expires_at) \
+            "INSERT INTO upload_session (id, flow_id, status, metadata, closed_at, expires_at, \
+                                         project_id) \
              VALUES ($1, $2, $3, $4, CASE WHEN $3 = $6 THEN NULL ELSE now() END, \
-                     CASE WHEN $3 = $6 THEN now() + make_interval(secs => $5) END) \
+                     CASE WHEN $3 = $6 THEN now() + make_interval(secs => $5) END, $7) \
              RETURNING expires_at",
             &[
                 &session_id.0,
@@ -201,6 +222,7 @@ pub async fn create_upload(
                 &upload.metadata,
                 &ttl,
                 &SessionStatus::Open,
+                &upload.project_id.0,
             ],
         )
         .await
@@ -219,6 +241,7 @@ pub async fn create_upload(
 /// Creates a partial upload: a session with no flow. An empty one is complete at once.
 pub async fn create_partial_upload(
     client: &impl GenericClient,
+    project_id: ProjectId,
     total_bytes: Option<u64>,
     metadata: Option<&str>,
     ttl_secs: u64,
@@ -235,9 +258,9 @@ pub async fn create_partial_upload(
     let row = client
         .query_one(
             "INSERT INTO upload_session (id, kind, status, metadata, uploaded_bytes, total_bytes, \
-                                         closed_at, expires_at) \
+                                         closed_at, expires_at, project_id) \
              VALUES ($1, $6, $2, $3, 0, $4, CASE WHEN $2 = $7 THEN NULL ELSE now() END, \
-                     now() + make_interval(secs => $5)) \
+                     now() + make_interval(secs => $5), $8) \
              RETURNING expires_at",
             &[
                 &session_id.0,
@@ -247,6 +270,7 @@ pub async fn create_partial_upload(
                 &ttl,
                 &UploadKind::Partial,
                 &SessionStatus::Open,
+                &project_id.0,
             ],
         )
         .await
@@ -257,6 +281,8 @@ pub async fn create_partial_upload(
 
 /// What a final upload joins.
 pub struct FinalUpload<'a> {
+    pub project_id: ProjectId,
+    /// Must be a video of `project_id`.
     pub video_id: Option<VideoId>,
     pub title: &'a str,
     pub filename: Option<&'a str>,
@@ -274,7 +300,15 @@ pub async fn create_final_upload(
     upload: FinalUpload<'_>,
     counted: &StateTransitions,
 ) -> anyhow::Result<Result<Created, Reject>> {
-    let video_id = match upload_video(client, upload.video_id, upload.title, counted).await? {
+    let video_id = match upload_video(
+        client,
+        upload.project_id,
+        upload.video_id,
+        upload.title,
+        counted,
+    )
+    .await?
+    {
         Ok(video_id) => video_id,
         Err(reject) => return Ok(Err(reject)),
     };
@@ -309,8 +343,9 @@ pub async fn create_final_upload(
     let parts: Vec<uuid::Uuid> = upload.parts.iter().map(|part| part.session_id.0).collect();
     client
         .execute(
-            "INSERT INTO upload_session (id, flow_id, kind, status, metadata, parts, closed_at) \
-             VALUES ($1, $2, $6, $3, $4, $5, now())",
+            "INSERT INTO upload_session (id, flow_id, kind, status, metadata, parts, closed_at, \
+                                         project_id) \
+             VALUES ($1, $2, $6, $3, $4, $5, now(), $7)",
             &[
                 &session_id.0,
                 &flow_id.0,
@@ -318,6 +353,7 @@ pub async fn create_final_upload(
                 &upload.metadata,
                 &parts,
                 &UploadKind::Final,
+                &upload.project_id.0,
             ],
         )
         .await

@@ -12,6 +12,7 @@
 //! the JSON of `{"ok": <reply>}` or `{"rejected": {"code", "message"}}`.
 
 mod chunk;
+mod project;
 mod upload;
 mod video;
 mod write_lock;
@@ -24,6 +25,10 @@ use serde::{Deserialize, Serialize};
 pub use chunk::{
     chunk_frame_prefix, decode_chunk, encode_chunk, ChunkCommit, ChunkHeader, ChunkReply,
     FrameError,
+};
+pub use project::{
+    ApiKeyCreated, ApiKeyRevoked, ApiKeysTouched, CreateApiKey, CreateProject, ProjectCreated,
+    RevokeApiKey, TouchApiKeys,
 };
 pub use upload::{
     CreateFinalUpload, CreatePartialUpload, CreateUpload, DeclareLength, LengthDeclared,
@@ -68,10 +73,14 @@ pub enum CommandKind {
     LockUpload,
     UnlockUpload,
     Chunk,
+    CreateProject,
+    CreateApiKey,
+    RevokeApiKey,
+    TouchApiKeys,
 }
 
 impl CommandKind {
-    pub const ALL: [CommandKind; 9] = [
+    pub const ALL: [CommandKind; 13] = [
         CommandKind::CreateVideo,
         CommandKind::CreateUpload,
         CommandKind::CreatePartialUpload,
@@ -81,6 +90,10 @@ impl CommandKind {
         CommandKind::LockUpload,
         CommandKind::UnlockUpload,
         CommandKind::Chunk,
+        CommandKind::CreateProject,
+        CommandKind::CreateApiKey,
+        CommandKind::RevokeApiKey,
+        CommandKind::TouchApiKeys,
     ];
 
     /// The request's name: `create_video`, …, `chunk`.
@@ -95,6 +108,10 @@ impl CommandKind {
             CommandKind::LockUpload => "lock_upload",
             CommandKind::UnlockUpload => "unlock_upload",
             CommandKind::Chunk => "chunk",
+            CommandKind::CreateProject => "create_project",
+            CommandKind::CreateApiKey => "create_api_key",
+            CommandKind::RevokeApiKey => "revoke_api_key",
+            CommandKind::TouchApiKeys => "touch_api_keys",
         }
     }
 
@@ -110,6 +127,10 @@ impl CommandKind {
             CommandKind::LockUpload => "vod.lock_upload",
             CommandKind::UnlockUpload => "vod.unlock_upload",
             CommandKind::Chunk => "vod.chunk",
+            CommandKind::CreateProject => "vod.create_project",
+            CommandKind::CreateApiKey => "vod.create_api_key",
+            CommandKind::RevokeApiKey => "vod.revoke_api_key",
+            CommandKind::TouchApiKeys => "vod.touch_api_keys",
         }
     }
 
@@ -143,8 +164,14 @@ pub enum RejectCode {
     InvalidLength,
     /// The partial uploads named by a final upload cannot be joined.
     InvalidConcat,
-    /// `video_id` names no video.
+    /// `video_id` names no video (of the project).
     VideoNotFound,
+    /// No such project.
+    ProjectNotFound,
+    /// Another project has this name.
+    ProjectNameTaken,
+    /// No such key in the project.
+    KeyNotFound,
     /// The command itself is malformed.
     InvalidCommand,
     /// A dependency (fflow, the database) could not be reached; retrying later may work.

@@ -4,12 +4,14 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::json_request;
-use crate::{FlowId, SessionId, VideoId};
+use crate::{FlowId, ProjectId, SessionId, VideoId};
 
 /// Create a flow and its upload session (the tus upload), on a new video unless `video_id`
 /// names an existing one.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CreateUpload {
+    /// The project the caller acts for: the rows named must belong to it.
+    pub project_id: ProjectId,
     pub video_id: Option<VideoId>,
     pub title: String,
     pub filename: Option<String>,
@@ -23,6 +25,8 @@ pub struct CreateUpload {
 /// only count once a final upload joins them.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CreatePartialUpload {
+    /// The project the caller acts for: the rows named must belong to it.
+    pub project_id: ProjectId,
     pub total_bytes: Option<u64>,
     pub metadata: Option<String>,
 }
@@ -31,6 +35,8 @@ pub struct CreatePartialUpload {
 /// joined bytes, processed at once.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CreateFinalUpload {
+    /// The project the caller acts for: the rows named must belong to it.
+    pub project_id: ProjectId,
     pub video_id: Option<VideoId>,
     pub title: String,
     pub filename: Option<String>,
@@ -41,6 +47,8 @@ pub struct CreateFinalUpload {
 /// The client gave up on the upload (tus termination).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TerminateUpload {
+    /// The project the caller acts for: the rows named must belong to it.
+    pub project_id: ProjectId,
     pub session_id: SessionId,
 }
 
@@ -48,6 +56,8 @@ pub struct TerminateUpload {
 /// afterwards.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DeclareLength {
+    /// The project the caller acts for: the rows named must belong to it.
+    pub project_id: ProjectId,
     pub session_id: SessionId,
     pub total_bytes: u64,
 }

@@ -4,13 +4,15 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::json_request;
-use crate::{SessionId, WriterId};
+use crate::{ProjectId, SessionId, WriterId};
 
 /// Takes the write lock of an upload for one request that will write from `offset`. Only the
 /// holder's chunks are taken until it unlocks or its lease runs out, so two requests never
 /// interleave their bytes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LockUpload {
+    /// The project the caller acts for: the rows named must belong to it.
+    pub project_id: ProjectId,
     pub session_id: SessionId,
     pub writer: WriterId,
     pub offset: u64,

@@ -27,7 +27,9 @@ impl Handle for CreateFinalUpload {
         {
             // An upload that does not exist is not found, as tus servers answer and the
             // OpenAPI document says; one that cannot be joined is an invalid concatenation.
-            let row = row.ok_or_else(|| not_found(*id))?;
+            let row = row
+                .filter(|row| row.project_id == self.project_id)
+                .ok_or_else(|| not_found(*id))?;
             if row.kind != UploadKind::Partial {
                 return Err(invalid_concat(format!("upload {id} is not a partial upload")).into());
             }
@@ -50,6 +52,7 @@ impl Handle for CreateFinalUpload {
         let created = transitions::create_final_upload(
             &tx,
             FinalUpload {
+                project_id: self.project_id,
                 video_id: self.video_id,
                 title: &self.title,
                 filename: self.filename.as_deref(),

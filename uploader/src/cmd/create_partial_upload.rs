@@ -10,6 +10,7 @@ impl Handle for CreatePartialUpload {
         let client = handlers.pg.get().await.context("no database connection")?;
         let (session_id, expires_at) = transitions::create_partial_upload(
             &client,
+            self.project_id,
             self.total_bytes,
             self.metadata.as_deref(),
             handlers.session_ttl_secs,

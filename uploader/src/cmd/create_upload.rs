@@ -10,6 +10,7 @@ impl Handle for CreateUpload {
         let mut client = handlers.pg.get().await.context("no database connection")?;
         let tx = client.transaction().await.context("failed to begin")?;
         let upload = NewUpload {
+            project_id: self.project_id,
             video_id: self.video_id,
             title: &self.title,
             filename: self.filename.as_deref(),

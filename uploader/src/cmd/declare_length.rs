@@ -13,12 +13,13 @@ impl Handle for DeclareLength {
 
     async fn handle(self, handlers: &Handlers) -> Result<LengthDeclared, HandlerError> {
         let DeclareLength {
+            project_id,
             session_id,
             total_bytes,
         } = self;
         let mut client = handlers.pg.get().await.context("no database connection")?;
         let tx = client.transaction().await.context("failed to begin")?;
-        let session = lock_named(&tx, session_id).await?;
+        let session = lock_named(&tx, project_id, session_id).await?;
         let declared = |uploaded_bytes| LengthDeclared {
             uploaded_bytes,
             total_bytes,

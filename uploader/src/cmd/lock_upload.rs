@@ -13,13 +13,14 @@ impl Handle for LockUpload {
 
     async fn handle(self, handlers: &Handlers) -> Result<UploadLocked, HandlerError> {
         let LockUpload {
+            project_id,
             session_id,
             writer,
             offset,
         } = self;
         let mut client = handlers.pg.get().await.context("no database connection")?;
         let tx = client.transaction().await.context("failed to begin")?;
-        let session = lock_named(&tx, session_id).await?;
+        let session = lock_named(&tx, project_id, session_id).await?;
         if session.status == SessionStatus::Open && session.expired {
             drop(tx);
             return Err(handlers.expire_found(client, &session).await);

@@ -12,10 +12,13 @@ impl Handle for TerminateUpload {
     }
 
     async fn handle(self, handlers: &Handlers) -> Result<UploadTerminated, HandlerError> {
-        let session_id = self.session_id;
+        let TerminateUpload {
+            project_id,
+            session_id,
+        } = self;
         let mut client = handlers.pg.get().await.context("no database connection")?;
         let tx = client.transaction().await.context("failed to begin")?;
-        let session = lock_named(&tx, session_id).await?;
+        let session = lock_named(&tx, project_id, session_id).await?;
         match session.status {
             SessionStatus::Terminated => return Ok(UploadTerminated {}),
             SessionStatus::Open => {}
