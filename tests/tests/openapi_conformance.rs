@@ -32,10 +32,10 @@ async fn schemathesis_finds_the_gateway_true_to_its_openapi_document() {
         .arg("--no-color")
         .arg("run")
         .arg(stack.url("/openapi.json"))
-        // A read and write key of a project: every `/v1` route but the admin ones, which
-        // answer it 401 as documented, is tested past its authentication.
-        .arg("--header")
-        .arg(format!("Authorization: Bearer {}", stack.api_key))
+        // The credentials, by security scheme (`schemathesis.toml`): every route is tested
+        // past its authentication.
+        .env("VOD_API_KEY", &stack.api_key)
+        .env("VOD_ADMIN_TOKEN", &stack.admin_token)
         .env("SCHEMATHESIS_HOOKS", dir.join("hooks.py"))
         .current_dir(env.dir.path())
         .kill_on_drop(true)

@@ -27,14 +27,11 @@ pub struct CreateProjectRequest {
         length(min = 1, max = 100, message = "name must be 1 to 100 characters"),
         custom(function = "valid_name")
     )]
-    #[schema(required = true, min_length = 1, max_length = 100)]
+    #[schema(required = true, min_length = 1, max_length = 100, pattern = r"^[^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$")]
     name: Option<String>,
 }
 
 fn valid_name(name: &str) -> Result<(), ValidationError> {
-    if name.trim().is_empty() {
-        return Err(ValidationError::new("name").with_message("name must not be blank".into()));
-    }
     check_plain_text(name, Lines::Single)
         .map_err(|err| ValidationError::new("name").with_message(format!("name {err}").into()))
 }
@@ -53,6 +50,8 @@ fn valid_name(name: &str) -> Result<(), ValidationError> {
         (status = 400, description = "`validation_failed` (`name`), `invalid_json`.", body = ErrorBody),
         (status = 401, description = "`unauthorized`: no admin token, or another one.", body = ErrorBody),
         (status = 409, description = "`project_name_taken`.", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: the body is over the JSON limit.", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: the body is not `application/json`.", body = ErrorBody),
         (status = 503, description = "`service_unavailable`.", body = ErrorBody),
     ),
 )]
@@ -61,7 +60,7 @@ pub async fn create_project(
     _: Admin,
     ValidJson(request): ValidJson<CreateProjectRequest>,
 ) -> Result<Response, ApiError> {
-    let name = request.name.unwrap_or_default().trim().to_owned();
+    let name = request.name.unwrap_or_default();
     let ProjectCreated {
         project_id,
         created_at,
@@ -113,6 +112,8 @@ pub async fn list_projects(State(state): State<AppState>, _: Admin) -> Result<Re
         (status = 400, description = "`validation_failed` (`scopes` or `name`), `invalid_json`.", body = ErrorBody),
         (status = 401, description = "`unauthorized`.", body = ErrorBody),
         (status = 404, description = "`project_not_found`.", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: the body is over the JSON limit.", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: the body is not `application/json`.", body = ErrorBody),
         (status = 503, description = "`service_unavailable`.", body = ErrorBody),
     ),
 )]

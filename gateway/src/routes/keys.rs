@@ -33,7 +33,7 @@ pub struct CreateKeyRequest {
         length(max = 100, message = "name must be at most 100 characters"),
         custom(function = "valid_name")
     )]
-    #[schema(max_length = 100)]
+    #[schema(max_length = 100, pattern = r"^[^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$")]
     name: Option<String>,
 }
 
@@ -51,7 +51,7 @@ pub(super) async fn issue_key(
     let mut scopes = request.scopes.unwrap_or_default();
     scopes.sort();
     scopes.dedup();
-    let name = request.name.unwrap_or_default().trim().to_owned();
+    let name = request.name.unwrap_or_default();
     let new = NewKey::generate()?;
     let ApiKeyCreated { created_at } = state
         .uploader
@@ -88,6 +88,8 @@ pub(super) async fn issue_key(
         (status = 400, description = "`validation_failed` (`scopes` or `name` in `field`), `invalid_json`.", body = ErrorBody),
         (status = 401, description = "`unauthorized`.", body = ErrorBody),
         (status = 403, description = "`forbidden`: the key lacks the `write` scope.", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: the body is over the JSON limit.", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: the body is not `application/json`.", body = ErrorBody),
         (status = 503, description = "`service_unavailable`.", body = ErrorBody),
     ),
 )]
