@@ -18,7 +18,7 @@ pub enum KeysCommand {
         #[arg(long = "scope", value_name = "SCOPE", value_parser = parse_scope)]
         scopes: Vec<Scope>,
     },
-    /// List the keys (never their secrets).
+    /// List the keys, newest first (never their secrets).
     Ls,
     /// Revoke a key; the gateway refuses it once it no longer remembers it verified.
     Revoke {
