@@ -1,6 +1,8 @@
 //! `vod`: upload videos to a vod server and follow them until they play.
 
 mod api;
+mod api_key;
+mod keys;
 mod state;
 mod upload;
 
@@ -11,9 +13,11 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use vod_contracts::api::VideoView;
-use vod_contracts::VideoStatus;
+use vod_contracts::{VideoId, VideoStatus};
 
 use crate::api::Api;
+use crate::api_key::ApiKey;
+use crate::keys::KeysCommand;
 use crate::upload::UploadOptions;
 
 #[derive(Parser)]
@@ -34,6 +38,17 @@ struct Cli {
     /// Seconds without an answer before a request is given up.
     #[arg(long, default_value_t = 60, global = true)]
     timeout: u64,
+    /// The API key sent with every request (`vod keys create` makes one; `./dev up` writes one
+    /// to .dev/api-key).
+    #[arg(
+        long,
+        env = "VOD_API_KEY",
+        hide_env_values = true,
+        global = true,
+        value_name = "KEY",
+        value_parser = ApiKey::parse
+    )]
+    api_key: Option<ApiKey>,
     #[command(subcommand)]
     command: Command,
 }
@@ -79,6 +94,18 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         limit: u32,
     },
+    /// Delete a video: its uploads, and its presentation on holder.
+    Rm {
+        #[arg(value_parser = parse_video_id)]
+        video_id: VideoId,
+    },
+    /// The project's usage counters, as JSON.
+    Usage,
+    /// The project's API keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
 }
 
 #[tokio::main]
@@ -94,7 +121,12 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let api = Api::new(&cli.server, Duration::from_secs(cli.timeout))?;
+    let api_key = ApiKey::given(cli.api_key);
+    let api = Api::new(
+        &cli.server,
+        Duration::from_secs(cli.timeout),
+        api_key.as_ref(),
+    )?;
     match cli.command {
         Command::Upload {
             file,
@@ -137,8 +169,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 );
             }
         }
+        Command::Rm { video_id } => {
+            api.delete_video(video_id).await?;
+            println!("video {video_id} deleted");
+        }
+        Command::Usage => println!("{}", serde_json::to_string_pretty(&api.usage().await?)?),
+        Command::Keys { command } => keys::run(&api, command).await?,
     }
     Ok(())
+}
+
+fn parse_video_id(text: &str) -> Result<VideoId, String> {
+    text.parse()
+        .map_err(|_| "a video id is a UUID (`vod ls` lists them)".to_owned())
 }
 
 fn print_video(video: &VideoView) {
@@ -235,5 +278,60 @@ async fn wait(
             );
         }
         tokio::time::sleep(interval).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    const KEY: &str =
+        "vod_0123456789abcdef0123456789abcdef_secretsecretsecretsecretsecretsecretsec";
+
+    #[test]
+    fn the_api_key_is_a_global_option_read_from_the_environment_but_never_shown() {
+        for args in [
+            ["vod", "--api-key", KEY, "usage"],
+            ["vod", "usage", "--api-key", KEY],
+        ] {
+            let cli = Cli::try_parse_from(args).expect("parses");
+            let key = ApiKey::given(cli.api_key).expect("a key");
+            assert!(!format!("{key:?}").contains(KEY));
+        }
+        let command = Cli::command();
+        let option = command
+            .get_arguments()
+            .find(|arg| arg.get_id() == "api_key")
+            .expect("--api-key");
+        assert_eq!(
+            option.get_env().and_then(|name| name.to_str()),
+            Some("VOD_API_KEY")
+        );
+        assert!(
+            option.is_hide_env_values_set(),
+            "--help must not print the key found in VOD_API_KEY"
+        );
+    }
+
+    #[test]
+    fn the_client_built_with_a_key_does_not_show_it() {
+        let key = ApiKey::parse(KEY).unwrap_or_else(|never| match never {});
+        let api =
+            Api::new("http://127.0.0.1:8080/", Duration::from_secs(1), Some(&key)).expect("client");
+        let shown = format!("{api:?}");
+        assert!(shown.contains("http://127.0.0.1:8080"), "{shown}");
+        assert!(!shown.contains("secretsecret"), "{shown}");
+    }
+
+    #[test]
+    fn rm_and_keys_revoke_take_ids_not_paths() {
+        assert!(Cli::try_parse_from(["vod", "rm", "../keys/1"]).is_err());
+        let id = VideoId::new();
+        let cli = Cli::try_parse_from(["vod", "rm", &id.to_string()]).expect("parses");
+        assert!(matches!(cli.command, Command::Rm { video_id } if video_id == id));
+        assert!(Cli::try_parse_from(["vod", "keys", "ls"]).is_ok());
+        assert!(Cli::try_parse_from(["vod", "usage"]).is_ok());
     }
 }

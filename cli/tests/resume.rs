@@ -8,9 +8,14 @@ use vod_contracts::VideoStatus;
 use vod_tests::media::generate_clip;
 use vod_tests::{poll_until, sha256_hex, Stack, TestEnv};
 
+/// `vod` against the stack, with the stack's API key in `VOD_API_KEY`.
 fn vod(stack: &Stack, args: &[&str]) -> std::process::Command {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_vod"));
-    command.arg("--server").arg(&stack.gateway_url).args(args);
+    command
+        .env("VOD_API_KEY", &stack.api_key)
+        .arg("--server")
+        .arg(&stack.gateway_url)
+        .args(args);
     command
 }
 
@@ -99,6 +104,11 @@ async fn an_upload_killed_midway_resumes_from_the_server_offset() {
         },
     )
     .await;
+    let remembered = std::fs::read_to_string(&state).expect("state file");
+    assert!(
+        !remembered.contains(&stack.api_key),
+        "the key is never written to the state file: {remembered}"
+    );
     let at_kill = stack.offset(&location).await;
     assert!(
         at_kill >= stored && at_kill < bytes.len() as u64,
@@ -125,6 +135,11 @@ async fn an_upload_killed_midway_resumes_from_the_server_offset() {
         String::from_utf8_lossy(&second.stderr)
     );
     let said = stdout(&second);
+    assert!(
+        !said.contains(&stack.api_key)
+            && !String::from_utf8_lossy(&second.stderr).contains(&stack.api_key),
+        "the key is never printed"
+    );
     assert!(
         said.contains(&format!(
             "resuming upload of {clip_arg} at byte {at_kill} of {}",
@@ -186,14 +201,17 @@ async fn server_errors_are_told_plainly() {
 
     let unreachable = run({
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_vod"));
-        command.args(["--server", "http://127.0.0.1:9", "ls"]);
+        command
+            .env("VOD_API_KEY", &stack.api_key)
+            .args(["--server", "http://127.0.0.1:9", "ls"]);
         command
     })
     .await;
     assert!(!unreachable.status.success());
     let said = String::from_utf8_lossy(&unreachable.stderr);
     assert!(
-        said.contains("cannot reach the vod server at http://127.0.0.1:9"),
+        said.contains("cannot reach the vod server at http://127.0.0.1:9")
+            && !said.contains(&stack.api_key),
         "{said}"
     );
     stack.shutdown().await;
