@@ -27,7 +27,12 @@ pub struct CreateProjectRequest {
         length(min = 1, max = 100, message = "name must be 1 to 100 characters"),
         custom(function = "valid_name")
     )]
-    #[schema(required = true, min_length = 1, max_length = 100, pattern = r"^[^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$")]
+    #[schema(
+        required = true,
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$"
+    )]
     name: Option<String>,
 }
 

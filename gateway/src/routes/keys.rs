@@ -33,7 +33,10 @@ pub struct CreateKeyRequest {
         length(max = 100, message = "name must be at most 100 characters"),
         custom(function = "valid_name")
     )]
-    #[schema(max_length = 100, pattern = r"^[^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$")]
+    #[schema(
+        max_length = 100,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$"
+    )]
     name: Option<String>,
 }
 
