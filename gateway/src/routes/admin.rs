@@ -28,6 +28,7 @@ pub struct CreateProjectRequest {
         custom(function = "valid_name")
     )]
     #[schema(
+        value_type = String,
         required = true,
         min_length = 1,
         max_length = 100,

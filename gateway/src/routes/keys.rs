@@ -26,7 +26,7 @@ pub struct CreateKeyRequest {
         required(message = "scopes is required"),
         length(min = 1, max = 2, message = "scopes names read, write or both")
     )]
-    #[schema(required = true, min_items = 1, max_items = 2)]
+    #[schema(value_type = Vec<Scope>, required = true, min_items = 1, max_items = 2)]
     scopes: Option<Vec<Scope>>,
     /// For people: what the key is for. At most 100 characters, one line.
     #[validate(
