@@ -518,6 +518,19 @@ impl Stack {
         self.services.remove(index)
     }
 
+    /// A new project named `name`, and a client sending a read and write key of it.
+    pub async fn project_client(&self, name: &str) -> (vod_contracts::ProjectId, reqwest::Client) {
+        let project_id = create_project(&self.gateway_url, &self.admin_token, name).await;
+        let key = create_key(
+            &self.gateway_url,
+            &self.admin_token,
+            project_id,
+            &["read", "write"],
+        )
+        .await;
+        (project_id, client_with_key(&key))
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.gateway_url)
     }

@@ -20,17 +20,22 @@ use vod_tests::media::generate_clip;
 use vod_tests::tus::{metadata, TUS_VERSION};
 use vod_tests::{Stack, TestEnv};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn every_command_is_answered_with_its_own_reply_type_through_the_broker() {
-    let env = TestEnv::new().await;
-    let stack = Stack::spawn(&env).await;
+/// A client of the uploaders, as the gateway's.
+async fn uploader_client(env: &TestEnv) -> (UploaderClient, tokio::task::JoinHandle<()>) {
     let options = ClientOptions {
         rpc_timeout: Duration::from_secs(30),
         ..Config::default().uploader_client(BrokerMetrics::default())
     };
-    let (client, _replies) = UploaderClient::connect(&env.amqp(), options)
+    UploaderClient::connect(&env.amqp(), options)
         .await
-        .expect("broker reachable");
+        .expect("broker reachable")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_command_is_answered_with_its_own_reply_type_through_the_broker() {
+    let env = TestEnv::new().await;
+    let stack = Stack::spawn(&env).await;
+    let (client, _replies) = uploader_client(&env).await;
 
     let VideoCreated { video_id } = client
         .call(&CreateVideo {
@@ -298,13 +303,7 @@ async fn an_internal_uploader_failure_is_answered_500_internal_without_retry_aft
 async fn a_command_of_one_project_finds_nothing_of_another() {
     let env = TestEnv::new().await;
     let _stack = Stack::spawn(&env).await;
-    let options = ClientOptions {
-        rpc_timeout: Duration::from_secs(30),
-        ..Config::default().uploader_client(BrokerMetrics::default())
-    };
-    let (client, _replies) = UploaderClient::connect(&env.amqp(), options)
-        .await
-        .expect("broker reachable");
+    let (client, _replies) = uploader_client(&env).await;
     let ProjectCreated {
         project_id: other, ..
     } = client

@@ -7,7 +7,7 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use vod_tests::tus::{metadata, OFFSET_OCTET_STREAM, TUS_VERSION};
-use vod_tests::{client_with_key, create_key, create_project, Stack, TestEnv, KEY_CACHE_MS};
+use vod_tests::{client_with_key, create_key, Stack, TestEnv, KEY_CACHE_MS};
 
 /// Every route a key opens, as (method, path) with `{video}` and `{upload}` to fill in.
 const KEYED_ROUTES: &[(&str, &str)] = &[
@@ -167,16 +167,7 @@ async fn every_route_needs_a_key_and_a_read_key_cannot_write() {
 async fn two_projects_never_see_each_other() {
     let env = TestEnv::new().await;
     let stack = Stack::spawn(&env).await;
-    let other_project = create_project(&stack.gateway_url, &stack.admin_token, "other").await;
-    let other = client_with_key(
-        &create_key(
-            &stack.gateway_url,
-            &stack.admin_token,
-            other_project,
-            &["read", "write"],
-        )
-        .await,
-    );
+    let (_, other) = stack.project_client("other").await;
 
     // The default project has a video with an open upload and a partial upload.
     let mine = stack.create_upload(100, "mine.mp4").await;
@@ -368,16 +359,7 @@ async fn keys_are_made_listed_without_secrets_and_revoked() {
     }
 
     // Another project cannot revoke it: the key is not found there.
-    let other_project = create_project(&stack.gateway_url, &stack.admin_token, "other").await;
-    let other = client_with_key(
-        &create_key(
-            &stack.gateway_url,
-            &stack.admin_token,
-            other_project,
-            &["read", "write"],
-        )
-        .await,
-    );
+    let (_, other) = stack.project_client("other").await;
     let response = other
         .delete(stack.url(&format!("/v1/keys/{id}")))
         .send()
