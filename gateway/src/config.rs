@@ -2,7 +2,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use anyhow::ensure;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use vod_infra::config::{AmqpSettings, HttpLimits, PostgresSettings};
 
@@ -12,6 +12,8 @@ use crate::tus::MetadataLimits;
 use crate::uploader_client::ClientOptions;
 
 const MIB: usize = 1024 * 1024;
+/// The shortest admin token accepted.
+const MIN_ADMIN_TOKEN_BYTES: usize = 16;
 /// RabbitMQ 4 refuses messages over 16 MiB; a chunk message is its payload plus a small header.
 pub const MAX_CHUNK_SIZE_BYTES: usize = 15 * MIB;
 
@@ -88,6 +90,14 @@ pub struct Config {
     /// requests are answered 503 until it is back.
     pub broker_reconnect_backoff_ms: u64,
     pub broker_reconnect_max_backoff_ms: u64,
+    /// The operator's token for `/v1/admin/...` (`GATEWAY_ADMIN_TOKEN`): required, at least
+    /// 16 bytes, never logged.
+    pub admin_token: SecretString,
+    /// How long a key verified against the database is believed without reading it again:
+    /// a revoked key keeps working on a gateway for at most this long.
+    pub api_key_cache_ms: u64,
+    /// Most keys remembered at once.
+    pub api_key_cache_max: usize,
     /// The listener's header-read timeout and connection limit (`GATEWAY_HTTP__...`).
     pub http: HttpLimits,
     pub postgres: PostgresSettings,
@@ -124,6 +134,9 @@ impl Default for Config {
             unlock_retry_window_ms: 120_000,
             broker_reconnect_backoff_ms: 1_000,
             broker_reconnect_max_backoff_ms: 30_000,
+            admin_token: SecretString::from(""),
+            api_key_cache_ms: 5_000,
+            api_key_cache_max: 100_000,
             http: HttpLimits::default(),
             postgres: PostgresSettings::default(),
             amqp: AmqpSettings::default(),
@@ -140,6 +153,7 @@ impl Config {
     pub fn for_tests(postgres_url: &str, queue_prefix: &str) -> Self {
         let mut config = Self {
             listen_addr: "127.0.0.1:0".to_owned(),
+            admin_token: SecretString::from(format!("admin-{}", uuid::Uuid::new_v4().simple())),
             ..Self::default()
         };
         config.postgres.url = SecretString::from(postgres_url.to_owned());
@@ -155,6 +169,10 @@ impl Config {
     pub fn validate(&self) -> anyhow::Result<()> {
         self.amqp.validate("GATEWAY")?;
         self.http.validate("GATEWAY")?;
+        ensure!(
+            self.admin_token.expose_secret().len() >= MIN_ADMIN_TOKEN_BYTES,
+            "GATEWAY_ADMIN_TOKEN is required, at least {MIN_ADMIN_TOKEN_BYTES} bytes"
+        );
         ensure!(
             (1..=MAX_CHUNK_SIZE_BYTES).contains(&self.chunk_size_bytes),
             "chunk_size_bytes must be between 1 and {MAX_CHUNK_SIZE_BYTES}, got {}",
@@ -253,7 +271,7 @@ mod tests {
 
     #[test]
     fn chunk_size_is_bounded_below_the_broker_message_limit() {
-        let mut config = Config::default();
+        let mut config = Config::for_tests("postgres://localhost/vod", "vod");
         assert!(config.validate().is_ok());
         config.chunk_size_bytes = 0;
         assert!(config.validate().is_err());
@@ -261,6 +279,18 @@ mod tests {
         assert!(config.validate().is_ok());
         config.chunk_size_bytes = MAX_CHUNK_SIZE_BYTES + 1;
         assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn the_admin_token_is_required_and_never_printed() {
+        let mut config = Config::for_tests("postgres://localhost/vod", "vod");
+        config.admin_token = SecretString::from("");
+        assert!(config.validate().is_err(), "no admin token");
+        config.admin_token = SecretString::from("short");
+        assert!(config.validate().is_err(), "a short admin token");
+        config.admin_token = SecretString::from("a-long-enough-admin-token");
+        assert!(config.validate().is_ok());
+        assert!(!format!("{config:?}").contains("a-long-enough-admin-token"));
     }
 
     #[test]

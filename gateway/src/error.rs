@@ -1,3 +1,4 @@
+use axum::http::header::WWW_AUTHENTICATE;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -67,6 +68,18 @@ pub enum ApiError {
     FilenameTooLong { max: usize },
     #[error("no such route")]
     RouteNotFound,
+    /// No credential, or one that is malformed, unknown or revoked.
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    /// A valid key without the scope the request needs.
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("no such project")]
+    ProjectNotFound,
+    #[error("{0}")]
+    ProjectNameTaken(String),
+    #[error("no such key")]
+    KeyNotFound,
     /// The encoder's disk is down to its free-space reserve: the piece was not stored, the
     /// upload keeps its offset. The uploader's account is logged, the client told to retry.
     #[error("no room to store more bytes: {0}")]
@@ -116,11 +129,15 @@ impl ApiError {
             Self::OffsetMismatch(_) | Self::UploadClosed(_) | Self::UploadLocked(_) => {
                 StatusCode::CONFLICT
             }
-            Self::FinalUploadNotPatchable => StatusCode::FORBIDDEN,
+            Self::FinalUploadNotPatchable | Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::ProjectNameTaken(_) => StatusCode::CONFLICT,
             Self::ChecksumMismatch => CHECKSUM_MISMATCH,
-            Self::UploadNotFound | Self::VideoNotFound | Self::RouteNotFound => {
-                StatusCode::NOT_FOUND
-            }
+            Self::UploadNotFound
+            | Self::VideoNotFound
+            | Self::RouteNotFound
+            | Self::ProjectNotFound
+            | Self::KeyNotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::UploadExpired => StatusCode::GONE,
             Self::UploadTooLarge { .. }
@@ -159,6 +176,11 @@ impl ApiError {
         "metadata_too_many_keys",
         "filename_too_long",
         "not_found",
+        "unauthorized",
+        "forbidden",
+        "project_not_found",
+        "project_name_taken",
+        "key_not_found",
         "insufficient_storage",
         "method_not_allowed",
         "server_busy",
@@ -192,6 +214,11 @@ impl ApiError {
             Self::MetadataTooManyKeys { .. } => "metadata_too_many_keys",
             Self::FilenameTooLong { .. } => "filename_too_long",
             Self::RouteNotFound => "not_found",
+            Self::Unauthorized(_) => "unauthorized",
+            Self::Forbidden(_) => "forbidden",
+            Self::ProjectNotFound => "project_not_found",
+            Self::ProjectNameTaken(_) => "project_name_taken",
+            Self::KeyNotFound => "key_not_found",
             Self::InsufficientStorage(_) => "insufficient_storage",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::Busy(_) => "server_busy",
@@ -241,6 +268,9 @@ impl From<Reject> for ApiError {
             RejectCode::InvalidLength => Self::InvalidLength(message),
             RejectCode::InvalidConcat => Self::InvalidConcat(message),
             RejectCode::VideoNotFound => Self::VideoNotFound,
+            RejectCode::ProjectNotFound => Self::ProjectNotFound,
+            RejectCode::ProjectNameTaken => Self::ProjectNameTaken(message),
+            RejectCode::KeyNotFound => Self::KeyNotFound,
             RejectCode::InvalidCommand => Self::InvalidRequest(message),
             RejectCode::Unavailable => Self::Unavailable(format!("uploader: {message}")),
             RejectCode::InsufficientStorage => Self::InsufficientStorage(message),
@@ -275,6 +305,12 @@ impl IntoResponse for ApiError {
             _ => {}
         }
         let mut response = (status, Json(self.body())).into_response();
+        if matches!(self, Self::Unauthorized(_)) {
+            response.headers_mut().insert(
+                WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"vod\""),
+            );
+        }
         if matches!(self, Self::TusVersionUnsupported) {
             response.headers_mut().insert(
                 tus_names::TUS_VERSION,
@@ -301,6 +337,9 @@ mod tests {
             (RejectCode::InvalidLength, 400, "invalid_length"),
             (RejectCode::InvalidConcat, 400, "invalid_concat"),
             (RejectCode::VideoNotFound, 404, "video_not_found"),
+            (RejectCode::ProjectNotFound, 404, "project_not_found"),
+            (RejectCode::ProjectNameTaken, 409, "project_name_taken"),
+            (RejectCode::KeyNotFound, 404, "key_not_found"),
             (RejectCode::InvalidCommand, 400, "invalid_request"),
             (RejectCode::Unavailable, 503, "service_unavailable"),
             (RejectCode::InsufficientStorage, 507, "insufficient_storage"),
@@ -341,6 +380,11 @@ mod tests {
             ApiError::MetadataTooManyKeys { max: 1 },
             ApiError::FilenameTooLong { max: 1 },
             ApiError::RouteNotFound,
+            ApiError::Unauthorized(""),
+            ApiError::Forbidden(String::new()),
+            ApiError::ProjectNotFound,
+            ApiError::ProjectNameTaken(String::new()),
+            ApiError::KeyNotFound,
             ApiError::InsufficientStorage(String::new()),
             ApiError::MethodNotAllowed,
             ApiError::Busy(String::new()),
@@ -373,6 +417,11 @@ mod tests {
                 | ApiError::MetadataTooManyKeys { .. }
                 | ApiError::FilenameTooLong { .. }
                 | ApiError::RouteNotFound
+                | ApiError::Unauthorized(_)
+                | ApiError::Forbidden(_)
+                | ApiError::ProjectNotFound
+                | ApiError::ProjectNameTaken(_)
+                | ApiError::KeyNotFound
                 | ApiError::InsufficientStorage(_)
                 | ApiError::MethodNotAllowed
                 | ApiError::Busy(_)

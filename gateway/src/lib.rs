@@ -4,6 +4,7 @@
 //! uploader over AMQP, and clients are answered only with what the uploader confirmed. It reads
 //! PostgreSQL to answer `HEAD` and the JSON `GET`s.
 
+mod auth;
 mod body_pace;
 mod config;
 mod error;

@@ -6,9 +6,12 @@
 //! what the operations share.
 
 use serde_json::Value;
+use utoipa::openapi::header::Header;
 use utoipa::openapi::path::{Operation, ParameterIn};
-use utoipa::openapi::schema::{Object, Schema};
-use utoipa::openapi::{OpenApi, RefOr, Required};
+use utoipa::openapi::response::ResponseBuilder;
+use utoipa::openapi::schema::{Object, ObjectBuilder, Schema, Type};
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, OpenApi, Ref, RefOr, Required};
 
 use crate::config::Config;
 use crate::error::ApiError;
@@ -26,7 +29,13 @@ use crate::tus::grammar;
             (`insufficient_storage`) always carry `Retry-After`.\n\n\
             tus clients that cannot send `PATCH` or `DELETE` may send a `POST` with \
             `X-HTTP-Method-Override: PATCH` (or `DELETE`) instead. Browsers may call every \
-            endpoint across origins (CORS).",
+            endpoint across origins (CORS).\n\n\
+            Every `/v1` route but `OPTIONS` takes `Authorization: Bearer <key>`: an API key of \
+            a project (scope `read` for `GET` and `HEAD`, `write` for the rest), which sees \
+            only its project's videos and uploads; another project's are answered `404` as \
+            if they did not exist. `/v1/admin/...` takes the operator's admin token instead. \
+            A missing, malformed, unknown or revoked credential is `401 unauthorized` with \
+            `WWW-Authenticate: Bearer`; a key without the scope is `403 forbidden`.",
         license(name = "MIT"),
     ),
     tags(
@@ -35,10 +44,96 @@ use crate::tus::grammar;
             and concatenation extensions. Every response of these endpoints carries \
             `Tus-Resumable: 1.0.0`."),
         (name = "videos", description = "Videos, their uploaded flows and where to play them."),
+        (name = "keys", description = "The API keys of the caller's project."),
+        (name = "admin", description = "Projects and their keys, with the admin token."),
         (name = "service", description = "Health, this document and the page to try it."),
     ),
 )]
 pub struct ApiDoc;
+
+/// The security scheme of a project's API key.
+pub const API_KEY: &str = "api_key";
+/// The security scheme of the operator's admin token.
+pub const ADMIN_TOKEN: &str = "admin_token";
+
+/// Declares the two bearer credentials, asks for the API key on every `/v1` operation that
+/// does not name its own (all but `OPTIONS`, the admin ones name the admin token), and lists
+/// the answers a credential can bring on each, as `auth::authenticate` decides them.
+pub fn secure(document: &mut OpenApi) {
+    let components = document.components.get_or_insert_with(Default::default);
+    let bearer = |description: &str| {
+        let mut scheme = Http::new(HttpAuthScheme::Bearer);
+        scheme.description = Some(description.to_owned());
+        SecurityScheme::Http(scheme)
+    };
+    components.add_security_scheme(
+        API_KEY,
+        bearer("An API key of a project: `vod_<id>_<secret>`, as `POST /v1/keys` answers it."),
+    );
+    components.add_security_scheme(
+        ADMIN_TOKEN,
+        bearer("The operator's admin token (`GATEWAY_ADMIN_TOKEN`)."),
+    );
+    for (path, item) in document.paths.paths.iter_mut() {
+        if !(path == "/v1" || path.starts_with("/v1/")) {
+            continue;
+        }
+        // A `HEAD` answer has no body.
+        let operations = [
+            (&mut item.get, true),
+            (&mut item.head, false),
+            (&mut item.post, true),
+            (&mut item.patch, true),
+            (&mut item.put, true),
+            (&mut item.delete, true),
+        ];
+        for (operation, with_body) in operations {
+            let Some(operation) = operation.as_mut() else {
+                continue;
+            };
+            let admin = operation.security.is_some();
+            if !admin {
+                let key = SecurityRequirement::new::<_, [&str; 0], &str>(API_KEY, []);
+                operation.security = Some(vec![key]);
+            }
+            let unauthorized = ResponseBuilder::new()
+                .description(
+                    "`unauthorized`: no credential, or one that is malformed, unknown or revoked.",
+                )
+                .header(
+                    "WWW-Authenticate",
+                    Header::new(ObjectBuilder::new().schema_type(Type::String)),
+                );
+            add_response(operation, "401", unauthorized, with_body);
+            if !admin {
+                let forbidden =
+                    ResponseBuilder::new().description("`forbidden`: the key lacks the scope.");
+                add_response(operation, "403", forbidden, with_body);
+            }
+        }
+    }
+}
+
+/// Adds an error answer unless the operation describes that status itself.
+fn add_response(operation: &mut Operation, status: &str, response: ResponseBuilder, body: bool) {
+    if operation.responses.responses.contains_key(status) {
+        return;
+    }
+    let response = if body {
+        response.content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("ErrorBody")))
+                .build(),
+        )
+    } else {
+        response
+    };
+    operation
+        .responses
+        .responses
+        .insert(status.to_owned(), RefOr::T(response.build()));
+}
 
 /// The `operation_id` of `POST /v1/uploads`, whose body (creation-with-upload) is optional.
 const CREATE_UPLOAD: &str = "create_upload";

@@ -9,7 +9,8 @@ use uuid::Uuid;
 use vod_contracts::api::{FlowView, Playback, RenditionView, SourceView, VideoView};
 use vod_contracts::outcome::RenditionFacts;
 use vod_contracts::{
-    EncodePath, FlowId, FlowStatus, SessionId, SessionStatus, UploadKind, VideoId, VideoStatus,
+    EncodePath, FlowId, FlowStatus, ProjectId, SessionId, SessionStatus, UploadKind, VideoId,
+    VideoStatus,
 };
 
 use crate::error::ApiError;
@@ -57,8 +58,11 @@ pub struct UploadState {
     pub parts: Vec<SessionId>,
 }
 
+/// The upload if it is the project's: another project's upload is as absent as one that does
+/// not exist, in the same single query.
 pub async fn find_upload(
     pool: &Pool,
+    project_id: ProjectId,
     session_id: SessionId,
 ) -> Result<Option<UploadState>, ReadError> {
     let client = pool.get().await?;
@@ -73,10 +77,12 @@ pub async fn find_upload(
                     (s.status = 'OPEN' AND COALESCE(s.expires_at < now(), false)) AS expired, \
                     COALESCE(s.parts, '{}'::uuid[]) AS parts \
              FROM upload_session s LEFT JOIN flow f ON f.id = s.flow_id \
-             WHERE s.id = $1",
+             WHERE s.id = $1 AND s.project_id = $2",
         )
         .await?;
-    let row = client.query_opt(&statement, &[&session_id.0]).await?;
+    let row = client
+        .query_opt(&statement, &[&session_id.0, &project_id.0])
+        .await?;
     row.map(|row| {
         let parts: Vec<Uuid> = row.get("parts");
         Ok(UploadState {
@@ -102,16 +108,18 @@ const FLOW_COLUMNS: &str = "id, video_id, status, filename, uploaded_bytes, tota
      source_height, source_video_codec, source_audio_codec, source_frame_rate, renditions, \
      poster_path";
 
+/// The video if it is the project's.
 pub async fn find_video(
     pool: &Pool,
+    project_id: ProjectId,
     video_id: VideoId,
     holder_public_url: &str,
 ) -> Result<Option<VideoView>, ReadError> {
     let client = pool.get().await?;
     let Some(row) = client
         .query_opt(
-            &format!("SELECT {VIDEO_COLUMNS} FROM video WHERE id = $1"),
-            &[&video_id.0],
+            &format!("SELECT {VIDEO_COLUMNS} FROM video WHERE id = $1 AND project_id = $2"),
+            &[&video_id.0, &project_id.0],
         )
         .await?
     else {
@@ -135,6 +143,7 @@ pub async fn find_video(
 /// A page of videos, newest first, with their flows loaded in one query.
 pub async fn list_videos(
     pool: &Pool,
+    project_id: ProjectId,
     limit: i64,
     offset: i64,
     holder_public_url: &str,
@@ -143,10 +152,10 @@ pub async fn list_videos(
     let videos = client
         .query(
             &format!(
-                "SELECT {VIDEO_COLUMNS} FROM video \
+                "SELECT {VIDEO_COLUMNS} FROM video WHERE project_id = $3 \
                  ORDER BY created_at DESC, id DESC LIMIT $1 OFFSET $2"
             ),
-            &[&limit, &offset],
+            &[&limit, &offset, &project_id.0],
         )
         .await?;
     let ids: Vec<Uuid> = videos.iter().map(|row| row.get("id")).collect();

@@ -4,7 +4,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::header::{
-    HeaderName, ACCESS_CONTROL_REQUEST_METHOD, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, RETRY_AFTER,
+    HeaderName, ACCESS_CONTROL_REQUEST_METHOD, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE,
+    LOCATION, RETRY_AFTER,
 };
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -24,11 +25,12 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use vod_infra::config::{millis, HttpLimits};
 
+use crate::auth::{self, KeyCache};
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::metrics::GatewayMetrics;
 use crate::openapi::{self, ApiDoc};
-use crate::routes::{docs, health, uploads, videos};
+use crate::routes::{admin, docs, health, keys, uploads, videos};
 use crate::state::AppState;
 use crate::tus;
 use crate::uploader_client::UploaderClient;
@@ -67,6 +69,10 @@ impl App {
         let stopping = CancellationToken::new();
         let publishing = Arc::new(Semaphore::new(config.publishing_chunks_max));
         let buffers = Arc::new(Semaphore::new(config.max_buffered_bytes));
+        let keys = Arc::new(KeyCache::new(
+            millis(config.api_key_cache_ms),
+            config.api_key_cache_max,
+        ));
         let state = AppState {
             publishing,
             buffers,
@@ -75,6 +81,7 @@ impl App {
             uploader: uploader.clone(),
             body_tasks: body_tasks.clone(),
             metrics,
+            keys,
             metrics_registry: Arc::new(registry),
             stopping: stopping.clone(),
         };
@@ -152,6 +159,12 @@ fn documented_routes() -> OpenApiRouter<AppState> {
     let video_routes = OpenApiRouter::new()
         .routes(routes!(videos::create, videos::list))
         .routes(routes!(videos::show));
+    let key_routes = OpenApiRouter::new()
+        .routes(routes!(keys::create, keys::list))
+        .routes(routes!(keys::revoke));
+    let admin_routes = OpenApiRouter::new()
+        .routes(routes!(admin::create_project, admin::list_projects))
+        .routes(routes!(admin::create_key));
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
@@ -161,6 +174,8 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(docs::asset))
         .merge(tus_routes)
         .merge(video_routes)
+        .merge(key_routes)
+        .merge(admin_routes)
 }
 
 /// Every route of the gateway.
@@ -168,6 +183,7 @@ pub fn router(state: AppState) -> Router {
     let (routes, mut document) = documented_routes().split_for_parts();
     openapi::list_error_codes(&mut document);
     openapi::describe_tus(&mut document, &state.config);
+    openapi::secure(&mut document);
     let retry_after = state.config.retry_after_secs;
     let http_metrics = state.metrics.http.clone();
     let api = routes
@@ -177,6 +193,10 @@ pub fn router(state: AppState) -> Router {
         // The tus routes lift the limit for themselves.
         .layer(DefaultBodyLimit::max(state.config.max_json_bytes))
         .layer(Extension(docs::Document(Arc::new(document))))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
         .with_state(state)
         .layer(middleware::from_fn_with_state(
             http_metrics,
@@ -234,6 +254,7 @@ fn with_cors(api: Router) -> Router {
         CONTENT_LENGTH,
         tus::X_HTTP_METHOD_OVERRIDE,
         HeaderName::from_static("x-requested-with"),
+        AUTHORIZATION,
     ];
     let exposed_headers = [
         LOCATION,

@@ -9,6 +9,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::auth::KeyCache;
 use crate::config::Config;
 use crate::metrics::GatewayMetrics;
 use crate::uploader_client::UploaderClient;
@@ -22,6 +23,8 @@ pub struct AppState {
     /// Upload bodies being stored; they finish even when their request is dropped.
     pub body_tasks: TaskTracker,
     pub metrics: GatewayMetrics,
+    /// Keys verified lately.
+    pub keys: Arc<KeyCache>,
     /// What `/metrics` renders.
     pub metrics_registry: Arc<Registry>,
     /// Cancelled once the gateway stops serving: write locks still being given back are left

@@ -631,6 +631,7 @@ mod tests {
 
     fn create_video() -> CreateVideo {
         CreateVideo {
+            project_id: vod_contracts::ProjectId::DEFAULT,
             title: "t".to_owned(),
             description: String::new(),
         }
@@ -842,6 +843,7 @@ mod tests {
             .await
             .expect("broker reachable");
         let lock = LockUpload {
+            project_id: vod_contracts::ProjectId::DEFAULT,
             session_id: SessionId::new(),
             writer: WriterId::new(),
             offset: 0,

@@ -5,7 +5,7 @@ mod support;
 
 use futures_util::stream;
 use reqwest::{Method, StatusCode};
-use support::{b64, error_body, header, http, Gateway, TestEnv, UploaderDouble};
+use support::{b64, error_body, header, http, Gateway, TestEnv, UploaderDouble, TEST_KEY};
 
 const TUS: (&str, &str) = ("Tus-Resumable", "1.0.0");
 const OCTETS: (&str, &str) = ("Content-Type", "application/offset+octet-stream");
@@ -615,7 +615,7 @@ async fn bytes_received_before_the_client_disconnects_are_stored() {
         .await
         .expect("connect");
     let head = format!(
-        "PATCH /v1/uploads/{session_id} HTTP/1.1\r\nHost: {addr}\r\nTus-Resumable: 1.0.0\r\n\
+        "PATCH /v1/uploads/{session_id} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {TEST_KEY}\r\nTus-Resumable: 1.0.0\r\n\
          Content-Type: application/offset+octet-stream\r\nUpload-Offset: 0\r\n\
          Content-Length: 100000\r\n\r\n"
     );
@@ -655,7 +655,7 @@ async fn stalled_patch(
         .await
         .expect("connect");
     let head = format!(
-        "PATCH /v1/uploads/{session_id} HTTP/1.1\r\nHost: {addr}\r\nTus-Resumable: 1.0.0\r\n\
+        "PATCH /v1/uploads/{session_id} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {TEST_KEY}\r\nTus-Resumable: 1.0.0\r\n\
          Content-Type: application/offset+octet-stream\r\nUpload-Offset: 0\r\n\
          Content-Length: {declared}\r\n\r\n"
     );

@@ -161,7 +161,7 @@ async fn a_ready_video_has_absolute_playback_urls_of_its_newest_ready_flow() {
     let video_id = uuid::Uuid::now_v7();
     env.db
         .execute(
-            "INSERT INTO video (id, title, status) VALUES ($1, 'Ready one', 'READY')",
+            "INSERT INTO video (project_id, id, title, status) VALUES ('00000000-0000-7000-8000-000000000001', $1, 'Ready one', 'READY')",
             &[&video_id],
         )
         .await
@@ -228,8 +228,8 @@ async fn listing_is_newest_first_and_paged() {
         env.db
             .execute(
                 &format!(
-                    "INSERT INTO video (id, title, created_at)
-                     VALUES ($1, 'video {n}', now() - interval '{} minutes')",
+                    "INSERT INTO video (project_id, id, title, created_at)
+                     VALUES ('00000000-0000-7000-8000-000000000001', $1, 'video {n}', now() - interval '{} minutes')",
                     10 - n
                 ),
                 &[&id],

@@ -12,7 +12,10 @@ mod stack;
 pub mod tus;
 
 pub use env::TestEnv;
-pub use stack::{Proxied, Proxies, Stack, StackOptions};
+pub use stack::{
+    client_with_key, create_key, create_project, Proxied, Proxies, Stack, StackOptions,
+    KEY_CACHE_MS,
+};
 
 /// Lowercase hex SHA-256, as fflow records a source's.
 pub fn sha256_hex(bytes: &[u8]) -> String {

@@ -1,7 +1,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use vod_contracts::api::VideoView;
@@ -191,6 +191,62 @@ impl Drop for Running {
     }
 }
 
+/// How long the gateway of a stack believes a verified key: short, so that a revocation shows
+/// soon.
+pub const KEY_CACHE_MS: u64 = 500;
+
+/// A client that sends `key` as its bearer credential.
+pub fn client_with_key(key: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let value = reqwest::header::HeaderValue::from_str(&format!("Bearer {key}"))
+        .expect("a key is a header value");
+    headers.insert(reqwest::header::AUTHORIZATION, value);
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("an http client")
+}
+
+/// Makes a key of `project_id` with the admin token; answers the whole key.
+pub async fn create_key(
+    gateway_url: &str,
+    admin_token: &str,
+    project_id: vod_contracts::ProjectId,
+    scopes: &[&str],
+) -> String {
+    let response = reqwest::Client::new()
+        .post(format!("{gateway_url}/v1/admin/projects/{project_id}/keys"))
+        .bearer_auth(admin_token)
+        .json(&serde_json::json!({"scopes": scopes, "name": "tests"}))
+        .send()
+        .await
+        .expect("the gateway answers");
+    assert_eq!(response.status(), 201, "a key is made");
+    let created: serde_json::Value = response.json().await.expect("json");
+    created["key"].as_str().expect("the key").to_owned()
+}
+
+/// Makes a project with the admin token; answers its id.
+pub async fn create_project(
+    gateway_url: &str,
+    admin_token: &str,
+    name: &str,
+) -> vod_contracts::ProjectId {
+    let response = reqwest::Client::new()
+        .post(format!("{gateway_url}/v1/admin/projects"))
+        .bearer_auth(admin_token)
+        .json(&serde_json::json!({ "name": name }))
+        .send()
+        .await
+        .expect("the gateway answers");
+    assert_eq!(response.status(), 201, "a project is made");
+    let created: serde_json::Value = response.json().await.expect("json");
+    created["id"]
+        .as_str()
+        .and_then(|id| id.parse().ok())
+        .expect("the project's id")
+}
+
 /// The whole system, in-process: holder, two fflow replicas, two uploaders, the gateway.
 pub struct Stack {
     pub gateway_url: String,
@@ -203,7 +259,12 @@ pub struct Stack {
     pub fflow_addresses: Vec<String>,
     /// The internal token the fflow replicas take and the uploaders send.
     pub fflow_token: SecretString,
+    /// Sends [`Stack::api_key`].
     pub http: reqwest::Client,
+    /// The gateway's admin token.
+    pub admin_token: String,
+    /// A read and write key of the project `default`.
+    pub api_key: String,
     /// The uploaders' scheduler jobs, to drive them directly.
     pub schedulers: Vec<uploader::scheduler::Scheduler>,
     /// Base URLs of the fflow replicas' and the uploaders' own listeners (`/healthz`,
@@ -364,7 +425,9 @@ impl Stack {
         gateway_config.max_upload_bytes = options.max_upload_bytes;
         gateway_config.lock_wait_ms = options.lock_wait_ms;
         gateway_config.shutdown_timeout_ms = options.shutdown_timeout_ms;
+        gateway_config.api_key_cache_ms = KEY_CACHE_MS;
         (options.configure_gateway)(&mut gateway_config);
+        let admin_token = gateway_config.admin_token.expose_secret().to_owned();
         let runtime = service_runtime("gateway");
         let gateway = on_runtime(&runtime, gateway::App::build(gateway_config))
             .await
@@ -373,6 +436,13 @@ impl Stack {
         services.push(Running::spawn(runtime, "gateway", |stop| {
             gateway.run_until_stopped(stop)
         }));
+        let api_key = create_key(
+            &gateway_url,
+            &admin_token,
+            vod_contracts::ProjectId::DEFAULT,
+            &["read", "write"],
+        )
+        .await;
 
         Self {
             gateway_url,
@@ -382,7 +452,9 @@ impl Stack {
             fflow_spool: env.dir.path().join("fflow"),
             fflow_addresses,
             fflow_token,
-            http: reqwest::Client::new(),
+            http: client_with_key(&api_key),
+            admin_token,
+            api_key,
             schedulers,
             fflow_urls,
             uploader_urls,

@@ -14,7 +14,8 @@ use vod_contracts::commands::{
     TerminateUpload, UnlockUpload, UploadCreated, UploadLocked, UploadTerminated, UploadUnlocked,
     VideoCreated,
 };
-use vod_contracts::{SessionId, VideoStatus, WriterId};
+use vod_contracts::commands::{CreateProject, ProjectCreated};
+use vod_contracts::{ProjectId, SessionId, VideoStatus, WriterId};
 use vod_tests::media::generate_clip;
 use vod_tests::tus::{metadata, TUS_VERSION};
 use vod_tests::{Stack, TestEnv};
@@ -33,6 +34,7 @@ async fn every_command_is_answered_with_its_own_reply_type_through_the_broker() 
 
     let VideoCreated { video_id } = client
         .call(&CreateVideo {
+            project_id: ProjectId::DEFAULT,
             title: "Typed".to_owned(),
             description: "every command".to_owned(),
         })
@@ -44,6 +46,7 @@ async fn every_command_is_answered_with_its_own_reply_type_through_the_broker() 
     // that stages a piece and then commits it with the next.
     let created: UploadCreated = client
         .call(&CreateUpload {
+            project_id: ProjectId::DEFAULT,
             video_id: Some(video_id),
             title: "Typed".to_owned(),
             filename: Some("typed.bin".to_owned()),
@@ -58,6 +61,7 @@ async fn every_command_is_answered_with_its_own_reply_type_through_the_broker() 
     let writer = WriterId::new();
     let locked: UploadLocked = client
         .call(&LockUpload {
+            project_id: ProjectId::DEFAULT,
             session_id,
             writer,
             offset: 0,
@@ -105,6 +109,7 @@ async fn every_command_is_answered_with_its_own_reply_type_through_the_broker() 
     assert_eq!(unlocked, UploadUnlocked {});
     let declared: LengthDeclared = client
         .call(&DeclareLength {
+            project_id: ProjectId::DEFAULT,
             session_id,
             total_bytes: 5000,
         })
@@ -118,7 +123,10 @@ async fn every_command_is_answered_with_its_own_reply_type_through_the_broker() 
         }
     );
     let terminated: UploadTerminated = client
-        .call(&TerminateUpload { session_id })
+        .call(&TerminateUpload {
+            project_id: ProjectId::DEFAULT,
+            session_id,
+        })
         .await
         .expect("upload terminated");
     assert_eq!(terminated, UploadTerminated {});
@@ -126,6 +134,7 @@ async fn every_command_is_answered_with_its_own_reply_type_through_the_broker() 
     // A refusal is a typed error too.
     let refused = client
         .call(&LockUpload {
+            project_id: ProjectId::DEFAULT,
             session_id: SessionId::new(),
             writer,
             offset: 0,
@@ -143,6 +152,7 @@ async fn every_command_is_answered_with_its_own_reply_type_through_the_broker() 
     let len = bytes.len() as u64;
     let partial: PartialUploadCreated = client
         .call(&CreatePartialUpload {
+            project_id: ProjectId::DEFAULT,
             total_bytes: Some(len),
             metadata: None,
         })
@@ -164,6 +174,7 @@ async fn every_command_is_answered_with_its_own_reply_type_through_the_broker() 
     assert_eq!(expires_at, None, "a complete upload does not expire");
     let joined: UploadCreated = client
         .call(&CreateFinalUpload {
+            project_id: ProjectId::DEFAULT,
             video_id: None,
             title: "Joined".to_owned(),
             filename: Some("clip.mp4".to_owned()),
@@ -278,4 +289,124 @@ async fn an_internal_uploader_failure_is_answered_500_internal_without_retry_aft
     );
     stack.assert_running();
     stack.shutdown().await;
+}
+
+/// The uploader is the last line of the isolation between projects: whatever the gateway
+/// sends, a command never reaches a row of another project than the one it names, and such a
+/// row is answered as one that does not exist.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_command_of_one_project_finds_nothing_of_another() {
+    let env = TestEnv::new().await;
+    let _stack = Stack::spawn(&env).await;
+    let options = ClientOptions {
+        rpc_timeout: Duration::from_secs(30),
+        ..Config::default().uploader_client(BrokerMetrics::default())
+    };
+    let (client, _replies) = UploaderClient::connect(&env.amqp(), options)
+        .await
+        .expect("broker reachable");
+    let ProjectCreated {
+        project_id: other, ..
+    } = client
+        .call(&CreateProject {
+            name: "other".to_owned(),
+        })
+        .await
+        .expect("project created");
+    let taken = client
+        .call(&CreateProject {
+            name: "other".to_owned(),
+        })
+        .await;
+    assert!(
+        matches!(&taken, Err(CallError::Rejected(r)) if r.code == RejectCode::ProjectNameTaken),
+        "{taken:?}"
+    );
+
+    let mine: UploadCreated = client
+        .call(&CreateUpload {
+            project_id: ProjectId::DEFAULT,
+            video_id: None,
+            title: "Mine".to_owned(),
+            filename: None,
+            total_bytes: Some(10),
+            metadata: None,
+        })
+        .await
+        .expect("upload created");
+    let partial: PartialUploadCreated = client
+        .call(&CreatePartialUpload {
+            project_id: ProjectId::DEFAULT,
+            total_bytes: Some(0),
+            metadata: None,
+        })
+        .await
+        .expect("partial upload created");
+
+    let code = |result: Result<(), CallError>| match result {
+        Err(CallError::Rejected(reject)) => Some(reject.code),
+        _ => None,
+    };
+    let attach = client
+        .call(&CreateUpload {
+            project_id: other,
+            video_id: Some(mine.video_id),
+            title: "Theirs".to_owned(),
+            filename: None,
+            total_bytes: Some(10),
+            metadata: None,
+        })
+        .await
+        .map(drop);
+    assert_eq!(code(attach), Some(RejectCode::VideoNotFound));
+    let lock = client
+        .call(&LockUpload {
+            project_id: other,
+            session_id: mine.session_id,
+            writer: WriterId::new(),
+            offset: 0,
+        })
+        .await
+        .map(drop);
+    assert_eq!(code(lock), Some(RejectCode::UploadNotFound));
+    let declare = client
+        .call(&DeclareLength {
+            project_id: other,
+            session_id: mine.session_id,
+            total_bytes: 10,
+        })
+        .await
+        .map(drop);
+    assert_eq!(code(declare), Some(RejectCode::UploadNotFound));
+    let terminate = client
+        .call(&TerminateUpload {
+            project_id: other,
+            session_id: mine.session_id,
+        })
+        .await
+        .map(drop);
+    assert_eq!(code(terminate), Some(RejectCode::UploadNotFound));
+    let join = client
+        .call(&CreateFinalUpload {
+            project_id: other,
+            video_id: None,
+            title: "Joined".to_owned(),
+            filename: None,
+            metadata: None,
+            parts: vec![partial.session_id],
+        })
+        .await
+        .map(drop);
+    assert_eq!(code(join), Some(RejectCode::UploadNotFound));
+
+    // The owner still reaches all of it.
+    client
+        .call(&LockUpload {
+            project_id: ProjectId::DEFAULT,
+            session_id: mine.session_id,
+            writer: WriterId::new(),
+            offset: 0,
+        })
+        .await
+        .expect("the owner locks its upload");
 }

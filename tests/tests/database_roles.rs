@@ -75,11 +75,23 @@ async fn the_gateway_reads_as_vod_gateway_which_cannot_write() {
     let video_id = uuid::Uuid::now_v7();
     owner
         .execute(
-            "INSERT INTO video (id, title) VALUES ($1, 'read by the gateway')",
+            "INSERT INTO video (project_id, id, title) VALUES ('00000000-0000-7000-8000-000000000001', $1, 'read by the gateway')",
             &[&video_id],
         )
         .await
         .expect("the owner writes");
+    // A key of the project, as the uploader stores it: the gateway reads it as vod_gateway.
+    let key_id = uuid::Uuid::now_v7();
+    let secret = "databaserolesdatabaserolesdatabaserolesAAAA";
+    owner
+        .execute(
+            "INSERT INTO api_key (id, project_id, scopes, secret_sha256)
+             VALUES ($1, '00000000-0000-7000-8000-000000000001', '{read}', sha256($2))",
+            &[&key_id, &secret.as_bytes()],
+        )
+        .await
+        .expect("the owner stores a key");
+    let key = format!("vod_{}_{secret}", key_id.simple());
 
     let mut config = gateway::Config::for_tests(&reader_url, &env.queue_prefix);
     config.amqp = env.amqp();
@@ -87,7 +99,7 @@ async fn the_gateway_reads_as_vod_gateway_which_cannot_write() {
     let base = format!("http://{}", app.local_addr());
     let stop = CancellationToken::new();
     let running = tokio::spawn(app.run_until_stopped(stop.clone()));
-    let http = reqwest::Client::new();
+    let http = vod_tests::client_with_key(&key);
     let video: serde_json::Value = poll_until(
         "the gateway to read the video",
         Duration::from_secs(30),
@@ -119,7 +131,7 @@ async fn the_gateway_reads_as_vod_gateway_which_cannot_write() {
         .get(0);
     assert!(!superuser);
     for statement in [
-        "INSERT INTO video (id, title) VALUES (gen_random_uuid(), 'written by the gateway')",
+        "INSERT INTO video (project_id, id, title) VALUES ('00000000-0000-7000-8000-000000000001', gen_random_uuid(), 'written by the gateway')",
         "UPDATE video SET title = 'changed by the gateway'",
         "DELETE FROM upload_session",
         "CREATE TABLE gateway_table (id int)",

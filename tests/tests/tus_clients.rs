@@ -16,8 +16,9 @@ fn clients_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tus-clients")
 }
 
-/// Runs tus-js-client through `upload.mjs` with `options`.
-async fn tus_js_client(options: Value) -> Output {
+/// Runs tus-js-client through `upload.mjs` with `options`, sending `api_key` (from the
+/// environment, as a key is given to a program, never on its command line).
+async fn tus_js_client(api_key: &str, options: Value) -> Output {
     let dir = clients_dir();
     assert!(
         dir.join("node_modules/tus-js-client").exists(),
@@ -27,6 +28,7 @@ async fn tus_js_client(options: Value) -> Output {
     tokio::process::Command::new("node")
         .arg(dir.join("upload.mjs"))
         .arg(options.to_string())
+        .env("VOD_API_KEY", api_key)
         .kill_on_drop(true)
         .output()
         .await
@@ -81,11 +83,14 @@ async fn tus_js_client_uploads_a_whole_file() {
     let env = TestEnv::new().await;
     let stack = Stack::spawn(&env).await;
     let (path, bytes) = clip(&env, 3);
-    let output = tus_js_client(json!({
-        "endpoint": stack.url("/v1/uploads"),
-        "file": path,
-        "metadata": {"filename": "clip.mp4", "title": "From tus-js-client"},
-    }))
+    let output = tus_js_client(
+        &stack.api_key,
+        json!({
+            "endpoint": stack.url("/v1/uploads"),
+            "file": path,
+            "metadata": {"filename": "clip.mp4", "title": "From tus-js-client"},
+        }),
+    )
     .await;
     let done = success(&output);
     let url = done["url"].as_str().expect("upload url");
@@ -121,7 +126,7 @@ async fn tus_js_client_killed_midway_is_resumed_by_a_new_process_from_the_server
         })
     };
 
-    let killed = tus_js_client(options("new")).await;
+    let killed = tus_js_client(&stack.api_key, options("new")).await;
     assert!(!killed.status.success(), "the first process was killed");
     let killing = events(&killed)
         .into_iter()
@@ -135,7 +140,7 @@ async fn tus_js_client_killed_midway_is_resumed_by_a_new_process_from_the_server
         bytes.len()
     );
 
-    let resumed = tus_js_client(options("resume")).await;
+    let resumed = tus_js_client(&stack.api_key, options("resume")).await;
     let done = success(&resumed);
     assert_eq!(done["url"].as_str(), Some(url.as_str()), "the same upload");
     assert_eq!(
@@ -154,12 +159,15 @@ async fn tus_js_client_parallel_upload_is_joined_through_concatenation() {
     let env = TestEnv::new().await;
     let stack = Stack::spawn(&env).await;
     let (path, bytes) = clip(&env, 3);
-    let output = tus_js_client(json!({
-        "endpoint": stack.url("/v1/uploads"),
-        "file": path,
-        "parallel": 3,
-        "metadata": {"filename": "parallel.mp4"},
-    }))
+    let output = tus_js_client(
+        &stack.api_key,
+        json!({
+            "endpoint": stack.url("/v1/uploads"),
+            "file": path,
+            "parallel": 3,
+            "metadata": {"filename": "parallel.mp4"},
+        }),
+    )
     .await;
     let done = success(&output);
     let url = done["url"].as_str().expect("final upload url");
@@ -174,14 +182,17 @@ async fn tus_js_client_uploads_a_stream_of_deferred_length() {
     let env = TestEnv::new().await;
     let stack = Stack::spawn(&env).await;
     let (path, bytes) = clip(&env, 3);
-    let output = tus_js_client(json!({
-        "endpoint": stack.url("/v1/uploads"),
-        "file": path,
-        "deferred": true,
-        "chunkSize": 200 * 1024,
-        "overridePatch": true,
-        "metadata": {"filename": "stream.mp4"},
-    }))
+    let output = tus_js_client(
+        &stack.api_key,
+        json!({
+            "endpoint": stack.url("/v1/uploads"),
+            "file": path,
+            "deferred": true,
+            "chunkSize": 200 * 1024,
+            "overridePatch": true,
+            "metadata": {"filename": "stream.mp4"},
+        }),
+    )
     .await;
     let done = success(&output);
     let url = done["url"].as_str().expect("upload url");
@@ -203,6 +214,7 @@ async fn tuspy_uploads_with_a_checksum_on_every_patch() {
     );
     let output = tokio::process::Command::new(&python)
         .arg(clients_dir().join("checksum_upload.py"))
+        .env("VOD_API_KEY", &stack.api_key)
         .arg(stack.url("/v1/uploads"))
         .arg(&path)
         .arg((150 * 1024).to_string())

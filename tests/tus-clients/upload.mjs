@@ -8,7 +8,7 @@
 // process), killAfterBytes (the process kills itself once the server has accepted that many
 // bytes), metadata. Prints one JSON line per event: "killing" before a kill, "success" at the
 // end, with the upload URL, the video id from the creation response, and the offset of the
-// first PATCH this process sent.
+// first PATCH this process sent. VOD_API_KEY, when set, is sent as the bearer credential.
 import fs from 'node:fs'
 import { Readable } from 'node:stream'
 import * as tus from 'tus-js-client'
@@ -25,6 +25,7 @@ async function main() {
       endpoint: options.endpoint,
       chunkSize: options.chunkSize ?? Number.POSITIVE_INFINITY,
       metadata: options.metadata ?? {},
+      headers: process.env.VOD_API_KEY ? { Authorization: `Bearer ${process.env.VOD_API_KEY}` } : {},
       retryDelays: [0, 250, 500, 1000, 2000],
       overridePatchMethod: Boolean(options.overridePatch),
       removeFingerprintOnSuccess: false,

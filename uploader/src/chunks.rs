@@ -484,6 +484,7 @@ mod tests {
         let created = transitions::create_upload(
             &tx,
             NewUpload {
+                project_id: vod_contracts::ProjectId::DEFAULT,
                 video_id: None,
                 title: "fenced",
                 filename: None,

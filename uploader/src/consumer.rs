@@ -19,8 +19,8 @@ use tokio_util::task::TaskTracker;
 use tracing::field::Empty;
 use tracing::Instrument;
 use vod_contracts::commands::{
-    CommandKind, CreateApiKey, CreateFinalUpload, CreatePartialUpload, CreateProject,
-    CreateUpload, CreateVideo, DeclareLength, LockUpload, Reject, RejectCode, Reply, RevokeApiKey,
+    CommandKind, CreateApiKey, CreateFinalUpload, CreatePartialUpload, CreateProject, CreateUpload,
+    CreateVideo, DeclareLength, LockUpload, Reject, RejectCode, Reply, RevokeApiKey,
     TerminateUpload, TouchApiKeys, UnlockUpload,
 };
 use vod_infra::consume::{Deliveries, Subscription};

@@ -14,7 +14,8 @@ use deadpool_postgres::GenericClient;
 use vod_contracts::commands::{Reject, RejectCode};
 use vod_contracts::outcome::{EncodeResult, EncodeStart, MediaFacts};
 use vod_contracts::{
-    FlowId, FlowStatus, ProjectId, SessionId, SessionStatus, UploadKind, VideoId, VideoStatus, WriterId,
+    FlowId, FlowStatus, ProjectId, SessionId, SessionStatus, UploadKind, VideoId, VideoStatus,
+    WriterId,
 };
 
 use crate::metrics::{Entity, StateTransitions};
@@ -138,7 +139,9 @@ async fn upload_video(
     counted: &StateTransitions,
 ) -> anyhow::Result<Result<VideoId, Reject>> {
     let Some(video_id) = video_id else {
-        return Ok(Ok(create_video(client, project_id, title, "", counted).await?));
+        return Ok(Ok(
+            create_video(client, project_id, title, "", counted).await?
+        ));
     };
     let exists = client
         .query_opt(

@@ -1,4 +1,7 @@
+pub mod admin;
 pub mod docs;
 pub mod health;
+mod json;
+pub mod keys;
 pub mod uploads;
 pub mod videos;

@@ -20,6 +20,7 @@ use vod_contracts::{SessionId, SessionStatus, UploadKind};
 
 pub use self::creation::*;
 pub use self::patch::*;
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::read_model::{self, UploadState};
 use crate::state::AppState;
@@ -134,12 +135,13 @@ fn describe_server(State(state): State<AppState>) -> Response {
 )]
 pub async fn head(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
     // tus requires the header on every request; one that names another version is refused,
     // and a plain `HEAD` without it is still answered.
     _: Option<TusResumable>,
 ) -> Result<Response, ApiError> {
-    let upload = find_live_upload(&state, &id).await?.1;
+    let upload = find_live_upload(&state, &caller, &id).await?.1;
     let mut response = (
         StatusCode::OK,
         [
@@ -221,11 +223,18 @@ pub async fn head(
 )]
 pub async fn terminate(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
     _: TusResumable,
 ) -> Result<Response, ApiError> {
     let session_id = parse_session_id(&id)?;
-    state.uploader.call(&TerminateUpload { session_id }).await?;
+    state
+        .uploader
+        .call(&TerminateUpload {
+            project_id: caller.project_id,
+            session_id,
+        })
+        .await?;
     tracing::info!(%session_id, "upload terminated");
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -233,10 +242,11 @@ pub async fn terminate(
 /// The upload named by the path; terminated ones are gone, expired ones say so.
 async fn find_live_upload(
     state: &AppState,
+    caller: &Caller,
     id: &str,
 ) -> Result<(SessionId, UploadState), ApiError> {
     let session_id = parse_session_id(id)?;
-    let upload = read_model::find_upload(&state.pool, session_id)
+    let upload = read_model::find_upload(&state.pool, caller.project_id, session_id)
         .await?
         .ok_or(ApiError::UploadNotFound)?;
     if upload.expired {

@@ -1,18 +1,20 @@
 //! The JSON API for videos.
 
 use anyhow::anyhow;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::header::LOCATION;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
-use validator::{Validate, ValidationError, ValidationErrors};
+use validator::{Validate, ValidationError};
 use vod_contracts::api::{ErrorBody, VideoList, VideoView};
 use vod_contracts::commands::{CreateVideo, VideoCreated};
 use vod_contracts::VideoId;
 
+use super::json::ValidJson;
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::plain_text::{check_plain_text, Lines};
 use crate::read_model;
@@ -89,11 +91,9 @@ fn valid_description(description: &str) -> Result<(), ValidationError> {
 )]
 pub async fn create(
     State(state): State<AppState>,
-    request: Result<Json<CreateVideoRequest>, JsonRejection>,
+    caller: Caller,
+    ValidJson(request): ValidJson<CreateVideoRequest>,
 ) -> Result<Response, ApiError> {
-    let Json(request) =
-        request.map_err(|rejection| json_rejection(rejection, state.config.max_json_bytes))?;
-    request.validate().map_err(first_validation_error)?;
     let title = request
         .title
         .as_deref()
@@ -104,14 +104,20 @@ pub async fn create(
     let VideoCreated { video_id } = state
         .uploader
         .call(&CreateVideo {
+            project_id: caller.project_id,
             title,
             description: request.description.unwrap_or_default(),
         })
         .await?;
     tracing::info!(%video_id, "video created");
-    let view = read_model::find_video(&state.pool, video_id, &state.config.holder_public_url)
-        .await?
-        .ok_or_else(|| anyhow!("video {video_id} confirmed by the uploader but not found"))?;
+    let view = read_model::find_video(
+        &state.pool,
+        caller.project_id,
+        video_id,
+        &state.config.holder_public_url,
+    )
+    .await?
+    .ok_or_else(|| anyhow!("video {video_id} confirmed by the uploader but not found"))?;
     Ok((
         StatusCode::CREATED,
         [(LOCATION, format!("/v1/videos/{video_id}"))],
@@ -138,12 +144,18 @@ pub async fn create(
 )]
 pub async fn show(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let video_id: VideoId = id.parse().map_err(|_| ApiError::VideoNotFound)?;
-    let view = read_model::find_video(&state.pool, video_id, &state.config.holder_public_url)
-        .await?
-        .ok_or(ApiError::VideoNotFound)?;
+    let view = read_model::find_video(
+        &state.pool,
+        caller.project_id,
+        video_id,
+        &state.config.holder_public_url,
+    )
+    .await?
+    .ok_or(ApiError::VideoNotFound)?;
     Ok(Json(view).into_response())
 }
 
@@ -176,6 +188,7 @@ pub struct ListQuery {
 )]
 pub async fn list(
     State(state): State<AppState>,
+    caller: Caller,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(query) =
@@ -188,9 +201,14 @@ pub async fn list(
         MAX_PAGE_SIZE,
     )?;
     let offset = page_number(query.offset.as_deref(), "offset", 0, 0, i64::MAX)?;
-    let videos =
-        read_model::list_videos(&state.pool, limit, offset, &state.config.holder_public_url)
-            .await?;
+    let videos = read_model::list_videos(
+        &state.pool,
+        caller.project_id,
+        limit,
+        offset,
+        &state.config.holder_public_url,
+    )
+    .await?;
     Ok(Json(VideoList { videos }).into_response())
 }
 
@@ -216,61 +234,10 @@ fn page_number(
         })
 }
 
-fn json_rejection(rejection: JsonRejection, max_json_bytes: usize) -> ApiError {
-    match rejection {
-        JsonRejection::MissingJsonContentType(_) => {
-            ApiError::UnsupportedMediaType("the body must be application/json".to_owned())
-        }
-        JsonRejection::BytesRejection(_) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            ApiError::PayloadTooLarge {
-                max: max_json_bytes,
-            }
-        }
-        JsonRejection::JsonDataError(ref error) => match wrong_field(error) {
-            Some(field) => {
-                let message = format!("{field} has the wrong type: {}", rejection.body_text());
-                ApiError::validation(field, message)
-            }
-            None => ApiError::InvalidJson(rejection.body_text()),
-        },
-        JsonRejection::JsonSyntaxError(_) => ApiError::InvalidJson(rejection.body_text()),
-        other => ApiError::InvalidRequest(other.body_text()),
-    }
-}
-
-/// The field whose value had the wrong type, when the JSON itself was well formed.
-fn wrong_field(error: &axum::extract::rejection::JsonDataError) -> Option<String> {
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        if let Some(error) = cause.downcast_ref::<serde_path_to_error::Error<serde_json::Error>>() {
-            let path = error.path().to_string();
-            return (path != ".").then_some(path);
-        }
-        source = cause.source();
-    }
-    None
-}
-
-/// The first failing field, in name order so that the answer is stable.
-fn first_validation_error(errors: ValidationErrors) -> ApiError {
-    let field_errors = errors.field_errors();
-    let mut fields: Vec<_> = field_errors.iter().collect();
-    fields.sort_by(|a, b| a.0.cmp(b.0));
-    match fields.first() {
-        Some((field, errors)) => {
-            let message = errors
-                .first()
-                .and_then(|error| error.message.as_ref().map(ToString::to_string))
-                .unwrap_or_else(|| format!("{field} is invalid"));
-            ApiError::validation(field.to_string(), message)
-        }
-        None => ApiError::InvalidRequest("the request is invalid".to_owned()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::routes::json::first_validation_error;
 
     fn field_of(error: ApiError) -> String {
         match error {

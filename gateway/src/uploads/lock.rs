@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use vod_contracts::commands::{LockUpload, RejectCode, UnlockUpload, UploadLocked};
-use vod_contracts::{SessionId, WriterId};
+use vod_contracts::{ProjectId, SessionId, WriterId};
 use vod_infra::backoff::Backoff;
 
 use crate::error::ApiError;
@@ -133,6 +133,7 @@ impl UnlockLater {
 /// Waits up to `wait` for another request to give the write lock back.
 pub(super) async fn lock_upload(
     uploader: UploaderClient,
+    project_id: ProjectId,
     session_id: SessionId,
     writer: WriterId,
     offset: u64,
@@ -142,6 +143,7 @@ pub(super) async fn lock_upload(
     loop {
         let locked = uploader
             .call(&LockUpload {
+                project_id,
                 session_id,
                 writer,
                 offset,

@@ -15,7 +15,7 @@ use tracing::Instrument;
 use vod_contracts::commands::{
     chunk_frame_prefix, ChunkCommit, ChunkHeader, ChunkReply, UnlockUpload,
 };
-use vod_contracts::{SessionId, WriterId};
+use vod_contracts::{ProjectId, SessionId, WriterId};
 
 use super::lock::{lock_upload, Lock, UnlockLater, Writing};
 use crate::body_pace::{paced, Pace};
@@ -28,6 +28,8 @@ use crate::uploader_client::UploaderClient;
 
 /// Where a request body goes.
 pub struct BodyTarget {
+    /// The project of the request, which the write lock is asked for.
+    pub project_id: ProjectId,
     pub session_id: SessionId,
     pub offset: u64,
     /// The upload's length, or the largest one allowed while it is deferred.
@@ -84,7 +86,14 @@ pub async fn store_body(
         let writer = WriterId::new();
         let session_id = target.session_id;
         let locking = tokio::spawn(
-            lock_upload(uploader.clone(), session_id, writer, offset, lock_wait)
+            lock_upload(
+                uploader.clone(),
+                target.project_id,
+                session_id,
+                writer,
+                offset,
+                lock_wait,
+            )
                 .instrument(tracing::Span::current()),
         );
         let writing = Writing {
@@ -173,6 +182,7 @@ async fn stream_body(
     writing: &Writing,
 ) -> Result<Stored, StoreFailed<ApiError>> {
     let BodyTarget {
+        project_id: _,
         session_id,
         offset: base,
         limit,

@@ -22,11 +22,28 @@ pub struct TestEnv {
     pub db: tokio_postgres::Client,
 }
 
+/// The key [`http`] sends: a read and write key of the project `default`, which
+/// [`TestEnv::new`] stores in every test's database.
+pub const TEST_KEY: &str =
+    "vod_0192a0b0c0d07e0fa1b2c3d4e5f60718_testkeytestkeytestkeytestkeytestkeytestkeyA";
+
 impl TestEnv {
     pub async fn new() -> Self {
         vod_infra::telemetry::init("warn");
         let world = TestWorld::new().await;
         let db = world.db().await;
+        let (id, secret) = TEST_KEY
+            .strip_prefix("vod_")
+            .and_then(|rest| rest.split_once('_'))
+            .expect("a key of the right form");
+        let id = uuid::Uuid::parse_str(id).expect("a key id");
+        db.execute(
+            "INSERT INTO api_key (id, project_id, scopes, secret_sha256)
+             VALUES ($1, '00000000-0000-7000-8000-000000000001', '{read,write}', sha256($2))",
+            &[&id, &secret.as_bytes()],
+        )
+        .await
+        .expect("insert the test key");
         Self { world, db }
     }
 
@@ -64,7 +81,7 @@ impl TestEnv {
         };
         self.db
             .execute(
-                "INSERT INTO video (id, title, status) VALUES ($1, 'inserted', 'UPLOADING')",
+                "INSERT INTO video (project_id, id, title, status) VALUES ('00000000-0000-7000-8000-000000000001', $1, 'inserted', 'UPLOADING')",
                 &[&video_id.0],
             )
             .await
@@ -86,8 +103,8 @@ impl TestEnv {
             .expect("insert flow");
         self.db
             .execute(
-                "INSERT INTO upload_session (id, flow_id, status, metadata, closed_at)
-                 VALUES ($1, $2, $3, $4, $5)",
+                "INSERT INTO upload_session (project_id, id, flow_id, status, metadata, closed_at)
+                 VALUES ('00000000-0000-7000-8000-000000000001', $1, $2, $3, $4, $5)",
                 &[
                     &session_id.0,
                     &flow_id.0,
@@ -149,8 +166,15 @@ impl Drop for Gateway {
     }
 }
 
+/// A client sending [`TEST_KEY`].
 pub fn http() -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        reqwest::header::HeaderValue::from_str(&format!("Bearer {TEST_KEY}")).expect("a header"),
+    );
     reqwest::Client::builder()
+        .default_headers(headers)
         .timeout(Duration::from_secs(60))
         .build()
         .expect("http client")

@@ -165,11 +165,13 @@ impl DoubleState {
         &mut self,
         video: Result<CreateVideo, Reject>,
     ) -> Result<VideoCreated, Reject> {
-        let CreateVideo { title, description } = video?;
+        let CreateVideo {
+            title, description, ..
+        } = video?;
         let video_id = VideoId::new();
         self.db
             .execute(
-                "INSERT INTO video (id, title, description) VALUES ($1, $2, $3)",
+                "INSERT INTO video (project_id, id, title, description) VALUES ('00000000-0000-7000-8000-000000000001', $1, $2, $3)",
                 &[&video_id.0, &title, &description],
             )
             .await
@@ -187,6 +189,7 @@ impl DoubleState {
             filename,
             total_bytes,
             metadata,
+            ..
         } = upload?;
         let transaction = self.db.transaction().await.map_err(unavailable)?;
         let video_id = match video_id {
@@ -205,7 +208,7 @@ impl DoubleState {
                 let video_id = VideoId::new();
                 transaction
                     .execute(
-                        "INSERT INTO video (id, title, status) VALUES ($1, $2, 'UPLOADING')",
+                        "INSERT INTO video (project_id, id, title, status) VALUES ('00000000-0000-7000-8000-000000000001', $1, $2, 'UPLOADING')",
                         &[&video_id.0, &title],
                     )
                     .await
@@ -230,7 +233,7 @@ impl DoubleState {
             .map_err(unavailable)?;
         transaction
             .execute(
-                "INSERT INTO upload_session (id, flow_id, metadata) VALUES ($1, $2, $3)",
+                "INSERT INTO upload_session (project_id, id, flow_id, metadata) VALUES ('00000000-0000-7000-8000-000000000001', $1, $2, $3)",
                 &[&session_id.0, &flow_id.0, &metadata],
             )
             .await
@@ -248,7 +251,7 @@ impl DoubleState {
         &mut self,
         terminate: Result<TerminateUpload, Reject>,
     ) -> Result<UploadTerminated, Reject> {
-        let TerminateUpload { session_id } = terminate?;
+        let TerminateUpload { session_id, .. } = terminate?;
         let transaction = self.db.transaction().await.map_err(unavailable)?;
         let updated = transaction
             .execute(

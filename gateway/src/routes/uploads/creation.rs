@@ -17,6 +17,7 @@ use super::headers::{
     TusResumable, TusVersion, UploadChecksum, UploadConcat,
 };
 use super::{check_fits, header_value, public_base, UploadBytes};
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::tus::{self, Concat, DeclaredLength, UploadMetadata};
@@ -72,6 +73,7 @@ use crate::uploads::{log_body_end, store_body, BodyTarget};
 #[allow(clippy::too_many_arguments)]
 pub async fn create(
     State(state): State<AppState>,
+    caller: Caller,
     _: TusResumable,
     UploadConcat(concat): UploadConcat,
     RawUploadMetadata(raw_metadata): RawUploadMetadata,
@@ -87,7 +89,7 @@ pub async fn create(
         tus::check_metadata_limits(raw, state.config.metadata_limits())?;
     }
     if let Some(Concat::Final(urls)) = concat {
-        return create_final(&state, &headers, raw_metadata, &urls).await;
+        return create_final(&state, &caller, &headers, raw_metadata, &urls).await;
     }
 
     let DeclaredUploadLength(length) = length?;
@@ -118,6 +120,7 @@ pub async fn create(
         } = state
             .uploader
             .call(&CreatePartialUpload {
+                project_id: caller.project_id,
                 total_bytes,
                 metadata: raw_metadata,
             })
@@ -133,6 +136,7 @@ pub async fn create(
         } = state
             .uploader
             .call(&CreateUpload {
+                project_id: caller.project_id,
                 video_id: metadata.video_id,
                 title: metadata.title,
                 filename: metadata.filename,
@@ -156,6 +160,7 @@ pub async fn create(
         // The upload exists whatever happens to its first bytes: answer 201 with what was
         // stored, and the client goes on from there.
         let target = BodyTarget {
+            project_id: caller.project_id,
             session_id,
             offset: 0,
             limit: total_bytes.unwrap_or(max),
@@ -192,6 +197,7 @@ pub async fn create(
 /// `POST` with `Upload-Concat: final;…`: the upload is the partial uploads joined, in order.
 async fn create_final(
     state: &AppState,
+    caller: &Caller,
     headers: &HeaderMap,
     raw_metadata: Option<String>,
     urls: &[String],
@@ -219,6 +225,7 @@ async fn create_final(
     } = state
         .uploader
         .call(&CreateFinalUpload {
+            project_id: caller.project_id,
             video_id: metadata.video_id,
             title: metadata.title,
             filename: metadata.filename,

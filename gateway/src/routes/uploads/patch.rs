@@ -16,6 +16,7 @@ use super::headers::{
     UploadOffset,
 };
 use super::{check_fits, find_live_upload, UploadBytes};
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::read_model::UploadState;
 use crate::state::AppState;
@@ -75,6 +76,7 @@ use crate::uploads::{log_body_end, store_body, BodyTarget};
 #[allow(clippy::too_many_arguments)]
 pub async fn patch(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
     _: TusResumable,
     _: OffsetOctetStream,
@@ -85,7 +87,7 @@ pub async fn patch(
     content_length: Result<ContentLength, ApiError>,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let (session_id, upload) = find_live_upload(&state, &id).await?;
+    let (session_id, upload) = find_live_upload(&state, &caller, &id).await?;
     if upload.kind == UploadKind::Final {
         return Err(ApiError::FinalUploadNotPatchable);
     }
@@ -110,7 +112,7 @@ pub async fn patch(
             }
             check_fits(offset, content_length, declared)?;
             if upload.status == SessionStatus::Open {
-                declare_length(&state, session_id, declared).await?;
+                declare_length(&state, &caller, session_id, declared).await?;
                 if declared == offset {
                     // The length was all that was missing: the upload is complete.
                     return Ok(offset_response(offset, None));
@@ -131,6 +133,7 @@ pub async fn patch(
     }
 
     let target = BodyTarget {
+        project_id: caller.project_id,
         session_id,
         offset,
         limit: total_bytes.unwrap_or(max),
@@ -167,12 +170,14 @@ pub async fn patch(
 
 async fn declare_length(
     state: &AppState,
+    caller: &Caller,
     session_id: SessionId,
     total_bytes: u64,
 ) -> Result<(), ApiError> {
     state
         .uploader
         .call(&DeclareLength {
+            project_id: caller.project_id,
             session_id,
             total_bytes,
         })
