@@ -1,6 +1,8 @@
 //! The whole stack as separate processes started from the release binaries, in a world of its
 //! own (database, queues, Redis keys, directories), so that benchmarks measure what a deployment
-//! runs and can read each service's memory. `BENCH_RUST_LOG` sets the services' log filter
+//! runs and can read each service's memory. The gateway gets an admin token of its own, with
+//! which the stack makes a read and write API key of the project `default`, as an operator
+//! would; clients send that key. `BENCH_RUST_LOG` sets the services' log filter
 //! (default `warn`), and `BENCH_LOG_DIR` names a directory their logs are copied to at the end.
 //! [`cpu`] reads the CPU time and memory of processes, [`node`] runs the reference tus server
 //! and the tus client under Node.
@@ -11,7 +13,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::{bail, ensure, Context};
+use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
+use vod_contracts::access::KeyCreated;
+use vod_contracts::ProjectId;
 use vod_infra::testsuite::{self, TestWorld};
 
 pub mod cpu;
@@ -22,6 +27,8 @@ use cpu::Watched;
 pub struct LocalStack {
     pub gateway_url: String,
     pub holder_url: String,
+    /// A read and write key of the project `default`, the whole string to send after `Bearer`.
+    pub api_key: String,
     pub dir: tempfile::TempDir,
     children: Vec<(String, Child)>,
     _world: TestWorld,
@@ -43,10 +50,13 @@ impl LocalStack {
         let fflow_ports = [free_port()?, free_port()?];
         let gateway_port = free_port()?;
         let amqp_url = testsuite::amqp_url();
+        // 122 bits from the operating system's CSPRNG.
+        let admin_token = format!("bench-admin-{}", uuid::Uuid::new_v4().simple());
 
         let mut stack = Self {
             gateway_url: format!("http://127.0.0.1:{gateway_port}"),
             holder_url: format!("http://127.0.0.1:{holder_http}"),
+            api_key: String::new(),
             dir,
             children: Vec::new(),
             _world: world,
@@ -110,6 +120,7 @@ impl LocalStack {
             ("GATEWAY_AMQP__URL", amqp_url.clone()),
             ("GATEWAY_AMQP__QUEUE_PREFIX", queue_prefix.clone()),
             ("GATEWAY_HOLDER_PUBLIC_URL", stack.holder_url.clone()),
+            ("GATEWAY_ADMIN_TOKEN", admin_token.clone()),
         ]);
         stack.spawn(bin_dir, "gateway", "gateway", gateway_env)?;
 
@@ -129,7 +140,19 @@ impl LocalStack {
                 })
                 .await?;
         }
+        stack.api_key = create_default_project_key(&http, &stack.gateway_url, &admin_token)
+            .await
+            .context("failed to make an API key of the project default")?;
         Ok(stack)
+    }
+
+    /// A client that sends the stack's API key with every request.
+    pub fn http(&self) -> anyhow::Result<reqwest::Client> {
+        let mut headers = HeaderMap::new();
+        headers.insert(AUTHORIZATION, bearer(&self.api_key)?);
+        Ok(reqwest::Client::builder()
+            .default_headers(headers)
+            .build()?)
     }
 
     fn spawn(
@@ -226,6 +249,38 @@ impl Drop for LocalStack {
             let _ = child.wait();
         }
     }
+}
+
+/// `POST /v1/admin/projects/{default}/keys` with the admin token: the key the benchmark's
+/// clients send.
+async fn create_default_project_key(
+    http: &reqwest::Client,
+    gateway_url: &str,
+    admin_token: &str,
+) -> anyhow::Result<String> {
+    let response = http
+        .post(format!(
+            "{gateway_url}/v1/admin/projects/{}/keys",
+            ProjectId::DEFAULT
+        ))
+        .header(AUTHORIZATION, bearer(admin_token)?)
+        .json(&serde_json::json!({"scopes": ["read", "write"], "name": "bench"}))
+        .send()
+        .await?;
+    let status = response.status();
+    ensure!(
+        status == reqwest::StatusCode::CREATED,
+        "the gateway answered {status}: {}",
+        response.text().await.unwrap_or_default()
+    );
+    Ok(response.json::<KeyCreated>().await?.key)
+}
+
+/// `Bearer <secret>`, kept out of debug output.
+fn bearer(secret: &str) -> anyhow::Result<HeaderValue> {
+    let mut value = HeaderValue::from_str(&format!("Bearer {secret}"))?;
+    value.set_sensitive(true);
+    Ok(value)
 }
 
 fn path_text(path: &Path) -> String {

@@ -3,6 +3,7 @@
 //! `@tus/file-store`) and the one tus client (tus-js-client) that uploads to either server.
 //! `BENCH_NODE_DIR` names another directory holding the same scripts and packages.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -131,8 +132,16 @@ pub struct ClientUpload {
 }
 
 impl TusClient {
-    /// Uploads all `files` at once to `endpoint`, each in chunks of `chunk_bytes`.
-    pub async fn upload(&self, endpoint: &str, files: &[&Path]) -> anyhow::Result<ClientRun> {
+    /// Uploads all `files` at once to `endpoint`, each in chunks of `chunk_bytes`, sending
+    /// `headers` (name and value) with every request. The headers reach the client in its
+    /// environment rather than on its command line, which every user of the machine can read:
+    /// they carry a key.
+    pub async fn upload(
+        &self,
+        endpoint: &str,
+        files: &[&Path],
+        headers: &BTreeMap<&str, String>,
+    ) -> anyhow::Result<ClientRun> {
         let options = serde_json::json!({
             "endpoint": endpoint,
             "files": files,
@@ -141,6 +150,7 @@ impl TusClient {
         let output = tokio::process::Command::new("node")
             .arg(self.node_dir.join("client.mjs"))
             .arg(options.to_string())
+            .env("TUS_CLIENT_HEADERS", serde_json::to_string(headers)?)
             .current_dir(&self.node_dir)
             .stdin(Stdio::null())
             .output()

@@ -1,8 +1,11 @@
 // The one tus client of the upload benchmark: tus-js-client under Node, uploading files at
 // once to one endpoint, as a user of either server would.
 //
-//   node client.mjs '{"endpoint": "...", "files": ["...", ...], "chunkSize": N, "headers": {}}'
+//   TUS_CLIENT_HEADERS='{"Authorization": "Bearer ..."}' \
+//   node client.mjs '{"endpoint": "...", "files": ["...", ...], "chunkSize": N}'
 //
+// The headers sent with every request come in the environment, not on the command line that
+// every user of the machine can read: they carry a key.
 // Prints one JSON line at the end: {"event": "success", "seconds", "cpuSeconds", "uploads":
 // [{"file", "url", "videoId"}]}, where seconds run from the first request to the last answer
 // and cpuSeconds is this process's user and system time; or {"event": "error", "message"}.
@@ -10,6 +13,7 @@ import fs from 'node:fs'
 import * as tus from 'tus-js-client'
 
 const options = JSON.parse(process.argv[2] ?? '{}')
+const headers = JSON.parse(process.env.TUS_CLIENT_HEADERS || '{}')
 const report = (event) => process.stdout.write(`${JSON.stringify(event)}\n`)
 
 function upload(file) {
@@ -18,7 +22,7 @@ function upload(file) {
     const upload = new tus.Upload(fs.createReadStream(file), {
       endpoint: options.endpoint,
       chunkSize: options.chunkSize ?? Number.POSITIVE_INFINITY,
-      headers: options.headers ?? {},
+      headers,
       metadata: { filename: file.split('/').pop() },
       // A benchmark wants a failure, not a retried one.
       retryDelays: [],

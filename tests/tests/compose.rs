@@ -1,8 +1,9 @@
 //! compose.yaml cannot drift from the code: every vod service's environment is read by that
 //! service's own configuration loader, and the proxy routes each replica prefix to its replica.
 //! Nor from what it promises operators: only the gateway and holder's HTTP are published on
-//! every interface, operators' ports on 127.0.0.1 only, FTP nowhere; every secret is required,
-//! none has a default; the gateway reads the database as a role that cannot write.
+//! every interface, operators' ports on 127.0.0.1 only, FTP nowhere; every secret (the gateway's
+//! admin token among them) is required, none has a default; the gateway reads the database as a
+//! role that cannot write.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -15,6 +16,8 @@ const OPERATOR_VARIABLES: &[(&str, &str)] = &[
     ("VOD_GATEWAY_POSTGRES_PASSWORD", "pg-gateway-secret"),
     ("VOD_AMQP_PASSWORD", "amqp-secret"),
     ("VOD_FFLOW_TOKEN", "fflow-secret"),
+    // The gateway refuses an admin token shorter than 16 bytes.
+    ("VOD_ADMIN_TOKEN", "admin-token-secret"),
     ("VOD_GRAFANA_PASSWORD", "grafana-secret"),
 ];
 
@@ -544,13 +547,14 @@ fn every_secret_is_required_and_none_has_a_default() {
         ("grafana", "GF_SECURITY_ADMIN_PASSWORD", "grafana-secret"),
         ("rabbitmq", "RABBITMQ_DEFAULT_PASS", "amqp-secret"),
         ("postgres", "POSTGRES_PASSWORD", "pg-secret"),
+        ("gateway", "GATEWAY_ADMIN_TOKEN", "admin-token-secret"),
     ] {
         assert_eq!(
             environment(&compose, service)
                 .get(variable)
                 .map(String::as_str),
             Some(secret),
-            "{service} takes its password from the operator"
+            "{service} takes its secret from the operator"
         );
     }
     let header = text.split("\nx-").next().unwrap_or_default();

@@ -21,6 +21,7 @@
 //! `BENCH_SINGLE_FILE` names a file (a video, say) the single rounds upload instead of noise.
 //! The services' own settings pass through (`GATEWAY_CHUNK_SIZE_BYTES` and the like).
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -158,6 +159,17 @@ impl Target<'_> {
         }
     }
 
+    /// What the client sends besides tus's own headers: vod's API key; nothing to the
+    /// reference, which has no keys.
+    fn headers(self) -> BTreeMap<&'static str, String> {
+        match self {
+            Target::Vod(stack) => {
+                BTreeMap::from([("Authorization", format!("Bearer {}", stack.api_key))])
+            }
+            Target::Reference(_) => BTreeMap::new(),
+        }
+    }
+
     /// Checks that the upload stored `file`'s bytes, then lets the server forget them where it
     /// can.
     async fn check_stored(
@@ -240,6 +252,7 @@ impl Run {
 /// What a run needs besides its target and files.
 struct Bench {
     client: TusClient,
+    /// Sends vod's API key.
     http: reqwest::Client,
     watched: Vec<Watched>,
 }
@@ -250,7 +263,10 @@ impl Bench {
         sync_disks();
         let paths: Vec<&Path> = files.iter().map(|file| file.path.as_path()).collect();
         let before = CpuSample::take(&self.watched);
-        let client = self.client.upload(&target.endpoint(), &paths).await?;
+        let client = self
+            .client
+            .upload(&target.endpoint(), &paths, &target.headers())
+            .await?;
         let answered = CpuSample::take(&self.watched);
         let mut cpu = answered.since(&before);
         cpu.add("client (tus-js-client)", client.cpu_seconds);
@@ -425,7 +441,7 @@ async fn main() -> anyhow::Result<()> {
             node_dir: node_dir(),
             chunk_bytes: settings.chunk_mib * MIB,
         },
-        http: reqwest::Client::new(),
+        http: stack.http()?,
         watched,
     };
     let cores = std::thread::available_parallelism()?.get();
