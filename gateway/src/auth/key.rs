@@ -118,7 +118,10 @@ mod tests {
 
     #[test]
     fn two_keys_share_no_secret() {
-        let (a, b) = (NewKey::generate().expect("random bytes"), NewKey::generate().expect("random bytes"));
+        let (a, b) = (
+            NewKey::generate().expect("random bytes"),
+            NewKey::generate().expect("random bytes"),
+        );
         assert_ne!(a.secret_sha256, b.secret_sha256);
     }
 
