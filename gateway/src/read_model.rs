@@ -144,6 +144,22 @@ pub async fn find_video(
     Ok(Some(video_view(&row, flows, holder_public_url)?))
 }
 
+/// Whether the project has the video (not deleted), without reading it.
+pub async fn video_exists(
+    pool: &Pool,
+    project_id: ProjectId,
+    video_id: VideoId,
+) -> Result<bool, ReadError> {
+    let client = pool.get().await?;
+    let row = client
+        .query_opt(
+            "SELECT 1 FROM video WHERE id = $1 AND project_id = $2 AND deleted_at IS NULL",
+            &[&video_id.0, &project_id.0],
+        )
+        .await?;
+    Ok(row.is_some())
+}
+
 /// A page of videos, newest first, with their flows loaded in one query.
 pub async fn list_videos(
     pool: &Pool,

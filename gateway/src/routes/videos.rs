@@ -138,14 +138,14 @@ pub struct UpdateVideoRequest {
     #[serde(default, deserialize_with = "present")]
     #[validate(custom(function = "valid_title"))]
     title: Option<String>,
-    /// As in `POST /v1/videos`; `""` empties it, it cannot be `null`.
+    /// As in `POST /v1/videos`; `""` or `null` empties it.
     #[schema(schema_with = description_as_created)]
     #[serde(default, deserialize_with = "present")]
     #[validate(
         length(max = MAX_DESCRIPTION_CHARS, message = "description must be at most 5000 characters"),
         custom(function = "valid_description")
     )]
-    description: Option<String>,
+    description: Option<Option<String>>,
     /// The operator's own reference, at most 255 characters (any but NUL); vod never reads it.
     /// `null` clears it.
     #[schema(value_type = Option<String>, max_length = 255, pattern = r"^[^\u0000]*$")]
@@ -223,7 +223,7 @@ pub async fn update(
             project_id: caller.project_id,
             video_id,
             title,
-            description: request.description,
+            description: request.description.map(Option::unwrap_or_default),
             passthrough: request.passthrough,
         })
         .await?;
@@ -264,6 +264,11 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let video_id: VideoId = id.parse().map_err(|_| ApiError::VideoNotFound)?;
+    // A video that is not there is answered without a command; the uploader decides for one
+    // that is (deleted meanwhile, it answers not found too).
+    if !read_model::video_exists(&state.pool, caller.project_id, video_id).await? {
+        return Err(ApiError::VideoNotFound);
+    }
     state
         .uploader
         .call(&DeleteVideo {
@@ -488,12 +493,9 @@ mod tests {
                 "{json}"
             );
         }
-        for null in [r#"{"title": null}"#, r#"{"description": null}"#] {
-            assert!(
-                serde_json::from_str::<UpdateVideoRequest>(null).is_err(),
-                "{null}"
-            );
-        }
+        assert!(serde_json::from_str::<UpdateVideoRequest>(r#"{"title": null}"#).is_err());
+        let emptied = validate_update(r#"{"description": null}"#).expect("valid");
+        assert_eq!(emptied.description, Some(None));
     }
 
     #[test]
