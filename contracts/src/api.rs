@@ -12,6 +12,9 @@ pub struct VideoView {
     pub id: VideoId,
     pub title: String,
     pub description: String,
+    /// The operator's own reference, at most 255 characters; vod never reads it.
+    #[serde(default)]
+    pub passthrough: Option<String>,
     pub status: VideoStatus,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,

@@ -58,8 +58,8 @@ pub struct UploadState {
     pub parts: Vec<SessionId>,
 }
 
-/// The upload if it is the project's: another project's upload is as absent as one that does
-/// not exist, in the same single query.
+/// The upload if it is the project's: another project's upload, and one of a deleted video, is
+/// as absent as one that does not exist, in the same single query.
 pub async fn find_upload(
     pool: &Pool,
     project_id: ProjectId,
@@ -77,7 +77,8 @@ pub async fn find_upload(
                     (s.status = 'OPEN' AND COALESCE(s.expires_at < now(), false)) AS expired, \
                     COALESCE(s.parts, '{}'::uuid[]) AS parts \
              FROM upload_session s LEFT JOIN flow f ON f.id = s.flow_id \
-             WHERE s.id = $1 AND s.project_id = $2",
+                  LEFT JOIN video v ON v.id = f.video_id \
+             WHERE s.id = $1 AND s.project_id = $2 AND v.deleted_at IS NULL",
         )
         .await?;
     let row = client
@@ -101,14 +102,14 @@ pub async fn find_upload(
     .transpose()
 }
 
-const VIDEO_COLUMNS: &str = "id, title, description, status, created_at, updated_at";
+const VIDEO_COLUMNS: &str = "id, title, description, passthrough, status, created_at, updated_at";
 const FLOW_COLUMNS: &str = "id, video_id, status, filename, uploaded_bytes, total_bytes, error, \
      duration_seconds, width, height, video_codec, audio_codec, hls_path, dash_path, source_sha256, created_at, \
      updated_at, progress_percent, encode_path, encode_started_at_byte, source_width, \
      source_height, source_video_codec, source_audio_codec, source_frame_rate, renditions, \
      poster_path";
 
-/// The video if it is the project's.
+/// The video if it is the project's and not deleted.
 pub async fn find_video(
     pool: &Pool,
     project_id: ProjectId,
@@ -118,7 +119,10 @@ pub async fn find_video(
     let client = pool.get().await?;
     let Some(row) = client
         .query_opt(
-            &format!("SELECT {VIDEO_COLUMNS} FROM video WHERE id = $1 AND project_id = $2"),
+            &format!(
+                "SELECT {VIDEO_COLUMNS} FROM video \
+                 WHERE id = $1 AND project_id = $2 AND deleted_at IS NULL"
+            ),
             &[&video_id.0, &project_id.0],
         )
         .await?
@@ -140,6 +144,22 @@ pub async fn find_video(
     Ok(Some(video_view(&row, flows, holder_public_url)?))
 }
 
+/// Whether the project has the video (not deleted), without reading it.
+pub async fn video_exists(
+    pool: &Pool,
+    project_id: ProjectId,
+    video_id: VideoId,
+) -> Result<bool, ReadError> {
+    let client = pool.get().await?;
+    let row = client
+        .query_opt(
+            "SELECT 1 FROM video WHERE id = $1 AND project_id = $2 AND deleted_at IS NULL",
+            &[&video_id.0, &project_id.0],
+        )
+        .await?;
+    Ok(row.is_some())
+}
+
 /// A page of videos, newest first, with their flows loaded in one query.
 pub async fn list_videos(
     pool: &Pool,
@@ -152,7 +172,7 @@ pub async fn list_videos(
     let videos = client
         .query(
             &format!(
-                "SELECT {VIDEO_COLUMNS} FROM video WHERE project_id = $3 \
+                "SELECT {VIDEO_COLUMNS} FROM video WHERE project_id = $3 AND deleted_at IS NULL \
                  ORDER BY created_at DESC, id DESC LIMIT $1 OFFSET $2"
             ),
             &[&limit, &offset, &project_id.0],
@@ -283,6 +303,7 @@ fn video_view(
         id: row.get::<_, Uuid>("id").into(),
         title: row.get("title"),
         description: row.get("description"),
+        passthrough: row.get("passthrough"),
         status,
         created_at: row.get("created_at"),
         updated_at: row.get("updated_at"),

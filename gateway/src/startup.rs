@@ -158,7 +158,7 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         ));
     let video_routes = OpenApiRouter::new()
         .routes(routes!(videos::create, videos::list))
-        .routes(routes!(videos::show));
+        .routes(routes!(videos::show, videos::update, videos::delete));
     let key_routes = OpenApiRouter::new()
         .routes(routes!(keys::create, keys::list))
         .routes(routes!(keys::revoke));

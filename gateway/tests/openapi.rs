@@ -205,6 +205,15 @@ async fn the_document_lists_every_route_the_gateway_serves_and_nothing_else() {
                 // HTTP serves HEAD wherever it serves GET, and so does axum.
                 || (method == Method::HEAD
                     && documented.contains(&(Method::GET.to_string(), path.to_owned())));
+            // Deleting a video that exists asks the uploader, which this gateway lacks: the
+            // route is probed with one that does not, answered `video_not_found` at once.
+            let url = if method == Method::DELETE && path == "/v1/videos/{id}" {
+                served
+                    .gateway
+                    .url(&format!("/v1/videos/{}", VideoId::new()))
+            } else {
+                url.clone()
+            };
             let request = if is_admin {
                 admin
                     .request(method.clone(), &url)

@@ -64,6 +64,10 @@ pub struct Config {
     pub unused_video_batch: u32,
     /// Timeout of fflow's removal of one video from holder (a call per file and directory).
     pub remove_video_timeout_ms: u64,
+    /// How long `DELETE /v1/videos/{id}`, and the outcome of an encode of a deleted video, wait
+    /// for fflow to remove the video's output from holder; past it the scheduler's unused-video
+    /// job removes it. Below the gateway's `GATEWAY_RPC_TIMEOUT_MS`, which the delete waits in.
+    pub deleted_video_remove_timeout_ms: u64,
     /// When the unused-video job runs: six-field cron (seconds first), UTC.
     pub delete_unused_videos_cron: String,
     /// Name of this replica in logs and in the broker's connection list.
@@ -114,6 +118,7 @@ impl Default for Config {
             unused_video_ttl_secs: 7 * 24 * 3600,
             unused_video_batch: 50,
             remove_video_timeout_ms: 300_000,
+            deleted_video_remove_timeout_ms: 20_000,
             delete_unused_videos_cron: "0 30 * * * *".to_owned(),
             replica_name: "uploader".to_owned(),
             progress_prefetch: 16,
@@ -153,8 +158,11 @@ impl Config {
             "UPLOADER_UNUSED_VIDEO_TTL_SECS must be longer than UPLOADER_SESSION_TTL_SECS"
         );
         anyhow::ensure!(
-            self.unused_video_batch > 0 && self.remove_video_timeout_ms > 0,
-            "UPLOADER_UNUSED_VIDEO_BATCH and UPLOADER_REMOVE_VIDEO_TIMEOUT_MS must be positive"
+            self.unused_video_batch > 0
+                && self.remove_video_timeout_ms > 0
+                && self.deleted_video_remove_timeout_ms > 0,
+            "UPLOADER_UNUSED_VIDEO_BATCH, UPLOADER_REMOVE_VIDEO_TIMEOUT_MS and \
+             UPLOADER_DELETED_VIDEO_REMOVE_TIMEOUT_MS must be positive"
         );
         anyhow::ensure!(
             self.finish_attempts > 0,

@@ -20,8 +20,8 @@ use tracing::field::Empty;
 use tracing::Instrument;
 use vod_contracts::commands::{
     CommandKind, CreateApiKey, CreateFinalUpload, CreatePartialUpload, CreateProject, CreateUpload,
-    CreateVideo, DeclareLength, LockUpload, Reject, RejectCode, Reply, RevokeApiKey,
-    TerminateUpload, TouchApiKeys, UnlockUpload,
+    CreateVideo, DeclareLength, DeleteVideo, LockUpload, Reject, RejectCode, Reply, RevokeApiKey,
+    TerminateUpload, TouchApiKeys, UnlockUpload, UpdateVideo,
 };
 use vod_infra::consume::{Deliveries, Subscription};
 
@@ -149,6 +149,8 @@ async fn dispatch(
         CommandKind::CreateApiKey => handle_command::<CreateApiKey>(&body, handlers, span).await,
         CommandKind::RevokeApiKey => handle_command::<RevokeApiKey>(&body, handlers, span).await,
         CommandKind::TouchApiKeys => handle_command::<TouchApiKeys>(&body, handlers, span).await,
+        CommandKind::UpdateVideo => handle_command::<UpdateVideo>(&body, handlers, span).await,
+        CommandKind::DeleteVideo => handle_command::<DeleteVideo>(&body, handlers, span).await,
         CommandKind::Chunk => {
             let handled = cmd::handle_chunk(body, handlers, span).await;
             span.in_scope(|| handled.into())

@@ -88,6 +88,9 @@ pub struct Handlers {
     pub fflow_reassign_after: Duration,
     /// How long a chunk that arrived before those its request sent earlier waits for them.
     pub chunk_ahead_wait: Duration,
+    /// How long a deleted video's removal from holder may take before it is left to the
+    /// scheduler.
+    pub deleted_video_remove_timeout: Duration,
 }
 
 impl Handlers {
@@ -267,6 +270,15 @@ impl Handlers {
         .await
         {
             tracing::error!(flow_id = %flow.flow_id, error = ?error, "flow not marked failed");
+        }
+    }
+
+    /// Purges a deleted video now if nothing of it is in flight (see `crate::deletion`).
+    pub(crate) fn purger(&self) -> crate::deletion::Purger<'_> {
+        crate::deletion::Purger {
+            pg: &self.pg,
+            fflow: &self.fflow,
+            remove_timeout: self.deleted_video_remove_timeout,
         }
     }
 

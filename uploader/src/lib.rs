@@ -10,6 +10,7 @@ mod chunks;
 mod cmd;
 pub mod config;
 mod consumer;
+mod deletion;
 mod fflow_client;
 mod handlers;
 mod http;

@@ -1,5 +1,8 @@
-//! The outcomes queue: fflow says how an encode ended; the flow and its video follow.
+//! The outcomes queue: fflow says how an encode ended; the flow and its video follow. The
+//! outcome of an encode of a deleted video ends the video: what the encode published is on
+//! holder by then, and goes with the rows (`crate::deletion`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
@@ -9,6 +12,8 @@ use tracing::Instrument;
 use vod_contracts::outcome::{EncodeOutcome, EncodeResult};
 use vod_infra::consume::{consume_json, Settle, Subscription};
 
+use crate::deletion::Purger;
+use crate::fflow_client::FflowClient;
 use crate::metrics::StateTransitions;
 use crate::routing::Routing;
 use crate::{store, transitions};
@@ -20,6 +25,10 @@ pub struct Applying {
     pub counted: StateTransitions,
     /// How long an outcome that could not be applied waits before it goes back to its queue.
     pub retry_after: Duration,
+    pub fflow: Arc<FflowClient>,
+    /// How long the removal of a deleted video's output may take before it is left to the
+    /// scheduler.
+    pub deleted_video_remove_timeout: Duration,
 }
 
 pub async fn run(
@@ -68,12 +77,26 @@ async fn handle_outcome(outcome: EncodeOutcome, applying: &Applying) -> Settle {
                 }
             }
             applying.routing.forget(outcome.session_id).await;
+            purge_if_deleted(&outcome, applying).await;
             Settle::Ack
         }
         Err(error) => {
             tracing::error!(flow_id = %outcome.flow_id, error = ?error, retry_in_ms = retry_after.as_millis(), "outcome not applied, retrying later");
             Settle::RequeueAfter(retry_after)
         }
+    }
+}
+
+/// Ends the video if it was deleted while this encode ran; best effort, the scheduler takes
+/// what is left.
+async fn purge_if_deleted(outcome: &EncodeOutcome, applying: &Applying) {
+    let purger = Purger {
+        pg: &applying.pg,
+        fflow: &applying.fflow,
+        remove_timeout: applying.deleted_video_remove_timeout,
+    };
+    if let Err(error) = purger.purge(outcome.video_id).await {
+        tracing::warn!(video_id = %outcome.video_id, error = ?error, "deleted video not purged, the scheduler will");
     }
 }
 

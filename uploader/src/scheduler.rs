@@ -12,7 +12,9 @@
 //!   uploading or processing (never uploaded, or every upload failed, expired or was
 //!   cancelled) is deleted: fflow first removes its directory on holder (whatever a failed
 //!   publish left, hidden temporaries included), then its rows go, flows and sessions with it.
-//!   While holder cannot be reached the rows stay, so the next run tries again.
+//!   While holder cannot be reached the rows stay, so the next run tries again. A video
+//!   deleted through the API with nothing uploading or processing goes the same way, whatever
+//!   its age: this is what removes it when the delete and the outcome could not.
 
 use std::sync::Arc;
 use std::time::Duration;

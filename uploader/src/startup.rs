@@ -95,6 +95,7 @@ impl App {
             metrics,
             fflow_reassign_after: millis(config.fflow_reassign_after_ms),
             chunk_ahead_wait: millis(config.chunk_ahead_wait_ms),
+            deleted_video_remove_timeout: millis(config.deleted_video_remove_timeout_ms),
         });
         let scheduler = Scheduler::new(
             handlers.clone(),
@@ -321,6 +322,10 @@ impl App {
                             routing: self.handlers.routing.clone(),
                             counted: self.handlers.metrics.transitions.clone(),
                             retry_after: millis(self.config.outcome_retry_ms),
+                            fflow: self.handlers.fflow.clone(),
+                            deleted_video_remove_timeout: self
+                                .handlers
+                                .deleted_video_remove_timeout,
                         },
                         stop.clone(),
                     ),

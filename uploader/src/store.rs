@@ -389,8 +389,15 @@ pub async fn release_writer(
 const UNUSED_VIDEO: &str = "NOT EXISTS (SELECT 1 FROM flow f WHERE f.video_id = v.id \
                             AND f.status IN ('UPLOADING', 'PROCESSING', 'READY'))";
 
-/// Locks up to `limit` videos older than `ttl_secs` that are unused, oldest first. A video
-/// locked elsewhere is in use (a new upload is being attached to it) and is skipped.
+/// A deleted video whose rows and output may go: no flow of it is uploading or processing, so
+/// no encode of it publishes anything any more.
+const PURGEABLE_DELETED_VIDEO: &str =
+    "v.deleted_at IS NOT NULL AND NOT EXISTS (SELECT 1 FROM flow f \
+     WHERE f.video_id = v.id AND f.status IN ('UPLOADING', 'PROCESSING'))";
+
+/// Locks up to `limit` videos to delete, oldest first: those older than `ttl_secs` that are
+/// unused, and deleted ones nothing of which is in flight. A video locked elsewhere is in use
+/// (a new upload is being attached to it, or it is being deleted) and is skipped.
 ///
 /// Attaching an upload locks the video first, so once locked here no flow can join a video;
 /// the second statement sees every flow committed before the lock was taken.
@@ -400,11 +407,14 @@ pub async fn lock_unused_videos(
     limit: i64,
 ) -> anyhow::Result<Vec<VideoId>> {
     let ttl_secs = ttl_secs as f64;
+    let to_delete = format!(
+        "((v.created_at < now() - make_interval(secs => $1) AND {UNUSED_VIDEO}) \
+          OR ({PURGEABLE_DELETED_VIDEO}))"
+    );
     let locked: Vec<Uuid> = client
         .query(
             &format!(
-                "SELECT v.id FROM video v \
-                 WHERE v.created_at < now() - make_interval(secs => $1) AND {UNUSED_VIDEO} \
+                "SELECT v.id FROM video v WHERE {to_delete} \
                  ORDER BY v.created_at LIMIT $2 FOR UPDATE OF v SKIP LOCKED"
             ),
             &[&ttl_secs, &limit],
@@ -420,10 +430,10 @@ pub async fn lock_unused_videos(
     let still_unused = client
         .query(
             &format!(
-                "SELECT v.id FROM video v WHERE v.id = ANY($1) AND {UNUSED_VIDEO} \
+                "SELECT v.id FROM video v WHERE v.id = ANY($2) AND {to_delete} \
                  ORDER BY v.created_at"
             ),
-            &[&locked],
+            &[&ttl_secs, &locked],
         )
         .await
         .context("failed to check unused videos")?;
@@ -431,4 +441,40 @@ pub async fn lock_unused_videos(
         .iter()
         .map(|row| Ok(VideoId(row.try_get(0)?)))
         .collect()
+}
+
+/// Locks a deleted video whose rows and output may go now (see [`lock_unused_videos`]); false
+/// when it is not deleted, something of it is still in flight, or another replica holds it.
+pub async fn lock_purgeable_video(
+    client: &impl GenericClient,
+    video_id: VideoId,
+) -> anyhow::Result<bool> {
+    let locked = client
+        .query_opt(
+            &format!(
+                "SELECT 1 FROM video v WHERE v.id = $1 AND {PURGEABLE_DELETED_VIDEO} \
+                 FOR UPDATE OF v SKIP LOCKED"
+            ),
+            &[&video_id.0],
+        )
+        .await
+        .context("failed to lock a deleted video")?;
+    Ok(locked.is_some())
+}
+
+/// The open upload sessions of a video, locked in id order, without locking the video: a
+/// chunk locks its session before the video, and so does whoever terminates it.
+pub async fn lock_open_sessions_of_video(
+    client: &impl GenericClient,
+    video_id: VideoId,
+) -> anyhow::Result<Vec<SessionRow>> {
+    let query = format!(
+        "SELECT {SESSION_COLUMNS} FROM {SESSION_FROM} \
+         WHERE f.video_id = $1 AND s.status = 'OPEN' ORDER BY s.id FOR UPDATE OF s"
+    );
+    let rows = client
+        .query(&query, &[&video_id.0])
+        .await
+        .context("failed to lock the video's open uploads")?;
+    rows.iter().map(session_from_row).collect()
 }

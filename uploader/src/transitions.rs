@@ -130,7 +130,7 @@ pub struct Created {
 }
 
 /// The video an upload goes to: the named one of the project, locked, or a new one. Another
-/// project's video is answered as one that does not exist.
+/// project's video, and a deleted one, is answered as one that does not exist.
 async fn upload_video(
     client: &impl GenericClient,
     project_id: ProjectId,
@@ -145,7 +145,8 @@ async fn upload_video(
     };
     let exists = client
         .query_opt(
-            "SELECT 1 FROM video WHERE id = $1 AND project_id = $2 FOR UPDATE",
+            "SELECT 1 FROM video WHERE id = $1 AND project_id = $2 AND deleted_at IS NULL \
+             FOR UPDATE",
             &[&video_id.0, &project_id.0],
         )
         .await
@@ -956,8 +957,61 @@ async fn mark_ready(
         .context("failed to mark the flow ready")
 }
 
+/// Changes a video's own fields (`None` keeps one, `passthrough: Some(None)` clears it), if
+/// the video is the project's and not deleted. Not a status change. Returns false when there
+/// is no such video.
+pub async fn update_video(
+    client: &impl GenericClient,
+    update: &vod_contracts::commands::UpdateVideo,
+) -> anyhow::Result<bool> {
+    let (set_passthrough, passthrough) = match &update.passthrough {
+        Some(value) => (true, value.as_deref()),
+        None => (false, None),
+    };
+    let updated = client
+        .execute(
+            "UPDATE video SET title = COALESCE($3, title), \
+                    description = COALESCE($4, description), \
+                    passthrough = CASE WHEN $5 THEN $6 ELSE passthrough END, \
+                    updated_at = now() \
+             WHERE id = $1 AND project_id = $2 AND deleted_at IS NULL",
+            &[
+                &update.video_id.0,
+                &update.project_id.0,
+                &update.title,
+                &update.description,
+                &set_passthrough,
+                &passthrough,
+            ],
+        )
+        .await
+        .context("failed to update the video")?;
+    Ok(updated == 1)
+}
+
+/// Deletes a video for its project (`DELETE /v1/videos/{id}`): from now on nothing shows it and
+/// no upload attaches to it. The caller terminated its open uploads under the same
+/// transaction; its rows and its output on holder go once nothing of it is in flight
+/// (`crate::deletion`). Returns false when the project has no such video (deleted included).
+pub async fn mark_video_deleted(
+    client: &impl GenericClient,
+    project_id: ProjectId,
+    video_id: VideoId,
+) -> anyhow::Result<bool> {
+    let marked = client
+        .execute(
+            "UPDATE video SET deleted_at = now(), updated_at = now() \
+             WHERE id = $1 AND project_id = $2 AND deleted_at IS NULL",
+            &[&video_id.0, &project_id.0],
+        )
+        .await
+        .context("failed to mark the video deleted")?;
+    Ok(marked == 1)
+}
+
 /// Deletes a video with its flows and their upload sessions (the foreign keys cascade). Only
-/// for a video `store::lock_unused_videos` returned, once fflow removed its files from holder.
+/// for a video `store::lock_unused_videos` or `store::lock_purgeable_video` returned, once
+/// fflow removed its files from holder.
 pub async fn delete_video(client: &impl GenericClient, video_id: VideoId) -> anyhow::Result<bool> {
     let deleted = client
         .execute("DELETE FROM video WHERE id = $1", &[&video_id.0])

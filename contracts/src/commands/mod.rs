@@ -34,7 +34,9 @@ pub use upload::{
     CreateFinalUpload, CreatePartialUpload, CreateUpload, DeclareLength, LengthDeclared,
     PartialUploadCreated, TerminateUpload, UploadCreated, UploadTerminated,
 };
-pub use video::{CreateVideo, VideoCreated};
+pub use video::{
+    present, CreateVideo, DeleteVideo, UpdateVideo, VideoCreated, VideoDeleted, VideoUpdated,
+};
 pub use write_lock::{LockUpload, UnlockUpload, UploadLocked, UploadUnlocked};
 
 /// A request the uploader answers with a [`Request::Reply`].
@@ -77,10 +79,12 @@ pub enum CommandKind {
     CreateApiKey,
     RevokeApiKey,
     TouchApiKeys,
+    UpdateVideo,
+    DeleteVideo,
 }
 
 impl CommandKind {
-    pub const ALL: [CommandKind; 13] = [
+    pub const ALL: [CommandKind; 15] = [
         CommandKind::CreateVideo,
         CommandKind::CreateUpload,
         CommandKind::CreatePartialUpload,
@@ -94,6 +98,8 @@ impl CommandKind {
         CommandKind::CreateApiKey,
         CommandKind::RevokeApiKey,
         CommandKind::TouchApiKeys,
+        CommandKind::UpdateVideo,
+        CommandKind::DeleteVideo,
     ];
 
     /// The request's name: `create_video`, …, `chunk`.
@@ -112,6 +118,8 @@ impl CommandKind {
             CommandKind::CreateApiKey => "create_api_key",
             CommandKind::RevokeApiKey => "revoke_api_key",
             CommandKind::TouchApiKeys => "touch_api_keys",
+            CommandKind::UpdateVideo => "update_video",
+            CommandKind::DeleteVideo => "delete_video",
         }
     }
 
@@ -131,6 +139,8 @@ impl CommandKind {
             CommandKind::CreateApiKey => "vod.create_api_key",
             CommandKind::RevokeApiKey => "vod.revoke_api_key",
             CommandKind::TouchApiKeys => "vod.touch_api_keys",
+            CommandKind::UpdateVideo => "vod.update_video",
+            CommandKind::DeleteVideo => "vod.delete_video",
         }
     }
 

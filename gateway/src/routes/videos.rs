@@ -8,9 +8,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
+use utoipa::openapi::schema::{Object, Schema};
+use utoipa::openapi::RefOr;
+use utoipa::PartialSchema;
 use validator::{Validate, ValidationError};
 use vod_contracts::api::{ErrorBody, VideoList, VideoView};
-use vod_contracts::commands::{CreateVideo, VideoCreated};
+use vod_contracts::commands::{present, CreateVideo, DeleteVideo, UpdateVideo, VideoCreated};
 use vod_contracts::VideoId;
 
 use super::json::ValidJson;
@@ -22,6 +25,7 @@ use crate::state::AppState;
 use crate::title::normalize_title;
 
 const MAX_DESCRIPTION_CHARS: u64 = 5000;
+const MAX_PASSTHROUGH_CHARS: u64 = 255;
 const DEFAULT_PAGE_SIZE: i64 = 20;
 const MAX_PAGE_SIZE: i64 = 100;
 
@@ -124,6 +128,156 @@ pub async fn create(
         Json(view),
     )
         .into_response())
+}
+
+/// `PATCH /v1/videos/{id}`: each field present is changed, each absent one kept.
+#[derive(Debug, Deserialize, Validate, utoipa::ToSchema)]
+pub struct UpdateVideoRequest {
+    /// As in `POST /v1/videos`; it cannot be `null`.
+    #[schema(schema_with = title_as_created)]
+    #[serde(default, deserialize_with = "present")]
+    #[validate(custom(function = "valid_title"))]
+    title: Option<String>,
+    /// As in `POST /v1/videos`; `""` or `null` empties it.
+    #[schema(schema_with = description_as_created)]
+    #[serde(default, deserialize_with = "present")]
+    #[validate(
+        length(max = MAX_DESCRIPTION_CHARS, message = "description must be at most 5000 characters"),
+        custom(function = "valid_description")
+    )]
+    description: Option<Option<String>>,
+    /// The operator's own reference, at most 255 characters (any but NUL); vod never reads it.
+    /// `null` clears it.
+    #[schema(value_type = Option<String>, max_length = 255, pattern = r"^[^\u0000]*$")]
+    #[serde(default, deserialize_with = "present")]
+    #[validate(
+        length(max = MAX_PASSTHROUGH_CHARS, message = "passthrough must be at most 255 characters"),
+        custom(function = "valid_passthrough")
+    )]
+    passthrough: Option<Option<String>>,
+}
+
+/// A property of `UpdateVideoRequest` is documented as `CreateVideoRequest` documents it: a
+/// change accepts what a creation accepts.
+fn property_as_created(name: &str) -> RefOr<Schema> {
+    match <CreateVideoRequest as PartialSchema>::schema() {
+        RefOr::T(Schema::Object(request)) => request.properties.get(name).cloned(),
+        _ => None,
+    }
+    .unwrap_or_else(|| RefOr::T(Schema::Object(Object::new())))
+}
+
+fn title_as_created() -> RefOr<Schema> {
+    property_as_created("title")
+}
+
+fn description_as_created() -> RefOr<Schema> {
+    property_as_created("description")
+}
+
+fn valid_passthrough(passthrough: &str) -> Result<(), ValidationError> {
+    if passthrough.contains('\0') {
+        return Err(ValidationError::new("passthrough")
+            .with_message("passthrough must not contain NUL characters".into()));
+    }
+    Ok(())
+}
+
+/// `PATCH /v1/videos/{id}`.
+#[utoipa::path(
+    patch,
+    path = "/v1/videos/{id}",
+    operation_id = "update_video",
+    tag = "videos",
+    summary = "Change a video's title, description or passthrough",
+    description = "Fields left out keep their value.",
+    params(("id" = uuid::Uuid, Path, description = "The video's id.")),
+    request_body = UpdateVideoRequest,
+    responses(
+        (status = 200, description = "The video as it is now.", body = VideoView),
+        (status = 400, description = "`validation_failed` (`title`, `description` or `passthrough` in `field`), `invalid_json`, `invalid_request`.", body = ErrorBody),
+        (status = 404, description = "`video_not_found`: no such video, or the id is not a UUID.", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: the body is over the JSON limit.", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: the body is not `application/json`.", body = ErrorBody),
+        (status = 500, description = "`internal`.", body = ErrorBody),
+        (status = 503, description = "`service_unavailable`; retry after `Retry-After` seconds.", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait."))),
+    ),
+)]
+pub async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ValidJson(request): ValidJson<UpdateVideoRequest>,
+) -> Result<Response, ApiError> {
+    let video_id: VideoId = id.parse().map_err(|_| ApiError::VideoNotFound)?;
+    let title = request
+        .title
+        .as_deref()
+        .map(normalize_title)
+        .transpose()
+        .map_err(|err| ApiError::validation("title", err.to_string()))?;
+    state
+        .uploader
+        .call(&UpdateVideo {
+            project_id: caller.project_id,
+            video_id,
+            title,
+            description: request.description.map(Option::unwrap_or_default),
+            passthrough: request.passthrough,
+        })
+        .await?;
+    tracing::info!(%video_id, "video updated");
+    let view = read_model::find_video(
+        &state.pool,
+        caller.project_id,
+        video_id,
+        &state.config.holder_public_url,
+    )
+    .await?
+    .ok_or(ApiError::VideoNotFound)?;
+    Ok(Json(view).into_response())
+}
+
+/// `DELETE /v1/videos/{id}`.
+#[utoipa::path(
+    delete,
+    path = "/v1/videos/{id}",
+    operation_id = "delete_video",
+    tag = "videos",
+    summary = "Delete a video",
+    description = "From the answer on the video is gone: its open uploads are terminated, and its \
+        rows and its output on holder are removed (an encode still running ends first, and what \
+        it published is removed with the rest).",
+    params(("id" = uuid::Uuid, Path, description = "The video's id.")),
+    responses(
+        (status = 204, description = "Deleted."),
+        (status = 404, description = "`video_not_found`: no such video (a deleted one included), or the id is not a UUID.", body = ErrorBody),
+        (status = 500, description = "`internal`.", body = ErrorBody),
+        (status = 503, description = "`service_unavailable`; retry after `Retry-After` seconds.", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait."))),
+    ),
+)]
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let video_id: VideoId = id.parse().map_err(|_| ApiError::VideoNotFound)?;
+    // A video that is not there is answered without a command; the uploader decides for one
+    // that is (deleted meanwhile, it answers not found too).
+    if !read_model::video_exists(&state.pool, caller.project_id, video_id).await? {
+        return Err(ApiError::VideoNotFound);
+    }
+    state
+        .uploader
+        .call(&DeleteVideo {
+            project_id: caller.project_id,
+            video_id,
+        })
+        .await?;
+    tracing::info!(%video_id, "video deleted");
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// `GET /v1/videos/{id}`.
@@ -294,6 +448,76 @@ mod tests {
             field_of(validate(r#"{"title": "one\ntwo"}"#).expect_err("two lines")),
             "title"
         );
+    }
+
+    fn validate_update(json: &str) -> Result<UpdateVideoRequest, ApiError> {
+        let request: UpdateVideoRequest = serde_json::from_str(json)
+            .map_err(|error| ApiError::validation("json", error.to_string()))?;
+        request.validate().map_err(first_validation_error)?;
+        Ok(request)
+    }
+
+    #[test]
+    fn an_update_tells_an_absent_passthrough_from_a_null_one() {
+        let kept = validate_update(r#"{"title": "Film"}"#).expect("valid");
+        assert_eq!(kept.passthrough, None);
+        assert_eq!(kept.title.as_deref(), Some("Film"));
+        let cleared = validate_update(r#"{"passthrough": null}"#).expect("valid");
+        assert_eq!(cleared.passthrough, Some(None));
+        let set = validate_update(r#"{"passthrough": "order-7"}"#).expect("valid");
+        assert_eq!(set.passthrough, Some(Some("order-7".to_owned())));
+    }
+
+    #[test]
+    fn an_update_is_checked_field_by_field() {
+        let at_most = format!(r#"{{"passthrough": "{}"}}"#, "é".repeat(255));
+        assert!(validate_update(&at_most).is_ok());
+        let too_long = format!(r#"{{"passthrough": "{}"}}"#, "é".repeat(256));
+        assert_eq!(
+            field_of(validate_update(&too_long).expect_err("too long")),
+            "passthrough"
+        );
+        let nul = r#"{"passthrough": "a\u0000b"}"#;
+        assert_eq!(
+            field_of(validate_update(nul).expect_err("NUL")),
+            "passthrough"
+        );
+        for (json, field) in [
+            (r#"{"title": "   "}"#, "title"),
+            (r#"{"title": "one\ntwo"}"#, "title"),
+            (r#"{"description": "evil\u202e"}"#, "description"),
+        ] {
+            assert_eq!(
+                field_of(validate_update(json).expect_err(json)),
+                field,
+                "{json}"
+            );
+        }
+        assert!(serde_json::from_str::<UpdateVideoRequest>(r#"{"title": null}"#).is_err());
+        let emptied = validate_update(r#"{"description": null}"#).expect("valid");
+        assert_eq!(emptied.description, Some(None));
+    }
+
+    #[test]
+    fn an_update_documents_title_and_description_as_a_creation_does() {
+        use utoipa::openapi::schema::Schema;
+        let RefOr::T(Schema::Object(update)) =
+            <UpdateVideoRequest as utoipa::PartialSchema>::schema()
+        else {
+            panic!("UpdateVideoRequest is an object");
+        };
+        let RefOr::T(Schema::Object(create)) =
+            <CreateVideoRequest as utoipa::PartialSchema>::schema()
+        else {
+            panic!("CreateVideoRequest is an object");
+        };
+        for property in ["title", "description"] {
+            let documented = |object: &Object| {
+                serde_json::to_value(object.properties.get(property)).expect("json")
+            };
+            assert_eq!(documented(&update), documented(&create), "{property}");
+        }
+        assert!(update.required.is_empty(), "every field may be left out");
     }
 
     /// The `pattern` and `maxLength` the document gives a property of `CreateVideoRequest`.

@@ -8,10 +8,12 @@ mod create_partial_upload;
 mod create_upload;
 mod create_video;
 mod declare_length;
+mod delete_video;
 mod lock_upload;
 mod projects;
 mod terminate_upload;
 mod unlock_upload;
+mod update_video;
 
 use std::future::Future;
 
