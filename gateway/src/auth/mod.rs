@@ -5,7 +5,7 @@
 //! a key opens it; handlers take the [`Caller`] (or [`Admin`]) it left, and a handler that
 //! takes one on a route it did not authenticate answers 401.
 
-mod cache;
+pub mod cache;
 pub mod key;
 pub mod store;
 
