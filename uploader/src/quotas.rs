@@ -1,8 +1,9 @@
 //! A project's quotas, checked where an upload is created, and its overrides.
 //!
 //! The check runs in the transaction that creates the upload, with the project row locked
-//! (`FOR UPDATE`): two replicas creating uploads of one project at once take turns, so both
-//! cannot pass on the same last free place. Nothing already accepted is ever refused here: a
+//! (`FOR NO KEY UPDATE`): two replicas creating uploads of one project at once take turns, so
+//! both cannot pass on the same last free place. The lock is not one a foreign key check
+//! waits for, so rows naming the project (a video made meanwhile) are not held up. Nothing already accepted is ever refused here: a
 //! chunk of an existing upload is not a creation.
 
 use anyhow::Context;
@@ -113,7 +114,7 @@ async fn lock_standing(
     let Some(row) = client
         .query_opt(
             "SELECT max_stored_bytes, max_open_uploads, max_uploads_per_hour \
-             FROM project WHERE id = $1 FOR UPDATE",
+             FROM project WHERE id = $1 FOR NO KEY UPDATE",
             &[&project_id.0],
         )
         .await

@@ -98,9 +98,10 @@ pub async fn list_projects(State(state): State<AppState>, _: Admin) -> Result<Re
 /// `PATCH /v1/admin/projects/{id}`.
 #[derive(Debug, Deserialize, Validate, utoipa::ToSchema)]
 pub struct UpdateProjectRequest {
-    /// The quotas to change; one left out keeps its value.
-    #[schema(required = true)]
-    quotas: Option<QuotaChange>,
+    /// The quotas to change; one left out keeps its value. Read as a value first, so that
+    /// only a JSON object is taken for it (serde would take an array for a struct).
+    #[schema(value_type = QuotaChange, required = true)]
+    quotas: Option<serde_json::Value>,
 }
 
 /// A project's own quotas: a number overrides the configured default, `null` goes back to it.
@@ -177,10 +178,17 @@ pub async fn update_project(
     ValidJson(request): ValidJson<UpdateProjectRequest>,
 ) -> Result<Response, ApiError> {
     let project_id: ProjectId = id.parse().map_err(|_| ApiError::ProjectNotFound)?;
-    let quotas = request
-        .quotas
-        .ok_or_else(|| ApiError::validation("quotas", "quotas is required"))?
-        .into_overrides()?;
+    let quotas = match request.quotas {
+        Some(quotas @ serde_json::Value::Object(_)) => {
+            serde_path_to_error::deserialize::<_, QuotaChange>(quotas).map_err(|error| {
+                let field = format!("quotas.{}", error.path());
+                let message = format!("{field} must be a non-negative integer or null");
+                ApiError::validation(field, message)
+            })?
+        }
+        _ => return Err(ApiError::validation("quotas", "quotas must be an object")),
+    }
+    .into_overrides()?;
     state
         .uploader
         .call(&SetProjectQuotas { project_id, quotas })
