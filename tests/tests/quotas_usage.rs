@@ -149,6 +149,33 @@ async fn too_many_open_uploads_is_429_until_one_ends_and_accepted_bytes_still_go
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn creations_at_once_on_both_uploaders_never_pass_the_open_uploads_quota_together() {
+    let env = TestEnv::new().await;
+    let stack = Stack::spawn(&env).await;
+    set_quotas(&stack, ProjectId::DEFAULT, json!({"max_open_uploads": 1})).await;
+
+    let creations = (0..8).map(|_| try_create(&stack, 10));
+    let statuses: Vec<StatusCode> = futures_util::future::join_all(creations)
+        .await
+        .iter()
+        .map(reqwest::Response::status)
+        .collect();
+    let created = statuses
+        .iter()
+        .filter(|status| **status == StatusCode::CREATED)
+        .count();
+    assert_eq!(created, 1, "{statuses:?}");
+    assert!(
+        statuses.iter().all(
+            |status| *status == StatusCode::CREATED || *status == StatusCode::TOO_MANY_REQUESTS
+        ),
+        "{statuses:?}"
+    );
+    assert_eq!(count(&usage(&stack).await, "open_uploads"), 1);
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn uploads_per_hour_is_429_until_the_hour_ends_or_the_quota_is_raised() {
     let env = TestEnv::new().await;
     let stack = Stack::spawn(&env).await;
