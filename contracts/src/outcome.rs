@@ -68,6 +68,10 @@ pub struct MediaFacts {
     pub renditions: Vec<RenditionFacts>,
     /// Path of the JPEG poster relative to holder's root; `None` without a picture.
     pub poster_path: Option<String>,
+    /// Bytes of the presentation fflow sent to holder (every file of it); 0 from a replica
+    /// older than this field.
+    #[serde(default)]
+    pub stored_bytes: u64,
 }
 
 /// The uploaded source as ffprobe describes it.

@@ -244,12 +244,12 @@ pub(crate) async fn finalize_and_store(
 ) -> Result<MediaFacts, String> {
     let output_dir = session.output_dir();
     let remote_dir = layout::presentation_dir(target.video_id, target.flow_id);
-    let facts = finalize_presentation(state, &output_dir, plan, source, &remote_dir)
+    let mut facts = finalize_presentation(state, &output_dir, plan, source, &remote_dir)
         .await
         .map_err(|err| internal("finishing the presentation", &err))?;
 
     tracing::info!(remote_dir = %remote_dir, "storing on holder");
-    ftp::store_presentation(
+    facts.stored_bytes = ftp::store_presentation(
         &state.config.holder,
         &output_dir,
         &remote_dir,
@@ -478,6 +478,8 @@ async fn finalize_presentation(
         source: source_facts(source),
         renditions,
         poster_path,
+        // Known once the presentation is on holder.
+        stored_bytes: 0,
     })
 }
 

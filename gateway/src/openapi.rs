@@ -35,7 +35,12 @@ use crate::tus::grammar;
             only its project's videos and uploads; another project's are answered `404` as \
             if they did not exist. `/v1/admin/...` takes the operator's admin token instead. \
             A missing, malformed, unknown or revoked credential is `401 unauthorized` with \
-            `WWW-Authenticate: Bearer`; a key without the scope is `403 forbidden`.",
+            `WWW-Authenticate: Bearer`; a key without the scope is `403 forbidden`.\n\n\
+            Each project has quotas (`GET /v1/usage`), checked when an upload is created, never \
+            on the bytes of an upload already created: a project storing its quota of bytes is \
+            refused new uploads with `413 quota_exceeded`; one with its quota of open uploads, \
+            or of uploads created this hour, with `429 too_many_open_uploads` or \
+            `429 rate_limited` and `Retry-After`.",
         license(name = "MIT"),
     ),
     tags(
@@ -45,7 +50,9 @@ use crate::tus::grammar;
             `Tus-Resumable: 1.0.0`."),
         (name = "videos", description = "Videos, their uploaded flows and where to play them."),
         (name = "keys", description = "The API keys of the caller's project."),
-        (name = "admin", description = "Projects and their keys, with the admin token."),
+        (name = "usage", description = "The caller's project's usage counters and quotas."),
+        (name = "admin", description = "Projects, their quotas and their keys, with the \
+            admin token."),
         (name = "service", description = "Health, this document and the page to try it."),
     ),
 )]

@@ -30,7 +30,7 @@ use crate::config::Config;
 use crate::error::ApiError;
 use crate::metrics::GatewayMetrics;
 use crate::openapi::{self, ApiDoc};
-use crate::routes::{admin, docs, health, keys, uploads, videos};
+use crate::routes::{admin, docs, health, keys, uploads, usage, videos};
 use crate::state::AppState;
 use crate::tus;
 use crate::uploader_client::UploaderClient;
@@ -164,6 +164,7 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(keys::revoke));
     let admin_routes = OpenApiRouter::new()
         .routes(routes!(admin::create_project, admin::list_projects))
+        .routes(routes!(admin::update_project))
         .routes(routes!(admin::create_key));
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(health::healthz))
@@ -175,6 +176,7 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .merge(tus_routes)
         .merge(video_routes)
         .merge(key_routes)
+        .routes(routes!(usage::show))
         .merge(admin_routes)
 }
 

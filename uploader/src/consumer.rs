@@ -21,7 +21,7 @@ use tracing::Instrument;
 use vod_contracts::commands::{
     CommandKind, CreateApiKey, CreateFinalUpload, CreatePartialUpload, CreateProject, CreateUpload,
     CreateVideo, DeclareLength, DeleteVideo, LockUpload, Reject, RejectCode, Reply, RevokeApiKey,
-    TerminateUpload, TouchApiKeys, UnlockUpload, UpdateVideo,
+    SetProjectQuotas, TerminateUpload, TouchApiKeys, UnlockUpload, UpdateVideo,
 };
 use vod_infra::consume::{Deliveries, Subscription};
 
@@ -151,6 +151,9 @@ async fn dispatch(
         CommandKind::TouchApiKeys => handle_command::<TouchApiKeys>(&body, handlers, span).await,
         CommandKind::UpdateVideo => handle_command::<UpdateVideo>(&body, handlers, span).await,
         CommandKind::DeleteVideo => handle_command::<DeleteVideo>(&body, handlers, span).await,
+        CommandKind::SetProjectQuotas => {
+            handle_command::<SetProjectQuotas>(&body, handlers, span).await
+        }
         CommandKind::Chunk => {
             let handled = cmd::handle_chunk(body, handlers, span).await;
             span.in_scope(|| handled.into())

@@ -19,6 +19,7 @@ mod outage;
 mod outcomes;
 mod progress;
 mod projects;
+mod quotas;
 mod routing;
 pub mod scheduler;
 mod startup;

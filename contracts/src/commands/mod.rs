@@ -28,7 +28,7 @@ pub use chunk::{
 };
 pub use project::{
     ApiKeyCreated, ApiKeyRevoked, ApiKeysTouched, CreateApiKey, CreateProject, ProjectCreated,
-    RevokeApiKey, TouchApiKeys,
+    ProjectQuotasSet, RevokeApiKey, SetProjectQuotas, TouchApiKeys,
 };
 pub use upload::{
     CreateFinalUpload, CreatePartialUpload, CreateUpload, DeclareLength, LengthDeclared,
@@ -81,10 +81,11 @@ pub enum CommandKind {
     TouchApiKeys,
     UpdateVideo,
     DeleteVideo,
+    SetProjectQuotas,
 }
 
 impl CommandKind {
-    pub const ALL: [CommandKind; 15] = [
+    pub const ALL: [CommandKind; 16] = [
         CommandKind::CreateVideo,
         CommandKind::CreateUpload,
         CommandKind::CreatePartialUpload,
@@ -100,6 +101,7 @@ impl CommandKind {
         CommandKind::TouchApiKeys,
         CommandKind::UpdateVideo,
         CommandKind::DeleteVideo,
+        CommandKind::SetProjectQuotas,
     ];
 
     /// The request's name: `create_video`, …, `chunk`.
@@ -120,6 +122,7 @@ impl CommandKind {
             CommandKind::TouchApiKeys => "touch_api_keys",
             CommandKind::UpdateVideo => "update_video",
             CommandKind::DeleteVideo => "delete_video",
+            CommandKind::SetProjectQuotas => "set_project_quotas",
         }
     }
 
@@ -141,6 +144,7 @@ impl CommandKind {
             CommandKind::TouchApiKeys => "vod.touch_api_keys",
             CommandKind::UpdateVideo => "vod.update_video",
             CommandKind::DeleteVideo => "vod.delete_video",
+            CommandKind::SetProjectQuotas => "vod.set_project_quotas",
         }
     }
 
@@ -182,6 +186,14 @@ pub enum RejectCode {
     ProjectNameTaken,
     /// No such key in the project.
     KeyNotFound,
+    /// The project stores as many bytes as its quota allows: no upload is created.
+    QuotaExceeded,
+    /// The project has as many open uploads as its quota allows; retry after
+    /// `retry_after_secs`.
+    TooManyOpenUploads,
+    /// The project created as many uploads this hour as its quota allows; retry once the hour
+    /// ends (`retry_after_secs`).
+    RateLimited,
     /// The command itself is malformed.
     InvalidCommand,
     /// A dependency (fflow, the database) could not be reached; retrying later may work.
@@ -200,6 +212,9 @@ pub enum RejectCode {
 pub struct Reject {
     pub code: RejectCode,
     pub message: String,
+    /// When retrying may succeed, in seconds from now (the gateway's `Retry-After`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_secs: Option<u64>,
 }
 
 impl Reject {
@@ -207,7 +222,14 @@ impl Reject {
         Self {
             code,
             message: message.into(),
+            retry_after_secs: None,
         }
+    }
+
+    /// The refusal, with the seconds after which retrying may succeed.
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after_secs = Some(secs);
+        self
     }
 }
 

@@ -4,4 +4,5 @@ pub mod health;
 mod json;
 pub mod keys;
 pub mod uploads;
+pub mod usage;
 pub mod videos;
