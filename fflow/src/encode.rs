@@ -24,6 +24,7 @@ use crate::ffmpeg::{self, FfmpegError, Supervision};
 use crate::ftp;
 use crate::join;
 use crate::ladder::DisplaySize;
+use crate::manifest;
 use crate::plan::{self, EncodePlan};
 use crate::playlists::{self, Variant};
 use crate::probe::{self, ProbeError, SourceFacts};
@@ -365,9 +366,9 @@ async fn measured_bandwidth(dir: &Path, playlist: &str) -> anyhow::Result<(u64, 
     Ok((peak.ceil() as u64, average.ceil() as u64))
 }
 
-/// Makes ffmpeg's HLS playlists proper VoD playlists, writes the master playlist from what was
-/// encoded (see [`playlists`]), makes sure there is a poster, and returns the presentation's
-/// facts with paths under `remote_dir`.
+/// Makes ffmpeg's manifests exact (see [`manifest`]) and its HLS playlists proper VoD playlists,
+/// writes the master playlist from what was encoded (see [`playlists`]), makes sure there is a
+/// poster, and returns the presentation's facts with paths under `remote_dir`.
 async fn finalize_presentation(
     state: &EncodeContext,
     dir: &Path,
@@ -378,6 +379,14 @@ async fn finalize_presentation(
     let mpd = tokio::fs::read_to_string(dir.join(DASH_MANIFEST))
         .await
         .context("ffmpeg wrote no DASH manifest")?;
+    let tracks = manifest::track_timelines(&mpd);
+    let milliseconds = manifest::presentation_milliseconds(&tracks)
+        .filter(|milliseconds| *milliseconds > 0)
+        .context("the DASH manifest has no segment")?;
+    let mpd = manifest::with_presentation_duration(&mpd, milliseconds);
+    tokio::fs::write(dir.join(DASH_MANIFEST), &mpd)
+        .await
+        .context("failed to rewrite the DASH manifest")?;
     let codecs_by_stream: HashMap<String, String> =
         playlists::mpd_codecs(&mpd).into_iter().collect();
     let codecs_of = |stream: usize| {
@@ -392,7 +401,14 @@ async fn finalize_presentation(
         let name = entry.file_name().to_string_lossy().into_owned();
         if name.ends_with(".m3u8") && name != HLS_MASTER {
             let path = entry.path();
-            let text = tokio::fs::read_to_string(&path).await?;
+            let mut text = tokio::fs::read_to_string(&path).await?;
+            let track = name
+                .strip_prefix("media_")
+                .and_then(|rest| rest.strip_suffix(".m3u8"))
+                .and_then(|id| tracks.iter().find(|track| track.id == id));
+            if let Some(track) = track {
+                text = playlists::with_segment_durations(&text, &track.segment_seconds);
+            }
             tokio::fs::write(&path, playlists::finalize_media_playlist(&text))
                 .await
                 .with_context(|| format!("failed to rewrite {name}"))?;
@@ -772,6 +788,85 @@ mod tests {
             kinds.contains(&"video") && kinds.contains(&"audio"),
             "{kinds:?}"
         );
+    }
+
+    /// Where the track of output stream `stream` ends as ffprobe reads its segments (start time
+    /// plus duration: AAC's priming samples lie before zero and are not played).
+    fn track_end_seconds(out: &Path, stream: &str) -> f64 {
+        let mut chunks: Vec<PathBuf> = std::fs::read_dir(out)
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| {
+                path.file_name()
+                    .and_then(|name| name.to_str())
+                    .is_some_and(|name| name.starts_with(&format!("chunk-stream{stream}-")))
+            })
+            .collect();
+        chunks.sort();
+        let mut bytes = std::fs::read(out.join(format!("init-stream{stream}.m4s"))).unwrap();
+        for chunk in chunks {
+            bytes.extend(std::fs::read(chunk).unwrap());
+        }
+        let name = format!("track-{stream}.mp4");
+        let track_dir = out.parent().unwrap();
+        std::fs::write(track_dir.join(&name), bytes).unwrap();
+        let probed = ffprobe_json(track_dir, &name);
+        let number =
+            |value: &serde_json::Value| -> f64 { value.as_str().unwrap_or("0").parse().unwrap() };
+        let track = &probed["streams"][0];
+        number(&track["start_time"]) + number(&track["duration"])
+    }
+
+    fn mpd_duration_seconds(mpd: &str) -> f64 {
+        let at = mpd.find("mediaPresentationDuration=\"PT").unwrap();
+        let rest = &mpd[at + "mediaPresentationDuration=\"PT".len()..];
+        rest[..rest.find("S\"").unwrap()].parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn manifest_durations_are_the_tracks_to_the_millisecond() {
+        let sources = [
+            "-f lavfi -i testsrc2=size=320x240:rate=25 -f lavfi -i sine=frequency=440 -t 5.97 \
+             -c:v libx264 -pix_fmt yuv420p -c:a aac -f mp4",
+            "-f lavfi -i testsrc2=size=320x240:rate=25 -frames:v 1 -c:v libx264 -pix_fmt yuv420p \
+             -f mp4",
+            "-f lavfi -i sine=frequency=440:duration=1.3 -c:a aac -f mp4",
+            "-f lavfi -i testsrc2=size=320x240:rate=30000/1001 -f lavfi -i sine=frequency=440 \
+             -t 4.3 -c:v libx264 -pix_fmt yuv420p -c:a libopus -f matroska",
+        ];
+        for source in sources {
+            let dir = tempfile::tempdir().unwrap();
+            let mut command = Command::new("ffmpeg");
+            command.args(["-v", "error", "-y"]);
+            command.args(source.split_whitespace());
+            let status = command.arg(dir.path().join(SOURCE_FILE)).status().unwrap();
+            assert!(status.success(), "{source}");
+            let (plan, _) = encode(dir.path(), &*test_context(dir.path()).await).await;
+            let out = dir.path().join(OUTPUT_DIR);
+            let mpd = std::fs::read_to_string(out.join(DASH_MANIFEST)).unwrap();
+            let streams = plan.renditions().len() + usize::from(plan.has_audio);
+            let mut longest = 0.0f64;
+            for stream in 0..streams {
+                let end = track_end_seconds(&out, &stream.to_string());
+                let playlist =
+                    std::fs::read_to_string(out.join(media_playlist_name(stream))).unwrap();
+                let listed: f64 = playlists::media_segments(&playlist)
+                    .iter()
+                    .map(|(seconds, _)| seconds)
+                    .sum();
+                assert!(
+                    (listed - end).abs() <= 0.001,
+                    "{source}: stream {stream} lists {listed} s, its track ends at {end} s"
+                );
+                longest = longest.max(end);
+            }
+            let declared = mpd_duration_seconds(&mpd);
+            assert!(declared > 0.0, "{source}: {mpd}");
+            assert!(
+                (declared - longest).abs() <= 0.001,
+                "{source}: the MPD says {declared} s, the longest track ends at {longest} s"
+            );
+        }
     }
 
     /// A replica's encode pipeline without its broker: a real holder, outcomes in memory.

@@ -23,6 +23,7 @@ mod holder_check;
 mod holder_ftp;
 mod join;
 pub mod ladder;
+mod manifest;
 mod metrics;
 mod outcome_sink;
 mod outcomes;

@@ -121,6 +121,31 @@ pub fn finalize_media_playlist(text: &str) -> String {
     join_lines(&lines)
 }
 
+/// The media playlist with its `EXTINF`s set to `durations`, the segments' exact lengths in
+/// order; unchanged when it does not list as many segments.
+pub fn with_segment_durations(text: &str, durations: &[f64]) -> String {
+    let listed = text
+        .lines()
+        .filter(|line| line.starts_with("#EXTINF:"))
+        .count();
+    if listed != durations.len() {
+        return text.to_owned();
+    }
+    let mut durations = durations.iter();
+    let lines: Vec<String> = text
+        .lines()
+        .map(|line| match line.strip_prefix("#EXTINF:") {
+            Some(rest) => {
+                let title = rest.split_once(',').map_or("", |(_, title)| title);
+                let seconds = durations.next().copied().unwrap_or_default();
+                format!("#EXTINF:{seconds:.6},{title}")
+            }
+            None => line.to_owned(),
+        })
+        .collect();
+    join_lines(&lines)
+}
+
 fn trim_trailing_blank_lines(lines: &mut Vec<String>) {
     while lines.last().is_some_and(|line| line.is_empty()) {
         lines.pop();
@@ -201,6 +226,17 @@ chunk-stream0-00001.m4s
             [(3.018594, "chunk-stream0-00001.m4s".to_owned())]
         );
         assert_eq!(init_segment("#EXTM3U\n#EXTINF:4.0,\na.m4s\n"), None);
+    }
+
+    #[test]
+    fn segment_durations_are_set_when_the_segments_match() {
+        let exact = with_segment_durations(FFMPEG_MEDIA, &[3.0186]);
+        assert!(exact.contains("#EXTINF:3.018600,\n"), "{exact}");
+        assert_eq!(exact.replace("3.018600", "3.018594"), FFMPEG_MEDIA);
+        assert_eq!(
+            with_segment_durations(FFMPEG_MEDIA, &[1.0, 2.0]),
+            FFMPEG_MEDIA
+        );
     }
 
     #[test]
