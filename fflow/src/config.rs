@@ -40,6 +40,9 @@ pub struct Config {
     pub ladder: Ladder,
     /// A faster source is encoded at an integer fraction of its rate, at most this.
     pub max_frame_rate: u32,
+    /// A source whose container does not say whether it is interlaced is looked at over this
+    /// many frames (ffmpeg's `idet`); 0 takes it as progressive.
+    pub idet_frames: u32,
     /// The poster is the first frame at this time (or a third into shorter sources).
     pub poster_at_seconds: f64,
     pub audio_bitrate: String,
@@ -176,6 +179,7 @@ impl Default for Config {
             x264_preset: "veryfast".to_owned(),
             ladder: Ladder::default(),
             max_frame_rate: 60,
+            idet_frames: 100,
             poster_at_seconds: 5.0,
             audio_bitrate: "128k".to_owned(),
             max_chunk_bytes: 16 * 1024 * 1024,

@@ -21,6 +21,7 @@ mod ffmpeg;
 mod ftp;
 mod holder_check;
 mod holder_ftp;
+mod interlace;
 mod join;
 pub mod ladder;
 mod manifest;

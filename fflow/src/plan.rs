@@ -7,7 +7,7 @@ use vod_contracts::layout::{DASH_MANIFEST, HLS_MASTER, POSTER};
 
 use crate::config::Config;
 use crate::ladder::{self, DisplaySize, Rendition};
-use crate::probe::SourceFacts;
+use crate::probe::{Scan, SourceFacts};
 
 /// Frame rates a source close to one of them is snapped to, as `(num, den)`.
 const COMMON_FRAME_RATES: [(u32, u32); 9] = [
@@ -31,8 +31,18 @@ pub struct VideoPlan {
     pub renditions: Vec<Rendition>,
     /// Output frames per second, `(num, den)`; the same for every rendition.
     pub frame_rate: (u32, u32),
+    /// How an interlaced source is deinterlaced; `None` for a progressive one.
+    pub deinterlace: Option<Deinterlace>,
     /// Seconds into the picture where the poster is taken.
     pub poster_at_seconds: f64,
+}
+
+/// ffmpeg's `bwdif` over an interlaced source, before anything else.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Deinterlace {
+    pub top_field_first: bool,
+    /// One picture per field (the motion of a 25i capture at 50p), rather than per frame.
+    pub per_field: bool,
 }
 
 /// What the encode makes of one source.
@@ -57,9 +67,26 @@ impl EncodePlan {
             } else {
                 config.poster_at_seconds
             };
+            // A field rate the ladder allows keeps all the motion; a higher one (60i at a lower
+            // maximum) one picture per frame.
+            let field_rate = video
+                .frame_rate
+                .map(|rate| rate * 2.0)
+                .filter(|rate| *rate <= f64::from(config.max_frame_rate) * 1.005);
+            let deinterlace = video.scan.is_interlaced().then(|| Deinterlace {
+                top_field_first: video.scan == Scan::TopFieldFirst,
+                per_field: field_rate.is_some(),
+            });
+            let rate = match deinterlace {
+                Some(Deinterlace {
+                    per_field: true, ..
+                }) => field_rate,
+                _ => video.frame_rate,
+            };
             VideoPlan {
                 renditions: ladder::renditions(display, &config.ladder),
-                frame_rate: output_frame_rate(video.frame_rate, config.max_frame_rate),
+                frame_rate: output_frame_rate(rate, config.max_frame_rate),
+                deinterlace,
                 poster_at_seconds,
             }
         });
@@ -209,13 +236,31 @@ pub fn encode_args(config: &Config, plan: &EncodePlan, output_dir: &str) -> Vec<
     args
 }
 
-/// One decode: frame rate made constant and pixels 8-bit 4:2:0 once, then split into every
+/// One decode: an interlaced source deinterlaced, frame rate made constant and pixels 8-bit 4:2:0 once, then split into every
 /// rendition (scaled, with the pixel aspect that keeps the source's exact display aspect) and
 /// the poster (the first frame at its time).
 fn filter_graph(video: &VideoPlan) -> String {
     let (num, den) = video.frame_rate;
     let count = video.renditions.len();
-    let mut graph = format!("[0:v:0]fps={num}/{den},format=yuv420p,split={}", count + 1);
+    let deinterlace = video.deinterlace.map_or(String::new(), |deinterlace| {
+        format!(
+            "bwdif=mode={}:parity={}:deint=all,",
+            if deinterlace.per_field {
+                "send_field"
+            } else {
+                "send_frame"
+            },
+            if deinterlace.top_field_first {
+                "tff"
+            } else {
+                "bff"
+            },
+        )
+    });
+    let mut graph = format!(
+        "[0:v:0]{deinterlace}fps={num}/{den},format=yuv420p,split={}",
+        count + 1
+    );
     for index in 0..count {
         graph.push_str(&format!("[s{index}]"));
     }
@@ -267,6 +312,7 @@ mod tests {
                 sample_aspect: (1, 1),
                 rotation: 0,
                 frame_rate: Some(25.0),
+                scan: Scan::Progressive,
             }),
             audio: audio.then(|| AudioStream {
                 codec: "aac".to_owned(),
@@ -394,6 +440,62 @@ mod tests {
         facts.duration_seconds = 3.0;
         let plan = EncodePlan::for_source(&config, &facts);
         assert_eq!(plan.video.unwrap().poster_at_seconds, 1.0);
+    }
+
+    #[test]
+    fn an_interlaced_source_is_deinterlaced_first_at_its_field_rate() {
+        let config = config();
+        let mut facts = source(720, 576, false);
+        if let Some(video) = facts.video.as_mut() {
+            video.scan = Scan::TopFieldFirst;
+        }
+        let plan = EncodePlan::for_source(&config, &facts);
+        let args = encode_args(&config, &plan, "out");
+        let graph = value_of(&args, "-filter_complex").unwrap();
+        assert!(
+            graph.starts_with(
+                "[0:v:0]bwdif=mode=send_field:parity=tff:deint=all,fps=50/1,format=yuv420p,"
+            ),
+            "{graph}"
+        );
+        assert_eq!(value_of(&args, "-g"), Some("100"));
+
+        // 60i at a maximum of 30 frames per second: one picture per frame.
+        let config = Config {
+            max_frame_rate: 30,
+            ..config
+        };
+        if let Some(video) = facts.video.as_mut() {
+            video.scan = Scan::BottomFieldFirst;
+            video.frame_rate = Some(29.97);
+        }
+        let plan = EncodePlan::for_source(&config, &facts);
+        let video = plan.video.as_ref().unwrap();
+        assert_eq!(video.frame_rate, (30_000, 1001));
+        let graph = value_of(&encode_args(&config, &plan, "out"), "-filter_complex")
+            .unwrap()
+            .to_owned();
+        assert!(
+            graph.starts_with("[0:v:0]bwdif=mode=send_frame:parity=bff:deint=all,fps=30000/1001,"),
+            "{graph}"
+        );
+    }
+
+    #[test]
+    fn a_progressive_source_is_not_deinterlaced() {
+        let config = config();
+        for scan in [Scan::Progressive, Scan::Unknown] {
+            let mut facts = source(720, 576, false);
+            if let Some(video) = facts.video.as_mut() {
+                video.scan = scan;
+            }
+            let plan = EncodePlan::for_source(&config, &facts);
+            assert_eq!(plan.video.as_ref().unwrap().deinterlace, None);
+            let args = encode_args(&config, &plan, "out");
+            assert!(!value_of(&args, "-filter_complex")
+                .unwrap()
+                .contains("bwdif"));
+        }
     }
 
     #[test]

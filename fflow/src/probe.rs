@@ -31,6 +31,34 @@ pub struct VideoStream {
     pub rotation: i32,
     /// Average frames per second, when known.
     pub frame_rate: Option<f64>,
+    /// How the pictures are scanned, as the container says.
+    pub scan: Scan,
+}
+
+/// Progressive pictures, or interlaced ones with the field shown first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scan {
+    Progressive,
+    TopFieldFirst,
+    BottomFieldFirst,
+    /// The container does not say; [`crate::interlace`] looks at the pictures.
+    Unknown,
+}
+
+impl Scan {
+    /// From ffprobe's `field_order`: `tt`/`bt` show the top field first, `bb`/`tb` the bottom.
+    fn from_field_order(field_order: Option<&str>) -> Self {
+        match field_order {
+            Some("progressive") => Self::Progressive,
+            Some("tt" | "bt") => Self::TopFieldFirst,
+            Some("bb" | "tb") => Self::BottomFieldFirst,
+            _ => Self::Unknown,
+        }
+    }
+
+    pub fn is_interlaced(self) -> bool {
+        matches!(self, Self::TopFieldFirst | Self::BottomFieldFirst)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -170,6 +198,7 @@ struct ProbeStream {
     sample_aspect_ratio: Option<String>,
     avg_frame_rate: Option<String>,
     r_frame_rate: Option<String>,
+    field_order: Option<String>,
     disposition: Option<Disposition>,
     #[serde(default)]
     side_data_list: Vec<SideData>,
@@ -283,6 +312,7 @@ impl ProbeStream {
                 .unwrap_or((0, 1)),
             rotation: self.rotation(),
             frame_rate,
+            scan: Scan::from_field_order(self.field_order.as_deref()),
         })
     }
 
@@ -353,7 +383,37 @@ mod tests {
         assert_eq!(video.codec, "hevc");
         assert_eq!(video.sample_aspect, (1, 1));
         assert!((video.frame_rate.unwrap() - 29.97).abs() < 0.01);
+        assert_eq!(video.scan, Scan::Unknown);
         assert_eq!(facts.audio.unwrap().codec, "opus");
+    }
+
+    #[test]
+    fn field_order_says_how_pictures_are_scanned() {
+        for (field_order, scan) in [
+            ("progressive", Scan::Progressive),
+            ("tt", Scan::TopFieldFirst),
+            ("bt", Scan::TopFieldFirst),
+            ("bb", Scan::BottomFieldFirst),
+            ("tb", Scan::BottomFieldFirst),
+            ("unknown", Scan::Unknown),
+        ] {
+            let answer: ProbeAnswer = serde_json::from_str(&format!(
+                r#"{{"streams": [{{"codec_type": "video", "width": 720, "height": 576,
+                    "field_order": "{field_order}"}}], "format": {{"format_name": "mpegts"}}}}"#
+            ))
+            .unwrap();
+            let video = answer
+                .facts(&SourceFormats::default())
+                .unwrap()
+                .video
+                .unwrap();
+            assert_eq!(video.scan, scan, "{field_order}");
+            assert_eq!(
+                scan.is_interlaced(),
+                field_order.len() == 2,
+                "{field_order}"
+            );
+        }
     }
 
     #[test]
