@@ -76,6 +76,10 @@ pub struct SourceView {
     pub video_codec: Option<String>,
     pub audio_codec: Option<String>,
     pub frame_rate: Option<f64>,
+    /// The picture was interlaced (fields, as broadcast captures); every rendition was
+    /// deinterlaced.
+    #[serde(default)]
+    pub interlaced: bool,
 }
 
 /// One rendition of the ladder.

@@ -81,6 +81,9 @@ pub struct SourceFacts {
     pub audio_codec: Option<String>,
     /// Frames per second of the source (its average rate).
     pub frame_rate: Option<f64>,
+    /// The picture was interlaced, and the renditions were deinterlaced.
+    #[serde(default)]
+    pub interlaced: bool,
 }
 
 /// One video rendition of the ladder.

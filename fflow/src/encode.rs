@@ -604,6 +604,7 @@ fn source_facts(source: &SourceFacts) -> vod_contracts::outcome::SourceFacts {
         video_codec: video.map(|video| video.codec.clone()),
         audio_codec: source.audio.as_ref().map(|audio| audio.codec.clone()),
         frame_rate: video.and_then(|video| video.frame_rate),
+        interlaced: video.is_some_and(|video| video.scan.is_interlaced()),
     }
 }
 

@@ -107,7 +107,7 @@ const FLOW_COLUMNS: &str = "id, video_id, status, filename, uploaded_bytes, tota
      duration_seconds, width, height, video_codec, audio_codec, hls_path, dash_path, source_sha256, created_at, \
      updated_at, progress_percent, encode_path, encode_started_at_byte, source_width, \
      source_height, source_video_codec, source_audio_codec, source_frame_rate, renditions, \
-     poster_path";
+     poster_path, source_interlaced";
 
 /// The video if it is the project's and not deleted.
 pub async fn find_video(
@@ -234,6 +234,7 @@ impl FlowRow {
                 video_codec: source_video_codec,
                 audio_codec: source_audio_codec,
                 frame_rate: row.get("source_frame_rate"),
+                interlaced: row.get("source_interlaced"),
             });
         Ok(Self {
             video_id: row.get("video_id"),

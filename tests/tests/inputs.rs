@@ -70,6 +70,7 @@ async fn source_without_sound_plays_as_picture_only() {
         flow.source.as_ref().and_then(|s| s.audio_codec.clone()),
         None
     );
+    assert_eq!(flow.source.as_ref().map(|s| s.interlaced), Some(false));
     let playback = video.playback.as_ref().expect("playback");
     let master = stack.http.get(&playback.hls).send().await.expect("master");
     let master = master.text().await.expect("master text");
@@ -190,6 +191,60 @@ async fn phone_video_with_rotation_metadata_plays_upright() {
         psnr > 25.0,
         "the rendition is not the upright picture: {psnr} dB"
     );
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn interlaced_broadcast_capture_is_deinterlaced_at_its_field_rate() {
+    let env = TestEnv::new().await;
+    let stack = Stack::spawn(&env).await;
+    let path = env.dir.path().join("broadcast.ts");
+    // A moving 50p picture woven into 25i fields, top first: MPEG-2 in MPEG-TS, as broadcast.
+    make(
+        &path,
+        "-f lavfi -i testsrc2=size=720x576:rate=50 -f lavfi -i sine=frequency=440 -t 3 \
+         -vf tinterlace=mode=interleave_top,setfield=tff -c:v mpeg2video -q:v 2 \
+         -flags +ilme+ildct -top 1 -c:a mp2 -f mpegts",
+    );
+
+    let video = upload_and_settle(&stack, &path).await;
+    let flow = ready_flow(&video);
+    let source = flow.source.as_ref().expect("source facts");
+    assert!(source.interlaced, "{source:?}");
+    assert_eq!(source.frame_rate, Some(25.0));
+    let top = &flow.renditions[0];
+    let times = video_packet_times(&top.hls);
+    let gaps: Vec<f64> = times.windows(2).map(|pair| pair[1] - pair[0]).collect();
+    assert!(gaps.len() > 100, "{gaps:?}");
+    assert!(
+        gaps.iter().all(|gap| (gap - 0.02).abs() < 0.001),
+        "not one picture per field: {gaps:?}"
+    );
+    assert_decodes_for(&top.hls, 3.0);
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_frame_source_is_ready_with_its_real_duration() {
+    let env = TestEnv::new().await;
+    let stack = Stack::spawn(&env).await;
+    let path = env.dir.path().join("one-frame.mp4");
+    make(
+        &path,
+        "-f lavfi -i testsrc2=size=320x240:rate=25 -frames:v 1 -c:v libx264 -pix_fmt yuv420p",
+    );
+
+    let video = upload_and_settle(&stack, &path).await;
+    ready_flow(&video);
+    let playback = video.playback.as_ref().expect("playback");
+    let mpd = stack.http.get(&playback.dash).send().await.expect("mpd");
+    let mpd = mpd.text().await.expect("mpd text");
+    assert!(
+        mpd.contains("mediaPresentationDuration=\"PT0.040S\""),
+        "{mpd}"
+    );
+    assert_eq!(probe(&playback.dash).codec_types, ["video"]);
+    assert_eq!(probe(&playback.hls).codec_types, ["video"]);
     stack.shutdown().await;
 }
 
