@@ -80,6 +80,10 @@ pub struct SourceView {
     /// deinterlaced.
     #[serde(default)]
     pub interlaced: bool,
+    /// The picture was high dynamic range (PQ or HLG transfer); every rendition was tone-mapped
+    /// to standard dynamic range, BT.709.
+    #[serde(default)]
+    pub hdr: bool,
 }
 
 /// One rendition of the ladder.

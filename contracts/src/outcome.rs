@@ -84,6 +84,10 @@ pub struct SourceFacts {
     /// The picture was interlaced, and the renditions were deinterlaced.
     #[serde(default)]
     pub interlaced: bool,
+    /// The picture was high dynamic range (PQ or HLG), and the renditions were tone-mapped to
+    /// BT.709 SDR.
+    #[serde(default)]
+    pub hdr: bool,
 }
 
 /// One video rendition of the ladder.

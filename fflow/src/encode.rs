@@ -605,6 +605,7 @@ fn source_facts(source: &SourceFacts) -> vod_contracts::outcome::SourceFacts {
         audio_codec: source.audio.as_ref().map(|audio| audio.codec.clone()),
         frame_rate: video.and_then(|video| video.frame_rate),
         interlaced: video.is_some_and(|video| video.scan.is_interlaced()),
+        hdr: video.is_some_and(|video| video.hdr.is_some()),
     }
 }
 
@@ -873,6 +874,82 @@ mod tests {
             .unwrap_or_else(|| panic!("no PSNR: {stderr}"));
         let average = &line[line.find("average:").unwrap() + "average:".len()..];
         average.split_whitespace().next().unwrap().parse().unwrap()
+    }
+
+    /// Mean luma (0–255) of every frame of `input`'s picture.
+    fn mean_luma(input: &Path) -> f64 {
+        let output = Command::new("ffmpeg")
+            .args(["-hide_banner", "-nostdin", "-i"])
+            .arg(input)
+            .args([
+                "-vf",
+                "format=yuv420p,signalstats,metadata=print:key=lavfi.signalstats.YAVG:file=-",
+                "-f",
+                "null",
+                "-",
+            ])
+            .output()
+            .unwrap();
+        let values: Vec<f64> = String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter_map(|line| line.strip_prefix("lavfi.signalstats.YAVG="))
+            .map(|value| value.trim().parse().unwrap())
+            .collect();
+        assert!(
+            !values.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        values.iter().sum::<f64>() / values.len() as f64
+    }
+
+    #[tokio::test]
+    async fn an_hdr10_source_becomes_sdr_tagged_bt709_at_its_brightness() {
+        let dir = tempfile::tempdir().unwrap();
+        let make = |args: &str, output: &Path| {
+            let mut command = Command::new("ffmpeg");
+            command
+                .args(["-v", "error", "-y"])
+                .args(args.split_whitespace());
+            assert!(command.arg(output).status().unwrap().success(), "{args}");
+        };
+        let pattern = "-f lavfi -i testsrc2=size=640x360:rate=25 -t 2";
+        // The pattern as HDR10: PQ transfer, BT.2020, 10-bit HEVC; and as SDR for reference.
+        make(
+            &format!(
+                "{pattern} -vf zscale=tin=bt709:min=bt709:pin=bt709:t=smpte2084:m=bt2020nc:\
+                 p=bt2020:npl=100,format=yuv420p10le -c:v libx265 \
+                 -x265-params log-level=error -color_primaries bt2020 -color_trc smpte2084 \
+                 -colorspace bt2020nc -tag:v hvc1 -f mp4"
+            ),
+            &dir.path().join(SOURCE_FILE),
+        );
+        let reference = dir.path().join("sdr.mp4");
+        make(
+            &format!("{pattern} -c:v libx264 -qp 0 -pix_fmt yuv420p"),
+            &reference,
+        );
+
+        let (plan, facts) = encode(dir.path(), &*test_context(dir.path()).await).await;
+        assert!(plan.video.as_ref().unwrap().tone_map.is_some());
+        assert!(facts.source.hdr);
+        assert_eq!(facts.renditions.len(), 2);
+        let out = dir.path().join(OUTPUT_DIR);
+        let expected = mean_luma(&reference);
+        for stream in 0..facts.renditions.len() {
+            let track = track_file(&out, &stream.to_string());
+            let probed = ffprobe_json(track.parent().unwrap(), track.to_str().unwrap());
+            let video = &probed["streams"][0];
+            for key in ["color_transfer", "color_primaries", "color_space"] {
+                assert_eq!(video[key], "bt709", "stream {stream}: {video}");
+            }
+            // Measured: 110.8 tone-mapped against 125.3; PQ passed through reads 97.9.
+            let luma = mean_luma(&track);
+            assert!(
+                (luma - expected).abs() / expected < 0.15,
+                "stream {stream}: mean luma {luma}, the SDR pattern's {expected}"
+            );
+        }
     }
 
     #[tokio::test]
@@ -1227,6 +1304,7 @@ mod tests {
                 rotation: 0,
                 frame_rate: Some(25.0),
                 scan: crate::probe::Scan::Progressive,
+                hdr: None,
             }),
             audio: None,
         };

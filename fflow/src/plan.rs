@@ -7,7 +7,7 @@ use vod_contracts::layout::{DASH_MANIFEST, HLS_MASTER, POSTER};
 
 use crate::config::Config;
 use crate::ladder::{self, DisplaySize, Rendition};
-use crate::probe::{Scan, SourceFacts};
+use crate::probe::{Hdr, Scan, SourceFacts};
 
 /// Frame rates a source close to one of them is snapped to, as `(num, den)`.
 const COMMON_FRAME_RATES: [(u32, u32); 9] = [
@@ -33,6 +33,8 @@ pub struct VideoPlan {
     pub frame_rate: (u32, u32),
     /// How an interlaced source is deinterlaced; `None` for a progressive one.
     pub deinterlace: Option<Deinterlace>,
+    /// A high-dynamic-range source is tone-mapped to BT.709 SDR; `None` for an SDR one.
+    pub tone_map: Option<Hdr>,
     /// Seconds into the picture where the poster is taken.
     pub poster_at_seconds: f64,
 }
@@ -87,6 +89,7 @@ impl EncodePlan {
                 renditions: ladder::renditions(display, &config.ladder),
                 frame_rate: output_frame_rate(rate, config.max_frame_rate),
                 deinterlace,
+                tone_map: video.hdr.clone(),
                 poster_at_seconds,
             }
         });
@@ -171,6 +174,16 @@ pub fn encode_args(config: &Config, plan: &EncodePlan, output_dir: &str) -> Vec<
             "-pix_fmt",
             "yuv420p",
         ]);
+        if video.tone_map.is_some() {
+            push(&[
+                "-color_primaries",
+                "bt709",
+                "-color_trc",
+                "bt709",
+                "-colorspace",
+                "bt709",
+            ]);
+        }
         for (index, rendition) in video.renditions.iter().enumerate() {
             let rung = rendition.rung;
             push(&[
@@ -257,8 +270,12 @@ fn filter_graph(video: &VideoPlan) -> String {
             },
         )
     });
+    let tone_map = video
+        .tone_map
+        .as_ref()
+        .map_or(String::new(), tone_map_filters);
     let mut graph = format!(
-        "[0:v:0]{deinterlace}fps={num}/{den},format=yuv420p,split={}",
+        "[0:v:0]{deinterlace}{tone_map}fps={num}/{den},format=yuv420p,split={}",
         count + 1
     );
     for index in 0..count {
@@ -281,6 +298,17 @@ fn filter_graph(video: &VideoPlan) -> String {
         video.poster_at_seconds
     ));
     graph
+}
+
+/// PQ or HLG to BT.709 SDR: to linear light (100 nits as SDR white), BT.709 primaries, then
+/// `mobius` tone mapping, which keeps what SDR can show as it is and compresses only the
+/// highlights above it, then the BT.709 transfer and matrix in limited range.
+fn tone_map_filters(hdr: &Hdr) -> String {
+    format!(
+        "zscale=tin={}:pin={}:min={}:t=linear:npl=100,format=gbrpf32le,zscale=p=bt709,\
+         tonemap=tonemap=mobius:desat=0,zscale=t=bt709:m=bt709:r=tv,",
+        hdr.transfer, hdr.primaries, hdr.matrix
+    )
 }
 
 #[cfg(test)]
@@ -313,6 +341,7 @@ mod tests {
                 rotation: 0,
                 frame_rate: Some(25.0),
                 scan: Scan::Progressive,
+                hdr: None,
             }),
             audio: audio.then(|| AudioStream {
                 codec: "aac".to_owned(),
@@ -479,6 +508,40 @@ mod tests {
             graph.starts_with("[0:v:0]bwdif=mode=send_frame:parity=bff:deint=all,fps=30000/1001,"),
             "{graph}"
         );
+    }
+
+    #[test]
+    fn an_hdr_source_is_tone_mapped_and_tagged_bt709() {
+        let config = config();
+        let mut facts = source(1280, 720, false);
+        if let Some(video) = facts.video.as_mut() {
+            video.hdr = Some(Hdr {
+                transfer: "smpte2084",
+                primaries: "bt2020",
+                matrix: "bt2020nc",
+            });
+        }
+        let plan = EncodePlan::for_source(&config, &facts);
+        let args = encode_args(&config, &plan, "out");
+        let graph = value_of(&args, "-filter_complex").unwrap();
+        assert!(
+            graph.starts_with(
+                "[0:v:0]zscale=tin=smpte2084:pin=bt2020:min=bt2020nc:t=linear:npl=100,\
+                 format=gbrpf32le,zscale=p=bt709,tonemap=tonemap=mobius:desat=0,\
+                 zscale=t=bt709:m=bt709:r=tv,fps=25/1,format=yuv420p,split="
+            ),
+            "{graph}"
+        );
+        assert_eq!(value_of(&args, "-color_primaries"), Some("bt709"));
+        assert_eq!(value_of(&args, "-color_trc"), Some("bt709"));
+        assert_eq!(value_of(&args, "-colorspace"), Some("bt709"));
+
+        let sdr = EncodePlan::for_source(&config, &source(1280, 720, false));
+        let args = encode_args(&config, &sdr, "out");
+        assert!(!value_of(&args, "-filter_complex")
+            .unwrap()
+            .contains("zscale"));
+        assert_eq!(value_of(&args, "-color_trc"), None);
     }
 
     #[test]

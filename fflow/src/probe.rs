@@ -33,6 +33,48 @@ pub struct VideoStream {
     pub frame_rate: Option<f64>,
     /// How the pictures are scanned, as the container says.
     pub scan: Scan,
+    /// The picture's high dynamic range, `None` for standard dynamic range.
+    pub hdr: Option<Hdr>,
+}
+
+/// A high-dynamic-range picture: its transfer, and the primaries and matrix its colours are in
+/// (as zscale names them; BT.2020 when the stream does not say).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hdr {
+    /// `smpte2084` (PQ, as HDR10) or `arib-std-b67` (HLG).
+    pub transfer: &'static str,
+    pub primaries: &'static str,
+    pub matrix: &'static str,
+}
+
+impl Hdr {
+    /// From ffprobe's `color_transfer`, `color_primaries` and `color_space`.
+    fn from_colors(
+        transfer: Option<&str>,
+        primaries: Option<&str>,
+        matrix: Option<&str>,
+    ) -> Option<Self> {
+        let transfer = match transfer? {
+            "smpte2084" => "smpte2084",
+            "arib-std-b67" => "arib-std-b67",
+            _ => return None,
+        };
+        let primaries = match primaries {
+            Some("bt709") => "bt709",
+            Some("smpte432") => "smpte432",
+            _ => "bt2020",
+        };
+        let matrix = match matrix {
+            Some("bt709") => "bt709",
+            Some("bt2020c") => "bt2020c",
+            _ => "bt2020nc",
+        };
+        Some(Self {
+            transfer,
+            primaries,
+            matrix,
+        })
+    }
 }
 
 /// Progressive pictures, or interlaced ones with the field shown first.
@@ -199,6 +241,9 @@ struct ProbeStream {
     avg_frame_rate: Option<String>,
     r_frame_rate: Option<String>,
     field_order: Option<String>,
+    color_transfer: Option<String>,
+    color_primaries: Option<String>,
+    color_space: Option<String>,
     disposition: Option<Disposition>,
     #[serde(default)]
     side_data_list: Vec<SideData>,
@@ -313,6 +358,11 @@ impl ProbeStream {
             rotation: self.rotation(),
             frame_rate,
             scan: Scan::from_field_order(self.field_order.as_deref()),
+            hdr: Hdr::from_colors(
+                self.color_transfer.as_deref(),
+                self.color_primaries.as_deref(),
+                self.color_space.as_deref(),
+            ),
         })
     }
 
@@ -384,6 +434,7 @@ mod tests {
         assert_eq!(video.sample_aspect, (1, 1));
         assert!((video.frame_rate.unwrap() - 29.97).abs() < 0.01);
         assert_eq!(video.scan, Scan::Unknown);
+        assert_eq!(video.hdr, None);
         assert_eq!(facts.audio.unwrap().codec, "opus");
     }
 
@@ -414,6 +465,38 @@ mod tests {
                 "{field_order}"
             );
         }
+    }
+
+    #[test]
+    fn pq_and_hlg_transfers_are_hdr() {
+        let video = |colors: &str| {
+            let answer: ProbeAnswer = serde_json::from_str(&format!(
+                r#"{{"streams": [{{"codec_type": "video", "width": 64, "height": 48, {colors}}}],
+                    "format": {{"format_name": "matroska,webm"}}}}"#
+            ))
+            .unwrap();
+            answer
+                .facts(&SourceFormats::default())
+                .unwrap()
+                .video
+                .unwrap()
+        };
+        let hdr10 = video(
+            r#""color_transfer": "smpte2084", "color_primaries": "bt2020",
+               "color_space": "bt2020nc""#,
+        );
+        assert_eq!(
+            hdr10.hdr,
+            Some(Hdr {
+                transfer: "smpte2084",
+                primaries: "bt2020",
+                matrix: "bt2020nc"
+            })
+        );
+        let hlg = video(r#""color_transfer": "arib-std-b67""#).hdr.unwrap();
+        assert_eq!((hlg.transfer, hlg.primaries), ("arib-std-b67", "bt2020"));
+        assert_eq!(video(r#""color_transfer": "bt709""#).hdr, None);
+        assert_eq!(video(r#""color_primaries": "bt2020""#).hdr, None);
     }
 
     #[test]

@@ -107,7 +107,7 @@ const FLOW_COLUMNS: &str = "id, video_id, status, filename, uploaded_bytes, tota
      duration_seconds, width, height, video_codec, audio_codec, hls_path, dash_path, source_sha256, created_at, \
      updated_at, progress_percent, encode_path, encode_started_at_byte, source_width, \
      source_height, source_video_codec, source_audio_codec, source_frame_rate, renditions, \
-     poster_path, source_interlaced";
+     poster_path, source_interlaced, source_hdr";
 
 /// The video if it is the project's and not deleted.
 pub async fn find_video(
@@ -235,6 +235,7 @@ impl FlowRow {
                 audio_codec: source_audio_codec,
                 frame_rate: row.get("source_frame_rate"),
                 interlaced: row.get("source_interlaced"),
+                hdr: row.get("source_hdr"),
             });
         Ok(Self {
             video_id: row.get("video_id"),

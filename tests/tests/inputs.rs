@@ -71,6 +71,7 @@ async fn source_without_sound_plays_as_picture_only() {
         None
     );
     assert_eq!(flow.source.as_ref().map(|s| s.interlaced), Some(false));
+    assert_eq!(flow.source.as_ref().map(|s| s.hdr), Some(false));
     let playback = video.playback.as_ref().expect("playback");
     let master = stack.http.get(&playback.hls).send().await.expect("master");
     let master = master.text().await.expect("master text");
@@ -221,6 +222,45 @@ async fn interlaced_broadcast_capture_is_deinterlaced_at_its_field_rate() {
         "not one picture per field: {gaps:?}"
     );
     assert_decodes_for(&top.hls, 3.0);
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hdr10_source_is_tone_mapped_to_bt709() {
+    let env = TestEnv::new().await;
+    let stack = Stack::spawn(&env).await;
+    let path = env.dir.path().join("hdr10.mkv");
+    make(
+        &path,
+        "-f lavfi -i testsrc2=size=640x360:rate=25 -t 2 \
+         -vf zscale=tin=bt709:min=bt709:pin=bt709:t=smpte2084:m=bt2020nc:p=bt2020:npl=100,\
+         format=yuv420p10le -c:v libx265 -x265-params log-level=error -color_primaries bt2020 \
+         -color_trc smpte2084 -colorspace bt2020nc -f matroska",
+    );
+
+    let video = upload_and_settle(&stack, &path).await;
+    let flow = ready_flow(&video);
+    let source = flow.source.as_ref().expect("source facts");
+    assert!(source.hdr, "{source:?}");
+    assert!(!source.interlaced, "{source:?}");
+    assert_eq!(flow.renditions.len(), 2, "{flow:#?}");
+    for rendition in &flow.renditions {
+        let output = std::process::Command::new("ffprobe")
+            .args(["-v", "error", "-select_streams", "v:0", "-show_entries"])
+            .args(["stream=color_transfer,color_primaries,color_space,pix_fmt"])
+            .args(["-of", "default=noprint_wrappers=1", &rendition.hls])
+            .output()
+            .expect("ffprobe runs");
+        let colors = String::from_utf8_lossy(&output.stdout);
+        for line in [
+            "pix_fmt=yuv420p",
+            "color_space=bt709",
+            "color_transfer=bt709",
+            "color_primaries=bt709",
+        ] {
+            assert!(colors.lines().any(|l| l == line), "{line} not in {colors}");
+        }
+    }
     stack.shutdown().await;
 }
 

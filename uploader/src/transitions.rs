@@ -931,8 +931,8 @@ async fn mark_ready(
              height = $4, video_codec = $5, audio_codec = $6, hls_path = $7, dash_path = $8, \
              source_width = $9, source_height = $10, source_video_codec = $11, \
              source_audio_codec = $12, source_frame_rate = $13, renditions = $14, \
-             poster_path = $15, source_interlaced = $18, progress_percent = 100, \
-             updated_at = now() WHERE id = $1 AND status = $17",
+             poster_path = $15, source_interlaced = $18, source_hdr = $19, \
+             progress_percent = 100, updated_at = now() WHERE id = $1 AND status = $17",
             &[
                 &flow_id.0,
                 &facts.duration_seconds,
@@ -952,6 +952,7 @@ async fn mark_ready(
                 &FlowStatus::Ready,
                 &FlowStatus::Processing,
                 &facts.source.interlaced,
+                &facts.source.hdr,
             ],
         )
         .await
