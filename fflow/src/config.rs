@@ -46,6 +46,11 @@ pub struct Config {
     /// The poster is the first frame at this time (or a third into shorter sources).
     pub poster_at_seconds: f64,
     pub audio_bitrate: String,
+    /// Sound tracks beyond this many are left out; each one kept is a rendition.
+    pub max_audio_tracks: usize,
+    /// The audio rendition players choose first (`DEFAULT=YES`): the first in this BCP 47
+    /// language (`en` also matches `en-GB`); empty, the source's first track.
+    pub preferred_audio_language: String,
     pub max_chunk_bytes: u64,
     /// New sessions and chunks are refused (507 `insufficient_storage`) when writing them would
     /// leave less than this free on the spool's disk, which keeps room for the encodes of the
@@ -182,6 +187,8 @@ impl Default for Config {
             idet_frames: 100,
             poster_at_seconds: 5.0,
             audio_bitrate: "128k".to_owned(),
+            max_audio_tracks: 8,
+            preferred_audio_language: String::new(),
             max_chunk_bytes: 16 * 1024 * 1024,
             spool_min_free_bytes: 512 * 1024 * 1024,
             probe_timeout_ms: 60_000,
@@ -314,6 +321,10 @@ impl Config {
         anyhow::ensure!(
             self.max_concurrent_encodes > 0,
             "FFLOW_MAX_CONCURRENT_ENCODES must be positive"
+        );
+        anyhow::ensure!(
+            self.max_audio_tracks > 0,
+            "FFLOW_MAX_AUDIO_TRACKS must be positive"
         );
         anyhow::ensure!(
             self.max_frame_rate > 0,

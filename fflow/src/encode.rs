@@ -13,7 +13,8 @@ use tracing::Instrument;
 use vod_contracts::fflow::EncodeTarget;
 use vod_contracts::layout::{self, DASH_MANIFEST, HLS_MASTER, POSTER};
 use vod_contracts::outcome::{
-    EncodeOutcome, EncodeResult, EncodeStart, MediaFacts, RenditionFacts,
+    AudioRenditionFacts, AudioTrackFacts, EncodeOutcome, EncodeResult, EncodeStart, MediaFacts,
+    RenditionFacts,
 };
 use vod_contracts::EncodePath;
 use vod_infra::backoff::Backoff;
@@ -26,8 +27,8 @@ use crate::interlace;
 use crate::join;
 use crate::ladder::DisplaySize;
 use crate::manifest;
-use crate::plan::{self, EncodePlan};
-use crate::playlists::{self, Variant};
+use crate::plan::{self, AudioRendition, EncodePlan};
+use crate::playlists::{self, AudioMedia, Variant};
 use crate::probe::{self, ProbeError, Scan, SourceFacts};
 use crate::progress;
 use crate::sandbox::{Demuxer, Input, Source};
@@ -183,7 +184,7 @@ async fn produce(
 
     tracing::info!(
         renditions = plan.renditions().len(),
-        has_audio = plan.has_audio,
+        audio_renditions = plan.audio.len(),
         "encoding"
     );
     let args = plan::encode_args(config, &plan, OUTPUT_DIR);
@@ -439,14 +440,21 @@ async fn finalize_presentation(
         }
     }
 
-    let audio = match plan.audio_stream_index() {
-        Some(stream) => {
-            let playlist = media_playlist_name(stream);
-            let (peak, average) = measured_bandwidth(dir, &playlist).await?;
-            Some((playlist, peak, average, codecs_of(stream)?))
-        }
-        None => None,
-    };
+    let mut audio = Vec::new();
+    for (rendition, stream) in plan.audio.iter().zip(plan.audio_stream_indices()) {
+        let playlist = media_playlist_name(stream);
+        let (peak, average) = measured_bandwidth(dir, &playlist).await?;
+        audio.push(MeasuredAudio {
+            rendition,
+            playlist,
+            peak,
+            average,
+            codecs: codecs_of(stream)?,
+        });
+    }
+    let default_audio = default_audio(&plan.audio, &state.config.preferred_audio_language);
+    // A variant is played with any of the audio renditions: it announces the largest.
+    let largest_audio = audio.iter().max_by_key(|audio| audio.peak);
     let frame_rate = plan
         .video
         .as_ref()
@@ -457,10 +465,10 @@ async fn finalize_presentation(
         let playlist = media_playlist_name(stream);
         let (mut peak, mut average) = measured_bandwidth(dir, &playlist).await?;
         let mut codecs = codecs_of(stream)?;
-        if let Some((_, audio_peak, audio_average, audio_codecs)) = &audio {
-            peak += audio_peak;
-            average += audio_average;
-            codecs = format!("{codecs},{audio_codecs}");
+        if let Some(audio) = largest_audio {
+            peak += audio.peak;
+            average += audio.average;
+            codecs = format!("{codecs},{}", audio.codecs);
         }
         variants.push(Variant {
             playlist: playlist.clone(),
@@ -479,23 +487,49 @@ async fn finalize_presentation(
             playlist_path: format!("{remote_dir}/{playlist}"),
         });
     }
-    let master = match (&audio, variants.is_empty()) {
-        (Some((playlist, peak, average, codecs)), true) => {
+    let group: Vec<AudioMedia> = audio
+        .iter()
+        .enumerate()
+        .map(|(index, audio)| AudioMedia {
+            playlist: audio.playlist.clone(),
+            language: audio.rendition.language.clone(),
+            name: audio.rendition.name.clone(),
+            default: index == default_audio,
+        })
+        .collect();
+    let master = match audio.get(default_audio) {
+        Some(first) if variants.is_empty() => {
+            // An audio-only presentation plays its default track; the others are its group.
             let only_audio = Variant {
-                playlist: playlist.clone(),
-                bandwidth: *peak,
-                average_bandwidth: *average,
+                playlist: first.playlist.clone(),
+                bandwidth: largest_audio.map_or(first.peak, |audio| audio.peak),
+                average_bandwidth: largest_audio.map_or(first.average, |audio| audio.average),
                 resolution: None,
                 frame_rate: None,
-                codecs: codecs.clone(),
+                codecs: first.codecs.clone(),
             };
-            playlists::master_playlist(&[only_audio], None)
+            let group = if audio.len() > 1 {
+                group.as_slice()
+            } else {
+                &[]
+            };
+            playlists::master_playlist(&[only_audio], group)
         }
-        (audio, _) => playlists::master_playlist(
-            &variants,
-            audio.as_ref().map(|(playlist, ..)| playlist.as_str()),
-        ),
+        _ => playlists::master_playlist(&variants, &group),
     };
+    let audio_renditions = audio
+        .iter()
+        .enumerate()
+        .map(|(index, audio)| AudioRenditionFacts {
+            language: audio.rendition.language.clone(),
+            name: audio.rendition.name.clone(),
+            default: index == default_audio,
+            bandwidth: audio.peak,
+            average_bandwidth: audio.average,
+            codecs: audio.codecs.clone(),
+            playlist_path: format!("{remote_dir}/{}", audio.playlist),
+        })
+        .collect();
     tokio::fs::write(dir.join(HLS_MASTER), master)
         .await
         .context("failed to write the master playlist")?;
@@ -512,13 +546,39 @@ async fn finalize_presentation(
         width: top.map(|rendition| rendition.width),
         height: top.map(|rendition| rendition.height),
         video_codec: plan.video.as_ref().map(|_| "h264".to_owned()),
-        audio_codec: plan.has_audio.then(|| "aac".to_owned()),
+        audio_codec: plan.has_audio().then(|| "aac".to_owned()),
         hls_path: format!("{remote_dir}/{HLS_MASTER}"),
         dash_path: format!("{remote_dir}/{DASH_MANIFEST}"),
         source: source_facts(source),
         renditions,
+        audio_renditions,
         poster_path,
     })
+}
+
+/// An audio rendition as encoded.
+struct MeasuredAudio<'a> {
+    rendition: &'a AudioRendition,
+    playlist: String,
+    peak: u64,
+    average: u64,
+    codecs: String,
+}
+
+/// Index of the audio rendition players choose first: the first in the preferred language
+/// (`en` also matches `en-GB`), else the first.
+fn default_audio(audio: &[AudioRendition], preferred: &str) -> usize {
+    let preferred = preferred.trim().to_ascii_lowercase();
+    if preferred.is_empty() {
+        return 0;
+    }
+    audio
+        .iter()
+        .position(|audio| {
+            let language = audio.language.to_ascii_lowercase();
+            language == preferred || language.starts_with(&format!("{preferred}-"))
+        })
+        .unwrap_or(0)
 }
 
 fn media_playlist_name(stream: usize) -> String {
@@ -602,10 +662,19 @@ fn source_facts(source: &SourceFacts) -> vod_contracts::outcome::SourceFacts {
         width: display.map(|display| display.width),
         height: display.map(|display| display.height),
         video_codec: video.map(|video| video.codec.clone()),
-        audio_codec: source.audio.as_ref().map(|audio| audio.codec.clone()),
+        audio_codec: source.audio.first().map(|audio| audio.codec.clone()),
         frame_rate: video.and_then(|video| video.frame_rate),
         interlaced: video.is_some_and(|video| video.scan.is_interlaced()),
         hdr: video.is_some_and(|video| video.hdr.is_some()),
+        audio_tracks: source
+            .audio
+            .iter()
+            .map(|audio| AudioTrackFacts {
+                language: audio.language.clone(),
+                channels: audio.channels,
+                codec: audio.codec.clone(),
+            })
+            .collect(),
     }
 }
 
@@ -743,7 +812,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         make_clip(&dir.path().join(SOURCE_FILE), 9, true);
         let (plan, facts) = encode(dir.path(), &*test_context(dir.path()).await).await;
-        assert!(plan.has_audio);
+        assert!(plan.has_audio());
         assert_eq!((facts.width, facts.height), (Some(320), Some(240)));
         assert_eq!(facts.renditions.len(), 1);
         assert_eq!(facts.renditions[0].playlist_path, "v/f/media_0.m3u8");
@@ -953,6 +1022,108 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn every_sound_track_is_a_stereo_rendition_with_its_language() {
+        let dir = tempfile::tempdir().unwrap();
+        // English mono, then French 5.1 with a title.
+        let status = Command::new("ffmpeg")
+            .args(["-v", "error", "-y"])
+            .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25"])
+            .args(["-f", "lavfi", "-i", "sine=frequency=440"])
+            .args(["-f", "lavfi", "-i"])
+            .arg("sine=frequency=660,volume=0.9,aformat=channel_layouts=5.1")
+            .args(["-t", "3", "-map", "0", "-map", "1", "-map", "2"])
+            .args(["-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac"])
+            .args([
+                "-metadata:s:a:0",
+                "language=eng",
+                "-metadata:s:a:1",
+                "language=fre",
+            ])
+            .args([
+                "-metadata:s:a:1",
+                "title=Version française",
+                "-f",
+                "matroska",
+            ])
+            .arg(dir.path().join(SOURCE_FILE))
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let (plan, facts) = encode(dir.path(), &*test_context(dir.path()).await).await;
+        assert_eq!(plan.audio.len(), 2);
+        let languages: Vec<(&str, Option<u32>)> = facts
+            .source
+            .audio_tracks
+            .iter()
+            .map(|track| (track.language.as_str(), track.channels))
+            .collect();
+        assert_eq!(languages, [("en", Some(1)), ("fr", Some(6))]);
+        let renditions: Vec<(&str, &str, bool, &str)> = facts
+            .audio_renditions
+            .iter()
+            .map(|audio| {
+                (
+                    audio.language.as_str(),
+                    audio.name.as_str(),
+                    audio.default,
+                    audio.playlist_path.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            renditions,
+            [
+                ("en", "English", true, "v/f/media_1.m3u8"),
+                ("fr", "Version française", false, "v/f/media_2.m3u8")
+            ]
+        );
+
+        let out = dir.path().join(OUTPUT_DIR);
+        let master = std::fs::read_to_string(out.join(HLS_MASTER)).unwrap();
+        let media: Vec<&str> = master
+            .lines()
+            .filter(|line| line.starts_with("#EXT-X-MEDIA:TYPE=AUDIO"))
+            .collect();
+        assert_eq!(media.len(), 2, "{master}");
+        assert!(media[0].contains("LANGUAGE=\"en\",NAME=\"English\",DEFAULT=YES,AUTOSELECT=YES"));
+        assert!(media[1]
+            .contains("LANGUAGE=\"fr\",NAME=\"Version française\",DEFAULT=NO,AUTOSELECT=YES"));
+        let mpd = std::fs::read_to_string(out.join(DASH_MANIFEST)).unwrap();
+        let audio_sets: Vec<&str> = mpd
+            .lines()
+            .filter(|line| {
+                line.contains("<AdaptationSet ") && line.contains("contentType=\"audio\"")
+            })
+            .collect();
+        assert_eq!(audio_sets.len(), 2, "{mpd}");
+        assert!(audio_sets[0].contains("lang=\"en\""), "{mpd}");
+        assert!(audio_sets[1].contains("lang=\"fr\""), "{mpd}");
+
+        for stream in ["1", "2"] {
+            let track = track_file(&out, stream);
+            let probed = ffprobe_json(track.parent().unwrap(), track.to_str().unwrap());
+            assert_eq!(probed["streams"][0]["channels"], 2, "stream {stream}");
+            // Decodes to its end, and the downmix of 5.1 does not clip.
+            let output = Command::new("ffmpeg")
+                .args(["-hide_banner", "-nostdin", "-i"])
+                .arg(&track)
+                .args(["-af", "volumedetect", "-f", "null", "-"])
+                .output()
+                .unwrap();
+            assert!(output.status.success(), "stream {stream}");
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            let max_volume: f64 = stderr
+                .lines()
+                .find_map(|line| line.split_once("max_volume: ")?.1.strip_suffix(" dB"))
+                .unwrap_or_else(|| panic!("{stderr}"))
+                .trim()
+                .parse()
+                .unwrap();
+            assert!(max_volume < 0.0, "stream {stream} peaks at {max_volume} dB");
+        }
+    }
+
+    #[tokio::test]
     async fn an_interlaced_source_is_deinterlaced_closer_to_its_original_than_woven() {
         let dir = tempfile::tempdir().unwrap();
         let original = dir.path().join("original.mkv");
@@ -1003,7 +1174,7 @@ mod tests {
                 frame_rate: (25, 1),
                 ..video
             }),
-            has_audio: false,
+            audio: Vec::new(),
         };
         fresh_dir(&dir.path().join("woven")).await.unwrap();
         let source = probe::probe(
@@ -1063,7 +1234,7 @@ mod tests {
             let (plan, _) = encode(dir.path(), &*test_context(dir.path()).await).await;
             let out = dir.path().join(OUTPUT_DIR);
             let mpd = std::fs::read_to_string(out.join(DASH_MANIFEST)).unwrap();
-            let streams = plan.renditions().len() + usize::from(plan.has_audio);
+            let streams = plan.renditions().len() + plan.audio.len();
             let mut longest = 0.0f64;
             for stream in 0..streams {
                 let end = track_end_seconds(&out, &stream.to_string());
@@ -1278,7 +1449,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         make_clip(&dir.path().join(SOURCE_FILE), 2, false);
         let (plan, facts) = encode(dir.path(), &*test_context(dir.path()).await).await;
-        assert!(!plan.has_audio);
+        assert!(!plan.has_audio());
         assert_eq!(facts.audio_codec, None);
         let out = dir.path().join(OUTPUT_DIR);
         assert!(!out.join("media_1.m3u8").exists());
@@ -1306,7 +1477,7 @@ mod tests {
                 scan: crate::probe::Scan::Progressive,
                 hdr: None,
             }),
-            audio: None,
+            audio: Vec::new(),
         };
         let plan = EncodePlan::for_source(&config, &source);
         fresh_dir(&dir.path().join(OUTPUT_DIR)).await.unwrap();

@@ -24,6 +24,7 @@ mod holder_ftp;
 mod interlace;
 mod join;
 pub mod ladder;
+mod language;
 mod manifest;
 mod metrics;
 mod outcome_sink;

@@ -1,12 +1,13 @@
 //! What one encode makes of a source, and the arguments of the single ffmpeg process that makes
 //! it: one decode, split once per rendition and scaled, every rendition encoded with keyframes on
-//! the same timestamps, one stereo AAC rendition, CMAF segments with an MPD and HLS playlists,
-//! and a JPEG poster.
+//! the same timestamps, one stereo AAC rendition per sound track, CMAF segments with an MPD and
+//! HLS playlists, and a JPEG poster.
 
 use vod_contracts::layout::{DASH_MANIFEST, HLS_MASTER, POSTER};
 
 use crate::config::Config;
 use crate::ladder::{self, DisplaySize, Rendition};
+use crate::language;
 use crate::probe::{Hdr, Scan, SourceFacts};
 
 /// Frame rates a source close to one of them is snapped to, as `(num, den)`.
@@ -47,12 +48,25 @@ pub struct Deinterlace {
     pub per_field: bool,
 }
 
+/// One stereo AAC rendition of a sound track of the source.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AudioRendition {
+    /// The `n` of ffmpeg's `0:a:n`.
+    pub source_track: usize,
+    /// BCP 47, `und` when the source does not say.
+    pub language: String,
+    /// What players show: the track's title, else its language's name, else its number;
+    /// different for every rendition.
+    pub name: String,
+}
+
 /// What the encode makes of one source.
 #[derive(Clone, Debug, PartialEq)]
 pub struct EncodePlan {
     /// `None` for a source without picture: an audio-only presentation.
     pub video: Option<VideoPlan>,
-    pub has_audio: bool,
+    /// One per sound track, up to `FFLOW_MAX_AUDIO_TRACKS`, in the source's order.
+    pub audio: Vec<AudioRendition>,
 }
 
 impl EncodePlan {
@@ -95,8 +109,12 @@ impl EncodePlan {
         });
         Self {
             video,
-            has_audio: source.has_audio(),
+            audio: audio_renditions(source, config.max_audio_tracks),
         }
+    }
+
+    pub fn has_audio(&self) -> bool {
+        !self.audio.is_empty()
     }
 
     pub fn renditions(&self) -> &[Rendition] {
@@ -105,10 +123,31 @@ impl EncodePlan {
             .map_or(&[], |video| video.renditions.as_slice())
     }
 
-    /// Output stream index of the audio rendition (after every video rendition).
-    pub fn audio_stream_index(&self) -> Option<usize> {
-        self.has_audio.then_some(self.renditions().len())
+    /// Output stream index of every audio rendition (after every video rendition), in order.
+    pub fn audio_stream_indices(&self) -> std::ops::Range<usize> {
+        let first = self.renditions().len();
+        first..first + self.audio.len()
     }
+}
+
+fn audio_renditions(source: &SourceFacts, max: usize) -> Vec<AudioRendition> {
+    let mut renditions: Vec<AudioRendition> = Vec::new();
+    for (index, track) in source.audio.iter().take(max.max(1)).enumerate() {
+        let mut name = track
+            .title
+            .clone()
+            .or_else(|| language::name(&track.language).map(str::to_owned))
+            .unwrap_or_else(|| format!("Audio {}", index + 1));
+        if renditions.iter().any(|taken| taken.name == name) {
+            name = format!("{name} ({})", index + 1);
+        }
+        renditions.push(AudioRendition {
+            source_track: index,
+            language: track.language.clone(),
+            name,
+        });
+    }
+    renditions
 }
 
 /// The source's rate, snapped to a common one when within 0.5 % of it, otherwise rounded to
@@ -154,8 +193,8 @@ pub fn encode_args(config: &Config, plan: &EncodePlan, output_dir: &str) -> Vec<
             push(&["-map", &format!("[v{index}]")]);
         }
     }
-    if plan.has_audio {
-        push(&["-map", "0:a:0"]);
+    for audio in &plan.audio {
+        push(&["-map", &format!("0:a:{}", audio.source_track)]);
     }
     push(&["-sn", "-dn", "-map_metadata", "-1", "-map_chapters", "-1"]);
 
@@ -206,14 +245,26 @@ pub fn encode_args(config: &Config, plan: &EncodePlan, output_dir: &str) -> Vec<
             &format!("expr:gte(t,n_forced*{})", config.keyframe_interval_seconds),
         ]);
     }
-    if plan.has_audio {
+    if plan.has_audio() {
+        // `-ac 2` downmixes with libswresample's matrix: centre and surrounds at -3 dB, LFE
+        // left out, normalized so that the sum cannot clip.
         push(&["-c:a", "aac", "-ac", "2", "-b:a", &config.audio_bitrate]);
     }
-    let adaptation_sets = match (plan.video.is_some(), plan.has_audio) {
-        (true, true) => "id=0,streams=v id=1,streams=a",
-        (true, false) => "id=0,streams=v",
-        (false, _) => "id=0,streams=a",
-    };
+    for (index, audio) in plan.audio.iter().enumerate() {
+        push(&[
+            &format!("-metadata:s:a:{index}"),
+            &format!("language={}", audio.language),
+        ]);
+    }
+    // One adaptation set for the picture, one per sound track (with its `lang`).
+    let mut sets: Vec<String> = Vec::new();
+    if plan.video.is_some() {
+        sets.push("id=0,streams=v".to_owned());
+    }
+    for stream in plan.audio_stream_indices() {
+        sets.push(format!("id={},streams={stream}", sets.len()));
+    }
+    let adaptation_sets = sets.join(" ");
     push(&[
         "-max_muxing_queue_size",
         "4096",
@@ -230,7 +281,7 @@ pub fn encode_args(config: &Config, plan: &EncodePlan, output_dir: &str) -> Vec<
         "-hls_master_name",
         HLS_MASTER,
         "-adaptation_sets",
-        adaptation_sets,
+        &adaptation_sets,
         &format!("{output_dir}/{DASH_MANIFEST}"),
     ]);
     if plan.video.is_some() {
@@ -343,9 +394,16 @@ mod tests {
                 scan: Scan::Progressive,
                 hdr: None,
             }),
-            audio: audio.then(|| AudioStream {
-                codec: "aac".to_owned(),
-            }),
+            audio: if audio {
+                vec![AudioStream {
+                    codec: "aac".to_owned(),
+                    channels: Some(2),
+                    language: "und".to_owned(),
+                    title: None,
+                }]
+            } else {
+                Vec::new()
+            },
         }
     }
 
@@ -410,13 +468,62 @@ mod tests {
         assert_eq!(value_of(&args, "-hls_playlist"), Some("1"));
         assert_eq!(
             value_of(&args, "-adaptation_sets"),
-            Some("id=0,streams=v id=1,streams=a")
+            Some("id=0,streams=v id=1,streams=4")
         );
         assert_eq!(value_of(&args, "-progress"), Some("pipe:1"));
         assert_eq!(value_of(&args, "-stats_period"), Some("0.500"));
         assert_eq!(args.last().map(String::as_str), Some("out/poster.jpg"));
         assert!(args.iter().any(|arg| arg == "out/manifest.mpd"));
-        assert_eq!(plan.audio_stream_index(), Some(4));
+        assert_eq!(plan.audio_stream_indices(), 4..5);
+    }
+
+    #[test]
+    fn every_sound_track_becomes_a_rendition_with_its_language() {
+        let config = Config {
+            max_audio_tracks: 3,
+            ..config()
+        };
+        let mut facts = source(640, 360, false);
+        let track = |language: &str, title: Option<&str>| AudioStream {
+            codec: "ac3".to_owned(),
+            channels: Some(6),
+            language: language.to_owned(),
+            title: title.map(str::to_owned),
+        };
+        facts.audio = vec![
+            track("en", None),
+            track("fr", Some("Commentaire")),
+            track("und", None),
+            track("de", None),
+        ];
+        let plan = EncodePlan::for_source(&config, &facts);
+        let names: Vec<(&str, &str)> = plan
+            .audio
+            .iter()
+            .map(|audio| (audio.language.as_str(), audio.name.as_str()))
+            .collect();
+        assert_eq!(
+            names,
+            [("en", "English"), ("fr", "Commentaire"), ("und", "Audio 3")]
+        );
+        let args = encode_args(&config, &plan, "out");
+        assert_eq!(
+            values_of(&args, "-map"),
+            ["[v0]", "[v1]", "0:a:0", "0:a:1", "0:a:2", "[poster]"]
+        );
+        assert_eq!(value_of(&args, "-metadata:s:a:0"), Some("language=en"));
+        assert_eq!(value_of(&args, "-metadata:s:a:1"), Some("language=fr"));
+        assert_eq!(value_of(&args, "-metadata:s:a:2"), Some("language=und"));
+        assert_eq!(value_of(&args, "-ac"), Some("2"));
+        assert_eq!(
+            value_of(&args, "-adaptation_sets"),
+            Some("id=0,streams=v id=1,streams=2 id=2,streams=3 id=3,streams=4")
+        );
+        assert_eq!(plan.audio_stream_indices(), 2..5);
+
+        facts.audio = vec![track("en", None), track("en", None)];
+        let plan = EncodePlan::for_source(&config, &facts);
+        assert_eq!(plan.audio[1].name, "English (2)");
     }
 
     #[test]
@@ -427,7 +534,7 @@ mod tests {
         assert_eq!(values_of(&args, "-map"), ["[v0]", "[poster]"]);
         assert_eq!(value_of(&args, "-adaptation_sets"), Some("id=0,streams=v"));
         assert_eq!(value_of(&args, "-c:a"), None);
-        assert_eq!(plan.audio_stream_index(), None);
+        assert_eq!(plan.audio_stream_indices(), 1..1);
     }
 
     #[test]
@@ -439,9 +546,9 @@ mod tests {
         let args = encode_args(&config, &plan, "out");
         assert_eq!(value_of(&args, "-filter_complex"), None);
         assert_eq!(values_of(&args, "-map"), ["0:a:0"]);
-        assert_eq!(value_of(&args, "-adaptation_sets"), Some("id=0,streams=a"));
+        assert_eq!(value_of(&args, "-adaptation_sets"), Some("id=0,streams=0"));
         assert_eq!(value_of(&args, "-c:v"), None);
-        assert_eq!(plan.audio_stream_index(), Some(0));
+        assert_eq!(plan.audio_stream_indices(), 0..1);
         assert!(!args.iter().any(|arg| arg.ends_with("poster.jpg")));
     }
 

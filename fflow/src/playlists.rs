@@ -20,18 +20,37 @@ pub struct Variant {
     pub codecs: String,
 }
 
-/// The HLS master playlist: every variant, with the audio rendition as a group when the
-/// variants are pictures.
-pub fn master_playlist(variants: &[Variant], audio_playlist: Option<&str>) -> String {
+/// One `EXT-X-MEDIA:TYPE=AUDIO` of the master playlist's audio group.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AudioMedia {
+    /// Media playlist file name.
+    pub playlist: String,
+    /// BCP 47; `und` is left out, as HLS has no tag for it.
+    pub language: String,
+    /// Unique within the group, without `"`.
+    pub name: String,
+    pub default: bool,
+}
+
+/// The HLS master playlist: every variant, referring to the audio group when there is one.
+pub fn master_playlist(variants: &[Variant], audio_group: &[AudioMedia]) -> String {
     let mut lines = vec![
         "#EXTM3U".to_owned(),
         "#EXT-X-VERSION:7".to_owned(),
         "#EXT-X-INDEPENDENT-SEGMENTS".to_owned(),
     ];
-    if let Some(audio) = audio_playlist {
+    for audio in audio_group {
+        let language = if audio.language == "und" {
+            String::new()
+        } else {
+            format!("LANGUAGE=\"{}\",", audio.language)
+        };
         lines.push(format!(
-            "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"audio\",DEFAULT=YES,\
-             AUTOSELECT=YES,CHANNELS=\"2\",URI=\"{audio}\""
+            "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",{language}NAME=\"{}\",DEFAULT={},\
+             AUTOSELECT=YES,CHANNELS=\"2\",URI=\"{}\"",
+            audio.name.replace('"', ""),
+            if audio.default { "YES" } else { "NO" },
+            audio.playlist
         ));
     }
     for variant in variants {
@@ -48,7 +67,7 @@ pub fn master_playlist(variants: &[Variant], audio_playlist: Option<&str>) -> St
         if !variant.codecs.is_empty() {
             attributes.push(format!("CODECS=\"{}\"", variant.codecs));
         }
-        if audio_playlist.is_some() && variant.resolution.is_some() {
+        if !audio_group.is_empty() {
             attributes.push("AUDIO=\"audio\"".to_owned());
         }
         lines.push(format!("#EXT-X-STREAM-INF:{}", attributes.join(",")));
@@ -291,7 +310,27 @@ chunk-stream0-00001.m4s
 
     #[test]
     fn master_lists_every_variant_with_the_audio_group() {
-        let master = master_playlist(&[variant(720), variant(360)], Some("media_2.m3u8"));
+        let audio = |playlist: &str, language: &str, name: &str, default: bool| AudioMedia {
+            playlist: playlist.to_owned(),
+            language: language.to_owned(),
+            name: name.to_owned(),
+            default,
+        };
+        let two = master_playlist(
+            &[variant(360)],
+            &[
+                audio("media_1.m3u8", "en", "English", true),
+                audio("media_2.m3u8", "fr", "Fran\"çais", false),
+            ],
+        );
+        assert!(two.contains(
+            "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",LANGUAGE=\"en\",NAME=\"English\",DEFAULT=YES,AUTOSELECT=YES,CHANNELS=\"2\",URI=\"media_1.m3u8\"\n\
+             #EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",LANGUAGE=\"fr\",NAME=\"Français\",DEFAULT=NO,AUTOSELECT=YES,CHANNELS=\"2\",URI=\"media_2.m3u8\"\n"
+        ), "{two}");
+        let master = master_playlist(
+            &[variant(720), variant(360)],
+            &[audio("media_2.m3u8", "und", "audio", true)],
+        );
         assert_eq!(
             master,
             "#EXTM3U
@@ -316,7 +355,7 @@ media_360.m3u8
             frame_rate: None,
             codecs: "mp4a.40.2".to_owned(),
         };
-        let master = master_playlist(&[audio], None);
+        let master = master_playlist(&[audio], &[]);
         assert!(!master.contains("EXT-X-MEDIA:"), "{master}");
         assert!(master.ends_with(
             "#EXT-X-STREAM-INF:BANDWIDTH=130000,AVERAGE-BANDWIDTH=128000,CODECS=\"mp4a.40.2\"\nmedia_0.m3u8\n"

@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use tokio::process::Command;
 
+use crate::language;
 use crate::sandbox::{self, Demuxer, Sandbox, SourceFormats};
 
 /// The source as the encode needs to know it.
@@ -17,7 +18,8 @@ pub struct SourceFacts {
     /// 0 when ffprobe could not tell.
     pub duration_seconds: f64,
     pub video: Option<VideoStream>,
-    pub audio: Option<AudioStream>,
+    /// Every sound track, in the source's order (the `n` of ffmpeg's `0:a:n`).
+    pub audio: Vec<AudioStream>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -106,12 +108,12 @@ impl Scan {
 #[derive(Clone, Debug, PartialEq)]
 pub struct AudioStream {
     pub codec: String,
-}
-
-impl SourceFacts {
-    pub fn has_audio(&self) -> bool {
-        self.audio.is_some()
-    }
+    /// Channels, when known.
+    pub channels: Option<u32>,
+    /// BCP 47 (see [`crate::language`]), `und` when the source does not say.
+    pub language: String,
+    /// The track's own title, when it has one.
+    pub title: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -234,6 +236,7 @@ struct ProbeAnswer {
 struct ProbeStream {
     codec_type: Option<String>,
     codec_name: Option<String>,
+    channels: Option<u32>,
     width: Option<u32>,
     height: Option<u32>,
     duration: Option<String>,
@@ -264,6 +267,8 @@ struct SideData {
 #[derive(Deserialize)]
 struct StreamTags {
     rotate: Option<String>,
+    language: Option<String>,
+    title: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -306,14 +311,18 @@ impl ProbeAnswer {
                     .as_ref()
                     .is_none_or(|d| d.attached_pic == 0)
             });
-        let audio = self.streams.iter().find(|stream| is(stream, "audio"));
-        if video.is_none() && audio.is_none() {
+        let audio: Vec<&ProbeStream> = self
+            .streams
+            .iter()
+            .filter(|stream| is(stream, "audio"))
+            .collect();
+        if video.is_none() && audio.is_empty() {
             return Err(ProbeError::NoMedia);
         }
         let duration_seconds = [
             self.format.as_ref().and_then(|f| f.duration.as_deref()),
             video.and_then(|video| video.duration.as_deref()),
-            audio.and_then(|audio| audio.duration.as_deref()),
+            audio.first().and_then(|audio| audio.duration.as_deref()),
         ]
         .into_iter()
         .flatten()
@@ -324,14 +333,31 @@ impl ProbeAnswer {
             format,
             duration_seconds,
             video: video.map(ProbeStream::video).transpose()?,
-            audio: audio.map(|audio| AudioStream {
-                codec: audio.codec_name.clone().unwrap_or_default(),
-            }),
+            audio: audio.into_iter().map(ProbeStream::audio).collect(),
         })
     }
 }
 
 impl ProbeStream {
+    fn audio(&self) -> AudioStream {
+        let tags = self.tags.as_ref();
+        AudioStream {
+            codec: self.codec_name.clone().unwrap_or_default(),
+            channels: self.channels.filter(|channels| *channels > 0),
+            language: language::bcp47(tags.and_then(|tags| tags.language.as_deref())),
+            title: tags
+                .and_then(|tags| tags.title.as_deref())
+                .map(str::trim)
+                .filter(|title| !title.is_empty())
+                .map(|title| {
+                    title
+                        .chars()
+                        .filter(|c| !c.is_control() && *c != '"')
+                        .collect()
+                }),
+        }
+    }
+
     fn video(&self) -> Result<VideoStream, ProbeError> {
         let no_size = || ProbeError::Unreadable("the video stream has no picture size".to_owned());
         let (Some(width), Some(height)) = (self.width, self.height) else {
@@ -435,7 +461,8 @@ mod tests {
         assert!((video.frame_rate.unwrap() - 29.97).abs() < 0.01);
         assert_eq!(video.scan, Scan::Unknown);
         assert_eq!(video.hdr, None);
-        assert_eq!(facts.audio.unwrap().codec, "opus");
+        assert_eq!(facts.audio[0].codec, "opus");
+        assert_eq!(facts.audio[0].language, "und");
     }
 
     #[test]
@@ -513,7 +540,39 @@ mod tests {
         assert_eq!(video.sample_aspect, (0, 1));
         assert_eq!(video.frame_rate, None);
         assert_eq!(facts.duration_seconds, 0.0);
-        assert!(facts.audio.is_none());
+        assert!(facts.audio.is_empty());
+    }
+
+    #[test]
+    fn every_sound_track_is_read_with_its_language() {
+        let answer: ProbeAnswer = serde_json::from_str(
+            r#"{"streams": [
+                {"codec_type": "video", "width": 64, "height": 48},
+                {"codec_type": "audio", "codec_name": "aac", "channels": 2,
+                 "tags": {"language": "eng"}},
+                {"codec_type": "audio", "codec_name": "ac3", "channels": 6,
+                 "tags": {"language": "fre", "title": "Version \"française\""}}
+            ], "format": {"format_name": "matroska,webm"}}"#,
+        )
+        .unwrap();
+        let facts = answer.facts(&SourceFormats::default()).unwrap();
+        assert_eq!(
+            facts.audio,
+            [
+                AudioStream {
+                    codec: "aac".to_owned(),
+                    channels: Some(2),
+                    language: "en".to_owned(),
+                    title: None,
+                },
+                AudioStream {
+                    codec: "ac3".to_owned(),
+                    channels: Some(6),
+                    language: "fr".to_owned(),
+                    title: Some("Version française".to_owned()),
+                }
+            ]
+        );
     }
 
     #[test]
@@ -528,7 +587,7 @@ mod tests {
         .unwrap();
         let facts = answer.facts(&SourceFormats::default()).unwrap();
         assert!(facts.video.is_none());
-        assert_eq!(facts.audio.unwrap().codec, "mp3");
+        assert_eq!(facts.audio[0].codec, "mp3");
     }
 
     #[test]

@@ -6,8 +6,8 @@ use std::path::Path;
 use vod_contracts::api::{FlowView, VideoView};
 use vod_contracts::{FlowStatus, VideoStatus};
 use vod_tests::media::{
-    decoded_duration, ffmpeg, first_frame_psnr, probe, stream_infs, video_packet_times,
-    video_stream,
+    decoded_duration, ffmpeg, first_frame_psnr, hls_attributes, probe, stream_infs,
+    video_packet_times, video_stream,
 };
 use vod_tests::{Stack, TestEnv};
 
@@ -260,6 +260,68 @@ async fn hdr10_source_is_tone_mapped_to_bt709() {
         ] {
             assert!(colors.lines().any(|l| l == line), "{line} not in {colors}");
         }
+    }
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_sound_track_plays_in_its_language() {
+    let env = TestEnv::new().await;
+    let stack = Stack::spawn(&env).await;
+    let path = env.dir.path().join("two-languages.mkv");
+    // English stereo, then French 5.1.
+    make(
+        &path,
+        "-f lavfi -i testsrc2=size=320x240:rate=25 -f lavfi -i sine=frequency=440 \
+         -f lavfi -i sine=frequency=660,aformat=channel_layouts=5.1 -t 3 -map 0 -map 1 -map 2 \
+         -c:v libx264 -pix_fmt yuv420p -c:a aac -ac:a:0 2 -metadata:s:a:0 language=eng \
+         -metadata:s:a:1 language=fre -f matroska",
+    );
+
+    let video = upload_and_settle(&stack, &path).await;
+    let flow = ready_flow(&video);
+    let source = flow.source.as_ref().expect("source facts");
+    let tracks: Vec<(&str, Option<u32>, &str)> = source
+        .audio_tracks
+        .iter()
+        .map(|track| {
+            (
+                track.language.as_str(),
+                track.channels,
+                track.codec.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(tracks, [("en", Some(2), "aac"), ("fr", Some(6), "aac")]);
+    let audio: Vec<(&str, &str, bool)> = flow
+        .audio_renditions
+        .iter()
+        .map(|audio| (audio.language.as_str(), audio.name.as_str(), audio.default))
+        .collect();
+    assert_eq!(audio, [("en", "English", true), ("fr", "French", false)]);
+
+    let playback = video.playback.as_ref().expect("playback");
+    let master = stack.http.get(&playback.hls).send().await.expect("master");
+    let master = master.text().await.expect("master text");
+    let languages: Vec<String> = master
+        .lines()
+        .filter(|line| line.starts_with("#EXT-X-MEDIA:TYPE=AUDIO"))
+        .filter_map(|line| line.split_once(':'))
+        .map(|(_, list)| hls_attributes(list)["LANGUAGE"].clone())
+        .collect();
+    assert_eq!(languages, ["en", "fr"], "{master}");
+    let mpd = stack.http.get(&playback.dash).send().await.expect("mpd");
+    let mpd = mpd.text().await.expect("mpd text");
+    let audio_sets: Vec<&str> = mpd
+        .lines()
+        .filter(|line| line.contains("<AdaptationSet ") && line.contains("contentType=\"audio\""))
+        .collect();
+    assert_eq!(audio_sets.len(), 2, "{mpd}");
+    assert!(audio_sets[0].contains("lang=\"en\""), "{mpd}");
+    assert!(audio_sets[1].contains("lang=\"fr\""), "{mpd}");
+    for rendition in &flow.audio_renditions {
+        assert_eq!(probe(&rendition.hls).codec_types, ["audio"]);
+        assert_decodes_for(&rendition.hls, 3.0);
     }
     stack.shutdown().await;
 }
