@@ -12,6 +12,7 @@
 //! the JSON of `{"ok": <reply>}` or `{"rejected": {"code", "message"}}`.
 
 mod chunk;
+mod direct_upload;
 mod project;
 mod upload;
 mod video;
@@ -25,6 +26,9 @@ use serde::{Deserialize, Serialize};
 pub use chunk::{
     chunk_frame_prefix, decode_chunk, encode_chunk, ChunkCommit, ChunkHeader, ChunkReply,
     FrameError,
+};
+pub use direct_upload::{
+    CancelDirectUpload, CreateDirectUpload, DirectUploadCancelled, DirectUploadStored,
 };
 pub use project::{
     ApiKeyCreated, ApiKeyRevoked, ApiKeysTouched, CreateApiKey, CreateProject, ProjectCreated,
@@ -81,10 +85,12 @@ pub enum CommandKind {
     TouchApiKeys,
     UpdateVideo,
     DeleteVideo,
+    CreateDirectUpload,
+    CancelDirectUpload,
 }
 
 impl CommandKind {
-    pub const ALL: [CommandKind; 15] = [
+    pub const ALL: [CommandKind; 17] = [
         CommandKind::CreateVideo,
         CommandKind::CreateUpload,
         CommandKind::CreatePartialUpload,
@@ -100,6 +106,8 @@ impl CommandKind {
         CommandKind::TouchApiKeys,
         CommandKind::UpdateVideo,
         CommandKind::DeleteVideo,
+        CommandKind::CreateDirectUpload,
+        CommandKind::CancelDirectUpload,
     ];
 
     /// The request's name: `create_video`, …, `chunk`.
@@ -120,6 +128,8 @@ impl CommandKind {
             CommandKind::TouchApiKeys => "touch_api_keys",
             CommandKind::UpdateVideo => "update_video",
             CommandKind::DeleteVideo => "delete_video",
+            CommandKind::CreateDirectUpload => "create_direct_upload",
+            CommandKind::CancelDirectUpload => "cancel_direct_upload",
         }
     }
 
@@ -141,6 +151,8 @@ impl CommandKind {
             CommandKind::TouchApiKeys => "vod.touch_api_keys",
             CommandKind::UpdateVideo => "vod.update_video",
             CommandKind::DeleteVideo => "vod.delete_video",
+            CommandKind::CreateDirectUpload => "vod.create_direct_upload",
+            CommandKind::CancelDirectUpload => "vod.cancel_direct_upload",
         }
     }
 
@@ -182,6 +194,12 @@ pub enum RejectCode {
     ProjectNameTaken,
     /// No such key in the project.
     KeyNotFound,
+    /// A direct upload's URL was used already, timed out or was cancelled.
+    UploadUrlExpired,
+    /// No such direct upload in the project.
+    DirectUploadNotFound,
+    /// The direct upload created its upload already and cannot be cancelled.
+    DirectUploadFinished,
     /// The command itself is malformed.
     InvalidCommand,
     /// A dependency (fflow, the database) could not be reached; retrying later may work.

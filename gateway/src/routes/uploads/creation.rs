@@ -142,6 +142,7 @@ pub async fn create(
                 filename: metadata.filename,
                 total_bytes,
                 metadata: raw_metadata,
+                direct_upload_id: None,
             })
             .await?;
         tracing::info!(%session_id, %video_id, %flow_id, total_bytes, "upload created");
