@@ -220,7 +220,7 @@ async fn a_direct_upload_url_is_refused_after_its_timeout_and_after_a_cancel() {
     let stack = Stack::spawn(&env).await;
     let key = &stack.http;
 
-    let timed_out = create_direct_upload(&stack, key, json!({"timeout_seconds": 60})).await;
+    let timed_out = create_direct_upload(&stack, key, json!({"timeout_seconds": 60.0})).await;
     let timed_out_id = timed_out["id"].as_str().expect("an id");
     let timed_out_uuid: uuid::Uuid = timed_out_id.parse().expect("a uuid");
     let db = env.db().await;
@@ -293,6 +293,8 @@ async fn a_direct_upload_url_is_refused_after_its_timeout_and_after_a_cancel() {
     for (request, field) in [
         (json!({"timeout_seconds": 59}), "timeout_seconds"),
         (json!({"timeout_seconds": 604801}), "timeout_seconds"),
+        (json!({"timeout_seconds": 600.5}), "timeout_seconds"),
+        (json!({"timeout_seconds": null}), "timeout_seconds"),
         (
             json!({"cors_origin": "https://app.example/path"}),
             "cors_origin",

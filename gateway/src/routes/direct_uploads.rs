@@ -41,10 +41,12 @@ pub struct NewVideoRequest {
     /// As in `POST /v1/videos`; without it the title comes from the upload's
     /// `Upload-Metadata` (`title`, else `filename`).
     #[schema(schema_with = title_as_created)]
+    #[serde(default, deserialize_with = "not_null")]
     #[validate(custom(function = "valid_title"))]
     title: Option<String>,
     /// As in `POST /v1/videos`.
     #[schema(schema_with = description_as_created)]
+    #[serde(default, deserialize_with = "not_null")]
     #[validate(
         length(max = MAX_DESCRIPTION_CHARS, message = "description must be at most 5000 characters"),
         custom(function = "valid_description")
@@ -52,6 +54,7 @@ pub struct NewVideoRequest {
     description: Option<String>,
     /// `public` (the default), the only policy for now: signed playback comes later.
     #[schema(nullable = false)]
+    #[serde(default, deserialize_with = "not_null")]
     playback_policy: Option<PlaybackPolicy>,
 }
 
@@ -60,6 +63,7 @@ pub struct NewVideoRequest {
 pub struct CreateDirectUploadRequest {
     #[validate(nested)]
     #[schema(nullable = false)]
+    #[serde(default, deserialize_with = "not_null")]
     new_video: Option<NewVideoRequest>,
     /// The one origin (`scheme://host[:port]`) browsers may use the URL from. Without it, a
     /// request that carries an `Origin` (any browser's) is refused: the URL is for apps only.
@@ -70,16 +74,24 @@ pub struct CreateDirectUploadRequest {
         pattern = r"^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9.\-:\[\]_]+$",
         example = "https://app.example"
     )]
+    #[serde(default, deserialize_with = "not_null")]
     #[validate(custom(function = "valid_origin"))]
     cors_origin: Option<String>,
-    /// Seconds the URL waits for its upload, 60 to 604800 (7 days); 3600 unless given.
+    /// Seconds the URL waits for its upload, 60 to 604800 (7 days); 3600 unless given. A
+    /// whole number (`600.0` is one too).
     #[schema(value_type = Option<i64>, nullable = false, minimum = 60, maximum = 604800)]
-    #[validate(range(
-        min = 60,
-        max = 604800,
-        message = "timeout_seconds must be from 60 to 604800"
-    ))]
-    timeout_seconds: Option<i64>,
+    #[serde(default, deserialize_with = "not_null")]
+    timeout_seconds: Option<f64>,
+}
+
+/// A field that may be left out but, when sent, is not `null`: the document calls none of
+/// them nullable.
+fn not_null<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
 }
 
 fn valid_origin(origin: &str) -> Result<(), ValidationError> {
@@ -134,13 +146,17 @@ pub async fn create(
         .map_err(|message| ApiError::validation("cors_origin", message))?;
     let timeout_secs = match request.timeout_seconds {
         None => DEFAULT_TIMEOUT_SECS,
-        Some(secs) => u32::try_from(secs)
-            .ok()
-            .filter(|secs| (MIN_TIMEOUT_SECS..=MAX_TIMEOUT_SECS).contains(secs))
+        Some(secs) => Some(secs)
+            .filter(|secs| {
+                secs.fract() == 0.0
+                    && (f64::from(MIN_TIMEOUT_SECS)..=f64::from(MAX_TIMEOUT_SECS)).contains(secs)
+            })
+            // Whole and in range: the cast is exact.
+            .map(|secs| secs as u32)
             .ok_or_else(|| {
                 ApiError::validation(
                     "timeout_seconds",
-                    "timeout_seconds must be from 60 to 604800",
+                    "timeout_seconds must be a whole number from 60 to 604800",
                 )
             })?,
     };
