@@ -10,13 +10,13 @@ use vod_contracts::{DirectUploadId, ProjectId, SessionId, VideoId};
 use crate::auth::Caller;
 use crate::read_model::ReadError;
 
-/// What a direct upload's URL lets a request do, as found by its token.
+/// What a direct upload's URL lets a request do, as found by its token. Whether the URL may
+/// still make its upload is the uploader's to decide, when it claims the direct upload.
 #[derive(Clone, Debug)]
 pub struct DirectGrant {
     pub direct_upload_id: DirectUploadId,
     pub project_id: ProjectId,
     pub cors_origin: Option<String>,
-    pub status: DirectUploadStatus,
     /// The upload the URL created, the only one it reaches.
     pub upload_id: Option<SessionId>,
 }
@@ -38,24 +38,18 @@ pub async fn find_grant(
     let client = pool.get().await?;
     let statement = client
         .prepare_cached(
-            "SELECT id, project_id, cors_origin, status, expires_at, upload_id, now() \
-             FROM direct_upload WHERE token_sha256 = $1",
+            "SELECT id, project_id, cors_origin, upload_id FROM direct_upload \
+             WHERE token_sha256 = $1",
         )
         .await?;
     let Some(row) = client.query_opt(&statement, &[&token_sha256]).await? else {
         return Ok(None);
     };
-    let status: String = row.try_get(3)?;
-    let expires_at: DateTime<Utc> = row.try_get(4)?;
-    let now: DateTime<Utc> = row.try_get(6)?;
-    let upload_id: Option<uuid::Uuid> = row.try_get(5)?;
+    let upload_id: Option<uuid::Uuid> = row.try_get(3)?;
     Ok(Some(DirectGrant {
         direct_upload_id: DirectUploadId(row.try_get(0)?),
         project_id: ProjectId(row.try_get(1)?),
         cors_origin: row.try_get(2)?,
-        // An unknown status reaches nothing: the schema allows none.
-        status: DirectUploadStatus::shown(&status, expires_at, now)
-            .unwrap_or(DirectUploadStatus::Cancelled),
         upload_id: upload_id.map(SessionId),
     }))
 }

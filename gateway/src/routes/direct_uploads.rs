@@ -44,9 +44,8 @@ pub struct NewVideoRequest {
     #[serde(default, deserialize_with = "not_null")]
     #[validate(custom(function = "valid_title"))]
     title: Option<String>,
-    /// As in `POST /v1/videos`.
+    /// As in `POST /v1/videos`; `null` is none.
     #[schema(schema_with = description_as_created)]
-    #[serde(default, deserialize_with = "not_null")]
     #[validate(
         length(max = MAX_DESCRIPTION_CHARS, message = "description must be at most 5000 characters"),
         custom(function = "valid_description")

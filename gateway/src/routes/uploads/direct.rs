@@ -9,7 +9,6 @@ use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use vod_contracts::api::ErrorBody;
-use vod_contracts::direct_upload::DirectUploadStatus;
 
 use super::headers::{
     ContentLength, DeclaredUploadLength, DeferLength, OffsetOctetStream, RawUploadMetadata,
@@ -112,10 +111,8 @@ pub async fn create_direct(
             "a direct upload's URL takes one whole upload, not concatenation".to_owned(),
         ));
     }
-    // Refused here without a command; the uploader's claim is what decides.
-    if grant.status != DirectUploadStatus::Waiting {
-        return Err(ApiError::UploadUrlExpired);
-    }
+    // A URL that was used, timed out or cancelled is refused by the uploader's claim, after
+    // the request's own headers are found right.
     let caller = grant.caller();
     let request = Creation {
         concat,
