@@ -110,6 +110,29 @@ def _use_a_real_direct_upload_url(case, fresh):
     case.path_parameters = {**(case.path_parameters or {}), "token": token}
 
 
+# How many direct uploads the run made through `POST /v1/direct-uploads`.
+DIRECT_UPLOADS_MADE = [0]
+
+
+@schemathesis.hook
+def after_call(context, case, response):
+    """Every other direct upload the run makes is used at once, as a browser would, so that
+    both a waiting one and one with its `video_id` are there for the operations that read
+    them, and for the links to that video."""
+    operation = case.operation
+    if not (
+        operation.path == "/v1/direct-uploads"
+        and operation.method.upper() == "POST"
+        and response.status_code == 201
+    ):
+        return
+    DIRECT_UPLOADS_MADE[0] += 1
+    if DIRECT_UPLOADS_MADE[0] % 2 == 0:
+        return
+    url = json.loads(response.content)["url"]
+    requests.post(url, headers={"Tus-Resumable": "1.0.0", "Upload-Length": "10"}, timeout=30)
+
+
 @schemathesis.hook
 def filter_failure(context, failure, case, response):
     if isinstance(failure, AcceptedNegativeData):
