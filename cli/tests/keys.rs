@@ -169,7 +169,6 @@ async fn a_key_made_listed_and_revoked_with_vod_keys_is_refused_once_revoked() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "needs DELETE /v1/videos/{id} and GET /v1/usage on the gateway"]
 async fn vod_rm_deletes_a_video_and_vod_usage_prints_the_counters() {
     let env = TestEnv::new().await;
     let stack = Stack::spawn(&env).await;
@@ -209,7 +208,20 @@ async fn vod_rm_deletes_a_video_and_vod_usage_prints_the_counters() {
     let usage = run(vod(&stack, Some(key), &["usage"])).await;
     let counters: serde_json::Value =
         serde_json::from_str(&succeeded(&usage)).expect("usage as JSON");
-    assert!(counters["bytes_received"].is_u64(), "{counters}");
+    for counter in [
+        "bytes_received",
+        "uploads_completed",
+        "stored_bytes",
+        "open_uploads",
+    ] {
+        assert!(counters[counter].is_u64(), "{counter} in {counters}");
+    }
+    assert!(counters["encoded_seconds"].is_number(), "{counters}");
+    assert!(counters["since"].is_string(), "{counters}");
+    assert!(
+        counters["quotas"]["max_uploads_per_hour"].is_u64(),
+        "{counters}"
+    );
     shows_no_key(&usage, &[key]);
     stack.shutdown().await;
 }

@@ -61,6 +61,10 @@ pub struct FlowView {
     /// The video renditions, tallest first, once ready; empty for an audio-only presentation.
     #[serde(default)]
     pub renditions: Vec<RenditionView>,
+    /// The audio renditions, one per sound track of the source (up to the encoder's limit),
+    /// once ready.
+    #[serde(default)]
+    pub audio_renditions: Vec<AudioRenditionView>,
     /// Absolute URL of the JPEG poster on holder, once ready (none without a picture).
     #[serde(default)]
     pub poster: Option<String>,
@@ -76,6 +80,46 @@ pub struct SourceView {
     pub video_codec: Option<String>,
     pub audio_codec: Option<String>,
     pub frame_rate: Option<f64>,
+    /// The picture was interlaced (fields, as broadcast captures); every rendition was
+    /// deinterlaced.
+    #[serde(default)]
+    pub interlaced: bool,
+    /// The picture was high dynamic range (PQ or HLG transfer); every rendition was tone-mapped
+    /// to standard dynamic range, BT.709.
+    #[serde(default)]
+    pub hdr: bool,
+    /// Every sound track, in the source's order.
+    #[serde(default)]
+    pub audio_tracks: Vec<AudioTrackView>,
+}
+
+/// One sound track of the source.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AudioTrackView {
+    /// BCP 47 language tag from the container, `und` when it has none.
+    pub language: String,
+    pub channels: Option<u32>,
+    /// ffmpeg's codec name, e.g. `aac`, `ac3`, `opus`.
+    pub codec: String,
+}
+
+/// One audio rendition: stereo AAC of one sound track of the source.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AudioRenditionView {
+    /// BCP 47 language tag, `und` when the source did not say.
+    pub language: String,
+    /// What players show: the track's title, else its language's name.
+    pub name: String,
+    /// The rendition players choose first.
+    pub default: bool,
+    /// Peak bits per second of a segment.
+    pub bandwidth: u64,
+    pub average_bandwidth: u64,
+    pub codecs: String,
+    /// Absolute URL of the rendition's HLS media playlist on holder.
+    pub hls: String,
 }
 
 /// One rendition of the ladder.

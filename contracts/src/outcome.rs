@@ -66,8 +66,15 @@ pub struct MediaFacts {
     pub source: SourceFacts,
     /// The video renditions, tallest first; empty for an audio-only presentation.
     pub renditions: Vec<RenditionFacts>,
+    /// The audio renditions, one per sound track of the source, in its order.
+    #[serde(default)]
+    pub audio_renditions: Vec<AudioRenditionFacts>,
     /// Path of the JPEG poster relative to holder's root; `None` without a picture.
     pub poster_path: Option<String>,
+    /// Bytes of the presentation fflow sent to holder (every file of it); 0 from a replica
+    /// older than this field.
+    #[serde(default)]
+    pub stored_bytes: u64,
 }
 
 /// The uploaded source as ffprobe describes it.
@@ -81,6 +88,44 @@ pub struct SourceFacts {
     pub audio_codec: Option<String>,
     /// Frames per second of the source (its average rate).
     pub frame_rate: Option<f64>,
+    /// The picture was interlaced, and the renditions were deinterlaced.
+    #[serde(default)]
+    pub interlaced: bool,
+    /// The picture was high dynamic range (PQ or HLG), and the renditions were tone-mapped to
+    /// BT.709 SDR.
+    #[serde(default)]
+    pub hdr: bool,
+    /// Every sound track, in the source's order.
+    #[serde(default)]
+    pub audio_tracks: Vec<AudioTrackFacts>,
+}
+
+/// One sound track of the source.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AudioTrackFacts {
+    /// BCP 47 from the container's tag, `und` when it has none.
+    pub language: String,
+    pub channels: Option<u32>,
+    /// ffmpeg's codec name, e.g. `aac`, `ac3`, `opus`.
+    pub codec: String,
+}
+
+/// One audio rendition: stereo AAC of one sound track.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AudioRenditionFacts {
+    /// BCP 47, `und` when the source did not say.
+    pub language: String,
+    /// What players show, e.g. `English` or the track's title.
+    pub name: String,
+    /// Players choose it first.
+    pub default: bool,
+    /// Peak bits per second of a segment.
+    pub bandwidth: u64,
+    pub average_bandwidth: u64,
+    /// RFC 6381 codecs, `mp4a.40.2`.
+    pub codecs: String,
+    /// Path of its HLS media playlist relative to holder's root.
+    pub playlist_path: String,
 }
 
 /// One video rendition of the ladder.

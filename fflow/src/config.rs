@@ -40,9 +40,17 @@ pub struct Config {
     pub ladder: Ladder,
     /// A faster source is encoded at an integer fraction of its rate, at most this.
     pub max_frame_rate: u32,
+    /// A source whose container does not say whether it is interlaced is looked at over this
+    /// many frames (ffmpeg's `idet`); 0 takes it as progressive.
+    pub idet_frames: u32,
     /// The poster is the first frame at this time (or a third into shorter sources).
     pub poster_at_seconds: f64,
     pub audio_bitrate: String,
+    /// Sound tracks beyond this many are left out; each one kept is a rendition.
+    pub max_audio_tracks: usize,
+    /// The audio rendition players choose first (`DEFAULT=YES`): the first in this BCP 47
+    /// language (`en` also matches `en-GB`); empty, the source's first track.
+    pub preferred_audio_language: String,
     pub max_chunk_bytes: u64,
     /// New sessions and chunks are refused (507 `insufficient_storage`) when writing them would
     /// leave less than this free on the spool's disk, which keeps room for the encodes of the
@@ -176,8 +184,11 @@ impl Default for Config {
             x264_preset: "veryfast".to_owned(),
             ladder: Ladder::default(),
             max_frame_rate: 60,
+            idet_frames: 100,
             poster_at_seconds: 5.0,
             audio_bitrate: "128k".to_owned(),
+            max_audio_tracks: 8,
+            preferred_audio_language: String::new(),
             max_chunk_bytes: 16 * 1024 * 1024,
             spool_min_free_bytes: 512 * 1024 * 1024,
             probe_timeout_ms: 60_000,
@@ -310,6 +321,10 @@ impl Config {
         anyhow::ensure!(
             self.max_concurrent_encodes > 0,
             "FFLOW_MAX_CONCURRENT_ENCODES must be positive"
+        );
+        anyhow::ensure!(
+            self.max_audio_tracks > 0,
+            "FFLOW_MAX_AUDIO_TRACKS must be positive"
         );
         anyhow::ensure!(
             self.max_frame_rate > 0,

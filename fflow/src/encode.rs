@@ -13,7 +13,8 @@ use tracing::Instrument;
 use vod_contracts::fflow::EncodeTarget;
 use vod_contracts::layout::{self, DASH_MANIFEST, HLS_MASTER, POSTER};
 use vod_contracts::outcome::{
-    EncodeOutcome, EncodeResult, EncodeStart, MediaFacts, RenditionFacts,
+    AudioRenditionFacts, AudioTrackFacts, EncodeOutcome, EncodeResult, EncodeStart, MediaFacts,
+    RenditionFacts,
 };
 use vod_contracts::EncodePath;
 use vod_infra::backoff::Backoff;
@@ -22,11 +23,13 @@ use crate::bounds::SourceBounds;
 use crate::context::EncodeContext;
 use crate::ffmpeg::{self, FfmpegError, Supervision};
 use crate::ftp;
+use crate::interlace;
 use crate::join;
 use crate::ladder::DisplaySize;
-use crate::plan::{self, EncodePlan};
-use crate::playlists::{self, Variant};
-use crate::probe::{self, ProbeError, SourceFacts};
+use crate::manifest;
+use crate::plan::{self, AudioRendition, EncodePlan};
+use crate::playlists::{self, AudioMedia, Variant};
+use crate::probe::{self, ProbeError, Scan, SourceFacts};
 use crate::progress;
 use crate::sandbox::{Demuxer, Input, Source};
 use crate::session::{Phase, Session, OUTPUT_DIR, SOURCE_FILE};
@@ -181,7 +184,7 @@ async fn produce(
 
     tracing::info!(
         renditions = plan.renditions().len(),
-        has_audio = plan.has_audio,
+        audio_renditions = plan.audio.len(),
         "encoding"
     );
     let args = plan::encode_args(config, &plan, OUTPUT_DIR);
@@ -244,12 +247,12 @@ pub(crate) async fn finalize_and_store(
 ) -> Result<MediaFacts, String> {
     let output_dir = session.output_dir();
     let remote_dir = layout::presentation_dir(target.video_id, target.flow_id);
-    let facts = finalize_presentation(state, &output_dir, plan, source, &remote_dir)
+    let mut facts = finalize_presentation(state, &output_dir, plan, source, &remote_dir)
         .await
         .map_err(|err| internal("finishing the presentation", &err))?;
 
     tracing::info!(remote_dir = %remote_dir, "storing on holder");
-    ftp::store_presentation(
+    facts.stored_bytes = ftp::store_presentation(
         &state.config.holder,
         &output_dir,
         &remote_dir,
@@ -260,19 +263,42 @@ pub(crate) async fn finalize_and_store(
     Ok(facts)
 }
 
-/// ffprobe's view of the source, or the reason a user reads.
+/// ffprobe's view of the source, or the reason a user reads; a picture whose container does not
+/// say how it is scanned is looked at (see [`interlace`]), and taken as progressive when that
+/// fails.
 pub(crate) async fn probe_source(state: &EncodeContext, dir: &Path) -> Result<SourceFacts, String> {
-    probe::probe(
-        &state.sandbox,
-        dir,
-        SOURCE_FILE,
-        state.config.probe_timeout(),
-    )
-    .await
-    .map_err(|err| match err {
-        ProbeError::Unexpected(err) => internal("probing", &err),
-        readable => readable.to_string(),
-    })
+    let config = &state.config;
+    let mut facts = probe::probe(&state.sandbox, dir, SOURCE_FILE, config.probe_timeout())
+        .await
+        .map_err(|err| match err {
+            ProbeError::Unexpected(err) => internal("probing", &err),
+            readable => readable.to_string(),
+        })?;
+    let format = facts.format.clone();
+    if let Some(video) = facts
+        .video
+        .as_mut()
+        .filter(|video| video.scan == Scan::Unknown)
+    {
+        video.scan = Scan::Progressive;
+        if config.idet_frames > 0 {
+            let source = Source {
+                input: Input::File(SOURCE_FILE),
+                format: &format,
+                // Reads no further than the frames looked at, at one frame a second or more.
+                max_seconds: f64::from(config.idet_frames),
+            };
+            let timeout = config.probe_timeout();
+            match interlace::detect(&state.sandbox, dir, &source, config.idet_frames, timeout).await
+            {
+                Ok(scan) => video.scan = scan,
+                Err(err) => {
+                    tracing::warn!(error = %format!("{err:#}"), "interlacing not detected");
+                }
+            }
+        }
+    }
+    Ok(facts)
 }
 
 /// Why an encode failed, as a user reads it.
@@ -365,9 +391,9 @@ async fn measured_bandwidth(dir: &Path, playlist: &str) -> anyhow::Result<(u64, 
     Ok((peak.ceil() as u64, average.ceil() as u64))
 }
 
-/// Makes ffmpeg's HLS playlists proper VoD playlists, writes the master playlist from what was
-/// encoded (see [`playlists`]), makes sure there is a poster, and returns the presentation's
-/// facts with paths under `remote_dir`.
+/// Makes ffmpeg's manifests exact (see [`manifest`]) and its HLS playlists proper VoD playlists,
+/// writes the master playlist from what was encoded (see [`playlists`]), makes sure there is a
+/// poster, and returns the presentation's facts with paths under `remote_dir`.
 async fn finalize_presentation(
     state: &EncodeContext,
     dir: &Path,
@@ -378,6 +404,14 @@ async fn finalize_presentation(
     let mpd = tokio::fs::read_to_string(dir.join(DASH_MANIFEST))
         .await
         .context("ffmpeg wrote no DASH manifest")?;
+    let tracks = manifest::track_timelines(&mpd);
+    let milliseconds = manifest::presentation_milliseconds(&tracks)
+        .filter(|milliseconds| *milliseconds > 0)
+        .context("the DASH manifest has no segment")?;
+    let mpd = manifest::with_presentation_duration(&mpd, milliseconds);
+    tokio::fs::write(dir.join(DASH_MANIFEST), &mpd)
+        .await
+        .context("failed to rewrite the DASH manifest")?;
     let codecs_by_stream: HashMap<String, String> =
         playlists::mpd_codecs(&mpd).into_iter().collect();
     let codecs_of = |stream: usize| {
@@ -392,21 +426,35 @@ async fn finalize_presentation(
         let name = entry.file_name().to_string_lossy().into_owned();
         if name.ends_with(".m3u8") && name != HLS_MASTER {
             let path = entry.path();
-            let text = tokio::fs::read_to_string(&path).await?;
+            let mut text = tokio::fs::read_to_string(&path).await?;
+            let track = name
+                .strip_prefix("media_")
+                .and_then(|rest| rest.strip_suffix(".m3u8"))
+                .and_then(|id| tracks.iter().find(|track| track.id == id));
+            if let Some(track) = track {
+                text = playlists::with_segment_durations(&text, &track.segment_seconds);
+            }
             tokio::fs::write(&path, playlists::finalize_media_playlist(&text))
                 .await
                 .with_context(|| format!("failed to rewrite {name}"))?;
         }
     }
 
-    let audio = match plan.audio_stream_index() {
-        Some(stream) => {
-            let playlist = media_playlist_name(stream);
-            let (peak, average) = measured_bandwidth(dir, &playlist).await?;
-            Some((playlist, peak, average, codecs_of(stream)?))
-        }
-        None => None,
-    };
+    let mut audio = Vec::new();
+    for (rendition, stream) in plan.audio.iter().zip(plan.audio_stream_indices()) {
+        let playlist = media_playlist_name(stream);
+        let (peak, average) = measured_bandwidth(dir, &playlist).await?;
+        audio.push(MeasuredAudio {
+            rendition,
+            playlist,
+            peak,
+            average,
+            codecs: codecs_of(stream)?,
+        });
+    }
+    let default_audio = default_audio(&plan.audio, &state.config.preferred_audio_language);
+    // A variant is played with any of the audio renditions: it announces the largest.
+    let largest_audio = audio.iter().max_by_key(|audio| audio.peak);
     let frame_rate = plan
         .video
         .as_ref()
@@ -417,10 +465,10 @@ async fn finalize_presentation(
         let playlist = media_playlist_name(stream);
         let (mut peak, mut average) = measured_bandwidth(dir, &playlist).await?;
         let mut codecs = codecs_of(stream)?;
-        if let Some((_, audio_peak, audio_average, audio_codecs)) = &audio {
-            peak += audio_peak;
-            average += audio_average;
-            codecs = format!("{codecs},{audio_codecs}");
+        if let Some(audio) = largest_audio {
+            peak += audio.peak;
+            average += audio.average;
+            codecs = format!("{codecs},{}", audio.codecs);
         }
         variants.push(Variant {
             playlist: playlist.clone(),
@@ -439,23 +487,49 @@ async fn finalize_presentation(
             playlist_path: format!("{remote_dir}/{playlist}"),
         });
     }
-    let master = match (&audio, variants.is_empty()) {
-        (Some((playlist, peak, average, codecs)), true) => {
+    let group: Vec<AudioMedia> = audio
+        .iter()
+        .enumerate()
+        .map(|(index, audio)| AudioMedia {
+            playlist: audio.playlist.clone(),
+            language: audio.rendition.language.clone(),
+            name: audio.rendition.name.clone(),
+            default: index == default_audio,
+        })
+        .collect();
+    let master = match audio.get(default_audio) {
+        Some(first) if variants.is_empty() => {
+            // An audio-only presentation plays its default track; the others are its group.
             let only_audio = Variant {
-                playlist: playlist.clone(),
-                bandwidth: *peak,
-                average_bandwidth: *average,
+                playlist: first.playlist.clone(),
+                bandwidth: largest_audio.map_or(first.peak, |audio| audio.peak),
+                average_bandwidth: largest_audio.map_or(first.average, |audio| audio.average),
                 resolution: None,
                 frame_rate: None,
-                codecs: codecs.clone(),
+                codecs: first.codecs.clone(),
             };
-            playlists::master_playlist(&[only_audio], None)
+            let group = if audio.len() > 1 {
+                group.as_slice()
+            } else {
+                &[]
+            };
+            playlists::master_playlist(&[only_audio], group)
         }
-        (audio, _) => playlists::master_playlist(
-            &variants,
-            audio.as_ref().map(|(playlist, ..)| playlist.as_str()),
-        ),
+        _ => playlists::master_playlist(&variants, &group),
     };
+    let audio_renditions = audio
+        .iter()
+        .enumerate()
+        .map(|(index, audio)| AudioRenditionFacts {
+            language: audio.rendition.language.clone(),
+            name: audio.rendition.name.clone(),
+            default: index == default_audio,
+            bandwidth: audio.peak,
+            average_bandwidth: audio.average,
+            codecs: audio.codecs.clone(),
+            playlist_path: format!("{remote_dir}/{}", audio.playlist),
+        })
+        .collect();
     tokio::fs::write(dir.join(HLS_MASTER), master)
         .await
         .context("failed to write the master playlist")?;
@@ -472,13 +546,41 @@ async fn finalize_presentation(
         width: top.map(|rendition| rendition.width),
         height: top.map(|rendition| rendition.height),
         video_codec: plan.video.as_ref().map(|_| "h264".to_owned()),
-        audio_codec: plan.has_audio.then(|| "aac".to_owned()),
+        audio_codec: plan.has_audio().then(|| "aac".to_owned()),
         hls_path: format!("{remote_dir}/{HLS_MASTER}"),
         dash_path: format!("{remote_dir}/{DASH_MANIFEST}"),
         source: source_facts(source),
         renditions,
+        audio_renditions,
         poster_path,
+        // Known once the presentation is on holder.
+        stored_bytes: 0,
     })
+}
+
+/// An audio rendition as encoded.
+struct MeasuredAudio<'a> {
+    rendition: &'a AudioRendition,
+    playlist: String,
+    peak: u64,
+    average: u64,
+    codecs: String,
+}
+
+/// Index of the audio rendition players choose first: the first in the preferred language
+/// (`en` also matches `en-GB`), else the first.
+fn default_audio(audio: &[AudioRendition], preferred: &str) -> usize {
+    let preferred = preferred.trim().to_ascii_lowercase();
+    if preferred.is_empty() {
+        return 0;
+    }
+    audio
+        .iter()
+        .position(|audio| {
+            let language = audio.language.to_ascii_lowercase();
+            language == preferred || language.starts_with(&format!("{preferred}-"))
+        })
+        .unwrap_or(0)
 }
 
 fn media_playlist_name(stream: usize) -> String {
@@ -562,8 +664,19 @@ fn source_facts(source: &SourceFacts) -> vod_contracts::outcome::SourceFacts {
         width: display.map(|display| display.width),
         height: display.map(|display| display.height),
         video_codec: video.map(|video| video.codec.clone()),
-        audio_codec: source.audio.as_ref().map(|audio| audio.codec.clone()),
+        audio_codec: source.audio.first().map(|audio| audio.codec.clone()),
         frame_rate: video.and_then(|video| video.frame_rate),
+        interlaced: video.is_some_and(|video| video.scan.is_interlaced()),
+        hdr: video.is_some_and(|video| video.hdr.is_some()),
+        audio_tracks: source
+            .audio
+            .iter()
+            .map(|audio| AudioTrackFacts {
+                language: audio.language.clone(),
+                channels: audio.channels,
+                codec: audio.codec.clone(),
+            })
+            .collect(),
     }
 }
 
@@ -701,7 +814,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         make_clip(&dir.path().join(SOURCE_FILE), 9, true);
         let (plan, facts) = encode(dir.path(), &*test_context(dir.path()).await).await;
-        assert!(plan.has_audio);
+        assert!(plan.has_audio());
         assert_eq!((facts.width, facts.height), (Some(320), Some(240)));
         assert_eq!(facts.renditions.len(), 1);
         assert_eq!(facts.renditions[0].playlist_path, "v/f/media_0.m3u8");
@@ -772,6 +885,380 @@ mod tests {
             kinds.contains(&"video") && kinds.contains(&"audio"),
             "{kinds:?}"
         );
+    }
+
+    /// Where the track of output stream `stream` ends as ffprobe reads its segments (start time
+    /// plus duration: AAC's priming samples lie before zero and are not played).
+    fn track_end_seconds(out: &Path, stream: &str) -> f64 {
+        let track = track_file(out, stream);
+        let probed = ffprobe_json(track.parent().unwrap(), track.to_str().unwrap());
+        let number =
+            |value: &serde_json::Value| -> f64 { value.as_str().unwrap_or("0").parse().unwrap() };
+        let track = &probed["streams"][0];
+        number(&track["start_time"]) + number(&track["duration"])
+    }
+
+    /// The track of output stream `stream` as one MP4 file (its init and media segments), next
+    /// to `out`.
+    fn track_file(out: &Path, stream: &str) -> PathBuf {
+        let mut chunks: Vec<PathBuf> = std::fs::read_dir(out)
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| {
+                path.file_name()
+                    .and_then(|name| name.to_str())
+                    .is_some_and(|name| name.starts_with(&format!("chunk-stream{stream}-")))
+            })
+            .collect();
+        chunks.sort();
+        let mut bytes = std::fs::read(out.join(format!("init-stream{stream}.m4s"))).unwrap();
+        for chunk in chunks {
+            bytes.extend(std::fs::read(chunk).unwrap());
+        }
+        let path = out.with_file_name(format!(
+            "{}-track-{stream}.mp4",
+            out.file_name().unwrap().to_string_lossy()
+        ));
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+    /// Mean PSNR of `track` against `reference` at `rate` frames per second, scaled to the
+    /// track's size as the encode scales.
+    fn psnr(track: &Path, reference: &Path, rate: (u32, u32), size: (u32, u32)) -> f64 {
+        let graph = format!(
+            "[0:v]setpts=PTS-STARTPTS[a];[1:v]fps={}/{},scale={}:{},format=yuv420p,\
+             setpts=PTS-STARTPTS[b];[a][b]psnr",
+            rate.0, rate.1, size.0, size.1
+        );
+        let output = Command::new("ffmpeg")
+            .args(["-hide_banner", "-nostdin", "-i"])
+            .arg(track)
+            .arg("-i")
+            .arg(reference)
+            .args(["-lavfi", &graph, "-f", "null", "-"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let line = stderr
+            .lines()
+            .find(|line| line.contains("PSNR y:"))
+            .unwrap_or_else(|| panic!("no PSNR: {stderr}"));
+        let average = &line[line.find("average:").unwrap() + "average:".len()..];
+        average.split_whitespace().next().unwrap().parse().unwrap()
+    }
+
+    /// Mean luma (0–255) of every frame of `input`'s picture.
+    fn mean_luma(input: &Path) -> f64 {
+        let output = Command::new("ffmpeg")
+            .args(["-hide_banner", "-nostdin", "-i"])
+            .arg(input)
+            .args([
+                "-vf",
+                "format=yuv420p,signalstats,metadata=print:key=lavfi.signalstats.YAVG:file=-",
+                "-f",
+                "null",
+                "-",
+            ])
+            .output()
+            .unwrap();
+        let values: Vec<f64> = String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter_map(|line| line.strip_prefix("lavfi.signalstats.YAVG="))
+            .map(|value| value.trim().parse().unwrap())
+            .collect();
+        assert!(
+            !values.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        values.iter().sum::<f64>() / values.len() as f64
+    }
+
+    #[tokio::test]
+    async fn an_hdr10_source_becomes_sdr_tagged_bt709_at_its_brightness() {
+        let dir = tempfile::tempdir().unwrap();
+        let make = |args: &str, output: &Path| {
+            let mut command = Command::new("ffmpeg");
+            command
+                .args(["-v", "error", "-y"])
+                .args(args.split_whitespace());
+            assert!(command.arg(output).status().unwrap().success(), "{args}");
+        };
+        let pattern = "-f lavfi -i testsrc2=size=640x360:rate=25 -t 2";
+        // The pattern as HDR10: PQ transfer, BT.2020, 10-bit HEVC; and as SDR for reference.
+        make(
+            &format!(
+                "{pattern} -vf zscale=tin=bt709:min=bt709:pin=bt709:t=smpte2084:m=bt2020nc:\
+                 p=bt2020:npl=100,format=yuv420p10le -c:v libx265 \
+                 -x265-params log-level=error -color_primaries bt2020 -color_trc smpte2084 \
+                 -colorspace bt2020nc -tag:v hvc1 -f mp4"
+            ),
+            &dir.path().join(SOURCE_FILE),
+        );
+        let reference = dir.path().join("sdr.mp4");
+        make(
+            &format!("{pattern} -c:v libx264 -qp 0 -pix_fmt yuv420p"),
+            &reference,
+        );
+
+        let (plan, facts) = encode(dir.path(), &*test_context(dir.path()).await).await;
+        assert!(plan.video.as_ref().unwrap().tone_map.is_some());
+        assert!(facts.source.hdr);
+        assert_eq!(facts.renditions.len(), 2);
+        let out = dir.path().join(OUTPUT_DIR);
+        let expected = mean_luma(&reference);
+        for stream in 0..facts.renditions.len() {
+            let track = track_file(&out, &stream.to_string());
+            let probed = ffprobe_json(track.parent().unwrap(), track.to_str().unwrap());
+            let video = &probed["streams"][0];
+            for key in ["color_transfer", "color_primaries", "color_space"] {
+                assert_eq!(video[key], "bt709", "stream {stream}: {video}");
+            }
+            // Measured: 110.8 tone-mapped against 125.3; PQ passed through reads 97.9.
+            let luma = mean_luma(&track);
+            assert!(
+                (luma - expected).abs() / expected < 0.15,
+                "stream {stream}: mean luma {luma}, the SDR pattern's {expected}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn every_sound_track_is_a_stereo_rendition_with_its_language() {
+        let dir = tempfile::tempdir().unwrap();
+        // English mono, then French 5.1 with a title.
+        let status = Command::new("ffmpeg")
+            .args(["-v", "error", "-y"])
+            .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25"])
+            .args(["-f", "lavfi", "-i", "sine=frequency=440"])
+            .args(["-f", "lavfi", "-i"])
+            .arg("sine=frequency=660,volume=0.9,aformat=channel_layouts=5.1")
+            .args(["-t", "3", "-map", "0", "-map", "1", "-map", "2"])
+            .args(["-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac"])
+            .args([
+                "-metadata:s:a:0",
+                "language=eng",
+                "-metadata:s:a:1",
+                "language=fre",
+            ])
+            .args([
+                "-metadata:s:a:1",
+                "title=Version française",
+                "-f",
+                "matroska",
+            ])
+            .arg(dir.path().join(SOURCE_FILE))
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let (plan, facts) = encode(dir.path(), &*test_context(dir.path()).await).await;
+        assert_eq!(plan.audio.len(), 2);
+        let languages: Vec<(&str, Option<u32>)> = facts
+            .source
+            .audio_tracks
+            .iter()
+            .map(|track| (track.language.as_str(), track.channels))
+            .collect();
+        assert_eq!(languages, [("en", Some(1)), ("fr", Some(6))]);
+        let renditions: Vec<(&str, &str, bool, &str)> = facts
+            .audio_renditions
+            .iter()
+            .map(|audio| {
+                (
+                    audio.language.as_str(),
+                    audio.name.as_str(),
+                    audio.default,
+                    audio.playlist_path.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            renditions,
+            [
+                ("en", "English", true, "v/f/media_1.m3u8"),
+                ("fr", "Version française", false, "v/f/media_2.m3u8")
+            ]
+        );
+
+        let out = dir.path().join(OUTPUT_DIR);
+        let master = std::fs::read_to_string(out.join(HLS_MASTER)).unwrap();
+        let media: Vec<&str> = master
+            .lines()
+            .filter(|line| line.starts_with("#EXT-X-MEDIA:TYPE=AUDIO"))
+            .collect();
+        assert_eq!(media.len(), 2, "{master}");
+        assert!(media[0].contains("LANGUAGE=\"en\",NAME=\"English\",DEFAULT=YES,AUTOSELECT=YES"));
+        assert!(media[1]
+            .contains("LANGUAGE=\"fr\",NAME=\"Version française\",DEFAULT=NO,AUTOSELECT=YES"));
+        let mpd = std::fs::read_to_string(out.join(DASH_MANIFEST)).unwrap();
+        let audio_sets: Vec<&str> = mpd
+            .lines()
+            .filter(|line| {
+                line.contains("<AdaptationSet ") && line.contains("contentType=\"audio\"")
+            })
+            .collect();
+        assert_eq!(audio_sets.len(), 2, "{mpd}");
+        assert!(audio_sets[0].contains("lang=\"en\""), "{mpd}");
+        assert!(audio_sets[1].contains("lang=\"fr\""), "{mpd}");
+
+        for stream in ["1", "2"] {
+            let track = track_file(&out, stream);
+            let probed = ffprobe_json(track.parent().unwrap(), track.to_str().unwrap());
+            assert_eq!(probed["streams"][0]["channels"], 2, "stream {stream}");
+            // Decodes to its end, and the downmix of 5.1 does not clip.
+            let output = Command::new("ffmpeg")
+                .args(["-hide_banner", "-nostdin", "-i"])
+                .arg(&track)
+                .args(["-af", "volumedetect", "-f", "null", "-"])
+                .output()
+                .unwrap();
+            assert!(output.status.success(), "stream {stream}");
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            let max_volume: f64 = stderr
+                .lines()
+                .find_map(|line| line.split_once("max_volume: ")?.1.strip_suffix(" dB"))
+                .unwrap_or_else(|| panic!("{stderr}"))
+                .trim()
+                .parse()
+                .unwrap();
+            assert!(max_volume < 0.0, "stream {stream} peaks at {max_volume} dB");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_interlaced_source_is_deinterlaced_closer_to_its_original_than_woven() {
+        let dir = tempfile::tempdir().unwrap();
+        let original = dir.path().join("original.mkv");
+        let make = |args: &str, output: &Path| {
+            let mut command = Command::new("ffmpeg");
+            command
+                .args(["-v", "error", "-y"])
+                .args(args.split_whitespace());
+            assert!(command.arg(output).status().unwrap().success(), "{args}");
+        };
+        // A moving 50p picture, then its fields woven into 25i, top field first, as broadcast.
+        make(
+            "-f lavfi -i testsrc2=size=720x576:rate=50 -t 4 -c:v libx264 -qp 0 -pix_fmt yuv420p",
+            &original,
+        );
+        make(
+            &format!(
+                "-i {} -vf tinterlace=mode=interleave_top,setfield=tff -c:v mpeg2video -q:v 2 \
+                 -flags +ilme+ildct -top 1 -f mpegts",
+                original.display()
+            ),
+            &dir.path().join(SOURCE_FILE),
+        );
+        let state = test_context(dir.path()).await;
+        let (plan, _) = encode(dir.path(), &state).await;
+        let video = plan.video.clone().unwrap();
+        assert_eq!(
+            video.deinterlace,
+            Some(plan::Deinterlace {
+                top_field_first: true,
+                per_field: true
+            })
+        );
+        assert_eq!(video.frame_rate, (50, 1));
+        let top = video.renditions[0];
+        let size = (top.width, top.height);
+        let deinterlaced = psnr(
+            &track_file(&dir.path().join(OUTPUT_DIR), "0"),
+            &original,
+            video.frame_rate,
+            size,
+        );
+
+        // The same source encoded as if progressive: both fields in every picture.
+        let woven = EncodePlan {
+            video: Some(plan::VideoPlan {
+                deinterlace: None,
+                frame_rate: (25, 1),
+                ..video
+            }),
+            audio: Vec::new(),
+        };
+        fresh_dir(&dir.path().join("woven")).await.unwrap();
+        let source = probe::probe(
+            &state.sandbox,
+            dir.path(),
+            SOURCE_FILE,
+            state.config.probe_timeout(),
+        )
+        .await
+        .unwrap();
+        ffmpeg::run(
+            &state.sandbox,
+            dir.path(),
+            &whole_file(&source),
+            plan::encode_args(&state.config, &woven, "woven"),
+            Supervision::new(state.config.stall_timeout()),
+        )
+        .await
+        .unwrap();
+        let woven = psnr(
+            &track_file(&dir.path().join("woven"), "0"),
+            &original,
+            (25, 1),
+            size,
+        );
+        // Measured: 36.7 dB deinterlaced, 31.2 dB woven.
+        assert!(
+            deinterlaced > woven + 4.0,
+            "deinterlaced {deinterlaced} dB, woven {woven} dB"
+        );
+    }
+
+    fn mpd_duration_seconds(mpd: &str) -> f64 {
+        let at = mpd.find("mediaPresentationDuration=\"PT").unwrap();
+        let rest = &mpd[at + "mediaPresentationDuration=\"PT".len()..];
+        rest[..rest.find("S\"").unwrap()].parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn manifest_durations_are_the_tracks_to_the_millisecond() {
+        let sources = [
+            "-f lavfi -i testsrc2=size=320x240:rate=25 -f lavfi -i sine=frequency=440 -t 5.97 \
+             -c:v libx264 -pix_fmt yuv420p -c:a aac -f mp4",
+            "-f lavfi -i testsrc2=size=320x240:rate=25 -frames:v 1 -c:v libx264 -pix_fmt yuv420p \
+             -f mp4",
+            "-f lavfi -i sine=frequency=440:duration=1.3 -c:a aac -f mp4",
+            "-f lavfi -i testsrc2=size=320x240:rate=30000/1001 -f lavfi -i sine=frequency=440 \
+             -t 4.3 -c:v libx264 -pix_fmt yuv420p -c:a libopus -f matroska",
+        ];
+        for source in sources {
+            let dir = tempfile::tempdir().unwrap();
+            let mut command = Command::new("ffmpeg");
+            command.args(["-v", "error", "-y"]);
+            command.args(source.split_whitespace());
+            let status = command.arg(dir.path().join(SOURCE_FILE)).status().unwrap();
+            assert!(status.success(), "{source}");
+            let (plan, _) = encode(dir.path(), &*test_context(dir.path()).await).await;
+            let out = dir.path().join(OUTPUT_DIR);
+            let mpd = std::fs::read_to_string(out.join(DASH_MANIFEST)).unwrap();
+            let streams = plan.renditions().len() + plan.audio.len();
+            let mut longest = 0.0f64;
+            for stream in 0..streams {
+                let end = track_end_seconds(&out, &stream.to_string());
+                let playlist =
+                    std::fs::read_to_string(out.join(media_playlist_name(stream))).unwrap();
+                let listed: f64 = playlists::media_segments(&playlist)
+                    .iter()
+                    .map(|(seconds, _)| seconds)
+                    .sum();
+                assert!(
+                    (listed - end).abs() <= 0.001,
+                    "{source}: stream {stream} lists {listed} s, its track ends at {end} s"
+                );
+                longest = longest.max(end);
+            }
+            let declared = mpd_duration_seconds(&mpd);
+            assert!(declared > 0.0, "{source}: {mpd}");
+            assert!(
+                (declared - longest).abs() <= 0.001,
+                "{source}: the MPD says {declared} s, the longest track ends at {longest} s"
+            );
+        }
     }
 
     /// A replica's encode pipeline without its broker: a real holder, outcomes in memory.
@@ -964,7 +1451,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         make_clip(&dir.path().join(SOURCE_FILE), 2, false);
         let (plan, facts) = encode(dir.path(), &*test_context(dir.path()).await).await;
-        assert!(!plan.has_audio);
+        assert!(!plan.has_audio());
         assert_eq!(facts.audio_codec, None);
         let out = dir.path().join(OUTPUT_DIR);
         assert!(!out.join("media_1.m3u8").exists());
@@ -989,8 +1476,10 @@ mod tests {
                 sample_aspect: (1, 1),
                 rotation: 0,
                 frame_rate: Some(25.0),
+                scan: crate::probe::Scan::Progressive,
+                hdr: None,
             }),
-            audio: None,
+            audio: Vec::new(),
         };
         let plan = EncodePlan::for_source(&config, &source);
         fresh_dir(&dir.path().join(OUTPUT_DIR)).await.unwrap();

@@ -16,12 +16,13 @@ use crate::holder_ftp::{FtpCallError, HolderFtp};
 use crate::metrics::FflowMetrics;
 
 /// Uploads every file of `local_dir` into `remote_dir`, retrying the whole upload with backoff.
+/// Returns the bytes of the presentation as sent to holder by the attempt that succeeded.
 pub async fn store_presentation(
     settings: &HolderSettings,
     local_dir: &Path,
     remote_dir: &str,
     metrics: &FflowMetrics,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<u64> {
     let files = upload_order(list_files(local_dir).await?);
     let mut backoff = Backoff::doubling_unbounded(Duration::from_millis(settings.backoff_ms));
     let mut attempt = 1;
@@ -29,7 +30,7 @@ pub async fn store_presentation(
         let uploaded = upload(settings, local_dir, remote_dir, &files, metrics).await;
         metrics.ftp_upload(uploaded.is_ok());
         match uploaded {
-            Ok(()) => return Ok(()),
+            Ok(stored_bytes) => return Ok(stored_bytes),
             Err(err) if attempt < settings.attempts => {
                 tracing::warn!(
                     attempt,
@@ -89,11 +90,12 @@ async fn upload(
     remote_dir: &str,
     files: &[String],
     metrics: &FflowMetrics,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<u64> {
     let mut holder = HolderFtp::connect(settings)
         .await
         .with_context(|| format!("failed to reach {}", settings.addr))?;
     let result = async {
+        let mut stored_bytes = 0u64;
         for level in directory_levels(remote_dir) {
             match holder.mkdir(&level).await {
                 // Already there (from another flow of the video, or an earlier attempt).
@@ -113,12 +115,13 @@ async fn upload(
                 .await
                 .with_context(|| format!("failed to upload {name}"))?;
             metrics.ftp_file(bytes);
+            stored_bytes = stored_bytes.saturating_add(bytes);
             holder
                 .rename(&temporary, &published)
                 .await
                 .with_context(|| format!("failed to publish {name}"))?;
         }
-        anyhow::Ok(())
+        anyhow::Ok(stored_bytes)
     }
     .await;
     holder.quit().await;

@@ -1,13 +1,14 @@
 //! What one encode makes of a source, and the arguments of the single ffmpeg process that makes
 //! it: one decode, split once per rendition and scaled, every rendition encoded with keyframes on
-//! the same timestamps, one stereo AAC rendition, CMAF segments with an MPD and HLS playlists,
-//! and a JPEG poster.
+//! the same timestamps, one stereo AAC rendition per sound track, CMAF segments with an MPD and
+//! HLS playlists, and a JPEG poster.
 
 use vod_contracts::layout::{DASH_MANIFEST, HLS_MASTER, POSTER};
 
 use crate::config::Config;
 use crate::ladder::{self, DisplaySize, Rendition};
-use crate::probe::SourceFacts;
+use crate::language;
+use crate::probe::{Hdr, Scan, SourceFacts};
 
 /// Frame rates a source close to one of them is snapped to, as `(num, den)`.
 const COMMON_FRAME_RATES: [(u32, u32); 9] = [
@@ -31,8 +32,32 @@ pub struct VideoPlan {
     pub renditions: Vec<Rendition>,
     /// Output frames per second, `(num, den)`; the same for every rendition.
     pub frame_rate: (u32, u32),
+    /// How an interlaced source is deinterlaced; `None` for a progressive one.
+    pub deinterlace: Option<Deinterlace>,
+    /// A high-dynamic-range source is tone-mapped to BT.709 SDR; `None` for an SDR one.
+    pub tone_map: Option<Hdr>,
     /// Seconds into the picture where the poster is taken.
     pub poster_at_seconds: f64,
+}
+
+/// ffmpeg's `bwdif` over an interlaced source, before anything else.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Deinterlace {
+    pub top_field_first: bool,
+    /// One picture per field (the motion of a 25i capture at 50p), rather than per frame.
+    pub per_field: bool,
+}
+
+/// One stereo AAC rendition of a sound track of the source.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AudioRendition {
+    /// The `n` of ffmpeg's `0:a:n`.
+    pub source_track: usize,
+    /// BCP 47, `und` when the source does not say.
+    pub language: String,
+    /// What players show: the track's title, else its language's name, else its number;
+    /// different for every rendition.
+    pub name: String,
 }
 
 /// What the encode makes of one source.
@@ -40,7 +65,8 @@ pub struct VideoPlan {
 pub struct EncodePlan {
     /// `None` for a source without picture: an audio-only presentation.
     pub video: Option<VideoPlan>,
-    pub has_audio: bool,
+    /// One per sound track, up to `FFLOW_MAX_AUDIO_TRACKS`, in the source's order.
+    pub audio: Vec<AudioRendition>,
 }
 
 impl EncodePlan {
@@ -57,16 +83,38 @@ impl EncodePlan {
             } else {
                 config.poster_at_seconds
             };
+            // A field rate the ladder allows keeps all the motion; a higher one (60i at a lower
+            // maximum) one picture per frame.
+            let field_rate = video
+                .frame_rate
+                .map(|rate| rate * 2.0)
+                .filter(|rate| *rate <= f64::from(config.max_frame_rate) * 1.005);
+            let deinterlace = video.scan.is_interlaced().then(|| Deinterlace {
+                top_field_first: video.scan == Scan::TopFieldFirst,
+                per_field: field_rate.is_some(),
+            });
+            let rate = match deinterlace {
+                Some(Deinterlace {
+                    per_field: true, ..
+                }) => field_rate,
+                _ => video.frame_rate,
+            };
             VideoPlan {
                 renditions: ladder::renditions(display, &config.ladder),
-                frame_rate: output_frame_rate(video.frame_rate, config.max_frame_rate),
+                frame_rate: output_frame_rate(rate, config.max_frame_rate),
+                deinterlace,
+                tone_map: video.hdr.clone(),
                 poster_at_seconds,
             }
         });
         Self {
             video,
-            has_audio: source.has_audio(),
+            audio: audio_renditions(source, config.max_audio_tracks),
         }
+    }
+
+    pub fn has_audio(&self) -> bool {
+        !self.audio.is_empty()
     }
 
     pub fn renditions(&self) -> &[Rendition] {
@@ -75,10 +123,31 @@ impl EncodePlan {
             .map_or(&[], |video| video.renditions.as_slice())
     }
 
-    /// Output stream index of the audio rendition (after every video rendition).
-    pub fn audio_stream_index(&self) -> Option<usize> {
-        self.has_audio.then_some(self.renditions().len())
+    /// Output stream index of every audio rendition (after every video rendition), in order.
+    pub fn audio_stream_indices(&self) -> std::ops::Range<usize> {
+        let first = self.renditions().len();
+        first..first + self.audio.len()
     }
+}
+
+fn audio_renditions(source: &SourceFacts, max: usize) -> Vec<AudioRendition> {
+    let mut renditions: Vec<AudioRendition> = Vec::new();
+    for (index, track) in source.audio.iter().take(max.max(1)).enumerate() {
+        let mut name = track
+            .title
+            .clone()
+            .or_else(|| language::name(&track.language).map(str::to_owned))
+            .unwrap_or_else(|| format!("Audio {}", index + 1));
+        if renditions.iter().any(|taken| taken.name == name) {
+            name = format!("{name} ({})", index + 1);
+        }
+        renditions.push(AudioRendition {
+            source_track: index,
+            language: track.language.clone(),
+            name,
+        });
+    }
+    renditions
 }
 
 /// The source's rate, snapped to a common one when within 0.5 % of it, otherwise rounded to
@@ -124,8 +193,8 @@ pub fn encode_args(config: &Config, plan: &EncodePlan, output_dir: &str) -> Vec<
             push(&["-map", &format!("[v{index}]")]);
         }
     }
-    if plan.has_audio {
-        push(&["-map", "0:a:0"]);
+    for audio in &plan.audio {
+        push(&["-map", &format!("0:a:{}", audio.source_track)]);
     }
     push(&["-sn", "-dn", "-map_metadata", "-1", "-map_chapters", "-1"]);
 
@@ -144,6 +213,16 @@ pub fn encode_args(config: &Config, plan: &EncodePlan, output_dir: &str) -> Vec<
             "-pix_fmt",
             "yuv420p",
         ]);
+        if video.tone_map.is_some() {
+            push(&[
+                "-color_primaries",
+                "bt709",
+                "-color_trc",
+                "bt709",
+                "-colorspace",
+                "bt709",
+            ]);
+        }
         for (index, rendition) in video.renditions.iter().enumerate() {
             let rung = rendition.rung;
             push(&[
@@ -166,14 +245,26 @@ pub fn encode_args(config: &Config, plan: &EncodePlan, output_dir: &str) -> Vec<
             &format!("expr:gte(t,n_forced*{})", config.keyframe_interval_seconds),
         ]);
     }
-    if plan.has_audio {
+    if plan.has_audio() {
+        // `-ac 2` downmixes with libswresample's matrix: centre and surrounds at -3 dB, LFE
+        // left out, normalized so that the sum cannot clip.
         push(&["-c:a", "aac", "-ac", "2", "-b:a", &config.audio_bitrate]);
     }
-    let adaptation_sets = match (plan.video.is_some(), plan.has_audio) {
-        (true, true) => "id=0,streams=v id=1,streams=a",
-        (true, false) => "id=0,streams=v",
-        (false, _) => "id=0,streams=a",
-    };
+    for (index, audio) in plan.audio.iter().enumerate() {
+        push(&[
+            &format!("-metadata:s:a:{index}"),
+            &format!("language={}", audio.language),
+        ]);
+    }
+    // One adaptation set for the picture, one per sound track (with its `lang`).
+    let mut sets: Vec<String> = Vec::new();
+    if plan.video.is_some() {
+        sets.push("id=0,streams=v".to_owned());
+    }
+    for stream in plan.audio_stream_indices() {
+        sets.push(format!("id={},streams={stream}", sets.len()));
+    }
+    let adaptation_sets = sets.join(" ");
     push(&[
         "-max_muxing_queue_size",
         "4096",
@@ -190,7 +281,7 @@ pub fn encode_args(config: &Config, plan: &EncodePlan, output_dir: &str) -> Vec<
         "-hls_master_name",
         HLS_MASTER,
         "-adaptation_sets",
-        adaptation_sets,
+        &adaptation_sets,
         &format!("{output_dir}/{DASH_MANIFEST}"),
     ]);
     if plan.video.is_some() {
@@ -209,13 +300,35 @@ pub fn encode_args(config: &Config, plan: &EncodePlan, output_dir: &str) -> Vec<
     args
 }
 
-/// One decode: frame rate made constant and pixels 8-bit 4:2:0 once, then split into every
+/// One decode: an interlaced source deinterlaced, frame rate made constant and pixels 8-bit 4:2:0 once, then split into every
 /// rendition (scaled, with the pixel aspect that keeps the source's exact display aspect) and
 /// the poster (the first frame at its time).
 fn filter_graph(video: &VideoPlan) -> String {
     let (num, den) = video.frame_rate;
     let count = video.renditions.len();
-    let mut graph = format!("[0:v:0]fps={num}/{den},format=yuv420p,split={}", count + 1);
+    let deinterlace = video.deinterlace.map_or(String::new(), |deinterlace| {
+        format!(
+            "bwdif=mode={}:parity={}:deint=all,",
+            if deinterlace.per_field {
+                "send_field"
+            } else {
+                "send_frame"
+            },
+            if deinterlace.top_field_first {
+                "tff"
+            } else {
+                "bff"
+            },
+        )
+    });
+    let tone_map = video
+        .tone_map
+        .as_ref()
+        .map_or(String::new(), tone_map_filters);
+    let mut graph = format!(
+        "[0:v:0]{deinterlace}{tone_map}fps={num}/{den},format=yuv420p,split={}",
+        count + 1
+    );
     for index in 0..count {
         graph.push_str(&format!("[s{index}]"));
     }
@@ -236,6 +349,17 @@ fn filter_graph(video: &VideoPlan) -> String {
         video.poster_at_seconds
     ));
     graph
+}
+
+/// PQ or HLG to BT.709 SDR: to linear light (100 nits as SDR white), BT.709 primaries, then
+/// `mobius` tone mapping, which keeps what SDR can show as it is and compresses only the
+/// highlights above it, then the BT.709 transfer and matrix in limited range.
+fn tone_map_filters(hdr: &Hdr) -> String {
+    format!(
+        "zscale=tin={}:pin={}:min={}:t=linear:npl=100,format=gbrpf32le,zscale=p=bt709,\
+         tonemap=tonemap=mobius:desat=0,zscale=t=bt709:m=bt709:r=tv,",
+        hdr.transfer, hdr.primaries, hdr.matrix
+    )
 }
 
 #[cfg(test)]
@@ -267,10 +391,19 @@ mod tests {
                 sample_aspect: (1, 1),
                 rotation: 0,
                 frame_rate: Some(25.0),
+                scan: Scan::Progressive,
+                hdr: None,
             }),
-            audio: audio.then(|| AudioStream {
-                codec: "aac".to_owned(),
-            }),
+            audio: if audio {
+                vec![AudioStream {
+                    codec: "aac".to_owned(),
+                    channels: Some(2),
+                    language: "und".to_owned(),
+                    title: None,
+                }]
+            } else {
+                Vec::new()
+            },
         }
     }
 
@@ -335,13 +468,62 @@ mod tests {
         assert_eq!(value_of(&args, "-hls_playlist"), Some("1"));
         assert_eq!(
             value_of(&args, "-adaptation_sets"),
-            Some("id=0,streams=v id=1,streams=a")
+            Some("id=0,streams=v id=1,streams=4")
         );
         assert_eq!(value_of(&args, "-progress"), Some("pipe:1"));
         assert_eq!(value_of(&args, "-stats_period"), Some("0.500"));
         assert_eq!(args.last().map(String::as_str), Some("out/poster.jpg"));
         assert!(args.iter().any(|arg| arg == "out/manifest.mpd"));
-        assert_eq!(plan.audio_stream_index(), Some(4));
+        assert_eq!(plan.audio_stream_indices(), 4..5);
+    }
+
+    #[test]
+    fn every_sound_track_becomes_a_rendition_with_its_language() {
+        let config = Config {
+            max_audio_tracks: 3,
+            ..config()
+        };
+        let mut facts = source(640, 360, false);
+        let track = |language: &str, title: Option<&str>| AudioStream {
+            codec: "ac3".to_owned(),
+            channels: Some(6),
+            language: language.to_owned(),
+            title: title.map(str::to_owned),
+        };
+        facts.audio = vec![
+            track("en", None),
+            track("fr", Some("Commentaire")),
+            track("und", None),
+            track("de", None),
+        ];
+        let plan = EncodePlan::for_source(&config, &facts);
+        let names: Vec<(&str, &str)> = plan
+            .audio
+            .iter()
+            .map(|audio| (audio.language.as_str(), audio.name.as_str()))
+            .collect();
+        assert_eq!(
+            names,
+            [("en", "English"), ("fr", "Commentaire"), ("und", "Audio 3")]
+        );
+        let args = encode_args(&config, &plan, "out");
+        assert_eq!(
+            values_of(&args, "-map"),
+            ["[v0]", "[v1]", "0:a:0", "0:a:1", "0:a:2", "[poster]"]
+        );
+        assert_eq!(value_of(&args, "-metadata:s:a:0"), Some("language=en"));
+        assert_eq!(value_of(&args, "-metadata:s:a:1"), Some("language=fr"));
+        assert_eq!(value_of(&args, "-metadata:s:a:2"), Some("language=und"));
+        assert_eq!(value_of(&args, "-ac"), Some("2"));
+        assert_eq!(
+            value_of(&args, "-adaptation_sets"),
+            Some("id=0,streams=v id=1,streams=2 id=2,streams=3 id=3,streams=4")
+        );
+        assert_eq!(plan.audio_stream_indices(), 2..5);
+
+        facts.audio = vec![track("en", None), track("en", None)];
+        let plan = EncodePlan::for_source(&config, &facts);
+        assert_eq!(plan.audio[1].name, "English (2)");
     }
 
     #[test]
@@ -352,7 +534,7 @@ mod tests {
         assert_eq!(values_of(&args, "-map"), ["[v0]", "[poster]"]);
         assert_eq!(value_of(&args, "-adaptation_sets"), Some("id=0,streams=v"));
         assert_eq!(value_of(&args, "-c:a"), None);
-        assert_eq!(plan.audio_stream_index(), None);
+        assert_eq!(plan.audio_stream_indices(), 1..1);
     }
 
     #[test]
@@ -364,9 +546,9 @@ mod tests {
         let args = encode_args(&config, &plan, "out");
         assert_eq!(value_of(&args, "-filter_complex"), None);
         assert_eq!(values_of(&args, "-map"), ["0:a:0"]);
-        assert_eq!(value_of(&args, "-adaptation_sets"), Some("id=0,streams=a"));
+        assert_eq!(value_of(&args, "-adaptation_sets"), Some("id=0,streams=0"));
         assert_eq!(value_of(&args, "-c:v"), None);
-        assert_eq!(plan.audio_stream_index(), Some(0));
+        assert_eq!(plan.audio_stream_indices(), 0..1);
         assert!(!args.iter().any(|arg| arg.ends_with("poster.jpg")));
     }
 
@@ -394,6 +576,96 @@ mod tests {
         facts.duration_seconds = 3.0;
         let plan = EncodePlan::for_source(&config, &facts);
         assert_eq!(plan.video.unwrap().poster_at_seconds, 1.0);
+    }
+
+    #[test]
+    fn an_interlaced_source_is_deinterlaced_first_at_its_field_rate() {
+        let config = config();
+        let mut facts = source(720, 576, false);
+        if let Some(video) = facts.video.as_mut() {
+            video.scan = Scan::TopFieldFirst;
+        }
+        let plan = EncodePlan::for_source(&config, &facts);
+        let args = encode_args(&config, &plan, "out");
+        let graph = value_of(&args, "-filter_complex").unwrap();
+        assert!(
+            graph.starts_with(
+                "[0:v:0]bwdif=mode=send_field:parity=tff:deint=all,fps=50/1,format=yuv420p,"
+            ),
+            "{graph}"
+        );
+        assert_eq!(value_of(&args, "-g"), Some("100"));
+
+        // 60i at a maximum of 30 frames per second: one picture per frame.
+        let config = Config {
+            max_frame_rate: 30,
+            ..config
+        };
+        if let Some(video) = facts.video.as_mut() {
+            video.scan = Scan::BottomFieldFirst;
+            video.frame_rate = Some(29.97);
+        }
+        let plan = EncodePlan::for_source(&config, &facts);
+        let video = plan.video.as_ref().unwrap();
+        assert_eq!(video.frame_rate, (30_000, 1001));
+        let graph = value_of(&encode_args(&config, &plan, "out"), "-filter_complex")
+            .unwrap()
+            .to_owned();
+        assert!(
+            graph.starts_with("[0:v:0]bwdif=mode=send_frame:parity=bff:deint=all,fps=30000/1001,"),
+            "{graph}"
+        );
+    }
+
+    #[test]
+    fn an_hdr_source_is_tone_mapped_and_tagged_bt709() {
+        let config = config();
+        let mut facts = source(1280, 720, false);
+        if let Some(video) = facts.video.as_mut() {
+            video.hdr = Some(Hdr {
+                transfer: "smpte2084",
+                primaries: "bt2020",
+                matrix: "bt2020nc",
+            });
+        }
+        let plan = EncodePlan::for_source(&config, &facts);
+        let args = encode_args(&config, &plan, "out");
+        let graph = value_of(&args, "-filter_complex").unwrap();
+        assert!(
+            graph.starts_with(
+                "[0:v:0]zscale=tin=smpte2084:pin=bt2020:min=bt2020nc:t=linear:npl=100,\
+                 format=gbrpf32le,zscale=p=bt709,tonemap=tonemap=mobius:desat=0,\
+                 zscale=t=bt709:m=bt709:r=tv,fps=25/1,format=yuv420p,split="
+            ),
+            "{graph}"
+        );
+        assert_eq!(value_of(&args, "-color_primaries"), Some("bt709"));
+        assert_eq!(value_of(&args, "-color_trc"), Some("bt709"));
+        assert_eq!(value_of(&args, "-colorspace"), Some("bt709"));
+
+        let sdr = EncodePlan::for_source(&config, &source(1280, 720, false));
+        let args = encode_args(&config, &sdr, "out");
+        assert!(!value_of(&args, "-filter_complex")
+            .unwrap()
+            .contains("zscale"));
+        assert_eq!(value_of(&args, "-color_trc"), None);
+    }
+
+    #[test]
+    fn a_progressive_source_is_not_deinterlaced() {
+        let config = config();
+        for scan in [Scan::Progressive, Scan::Unknown] {
+            let mut facts = source(720, 576, false);
+            if let Some(video) = facts.video.as_mut() {
+                video.scan = scan;
+            }
+            let plan = EncodePlan::for_source(&config, &facts);
+            assert_eq!(plan.video.as_ref().unwrap().deinterlace, None);
+            let args = encode_args(&config, &plan, "out");
+            assert!(!value_of(&args, "-filter_complex")
+                .unwrap()
+                .contains("bwdif"));
+        }
     }
 
     #[test]

@@ -20,18 +20,37 @@ pub struct Variant {
     pub codecs: String,
 }
 
-/// The HLS master playlist: every variant, with the audio rendition as a group when the
-/// variants are pictures.
-pub fn master_playlist(variants: &[Variant], audio_playlist: Option<&str>) -> String {
+/// One `EXT-X-MEDIA:TYPE=AUDIO` of the master playlist's audio group.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AudioMedia {
+    /// Media playlist file name.
+    pub playlist: String,
+    /// BCP 47; `und` is left out, as HLS has no tag for it.
+    pub language: String,
+    /// Unique within the group, without `"`.
+    pub name: String,
+    pub default: bool,
+}
+
+/// The HLS master playlist: every variant, referring to the audio group when there is one.
+pub fn master_playlist(variants: &[Variant], audio_group: &[AudioMedia]) -> String {
     let mut lines = vec![
         "#EXTM3U".to_owned(),
         "#EXT-X-VERSION:7".to_owned(),
         "#EXT-X-INDEPENDENT-SEGMENTS".to_owned(),
     ];
-    if let Some(audio) = audio_playlist {
+    for audio in audio_group {
+        let language = if audio.language == "und" {
+            String::new()
+        } else {
+            format!("LANGUAGE=\"{}\",", audio.language)
+        };
         lines.push(format!(
-            "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"audio\",DEFAULT=YES,\
-             AUTOSELECT=YES,CHANNELS=\"2\",URI=\"{audio}\""
+            "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",{language}NAME=\"{}\",DEFAULT={},\
+             AUTOSELECT=YES,CHANNELS=\"2\",URI=\"{}\"",
+            audio.name.replace('"', ""),
+            if audio.default { "YES" } else { "NO" },
+            audio.playlist
         ));
     }
     for variant in variants {
@@ -48,7 +67,7 @@ pub fn master_playlist(variants: &[Variant], audio_playlist: Option<&str>) -> St
         if !variant.codecs.is_empty() {
             attributes.push(format!("CODECS=\"{}\"", variant.codecs));
         }
-        if audio_playlist.is_some() && variant.resolution.is_some() {
+        if !audio_group.is_empty() {
             attributes.push("AUDIO=\"audio\"".to_owned());
         }
         lines.push(format!("#EXT-X-STREAM-INF:{}", attributes.join(",")));
@@ -118,6 +137,31 @@ pub fn finalize_media_playlist(text: &str) -> String {
     if lines.last().map(String::as_str) != Some("#EXT-X-ENDLIST") {
         lines.push("#EXT-X-ENDLIST".to_owned());
     }
+    join_lines(&lines)
+}
+
+/// The media playlist with its `EXTINF`s set to `durations`, the segments' exact lengths in
+/// order; unchanged when it does not list as many segments.
+pub fn with_segment_durations(text: &str, durations: &[f64]) -> String {
+    let listed = text
+        .lines()
+        .filter(|line| line.starts_with("#EXTINF:"))
+        .count();
+    if listed != durations.len() {
+        return text.to_owned();
+    }
+    let mut durations = durations.iter();
+    let lines: Vec<String> = text
+        .lines()
+        .map(|line| match line.strip_prefix("#EXTINF:") {
+            Some(rest) => {
+                let title = rest.split_once(',').map_or("", |(_, title)| title);
+                let seconds = durations.next().copied().unwrap_or_default();
+                format!("#EXTINF:{seconds:.6},{title}")
+            }
+            None => line.to_owned(),
+        })
+        .collect();
     join_lines(&lines)
 }
 
@@ -204,6 +248,17 @@ chunk-stream0-00001.m4s
     }
 
     #[test]
+    fn segment_durations_are_set_when_the_segments_match() {
+        let exact = with_segment_durations(FFMPEG_MEDIA, &[3.0186]);
+        assert!(exact.contains("#EXTINF:3.018600,\n"), "{exact}");
+        assert_eq!(exact.replace("3.018600", "3.018594"), FFMPEG_MEDIA);
+        assert_eq!(
+            with_segment_durations(FFMPEG_MEDIA, &[1.0, 2.0]),
+            FFMPEG_MEDIA
+        );
+    }
+
+    #[test]
     fn finalizing_twice_changes_nothing() {
         let once = finalize_media_playlist(FFMPEG_MEDIA);
         assert_eq!(finalize_media_playlist(&once), once);
@@ -255,7 +310,27 @@ chunk-stream0-00001.m4s
 
     #[test]
     fn master_lists_every_variant_with_the_audio_group() {
-        let master = master_playlist(&[variant(720), variant(360)], Some("media_2.m3u8"));
+        let audio = |playlist: &str, language: &str, name: &str, default: bool| AudioMedia {
+            playlist: playlist.to_owned(),
+            language: language.to_owned(),
+            name: name.to_owned(),
+            default,
+        };
+        let two = master_playlist(
+            &[variant(360)],
+            &[
+                audio("media_1.m3u8", "en", "English", true),
+                audio("media_2.m3u8", "fr", "Fran\"çais", false),
+            ],
+        );
+        assert!(two.contains(
+            "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",LANGUAGE=\"en\",NAME=\"English\",DEFAULT=YES,AUTOSELECT=YES,CHANNELS=\"2\",URI=\"media_1.m3u8\"\n\
+             #EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",LANGUAGE=\"fr\",NAME=\"Français\",DEFAULT=NO,AUTOSELECT=YES,CHANNELS=\"2\",URI=\"media_2.m3u8\"\n"
+        ), "{two}");
+        let master = master_playlist(
+            &[variant(720), variant(360)],
+            &[audio("media_2.m3u8", "und", "audio", true)],
+        );
         assert_eq!(
             master,
             "#EXTM3U
@@ -280,7 +355,7 @@ media_360.m3u8
             frame_rate: None,
             codecs: "mp4a.40.2".to_owned(),
         };
-        let master = master_playlist(&[audio], None);
+        let master = master_playlist(&[audio], &[]);
         assert!(!master.contains("EXT-X-MEDIA:"), "{master}");
         assert!(master.ends_with(
             "#EXT-X-STREAM-INF:BANDWIDTH=130000,AVERAGE-BANDWIDTH=128000,CODECS=\"mp4a.40.2\"\nmedia_0.m3u8\n"

@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use tokio::process::Command;
 
+use crate::language;
 use crate::sandbox::{self, Demuxer, Sandbox, SourceFormats};
 
 /// The source as the encode needs to know it.
@@ -17,7 +18,8 @@ pub struct SourceFacts {
     /// 0 when ffprobe could not tell.
     pub duration_seconds: f64,
     pub video: Option<VideoStream>,
-    pub audio: Option<AudioStream>,
+    /// Every sound track, in the source's order (the `n` of ffmpeg's `0:a:n`).
+    pub audio: Vec<AudioStream>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -31,17 +33,87 @@ pub struct VideoStream {
     pub rotation: i32,
     /// Average frames per second, when known.
     pub frame_rate: Option<f64>,
+    /// How the pictures are scanned, as the container says.
+    pub scan: Scan,
+    /// The picture's high dynamic range, `None` for standard dynamic range.
+    pub hdr: Option<Hdr>,
+}
+
+/// A high-dynamic-range picture: its transfer, and the primaries and matrix its colours are in
+/// (as zscale names them; BT.2020 when the stream does not say).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hdr {
+    /// `smpte2084` (PQ, as HDR10) or `arib-std-b67` (HLG).
+    pub transfer: &'static str,
+    pub primaries: &'static str,
+    pub matrix: &'static str,
+}
+
+impl Hdr {
+    /// From ffprobe's `color_transfer`, `color_primaries` and `color_space`.
+    fn from_colors(
+        transfer: Option<&str>,
+        primaries: Option<&str>,
+        matrix: Option<&str>,
+    ) -> Option<Self> {
+        let transfer = match transfer? {
+            "smpte2084" => "smpte2084",
+            "arib-std-b67" => "arib-std-b67",
+            _ => return None,
+        };
+        let primaries = match primaries {
+            Some("bt709") => "bt709",
+            Some("smpte432") => "smpte432",
+            _ => "bt2020",
+        };
+        let matrix = match matrix {
+            Some("bt709") => "bt709",
+            Some("bt2020c") => "bt2020c",
+            _ => "bt2020nc",
+        };
+        Some(Self {
+            transfer,
+            primaries,
+            matrix,
+        })
+    }
+}
+
+/// Progressive pictures, or interlaced ones with the field shown first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scan {
+    Progressive,
+    TopFieldFirst,
+    BottomFieldFirst,
+    /// The container does not say; [`crate::interlace`] looks at the pictures.
+    Unknown,
+}
+
+impl Scan {
+    /// From ffprobe's `field_order`: `tt`/`bt` show the top field first, `bb`/`tb` the bottom.
+    fn from_field_order(field_order: Option<&str>) -> Self {
+        match field_order {
+            Some("progressive") => Self::Progressive,
+            Some("tt" | "bt") => Self::TopFieldFirst,
+            Some("bb" | "tb") => Self::BottomFieldFirst,
+            _ => Self::Unknown,
+        }
+    }
+
+    pub fn is_interlaced(self) -> bool {
+        matches!(self, Self::TopFieldFirst | Self::BottomFieldFirst)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct AudioStream {
     pub codec: String,
-}
-
-impl SourceFacts {
-    pub fn has_audio(&self) -> bool {
-        self.audio.is_some()
-    }
+    /// Channels, when known.
+    pub channels: Option<u32>,
+    /// BCP 47 (see [`crate::language`]), `und` when the source does not say.
+    pub language: String,
+    /// The track's own title, when it has one.
+    pub title: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -164,12 +236,17 @@ struct ProbeAnswer {
 struct ProbeStream {
     codec_type: Option<String>,
     codec_name: Option<String>,
+    channels: Option<u32>,
     width: Option<u32>,
     height: Option<u32>,
     duration: Option<String>,
     sample_aspect_ratio: Option<String>,
     avg_frame_rate: Option<String>,
     r_frame_rate: Option<String>,
+    field_order: Option<String>,
+    color_transfer: Option<String>,
+    color_primaries: Option<String>,
+    color_space: Option<String>,
     disposition: Option<Disposition>,
     #[serde(default)]
     side_data_list: Vec<SideData>,
@@ -190,6 +267,8 @@ struct SideData {
 #[derive(Deserialize)]
 struct StreamTags {
     rotate: Option<String>,
+    language: Option<String>,
+    title: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -232,14 +311,18 @@ impl ProbeAnswer {
                     .as_ref()
                     .is_none_or(|d| d.attached_pic == 0)
             });
-        let audio = self.streams.iter().find(|stream| is(stream, "audio"));
-        if video.is_none() && audio.is_none() {
+        let audio: Vec<&ProbeStream> = self
+            .streams
+            .iter()
+            .filter(|stream| is(stream, "audio"))
+            .collect();
+        if video.is_none() && audio.is_empty() {
             return Err(ProbeError::NoMedia);
         }
         let duration_seconds = [
             self.format.as_ref().and_then(|f| f.duration.as_deref()),
             video.and_then(|video| video.duration.as_deref()),
-            audio.and_then(|audio| audio.duration.as_deref()),
+            audio.first().and_then(|audio| audio.duration.as_deref()),
         ]
         .into_iter()
         .flatten()
@@ -250,14 +333,31 @@ impl ProbeAnswer {
             format,
             duration_seconds,
             video: video.map(ProbeStream::video).transpose()?,
-            audio: audio.map(|audio| AudioStream {
-                codec: audio.codec_name.clone().unwrap_or_default(),
-            }),
+            audio: audio.into_iter().map(ProbeStream::audio).collect(),
         })
     }
 }
 
 impl ProbeStream {
+    fn audio(&self) -> AudioStream {
+        let tags = self.tags.as_ref();
+        AudioStream {
+            codec: self.codec_name.clone().unwrap_or_default(),
+            channels: self.channels.filter(|channels| *channels > 0),
+            language: language::bcp47(tags.and_then(|tags| tags.language.as_deref())),
+            title: tags
+                .and_then(|tags| tags.title.as_deref())
+                .map(str::trim)
+                .filter(|title| !title.is_empty())
+                .map(|title| {
+                    title
+                        .chars()
+                        .filter(|c| !c.is_control() && *c != '"')
+                        .collect()
+                }),
+        }
+    }
+
     fn video(&self) -> Result<VideoStream, ProbeError> {
         let no_size = || ProbeError::Unreadable("the video stream has no picture size".to_owned());
         let (Some(width), Some(height)) = (self.width, self.height) else {
@@ -283,6 +383,12 @@ impl ProbeStream {
                 .unwrap_or((0, 1)),
             rotation: self.rotation(),
             frame_rate,
+            scan: Scan::from_field_order(self.field_order.as_deref()),
+            hdr: Hdr::from_colors(
+                self.color_transfer.as_deref(),
+                self.color_primaries.as_deref(),
+                self.color_space.as_deref(),
+            ),
         })
     }
 
@@ -353,7 +459,71 @@ mod tests {
         assert_eq!(video.codec, "hevc");
         assert_eq!(video.sample_aspect, (1, 1));
         assert!((video.frame_rate.unwrap() - 29.97).abs() < 0.01);
-        assert_eq!(facts.audio.unwrap().codec, "opus");
+        assert_eq!(video.scan, Scan::Unknown);
+        assert_eq!(video.hdr, None);
+        assert_eq!(facts.audio[0].codec, "opus");
+        assert_eq!(facts.audio[0].language, "und");
+    }
+
+    #[test]
+    fn field_order_says_how_pictures_are_scanned() {
+        for (field_order, scan) in [
+            ("progressive", Scan::Progressive),
+            ("tt", Scan::TopFieldFirst),
+            ("bt", Scan::TopFieldFirst),
+            ("bb", Scan::BottomFieldFirst),
+            ("tb", Scan::BottomFieldFirst),
+            ("unknown", Scan::Unknown),
+        ] {
+            let answer: ProbeAnswer = serde_json::from_str(&format!(
+                r#"{{"streams": [{{"codec_type": "video", "width": 720, "height": 576,
+                    "field_order": "{field_order}"}}], "format": {{"format_name": "mpegts"}}}}"#
+            ))
+            .unwrap();
+            let video = answer
+                .facts(&SourceFormats::default())
+                .unwrap()
+                .video
+                .unwrap();
+            assert_eq!(video.scan, scan, "{field_order}");
+            assert_eq!(
+                scan.is_interlaced(),
+                field_order.len() == 2,
+                "{field_order}"
+            );
+        }
+    }
+
+    #[test]
+    fn pq_and_hlg_transfers_are_hdr() {
+        let video = |colors: &str| {
+            let answer: ProbeAnswer = serde_json::from_str(&format!(
+                r#"{{"streams": [{{"codec_type": "video", "width": 64, "height": 48, {colors}}}],
+                    "format": {{"format_name": "matroska,webm"}}}}"#
+            ))
+            .unwrap();
+            answer
+                .facts(&SourceFormats::default())
+                .unwrap()
+                .video
+                .unwrap()
+        };
+        let hdr10 = video(
+            r#""color_transfer": "smpte2084", "color_primaries": "bt2020",
+               "color_space": "bt2020nc""#,
+        );
+        assert_eq!(
+            hdr10.hdr,
+            Some(Hdr {
+                transfer: "smpte2084",
+                primaries: "bt2020",
+                matrix: "bt2020nc"
+            })
+        );
+        let hlg = video(r#""color_transfer": "arib-std-b67""#).hdr.unwrap();
+        assert_eq!((hlg.transfer, hlg.primaries), ("arib-std-b67", "bt2020"));
+        assert_eq!(video(r#""color_transfer": "bt709""#).hdr, None);
+        assert_eq!(video(r#""color_primaries": "bt2020""#).hdr, None);
     }
 
     #[test]
@@ -370,7 +540,39 @@ mod tests {
         assert_eq!(video.sample_aspect, (0, 1));
         assert_eq!(video.frame_rate, None);
         assert_eq!(facts.duration_seconds, 0.0);
-        assert!(facts.audio.is_none());
+        assert!(facts.audio.is_empty());
+    }
+
+    #[test]
+    fn every_sound_track_is_read_with_its_language() {
+        let answer: ProbeAnswer = serde_json::from_str(
+            r#"{"streams": [
+                {"codec_type": "video", "width": 64, "height": 48},
+                {"codec_type": "audio", "codec_name": "aac", "channels": 2,
+                 "tags": {"language": "eng"}},
+                {"codec_type": "audio", "codec_name": "ac3", "channels": 6,
+                 "tags": {"language": "fre", "title": "Version \"française\""}}
+            ], "format": {"format_name": "matroska,webm"}}"#,
+        )
+        .unwrap();
+        let facts = answer.facts(&SourceFormats::default()).unwrap();
+        assert_eq!(
+            facts.audio,
+            [
+                AudioStream {
+                    codec: "aac".to_owned(),
+                    channels: Some(2),
+                    language: "en".to_owned(),
+                    title: None,
+                },
+                AudioStream {
+                    codec: "ac3".to_owned(),
+                    channels: Some(6),
+                    language: "fr".to_owned(),
+                    title: Some("Version française".to_owned()),
+                }
+            ]
+        );
     }
 
     #[test]
@@ -385,7 +587,7 @@ mod tests {
         .unwrap();
         let facts = answer.facts(&SourceFormats::default()).unwrap();
         assert!(facts.video.is_none());
-        assert_eq!(facts.audio.unwrap().codec, "mp3");
+        assert_eq!(facts.audio[0].codec, "mp3");
     }
 
     #[test]

@@ -1,4 +1,4 @@
-use axum::http::header::WWW_AUTHENTICATE;
+use axum::http::header::{RETRY_AFTER, WWW_AUTHENTICATE};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -93,6 +93,21 @@ pub enum ApiError {
     DirectUploadNotFound,
     #[error("{0}")]
     DirectUploadFinished(String),
+    /// The project stores as much as its quota allows: no upload is created.
+    #[error("{0}")]
+    QuotaExceeded(String),
+    /// The project has as many open uploads as its quota allows.
+    #[error("{message}")]
+    TooManyOpenUploads {
+        message: String,
+        retry_after_secs: u64,
+    },
+    /// The project created as many uploads this hour as its quota allows.
+    #[error("{message}")]
+    RateLimited {
+        message: String,
+        retry_after_secs: u64,
+    },
     /// The encoder's disk is down to its free-space reserve: the piece was not stored, the
     /// upload keeps its offset. The uploader's account is logged, the client told to retry.
     #[error("no room to store more bytes: {0}")]
@@ -159,7 +174,11 @@ impl ApiError {
             Self::UploadExpired | Self::UploadUrlExpired => StatusCode::GONE,
             Self::UploadTooLarge { .. }
             | Self::LengthExceeded(_)
-            | Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            | Self::PayloadTooLarge { .. }
+            | Self::QuotaExceeded(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::TooManyOpenUploads { .. } | Self::RateLimited { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             Self::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             Self::Busy(_) | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -203,6 +222,9 @@ impl ApiError {
         "origin_not_allowed",
         "direct_upload_not_found",
         "direct_upload_finished",
+        "quota_exceeded",
+        "too_many_open_uploads",
+        "rate_limited",
         "insufficient_storage",
         "method_not_allowed",
         "server_busy",
@@ -246,6 +268,9 @@ impl ApiError {
             Self::OriginNotAllowed(_) => "origin_not_allowed",
             Self::DirectUploadNotFound => "direct_upload_not_found",
             Self::DirectUploadFinished(_) => "direct_upload_finished",
+            Self::QuotaExceeded(_) => "quota_exceeded",
+            Self::TooManyOpenUploads { .. } => "too_many_open_uploads",
+            Self::RateLimited { .. } => "rate_limited",
             Self::InsufficientStorage(_) => "insufficient_storage",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::Busy(_) => "server_busy",
@@ -284,7 +309,13 @@ impl ApiError {
 
 impl From<Reject> for ApiError {
     fn from(reject: Reject) -> Self {
-        let Reject { code, message } = reject;
+        let Reject {
+            code,
+            message,
+            retry_after_secs,
+        } = reject;
+        // A refusal without its own wait is retried after a minute.
+        let retry_after_secs = retry_after_secs.unwrap_or(60);
         match code {
             RejectCode::UploadNotFound => Self::UploadNotFound,
             RejectCode::UploadClosed => Self::UploadClosed(message),
@@ -301,6 +332,15 @@ impl From<Reject> for ApiError {
             RejectCode::UploadUrlExpired => Self::UploadUrlExpired,
             RejectCode::DirectUploadNotFound => Self::DirectUploadNotFound,
             RejectCode::DirectUploadFinished => Self::DirectUploadFinished(message),
+            RejectCode::QuotaExceeded => Self::QuotaExceeded(message),
+            RejectCode::TooManyOpenUploads => Self::TooManyOpenUploads {
+                message,
+                retry_after_secs,
+            },
+            RejectCode::RateLimited => Self::RateLimited {
+                message,
+                retry_after_secs,
+            },
             RejectCode::InvalidCommand => Self::InvalidRequest(message),
             RejectCode::Unavailable => Self::Unavailable(format!("uploader: {message}")),
             RejectCode::InsufficientStorage => Self::InsufficientStorage(message),
@@ -340,6 +380,17 @@ impl IntoResponse for ApiError {
                 WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer realm=\"vod\""),
             );
+        }
+        if let Self::TooManyOpenUploads {
+            retry_after_secs, ..
+        }
+        | Self::RateLimited {
+            retry_after_secs, ..
+        } = &self
+        {
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(*retry_after_secs));
         }
         if matches!(self, Self::TusVersionUnsupported) {
             response.headers_mut().insert(
@@ -381,6 +432,9 @@ mod tests {
                 409,
                 "direct_upload_finished",
             ),
+            (RejectCode::QuotaExceeded, 413, "quota_exceeded"),
+            (RejectCode::TooManyOpenUploads, 429, "too_many_open_uploads"),
+            (RejectCode::RateLimited, 429, "rate_limited"),
             (RejectCode::InvalidCommand, 400, "invalid_request"),
             (RejectCode::Unavailable, 503, "service_unavailable"),
             (RejectCode::InsufficientStorage, 507, "insufficient_storage"),
@@ -431,6 +485,15 @@ mod tests {
             ApiError::OriginNotAllowed(String::new()),
             ApiError::DirectUploadNotFound,
             ApiError::DirectUploadFinished(String::new()),
+            ApiError::QuotaExceeded(String::new()),
+            ApiError::TooManyOpenUploads {
+                message: String::new(),
+                retry_after_secs: 1,
+            },
+            ApiError::RateLimited {
+                message: String::new(),
+                retry_after_secs: 1,
+            },
             ApiError::InsufficientStorage(String::new()),
             ApiError::MethodNotAllowed,
             ApiError::Busy(String::new()),
@@ -473,6 +536,9 @@ mod tests {
                 | ApiError::OriginNotAllowed(_)
                 | ApiError::DirectUploadNotFound
                 | ApiError::DirectUploadFinished(_)
+                | ApiError::QuotaExceeded(_)
+                | ApiError::TooManyOpenUploads { .. }
+                | ApiError::RateLimited { .. }
                 | ApiError::InsufficientStorage(_)
                 | ApiError::MethodNotAllowed
                 | ApiError::Busy(_)
@@ -544,6 +610,20 @@ mod tests {
         let body = ApiError::validation("title", "is required").body();
         assert_eq!(body.code, "validation_failed");
         assert_eq!(body.field.as_deref(), Some("title"));
+    }
+
+    #[test]
+    fn a_quota_refusal_says_when_to_retry() {
+        let reject = Reject::new(RejectCode::RateLimited, "100 uploads this hour").retry_after(42);
+        let response = ApiError::from(CallError::Rejected(reject)).into_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(
+            response
+                .headers()
+                .get(RETRY_AFTER)
+                .and_then(|v| v.to_str().ok()),
+            Some("42")
+        );
     }
 
     #[test]

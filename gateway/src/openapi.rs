@@ -36,7 +36,12 @@ use crate::tus::grammar;
             if they did not exist. `/v1/admin/...` takes the operator's admin token instead. \
             A missing, malformed, unknown or revoked credential is `401 unauthorized` with \
             `WWW-Authenticate: Bearer`; a key without the scope is `403 forbidden`. A direct \
-            upload's URL (`/v1/direct/...`) takes no credential: its token is one.",
+            upload's URL (`/v1/direct/...`) takes no credential: its token is one.\n\n\
+            Each project has quotas (`GET /v1/usage`), checked when an upload is created, never \
+            on the bytes of an upload already created: a project storing its quota of bytes is \
+            refused new uploads with `413 quota_exceeded`; one with its quota of open uploads, \
+            or of uploads created this hour, with `429 too_many_open_uploads` or \
+            `429 rate_limited` and `Retry-After`.",
         license(name = "MIT"),
     ),
     tags(
@@ -52,7 +57,9 @@ use crate::tus::grammar;
             timed out or cancelled is `410 upload_url_expired`. Only `public` playback for \
             now: signed playback comes later."),
         (name = "keys", description = "The API keys of the caller's project."),
-        (name = "admin", description = "Projects and their keys, with the admin token."),
+        (name = "usage", description = "The caller's project's usage counters and quotas."),
+        (name = "admin", description = "Projects, their quotas and their keys, with the \
+            admin token."),
         (name = "service", description = "Health, this document and the page to try it."),
     ),
 )]

@@ -6,8 +6,10 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::{Pool, PoolError};
 use tokio_postgres::Row;
 use uuid::Uuid;
-use vod_contracts::api::{FlowView, Playback, RenditionView, SourceView, VideoView};
-use vod_contracts::outcome::RenditionFacts;
+use vod_contracts::api::{
+    AudioRenditionView, AudioTrackView, FlowView, Playback, RenditionView, SourceView, VideoView,
+};
+use vod_contracts::outcome::{AudioRenditionFacts, AudioTrackFacts, RenditionFacts};
 use vod_contracts::{
     EncodePath, FlowId, FlowStatus, ProjectId, SessionId, SessionStatus, UploadKind, VideoId,
     VideoStatus,
@@ -107,7 +109,7 @@ const FLOW_COLUMNS: &str = "id, video_id, status, filename, uploaded_bytes, tota
      duration_seconds, width, height, video_codec, audio_codec, hls_path, dash_path, source_sha256, created_at, \
      updated_at, progress_percent, encode_path, encode_started_at_byte, source_width, \
      source_height, source_video_codec, source_audio_codec, source_frame_rate, renditions, \
-     poster_path";
+     poster_path, source_interlaced, source_hdr, source_audio_tracks, audio_renditions";
 
 /// The video if it is the project's and not deleted.
 pub async fn find_video(
@@ -221,6 +223,14 @@ impl FlowRow {
             Some(json) => serde_json::from_value::<Vec<RenditionFacts>>(json)?,
             None => Vec::new(),
         };
+        let audio_tracks = match row.get::<_, Option<serde_json::Value>>("source_audio_tracks") {
+            Some(json) => serde_json::from_value::<Vec<AudioTrackFacts>>(json)?,
+            None => Vec::new(),
+        };
+        let audio_renditions = match row.get::<_, Option<serde_json::Value>>("audio_renditions") {
+            Some(json) => serde_json::from_value::<Vec<AudioRenditionFacts>>(json)?,
+            None => Vec::new(),
+        };
         let source_video_codec: Option<String> = row.get("source_video_codec");
         let source_audio_codec: Option<String> = row.get("source_audio_codec");
         let source =
@@ -234,6 +244,16 @@ impl FlowRow {
                 video_codec: source_video_codec,
                 audio_codec: source_audio_codec,
                 frame_rate: row.get("source_frame_rate"),
+                interlaced: row.get("source_interlaced"),
+                hdr: row.get("source_hdr"),
+                audio_tracks: audio_tracks
+                    .into_iter()
+                    .map(|track| AudioTrackView {
+                        language: track.language,
+                        channels: track.channels,
+                        codec: track.codec,
+                    })
+                    .collect(),
             });
         Ok(Self {
             video_id: row.get("video_id"),
@@ -273,6 +293,18 @@ impl FlowRow {
                         average_bandwidth: rendition.average_bandwidth,
                         codecs: rendition.codecs,
                         hls: public_url(holder_public_url, &rendition.playlist_path),
+                    })
+                    .collect(),
+                audio_renditions: audio_renditions
+                    .into_iter()
+                    .map(|audio| AudioRenditionView {
+                        language: audio.language,
+                        name: audio.name,
+                        default: audio.default,
+                        bandwidth: audio.bandwidth,
+                        average_bandwidth: audio.average_bandwidth,
+                        codecs: audio.codecs,
+                        hls: public_url(holder_public_url, &audio.playlist_path),
                     })
                     .collect(),
                 poster: row

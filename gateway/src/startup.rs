@@ -27,7 +27,7 @@ use crate::config::Config;
 use crate::error::ApiError;
 use crate::metrics::GatewayMetrics;
 use crate::openapi::{self, ApiDoc};
-use crate::routes::{admin, direct_uploads, docs, health, keys, uploads, videos};
+use crate::routes::{admin, direct_uploads, docs, health, keys, uploads, usage, videos};
 use crate::state::AppState;
 use crate::tus;
 use crate::uploader_client::UploaderClient;
@@ -171,6 +171,7 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(keys::revoke));
     let admin_routes = OpenApiRouter::new()
         .routes(routes!(admin::create_project, admin::list_projects))
+        .routes(routes!(admin::update_project))
         .routes(routes!(admin::create_key));
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(health::healthz))
@@ -183,6 +184,7 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .merge(video_routes)
         .merge(direct_upload_routes)
         .merge(key_routes)
+        .routes(routes!(usage::show))
         .merge(admin_routes)
 }
 

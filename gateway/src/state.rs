@@ -9,7 +9,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::auth::KeyCache;
+use crate::auth::cache::KeyCache;
 use crate::config::Config;
 use crate::metrics::GatewayMetrics;
 use crate::uploader_client::UploaderClient;

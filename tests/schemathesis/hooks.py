@@ -39,6 +39,11 @@ DIGESTS = {
 # the one declared, an upload that expired. (An offset other than the upload's is a 409.)
 REFUSALS_FOR_THE_STATE_OF_THE_UPLOAD = {"length_exceeded", "invalid_length", "upload_expired"}
 
+# What a creation valid by the document is refused for when the project has reached a quota
+# (its stored bytes, its open uploads, its uploads this hour), which depends on what was made
+# before it, not on the request.
+REFUSALS_FOR_THE_STATE_OF_THE_PROJECT = {"quota_exceeded", "too_many_open_uploads", "rate_limited"}
+
 
 @schemathesis.hook
 def before_load_schema(context, raw_schema):
@@ -138,11 +143,17 @@ def filter_failure(context, failure, case, response):
     if isinstance(failure, AcceptedNegativeData):
         return not _is_invalid_only_through_its_upload_body(case)
     if isinstance(failure, RejectedPositiveData):
+        method = case.operation.method.upper()
+        code = _error_code(response)
         refused_for_the_state_of_the_upload = (
-            case.operation.method.upper() == "PATCH"
-            and _error_code(response) in REFUSALS_FOR_THE_STATE_OF_THE_UPLOAD
+            method == "PATCH" and code in REFUSALS_FOR_THE_STATE_OF_THE_UPLOAD
         )
-        return not refused_for_the_state_of_the_upload
+        refused_for_the_state_of_the_project = (
+            case.operation.path == "/v1/uploads"
+            and method == "POST"
+            and code in REFUSALS_FOR_THE_STATE_OF_THE_PROJECT
+        )
+        return not (refused_for_the_state_of_the_upload or refused_for_the_state_of_the_project)
     return True
 
 

@@ -6,8 +6,8 @@ use std::path::Path;
 use vod_contracts::api::{FlowView, VideoView};
 use vod_contracts::{FlowStatus, VideoStatus};
 use vod_tests::media::{
-    decoded_duration, ffmpeg, first_frame_psnr, probe, stream_infs, video_packet_times,
-    video_stream,
+    decoded_duration, ffmpeg, first_frame_psnr, hls_attributes, probe, stream_infs,
+    video_packet_times, video_stream,
 };
 use vod_tests::{Stack, TestEnv};
 
@@ -70,6 +70,8 @@ async fn source_without_sound_plays_as_picture_only() {
         flow.source.as_ref().and_then(|s| s.audio_codec.clone()),
         None
     );
+    assert_eq!(flow.source.as_ref().map(|s| s.interlaced), Some(false));
+    assert_eq!(flow.source.as_ref().map(|s| s.hdr), Some(false));
     let playback = video.playback.as_ref().expect("playback");
     let master = stack.http.get(&playback.hls).send().await.expect("master");
     let master = master.text().await.expect("master text");
@@ -190,6 +192,161 @@ async fn phone_video_with_rotation_metadata_plays_upright() {
         psnr > 25.0,
         "the rendition is not the upright picture: {psnr} dB"
     );
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn interlaced_broadcast_capture_is_deinterlaced_at_its_field_rate() {
+    let env = TestEnv::new().await;
+    let stack = Stack::spawn(&env).await;
+    let path = env.dir.path().join("broadcast.ts");
+    // A moving 50p picture woven into 25i fields, top first: MPEG-2 in MPEG-TS, as broadcast.
+    make(
+        &path,
+        "-f lavfi -i testsrc2=size=720x576:rate=50 -f lavfi -i sine=frequency=440 -t 3 \
+         -vf tinterlace=mode=interleave_top,setfield=tff -c:v mpeg2video -q:v 2 \
+         -flags +ilme+ildct -top 1 -c:a mp2 -f mpegts",
+    );
+
+    let video = upload_and_settle(&stack, &path).await;
+    let flow = ready_flow(&video);
+    let source = flow.source.as_ref().expect("source facts");
+    assert!(source.interlaced, "{source:?}");
+    assert_eq!(source.frame_rate, Some(25.0));
+    let top = &flow.renditions[0];
+    let times = video_packet_times(&top.hls);
+    let gaps: Vec<f64> = times.windows(2).map(|pair| pair[1] - pair[0]).collect();
+    assert!(gaps.len() > 100, "{gaps:?}");
+    assert!(
+        gaps.iter().all(|gap| (gap - 0.02).abs() < 0.001),
+        "not one picture per field: {gaps:?}"
+    );
+    assert_decodes_for(&top.hls, 3.0);
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hdr10_source_is_tone_mapped_to_bt709() {
+    let env = TestEnv::new().await;
+    let stack = Stack::spawn(&env).await;
+    let path = env.dir.path().join("hdr10.mkv");
+    make(
+        &path,
+        "-f lavfi -i testsrc2=size=640x360:rate=25 -t 2 \
+         -vf zscale=tin=bt709:min=bt709:pin=bt709:t=smpte2084:m=bt2020nc:p=bt2020:npl=100,\
+         format=yuv420p10le -c:v libx265 -x265-params log-level=error -color_primaries bt2020 \
+         -color_trc smpte2084 -colorspace bt2020nc -f matroska",
+    );
+
+    let video = upload_and_settle(&stack, &path).await;
+    let flow = ready_flow(&video);
+    let source = flow.source.as_ref().expect("source facts");
+    assert!(source.hdr, "{source:?}");
+    assert!(!source.interlaced, "{source:?}");
+    assert_eq!(flow.renditions.len(), 2, "{flow:#?}");
+    for rendition in &flow.renditions {
+        let output = std::process::Command::new("ffprobe")
+            .args(["-v", "error", "-select_streams", "v:0", "-show_entries"])
+            .args(["stream=color_transfer,color_primaries,color_space,pix_fmt"])
+            .args(["-of", "default=noprint_wrappers=1", &rendition.hls])
+            .output()
+            .expect("ffprobe runs");
+        let colors = String::from_utf8_lossy(&output.stdout);
+        for line in [
+            "pix_fmt=yuv420p",
+            "color_space=bt709",
+            "color_transfer=bt709",
+            "color_primaries=bt709",
+        ] {
+            assert!(colors.lines().any(|l| l == line), "{line} not in {colors}");
+        }
+    }
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_sound_track_plays_in_its_language() {
+    let env = TestEnv::new().await;
+    let stack = Stack::spawn(&env).await;
+    let path = env.dir.path().join("two-languages.mkv");
+    // English stereo, then French 5.1.
+    make(
+        &path,
+        "-f lavfi -i testsrc2=size=320x240:rate=25 -f lavfi -i sine=frequency=440 \
+         -f lavfi -i sine=frequency=660,aformat=channel_layouts=5.1 -t 3 -map 0 -map 1 -map 2 \
+         -c:v libx264 -pix_fmt yuv420p -c:a aac -ac:a:0 2 -metadata:s:a:0 language=eng \
+         -metadata:s:a:1 language=fre -f matroska",
+    );
+
+    let video = upload_and_settle(&stack, &path).await;
+    let flow = ready_flow(&video);
+    let source = flow.source.as_ref().expect("source facts");
+    let tracks: Vec<(&str, Option<u32>, &str)> = source
+        .audio_tracks
+        .iter()
+        .map(|track| {
+            (
+                track.language.as_str(),
+                track.channels,
+                track.codec.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(tracks, [("en", Some(2), "aac"), ("fr", Some(6), "aac")]);
+    let audio: Vec<(&str, &str, bool)> = flow
+        .audio_renditions
+        .iter()
+        .map(|audio| (audio.language.as_str(), audio.name.as_str(), audio.default))
+        .collect();
+    assert_eq!(audio, [("en", "English", true), ("fr", "French", false)]);
+
+    let playback = video.playback.as_ref().expect("playback");
+    let master = stack.http.get(&playback.hls).send().await.expect("master");
+    let master = master.text().await.expect("master text");
+    let languages: Vec<String> = master
+        .lines()
+        .filter(|line| line.starts_with("#EXT-X-MEDIA:TYPE=AUDIO"))
+        .filter_map(|line| line.split_once(':'))
+        .map(|(_, list)| hls_attributes(list)["LANGUAGE"].clone())
+        .collect();
+    assert_eq!(languages, ["en", "fr"], "{master}");
+    let mpd = stack.http.get(&playback.dash).send().await.expect("mpd");
+    let mpd = mpd.text().await.expect("mpd text");
+    let audio_sets: Vec<&str> = mpd
+        .lines()
+        .filter(|line| line.contains("<AdaptationSet ") && line.contains("contentType=\"audio\""))
+        .collect();
+    assert_eq!(audio_sets.len(), 2, "{mpd}");
+    assert!(audio_sets[0].contains("lang=\"en\""), "{mpd}");
+    assert!(audio_sets[1].contains("lang=\"fr\""), "{mpd}");
+    for rendition in &flow.audio_renditions {
+        assert_eq!(probe(&rendition.hls).codec_types, ["audio"]);
+        assert_decodes_for(&rendition.hls, 3.0);
+    }
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_frame_source_is_ready_with_its_real_duration() {
+    let env = TestEnv::new().await;
+    let stack = Stack::spawn(&env).await;
+    let path = env.dir.path().join("one-frame.mp4");
+    make(
+        &path,
+        "-f lavfi -i testsrc2=size=320x240:rate=25 -frames:v 1 -c:v libx264 -pix_fmt yuv420p",
+    );
+
+    let video = upload_and_settle(&stack, &path).await;
+    ready_flow(&video);
+    let playback = video.playback.as_ref().expect("playback");
+    let mpd = stack.http.get(&playback.dash).send().await.expect("mpd");
+    let mpd = mpd.text().await.expect("mpd text");
+    assert!(
+        mpd.contains("mediaPresentationDuration=\"PT0.040S\""),
+        "{mpd}"
+    );
+    assert_eq!(probe(&playback.dash).codec_types, ["video"]);
+    assert_eq!(probe(&playback.hls).codec_types, ["video"]);
     stack.shutdown().await;
 }
 

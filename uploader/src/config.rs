@@ -89,6 +89,45 @@ pub struct Config {
     /// seen at once by lapin's error event; one closed or errored otherwise is seen at the
     /// next check. Its consumers neither end nor receive again, so nothing else tells.
     pub broker_check_interval_ms: u64,
+    /// Every project's quotas unless it has its own (`UPLOADER_QUOTA__...`).
+    pub quota: QuotaSettings,
+    /// Projects whose usage `/metrics` shows, at most (the most recently created ones).
+    pub metrics_max_projects: u32,
+}
+
+/// The default quotas of a project, checked where an upload is created.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default)]
+pub struct QuotaSettings {
+    /// Bytes a project's presentations may hold on holder (`MAX_STORED_BYTES`, 1 TiB).
+    pub max_stored_bytes: u64,
+    /// Uploads a project may have open at once (`MAX_OPEN_UPLOADS`).
+    pub max_open_uploads: u64,
+    /// Uploads a project may create per clock hour (`MAX_UPLOADS_PER_HOUR`).
+    pub max_uploads_per_hour: u64,
+    /// The `Retry-After` of a refusal for too many open uploads (`OPEN_UPLOADS_RETRY_AFTER_SECS`).
+    pub open_uploads_retry_after_secs: u64,
+}
+
+impl Default for QuotaSettings {
+    fn default() -> Self {
+        Self {
+            max_stored_bytes: 1 << 40,
+            max_open_uploads: 1_000,
+            max_uploads_per_hour: 10_000,
+            open_uploads_retry_after_secs: 60,
+        }
+    }
+}
+
+impl QuotaSettings {
+    pub fn defaults(&self) -> vod_contracts::access::Quotas {
+        vod_contracts::access::Quotas {
+            max_stored_bytes: self.max_stored_bytes,
+            max_open_uploads: self.max_open_uploads,
+            max_uploads_per_hour: self.max_uploads_per_hour,
+        }
+    }
 }
 
 impl Default for Config {
@@ -127,6 +166,8 @@ impl Default for Config {
             broker_reconnect_backoff_ms: 1_000,
             broker_reconnect_max_backoff_ms: 30_000,
             broker_check_interval_ms: 1_000,
+            quota: QuotaSettings::default(),
+            metrics_max_projects: 1_000,
         }
     }
 }
@@ -183,6 +224,13 @@ impl Config {
         anyhow::ensure!(
             self.outcome_retry_ms > 0,
             "UPLOADER_OUTCOME_RETRY_MS must be positive"
+        );
+        let in_bigint = |value: u64| i64::try_from(value).is_ok();
+        anyhow::ensure!(
+            in_bigint(self.quota.max_stored_bytes)
+                && in_bigint(self.quota.max_open_uploads)
+                && in_bigint(self.quota.max_uploads_per_hour),
+            "UPLOADER_QUOTA__MAX_* must be below 2^63"
         );
         Ok(())
     }

@@ -21,8 +21,8 @@ use tracing::Instrument;
 use vod_contracts::commands::{
     CancelDirectUpload, CommandKind, CreateApiKey, CreateDirectUpload, CreateFinalUpload,
     CreatePartialUpload, CreateProject, CreateUpload, CreateVideo, DeclareLength, DeleteVideo,
-    LockUpload, Reject, RejectCode, Reply, RevokeApiKey, TerminateUpload, TouchApiKeys,
-    UnlockUpload, UpdateVideo,
+    LockUpload, Reject, RejectCode, Reply, RevokeApiKey, SetProjectQuotas, TerminateUpload,
+    TouchApiKeys, UnlockUpload, UpdateVideo,
 };
 use vod_infra::consume::{Deliveries, Subscription};
 
@@ -157,6 +157,9 @@ async fn dispatch(
         }
         CommandKind::CancelDirectUpload => {
             handle_command::<CancelDirectUpload>(&body, handlers, span).await
+        }
+        CommandKind::SetProjectQuotas => {
+            handle_command::<SetProjectQuotas>(&body, handlers, span).await
         }
         CommandKind::Chunk => {
             let handled = cmd::handle_chunk(body, handlers, span).await;

@@ -91,6 +91,8 @@ pub struct Handlers {
     /// How long a deleted video's removal from holder may take before it is left to the
     /// scheduler.
     pub deleted_video_remove_timeout: Duration,
+    /// The default quotas, and the wait a refusal for open uploads names.
+    pub quota: crate::config::QuotaSettings,
 }
 
 impl Handlers {

@@ -13,7 +13,7 @@ use serde_json::json;
 use vod_infra::metrics::Registry;
 use vod_infra::readiness::{self, Readiness};
 
-use crate::metrics::UploaderMetrics;
+use crate::metrics::{ProjectUsage, UploaderMetrics};
 
 /// The replica's broker connection of the moment: the replica replaces it when it connects
 /// again after an outage.
@@ -47,6 +47,8 @@ pub struct HttpState {
     pub registry: Registry,
     /// How long `/readyz` and the queue depth wait for each dependency.
     pub timeout: Duration,
+    /// Projects whose usage `/metrics` shows, at most.
+    pub max_projects: u32,
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -104,5 +106,41 @@ async fn metrics(State(state): State<Arc<HttpState>>) -> Response {
         Ok(Err(error)) => tracing::debug!(error = %format!("{error:#}"), "queue depths not read"),
         Err(_) => tracing::debug!("queue depths not read in time"),
     }
+    let usage =
+        tokio::time::timeout(state.timeout, project_usage(&state.pg, state.max_projects)).await;
+    match usage {
+        Ok(Ok(usage)) => state.metrics.project_usage(&usage),
+        Ok(Err(error)) => tracing::debug!(error = %format!("{error:#}"), "project usage not read"),
+        Err(_) => tracing::debug!("project usage not read in time"),
+    }
     vod_infra::metrics::render(&state.registry)
+}
+
+/// The usage of the `limit` most recently created projects.
+async fn project_usage(
+    pg: &deadpool_postgres::Pool,
+    limit: u32,
+) -> anyhow::Result<Vec<ProjectUsage>> {
+    let client = pg.get().await?;
+    let rows = client
+        .query(
+            "SELECT p.name, u.bytes_received, u.uploads_completed, u.encoded_seconds, \
+                    u.stored_bytes, u.open_uploads \
+             FROM project p JOIN project_usage_now u ON u.project_id = p.id \
+             ORDER BY p.created_at DESC, p.id LIMIT $1",
+            &[&i64::from(limit)],
+        )
+        .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(ProjectUsage {
+                project: row.try_get(0)?,
+                bytes_received: row.try_get(1)?,
+                uploads_completed: row.try_get(2)?,
+                encoded_seconds: row.try_get(3)?,
+                stored_bytes: row.try_get(4)?,
+                open_uploads: row.try_get(5)?,
+            })
+        })
+        .collect()
 }

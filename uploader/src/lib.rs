@@ -20,6 +20,7 @@ mod outage;
 mod outcomes;
 mod progress;
 mod projects;
+mod quotas;
 mod routing;
 pub mod scheduler;
 mod startup;

@@ -1,5 +1,6 @@
 //! What an uploader replica counts. The registry is the replica's own, built in `App::build`.
 
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -70,6 +71,33 @@ pub struct QueueLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProjectLabels {
+    /// The project's name (unique).
+    pub project: String,
+}
+
+/// A project's usage as `project_usage_now` shows it, for `/metrics`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProjectUsage {
+    pub project: String,
+    pub bytes_received: i64,
+    pub uploads_completed: i64,
+    pub encoded_seconds: f64,
+    pub stored_bytes: i64,
+    pub open_uploads: i64,
+}
+
+/// The usage counters of each project, read from the database when scraped.
+#[derive(Clone, Debug, Default)]
+struct ProjectGauges {
+    bytes_received: Family<ProjectLabels, Gauge>,
+    uploads_completed: Family<ProjectLabels, Gauge>,
+    encoded_seconds: Family<ProjectLabels, Gauge<f64, AtomicU64>>,
+    stored_bytes: Family<ProjectLabels, Gauge>,
+    open_uploads: Family<ProjectLabels, Gauge>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct JobLabels {
     pub job: String,
     pub result: String,
@@ -86,6 +114,7 @@ pub struct UploaderMetrics {
     queue_messages: Family<QueueLabels, Gauge>,
     broker_connections_lost: Counter,
     broker_reconnections: Counter,
+    projects: ProjectGauges,
 }
 
 /// The `kind` of a message that could not be decoded.
@@ -104,6 +133,7 @@ impl UploaderMetrics {
             queue_messages: Family::default(),
             broker_connections_lost: Counter::default(),
             broker_reconnections: Counter::default(),
+            projects: ProjectGauges::default(),
         };
         registry.register(
             "state_transitions",
@@ -151,7 +181,63 @@ impl UploaderMetrics {
             "Broker connections opened again after one was lost for good",
             metrics.broker_reconnections.clone(),
         );
+        let projects = &metrics.projects;
+        registry.register(
+            "project_bytes_received",
+            "Bytes received by the project's uploads since its usage started, read when scraped",
+            projects.bytes_received.clone(),
+        );
+        registry.register(
+            "project_uploads_completed",
+            "Uploads of the project whose every byte arrived, read when scraped",
+            projects.uploads_completed.clone(),
+        );
+        registry.register(
+            "project_encoded_seconds",
+            "Seconds of video encoded for the project (duration x renditions), read when scraped",
+            projects.encoded_seconds.clone(),
+        );
+        registry.register(
+            "project_stored_bytes",
+            "Bytes the project's presentations hold on holder, read when scraped",
+            projects.stored_bytes.clone(),
+        );
+        registry.register(
+            "project_open_uploads",
+            "Uploads of the project open now, read when scraped",
+            projects.open_uploads.clone(),
+        );
         metrics
+    }
+
+    /// Sets the per-project gauges to what was just read.
+    pub fn project_usage(&self, usage: &[ProjectUsage]) {
+        let gauges = &self.projects;
+        for project in usage {
+            let labels = ProjectLabels {
+                project: project.project.clone(),
+            };
+            gauges
+                .bytes_received
+                .get_or_create(&labels)
+                .set(project.bytes_received);
+            gauges
+                .uploads_completed
+                .get_or_create(&labels)
+                .set(project.uploads_completed);
+            gauges
+                .encoded_seconds
+                .get_or_create(&labels)
+                .set(project.encoded_seconds);
+            gauges
+                .stored_bytes
+                .get_or_create(&labels)
+                .set(project.stored_bytes);
+            gauges
+                .open_uploads
+                .get_or_create(&labels)
+                .set(project.open_uploads);
+        }
     }
 
     /// Counts a handled message; a chunk's handling time goes to the latency histogram.

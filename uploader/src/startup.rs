@@ -49,6 +49,8 @@ impl App {
         vod_infra::postgres::migrate(&config.postgres).await?;
         let pg = vod_infra::postgres::pool(&config.postgres)?;
         let redis = vod_infra::redis::pool(&config.redis)?;
+        // The gateway shows a project's quotas in force: it reads the defaults from here.
+        crate::quotas::record_defaults(&pg.get().await?, &config.quota).await?;
         let mut registry = vod_infra::metrics::registry("uploader");
         let metrics = UploaderMetrics::register(&mut registry);
         let fflow = Arc::new(FflowClient::new(
@@ -82,6 +84,7 @@ impl App {
             metrics: metrics.clone(),
             registry,
             timeout: millis(config.readiness_timeout_ms),
+            max_projects: config.metrics_max_projects,
         });
         let (listener, local_addr) = vod_infra::http::bind(&config.listen_addr).await?;
         tracing::info!(replica = %config.replica_name, addr = %local_addr, "uploader listening");
@@ -96,6 +99,7 @@ impl App {
             fflow_reassign_after: millis(config.fflow_reassign_after_ms),
             chunk_ahead_wait: millis(config.chunk_ahead_wait_ms),
             deleted_video_remove_timeout: millis(config.deleted_video_remove_timeout_ms),
+            quota: config.quota.clone(),
         });
         let scheduler = Scheduler::new(
             handlers.clone(),

@@ -925,14 +925,17 @@ async fn mark_ready(
 ) -> anyhow::Result<u64> {
     let to_i32 = |value: Option<u32>| value.map(i32::try_from).transpose();
     let renditions = serde_json::to_value(&facts.renditions)?;
+    let audio_tracks = serde_json::to_value(&facts.source.audio_tracks)?;
+    let audio_renditions = serde_json::to_value(&facts.audio_renditions)?;
     client
         .execute(
             "UPDATE flow SET status = $16, error = NULL, duration_seconds = $2, width = $3, \
              height = $4, video_codec = $5, audio_codec = $6, hls_path = $7, dash_path = $8, \
              source_width = $9, source_height = $10, source_video_codec = $11, \
              source_audio_codec = $12, source_frame_rate = $13, renditions = $14, \
-             poster_path = $15, progress_percent = 100, updated_at = now() \
-             WHERE id = $1 AND status = $17",
+             poster_path = $15, source_interlaced = $18, source_hdr = $19, \
+             source_audio_tracks = $20, audio_renditions = $21, stored_bytes = $22, \
+             progress_percent = 100, updated_at = now() WHERE id = $1 AND status = $17",
             &[
                 &flow_id.0,
                 &facts.duration_seconds,
@@ -951,6 +954,11 @@ async fn mark_ready(
                 &facts.poster_path,
                 &FlowStatus::Ready,
                 &FlowStatus::Processing,
+                &facts.source.interlaced,
+                &facts.source.hdr,
+                &audio_tracks,
+                &audio_renditions,
+                &i64::try_from(facts.stored_bytes)?,
             ],
         )
         .await

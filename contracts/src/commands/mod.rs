@@ -32,7 +32,7 @@ pub use direct_upload::{
 };
 pub use project::{
     ApiKeyCreated, ApiKeyRevoked, ApiKeysTouched, CreateApiKey, CreateProject, ProjectCreated,
-    RevokeApiKey, TouchApiKeys,
+    ProjectQuotasSet, RevokeApiKey, SetProjectQuotas, TouchApiKeys,
 };
 pub use upload::{
     CreateFinalUpload, CreatePartialUpload, CreateUpload, DeclareLength, LengthDeclared,
@@ -87,10 +87,11 @@ pub enum CommandKind {
     DeleteVideo,
     CreateDirectUpload,
     CancelDirectUpload,
+    SetProjectQuotas,
 }
 
 impl CommandKind {
-    pub const ALL: [CommandKind; 17] = [
+    pub const ALL: [CommandKind; 18] = [
         CommandKind::CreateVideo,
         CommandKind::CreateUpload,
         CommandKind::CreatePartialUpload,
@@ -108,6 +109,7 @@ impl CommandKind {
         CommandKind::DeleteVideo,
         CommandKind::CreateDirectUpload,
         CommandKind::CancelDirectUpload,
+        CommandKind::SetProjectQuotas,
     ];
 
     /// The request's name: `create_video`, …, `chunk`.
@@ -130,6 +132,7 @@ impl CommandKind {
             CommandKind::DeleteVideo => "delete_video",
             CommandKind::CreateDirectUpload => "create_direct_upload",
             CommandKind::CancelDirectUpload => "cancel_direct_upload",
+            CommandKind::SetProjectQuotas => "set_project_quotas",
         }
     }
 
@@ -153,6 +156,7 @@ impl CommandKind {
             CommandKind::DeleteVideo => "vod.delete_video",
             CommandKind::CreateDirectUpload => "vod.create_direct_upload",
             CommandKind::CancelDirectUpload => "vod.cancel_direct_upload",
+            CommandKind::SetProjectQuotas => "vod.set_project_quotas",
         }
     }
 
@@ -200,6 +204,14 @@ pub enum RejectCode {
     DirectUploadNotFound,
     /// The direct upload created its upload already and cannot be cancelled.
     DirectUploadFinished,
+    /// The project stores as many bytes as its quota allows: no upload is created.
+    QuotaExceeded,
+    /// The project has as many open uploads as its quota allows; retry after
+    /// `retry_after_secs`.
+    TooManyOpenUploads,
+    /// The project created as many uploads this hour as its quota allows; retry once the hour
+    /// ends (`retry_after_secs`).
+    RateLimited,
     /// The command itself is malformed.
     InvalidCommand,
     /// A dependency (fflow, the database) could not be reached; retrying later may work.
@@ -218,6 +230,9 @@ pub enum RejectCode {
 pub struct Reject {
     pub code: RejectCode,
     pub message: String,
+    /// When retrying may succeed, in seconds from now (the gateway's `Retry-After`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_secs: Option<u64>,
 }
 
 impl Reject {
@@ -225,7 +240,14 @@ impl Reject {
         Self {
             code,
             message: message.into(),
+            retry_after_secs: None,
         }
+    }
+
+    /// The refusal, with the seconds after which retrying may succeed.
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after_secs = Some(secs);
+        self
     }
 }
 

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::json_request;
-use crate::access::Scope;
+use crate::access::{QuotaOverrides, Scope};
 use crate::{ApiKeyId, ProjectId};
 
 /// Create a project; its name is unique.
@@ -57,6 +57,21 @@ pub struct TouchApiKeys {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiKeysTouched {}
 
+/// Change a project's quota overrides: each field given replaces the override (`null` goes
+/// back to the configured default); a field left out keeps it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SetProjectQuotas {
+    pub project_id: ProjectId,
+    pub quotas: QuotaOverrides,
+}
+
+/// The project's overrides after the change.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProjectQuotasSet {
+    pub overrides: QuotaOverrides,
+}
+
+json_request!(SetProjectQuotas, SetProjectQuotas => ProjectQuotasSet);
 json_request!(CreateProject, CreateProject => ProjectCreated);
 json_request!(CreateApiKey, CreateApiKey => ApiKeyCreated);
 json_request!(RevokeApiKey, RevokeApiKey => ApiKeyRevoked);

@@ -6,7 +6,7 @@
 //! takes one on a route it did not authenticate answers 401. A direct upload's URL
 //! (`/v1/direct/<token>/...`) takes no key: its token is the credential (`direct`).
 
-mod cache;
+pub mod cache;
 mod direct;
 pub mod key;
 pub mod store;

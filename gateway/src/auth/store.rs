@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
-use vod_contracts::access::{KeyView, ProjectView, Scope};
+use vod_contracts::access::{KeyView, ProjectView, Quotas, Scope};
 use vod_contracts::{ApiKeyId, ProjectId};
 
 use crate::read_model::ReadError;
@@ -63,7 +63,10 @@ pub async fn list_projects(pool: &Pool) -> Result<Vec<ProjectView>, ReadError> {
     let client = pool.get().await?;
     let rows = client
         .query(
-            "SELECT id, name, created_at FROM project ORDER BY created_at, id",
+            "SELECT p.id, p.name, p.created_at, q.max_stored_bytes, q.max_open_uploads, \
+                    q.max_uploads_per_hour \
+             FROM project p JOIN project_quotas q ON q.project_id = p.id \
+             ORDER BY p.created_at, p.id",
             &[],
         )
         .await?;
@@ -77,7 +80,10 @@ pub async fn find_project(
     let client = pool.get().await?;
     let row = client
         .query_opt(
-            "SELECT id, name, created_at FROM project WHERE id = $1",
+            "SELECT p.id, p.name, p.created_at, q.max_stored_bytes, q.max_open_uploads, \
+                    q.max_uploads_per_hour \
+             FROM project p JOIN project_quotas q ON q.project_id = p.id \
+             WHERE p.id = $1",
             &[&project_id.0],
         )
         .await?;
@@ -90,6 +96,21 @@ fn project_view(row: &tokio_postgres::Row) -> Result<ProjectView, ReadError> {
         id: ProjectId(row.try_get(0)?),
         name: row.try_get(1)?,
         created_at,
+        quotas: quotas_at(row, 3)?,
+    })
+}
+
+/// The quotas in columns `first..first + 3` (`max_stored_bytes`, `max_open_uploads`,
+/// `max_uploads_per_hour`); the schema keeps them non-negative.
+pub fn quotas_at(row: &tokio_postgres::Row, first: usize) -> Result<Quotas, ReadError> {
+    let count = |index: usize| -> Result<u64, ReadError> {
+        let value: i64 = row.try_get(index)?;
+        Ok(u64::try_from(value).unwrap_or_default())
+    };
+    Ok(Quotas {
+        max_stored_bytes: count(first)?,
+        max_open_uploads: count(first + 1)?,
+        max_uploads_per_hour: count(first + 2)?,
     })
 }
 

@@ -5,4 +5,5 @@ pub mod health;
 mod json;
 pub mod keys;
 pub mod uploads;
+pub mod usage;
 pub mod videos;

@@ -4,6 +4,7 @@ use vod_contracts::{FlowStatus, SessionStatus, UploadKind};
 
 use super::Handle;
 use crate::handlers::{created_reply, not_found, HandlerError, Handlers};
+use crate::quotas::{self, Creation};
 use crate::store;
 use crate::transitions::{self, FinalUpload};
 
@@ -19,6 +20,7 @@ impl Handle for CreateFinalUpload {
         }
         let mut client = handlers.pg.get().await.context("no database connection")?;
         let tx = client.transaction().await.context("failed to begin")?;
+        quotas::check_creation(&tx, self.project_id, Creation::Final, &handlers.quota).await??;
         let mut parts = Vec::with_capacity(self.parts.len());
         for (id, row) in self
             .parts

@@ -4,12 +4,14 @@ use vod_contracts::commands::{CreateUpload, UploadCreated};
 use super::Handle;
 use crate::direct_uploads;
 use crate::handlers::{created_reply, HandlerError, Handlers};
+use crate::quotas::{self, Creation};
 use crate::transitions::{self, NewUpload};
 
 impl Handle for CreateUpload {
     async fn handle(self, handlers: &Handlers) -> Result<UploadCreated, HandlerError> {
         let mut client = handlers.pg.get().await.context("no database connection")?;
         let tx = client.transaction().await.context("failed to begin")?;
+        quotas::check_creation(&tx, self.project_id, Creation::Open, &handlers.quota).await??;
         // Through a direct upload's URL: the direct upload is claimed in this transaction, and
         // always makes a new video with its title and description.
         let claimed = match self.direct_upload_id {

@@ -3,12 +3,13 @@
 use anyhow::Context;
 use vod_contracts::commands::{
     ApiKeyCreated, ApiKeyRevoked, ApiKeysTouched, CreateApiKey, CreateProject, ProjectCreated,
-    Reject, RejectCode, RevokeApiKey, TouchApiKeys,
+    ProjectQuotasSet, Reject, RejectCode, RevokeApiKey, SetProjectQuotas, TouchApiKeys,
 };
 
 use super::Handle;
 use crate::handlers::{HandlerError, Handlers};
 use crate::projects::{self, NewKey};
+use crate::quotas;
 
 /// Keys touched in one command, at most: the gateway batches what it verified.
 const MAX_TOUCHED_KEYS: usize = 1_000;
@@ -51,6 +52,27 @@ impl Handle for RevokeApiKey {
         projects::revoke_key(&client, self.project_id, self.key_id).await??;
         tracing::info!(project_id = %self.project_id, key_id = %self.key_id, "api key revoked");
         Ok(ApiKeyRevoked {})
+    }
+}
+
+impl Handle for SetProjectQuotas {
+    async fn handle(self, handlers: &Handlers) -> Result<ProjectQuotasSet, HandlerError> {
+        let out_of_range = [
+            self.quotas.max_stored_bytes,
+            self.quotas.max_open_uploads,
+            self.quotas.max_uploads_per_hour,
+        ]
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|value| i64::try_from(value).is_err());
+        if out_of_range {
+            return Err(invalid("a quota is at most 2^63 - 1").into());
+        }
+        let client = handlers.pg.get().await.context("no database connection")?;
+        let overrides = quotas::set_overrides(&client, self.project_id, &self.quotas).await??;
+        tracing::info!(project_id = %self.project_id, ?overrides, "project quotas changed");
+        Ok(ProjectQuotasSet { overrides })
     }
 }
 
