@@ -1,5 +1,5 @@
 //! tus at a direct upload's URL: `POST /v1/direct/{token}` creates the one upload the URL
-//! takes, and `HEAD`, `PATCH` and `DELETE` on `/v1/direct/{token}/{id}` work as on
+//! takes, and `HEAD`, `PATCH` and `DELETE` on `/v1/direct/{token}/{upload_id}` work as on
 //! `/v1/uploads/{id}`, for that upload only. No key: `auth::direct` found the token, checked
 //! the origin and left the direct upload's project as the caller. The handlers are those of
 //! `/v1/uploads`, called with the direct upload.
@@ -135,16 +135,16 @@ pub async fn create_direct(
     .await
 }
 
-/// `OPTIONS /v1/direct/{token}/{id}`.
+/// `OPTIONS /v1/direct/{token}/{upload_id}`.
 #[utoipa::path(
     options,
-    path = "/v1/direct/{token}/{id}",
+    path = "/v1/direct/{token}/{upload_id}",
     operation_id = "discover_tus_at_direct_upload_upload",
     tag = "direct-uploads",
     summary = "Discover the tus version, extensions and limits at a direct upload's upload",
     params(
         ("token" = String, Path, description = "The secret of the URL."),
-        ("id" = String, Path, description = "The upload, as in the `Location` of its creation; any value."),
+        ("upload_id" = String, Path, description = "The upload, as in the `Location` of its creation; any value."),
     ),
     responses(
         (status = 204, description = "What this server speaks, as `OPTIONS /v1/uploads` says it."),
@@ -156,17 +156,17 @@ pub async fn options_direct_upload(state: State<AppState>) -> Response {
     describe_server(state)
 }
 
-/// `HEAD /v1/direct/{token}/{id}`.
+/// `HEAD /v1/direct/{token}/{upload_id}`.
 #[utoipa::path(
     head,
-    path = "/v1/direct/{token}/{id}",
+    path = "/v1/direct/{token}/{upload_id}",
     operation_id = "get_direct_upload_offset",
     tag = "direct-uploads",
     summary = "Where the upload of a direct upload stands, without a key",
     description = "As `HEAD /v1/uploads/{id}`, for the upload made through this URL only.",
     params(
         ("token" = String, Path, description = "The secret of the URL."),
-        ("id" = uuid::Uuid, Path, description = "The upload, as in the `Location` of its creation."),
+        ("upload_id" = uuid::Uuid, Path, description = "The upload, as in the `Location` of its creation."),
         ("Tus-Resumable" = inline(Option<TusVersion>), Header, nullable = false, description = "`1.0.0`; when sent, any other value is refused."),
     ),
     security(()),
@@ -191,17 +191,17 @@ pub async fn head_direct(
     describe_upload(&state, &caller, &id).await
 }
 
-/// `PATCH /v1/direct/{token}/{id}`.
+/// `PATCH /v1/direct/{token}/{upload_id}`.
 #[utoipa::path(
     patch,
-    path = "/v1/direct/{token}/{id}",
+    path = "/v1/direct/{token}/{upload_id}",
     operation_id = "append_to_direct_upload",
     tag = "direct-uploads",
     summary = "Append bytes to the upload of a direct upload, without a key",
     description = "As `PATCH /v1/uploads/{id}`, for the upload made through this URL only.",
     params(
         ("token" = String, Path, description = "The secret of the URL."),
-        ("id" = uuid::Uuid, Path, description = "The upload, as in the `Location` of its creation."),
+        ("upload_id" = uuid::Uuid, Path, description = "The upload, as in the `Location` of its creation."),
         ("Tus-Resumable" = inline(TusVersion), Header, description = "Must be `1.0.0`."),
         ("Upload-Offset" = u64, Header, description = "Where the body goes: must equal the upload's offset (`HEAD`)."),
         ("Upload-Length" = Option<u64>, Header, nullable = false, description = "The upload's size, once, when it was deferred at creation."),
@@ -261,10 +261,10 @@ pub async fn patch_direct(
     append(&state, &caller, &id, request).await
 }
 
-/// `DELETE /v1/direct/{token}/{id}`.
+/// `DELETE /v1/direct/{token}/{upload_id}`.
 #[utoipa::path(
     delete,
-    path = "/v1/direct/{token}/{id}",
+    path = "/v1/direct/{token}/{upload_id}",
     operation_id = "terminate_direct_upload",
     tag = "direct-uploads",
     summary = "Give the upload of a direct upload up, without a key",
@@ -272,7 +272,7 @@ pub async fn patch_direct(
         The URL stays used.",
     params(
         ("token" = String, Path, description = "The secret of the URL."),
-        ("id" = uuid::Uuid, Path, description = "The upload, as in the `Location` of its creation."),
+        ("upload_id" = uuid::Uuid, Path, description = "The upload, as in the `Location` of its creation."),
         ("Tus-Resumable" = inline(TusVersion), Header, description = "Must be `1.0.0`."),
     ),
     security(()),
