@@ -8,7 +8,8 @@ use reqwest::{RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
 use vod_contracts::access::{KeyCreated, KeyList, Scope};
 use vod_contracts::api::{ErrorBody, VideoList, VideoView};
-use vod_contracts::{ApiKeyId, VideoId};
+use vod_contracts::direct_upload::{DirectUploadCreated, DirectUploadList};
+use vod_contracts::{ApiKeyId, DirectUploadId, VideoId};
 
 use crate::api_key::{self, ApiKey};
 
@@ -282,6 +283,28 @@ impl Api {
         self.send(self.http.delete(self.url(&format!("/v1/keys/{key_id}"))))
             .await
             .map(drop)
+    }
+
+    pub async fn create_direct_upload(
+        &self,
+        request: &serde_json::Value,
+    ) -> Result<DirectUploadCreated, ApiError> {
+        self.json(self.http.post(self.url("/v1/direct-uploads")).json(request))
+            .await
+    }
+
+    pub async fn direct_uploads(&self) -> Result<DirectUploadList, ApiError> {
+        self.json(self.http.get(self.url("/v1/direct-uploads?limit=100")))
+            .await
+    }
+
+    pub async fn cancel_direct_upload(&self, id: DirectUploadId) -> Result<(), ApiError> {
+        self.send(
+            self.http
+                .delete(self.url(&format!("/v1/direct-uploads/{id}"))),
+        )
+        .await
+        .map(drop)
     }
 
     /// `GET /v1/usage`, as the server wrote it: the command prints every counter it gives.

@@ -2,6 +2,7 @@
 
 mod api;
 mod api_key;
+mod direct_uploads;
 mod keys;
 mod state;
 mod upload;
@@ -17,6 +18,7 @@ use vod_contracts::{VideoId, VideoStatus};
 
 use crate::api::Api;
 use crate::api_key::ApiKey;
+use crate::direct_uploads::DirectUploadCommand;
 use crate::keys::KeysCommand;
 use crate::upload::UploadOptions;
 
@@ -106,6 +108,11 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Single-use upload URLs that need no key, for browsers and apps.
+    DirectUpload {
+        #[command(subcommand)]
+        command: DirectUploadCommand,
+    },
 }
 
 #[tokio::main]
@@ -175,6 +182,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Usage => println!("{}", serde_json::to_string_pretty(&api.usage().await?)?),
         Command::Keys { command } => keys::run(&api, command).await?,
+        Command::DirectUpload { command } => direct_uploads::run(&api, command).await?,
     }
     Ok(())
 }

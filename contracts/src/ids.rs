@@ -87,6 +87,13 @@ id_type!(
     /// A new, time-ordered id (UUIDv7): public, listed by `GET /v1/keys`.
     new: Uuid::now_v7()
 );
+id_type!(
+    /// A direct upload: a single-use upload URL of a project. Its id is not the credential (the
+    /// URL's token is).
+    DirectUploadId,
+    /// A new, time-ordered id (UUIDv7): public, listed by `GET /v1/direct-uploads`.
+    new: Uuid::now_v7()
+);
 
 impl ProjectId {
     /// The project every row made before projects existed belongs to (migration V7).

@@ -7,6 +7,7 @@
 pub mod access;
 pub mod api;
 pub mod commands;
+pub mod direct_upload;
 pub mod fflow;
 mod ids;
 pub mod layout;
@@ -16,5 +17,5 @@ mod postgres;
 pub mod queues;
 mod status;
 
-pub use ids::{ApiKeyId, FlowId, ProjectId, SessionId, VideoId, WriterId};
+pub use ids::{ApiKeyId, DirectUploadId, FlowId, ProjectId, SessionId, VideoId, WriterId};
 pub use status::{EncodePath, FlowStatus, SessionStatus, UnknownStatus, UploadKind, VideoStatus};

@@ -80,6 +80,19 @@ pub enum ApiError {
     ProjectNameTaken(String),
     #[error("no such key")]
     KeyNotFound,
+    /// A direct upload's URL that was used already, timed out or was cancelled.
+    #[error("this upload URL was used already, timed out or was cancelled")]
+    UploadUrlExpired,
+    /// A direct upload's URL whose token names no direct upload.
+    #[error("no such upload URL")]
+    UploadUrlNotFound,
+    /// A browser request to a direct upload's URL from another origin than its `cors_origin`.
+    #[error("{0}")]
+    OriginNotAllowed(String),
+    #[error("no such direct upload")]
+    DirectUploadNotFound,
+    #[error("{0}")]
+    DirectUploadFinished(String),
     /// The project stores as much as its quota allows: no upload is created.
     #[error("{0}")]
     QuotaExceeded(String),
@@ -144,17 +157,21 @@ impl ApiError {
             Self::OffsetMismatch(_) | Self::UploadClosed(_) | Self::UploadLocked(_) => {
                 StatusCode::CONFLICT
             }
-            Self::FinalUploadNotPatchable | Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::FinalUploadNotPatchable | Self::Forbidden(_) | Self::OriginNotAllowed(_) => {
+                StatusCode::FORBIDDEN
+            }
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Self::ProjectNameTaken(_) => StatusCode::CONFLICT,
+            Self::ProjectNameTaken(_) | Self::DirectUploadFinished(_) => StatusCode::CONFLICT,
             Self::ChecksumMismatch => CHECKSUM_MISMATCH,
             Self::UploadNotFound
             | Self::VideoNotFound
             | Self::RouteNotFound
             | Self::ProjectNotFound
-            | Self::KeyNotFound => StatusCode::NOT_FOUND,
+            | Self::KeyNotFound
+            | Self::UploadUrlNotFound
+            | Self::DirectUploadNotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::UploadExpired => StatusCode::GONE,
+            Self::UploadExpired | Self::UploadUrlExpired => StatusCode::GONE,
             Self::UploadTooLarge { .. }
             | Self::LengthExceeded(_)
             | Self::PayloadTooLarge { .. }
@@ -200,6 +217,11 @@ impl ApiError {
         "project_not_found",
         "project_name_taken",
         "key_not_found",
+        "upload_url_expired",
+        "upload_url_not_found",
+        "origin_not_allowed",
+        "direct_upload_not_found",
+        "direct_upload_finished",
         "quota_exceeded",
         "too_many_open_uploads",
         "rate_limited",
@@ -241,6 +263,11 @@ impl ApiError {
             Self::ProjectNotFound => "project_not_found",
             Self::ProjectNameTaken(_) => "project_name_taken",
             Self::KeyNotFound => "key_not_found",
+            Self::UploadUrlExpired => "upload_url_expired",
+            Self::UploadUrlNotFound => "upload_url_not_found",
+            Self::OriginNotAllowed(_) => "origin_not_allowed",
+            Self::DirectUploadNotFound => "direct_upload_not_found",
+            Self::DirectUploadFinished(_) => "direct_upload_finished",
             Self::QuotaExceeded(_) => "quota_exceeded",
             Self::TooManyOpenUploads { .. } => "too_many_open_uploads",
             Self::RateLimited { .. } => "rate_limited",
@@ -302,6 +329,9 @@ impl From<Reject> for ApiError {
             RejectCode::ProjectNotFound => Self::ProjectNotFound,
             RejectCode::ProjectNameTaken => Self::ProjectNameTaken(message),
             RejectCode::KeyNotFound => Self::KeyNotFound,
+            RejectCode::UploadUrlExpired => Self::UploadUrlExpired,
+            RejectCode::DirectUploadNotFound => Self::DirectUploadNotFound,
+            RejectCode::DirectUploadFinished => Self::DirectUploadFinished(message),
             RejectCode::QuotaExceeded => Self::QuotaExceeded(message),
             RejectCode::TooManyOpenUploads => Self::TooManyOpenUploads {
                 message,
@@ -391,6 +421,17 @@ mod tests {
             (RejectCode::ProjectNotFound, 404, "project_not_found"),
             (RejectCode::ProjectNameTaken, 409, "project_name_taken"),
             (RejectCode::KeyNotFound, 404, "key_not_found"),
+            (RejectCode::UploadUrlExpired, 410, "upload_url_expired"),
+            (
+                RejectCode::DirectUploadNotFound,
+                404,
+                "direct_upload_not_found",
+            ),
+            (
+                RejectCode::DirectUploadFinished,
+                409,
+                "direct_upload_finished",
+            ),
             (RejectCode::QuotaExceeded, 413, "quota_exceeded"),
             (RejectCode::TooManyOpenUploads, 429, "too_many_open_uploads"),
             (RejectCode::RateLimited, 429, "rate_limited"),
@@ -439,6 +480,11 @@ mod tests {
             ApiError::ProjectNotFound,
             ApiError::ProjectNameTaken(String::new()),
             ApiError::KeyNotFound,
+            ApiError::UploadUrlExpired,
+            ApiError::UploadUrlNotFound,
+            ApiError::OriginNotAllowed(String::new()),
+            ApiError::DirectUploadNotFound,
+            ApiError::DirectUploadFinished(String::new()),
             ApiError::QuotaExceeded(String::new()),
             ApiError::TooManyOpenUploads {
                 message: String::new(),
@@ -485,6 +531,11 @@ mod tests {
                 | ApiError::ProjectNotFound
                 | ApiError::ProjectNameTaken(_)
                 | ApiError::KeyNotFound
+                | ApiError::UploadUrlExpired
+                | ApiError::UploadUrlNotFound
+                | ApiError::OriginNotAllowed(_)
+                | ApiError::DirectUploadNotFound
+                | ApiError::DirectUploadFinished(_)
                 | ApiError::QuotaExceeded(_)
                 | ApiError::TooManyOpenUploads { .. }
                 | ApiError::RateLimited { .. }

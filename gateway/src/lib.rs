@@ -7,6 +7,7 @@
 mod auth;
 mod body_pace;
 mod config;
+mod direct_uploads;
 mod error;
 mod metrics;
 mod openapi;

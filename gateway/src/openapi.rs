@@ -29,13 +29,14 @@ use crate::tus::grammar;
             (`insufficient_storage`) always carry `Retry-After`.\n\n\
             tus clients that cannot send `PATCH` or `DELETE` may send a `POST` with \
             `X-HTTP-Method-Override: PATCH` (or `DELETE`) instead. Browsers may call every \
-            endpoint across origins (CORS).\n\n\
+            endpoint across origins (CORS), a direct upload's URL only from its `cors_origin`.\n\n\
             Every `/v1` route but `OPTIONS` takes `Authorization: Bearer <key>`: an API key of \
             a project (scope `read` for `GET` and `HEAD`, `write` for the rest), which sees \
             only its project's videos and uploads; another project's are answered `404` as \
             if they did not exist. `/v1/admin/...` takes the operator's admin token instead. \
             A missing, malformed, unknown or revoked credential is `401 unauthorized` with \
-            `WWW-Authenticate: Bearer`; a key without the scope is `403 forbidden`.\n\n\
+            `WWW-Authenticate: Bearer`; a key without the scope is `403 forbidden`. A direct \
+            upload's URL (`/v1/direct/...`) takes no credential: its token is one.\n\n\
             Each project has quotas (`GET /v1/usage`), checked when an upload is created, never \
             on the bytes of an upload already created: a project storing its quota of bytes is \
             refused new uploads with `413 quota_exceeded`; one with its quota of open uploads, \
@@ -49,6 +50,12 @@ use crate::tus::grammar;
             and concatenation extensions. Every response of these endpoints carries \
             `Tus-Resumable: 1.0.0`."),
         (name = "videos", description = "Videos, their uploaded flows and where to play them."),
+        (name = "direct-uploads", description = "Single-use tus creation URLs that need no \
+            key, for browsers and apps: `POST /v1/direct-uploads` makes one with a key, its \
+            `url` takes one upload (`/v1/direct/{token}`), in browsers only from its \
+            `cors_origin`. An unknown URL is `404 upload_url_not_found`; one used already, \
+            timed out or cancelled is `410 upload_url_expired`. Only `public` playback for \
+            now: signed playback comes later."),
         (name = "keys", description = "The API keys of the caller's project."),
         (name = "usage", description = "The caller's project's usage counters and quotas."),
         (name = "admin", description = "Projects, their quotas and their keys, with the \
@@ -83,6 +90,21 @@ pub fn secure(document: &mut OpenApi) {
     );
     for (path, item) in document.paths.paths.iter_mut() {
         if !(path == "/v1" || path.starts_with("/v1/")) {
+            continue;
+        }
+        if path.starts_with(DIRECT_UPLOAD_URL) {
+            // The token in the path is the credential: no scheme, no 401.
+            for operation in [
+                &mut item.head,
+                &mut item.post,
+                &mut item.patch,
+                &mut item.delete,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                operation.security = Some(Vec::new());
+            }
             continue;
         }
         // A `HEAD` answer has no body.
@@ -142,8 +164,12 @@ fn add_response(operation: &mut Operation, status: &str, response: ResponseBuild
         .insert(status.to_owned(), RefOr::T(response.build()));
 }
 
-/// The `operation_id` of `POST /v1/uploads`, whose body (creation-with-upload) is optional.
-const CREATE_UPLOAD: &str = "create_upload";
+/// The `operation_id`s of `POST /v1/uploads` and `POST /v1/direct/{token}`, whose body
+/// (creation-with-upload) is optional.
+const CREATE_UPLOAD: [&str; 2] = ["create_upload", "create_upload_through_url"];
+
+/// The paths of direct upload URLs, which take no credential but their token.
+const DIRECT_UPLOAD_URL: &str = "/v1/direct/";
 
 /// Lists the stable error codes of [`ApiError`] in the `code` of `ErrorBody`, which the
 /// contracts crate can only call a string. Runs on the finished document: registering a
@@ -182,7 +208,7 @@ pub fn describe_tus(document: &mut OpenApi, config: &Config) {
         .flatten()
     });
     for operation in operations {
-        if operation.operation_id.as_deref() == Some(CREATE_UPLOAD) {
+        if CREATE_UPLOAD.contains(&operation.operation_id.as_deref().unwrap_or_default()) {
             if let Some(RefOr::T(body)) = operation.request_body.as_mut() {
                 body.required = Some(Required::False);
             }

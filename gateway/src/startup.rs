@@ -3,10 +3,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::header::{
-    HeaderName, ACCESS_CONTROL_REQUEST_METHOD, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE,
-    LOCATION, RETRY_AFTER,
-};
+use axum::http::header::{ACCESS_CONTROL_REQUEST_METHOD, RETRY_AFTER};
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{middleware, Extension, Router};
@@ -30,7 +27,7 @@ use crate::config::Config;
 use crate::error::ApiError;
 use crate::metrics::GatewayMetrics;
 use crate::openapi::{self, ApiDoc};
-use crate::routes::{admin, docs, health, keys, uploads, usage, videos};
+use crate::routes::{admin, direct_uploads, docs, health, keys, uploads, usage, videos};
 use crate::state::AppState;
 use crate::tus;
 use crate::uploader_client::UploaderClient;
@@ -150,6 +147,13 @@ fn documented_routes() -> OpenApiRouter<AppState> {
             uploads::patch,
             uploads::terminate
         ))
+        .routes(routes!(uploads::options_direct, uploads::create_direct))
+        .routes(routes!(
+            uploads::options_direct_upload,
+            uploads::head_direct,
+            uploads::patch_direct,
+            uploads::terminate_direct
+        ))
         // Upload bodies are streamed in bounded pieces, never collected.
         .layer(DefaultBodyLimit::disable())
         .layer(SetResponseHeaderLayer::overriding(
@@ -159,6 +163,9 @@ fn documented_routes() -> OpenApiRouter<AppState> {
     let video_routes = OpenApiRouter::new()
         .routes(routes!(videos::create, videos::list))
         .routes(routes!(videos::show, videos::update, videos::delete));
+    let direct_upload_routes = OpenApiRouter::new()
+        .routes(routes!(direct_uploads::create, direct_uploads::list))
+        .routes(routes!(direct_uploads::show, direct_uploads::cancel));
     let key_routes = OpenApiRouter::new()
         .routes(routes!(keys::create, keys::list))
         .routes(routes!(keys::revoke));
@@ -175,6 +182,7 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(docs::asset))
         .merge(tus_routes)
         .merge(video_routes)
+        .merge(direct_upload_routes)
         .merge(key_routes)
         .routes(routes!(usage::show))
         .merge(admin_routes)
@@ -242,37 +250,9 @@ fn override_method(request: &mut Request) {
 }
 
 /// CORS for browser tus clients. tower-http answers every `OPTIONS` itself as a preflight, so
-/// an `OPTIONS` that is not a preflight (tus discovery) goes around it to the tus handler.
+/// an `OPTIONS` that is not a preflight (tus discovery) goes around it to the tus handler. A
+/// direct upload's URL goes around it too: its CORS names its one origin, not `*`.
 fn with_cors(api: Router) -> Router {
-    let tus_request_headers = [
-        tus::TUS_RESUMABLE,
-        tus::UPLOAD_OFFSET,
-        tus::UPLOAD_LENGTH,
-        tus::UPLOAD_DEFER_LENGTH,
-        tus::UPLOAD_METADATA,
-        tus::UPLOAD_CHECKSUM,
-        tus::UPLOAD_CONCAT,
-        CONTENT_TYPE,
-        CONTENT_LENGTH,
-        tus::X_HTTP_METHOD_OVERRIDE,
-        HeaderName::from_static("x-requested-with"),
-        AUTHORIZATION,
-    ];
-    let exposed_headers = [
-        LOCATION,
-        tus::UPLOAD_OFFSET,
-        tus::UPLOAD_LENGTH,
-        tus::UPLOAD_METADATA,
-        tus::UPLOAD_DEFER_LENGTH,
-        tus::UPLOAD_EXPIRES,
-        tus::UPLOAD_CONCAT,
-        tus::TUS_RESUMABLE,
-        tus::TUS_VERSION,
-        tus::TUS_EXTENSION,
-        tus::TUS_MAX_SIZE,
-        tus::TUS_CHECKSUM_ALGORITHM,
-        tus::VIDEO_ID,
-    ];
     let cors = CorsLayer::new()
         .allow_origin(AllowOrigin::any())
         .allow_methods([
@@ -283,8 +263,8 @@ fn with_cors(api: Router) -> Router {
             Method::DELETE,
             Method::OPTIONS,
         ])
-        .allow_headers(tus_request_headers)
-        .expose_headers(exposed_headers);
+        .allow_headers(tus::CORS_REQUEST_HEADERS)
+        .expose_headers(tus::CORS_EXPOSED_HEADERS);
     let with_cors = cors.layer(api.clone());
     Router::new().fallback_service(tower::service_fn(move |mut request: Request| {
         let plain = api.clone();
@@ -295,7 +275,13 @@ fn with_cors(api: Router) -> Router {
                 && !request
                     .headers()
                     .contains_key(ACCESS_CONTROL_REQUEST_METHOD);
-            if is_plain_options {
+            // A direct upload's URL allows its own origin only (`auth::direct`).
+            let is_direct_upload_url = request
+                .uri()
+                .path()
+                .strip_prefix(crate::direct_uploads::URL_PREFIX)
+                .is_some_and(|rest| rest.starts_with('/'));
+            if is_plain_options || is_direct_upload_url {
                 plain.oneshot(request).await
             } else {
                 with_cors

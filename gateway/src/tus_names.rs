@@ -23,3 +23,36 @@ pub const UPLOAD_EXPIRES: HeaderName = HeaderName::from_static("upload-expires")
 pub const TUS_CHECKSUM_ALGORITHM: HeaderName = HeaderName::from_static("tus-checksum-algorithm");
 pub const X_HTTP_METHOD_OVERRIDE: HeaderName = HeaderName::from_static("x-http-method-override");
 pub const VIDEO_ID: HeaderName = HeaderName::from_static("video-id");
+
+/// The request headers a browser tus client sends, allowed across origins.
+pub const CORS_REQUEST_HEADERS: [HeaderName; 12] = [
+    TUS_RESUMABLE,
+    UPLOAD_OFFSET,
+    UPLOAD_LENGTH,
+    UPLOAD_DEFER_LENGTH,
+    UPLOAD_METADATA,
+    UPLOAD_CHECKSUM,
+    UPLOAD_CONCAT,
+    axum::http::header::CONTENT_TYPE,
+    axum::http::header::CONTENT_LENGTH,
+    X_HTTP_METHOD_OVERRIDE,
+    HeaderName::from_static("x-requested-with"),
+    axum::http::header::AUTHORIZATION,
+];
+
+/// The response headers a browser tus client reads, exposed across origins.
+pub const CORS_EXPOSED_HEADERS: [HeaderName; 13] = [
+    axum::http::header::LOCATION,
+    UPLOAD_OFFSET,
+    UPLOAD_LENGTH,
+    UPLOAD_METADATA,
+    UPLOAD_DEFER_LENGTH,
+    UPLOAD_EXPIRES,
+    UPLOAD_CONCAT,
+    TUS_RESUMABLE,
+    TUS_VERSION,
+    TUS_EXTENSION,
+    TUS_MAX_SIZE,
+    TUS_CHECKSUM_ALGORITHM,
+    VIDEO_ID,
+];

@@ -11,7 +11,7 @@ use reqwest::{Method, StatusCode};
 use secrecy::ExposeSecret;
 use serde_json::Value;
 use support::{header, http, Gateway, TestEnv};
-use vod_contracts::{ProjectId, SessionId, VideoId};
+use vod_contracts::{DirectUploadId, ProjectId, SessionId, VideoId};
 
 /// Every method a route could answer; axum has no route for `CONNECT`.
 const METHODS: [Method; 8] = [
@@ -52,6 +52,7 @@ struct Served {
     document: Value,
     upload_id: SessionId,
     video_id: VideoId,
+    direct_upload_id: DirectUploadId,
     admin_token: String,
 }
 
@@ -61,6 +62,9 @@ struct Served {
 async fn served() -> (TestEnv, Served) {
     let env = TestEnv::new().await;
     let (video_id, upload_id) = env.insert_upload("OPEN", 0, 10, None).await;
+    let direct_upload_id = env
+        .insert_direct_upload(DIRECT_TOKEN, video_id, upload_id)
+        .await;
     let config = env.config();
     let admin_token = config.admin_token.expose_secret().to_owned();
     let gateway = Gateway::spawn(config).await;
@@ -77,6 +81,7 @@ async fn served() -> (TestEnv, Served) {
         document,
         upload_id,
         video_id,
+        direct_upload_id,
         admin_token,
     };
     (env, served)
@@ -205,12 +210,17 @@ async fn the_document_lists_every_route_the_gateway_serves_and_nothing_else() {
                 // HTTP serves HEAD wherever it serves GET, and so does axum.
                 || (method == Method::HEAD
                     && documented.contains(&(Method::GET.to_string(), path.to_owned())));
-            // Deleting a video that exists asks the uploader, which this gateway lacks: the
-            // route is probed with one that does not, answered `video_not_found` at once.
+            // Deleting a video (or cancelling a direct upload) that exists asks the uploader,
+            // which this gateway lacks: the route is probed with one that does not, answered
+            // `video_not_found` (`direct_upload_not_found`) at once.
             let url = if method == Method::DELETE && path == "/v1/videos/{id}" {
                 served
                     .gateway
                     .url(&format!("/v1/videos/{}", VideoId::new()))
+            } else if method == Method::DELETE && path == "/v1/direct-uploads/{id}" {
+                served
+                    .gateway
+                    .url(&format!("/v1/direct-uploads/{}", DirectUploadId::new()))
             } else {
                 url.clone()
             };
@@ -303,6 +313,9 @@ async fn is_route_not_found(response: reqwest::Response) -> bool {
     body["code"] == "not_found"
 }
 
+/// The token of the URL of a direct upload that made the probed upload.
+const DIRECT_TOKEN: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+
 /// A request path for a path template, naming things that exist.
 fn concrete_path(template: &str, served: &Served) -> String {
     let value = |name: &str| match (template, name) {
@@ -311,6 +324,11 @@ fn concrete_path(template: &str, served: &Served) -> String {
             served.video_id.to_string()
         }
         ("/docs/{file}", "file") => "swagger-ui.css".to_owned(),
+        (path, "token") if path.starts_with("/v1/direct/") => DIRECT_TOKEN.to_owned(),
+        (path, "id") if path.starts_with("/v1/direct/") => served.upload_id.to_string(),
+        (path, "id") if path.starts_with("/v1/direct-uploads/") => {
+            served.direct_upload_id.to_string()
+        }
         // No such key: its route answers `key_not_found` without asking the uploader.
         (path, "id") if path.starts_with("/v1/keys/") => "no-such-key".to_owned(),
         (path, "id") if path.starts_with("/v1/admin/projects/") => ProjectId::DEFAULT.to_string(),

@@ -57,6 +57,7 @@ async fn every_command_is_answered_with_its_own_reply_type_through_the_broker() 
             filename: Some("typed.bin".to_owned()),
             total_bytes: None,
             metadata: None,
+            direct_upload_id: None,
         })
         .await
         .expect("upload created");
@@ -330,6 +331,7 @@ async fn a_command_of_one_project_finds_nothing_of_another() {
             filename: None,
             total_bytes: Some(10),
             metadata: None,
+            direct_upload_id: None,
         })
         .await
         .expect("upload created");
@@ -354,6 +356,7 @@ async fn a_command_of_one_project_finds_nothing_of_another() {
             filename: None,
             total_bytes: Some(10),
             metadata: None,
+            direct_upload_id: None,
         })
         .await
         .map(drop);

@@ -134,6 +134,7 @@ async fn the_gateway_reads_as_vod_gateway_which_cannot_write() {
         "INSERT INTO video (project_id, id, title) VALUES ('00000000-0000-7000-8000-000000000001', gen_random_uuid(), 'written by the gateway')",
         "UPDATE video SET title = 'changed by the gateway'",
         "DELETE FROM upload_session",
+        "UPDATE direct_upload SET status = 'waiting'",
         "CREATE TABLE gateway_table (id int)",
         "SET default_transaction_read_only = off; UPDATE video SET title = 'changed'",
     ] {
@@ -142,6 +143,11 @@ async fn the_gateway_reads_as_vod_gateway_which_cannot_write() {
             "vod_gateway could run {statement}"
         );
     }
+    // A direct upload's URL is checked with this role.
+    reader
+        .query("SELECT token_sha256 FROM direct_upload", &[])
+        .await
+        .expect("vod_gateway reads direct uploads");
     let title: String = owner
         .query_one("SELECT title FROM video WHERE id = $1", &[&video_id])
         .await

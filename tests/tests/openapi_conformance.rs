@@ -35,6 +35,8 @@ async fn schemathesis_finds_the_gateway_true_to_its_openapi_document() {
         // The credentials, by security scheme (`schemathesis.toml`): every route is tested
         // past its authentication.
         .env("VOD_API_KEY", &stack.api_key)
+        // Direct upload URLs are made for the requests to them (`hooks.py`).
+        .env("VOD_GATEWAY_URL", &stack.gateway_url)
         .env("VOD_ADMIN_TOKEN", &stack.admin_token)
         .env("SCHEMATHESIS_HOOKS", dir.join("hooks.py"))
         .current_dir(env.dir.path())

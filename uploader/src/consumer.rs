@@ -19,9 +19,10 @@ use tokio_util::task::TaskTracker;
 use tracing::field::Empty;
 use tracing::Instrument;
 use vod_contracts::commands::{
-    CommandKind, CreateApiKey, CreateFinalUpload, CreatePartialUpload, CreateProject, CreateUpload,
-    CreateVideo, DeclareLength, DeleteVideo, LockUpload, Reject, RejectCode, Reply, RevokeApiKey,
-    SetProjectQuotas, TerminateUpload, TouchApiKeys, UnlockUpload, UpdateVideo,
+    CancelDirectUpload, CommandKind, CreateApiKey, CreateDirectUpload, CreateFinalUpload,
+    CreatePartialUpload, CreateProject, CreateUpload, CreateVideo, DeclareLength, DeleteVideo,
+    LockUpload, Reject, RejectCode, Reply, RevokeApiKey, SetProjectQuotas, TerminateUpload,
+    TouchApiKeys, UnlockUpload, UpdateVideo,
 };
 use vod_infra::consume::{Deliveries, Subscription};
 
@@ -151,6 +152,12 @@ async fn dispatch(
         CommandKind::TouchApiKeys => handle_command::<TouchApiKeys>(&body, handlers, span).await,
         CommandKind::UpdateVideo => handle_command::<UpdateVideo>(&body, handlers, span).await,
         CommandKind::DeleteVideo => handle_command::<DeleteVideo>(&body, handlers, span).await,
+        CommandKind::CreateDirectUpload => {
+            handle_command::<CreateDirectUpload>(&body, handlers, span).await
+        }
+        CommandKind::CancelDirectUpload => {
+            handle_command::<CancelDirectUpload>(&body, handlers, span).await
+        }
         CommandKind::SetProjectQuotas => {
             handle_command::<SetProjectQuotas>(&body, handlers, span).await
         }

@@ -11,6 +11,7 @@ mod cmd;
 pub mod config;
 mod consumer;
 mod deletion;
+mod direct_uploads;
 mod fflow_client;
 mod handlers;
 mod http;

@@ -12,6 +12,7 @@
 //! the JSON of `{"ok": <reply>}` or `{"rejected": {"code", "message"}}`.
 
 mod chunk;
+mod direct_upload;
 mod project;
 mod upload;
 mod video;
@@ -25,6 +26,9 @@ use serde::{Deserialize, Serialize};
 pub use chunk::{
     chunk_frame_prefix, decode_chunk, encode_chunk, ChunkCommit, ChunkHeader, ChunkReply,
     FrameError,
+};
+pub use direct_upload::{
+    CancelDirectUpload, CreateDirectUpload, DirectUploadCancelled, DirectUploadStored,
 };
 pub use project::{
     ApiKeyCreated, ApiKeyRevoked, ApiKeysTouched, CreateApiKey, CreateProject, ProjectCreated,
@@ -81,11 +85,13 @@ pub enum CommandKind {
     TouchApiKeys,
     UpdateVideo,
     DeleteVideo,
+    CreateDirectUpload,
+    CancelDirectUpload,
     SetProjectQuotas,
 }
 
 impl CommandKind {
-    pub const ALL: [CommandKind; 16] = [
+    pub const ALL: [CommandKind; 18] = [
         CommandKind::CreateVideo,
         CommandKind::CreateUpload,
         CommandKind::CreatePartialUpload,
@@ -101,6 +107,8 @@ impl CommandKind {
         CommandKind::TouchApiKeys,
         CommandKind::UpdateVideo,
         CommandKind::DeleteVideo,
+        CommandKind::CreateDirectUpload,
+        CommandKind::CancelDirectUpload,
         CommandKind::SetProjectQuotas,
     ];
 
@@ -122,6 +130,8 @@ impl CommandKind {
             CommandKind::TouchApiKeys => "touch_api_keys",
             CommandKind::UpdateVideo => "update_video",
             CommandKind::DeleteVideo => "delete_video",
+            CommandKind::CreateDirectUpload => "create_direct_upload",
+            CommandKind::CancelDirectUpload => "cancel_direct_upload",
             CommandKind::SetProjectQuotas => "set_project_quotas",
         }
     }
@@ -144,6 +154,8 @@ impl CommandKind {
             CommandKind::TouchApiKeys => "vod.touch_api_keys",
             CommandKind::UpdateVideo => "vod.update_video",
             CommandKind::DeleteVideo => "vod.delete_video",
+            CommandKind::CreateDirectUpload => "vod.create_direct_upload",
+            CommandKind::CancelDirectUpload => "vod.cancel_direct_upload",
             CommandKind::SetProjectQuotas => "vod.set_project_quotas",
         }
     }
@@ -186,6 +198,12 @@ pub enum RejectCode {
     ProjectNameTaken,
     /// No such key in the project.
     KeyNotFound,
+    /// A direct upload's URL was used already, timed out or was cancelled.
+    UploadUrlExpired,
+    /// No such direct upload in the project.
+    DirectUploadNotFound,
+    /// The direct upload created its upload already and cannot be cancelled.
+    DirectUploadFinished,
     /// The project stores as many bytes as its quota allows: no upload is created.
     QuotaExceeded,
     /// The project has as many open uploads as its quota allows; retry after

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::json_request;
-use crate::{FlowId, ProjectId, SessionId, VideoId};
+use crate::{DirectUploadId, FlowId, ProjectId, SessionId, VideoId};
 
 /// Create a flow and its upload session (the tus upload), on a new video unless `video_id`
 /// names an existing one.
@@ -19,6 +19,11 @@ pub struct CreateUpload {
     pub total_bytes: Option<u64>,
     /// The raw tus `Upload-Metadata` header, echoed on `HEAD`.
     pub metadata: Option<String>,
+    /// The direct upload whose URL the upload is created through: it is claimed in the same
+    /// transaction (`upload_url_expired` when it is not waiting any more), and its new video's
+    /// title and description win over the upload's.
+    #[serde(default)]
+    pub direct_upload_id: Option<DirectUploadId>,
 }
 
 /// Create a partial upload (tus `concatenation`): an upload session with no flow, whose bytes

@@ -3,9 +3,11 @@
 //! `/v1/admin/...` takes the operator's admin token instead. [`authenticate`] runs before
 //! routing and decides by path and method alone, so a route added under `/v1` is closed until
 //! a key opens it; handlers take the [`Caller`] (or [`Admin`]) it left, and a handler that
-//! takes one on a route it did not authenticate answers 401.
+//! takes one on a route it did not authenticate answers 401. A direct upload's URL
+//! (`/v1/direct/<token>/...`) takes no key: its token is the credential (`direct`).
 
 pub mod cache;
+mod direct;
 pub mod key;
 pub mod store;
 
@@ -25,6 +27,7 @@ use vod_contracts::{ApiKeyId, ProjectId};
 pub use cache::KeyCache;
 use key::PresentedKey;
 
+use crate::direct_uploads::URL_PREFIX as DIRECT_URL_PREFIX;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -47,6 +50,8 @@ enum Credential {
     Nothing,
     Admin,
     Key(Scope),
+    /// The token in the path of a direct upload's URL (`auth::direct`).
+    DirectUploadUrl,
 }
 
 /// Decided by path and method only, before routing.
@@ -57,7 +62,9 @@ fn required(method: &Method, path: &str) -> Credential {
                 .strip_prefix(prefix)
                 .is_some_and(|rest| rest.starts_with('/'))
     };
-    if !under("/v1") || method == Method::OPTIONS {
+    if path.starts_with(DIRECT_URL_PREFIX) && path[DIRECT_URL_PREFIX.len()..].starts_with('/') {
+        Credential::DirectUploadUrl
+    } else if !under("/v1") || method == Method::OPTIONS {
         Credential::Nothing
     } else if under(ADMIN_PREFIX) {
         Credential::Admin
@@ -83,6 +90,7 @@ pub async fn authenticate(
             }
             request.extensions_mut().insert(Admin);
         }
+        Credential::DirectUploadUrl => return direct::authorize(&state, request, next).await,
         Credential::Key(scope) => match verify_key(&state, request.headers(), scope).await {
             Ok(caller) => {
                 request.extensions_mut().insert(caller);
@@ -225,6 +233,16 @@ mod tests {
                 Method::GET,
                 "/v1/administrators",
                 Credential::Key(Scope::Read),
+            ),
+            (Method::POST, "/v1/direct/t", Credential::DirectUploadUrl),
+            (Method::OPTIONS, "/v1/direct/t", Credential::DirectUploadUrl),
+            (Method::PATCH, "/v1/direct/t/u", Credential::DirectUploadUrl),
+            (Method::POST, "/v1/direct", Credential::Key(Scope::Write)),
+            (Method::POST, "/v1/directory", Credential::Key(Scope::Write)),
+            (
+                Method::POST,
+                "/v1/direct-uploads",
+                Credential::Key(Scope::Write),
             ),
         ];
         for (method, path, credential) in cases {

@@ -1,4 +1,5 @@
 pub mod admin;
+pub mod direct_uploads;
 pub mod docs;
 pub mod health;
 mod json;

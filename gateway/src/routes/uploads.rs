@@ -6,6 +6,7 @@
 //! command to the uploader. `creation` holds `POST`, `patch` holds `PATCH`.
 
 mod creation;
+pub mod direct;
 mod headers;
 mod patch;
 
@@ -19,6 +20,7 @@ use vod_contracts::commands::TerminateUpload;
 use vod_contracts::{SessionId, SessionStatus, UploadKind};
 
 pub use self::creation::*;
+pub use self::direct::*;
 pub use self::patch::*;
 use crate::auth::Caller;
 use crate::error::ApiError;
@@ -141,7 +143,16 @@ pub async fn head(
     // and a plain `HEAD` without it is still answered.
     _: Option<TusResumable>,
 ) -> Result<Response, ApiError> {
-    let upload = find_live_upload(&state, &caller, &id).await?.1;
+    describe_upload(&state, &caller, &id).await
+}
+
+/// The answer to a `HEAD` of the upload `id` of the caller's project.
+async fn describe_upload(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> Result<Response, ApiError> {
+    let upload = find_live_upload(state, caller, id).await?.1;
     let mut response = (
         StatusCode::OK,
         [
@@ -180,7 +191,7 @@ pub async fn head(
             response_headers.insert(tus::UPLOAD_CONCAT, HeaderValue::from_static("partial"));
         }
         UploadKind::Final => {
-            let base = public_base(&state);
+            let base = public_base(state);
             let urls: Vec<String> = upload
                 .parts
                 .iter()
@@ -227,7 +238,16 @@ pub async fn terminate(
     Path(id): Path<String>,
     _: TusResumable,
 ) -> Result<Response, ApiError> {
-    let session_id = parse_session_id(&id)?;
+    terminate_upload(&state, &caller, &id).await
+}
+
+/// Terminates the upload `id` of the caller's project.
+async fn terminate_upload(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> Result<Response, ApiError> {
+    let session_id = parse_session_id(id)?;
     state
         .uploader
         .call(&TerminateUpload {

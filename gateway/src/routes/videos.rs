@@ -24,10 +24,10 @@ use crate::read_model;
 use crate::state::AppState;
 use crate::title::normalize_title;
 
-const MAX_DESCRIPTION_CHARS: u64 = 5000;
+pub(super) const MAX_DESCRIPTION_CHARS: u64 = 5000;
 const MAX_PASSTHROUGH_CHARS: u64 = 255;
-const DEFAULT_PAGE_SIZE: i64 = 20;
-const MAX_PAGE_SIZE: i64 = 100;
+pub(super) const DEFAULT_PAGE_SIZE: i64 = 20;
+pub(super) const MAX_PAGE_SIZE: i64 = 100;
 
 /// `POST /v1/videos`.
 #[derive(Debug, Deserialize, Validate, utoipa::ToSchema)]
@@ -60,13 +60,13 @@ pub struct CreateVideoRequest {
     description: Option<String>,
 }
 
-fn valid_title(title: &str) -> Result<(), ValidationError> {
+pub(super) fn valid_title(title: &str) -> Result<(), ValidationError> {
     normalize_title(title)
         .map(|_| ())
         .map_err(|err| ValidationError::new("title").with_message(err.to_string().into()))
 }
 
-fn valid_description(description: &str) -> Result<(), ValidationError> {
+pub(super) fn valid_description(description: &str) -> Result<(), ValidationError> {
     check_plain_text(description, Lines::Multi).map_err(|err| {
         ValidationError::new("description").with_message(format!("description {err}").into())
     })
@@ -167,11 +167,11 @@ fn property_as_created(name: &str) -> RefOr<Schema> {
     .unwrap_or_else(|| RefOr::T(Schema::Object(Object::new())))
 }
 
-fn title_as_created() -> RefOr<Schema> {
+pub(super) fn title_as_created() -> RefOr<Schema> {
     property_as_created("title")
 }
 
-fn description_as_created() -> RefOr<Schema> {
+pub(super) fn description_as_created() -> RefOr<Schema> {
     property_as_created("description")
 }
 
@@ -366,7 +366,7 @@ pub async fn list(
     Ok(Json(VideoList { videos }).into_response())
 }
 
-fn page_number(
+pub(super) fn page_number(
     text: Option<&str>,
     field: &'static str,
     default: i64,

@@ -9,7 +9,7 @@ use std::time::Duration;
 use gateway::{App, Config};
 use tokio_postgres::NoTls;
 use tokio_util::sync::CancellationToken;
-use vod_contracts::{FlowId, SessionId, VideoId};
+use vod_contracts::{DirectUploadId, FlowId, SessionId, VideoId};
 use vod_infra::config::AmqpSettings;
 use vod_infra::testsuite::TestWorld;
 
@@ -59,6 +59,30 @@ impl TestEnv {
     }
 
     /// A video with one flow and its session, written directly as the uploader would have.
+    /// A direct upload of the default project whose URL's token is `token` and which made
+    /// the upload `upload_id` of the video `video_id`.
+    #[allow(dead_code)]
+    pub async fn insert_direct_upload(
+        &self,
+        token: &str,
+        video_id: VideoId,
+        upload_id: SessionId,
+    ) -> DirectUploadId {
+        let direct_upload_id = DirectUploadId::new();
+        self.db
+            .execute(
+                "INSERT INTO direct_upload (id, project_id, token_sha256, status, expires_at, \
+                                            video_id, upload_id, claimed_at) \
+                 VALUES ($4, '00000000-0000-7000-8000-000000000001', \
+                         sha256(convert_to($1, 'UTF8')), 'asset_created', now() + interval '1 hour', \
+                         $2, $3, now())",
+                &[&token, &video_id.0, &upload_id.0, &direct_upload_id.0],
+            )
+            .await
+            .expect("insert direct upload");
+        direct_upload_id
+    }
+
     pub async fn insert_upload(
         &self,
         session_status: &str,

@@ -9,6 +9,7 @@ mod create_upload;
 mod create_video;
 mod declare_length;
 mod delete_video;
+mod direct_uploads;
 mod lock_upload;
 mod projects;
 mod terminate_upload;

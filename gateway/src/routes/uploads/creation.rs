@@ -10,7 +10,7 @@ use vod_contracts::api::ErrorBody;
 use vod_contracts::commands::{
     CreateFinalUpload, CreatePartialUpload, CreateUpload, PartialUploadCreated, UploadCreated,
 };
-use vod_contracts::SessionId;
+use vod_contracts::{DirectUploadId, SessionId};
 
 use super::headers::{
     ContentLength, DeclaredUploadLength, DeferLength, OffsetOctetStream, RawUploadMetadata,
@@ -87,6 +87,54 @@ pub async fn create(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let request = Creation {
+        concat,
+        raw_metadata,
+        length,
+        with_upload: with_upload.is_some(),
+        content_length,
+        checksum,
+        headers,
+        body,
+    };
+    let location_base = format!("{}/v1/uploads", public_base(&state));
+    create_upload(&state, &caller, request, None, &location_base).await
+}
+
+/// A `POST` with its tus headers read; those checked only for an upload that is not final
+/// are still results.
+pub(super) struct Creation {
+    pub concat: Option<Concat>,
+    pub raw_metadata: Option<String>,
+    pub length: Result<DeclaredUploadLength, ApiError>,
+    pub with_upload: bool,
+    pub content_length: Result<ContentLength, ApiError>,
+    pub checksum: Result<UploadChecksum, ApiError>,
+    pub headers: HeaderMap,
+    pub body: Body,
+}
+
+/// Creates an upload of the caller's project, through the direct upload `direct_upload_id`
+/// when there is one; its URL is `<location_base>/<upload id>`.
+pub(super) async fn create_upload(
+    state: &AppState,
+    caller: &Caller,
+    request: Creation,
+    direct_upload_id: Option<DirectUploadId>,
+    location_base: &str,
+) -> Result<Response, ApiError> {
+    let Creation {
+        concat,
+        raw_metadata,
+        length,
+        with_upload,
+        content_length,
+        checksum,
+        headers,
+        body,
+    } = request;
+    let state = state.clone();
+    let caller = caller.clone();
     if let Some(raw) = &raw_metadata {
         tus::check_metadata_limits(raw, state.config.metadata_limits())?;
     }
@@ -106,7 +154,6 @@ pub async fn create(
         DeclaredLength::Deferred => None,
     };
     let metadata = UploadMetadata::from_header(raw_metadata.as_deref())?;
-    let with_upload = with_upload.is_some();
     let (checksum, ends_at) = if with_upload {
         let ContentLength(content_length) = content_length?;
         check_fits(0, content_length, total_bytes.unwrap_or(max))?;
@@ -139,18 +186,20 @@ pub async fn create(
             .uploader
             .call(&CreateUpload {
                 project_id: caller.project_id,
-                video_id: metadata.video_id,
+                // A direct upload always makes a new video.
+                video_id: metadata.video_id.filter(|_| direct_upload_id.is_none()),
                 title: metadata.title,
                 filename: metadata.filename,
                 total_bytes,
                 metadata: raw_metadata,
+                direct_upload_id,
             })
             .await?;
         tracing::info!(%session_id, %video_id, %flow_id, total_bytes, "upload created");
         (session_id, Some(video_id), expires_at)
     };
 
-    let location = format!("{}/v1/uploads/{session_id}", public_base(&state));
+    let location = format!("{location_base}/{session_id}");
     let mut response =
         (StatusCode::CREATED, [(LOCATION, header_value(&location)?)]).into_response();
     if let Some(video_id) = video_id {

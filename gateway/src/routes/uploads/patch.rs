@@ -87,7 +87,41 @@ pub async fn patch(
     content_length: Result<ContentLength, ApiError>,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let (session_id, upload) = find_live_upload(&state, &caller, &id).await?;
+    let request = Append {
+        offset,
+        declared_length,
+        checksum,
+        content_length,
+        body,
+    };
+    append(&state, &caller, &id, request).await
+}
+
+/// A `PATCH` with its headers read; `content_length` is checked once the upload is found.
+pub(super) struct Append {
+    pub offset: u64,
+    pub declared_length: Option<u64>,
+    pub checksum: Option<tus::Checksum>,
+    pub content_length: Result<ContentLength, ApiError>,
+    pub body: Body,
+}
+
+/// Stores the body of a `PATCH` of the upload `id` of the caller's project.
+pub(super) async fn append(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    request: Append,
+) -> Result<Response, ApiError> {
+    let Append {
+        offset,
+        declared_length,
+        checksum,
+        content_length,
+        body,
+    } = request;
+    let state = state.clone();
+    let (session_id, upload) = find_live_upload(&state, caller, id).await?;
     if upload.kind == UploadKind::Final {
         return Err(ApiError::FinalUploadNotPatchable);
     }
@@ -112,7 +146,7 @@ pub async fn patch(
             }
             check_fits(offset, content_length, declared)?;
             if upload.status == SessionStatus::Open {
-                declare_length(&state, &caller, session_id, declared).await?;
+                declare_length(&state, caller, session_id, declared).await?;
                 if declared == offset {
                     // The length was all that was missing: the upload is complete.
                     return Ok(offset_response(offset, None));
