@@ -325,7 +325,7 @@ fn concrete_path(template: &str, served: &Served) -> String {
         }
         ("/docs/{file}", "file") => "swagger-ui.css".to_owned(),
         (path, "token") if path.starts_with("/v1/direct/") => DIRECT_TOKEN.to_owned(),
-        (path, "id") if path.starts_with("/v1/direct/") => served.upload_id.to_string(),
+        (path, "upload_id") if path.starts_with("/v1/direct/") => served.upload_id.to_string(),
         (path, "id") if path.starts_with("/v1/direct-uploads/") => {
             served.direct_upload_id.to_string()
         }

@@ -2,8 +2,7 @@
 //! browsers and apps that hold no key, managed with a key of the project. The URL itself is
 //! served by `routes::uploads::direct`.
 
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::header::LOCATION;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -19,9 +18,9 @@ use vod_contracts::direct_upload::{
 use vod_contracts::DirectUploadId;
 
 use super::json::ValidJson;
+use super::page::{Page, PageQuery};
 use super::videos::{
-    description_as_created, page_number, title_as_created, valid_description, valid_title,
-    DEFAULT_PAGE_SIZE, MAX_DESCRIPTION_CHARS, MAX_PAGE_SIZE,
+    description_as_created, title_as_created, valid_description, valid_title, MAX_DESCRIPTION_CHARS,
 };
 use crate::auth::Caller;
 use crate::direct_uploads::token::NewToken;
@@ -230,17 +229,6 @@ pub async fn show(
     Ok(Json(view).into_response())
 }
 
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct ListQuery {
-    /// How many direct uploads, 1 to 100 (default 20).
-    #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
-    limit: Option<String>,
-    /// How many of the newest to skip (default 0).
-    #[param(value_type = Option<i64>, minimum = 0)]
-    offset: Option<String>,
-}
-
 /// `GET /v1/direct-uploads?limit=&offset=`: newest first.
 #[utoipa::path(
     get,
@@ -248,7 +236,7 @@ pub struct ListQuery {
     operation_id = "list_direct_uploads",
     tag = "direct-uploads",
     summary = "List direct uploads, newest first",
-    params(ListQuery),
+    params(PageQuery),
     responses(
         (status = 200, description = "A page of direct uploads.", body = DirectUploadList),
         (status = 400, description = "`validation_failed` (`limit` or `offset` in `field`), `invalid_request`.", body = ErrorBody),
@@ -260,18 +248,8 @@ pub struct ListQuery {
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
-    query: Result<Query<ListQuery>, QueryRejection>,
+    Page { limit, offset }: Page,
 ) -> Result<Response, ApiError> {
-    let Query(query) =
-        query.map_err(|rejection| ApiError::InvalidRequest(rejection.body_text()))?;
-    let limit = page_number(
-        query.limit.as_deref(),
-        "limit",
-        DEFAULT_PAGE_SIZE,
-        1,
-        MAX_PAGE_SIZE,
-    )?;
-    let offset = page_number(query.offset.as_deref(), "offset", 0, 0, i64::MAX)?;
     let direct_uploads = store::list(&state.pool, caller.project_id, limit, offset).await?;
     Ok(Json(DirectUploadList { direct_uploads }).into_response())
 }

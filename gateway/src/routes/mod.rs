@@ -4,6 +4,7 @@ pub mod docs;
 pub mod health;
 mod json;
 pub mod keys;
+mod page;
 pub mod uploads;
 pub mod usage;
 pub mod videos;

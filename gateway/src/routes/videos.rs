@@ -1,8 +1,7 @@
 //! The JSON API for videos.
 
 use anyhow::anyhow;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::header::LOCATION;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -17,6 +16,7 @@ use vod_contracts::commands::{present, CreateVideo, DeleteVideo, UpdateVideo, Vi
 use vod_contracts::VideoId;
 
 use super::json::ValidJson;
+use super::page::{Page, PageQuery};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::plain_text::{check_plain_text, Lines};
@@ -26,8 +26,6 @@ use crate::title::normalize_title;
 
 pub(super) const MAX_DESCRIPTION_CHARS: u64 = 5000;
 const MAX_PASSTHROUGH_CHARS: u64 = 255;
-pub(super) const DEFAULT_PAGE_SIZE: i64 = 20;
-pub(super) const MAX_PAGE_SIZE: i64 = 100;
 
 /// `POST /v1/videos`.
 #[derive(Debug, Deserialize, Validate, utoipa::ToSchema)]
@@ -313,17 +311,6 @@ pub async fn show(
     Ok(Json(view).into_response())
 }
 
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct ListQuery {
-    /// How many videos, 1 to 100 (default 20).
-    #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
-    limit: Option<String>,
-    /// How many of the newest to skip (default 0).
-    #[param(value_type = Option<i64>, minimum = 0)]
-    offset: Option<String>,
-}
-
 /// `GET /v1/videos?limit=&offset=`: newest first.
 #[utoipa::path(
     get,
@@ -331,7 +318,7 @@ pub struct ListQuery {
     operation_id = "list_videos",
     tag = "videos",
     summary = "List videos, newest first",
-    params(ListQuery),
+    params(PageQuery),
     responses(
         (status = 200, description = "A page of videos.", body = VideoList),
         (status = 400, description = "`validation_failed` (`limit` or `offset` in `field`), `invalid_request`.", body = ErrorBody),
@@ -343,18 +330,8 @@ pub struct ListQuery {
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
-    query: Result<Query<ListQuery>, QueryRejection>,
+    Page { limit, offset }: Page,
 ) -> Result<Response, ApiError> {
-    let Query(query) =
-        query.map_err(|rejection| ApiError::InvalidRequest(rejection.body_text()))?;
-    let limit = page_number(
-        query.limit.as_deref(),
-        "limit",
-        DEFAULT_PAGE_SIZE,
-        1,
-        MAX_PAGE_SIZE,
-    )?;
-    let offset = page_number(query.offset.as_deref(), "offset", 0, 0, i64::MAX)?;
     let videos = read_model::list_videos(
         &state.pool,
         caller.project_id,
@@ -364,28 +341,6 @@ pub async fn list(
     )
     .await?;
     Ok(Json(VideoList { videos }).into_response())
-}
-
-pub(super) fn page_number(
-    text: Option<&str>,
-    field: &'static str,
-    default: i64,
-    min: i64,
-    max: i64,
-) -> Result<i64, ApiError> {
-    let Some(text) = text else {
-        return Ok(default);
-    };
-    text.trim()
-        .parse::<i64>()
-        .ok()
-        .filter(|value| (min..=max).contains(value))
-        .ok_or_else(|| {
-            ApiError::validation(
-                field,
-                format!("{field} must be an integer from {min} to {max}"),
-            )
-        })
 }
 
 #[cfg(test)]
@@ -605,21 +560,6 @@ mod tests {
                 documented(description),
                 valid,
                 "document on {description:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn page_numbers_are_bounded() {
-        assert_eq!(page_number(None, "limit", 20, 1, 100).ok(), Some(20));
-        assert_eq!(
-            page_number(Some("100"), "limit", 20, 1, 100).ok(),
-            Some(100)
-        );
-        for bad in ["0", "101", "-1", "ten"] {
-            assert_eq!(
-                field_of(page_number(Some(bad), "limit", 20, 1, 100).expect_err(bad)),
-                "limit"
             );
         }
     }
