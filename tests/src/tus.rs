@@ -127,6 +127,35 @@ fn upload_from_creation(response: &Response) -> Upload {
     }
 }
 
+/// A `PATCH` of `body` at `offset` whose body is trickled in frames of `frame_bytes`, a pause
+/// before each, so that the request is in flight most of the time (what a fault test needs to
+/// cut one in the middle).
+pub async fn trickled_patch(
+    http: &reqwest::Client,
+    location: &str,
+    offset: u64,
+    body: bytes::Bytes,
+    frame_bytes: usize,
+) -> reqwest::Result<Response> {
+    let length = body.len();
+    let frames = futures_util::stream::unfold(body, move |mut rest| async move {
+        if rest.is_empty() {
+            return None;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        let frame = rest.split_to(frame_bytes.min(rest.len()));
+        Some((Ok::<_, std::io::Error>(frame), rest))
+    });
+    http.patch(location)
+        .header("Tus-Resumable", TUS_VERSION)
+        .header("Content-Type", OFFSET_OCTET_STREAM)
+        .header("Upload-Offset", offset.to_string())
+        .header("Content-Length", length.to_string())
+        .body(reqwest::Body::wrap_stream(frames))
+        .send()
+        .await
+}
+
 pub fn header_u64(response: &Response, name: &str) -> u64 {
     response
         .headers()

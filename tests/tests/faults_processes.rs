@@ -11,7 +11,7 @@ use futures_util::StreamExt as _;
 use reqwest::StatusCode;
 use vod_contracts::VideoStatus;
 use vod_tests::media::{generate_clip, playlist_references};
-use vod_tests::tus::{header_u64, Upload, OFFSET_OCTET_STREAM, TUS_VERSION};
+use vod_tests::tus::{header_u64, trickled_patch, Upload, OFFSET_OCTET_STREAM, TUS_VERSION};
 use vod_tests::{poll_until, Stack, StackOptions, TestEnv};
 
 /// Bytes per PATCH of the client below, and per frame of its throttled body.
@@ -51,23 +51,7 @@ async fn upload_resuming(http: reqwest::Client, location: String, bytes: Bytes, 
         );
         let end = (offset as usize + PATCH_BYTES).min(bytes.len());
         let body = bytes.slice(offset as usize..end);
-        let frames = futures_util::stream::unfold(body, |mut rest| async move {
-            if rest.is_empty() {
-                return None;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            let frame = rest.split_to(FRAME_BYTES.min(rest.len()));
-            Some((Ok::<_, std::io::Error>(frame), rest))
-        });
-        let response = http
-            .patch(&location)
-            .header("Tus-Resumable", TUS_VERSION)
-            .header("Content-Type", OFFSET_OCTET_STREAM)
-            .header("Upload-Offset", offset.to_string())
-            .header("Content-Length", (end - offset as usize).to_string())
-            .body(reqwest::Body::wrap_stream(frames))
-            .send()
-            .await;
+        let response = trickled_patch(&http, &location, offset, body, FRAME_BYTES).await;
         match response {
             Ok(response) if response.status() == StatusCode::NO_CONTENT => {
                 offset = header_u64(&response, "upload-offset");

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use vod_contracts::api::VideoView;
 use vod_contracts::{layout, ProjectId, VideoStatus};
 use vod_tests::media::generate_clip;
-use vod_tests::tus::{header_u64, metadata, OFFSET_OCTET_STREAM, TUS_VERSION};
+use vod_tests::tus::{header_u64, metadata, trickled_patch, TUS_VERSION};
 use vod_tests::{poll_until, Stack, StackOptions, TestEnv};
 
 /// `PATCH /v1/admin/projects/{id}` with `quotas`; answers the project as the gateway shows it.
@@ -329,23 +329,7 @@ async fn upload_resuming(http: reqwest::Client, location: String, bytes: Bytes) 
         );
         let end = (offset as usize + PATCH_BYTES).min(bytes.len());
         let body = bytes.slice(offset as usize..end);
-        let frames = futures_util::stream::unfold(body, |mut rest| async move {
-            if rest.is_empty() {
-                return None;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            let frame = rest.split_to(FRAME_BYTES.min(rest.len()));
-            Some((Ok::<_, std::io::Error>(frame), rest))
-        });
-        let response = http
-            .patch(&location)
-            .header("Tus-Resumable", TUS_VERSION)
-            .header("Content-Type", OFFSET_OCTET_STREAM)
-            .header("Upload-Offset", offset.to_string())
-            .header("Content-Length", (end - offset as usize).to_string())
-            .body(reqwest::Body::wrap_stream(frames))
-            .send()
-            .await;
+        let response = trickled_patch(&http, &location, offset, body, FRAME_BYTES).await;
         match response {
             Ok(response) if response.status() == StatusCode::NO_CONTENT => {
                 offset = header_u64(&response, "upload-offset");
