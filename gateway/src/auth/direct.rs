@@ -17,11 +17,21 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use super::Caller;
 use crate::direct_uploads::store::{self, DirectGrant};
 use crate::direct_uploads::{origin, token, URL_PREFIX};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::tus;
+
+impl DirectGrant {
+    /// The project the request acts for.
+    pub fn caller(&self) -> Caller {
+        Caller {
+            project_id: self.project_id,
+        }
+    }
+}
 
 /// How long a browser may remember a preflight's answer.
 const PREFLIGHT_MAX_AGE_SECS: u32 = 600;

@@ -7,7 +7,6 @@ use vod_contracts::direct_upload::{
 };
 use vod_contracts::{DirectUploadId, ProjectId, SessionId, VideoId};
 
-use crate::auth::Caller;
 use crate::read_model::ReadError;
 
 /// What a direct upload's URL lets a request do, as found by its token. Whether the URL may
@@ -19,15 +18,6 @@ pub struct DirectGrant {
     pub cors_origin: Option<String>,
     /// The upload the URL created, the only one it reaches.
     pub upload_id: Option<SessionId>,
-}
-
-impl DirectGrant {
-    /// The project the request acts for.
-    pub fn caller(&self) -> Caller {
-        Caller {
-            project_id: self.project_id,
-        }
-    }
 }
 
 /// Every request to a direct upload's URL runs it: prepared once per connection.
