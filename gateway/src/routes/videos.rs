@@ -112,14 +112,9 @@ pub async fn create(
         })
         .await?;
     tracing::info!(%video_id, "video created");
-    let view = read_model::find_video(
-        &state.pool,
-        caller.project_id,
-        video_id,
-        &state.config.holder_public_url,
-    )
-    .await?
-    .ok_or_else(|| anyhow!("video {video_id} confirmed by the uploader but not found"))?;
+    let view = find_own_video(&state, &caller, video_id)
+        .await?
+        .ok_or_else(|| anyhow!("video {video_id} confirmed by the uploader but not found"))?;
     Ok((
         StatusCode::CREATED,
         [(LOCATION, format!("/v1/videos/{video_id}"))],
@@ -226,14 +221,9 @@ pub async fn update(
         })
         .await?;
     tracing::info!(%video_id, "video updated");
-    let view = read_model::find_video(
-        &state.pool,
-        caller.project_id,
-        video_id,
-        &state.config.holder_public_url,
-    )
-    .await?
-    .ok_or(ApiError::VideoNotFound)?;
+    let view = find_own_video(&state, &caller, video_id)
+        .await?
+        .ok_or(ApiError::VideoNotFound)?;
     Ok(Json(view).into_response())
 }
 
@@ -300,14 +290,9 @@ pub async fn show(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let video_id: VideoId = id.parse().map_err(|_| ApiError::VideoNotFound)?;
-    let view = read_model::find_video(
-        &state.pool,
-        caller.project_id,
-        video_id,
-        &state.config.holder_public_url,
-    )
-    .await?
-    .ok_or(ApiError::VideoNotFound)?;
+    let view = find_own_video(&state, &caller, video_id)
+        .await?
+        .ok_or(ApiError::VideoNotFound)?;
     Ok(Json(view).into_response())
 }
 
@@ -341,6 +326,21 @@ pub async fn list(
     )
     .await?;
     Ok(Json(VideoList { videos }).into_response())
+}
+
+/// The caller's video as `GET /v1/videos/{id}` shows it, if the project has it.
+async fn find_own_video(
+    state: &AppState,
+    caller: &Caller,
+    video_id: VideoId,
+) -> Result<Option<VideoView>, ApiError> {
+    Ok(read_model::find_video(
+        &state.pool,
+        caller.project_id,
+        video_id,
+        &state.config.holder_public_url,
+    )
+    .await?)
 }
 
 #[cfg(test)]
