@@ -5,6 +5,7 @@
 //! whole system in-process on port 0 inside that world: holder, two fflow replicas, two
 //! uploaders and the gateway. Tests run in parallel without seeing each other.
 
+pub mod browser;
 mod env;
 pub mod exposition;
 pub mod media;
