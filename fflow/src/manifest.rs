@@ -1,4 +1,5 @@
-//! Exact durations for the manifests ffmpeg 5.1's `dash` muxer writes.
+//! Exact durations for the manifests ffmpeg 5.1's `dash` muxer writes, and the labels and roles
+//! of its audio adaptation sets.
 //!
 //! The muxer writes `mediaPresentationDuration` truncated to a tenth of a second (`PT5.9S` over
 //! tracks of 5.96 and 5.99 s, `PT0.0S` for a one-frame source, which dash.js and Shaka refuse).
@@ -99,6 +100,76 @@ pub fn with_presentation_duration(mpd: &str, milliseconds: u64) -> String {
     }
 }
 
+/// How one audio adaptation set is told apart from the others.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AudioSetLabel {
+    /// The id of the set's representation: ffmpeg's output stream index.
+    pub representation_id: String,
+    /// What players show: the HLS `NAME` of the same rendition.
+    pub label: String,
+    /// The track players choose first (HLS `DEFAULT=YES`).
+    pub main: bool,
+}
+
+/// The MPD with every audio adaptation set in `labels` given a `Label` and a `Role` (`main` or
+/// `alternate`), which ffmpeg's muxer cannot write.
+///
+/// Every sound track keeps an adaptation set of its own, even beside another track of the same
+/// language: the representations of one set are interchangeable versions of the same sound,
+/// between which a player switches by bandwidth, so a commentary merged into the main track's
+/// set could be neither chosen nor kept. The label and the role are what tell such sets apart,
+/// as `NAME` and `DEFAULT` do in the HLS audio group.
+pub fn with_audio_labels(mpd: &str, labels: &[AudioSetLabel]) -> String {
+    let mut out = String::with_capacity(mpd.len() + labels.len() * 128);
+    let mut rest = mpd;
+    while let Some(at) = rest.find("<AdaptationSet ") {
+        let Some(tag_len) = rest[at..].find('>').map(|end| end + 1) else {
+            break;
+        };
+        let opening = &rest[at..at + tag_len];
+        let body = &rest[at + tag_len..];
+        let body = &body[..body.find("</AdaptationSet>").unwrap_or(body.len())];
+        let representation_id = tag(body, "Representation").and_then(|tag| attribute(tag, "id"));
+        out.push_str(&rest[..at + tag_len]);
+        let label = labels.iter().find(|label| {
+            attribute(opening, "contentType") == Some("audio")
+                && representation_id == Some(label.representation_id.as_str())
+        });
+        if let Some(label) = label {
+            let indent = rest[..at]
+                .rsplit('\n')
+                .next()
+                .filter(|indent| indent.chars().all(char::is_whitespace))
+                .unwrap_or("");
+            let role = if label.main { "main" } else { "alternate" };
+            out.push_str(&format!(
+                "\n{indent}\t<Label>{}</Label>\n{indent}\t<Role schemeIdUri=\"urn:mpeg:dash:role:2011\" \
+                 value=\"{role}\" />",
+                xml_escaped(&label.label)
+            ));
+        }
+        rest = &rest[at + tag_len..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn xml_escaped(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '"' => escaped.push_str("&quot;"),
+            '\'' => escaped.push_str("&apos;"),
+            c if c.is_control() => escaped.push(' '),
+            c => escaped.push(c),
+        }
+    }
+    escaped
+}
+
 /// The first `<{name} ...>` element's attributes.
 fn tag<'a>(text: &'a str, name: &str) -> Option<&'a str> {
     let at = text.find(&format!("<{name} "))?;
@@ -187,6 +258,66 @@ mod tests {
             <S t="0" d="512" /></SegmentTimeline></SegmentTemplate></Representation></MPD>"#;
         let tracks = track_timelines(mpd);
         assert_eq!(presentation_milliseconds(&tracks), Some(40));
+    }
+
+    #[test]
+    fn every_audio_set_is_labelled_and_one_is_main() {
+        // Two sound tracks in the same language: a set each, told apart by label and role.
+        let two_english = FFMPEG_MPD.replace(
+            "\t</Period>",
+            "\t\t<AdaptationSet id=\"2\" contentType=\"audio\" lang=\"en\">\n\
+             \t\t\t<Representation id=\"2\" mimeType=\"audio/mp4\" codecs=\"mp4a.40.2\">\n\
+             \t\t\t</Representation>\n\t\t</AdaptationSet>\n\t</Period>",
+        );
+        let labels = [
+            AudioSetLabel {
+                representation_id: "1".to_owned(),
+                label: "English".to_owned(),
+                main: true,
+            },
+            AudioSetLabel {
+                representation_id: "2".to_owned(),
+                label: "Director's <commentary> & \"notes\"".to_owned(),
+                main: false,
+            },
+        ];
+        let mpd = with_audio_labels(&two_english, &labels);
+        assert_eq!(mpd.matches("<AdaptationSet ").count(), 3, "{mpd}");
+        assert!(
+            mpd.contains(
+                "\t\t<AdaptationSet id=\"1\" contentType=\"audio\" lang=\"und\">\n\
+                 \t\t\t<Label>English</Label>\n\
+                 \t\t\t<Role schemeIdUri=\"urn:mpeg:dash:role:2011\" value=\"main\" />\n\
+                 \t\t\t<Representation id=\"1\""
+            ),
+            "{mpd}"
+        );
+        assert!(
+            mpd.contains(
+                "<AdaptationSet id=\"2\" contentType=\"audio\" lang=\"en\">\n\
+                 \t\t\t<Label>Director&apos;s &lt;commentary&gt; &amp; &quot;notes&quot;</Label>\n\
+                 \t\t\t<Role schemeIdUri=\"urn:mpeg:dash:role:2011\" value=\"alternate\" />\n"
+            ),
+            "{mpd}"
+        );
+        assert_eq!(
+            mpd.matches("<Label>").count(),
+            2,
+            "the picture has none: {mpd}"
+        );
+        assert_eq!(
+            mpd.replace(
+                "\n\t\t\t<Label>English</Label>\n\t\t\t<Role schemeIdUri=\"urn:mpeg:dash:role:2011\" value=\"main\" />",
+                ""
+            )
+            .replace(
+                "\n\t\t\t<Label>Director&apos;s &lt;commentary&gt; &amp; &quot;notes&quot;</Label>\n\t\t\t<Role schemeIdUri=\"urn:mpeg:dash:role:2011\" value=\"alternate\" />",
+                ""
+            ),
+            two_english,
+            "nothing else changes"
+        );
+        assert_eq!(with_audio_labels(FFMPEG_MPD, &[]), FFMPEG_MPD);
     }
 
     #[test]

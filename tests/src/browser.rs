@@ -74,6 +74,14 @@ impl Playback {
             .collect()
     }
 
+    /// Every audio track's label, `?` for one without.
+    pub fn audio_labels(&self) -> Vec<&str> {
+        self.audio_tracks
+            .iter()
+            .map(|track| track.label.as_deref().unwrap_or("?"))
+            .collect()
+    }
+
     /// Played without error until the end: the position moved, and the end of playback was
     /// announced or the position reached the duration (within 10 ms).
     pub fn reached_the_end(&self) -> bool {

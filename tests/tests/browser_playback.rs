@@ -40,7 +40,7 @@ async fn play_to_the_end(player: Player, manifest: &str) -> Playback {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn web_players_play_every_language_and_a_one_frame_source() {
+async fn web_players_offer_every_sound_track_and_play_a_one_frame_source() {
     let env = TestEnv::new().await;
     let stack = Stack::spawn(&env).await;
     let two_languages = env.dir.path().join("two-languages.mkv");
@@ -52,13 +52,22 @@ async fn web_players_play_every_language_and_a_one_frame_source() {
          -c:v libx264 -pix_fmt yuv420p -c:a aac -ac:a:0 2 -metadata:s:a:0 language=eng \
          -metadata:s:a:1 language=fre -f matroska",
     );
+    // Two sound tracks in English: the film and a commentary.
+    let two_english = env.dir.path().join("two-english.mkv");
+    make(
+        &two_english,
+        "-f lavfi -i testsrc2=size=320x240:rate=25 -f lavfi -i sine=frequency=440 \
+         -f lavfi -i sine=frequency=880 -t 2 -map 0 -map 1 -map 2 -c:v libx264 -pix_fmt yuv420p \
+         -c:a aac -metadata:s:a language=eng -metadata:s:a:1 title=Commentary -f matroska",
+    );
     let one_frame = env.dir.path().join("one-frame.mp4");
     make(
         &one_frame,
         "-f lavfi -i testsrc2=size=320x240:rate=25 -frames:v 1 -c:v libx264 -pix_fmt yuv420p",
     );
-    let (two_languages, one_frame) = tokio::join!(
+    let (two_languages, two_english, one_frame) = tokio::join!(
         upload_until_ready(&stack, &two_languages),
+        upload_until_ready(&stack, &two_english),
         upload_until_ready(&stack, &one_frame)
     );
 
@@ -74,10 +83,34 @@ async fn web_players_play_every_language_and_a_one_frame_source() {
             ["en", "fr"],
             "{player:?} on {manifest}: {playback:#?}"
         );
+        assert_eq!(
+            playback.audio_labels(),
+            ["English", "French"],
+            "{player:?} on {manifest}: {playback:#?}"
+        );
         assert!(
             (playback.played - 3.0).abs() < 0.1,
             "{player:?} played {} s of 3",
             playback.played
+        );
+    }
+
+    // Each English track is offered on its own, by its name.
+    for (player, manifest) in [
+        (Player::Shaka, &two_english.dash),
+        (Player::DashJs, &two_english.dash),
+        (Player::HlsJs, &two_english.hls),
+    ] {
+        let playback = play_to_the_end(player, manifest).await;
+        assert_eq!(
+            playback.audio_languages(),
+            ["en", "en"],
+            "{player:?} on {manifest}: {playback:#?}"
+        );
+        assert_eq!(
+            playback.audio_labels(),
+            ["English", "Commentary"],
+            "{player:?} on {manifest}: {playback:#?}"
         );
     }
 

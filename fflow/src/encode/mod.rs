@@ -26,7 +26,7 @@ use crate::ftp;
 use crate::interlace;
 use crate::join;
 use crate::ladder::DisplaySize;
-use crate::manifest;
+use crate::manifest::{self, AudioSetLabel};
 use crate::plan::{self, AudioRendition, EncodePlan};
 use crate::playlists::{self, AudioMedia, Variant};
 use crate::probe::{self, ProbeError, Scan, SourceFacts};
@@ -391,9 +391,10 @@ async fn measured_bandwidth(dir: &Path, playlist: &str) -> anyhow::Result<(u64, 
     Ok((peak.ceil() as u64, average.ceil() as u64))
 }
 
-/// Makes ffmpeg's manifests exact (see [`manifest`]) and its HLS playlists proper VoD playlists,
-/// writes the master playlist from what was encoded (see [`playlists`]), makes sure there is a
-/// poster, and returns the presentation's facts with paths under `remote_dir`.
+/// Makes ffmpeg's manifests exact, its audio adaptation sets labelled (see [`manifest`]) and its
+/// HLS playlists proper VoD playlists, writes the master playlist from what was encoded (see
+/// [`playlists`]), makes sure there is a poster, and returns the presentation's facts with paths
+/// under `remote_dir`.
 async fn finalize_presentation(
     state: &EncodeContext,
     dir: &Path,
@@ -408,7 +409,20 @@ async fn finalize_presentation(
     let milliseconds = manifest::presentation_milliseconds(&tracks)
         .filter(|milliseconds| *milliseconds > 0)
         .context("the DASH manifest has no segment")?;
+    let default_audio = default_audio(&plan.audio, &state.config.preferred_audio_language);
+    let labels: Vec<AudioSetLabel> = plan
+        .audio
+        .iter()
+        .zip(plan.audio_stream_indices())
+        .enumerate()
+        .map(|(index, (audio, stream))| AudioSetLabel {
+            representation_id: stream.to_string(),
+            label: audio.name.clone(),
+            main: index == default_audio,
+        })
+        .collect();
     let mpd = manifest::with_presentation_duration(&mpd, milliseconds);
+    let mpd = manifest::with_audio_labels(&mpd, &labels);
     tokio::fs::write(dir.join(DASH_MANIFEST), &mpd)
         .await
         .context("failed to rewrite the DASH manifest")?;
@@ -452,7 +466,6 @@ async fn finalize_presentation(
             codecs: codecs_of(stream)?,
         });
     }
-    let default_audio = default_audio(&plan.audio, &state.config.preferred_audio_language);
     // A variant is played with any of the audio renditions: it announces the largest.
     let largest_audio = audio.iter().max_by_key(|audio| audio.peak);
     let frame_rate = plan

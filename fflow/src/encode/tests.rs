@@ -415,6 +415,18 @@ async fn every_sound_track_is_a_stereo_rendition_with_its_language() {
     assert_eq!(audio_sets.len(), 2, "{mpd}");
     assert!(audio_sets[0].contains("lang=\"en\""), "{mpd}");
     assert!(audio_sets[1].contains("lang=\"fr\""), "{mpd}");
+    let labels: Vec<&str> = mpd
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("<Label>"))
+        .filter_map(|label| label.strip_suffix("</Label>"))
+        .collect();
+    assert_eq!(labels, ["English", "Version française"], "{mpd}");
+    let roles: Vec<&str> = mpd
+        .lines()
+        .filter(|line| line.contains("<Role schemeIdUri=\"urn:mpeg:dash:role:2011\""))
+        .filter_map(|line| line.split("value=\"").nth(1)?.split('"').next())
+        .collect();
+    assert_eq!(roles, ["main", "alternate"], "{mpd}");
 
     for stream in ["1", "2"] {
         let track = track_file(&out, stream);
