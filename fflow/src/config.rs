@@ -40,8 +40,9 @@ pub struct Config {
     pub ladder: Ladder,
     /// A faster source is encoded at an integer fraction of its rate, at most this.
     pub max_frame_rate: u32,
-    /// A source whose container does not say whether it is interlaced is looked at over this
-    /// many frames (ffmpeg's `idet`); 0 takes it as progressive.
+    /// A source whose container does not say it is interlaced (says nothing, or progressive) is
+    /// looked at over this many frames (ffmpeg's `idet`); 0 believes the container, and takes a
+    /// source whose container says nothing as progressive.
     pub idet_frames: u32,
     /// The poster is the first frame at this time (or a third into shorter sources).
     pub poster_at_seconds: f64,

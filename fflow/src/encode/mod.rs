@@ -264,8 +264,8 @@ pub(crate) async fn finalize_and_store(
 }
 
 /// ffprobe's view of the source, or the reason a user reads; a picture whose container does not
-/// say how it is scanned is looked at (see [`interlace`]), and taken as progressive when that
-/// fails.
+/// say it is interlaced (says nothing, or progressive) is looked at (see [`interlace`]), and
+/// taken as progressive when that fails.
 pub(crate) async fn probe_source(state: &EncodeContext, dir: &Path) -> Result<SourceFacts, String> {
     let config = &state.config;
     let mut facts = probe::probe(&state.sandbox, dir, SOURCE_FILE, config.probe_timeout())
@@ -278,8 +278,9 @@ pub(crate) async fn probe_source(state: &EncodeContext, dir: &Path) -> Result<So
     if let Some(video) = facts
         .video
         .as_mut()
-        .filter(|video| video.scan == Scan::Unknown)
+        .filter(|video| !video.scan.is_interlaced())
     {
+        let container = video.scan;
         video.scan = Scan::Progressive;
         if config.idet_frames > 0 {
             let source = Source {
@@ -289,7 +290,8 @@ pub(crate) async fn probe_source(state: &EncodeContext, dir: &Path) -> Result<So
                 max_seconds: f64::from(config.idet_frames),
             };
             let timeout = config.probe_timeout();
-            match interlace::detect(&state.sandbox, dir, &source, config.idet_frames, timeout).await
+            let frames = config.idet_frames;
+            match interlace::detect(&state.sandbox, dir, &source, frames, timeout, container).await
             {
                 Ok(scan) => video.scan = scan,
                 Err(err) => {

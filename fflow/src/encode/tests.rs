@@ -453,6 +453,36 @@ async fn every_sound_track_is_a_stereo_rendition_with_its_language() {
 }
 
 #[tokio::test]
+async fn woven_fields_are_found_where_the_container_says_progressive() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = test_context(dir.path()).await;
+    let make = |args: &str| {
+        let mut command = Command::new("ffmpeg");
+        command
+            .args(["-v", "error", "-y"])
+            .args(args.split_whitespace());
+        let status = command.arg(dir.path().join(SOURCE_FILE)).status().unwrap();
+        assert!(status.success(), "{args}");
+    };
+    // A moving 50p picture woven into 25i fields, encoded as progressive H.264 in MP4.
+    make(
+        "-f lavfi -i testsrc2=size=720x576:rate=50 -t 3 -vf tinterlace=mode=interleave_top          -c:v libx264 -preset ultrafast -pix_fmt yuv420p -f mp4",
+    );
+    let probed = ffprobe_json(dir.path(), SOURCE_FILE);
+    assert_eq!(probed["streams"][0]["field_order"], "progressive");
+    let facts = probe_source(&state, dir.path()).await.unwrap();
+    assert_eq!(facts.video.unwrap().scan, Scan::TopFieldFirst);
+
+    // The same picture at 25p, really progressive, stays so: its sharp edges make idet see
+    // both field orders.
+    make(
+        "-f lavfi -i testsrc2=size=720x576:rate=25 -t 3 -c:v libx264 -preset ultrafast          -pix_fmt yuv420p -f mp4",
+    );
+    let facts = probe_source(&state, dir.path()).await.unwrap();
+    assert_eq!(facts.video.unwrap().scan, Scan::Progressive);
+}
+
+#[tokio::test]
 async fn an_interlaced_source_is_deinterlaced_closer_to_its_original_than_woven() {
     let dir = tempfile::tempdir().unwrap();
     let original = dir.path().join("original.mkv");
