@@ -28,10 +28,10 @@ use crate::context::EncodeContext;
 use crate::encode::{self, encode_with_deadline, fresh_dir, probe_source};
 use crate::ffmpeg::{InputActivity, InputLimits, Supervision};
 use crate::plan::{self, EncodePlan};
-use crate::probe::SourceFacts;
+use crate::probe::{self, SourceFacts};
 use crate::progress;
 use crate::sandbox::{Input, Source};
-use crate::session::{FeedRead, Session, OUTPUT_DIR};
+use crate::session::{FeedRead, Session, OUTPUT_DIR, SOURCE_FILE};
 use crate::sniff::{self, Container, Sniff};
 
 /// Bytes handed to ffmpeg per write.
@@ -314,9 +314,11 @@ async fn encode_stream(
         Err(failure) => return Ended::Unusable(failure.reason),
     }
 
-    // The whole source is in now: its exact length replaces the estimate.
+    // The whole source is in now: its exact length replaces the estimate (how its pictures are
+    // scanned was settled before the encode).
     session.finished().await;
-    if let Ok(complete) = probe_source(state, &session.dir).await {
+    let timeout = state.config.probe_timeout();
+    if let Ok(complete) = probe::probe(&state.sandbox, &session.dir, SOURCE_FILE, timeout).await {
         if complete.duration_seconds > 0.0 {
             source.duration_seconds = complete.duration_seconds;
         }

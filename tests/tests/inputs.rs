@@ -226,6 +226,31 @@ async fn interlaced_broadcast_capture_is_deinterlaced_at_its_field_rate() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn woven_capture_exported_as_progressive_is_deinterlaced() {
+    let env = TestEnv::new().await;
+    let stack = Stack::spawn(&env).await;
+    let path = env.dir.path().join("export.mp4");
+    // What an editor exports from a 25i capture: the woven fields in progressive H.264.
+    make(
+        &path,
+        "-f lavfi -i testsrc2=size=720x576:rate=50 -t 3 -vf tinterlace=mode=interleave_top \
+         -c:v libx264 -preset ultrafast -pix_fmt yuv420p",
+    );
+
+    let video = upload_and_settle(&stack, &path).await;
+    let flow = ready_flow(&video);
+    let source = flow.source.as_ref().expect("source facts");
+    assert!(source.interlaced, "{source:?}");
+    let times = video_packet_times(&flow.renditions[0].hls);
+    let gaps: Vec<f64> = times.windows(2).map(|pair| pair[1] - pair[0]).collect();
+    assert!(
+        gaps.len() > 100 && gaps.iter().all(|gap| (gap - 0.02).abs() < 0.001),
+        "not one picture per field: {gaps:?}"
+    );
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn hdr10_source_is_tone_mapped_to_bt709() {
     let env = TestEnv::new().await;
     let stack = Stack::spawn(&env).await;
