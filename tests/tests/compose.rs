@@ -19,10 +19,16 @@ const OPERATOR_VARIABLES: &[(&str, &str)] = &[
     // The gateway refuses an admin token shorter than 16 bytes.
     ("VOD_ADMIN_TOKEN", "admin-token-secret"),
     ("VOD_GRAFANA_PASSWORD", "grafana-secret"),
-    ("VOD_GARAGE_RPC_SECRET", "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"),
+    (
+        "VOD_GARAGE_RPC_SECRET",
+        "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+    ),
     ("VOD_GARAGE_ADMIN_TOKEN", "garage-admin-secret"),
     ("VOD_S3_ACCESS_KEY_ID", "GK0123456789abcdef01234567"),
-    ("VOD_S3_SECRET_ACCESS_KEY", "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210"),
+    (
+        "VOD_S3_SECRET_ACCESS_KEY",
+        "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210",
+    ),
 ];
 
 fn workspace_file(name: &str) -> String {
