@@ -1,12 +1,13 @@
 //! holder on the `s3` store, through the whole stack: what fflow publishes reaches the bucket in
-//! an order a player can never catch half-way.
+//! an order a player can never catch half-way, and a bucket that goes away is waited out by
+//! fflow's retries, then fails the flow.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use vod_contracts::{layout, VideoStatus};
 use vod_tests::media::{generate_clip, playlist_references};
-use vod_tests::{HolderStore, Stack, StackOptions, TestEnv};
+use vod_tests::{poll_until, HolderStore, Stack, StackOptions, TestEnv};
 
 /// Everything a master playlist names, transitively; the URL of the first one missing, if any.
 async fn first_missing(http: &reqwest::Client, master_url: &str, master: &str) -> Option<String> {
@@ -125,5 +126,81 @@ async fn a_reader_polling_the_master_playlist_never_finds_a_missing_object() {
             name(playlist)
         );
     }
+    stack.shutdown().await;
+}
+
+/// Three attempts, 100 ms and 200 ms apart.
+fn impatient_ftp(config: &mut fflow::Config) {
+    config.holder.attempts = 3;
+    config.holder.backoff_ms = 100;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_bucket_away_past_the_retries_fails_the_flow_with_a_reason_naming_holder() {
+    let env = TestEnv::new().await;
+    let options = StackOptions {
+        holder_store: HolderStore::S3,
+        configure_fflow: impatient_ftp,
+        ..StackOptions::default()
+    };
+    let stack = Stack::spawn_with(&env, options).await;
+    let clip = env.dir.path().join("clip.mp4");
+    generate_clip(&clip, 2, "320x240");
+    let bytes = std::fs::read(&clip).expect("clip");
+    stack.proxies.bucket().cut();
+    let upload = stack.upload_in_pieces(&bytes, "clip.mp4", 1).await;
+
+    let video = stack.wait_until_settled(upload.video_id).await;
+    assert_eq!(video.status, VideoStatus::Failed, "{video:#?}");
+    let reason = video.flows[0].error.as_deref().unwrap_or_default();
+    assert!(
+        reason.contains("holder"),
+        "the reason names holder: {reason}"
+    );
+    assert!(
+        stack.proxies.bucket().refused() >= 3,
+        "every attempt reached for the bucket"
+    );
+    stack.assert_running();
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_bucket_back_within_the_retries_receives_the_presentation() {
+    let env = TestEnv::new().await;
+    let options = StackOptions {
+        holder_store: HolderStore::S3,
+        configure_fflow: |config| {
+            config.holder.attempts = 10;
+            config.holder.backoff_ms = 200;
+        },
+        ..StackOptions::default()
+    };
+    let stack = Stack::spawn_with(&env, options).await;
+    let clip = env.dir.path().join("clip.mp4");
+    generate_clip(&clip, 2, "320x240");
+    let bytes = std::fs::read(&clip).expect("clip");
+    let bucket = stack.proxies.bucket();
+    bucket.cut();
+    let upload = stack.upload_in_pieces(&bytes, "clip.mp4", 1).await;
+    poll_until(
+        "holder to try the bucket",
+        Duration::from_secs(120),
+        || async { (bucket.refused() >= 1).then_some(()) },
+    )
+    .await;
+    bucket.restore();
+
+    stack
+        .assert_ready_with_source(upload.video_id, &bytes)
+        .await;
+    let playback = stack
+        .video(upload.video_id)
+        .await
+        .playback
+        .expect("playback");
+    stack.fetch(&playback.hls).await;
+    stack.fetch(&playback.dash).await;
+    stack.assert_running();
     stack.shutdown().await;
 }
