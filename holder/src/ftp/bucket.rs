@@ -104,12 +104,20 @@ impl BucketStorage {
         }
     }
 
+    /// What is at `path`: a directory, the object of that name, or, for the temporary name of
+    /// an upload, the object it was written to.
     pub async fn metadata(&self, path: &Path) -> Result<ObjectMetadata> {
-        let key = key_of(path)?;
+        let key = literal_key_of(path)?;
         if key.as_ref().is_empty() || self.has_children(&key).await? {
             return Ok(ObjectMetadata::directory());
         }
-        let meta = self.objects.head(&key).await.map_err(storage_error)?;
+        let meta = match self.objects.head(&key).await {
+            Err(object_store::Error::NotFound { .. }) if key != key_of(path)? => {
+                self.objects.head(&key_of(path)?).await
+            }
+            found => found,
+        }
+        .map_err(storage_error)?;
         Ok(ObjectMetadata {
             len: meta.size,
             is_dir: false,
@@ -129,7 +137,7 @@ impl BucketStorage {
     /// The files and directories right under `path` (an empty list for a path with nothing
     /// under it, as for an empty directory).
     pub async fn list(&self, path: &Path) -> Result<Vec<Fileinfo<PathBuf, ObjectMetadata>>> {
-        let key = key_of(path)?;
+        let key = literal_key_of(path)?;
         let prefix = (!key.as_ref().is_empty()).then_some(&key);
         let listed = self
             .objects
@@ -207,9 +215,10 @@ impl BucketStorage {
         Ok(bytes)
     }
 
-    /// Removing what is not there succeeds, as S3 does.
+    /// Removes the object of that very name (what a listing shows; holder itself never stores
+    /// one under a temporary name). Removing what is not there succeeds, as S3 does.
     pub async fn del(&self, path: &Path) -> Result<()> {
-        let key = key_of(path)?;
+        let key = literal_key_of(path)?;
         match self.objects.delete(&key).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(err) => Err(storage_error(err)),
@@ -228,9 +237,18 @@ impl BucketStorage {
     }
 }
 
-/// The key a path of an FTP session names. The hidden temporary name of an upload,
+/// The key a path of an FTP session writes to. The hidden temporary name of an upload,
 /// `.name.part`, names the key of `name`.
 fn key_of(path: &Path) -> Result<ObjectPath> {
+    key_from(path, true)
+}
+
+/// The key of exactly the name a path gives.
+fn literal_key_of(path: &Path) -> Result<ObjectPath> {
+    key_from(path, false)
+}
+
+fn key_from(path: &Path, temporary_is_final: bool) -> Result<ObjectPath> {
     let mut parts = Vec::new();
     for component in path.components() {
         match component {
@@ -246,7 +264,7 @@ fn key_of(path: &Path) -> Result<ObjectPath> {
             }
         }
     }
-    if let Some(last) = parts.last_mut() {
+    if let Some(last) = parts.last_mut().filter(|_| temporary_is_final) {
         if let Some(name) = last
             .strip_prefix('.')
             .and_then(|rest| rest.strip_suffix(".part"))
@@ -310,6 +328,15 @@ mod tests {
         );
         assert_eq!(key("/videos/v/f/master.m3u8"), "videos/v/f/master.m3u8");
         assert_eq!(key("videos/.seg-1.m4s.part"), "videos/seg-1.m4s");
+    }
+
+    #[test]
+    fn a_temporary_name_taken_literally_is_its_own_key() {
+        let literal = |path: &str| literal_key_of(Path::new(path)).map(|key| key.to_string());
+        assert_eq!(
+            literal("/videos/v/f/.master.m3u8.part").ok().as_deref(),
+            Some("videos/v/f/.master.m3u8.part")
+        );
     }
 
     #[test]
