@@ -1,8 +1,9 @@
 //! Stores a presentation on holder over FTP.
 //!
 //! holder writes in place, so every file goes up under a temporary dot-name and is renamed once
-//! complete: a player never sees half a file. Playlists and the MPD go last, so a presentation
-//! is never announced before its segments are there.
+//! complete: a player never sees half a file (on a bucket, holder writes the final key at once,
+//! shown only when complete). Playlists and the MPD go last, the master playlist the very last,
+//! so a presentation is never announced before its segments are there.
 
 use std::path::Path;
 use std::time::Duration;
@@ -63,10 +64,14 @@ async fn list_files(dir: &Path) -> anyhow::Result<Vec<String>> {
     Ok(names)
 }
 
-/// Segments and init segments first, then media playlists, then the master and the MPD.
+/// Segments and init segments first, then media playlists, then the MPD, the master playlist
+/// last: on a bucket, which has no rename, each file appears when it is uploaded, and a player
+/// must never find a playlist naming a file not there yet.
 pub fn upload_order(mut names: Vec<String>) -> Vec<String> {
     names.sort_by_key(|name| {
-        let rank = if name == HLS_MASTER || name == DASH_MANIFEST {
+        let rank = if name == HLS_MASTER {
+            3
+        } else if name == DASH_MANIFEST {
             2
         } else if name.ends_with(".m3u8") || name.ends_with(".mpd") {
             1
@@ -133,8 +138,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn playlists_and_manifest_go_last() {
+    fn playlists_and_manifest_go_last_and_the_master_after_everything() {
         let names = [
+            "zz.m3u8",
             "master.m3u8",
             "manifest.mpd",
             "media_1.m3u8",
@@ -155,6 +161,7 @@ mod tests {
                 "init-stream1.m4s",
                 "media_0.m3u8",
                 "media_1.m3u8",
+                "zz.m3u8",
                 "manifest.mpd",
                 "master.m3u8",
             ]

@@ -19,8 +19,14 @@ pub struct Config {
     pub http: HttpLimits,
     /// `HOLDER_FTP_ADDR`: where fflow uploads presentations.
     pub ftp_addr: String,
-    /// `HOLDER_ROOT`: the directory served over both protocols; created if missing.
+    /// `HOLDER_STORE`: where presentations are kept, `fs` (the directory `HOLDER_ROOT`) or `s3`
+    /// (the bucket of `HOLDER_S3__*`).
+    pub store: StoreKind,
+    /// `HOLDER_ROOT`: with the `fs` store, the directory served over both protocols; created if
+    /// missing.
     pub root: PathBuf,
+    /// `HOLDER_S3__*`: the bucket of the `s3` store.
+    pub s3: S3Settings,
     /// `HOLDER_FTP_USER`: the only account of the FTP server.
     pub ftp_user: String,
     /// `HOLDER_FTP_PASSWORD`: required, no default.
@@ -69,6 +75,77 @@ pub struct Config {
     pub ftp_log_level: FtpLogLevel,
 }
 
+/// Where holder keeps presentations.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// A directory on the local disk (`HOLDER_ROOT`).
+    #[default]
+    Fs,
+    /// A bucket of an S3-compatible object store (`HOLDER_S3__*`).
+    S3,
+}
+
+/// An S3-compatible bucket: AWS S3, Cloudflare R2, Ceph RGW, Garage, ...
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default)]
+pub struct S3Settings {
+    /// `HOLDER_S3__ENDPOINT`: the service's URL (`https://s3.eu-west-1.amazonaws.com`,
+    /// `http://127.0.0.1:3900`); `http://` is allowed.
+    pub endpoint: String,
+    /// `HOLDER_S3__REGION`: the region requests are signed for.
+    pub region: String,
+    /// `HOLDER_S3__BUCKET`: the bucket; it must exist.
+    pub bucket: String,
+    /// `HOLDER_S3__ACCESS_KEY_ID`, `HOLDER_S3__SECRET_ACCESS_KEY`: the key holder signs with.
+    pub access_key_id: String,
+    pub secret_access_key: SecretString,
+    /// `HOLDER_S3__PATH_STYLE`: `true` addresses the bucket in the path
+    /// (`endpoint/bucket/key`, what Garage, Ceph and local servers need), `false` in the host
+    /// name (`bucket.endpoint/key`, AWS's default).
+    pub path_style: bool,
+    /// `HOLDER_S3__PART_SIZE_BYTES`: an FTP upload up to this size is stored with one request;
+    /// a larger one as a multipart upload of parts of this size, so an upload holds about
+    /// `part_size_bytes` × (`upload_concurrency` + 1) in memory whatever its size.
+    pub part_size_bytes: usize,
+    /// `HOLDER_S3__UPLOAD_CONCURRENCY`: parts of one multipart upload sent at once.
+    pub upload_concurrency: usize,
+    /// `HOLDER_S3__CONNECT_TIMEOUT_MS`, `HOLDER_S3__REQUEST_TIMEOUT_MS`: bounds of one request
+    /// to the bucket (the request timeout covers reading a whole answer).
+    pub connect_timeout_ms: u64,
+    pub request_timeout_ms: u64,
+    /// `HOLDER_S3__MAX_RETRIES`, `HOLDER_S3__RETRY_TIMEOUT_MS`: a failed request is retried
+    /// with backoff at most this many times, and not past this long after it started.
+    pub max_retries: usize,
+    pub retry_timeout_ms: u64,
+    /// `HOLDER_S3__RETRY_AFTER_SECS`: the `Retry-After` of a 503 answered while the bucket
+    /// cannot be reached.
+    pub retry_after_secs: u64,
+}
+
+impl Default for S3Settings {
+    fn default() -> Self {
+        Self {
+            endpoint: String::new(),
+            region: "us-east-1".to_owned(),
+            bucket: String::new(),
+            access_key_id: String::new(),
+            secret_access_key: SecretString::from(""),
+            path_style: false,
+            part_size_bytes: 8 * 1024 * 1024,
+            upload_concurrency: 2,
+            connect_timeout_ms: 3_000,
+            request_timeout_ms: 30_000,
+            max_retries: 2,
+            retry_timeout_ms: 5_000,
+            retry_after_secs: 2,
+        }
+    }
+}
+
+/// S3 refuses multipart parts below 5 MiB (but the last).
+pub const MIN_PART_SIZE_BYTES: usize = 5 * 1024 * 1024;
+
 /// How much libunftp logs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -102,7 +179,9 @@ impl Default for Config {
             http_addr: "127.0.0.1:8090".to_owned(),
             http: HttpLimits::default(),
             ftp_addr: "127.0.0.1:2121".to_owned(),
+            store: StoreKind::Fs,
             root: PathBuf::from("./data/holder"),
+            s3: S3Settings::default(),
             ftp_user: "vod".to_owned(),
             ftp_password: SecretString::from(""),
             passive_host: "127.0.0.1".to_owned(),
@@ -139,6 +218,14 @@ pub enum ConfigError {
     InvalidMaxFailedLogins,
     #[error("HOLDER_FTPS_CERT_FILE and HOLDER_FTPS_KEY_FILE are set together or not at all")]
     HalfConfiguredFtps,
+    #[error("HOLDER_STORE=s3 needs HOLDER_S3__{0}")]
+    MissingS3Setting(&'static str),
+    #[error(
+        "HOLDER_S3__PART_SIZE_BYTES must be at least {MIN_PART_SIZE_BYTES} (S3's smallest part)"
+    )]
+    S3PartTooSmall,
+    #[error("HOLDER_S3__UPLOAD_CONCURRENCY must be positive")]
+    InvalidS3Concurrency,
 }
 
 impl Config {
@@ -192,11 +279,38 @@ impl Config {
         if let Err(error) = self.http.validate("HOLDER") {
             return Err(ConfigError::InvalidHttpLimits(error.to_string()));
         }
+        if self.store == StoreKind::S3 {
+            self.validate_s3()?;
+        }
         if self.passive_port_min == 0 || self.passive_port_min > self.passive_port_max {
             return Err(ConfigError::InvalidPassivePorts {
                 min: self.passive_port_min,
                 max: self.passive_port_max,
             });
+        }
+        Ok(())
+    }
+
+    fn validate_s3(&self) -> Result<(), ConfigError> {
+        let s3 = &self.s3;
+        let required = [
+            ("ENDPOINT", s3.endpoint.trim().is_empty()),
+            ("REGION", s3.region.trim().is_empty()),
+            ("BUCKET", s3.bucket.trim().is_empty()),
+            ("ACCESS_KEY_ID", s3.access_key_id.is_empty()),
+            (
+                "SECRET_ACCESS_KEY",
+                s3.secret_access_key.expose_secret().is_empty(),
+            ),
+        ];
+        if let Some((name, _)) = required.iter().find(|(_, missing)| *missing) {
+            return Err(ConfigError::MissingS3Setting(name));
+        }
+        if s3.part_size_bytes < MIN_PART_SIZE_BYTES {
+            return Err(ConfigError::S3PartTooSmall);
+        }
+        if s3.upload_concurrency == 0 {
+            return Err(ConfigError::InvalidS3Concurrency);
         }
         Ok(())
     }
@@ -279,6 +393,46 @@ mod tests {
         assert_eq!(config.http.max_connections, 10);
         assert_eq!(config.ftps_files(), None, "an empty variable is unset");
         assert_eq!(config.validate(), Ok(()));
+    }
+
+    #[test]
+    fn the_s3_store_is_read_from_the_environment_and_needs_its_bucket() {
+        let vars = [
+            ("HOLDER_FTP_PASSWORD", "secret"),
+            ("HOLDER_STORE", "s3"),
+            ("HOLDER_S3__ENDPOINT", "http://127.0.0.1:3900"),
+            ("HOLDER_S3__REGION", "garage"),
+            ("HOLDER_S3__ACCESS_KEY_ID", "GK1"),
+            ("HOLDER_S3__SECRET_ACCESS_KEY", "s3cr3t"),
+            ("HOLDER_S3__PATH_STYLE", "true"),
+        ]
+        .map(|(key, value)| (key.to_owned(), value.to_owned()));
+        let (config, unknown) =
+            vod_infra::config::from_vars::<Config>("HOLDER", Some(vars.into_iter().collect()))
+                .expect("a configuration");
+        assert!(unknown.is_empty(), "{unknown:?}");
+        assert_eq!(config.store, StoreKind::S3);
+        assert!(config.s3.path_style);
+        assert_eq!(
+            config.validate(),
+            Err(ConfigError::MissingS3Setting("BUCKET"))
+        );
+        let with_bucket = Config {
+            s3: S3Settings {
+                bucket: "vod".to_owned(),
+                ..config.s3.clone()
+            },
+            ..config
+        };
+        assert_eq!(with_bucket.validate(), Ok(()));
+        let small_parts = Config {
+            s3: S3Settings {
+                part_size_bytes: 1024,
+                ..with_bucket.s3.clone()
+            },
+            ..with_bucket
+        };
+        assert_eq!(small_parts.validate(), Err(ConfigError::S3PartTooSmall));
     }
 
     #[test]

@@ -15,8 +15,6 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("the storage is not available")]
     StorageUnavailable,
-    #[error("internal error")]
-    Internal,
 }
 
 impl ApiError {
@@ -26,7 +24,6 @@ impl ApiError {
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::StorageUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -36,7 +33,6 @@ impl ApiError {
             ApiError::NotFound => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::StorageUnavailable => "storage_unavailable",
-            ApiError::Internal => "internal",
         }
     }
 }

@@ -9,7 +9,9 @@
 
 mod admitted;
 mod auth;
+mod bucket;
 mod lockout;
+mod session_storage;
 mod storage;
 
 use std::ops::RangeInclusive;
@@ -28,15 +30,16 @@ use vod_infra::free_space::FreeSpaceReserve;
 
 use self::auth::{GuardedAccount, SingleAccount};
 use self::lockout::{LockoutPolicy, LoginLockout};
-use self::storage::RootStorage;
+use self::session_storage::SessionStorage;
 use crate::config::Config;
 use crate::metrics::HolderMetrics;
+use crate::store::{Place, Store};
 
 /// Pause after a failed accept (out of file descriptors, ...) so the loop does not spin.
 const ACCEPT_RETRY_DELAY: Duration = Duration::from_millis(100);
 
 pub struct FtpServer {
-    root: PathBuf,
+    store: Store,
     account: Arc<GuardedAccount>,
     /// Certificate chain and key files, read as each session starts (so replacing them
     /// renews the certificate without a restart).
@@ -46,18 +49,22 @@ pub struct FtpServer {
     idle_timeout_secs: u64,
     shutdown_grace: Duration,
     metrics: HolderMetrics,
-    /// The free space uploads leave on the root's disk (`HOLDER_MIN_FREE_BYTES`).
+    /// The free space uploads leave on the root's disk (`HOLDER_MIN_FREE_BYTES`); none with a
+    /// bucket.
     space: FreeSpaceReserve,
 }
 
 impl FtpServer {
     /// Fails when the FTPS certificate or key cannot be used.
-    pub fn new(config: &Config, root: PathBuf, metrics: HolderMetrics) -> anyhow::Result<Self> {
+    pub fn new(config: &Config, store: Store, metrics: HolderMetrics) -> anyhow::Result<Self> {
         let passive_host = match config.passive_host.trim() {
             "" => PassiveHost::FromConnection,
             host => PassiveHost::from(host),
         };
-        let space = FreeSpaceReserve::new(&root, config.min_free_bytes);
+        let space = match store.place() {
+            Place::Directory(root) => FreeSpaceReserve::new(root, config.min_free_bytes),
+            Place::Bucket(_) => FreeSpaceReserve::new(std::env::temp_dir(), 0),
+        };
         let account = GuardedAccount::new(
             SingleAccount::new(config.ftp_user.clone(), config.ftp_password.clone()),
             LoginLockout::new(LockoutPolicy {
@@ -68,7 +75,7 @@ impl FtpServer {
             metrics.clone(),
         );
         let server = Self {
-            root,
+            store,
             account: Arc::new(account),
             ftps: config
                 .ftps_files()
@@ -96,10 +103,11 @@ impl FtpServer {
     /// libunftp serves one connection per `Server`, so each session gets its own, all built
     /// from the same settings. Passive ports: libunftp tries random ports of the range until one
     /// binds, so servers sharing the range (replicas, parallel tests) do not collide.
-    fn session_server(&self) -> Result<Server<RootStorage, DefaultUser>, ServerError> {
-        let (root, space, metrics) = (self.root.clone(), self.space.clone(), self.metrics.clone());
+    fn session_server(&self) -> Result<Server<SessionStorage, DefaultUser>, ServerError> {
+        let (store, space, metrics) =
+            (self.store.clone(), self.space.clone(), self.metrics.clone());
         let builder = ServerBuilder::with_authenticator(
-            Box::new(move || RootStorage::open(&root, space.clone(), metrics.clone())),
+            Box::new(move || SessionStorage::open(&store, space.clone(), metrics.clone())),
             self.account.clone(),
         )
         .greeting("holder ready")

@@ -11,6 +11,7 @@ use crate::config::Config;
 use crate::ftp::FtpServer;
 use crate::metrics::HolderMetrics;
 use crate::routes;
+use crate::store::Store;
 
 pub struct App {
     http_listener: TcpListener,
@@ -24,28 +25,24 @@ pub struct App {
 }
 
 impl App {
-    /// Creates the root if missing and binds both listeners. Clients may connect as soon as this
-    /// returns: their connections wait until `run_until_stopped` serves them.
+    /// Opens the store (creating the root if missing; a bucket that cannot be used stops
+    /// holder here) and binds both listeners. Clients may connect as soon as this returns:
+    /// their connections wait until `run_until_stopped` serves them.
     pub async fn build(config: Config) -> anyhow::Result<App> {
         config.validate()?;
-        tokio::fs::create_dir_all(&config.root)
-            .await
-            .with_context(|| format!("failed to create root {}", config.root.display()))?;
-        let root = tokio::fs::canonicalize(&config.root)
-            .await
-            .with_context(|| format!("failed to resolve root {}", config.root.display()))?;
+        let store = Store::open(&config).await?;
 
         let mut registry = vod_infra::metrics::registry("holder");
         let metrics = HolderMetrics::register(&mut registry);
-        let router = routes::router(&config, root.clone(), metrics.clone())?
+        let router = routes::router(&config, store.clone(), metrics.clone())?
             .merge(vod_infra::metrics::route(std::sync::Arc::new(registry)));
-        let ftp = FtpServer::new(&config, root.clone(), metrics)?;
+        let ftp = FtpServer::new(&config, store.clone(), metrics)?;
         let (http_listener, http_addr) = vod_infra::http::bind(&config.http_addr).await?;
         let ftp_listener = TcpListener::bind(&config.ftp_addr)
             .await
             .with_context(|| format!("failed to bind {}", config.ftp_addr))?;
         let ftp_addr = ftp_listener.local_addr()?;
-        info!(%http_addr, %ftp_addr, root = %root.display(), "holder listening");
+        info!(%http_addr, %ftp_addr, store = %store.describe(), "holder listening");
         Ok(App {
             http_listener,
             http_addr,

@@ -14,8 +14,8 @@ pub mod tus;
 
 pub use env::TestEnv;
 pub use stack::{
-    client_with_key, create_key, create_project, Proxied, Proxies, Stack, StackOptions,
-    KEY_CACHE_MS,
+    client_with_key, create_key, create_project, HolderStore, Proxied, Proxies, Stack,
+    StackOptions, KEY_CACHE_MS, STACK_BUCKET,
 };
 
 /// Lowercase hex SHA-256, as fflow records a source's.

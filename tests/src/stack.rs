@@ -7,7 +7,9 @@ use tokio_util::sync::CancellationToken;
 use vod_contracts::api::VideoView;
 use vod_contracts::{SessionId, VideoId, VideoStatus};
 use vod_infra::free_space::FreeSpaceReserve;
-use vod_infra::testsuite::FaultProxy;
+use vod_infra::testsuite::{
+    FaultProxy, S3Server, S3_ACCESS_KEY_ID, S3_REGION, S3_SECRET_ACCESS_KEY,
+};
 
 use crate::env::TestEnv;
 use crate::poll_until;
@@ -36,7 +38,23 @@ pub struct StackOptions {
     /// The dependencies every service reaches through a [`FaultProxy`] the test holds
     /// ([`Stack::proxies`]), to cut them off and restore them.
     pub proxied: Proxied,
+    /// Where holder keeps presentations.
+    pub holder_store: HolderStore,
 }
+
+/// holder's store in a stack.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum HolderStore {
+    /// A directory of the test's own.
+    #[default]
+    Fs,
+    /// A bucket of a real S3 server (`s3s-fs`) of the test's own, reached through a fault
+    /// proxy ([`Proxies::bucket`]).
+    S3,
+}
+
+/// The bucket holder's presentations go to in a stack with [`HolderStore::S3`].
+pub const STACK_BUCKET: &str = "vod";
 
 /// Which dependencies go through a fault proxy.
 #[derive(Clone, Copy, Debug, Default)]
@@ -56,6 +74,7 @@ pub struct Proxies {
     amqp: Option<FaultProxy>,
     redis: Option<FaultProxy>,
     holder_ftp: Option<FaultProxy>,
+    bucket: Option<FaultProxy>,
 }
 
 impl Proxies {
@@ -75,6 +94,13 @@ impl Proxies {
         self.redis
             .as_ref()
             .expect("the stack was started with redis proxied")
+    }
+
+    /// The way to holder's bucket ([`HolderStore::S3`] only).
+    pub fn bucket(&self) -> &FaultProxy {
+        self.bucket
+            .as_ref()
+            .expect("the stack was started with holder on a bucket")
     }
 
     pub fn holder_ftp(&self) -> &FaultProxy {
@@ -108,6 +134,7 @@ impl Default for StackOptions {
             fflow_reassign_after_ms: uploader::Config::default().fflow_reassign_after_ms,
             shutdown_timeout_ms: 8_000,
             proxied: Proxied::default(),
+            holder_store: HolderStore::default(),
         }
     }
 }
@@ -252,7 +279,12 @@ pub struct Stack {
     pub gateway_url: String,
     pub holder_url: String,
     pub holder_ftp: SocketAddr,
+    /// Where holder's files lie on disk: its root, or the directory the S3 server keeps the
+    /// bucket's objects in (an object `a/b` is the file `a/b`; directories are left behind
+    /// when their last object goes).
     pub holder_root: std::path::PathBuf,
+    /// The S3 server of [`HolderStore::S3`].
+    pub s3_server: Option<S3Server>,
     /// fflow spools live in `{fflow_spool}/{replica_id}/{session_id}`.
     pub fflow_spool: std::path::PathBuf,
     /// Advertised addresses of the fflow replicas, `r1` first.
@@ -318,10 +350,28 @@ impl Stack {
             ..env.redis()
         };
 
-        let holder_root = env.dir.path().join("holder");
+        let mut holder_root = env.dir.path().join("holder");
         let runtime = service_runtime("holder");
         let mut holder_config = holder::Config::for_tests(holder_root.clone(), &ftp_password);
         holder_config.shutdown_timeout_ms = options.shutdown_timeout_ms;
+        let mut s3_server = None;
+        if options.holder_store == HolderStore::S3 {
+            let server = S3Server::start(STACK_BUCKET);
+            let proxy = FaultProxy::start(server.authority()).await;
+            holder_config.store = holder::StoreKind::S3;
+            holder_config.s3 = holder::S3Settings {
+                endpoint: format!("http://{}", proxy.addr()),
+                region: S3_REGION.to_owned(),
+                bucket: STACK_BUCKET.to_owned(),
+                access_key_id: S3_ACCESS_KEY_ID.to_owned(),
+                secret_access_key: SecretString::from(S3_SECRET_ACCESS_KEY),
+                path_style: true,
+                ..holder::S3Settings::default()
+            };
+            holder_root = server.data_dir.join(STACK_BUCKET);
+            proxies.bucket = Some(proxy);
+            s3_server = Some(server);
+        }
         (options.configure_holder)(&mut holder_config);
         let holder = on_runtime(&runtime, holder::App::build(holder_config))
             .await
@@ -449,6 +499,7 @@ impl Stack {
             holder_url,
             holder_ftp,
             holder_root,
+            s3_server,
             fflow_spool: env.dir.path().join("fflow"),
             fflow_addresses,
             fflow_token,

@@ -19,6 +19,16 @@ const OPERATOR_VARIABLES: &[(&str, &str)] = &[
     // The gateway refuses an admin token shorter than 16 bytes.
     ("VOD_ADMIN_TOKEN", "admin-token-secret"),
     ("VOD_GRAFANA_PASSWORD", "grafana-secret"),
+    (
+        "VOD_GARAGE_RPC_SECRET",
+        "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+    ),
+    ("VOD_GARAGE_ADMIN_TOKEN", "garage-admin-secret"),
+    ("VOD_S3_ACCESS_KEY_ID", "GK0123456789abcdef01234567"),
+    (
+        "VOD_S3_SECRET_ACCESS_KEY",
+        "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210",
+    ),
 ];
 
 fn workspace_file(name: &str) -> String {
@@ -197,12 +207,32 @@ fn replicas_schedulers_and_ports_are_as_documented() {
     let holder = load::<holder::Config>("HOLDER", "holder", &compose);
     assert_eq!(port_of(&holder.http_addr), 8090);
     assert_eq!(port_of(&holder.ftp_addr), 2121);
-    let holder_ports = published_ports(&compose, "holder");
     assert_eq!(
-        holder_ports,
-        BTreeSet::from(["8090:8090".to_owned()]),
-        "holder publishes its HTTP port only: FTP is for fflow, on the compose network"
+        published_ports(&compose, "holder"),
+        BTreeSet::new(),
+        "holder's FTP ingest is for fflow, on the compose network"
     );
+    assert_eq!(
+        published_ports(&compose, "holder-proxy"),
+        BTreeSet::from(["8090:8090".to_owned()]),
+        "players reach the edge replicas through the proxy"
+    );
+    let proxy = workspace_file("deploy/holder-haproxy.cfg");
+    for edge in ["holder-edge-1", "holder-edge-2"] {
+        let config = load::<holder::Config>("HOLDER", edge, &compose);
+        assert_eq!(port_of(&config.http_addr), 8090);
+        assert_eq!(config.store, holder::StoreKind::S3, "{edge}");
+        assert_eq!(
+            (&config.s3.endpoint, &config.s3.bucket),
+            (&holder.s3.endpoint, &holder.s3.bucket),
+            "{edge} serves the bucket holder writes"
+        );
+        assert!(published_ports(&compose, edge).is_empty(), "{edge}");
+        assert!(
+            proxy.contains(&format!(" {edge}:8090 check")),
+            "holder-proxy sends players to {edge}"
+        );
+    }
     assert_eq!(
         gateway.holder_public_url, "http://localhost:8090",
         "playback URLs point at the published holder"
@@ -462,7 +492,8 @@ fn ports_of(range: &str) -> std::ops::RangeInclusive<u16> {
 #[test]
 fn only_the_gateway_and_holders_http_are_published_on_every_interface() {
     let compose = compose();
-    let public: BTreeSet<(&str, &str)> = [("gateway", "8080:8080"), ("holder", "8090:8090")].into();
+    let public: BTreeSet<(&str, &str)> =
+        [("gateway", "8080:8080"), ("holder-proxy", "8090:8090")].into();
     let mut operators = BTreeSet::new();
     for (name, service) in services(&compose) {
         let name = name.as_str().expect("service name");
@@ -512,6 +543,13 @@ fn no_ftp_port_is_published() {
     }
 }
 
+/// Whether an operator's variable holds a secret (a key id, for one, does not).
+fn is_secret(name: &str) -> bool {
+    ["PASSWORD", "TOKEN", "SECRET", "PASS"]
+        .iter()
+        .any(|word| name.contains(word))
+}
+
 #[test]
 fn every_secret_is_required_and_none_has_a_default() {
     let text = workspace_file("compose.yaml");
@@ -521,10 +559,7 @@ fn every_secret_is_required_and_none_has_a_default() {
         let end = rest[start..].find('}').expect("closed ${") + start;
         let expression = &rest[start + 2..end];
         let name = expression.split([':', '-', '?']).next().unwrap_or_default();
-        if ["PASSWORD", "TOKEN", "SECRET", "PASS"]
-            .iter()
-            .any(|word| name.contains(word))
-        {
+        if is_secret(name) {
             assert!(
                 expression.starts_with(&format!("{name}:?")),
                 "${{{expression}}} must be required (`${{{name}:?message}}`), with no default"
@@ -535,6 +570,7 @@ fn every_secret_is_required_and_none_has_a_default() {
     }
     let told: BTreeSet<String> = OPERATOR_VARIABLES
         .iter()
+        .filter(|(name, _)| is_secret(name))
         .map(|(name, _)| (*name).to_owned())
         .collect();
     assert_eq!(

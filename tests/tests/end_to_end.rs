@@ -6,12 +6,25 @@ use vod_contracts::{FlowStatus, VideoStatus};
 use vod_tests::media::{
     decoded_duration, generate_clip, mpd_references, playlist_references, probe,
 };
-use vod_tests::{Stack, TestEnv};
+use vod_tests::{HolderStore, Stack, StackOptions, TestEnv};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn uploaded_clip_plays_as_hls_and_dash_with_the_source_duration() {
+    uploaded_clip_plays_from(HolderStore::Fs).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn uploaded_clip_plays_as_hls_and_dash_from_a_bucket() {
+    uploaded_clip_plays_from(HolderStore::S3).await;
+}
+
+async fn uploaded_clip_plays_from(holder_store: HolderStore) {
     let env = TestEnv::new().await;
-    let stack = Stack::spawn(&env).await;
+    let options = StackOptions {
+        holder_store,
+        ..StackOptions::default()
+    };
+    let stack = Stack::spawn_with(&env, options).await;
     let clip = env.dir.path().join("clip.mp4");
     generate_clip(&clip, 4, "320x240");
     let source = probe(clip.to_str().expect("utf-8 path"));

@@ -6,7 +6,7 @@ use reqwest::StatusCode;
 use vod_contracts::{layout, FlowStatus, VideoId, VideoStatus};
 use vod_tests::media::generate_clip;
 use vod_tests::tus::TUS_VERSION;
-use vod_tests::{Stack, StackOptions, TestEnv};
+use vod_tests::{HolderStore, Stack, StackOptions, TestEnv};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_stale_session_is_expired_once_even_by_two_schedulers_at_once() {
@@ -153,10 +153,40 @@ async fn rows_of_video(env: &TestEnv, video_id: VideoId) -> (i64, i64) {
     (row.get(0), row.get(1))
 }
 
+/// The files under `dir`, at any depth (none when it is gone).
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn unused_videos_are_deleted_once_with_their_holder_files_and_used_ones_are_kept() {
+    unused_videos_are_deleted_from(HolderStore::Fs).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unused_videos_are_deleted_once_with_their_objects_in_the_bucket() {
+    unused_videos_are_deleted_from(HolderStore::S3).await;
+}
+
+async fn unused_videos_are_deleted_from(holder_store: HolderStore) {
     let env = TestEnv::new().await;
-    let stack = Stack::spawn(&env).await;
+    let options = StackOptions {
+        holder_store,
+        ..StackOptions::default()
+    };
+    let stack = Stack::spawn_with(&env, options).await;
 
     // Ready: a real clip, encoded and published.
     let clip = env.dir.path().join("clip.mp4");
@@ -216,10 +246,15 @@ async fn unused_videos_are_deleted_once_with_their_holder_files_and_used_ones_ar
     for gone in [failed.video_id, empty] {
         assert_eq!(video_status_code(&stack, gone).await, StatusCode::NOT_FOUND);
         assert_eq!(rows_of_video(&env, gone).await, (0, 0));
-        assert!(
-            !stack.holder_root.join(layout::video_dir(gone)).exists(),
-            "the holder directory of {gone} is gone"
+        let dir = stack.holder_root.join(layout::video_dir(gone));
+        assert_eq!(
+            files_under(&dir),
+            Vec::<PathBuf>::new(),
+            "nothing of {gone} is stored"
         );
+        if holder_store == HolderStore::Fs {
+            assert!(!dir.exists(), "the holder directory of {gone} is gone");
+        }
     }
     for file in &failed_files {
         assert!(!file.exists(), "{}", file.display());

@@ -11,7 +11,8 @@ use vod_contracts::{layout, FlowId, FlowStatus, ProjectId, VideoId, VideoStatus}
 use vod_tests::media::generate_clip;
 use vod_tests::tus::TUS_VERSION;
 use vod_tests::{
-    client_with_key, create_key, create_project, poll_until, Stack, StackOptions, TestEnv,
+    client_with_key, create_key, create_project, poll_until, HolderStore, Stack, StackOptions,
+    TestEnv,
 };
 
 async fn create_video(stack: &Stack, title: &str, description: &str) -> VideoId {
@@ -320,10 +321,43 @@ async fn another_project_can_neither_patch_nor_delete_a_video() {
     stack.shutdown().await;
 }
 
+/// The files under `dir`, at any depth (none when it is gone).
+fn files_under(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn deleting_a_ready_video_removes_its_output_from_holder_and_its_rows() {
+    deleting_a_ready_video_removes_everything(HolderStore::Fs).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deleting_a_ready_video_removes_its_objects_from_the_bucket_and_its_rows() {
+    deleting_a_ready_video_removes_everything(HolderStore::S3).await;
+}
+
+async fn deleting_a_ready_video_removes_everything(holder_store: HolderStore) {
     let env = TestEnv::new().await;
-    let stack = Stack::spawn(&env).await;
+    let options = StackOptions {
+        holder_store,
+        ..StackOptions::default()
+    };
+    let stack = Stack::spawn_with(&env, options).await;
     let http = &stack.http;
     let clip = env.dir.path().join("clip.mp4");
     generate_clip(&clip, 2, "320x240");
@@ -346,7 +380,14 @@ async fn deleting_a_ready_video_removes_its_output_from_holder_and_its_rows() {
         StatusCode::NOT_FOUND
     );
     assert_eq!(listed_ids(http, &stack).await, vec![kept.to_string()]);
-    assert!(!dir.exists(), "{dir:?} is gone from holder's disk");
+    assert_eq!(
+        files_under(&dir),
+        Vec::<PathBuf>::new(),
+        "nothing of the video is stored"
+    );
+    if holder_store == HolderStore::Fs {
+        assert!(!dir.exists(), "{dir:?} is gone from holder's disk");
+    }
     assert_eq!(status_of(http, &master).await, StatusCode::NOT_FOUND);
     assert_eq!(rows_of_video(&env, upload.video_id).await, (0, 0, 0));
     assert_eq!(

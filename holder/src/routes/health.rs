@@ -14,22 +14,22 @@ pub struct Health {
     status: &'static str,
 }
 
-/// 200 while the root can be read, so holder can serve and store files.
+/// 200 while the store can be read, so holder can serve and store files.
 pub async fn healthz(State(files): State<Arc<Files>>) -> Result<Json<Health>, ApiError> {
-    match tokio::fs::read_dir(&files.root).await {
-        Ok(_) => Ok(Json(Health { status: "ok" })),
+    match files.store.reachable().await {
+        Ok(()) => Ok(Json(Health { status: "ok" })),
         Err(err) => {
-            warn!(root = %files.root.display(), error = %err, "root is not readable");
+            warn!(store = %files.store.describe(), error = %err, "store is not readable");
             Err(ApiError::StorageUnavailable)
         }
     }
 }
 
-/// holder depends on its root alone.
+/// holder depends on its store alone.
 pub async fn readyz(State(files): State<Arc<Files>>) -> Readiness {
-    let root = Dependency {
-        name: "root",
-        reachable: tokio::fs::read_dir(&files.root).await.is_ok(),
+    let store = Dependency {
+        name: "store",
+        reachable: files.store.reachable().await.is_ok(),
     };
-    Readiness::of(vec![root])
+    Readiness::of(vec![store])
 }

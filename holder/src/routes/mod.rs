@@ -3,7 +3,6 @@
 mod health;
 mod static_files;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,24 +11,22 @@ use axum::http::{header, HeaderValue, Method};
 use axum::routing::get;
 use axum::Router;
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use tower_http::services::ServeDir;
 use tower_http::trace::TraceLayer;
 
 use crate::config::Config;
 use crate::media::CachePolicy;
 use crate::metrics::HolderMetrics;
+use crate::store::Store;
 
 pub struct Files {
-    root: PathBuf,
-    serve_dir: ServeDir,
+    store: Store,
     cache: CachePolicy,
     metrics: HolderMetrics,
 }
 
-pub fn router(config: &Config, root: PathBuf, metrics: HolderMetrics) -> anyhow::Result<Router> {
+pub fn router(config: &Config, store: Store, metrics: HolderMetrics) -> anyhow::Result<Router> {
     let files = Arc::new(Files {
-        serve_dir: ServeDir::new(&root).append_index_html_on_directories(false),
-        root,
+        store,
         cache: CachePolicy::new(config.segment_max_age_secs, config.playlist_max_age_secs),
         metrics,
     });

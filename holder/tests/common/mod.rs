@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use holder::{App, Config};
+use holder::{App, Config, S3Settings, StoreKind};
 use suppaftp::tokio::AsyncFtpStream;
 use suppaftp::types::FileType;
 use tempfile::TempDir;
@@ -13,6 +13,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use vod_infra::testsuite::{
+    FaultProxy, S3Server, S3_ACCESS_KEY_ID, S3_REGION, S3_SECRET_ACCESS_KEY,
+};
 
 pub const FTP_USER: &str = "vod";
 pub const FTP_PASSWORD: &str = "correct horse battery staple";
@@ -20,11 +23,52 @@ pub const FTP_PASSWORD: &str = "correct horse battery staple";
 /// Upper bound of one network step, so a broken server fails a test instead of hanging it.
 pub const STEP: Duration = Duration::from_secs(20);
 
-/// A holder serving a fresh temp directory. `base` holds `root` (the holder root) and whatever a
-/// test puts beside it.
+pub const BUCKET: &str = "vod";
+
+/// The store a test's holder keeps its files in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Fs,
+    S3,
+}
+
+/// A real S3 server (`s3s-fs`) with the bucket `BUCKET`, reached through a fault proxy the test
+/// can cut.
+pub struct TestBucket {
+    pub server: S3Server,
+    pub proxy: FaultProxy,
+}
+
+impl TestBucket {
+    pub async fn start() -> TestBucket {
+        let server = S3Server::start(BUCKET);
+        let proxy = FaultProxy::start(server.authority()).await;
+        TestBucket { server, proxy }
+    }
+
+    /// Settings of the `s3` store for this bucket, through the proxy.
+    pub fn settings(&self) -> S3Settings {
+        S3Settings {
+            endpoint: format!("http://{}", self.proxy.addr()),
+            region: S3_REGION.to_owned(),
+            bucket: BUCKET.to_owned(),
+            access_key_id: S3_ACCESS_KEY_ID.to_owned(),
+            secret_access_key: S3_SECRET_ACCESS_KEY.to_owned().into(),
+            path_style: true,
+            max_retries: 1,
+            retry_timeout_ms: 2_000,
+            connect_timeout_ms: 1_000,
+            ..S3Settings::default()
+        }
+    }
+}
+
+/// A holder serving a fresh temp directory or bucket. `base` holds `root` (the holder root of
+/// the `fs` store) and whatever a test puts beside it.
 pub struct TestHolder {
     pub base: TempDir,
     pub root: PathBuf,
+    pub bucket: Option<TestBucket>,
     pub http_addr: SocketAddr,
     pub ftp_addr: SocketAddr,
     pub shutdown: CancellationToken,
@@ -36,10 +80,31 @@ impl TestHolder {
         Self::spawn_with(|config| config).await
     }
 
+    pub async fn spawn_on(backend: Backend) -> TestHolder {
+        Self::spawn_on_with(backend, |config| config).await
+    }
+
     pub async fn spawn_with(adjust: impl FnOnce(Config) -> Config) -> TestHolder {
+        Self::spawn_on_with(Backend::Fs, adjust).await
+    }
+
+    pub async fn spawn_on_with(
+        backend: Backend,
+        adjust: impl FnOnce(Config) -> Config,
+    ) -> TestHolder {
         let base = tempfile::tempdir().unwrap();
         let root = base.path().join("root");
-        let config = adjust(Config::for_tests(root.clone(), FTP_PASSWORD));
+        let mut config = Config::for_tests(root.clone(), FTP_PASSWORD);
+        let bucket = match backend {
+            Backend::Fs => None,
+            Backend::S3 => {
+                let bucket = TestBucket::start().await;
+                config.store = StoreKind::S3;
+                config.s3 = bucket.settings();
+                Some(bucket)
+            }
+        };
+        let config = adjust(config);
         let app = App::build(config).await.unwrap();
         let http_addr = app.http_addr();
         let ftp_addr = app.ftp_addr();
@@ -48,6 +113,7 @@ impl TestHolder {
         TestHolder {
             base,
             root,
+            bucket,
             http_addr,
             ftp_addr,
             shutdown,
@@ -65,8 +131,19 @@ impl TestHolder {
             .unwrap()
     }
 
+    /// Where the store keeps the file `relative` on disk: under the root, or where the S3
+    /// server keeps the object.
+    pub fn stored_file(&self, relative: &str) -> PathBuf {
+        match &self.bucket {
+            None => self.root.join(relative),
+            Some(bucket) => bucket.server.object_file(BUCKET, relative),
+        }
+    }
+
+    /// Puts a file in the store behind holder's back (what another replica, or an operator,
+    /// would have stored).
     pub fn write_file(&self, relative: &str, contents: &[u8]) -> PathBuf {
-        let path = self.root.join(relative);
+        let path = self.stored_file(relative);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, contents).unwrap();
         path

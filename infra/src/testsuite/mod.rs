@@ -7,8 +7,10 @@
 //! local defaults `./dev` also uses.
 
 mod fault_proxy;
+mod s3_server;
 
 pub use fault_proxy::FaultProxy;
+pub use s3_server::{S3Server, S3_ACCESS_KEY_ID, S3_REGION, S3_SECRET_ACCESS_KEY};
 
 use secrecy::SecretString;
 use tokio_postgres::NoTls;
