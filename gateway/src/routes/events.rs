@@ -28,8 +28,14 @@ pub struct EventsQuery {
     /// How many events at most, 1 to 1000 (default 100).
     #[param(value_type = Option<i64>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
-    /// Only events of these types, comma-separated (e.g. `video.ready,video.failed`).
-    #[param(value_type = Option<String>, rename = "type")]
+    /// Only events of these types, comma-separated without blanks (e.g.
+    /// `video.ready,video.failed`). The pattern lists every type
+    /// (`a_type_list_is_what_the_pattern_says` keeps it equal to `EventType::ALL`).
+    #[param(
+        value_type = Option<String>,
+        rename = "type",
+        pattern = "^(video\\.created|video\\.upload\\.created|video\\.upload\\.completed|video\\.upload\\.expired|video\\.upload\\.cancelled|video\\.processing|video\\.ready|video\\.failed|video\\.updated|video\\.deleted|direct_upload\\.created|direct_upload\\.asset_created|direct_upload\\.cancelled)(,(video\\.created|video\\.upload\\.created|video\\.upload\\.completed|video\\.upload\\.expired|video\\.upload\\.cancelled|video\\.processing|video\\.ready|video\\.failed|video\\.updated|video\\.deleted|direct_upload\\.created|direct_upload\\.asset_created|direct_upload\\.cancelled))*$"
+    )]
     #[serde(rename = "type")]
     types: Option<String>,
 }
@@ -92,13 +98,13 @@ impl EventsPage {
 pub fn parse_types(text: &str) -> Result<Vec<EventType>, ApiError> {
     text.split(',')
         .map(|name| {
-            name.trim().parse::<EventType>().map_err(|_| {
+            name.parse::<EventType>().map_err(|_| {
                 let known: Vec<&str> = EventType::ALL.iter().map(|t| t.as_str()).collect();
                 ApiError::validation(
                     "type",
                     format!(
                         "unknown event type {:?}; the types are {}",
-                        name.trim(),
+                        name,
                         known.join(", ")
                     ),
                 )
@@ -219,12 +225,46 @@ mod tests {
     #[test]
     fn types_are_comma_separated() {
         let page =
-            EventsPage::parse(query(None, None, Some("video.ready, video.failed"))).expect("valid");
+            EventsPage::parse(query(None, None, Some("video.ready,video.failed"))).expect("valid");
         assert_eq!(
             page.types,
             vec![EventType::VideoReady, EventType::VideoFailed]
         );
         assert_eq!(page.limit, DEFAULT_LIMIT);
+        for refused in ["", "video.ready,", "video.ready, video.failed"] {
+            assert_eq!(
+                refused_field(EventsPage::parse(query(None, None, Some(refused)))).0,
+                "type",
+                "{refused:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_type_list_is_what_the_pattern_says() {
+        use utoipa::IntoParams;
+        let documented = EventsQuery::into_params(|| None)
+            .into_iter()
+            .find(|param| param.name == "type")
+            .expect("a type parameter");
+        let documented = serde_json::to_value(&documented).expect("JSON");
+        let pattern = documented["schema"]["pattern"].as_str().expect("a pattern");
+        let pattern = regex::Regex::new(pattern).expect("a regular expression");
+        let all: Vec<&str> = EventType::ALL.iter().map(|t| t.as_str()).collect();
+        for event_type in &all {
+            assert!(pattern.is_match(event_type), "{event_type}");
+        }
+        assert!(pattern.is_match(&all.join(",")));
+        for refused in [
+            "",
+            "video.exploded",
+            "video.ready,",
+            "video.ready, video.failed",
+        ] {
+            assert!(!pattern.is_match(refused), "{refused:?}");
+        }
+        let parsed = parse_types(&all.join(",")).expect("every type");
+        assert_eq!(parsed, EventType::ALL);
     }
 
     #[test]
