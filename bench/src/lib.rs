@@ -111,6 +111,7 @@ impl LocalStack {
                 ("UPLOADER_REPLICA_NAME", format!("uploader-{index}")),
                 // Port 0: the replicas share the machine; nothing here scrapes them.
                 ("UPLOADER_LISTEN_ADDR", "127.0.0.1:0".to_owned()),
+                ("UPLOADER_HOLDER_PUBLIC_URL", stack.holder_url.clone()),
             ]);
             stack.spawn(bin_dir, &format!("uploader-{index}"), "uploader", env)?;
         }

@@ -8,6 +8,7 @@ pub mod access;
 pub mod api;
 pub mod commands;
 pub mod direct_upload;
+pub mod event;
 pub mod fflow;
 mod ids;
 pub mod layout;

@@ -63,6 +63,8 @@ macro_rules! status_enum {
     };
 }
 
+pub(crate) use status_enum;
+
 status_enum!(
     /// What a user sees of a video. It follows the video's newest flow that was not cancelled.
     VideoStatus {

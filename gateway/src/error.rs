@@ -93,6 +93,8 @@ pub enum ApiError {
     DirectUploadNotFound,
     #[error("{0}")]
     DirectUploadFinished(String),
+    #[error("{0}")]
+    EventNotFound(String),
     /// The project stores as much as its quota allows: no upload is created.
     #[error("{0}")]
     QuotaExceeded(String),
@@ -169,7 +171,8 @@ impl ApiError {
             | Self::ProjectNotFound
             | Self::KeyNotFound
             | Self::UploadUrlNotFound
-            | Self::DirectUploadNotFound => StatusCode::NOT_FOUND,
+            | Self::DirectUploadNotFound
+            | Self::EventNotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::UploadExpired | Self::UploadUrlExpired => StatusCode::GONE,
             Self::UploadTooLarge { .. }
@@ -222,6 +225,7 @@ impl ApiError {
         "origin_not_allowed",
         "direct_upload_not_found",
         "direct_upload_finished",
+        "event_not_found",
         "quota_exceeded",
         "too_many_open_uploads",
         "rate_limited",
@@ -268,6 +272,7 @@ impl ApiError {
             Self::OriginNotAllowed(_) => "origin_not_allowed",
             Self::DirectUploadNotFound => "direct_upload_not_found",
             Self::DirectUploadFinished(_) => "direct_upload_finished",
+            Self::EventNotFound(_) => "event_not_found",
             Self::QuotaExceeded(_) => "quota_exceeded",
             Self::TooManyOpenUploads { .. } => "too_many_open_uploads",
             Self::RateLimited { .. } => "rate_limited",
@@ -485,6 +490,7 @@ mod tests {
             ApiError::OriginNotAllowed(String::new()),
             ApiError::DirectUploadNotFound,
             ApiError::DirectUploadFinished(String::new()),
+            ApiError::EventNotFound(String::new()),
             ApiError::QuotaExceeded(String::new()),
             ApiError::TooManyOpenUploads {
                 message: String::new(),
@@ -536,6 +542,7 @@ mod tests {
                 | ApiError::OriginNotAllowed(_)
                 | ApiError::DirectUploadNotFound
                 | ApiError::DirectUploadFinished(_)
+                | ApiError::EventNotFound(_)
                 | ApiError::QuotaExceeded(_)
                 | ApiError::TooManyOpenUploads { .. }
                 | ApiError::RateLimited { .. }

@@ -9,6 +9,7 @@ mod body_pace;
 mod config;
 mod direct_uploads;
 mod error;
+mod events;
 mod metrics;
 mod openapi;
 mod plain_text;

@@ -58,6 +58,8 @@ use crate::tus::grammar;
             now: signed playback comes later."),
         (name = "keys", description = "The API keys of the caller's project."),
         (name = "usage", description = "The caller's project's usage counters and quotas."),
+        (name = "events", description = "What happened to the project's videos and direct \
+            uploads, in order: each change is recorded with its event in one transaction."),
         (name = "admin", description = "Projects, their quotas and their keys, with the \
             admin token."),
         (name = "service", description = "Health, this document and the page to try it."),

@@ -27,7 +27,7 @@ use crate::config::Config;
 use crate::error::ApiError;
 use crate::metrics::GatewayMetrics;
 use crate::openapi::{self, ApiDoc};
-use crate::routes::{admin, direct_uploads, docs, health, keys, uploads, usage, videos};
+use crate::routes::{admin, direct_uploads, docs, events, health, keys, uploads, usage, videos};
 use crate::state::AppState;
 use crate::tus;
 use crate::uploader_client::UploaderClient;
@@ -185,6 +185,8 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .merge(direct_upload_routes)
         .merge(key_routes)
         .routes(routes!(usage::show))
+        .routes(routes!(events::list))
+        .routes(routes!(events::show))
         .merge(admin_routes)
 }
 

@@ -1,6 +1,7 @@
 //! Plumbing shared by the vod services: typed configuration from the environment, PostgreSQL,
 //! Redis and RabbitMQ connections with their timeouts, migrations, telemetry, HTTP serving,
-//! metrics, readiness, shutdown and the free-space reserve of a disk. Nothing here knows what a
+//! metrics, readiness, shutdown, the free-space reserve of a disk, and the addresses a request
+//! to a user's URL may reach. Nothing here knows what a
 //! video is.
 
 pub mod amqp;
@@ -11,6 +12,7 @@ pub mod free_space;
 pub mod http;
 pub mod metrics;
 pub mod postgres;
+pub mod public_target;
 pub mod readiness;
 pub mod redis;
 pub mod shutdown;

@@ -451,6 +451,7 @@ impl Stack {
                 session_ttl_secs: options.session_ttl_secs,
                 fflow_reassign_after_ms: options.fflow_reassign_after_ms,
                 shutdown_timeout_ms: options.shutdown_timeout_ms,
+                holder_public_url: holder_url.clone(),
                 ..uploader::Config::default()
             };
             (options.configure_uploader)(&mut config);

@@ -266,7 +266,7 @@ impl Handlers {
             };
             let complete = advanced.total_bytes == Some(advanced.uploaded_bytes);
             if complete {
-                transitions::complete_upload(&tx, session, self.counted()).await?;
+                transitions::complete_upload(&tx, session, self.recorder()).await?;
             }
             tx.commit().await.context("failed to commit the chunk")?;
             advanced
@@ -464,6 +464,7 @@ mod tests {
     use vod_infra::testsuite::TestWorld;
 
     use super::*;
+    use crate::events::Recorder;
     use crate::metrics::StateTransitions;
     use crate::transitions::NewUpload;
 
@@ -478,7 +479,7 @@ mod tests {
     }
 
     async fn new_upload(client: &mut Client, total_bytes: u64) -> SessionRow {
-        let counted = StateTransitions::default();
+        let counted = Recorder::new(StateTransitions::default(), "http://holder.test");
         // The flow and its session are checked together at commit.
         let tx = client.transaction().await.expect("a transaction");
         let created = transitions::create_upload(
@@ -487,6 +488,7 @@ mod tests {
                 project_id: vod_contracts::ProjectId::DEFAULT,
                 video_id: None,
                 title: "fenced",
+                description: "",
                 filename: None,
                 total_bytes: Some(total_bytes),
                 metadata: None,

@@ -93,6 +93,16 @@ pub struct Config {
     pub quota: QuotaSettings,
     /// Projects whose usage `/metrics` shows, at most (the most recently created ones).
     pub metrics_max_projects: u32,
+    /// Base of the playback URLs in events' videos: the same as the gateway's
+    /// `GATEWAY_HOLDER_PUBLIC_URL`, so that an event shows a video as the API does.
+    pub holder_public_url: String,
+    /// Events older than this are deleted by the scheduler (`GET /v1/events` no longer has
+    /// them).
+    pub event_retention_secs: u64,
+    /// When the event retention job runs: six-field cron (seconds first), UTC.
+    pub purge_events_cron: String,
+    /// Events deleted per run of that job, at most.
+    pub purge_events_batch: u32,
 }
 
 /// The default quotas of a project, checked where an upload is created.
@@ -168,6 +178,10 @@ impl Default for Config {
             broker_check_interval_ms: 1_000,
             quota: QuotaSettings::default(),
             metrics_max_projects: 1_000,
+            holder_public_url: "http://127.0.0.1:8090".to_owned(),
+            event_retention_secs: 30 * 24 * 3600,
+            purge_events_cron: "0 15 * * * *".to_owned(),
+            purge_events_batch: 10_000,
         }
     }
 }
@@ -193,6 +207,10 @@ impl Config {
         anyhow::ensure!(
             self.session_ttl_secs > 0 && self.writer_lease_secs > 0,
             "UPLOADER_SESSION_TTL_SECS and UPLOADER_WRITER_LEASE_SECS must be positive"
+        );
+        anyhow::ensure!(
+            self.event_retention_secs > 0 && self.purge_events_batch > 0,
+            "UPLOADER_EVENT_RETENTION_SECS and UPLOADER_PURGE_EVENTS_BATCH must be positive"
         );
         anyhow::ensure!(
             self.unused_video_ttl_secs > self.session_ttl_secs,

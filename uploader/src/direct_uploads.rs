@@ -5,7 +5,10 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use vod_contracts::commands::{Reject, RejectCode};
+use vod_contracts::event::EventType;
 use vod_contracts::{DirectUploadId, ProjectId, SessionId, VideoId};
+
+use crate::events::Recorder;
 
 /// What a new direct upload is.
 pub struct NewDirectUpload<'a> {
@@ -18,11 +21,12 @@ pub struct NewDirectUpload<'a> {
     pub timeout_secs: u32,
 }
 
-/// Stores a direct upload. Storing the same one twice (a redelivered command) answers the
-/// first one's times.
+/// Stores a direct upload, with its event. Storing the same one twice (a redelivered command)
+/// answers the first one's times and records nothing more.
 pub async fn create(
     client: &impl GenericClient,
     direct: NewDirectUpload<'_>,
+    recorder: &Recorder,
 ) -> anyhow::Result<Result<(DateTime<Utc>, DateTime<Utc>), Reject>> {
     let timeout_secs = f64::from(direct.timeout_secs);
     let inserted = client
@@ -34,7 +38,7 @@ pub async fn create(
              ON CONFLICT (id) DO UPDATE SET id = EXCLUDED.id \
                  WHERE direct_upload.project_id = EXCLUDED.project_id \
                    AND direct_upload.token_sha256 = EXCLUDED.token_sha256 \
-             RETURNING created_at, expires_at",
+             RETURNING created_at, expires_at, (xmax = 0) AS inserted",
             &[
                 &direct.direct_upload_id.0,
                 &direct.project_id.0,
@@ -48,7 +52,19 @@ pub async fn create(
         .await
         .context("failed to insert direct upload")?;
     match inserted {
-        Some(row) => Ok(Ok((row.try_get(0)?, row.try_get(1)?))),
+        Some(row) => {
+            if row.try_get::<_, bool>(2)? {
+                recorder
+                    .direct_upload_event(
+                        client,
+                        direct.project_id,
+                        direct.direct_upload_id,
+                        EventType::DirectUploadCreated,
+                    )
+                    .await?;
+            }
+            Ok(Ok((row.try_get(0)?, row.try_get(1)?)))
+        }
         None => Ok(Err(Reject::new(
             RejectCode::ProjectNotFound,
             format!("project {} does not exist", direct.project_id),
@@ -90,33 +106,25 @@ pub async fn lock_waiting(
 }
 
 /// The upload a locked direct upload created.
-pub struct Claim<'a> {
+pub struct Claim {
     pub direct_upload_id: DirectUploadId,
     pub video_id: VideoId,
     pub session_id: SessionId,
-    /// The new video's description, from the direct upload.
-    pub description: &'a str,
 }
 
-/// Marks the locked direct upload as having created its video and upload, and gives the new
-/// video the direct upload's description.
+/// Marks the locked direct upload as having created its video and upload (made with the
+/// direct upload's title and description), with its event.
 pub async fn record_claim(
     client: &impl GenericClient,
-    claim: Claim<'_>,
+    project_id: ProjectId,
+    claim: Claim,
+    recorder: &Recorder,
 ) -> anyhow::Result<Result<(), Reject>> {
     let Claim {
         direct_upload_id,
         video_id,
         session_id,
-        description,
     } = claim;
-    client
-        .execute(
-            "UPDATE video SET description = $2 WHERE id = $1",
-            &[&video_id.0, &description],
-        )
-        .await
-        .context("failed to describe the direct upload's video")?;
     let updated = client
         .execute(
             "UPDATE direct_upload SET status = 'asset_created', video_id = $2, upload_id = $3, \
@@ -129,6 +137,14 @@ pub async fn record_claim(
     if updated == 0 {
         return Ok(Err(expired(direct_upload_id)));
     }
+    recorder
+        .direct_upload_event(
+            client,
+            project_id,
+            direct_upload_id,
+            EventType::DirectUploadAssetCreated,
+        )
+        .await?;
     Ok(Ok(()))
 }
 
@@ -138,6 +154,7 @@ pub async fn cancel(
     client: &impl GenericClient,
     project_id: ProjectId,
     direct_upload_id: DirectUploadId,
+    recorder: &Recorder,
 ) -> anyhow::Result<Result<(), Reject>> {
     let row = client
         .query_opt(
@@ -165,6 +182,16 @@ pub async fn cancel(
             RejectCode::DirectUploadFinished,
             format!("direct upload {direct_upload_id} created its upload already"),
         )));
+    }
+    if status == "waiting" {
+        recorder
+            .direct_upload_event(
+                client,
+                project_id,
+                direct_upload_id,
+                EventType::DirectUploadCancelled,
+            )
+            .await?;
     }
     Ok(Ok(()))
 }

@@ -93,12 +93,14 @@ pub struct Handlers {
     pub deleted_video_remove_timeout: Duration,
     /// The default quotas, and the wait a refusal for open uploads names.
     pub quota: crate::config::QuotaSettings,
+    /// What the transitions record beside their rows: counts and events.
+    pub recorder: crate::events::Recorder,
 }
 
 impl Handlers {
-    /// Where the transitions count the status changes they write.
-    pub fn counted(&self) -> &crate::metrics::StateTransitions {
-        &self.metrics.transitions
+    /// What the transitions record beside the rows they change: counts and events.
+    pub fn recorder(&self) -> &crate::events::Recorder {
+        &self.recorder
     }
 
     /// Expires an open session a command found past its expiry, and returns the refusal for
@@ -122,7 +124,7 @@ impl Handlers {
             if session.status != SessionStatus::Open {
                 return Ok(Err(closed(&session)));
             }
-            transitions::expire_upload(&tx, &session, &reason, self.counted()).await?;
+            transitions::expire_upload(&tx, &session, &reason, self.recorder()).await?;
             tx.commit().await.context("failed to commit the expiry")?;
             anyhow::Ok(Ok(session))
         }
@@ -267,7 +269,7 @@ impl Handlers {
             flow.flow_id,
             flow.video_id,
             reason,
-            self.counted(),
+            self.recorder(),
         )
         .await
         {

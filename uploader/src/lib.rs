@@ -12,6 +12,7 @@ pub mod config;
 mod consumer;
 mod deletion;
 mod direct_uploads;
+pub mod events;
 mod fflow_client;
 mod handlers;
 mod http;

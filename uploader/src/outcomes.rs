@@ -13,8 +13,8 @@ use vod_contracts::outcome::{EncodeOutcome, EncodeResult};
 use vod_infra::consume::{consume_json, Settle, Subscription};
 
 use crate::deletion::Purger;
+use crate::events::Recorder;
 use crate::fflow_client::FflowClient;
-use crate::metrics::StateTransitions;
 use crate::routing::Routing;
 use crate::{store, transitions};
 
@@ -22,7 +22,7 @@ use crate::{store, transitions};
 pub struct Applying {
     pub pg: Pool,
     pub routing: Routing,
-    pub counted: StateTransitions,
+    pub recorder: Recorder,
     /// How long an outcome that could not be applied waits before it goes back to its queue.
     pub retry_after: Duration,
     pub fflow: Arc<FflowClient>,
@@ -62,7 +62,7 @@ pub async fn run(
 
 async fn handle_outcome(outcome: EncodeOutcome, applying: &Applying) -> Settle {
     let retry_after = applying.retry_after;
-    match apply(&outcome, &applying.pg, &applying.counted).await {
+    match apply(&outcome, &applying.pg, &applying.recorder).await {
         Ok(changed) => {
             if changed {
                 match &outcome.result {
@@ -100,11 +100,7 @@ async fn purge_if_deleted(outcome: &EncodeOutcome, applying: &Applying) {
     }
 }
 
-async fn apply(
-    outcome: &EncodeOutcome,
-    pg: &Pool,
-    counted: &StateTransitions,
-) -> anyhow::Result<bool> {
+async fn apply(outcome: &EncodeOutcome, pg: &Pool, recorder: &Recorder) -> anyhow::Result<bool> {
     let mut client = pg.get().await?;
     let tx = client.transaction().await?;
     if let Some(replica) = &outcome.replica_address {
@@ -125,7 +121,7 @@ async fn apply(
         &outcome.result,
         outcome.started,
         outcome.source_sha256.as_deref(),
-        counted,
+        recorder,
     )
     .await?;
     tx.commit().await?;

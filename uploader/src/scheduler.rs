@@ -15,6 +15,7 @@
 //!   While holder cannot be reached the rows stay, so the next run tries again. A video
 //!   deleted through the API with nothing uploading or processing goes the same way, whatever
 //!   its age: this is what removes it when the delete and the outcome could not.
+//! - Event retention: events older than `event_retention_secs` are deleted, oldest first.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,6 +37,8 @@ const DELETE_UNUSED_VIDEOS_LOCK_KEY: i64 = 0x766f_645f_756e_7573; // "vod_unus"
 const LOST_REPLICAS_LOCK_KEY: i64 = 0x766f_645f_6c6f_7374; // "vod_lost"
 /// Processing flows whose replica is checked per run.
 const LOST_REPLICAS_BATCH: i64 = 20;
+/// Arbitrary but fixed key of the event retention job's advisory lock.
+const PURGE_EVENTS_LOCK_KEY: i64 = 0x766f_645f_6576_6e74; // "vod_evnt"
 
 /// The scheduler's jobs.
 #[derive(Clone, Copy, Debug)]
@@ -43,6 +46,7 @@ enum Task {
     ExpireSessions,
     FailFlowsOnLostReplicas,
     DeleteUnusedVideos,
+    PurgeEvents,
 }
 
 impl Task {
@@ -52,6 +56,7 @@ impl Task {
             Task::ExpireSessions => "expire_sessions",
             Task::FailFlowsOnLostReplicas => "fail_flows_on_lost_replicas",
             Task::DeleteUnusedVideos => "delete_unused_videos",
+            Task::PurgeEvents => "purge_events",
         }
     }
 }
@@ -64,11 +69,27 @@ pub struct UnusedVideos {
     pub remove_timeout: Duration,
 }
 
+/// How long events are kept, and how many one run deletes at most.
+#[derive(Clone, Copy, Debug)]
+pub struct EventRetention {
+    pub retention_secs: u64,
+    pub batch: u32,
+}
+
+/// When each job runs: six-field cron expressions (seconds first), UTC.
+pub struct Crons<'a> {
+    pub expire_sessions: &'a str,
+    pub lost_replicas: &'a str,
+    pub delete_unused_videos: &'a str,
+    pub purge_events: &'a str,
+}
+
 #[derive(Clone)]
 pub struct Scheduler {
     handlers: Arc<Handlers>,
     session_ttl_secs: u64,
     unused_videos: UnusedVideos,
+    event_retention: EventRetention,
 }
 
 impl Scheduler {
@@ -76,12 +97,40 @@ impl Scheduler {
         handlers: Arc<Handlers>,
         session_ttl_secs: u64,
         unused_videos: UnusedVideos,
+        event_retention: EventRetention,
     ) -> Self {
         Self {
             handlers,
             session_ttl_secs,
             unused_videos,
+            event_retention,
         }
+    }
+
+    /// Deletes the events older than the retention, at most a batch of them. Returns how many
+    /// (0 when another replica holds the job's lock).
+    pub async fn purge_expired_events(&self) -> anyhow::Result<usize> {
+        let mut client = self
+            .handlers
+            .pg
+            .get()
+            .await
+            .context("no database connection")?;
+        let tx = client.transaction().await?;
+        if !try_job_lock(&tx, PURGE_EVENTS_LOCK_KEY).await? {
+            tracing::debug!("event retention already running elsewhere");
+            return Ok(0);
+        }
+        let deleted = crate::events::purge_expired(
+            &tx,
+            self.event_retention.retention_secs,
+            i64::from(self.event_retention.batch),
+        )
+        .await?;
+        tx.commit()
+            .await
+            .context("failed to commit the expired events' deletion")?;
+        Ok(usize::try_from(deleted).unwrap_or(usize::MAX))
     }
 
     /// Expires sessions past their expiry (open ones that received no chunk for longer than the
@@ -106,7 +155,7 @@ impl Scheduler {
             self.session_ttl_secs
         );
         for session in &stale {
-            transitions::expire_upload(&tx, session, &reason, self.handlers.counted()).await?;
+            transitions::expire_upload(&tx, session, &reason, self.handlers.recorder()).await?;
         }
         tx.commit()
             .await
@@ -239,7 +288,7 @@ impl Scheduler {
                             session,
                             flow,
                             &reason,
-                            self.handlers.counted(),
+                            self.handlers.recorder(),
                         )
                         .await?
                         {
@@ -265,29 +314,25 @@ impl Scheduler {
 
     /// Starts the cron jobs (six-field cron expressions, seconds first, UTC); they stop when
     /// the returned scheduler is shut down.
-    pub async fn start(
-        &self,
-        expire_sessions_cron: &str,
-        lost_replicas_cron: &str,
-        delete_unused_videos_cron: &str,
-    ) -> anyhow::Result<JobScheduler> {
+    pub async fn start(&self, crons: Crons<'_>) -> anyhow::Result<JobScheduler> {
         let scheduler = JobScheduler::new().await?;
         let jobs = [
             (
                 Task::ExpireSessions,
-                expire_sessions_cron,
+                crons.expire_sessions,
                 "expire_sessions_cron",
             ),
             (
                 Task::FailFlowsOnLostReplicas,
-                lost_replicas_cron,
+                crons.lost_replicas,
                 "lost_replicas_cron",
             ),
             (
                 Task::DeleteUnusedVideos,
-                delete_unused_videos_cron,
+                crons.delete_unused_videos,
                 "delete_unused_videos_cron",
             ),
+            (Task::PurgeEvents, crons.purge_events, "purge_events_cron"),
         ];
         for (task, cron, setting) in jobs {
             let this = self.clone();
@@ -308,6 +353,7 @@ impl Scheduler {
             Task::ExpireSessions => self.expire_stale_sessions().await,
             Task::FailFlowsOnLostReplicas => self.fail_flows_on_lost_replicas().await,
             Task::DeleteUnusedVideos => self.delete_unused_videos().await,
+            Task::PurgeEvents => self.purge_expired_events().await,
         };
         let name = task.name();
         self.handlers.metrics.scheduler_run(name, done.is_ok());

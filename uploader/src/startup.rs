@@ -17,7 +17,7 @@ use crate::handlers::Handlers;
 use crate::http::{self, CurrentBroker, HttpState};
 use crate::metrics::UploaderMetrics;
 use crate::routing::Routing;
-use crate::scheduler::{Scheduler, UnusedVideos};
+use crate::scheduler::{Crons, EventRetention, Scheduler, UnusedVideos};
 use crate::{consumer, outcomes, progress};
 
 /// A broker connection and what tells that it was lost.
@@ -88,6 +88,8 @@ impl App {
         });
         let (listener, local_addr) = vod_infra::http::bind(&config.listen_addr).await?;
         tracing::info!(replica = %config.replica_name, addr = %local_addr, "uploader listening");
+        let recorder =
+            crate::events::Recorder::new(metrics.transitions.clone(), &config.holder_public_url);
         let handlers = Arc::new(Handlers {
             pg,
             routing,
@@ -100,6 +102,7 @@ impl App {
             chunk_ahead_wait: millis(config.chunk_ahead_wait_ms),
             deleted_video_remove_timeout: millis(config.deleted_video_remove_timeout_ms),
             quota: config.quota.clone(),
+            recorder,
         });
         let scheduler = Scheduler::new(
             handlers.clone(),
@@ -108,6 +111,10 @@ impl App {
                 ttl_secs: config.unused_video_ttl_secs,
                 batch: config.unused_video_batch,
                 remove_timeout: millis(config.remove_video_timeout_ms),
+            },
+            EventRetention {
+                retention_secs: config.event_retention_secs,
+                batch: config.purge_events_batch,
             },
         );
         Ok(Self {
@@ -183,11 +190,12 @@ impl App {
             tracing::info!(replica = %self.config.replica_name, "scheduler enabled");
             Some(
                 self.scheduler
-                    .start(
-                        &self.config.expire_sessions_cron,
-                        &self.config.lost_replicas_cron,
-                        &self.config.delete_unused_videos_cron,
-                    )
+                    .start(Crons {
+                        expire_sessions: &self.config.expire_sessions_cron,
+                        lost_replicas: &self.config.lost_replicas_cron,
+                        delete_unused_videos: &self.config.delete_unused_videos_cron,
+                        purge_events: &self.config.purge_events_cron,
+                    })
                     .await?,
             )
         } else {
@@ -324,7 +332,7 @@ impl App {
                         outcomes::Applying {
                             pg: self.handlers.pg.clone(),
                             routing: self.handlers.routing.clone(),
-                            counted: self.handlers.metrics.transitions.clone(),
+                            recorder: self.handlers.recorder.clone(),
                             retry_after: millis(self.config.outcome_retry_ms),
                             fflow: self.handlers.fflow.clone(),
                             deleted_video_remove_timeout: self

@@ -12,13 +12,15 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use vod_contracts::commands::{Reject, RejectCode};
+use vod_contracts::event::EventType;
 use vod_contracts::outcome::{EncodeResult, EncodeStart, MediaFacts};
 use vod_contracts::{
     FlowId, FlowStatus, ProjectId, SessionId, SessionStatus, UploadKind, VideoId, VideoStatus,
     WriterId,
 };
 
-use crate::metrics::{Entity, StateTransitions};
+use crate::events::{Details, Recorder};
+use crate::metrics::Entity;
 use crate::store::SessionRow;
 
 /// The `from` of an entity just created.
@@ -49,7 +51,7 @@ pub fn video_status_from_flows(flows_newest_first: &[FlowStatus]) -> VideoStatus
 pub async fn refresh_video_status(
     client: &impl GenericClient,
     video_id: VideoId,
-    counted: &StateTransitions,
+    recorder: &Recorder,
 ) -> anyhow::Result<VideoStatus> {
     let rows = client
         .query(
@@ -76,7 +78,7 @@ pub async fn refresh_video_status(
         .context("failed to update video status")?;
     if let Some(row) = changed {
         let before: VideoStatus = row.try_get(0)?;
-        counted.record(Entity::Video, before.as_str(), status.as_str());
+        recorder.count(Entity::Video, before.as_str(), status.as_str());
     }
     Ok(status)
 }
@@ -86,7 +88,7 @@ pub async fn create_video(
     project_id: ProjectId,
     title: &str,
     description: &str,
-    counted: &StateTransitions,
+    recorder: &Recorder,
 ) -> anyhow::Result<VideoId> {
     let video_id = VideoId::new();
     client
@@ -103,7 +105,15 @@ pub async fn create_video(
         )
         .await
         .context("failed to insert video")?;
-    counted.record(Entity::Video, NEW, VideoStatus::Created.as_str());
+    recorder.count(Entity::Video, NEW, VideoStatus::Created.as_str());
+    recorder
+        .video_event(
+            client,
+            video_id,
+            EventType::VideoCreated,
+            Details::default(),
+        )
+        .await?;
     Ok(video_id)
 }
 
@@ -113,6 +123,8 @@ pub struct NewUpload<'a> {
     /// Must be a video of `project_id`.
     pub video_id: Option<VideoId>,
     pub title: &'a str,
+    /// The description of the video it makes, if it makes one.
+    pub description: &'a str,
     pub filename: Option<&'a str>,
     /// `None` while deferred.
     pub total_bytes: Option<u64>,
@@ -135,13 +147,18 @@ async fn upload_video(
     client: &impl GenericClient,
     project_id: ProjectId,
     video_id: Option<VideoId>,
-    title: &str,
-    counted: &StateTransitions,
+    (title, description): (&str, &str),
+    recorder: &Recorder,
 ) -> anyhow::Result<Result<VideoId, Reject>> {
     let Some(video_id) = video_id else {
-        return Ok(Ok(
-            create_video(client, project_id, title, "", counted).await?
-        ));
+        return Ok(Ok(create_video(
+            client,
+            project_id,
+            title,
+            description,
+            recorder,
+        )
+        .await?));
     };
     let exists = client
         .query_opt(
@@ -169,14 +186,14 @@ fn to_i64(bytes: u64) -> anyhow::Result<i64> {
 pub async fn create_upload(
     client: &impl GenericClient,
     upload: NewUpload<'_>,
-    counted: &StateTransitions,
+    recorder: &Recorder,
 ) -> anyhow::Result<Result<Created, Reject>> {
     let video_id = match upload_video(
         client,
         upload.project_id,
         upload.video_id,
-        upload.title,
-        counted,
+        (upload.title, upload.description),
+        recorder,
     )
     .await?
     {
@@ -231,9 +248,15 @@ pub async fn create_upload(
         )
         .await
         .context("failed to insert upload session")?;
-    counted.record(Entity::Flow, NEW, flow_status.as_str());
-    counted.record(Entity::Session, NEW, session_status.as_str());
-    refresh_video_status(client, video_id, counted).await?;
+    recorder.count(Entity::Flow, NEW, flow_status.as_str());
+    recorder.count(Entity::Session, NEW, session_status.as_str());
+    refresh_video_status(client, video_id, recorder).await?;
+    // An empty upload is created failed: both are said.
+    let mut events = vec![(EventType::VideoUploadCreated, None)];
+    if empty {
+        events.push((EventType::VideoFailed, error));
+    }
+    record_flow_events(client, video_id, flow_id, &events, recorder).await?;
     Ok(Ok(Created {
         video_id,
         flow_id,
@@ -249,7 +272,7 @@ pub async fn create_partial_upload(
     total_bytes: Option<u64>,
     metadata: Option<&str>,
     ttl_secs: u64,
-    counted: &StateTransitions,
+    recorder: &Recorder,
 ) -> anyhow::Result<(SessionId, Option<DateTime<Utc>>)> {
     let session_id = SessionId::new();
     let total = total_bytes.map(to_i64).transpose()?;
@@ -279,7 +302,7 @@ pub async fn create_partial_upload(
         )
         .await
         .context("failed to insert partial upload")?;
-    counted.record(Entity::Session, NEW, status.as_str());
+    recorder.count(Entity::Session, NEW, status.as_str());
     Ok((session_id, row.try_get(0)?))
 }
 
@@ -302,14 +325,14 @@ pub struct FinalUpload<'a> {
 pub async fn create_final_upload(
     client: &impl GenericClient,
     upload: FinalUpload<'_>,
-    counted: &StateTransitions,
+    recorder: &Recorder,
 ) -> anyhow::Result<Result<Created, Reject>> {
     let video_id = match upload_video(
         client,
         upload.project_id,
         upload.video_id,
-        upload.title,
-        counted,
+        (upload.title, ""),
+        recorder,
     )
     .await?
     {
@@ -362,8 +385,8 @@ pub async fn create_final_upload(
         )
         .await
         .context("failed to insert final upload")?;
-    counted.record(Entity::Flow, NEW, flow_status.as_str());
-    counted.record(Entity::Session, NEW, session_status.as_str());
+    recorder.count(Entity::Flow, NEW, flow_status.as_str());
+    recorder.count(Entity::Session, NEW, session_status.as_str());
     let ttl = upload.ttl_secs as f64;
     client
         .execute(
@@ -374,7 +397,21 @@ pub async fn create_final_upload(
         )
         .await
         .context("failed to mark the parts joined")?;
-    refresh_video_status(client, video_id, counted).await?;
+    refresh_video_status(client, video_id, recorder).await?;
+    // Its bytes are the parts': created complete, and processing unless empty.
+    let events: &[(EventType, Option<&str>)] = if total == 0 {
+        &[
+            (EventType::VideoUploadCreated, None),
+            (EventType::VideoFailed, error),
+        ]
+    } else {
+        &[
+            (EventType::VideoUploadCreated, None),
+            (EventType::VideoUploadCompleted, None),
+            (EventType::VideoProcessing, None),
+        ]
+    };
+    record_flow_events(client, video_id, flow_id, events, recorder).await?;
     Ok(Ok(Created {
         video_id,
         flow_id,
@@ -599,7 +636,7 @@ pub async fn declare_length(
 pub async fn complete_upload(
     client: &impl GenericClient,
     session: &SessionRow,
-    counted: &StateTransitions,
+    recorder: &Recorder,
 ) -> anyhow::Result<()> {
     let completed = client
         .execute(
@@ -615,7 +652,7 @@ pub async fn complete_upload(
         .await
         .context("failed to complete the session")?;
     if completed > 0 {
-        counted.record(
+        recorder.count(
             Entity::Session,
             SessionStatus::Open.as_str(),
             SessionStatus::Completed.as_str(),
@@ -634,13 +671,20 @@ pub async fn complete_upload(
             .await
             .context("failed to start processing the flow")?;
         if processing > 0 {
-            counted.record(
+            recorder.count(
                 Entity::Flow,
                 FlowStatus::Uploading.as_str(),
                 FlowStatus::Processing.as_str(),
             );
         }
-        refresh_video_status(client, flow.video_id, counted).await?;
+        refresh_video_status(client, flow.video_id, recorder).await?;
+        if processing > 0 {
+            let events = [
+                (EventType::VideoUploadCompleted, None),
+                (EventType::VideoProcessing, None),
+            ];
+            record_flow_events(client, flow.video_id, flow.flow_id, &events, recorder).await?;
+        }
     }
     Ok(())
 }
@@ -649,14 +693,14 @@ pub async fn complete_upload(
 pub async fn terminate_upload(
     client: &impl GenericClient,
     session: &SessionRow,
-    counted: &StateTransitions,
+    recorder: &Recorder,
 ) -> anyhow::Result<()> {
     let closing = Closing {
         session_status: SessionStatus::Terminated,
         flow_status: FlowStatus::Cancelled,
         error: None,
     };
-    close_session_and_flow(client, session, closing, counted).await
+    close_session_and_flow(client, session, closing, recorder).await
 }
 
 /// No chunk came in time: the session expires and its flow fails with `reason`. A complete
@@ -665,7 +709,7 @@ pub async fn expire_upload(
     client: &impl GenericClient,
     session: &SessionRow,
     reason: &str,
-    counted: &StateTransitions,
+    recorder: &Recorder,
 ) -> anyhow::Result<()> {
     let expired = client
         .execute(
@@ -680,7 +724,7 @@ pub async fn expire_upload(
         .await
         .context("failed to expire the partial upload")?;
     if expired > 0 {
-        counted.record(
+        recorder.count(
             Entity::Session,
             SessionStatus::Completed.as_str(),
             SessionStatus::Expired.as_str(),
@@ -691,7 +735,7 @@ pub async fn expire_upload(
         flow_status: FlowStatus::Failed,
         error: Some(reason),
     };
-    close_session_and_flow(client, session, closing, counted).await
+    close_session_and_flow(client, session, closing, recorder).await
 }
 
 /// Where an open upload ends.
@@ -705,7 +749,7 @@ async fn close_session_and_flow(
     client: &impl GenericClient,
     session: &SessionRow,
     closing: Closing<'_>,
-    counted: &StateTransitions,
+    recorder: &Recorder,
 ) -> anyhow::Result<()> {
     let Closing {
         session_status,
@@ -722,7 +766,7 @@ async fn close_session_and_flow(
         .await
         .context("failed to close the session")?;
     if closed > 0 {
-        counted.record(
+        recorder.count(
             Entity::Session,
             SessionStatus::Open.as_str(),
             session_status.as_str(),
@@ -743,13 +787,27 @@ async fn close_session_and_flow(
             .await
             .context("failed to close the flow")?;
         if closed > 0 {
-            counted.record(
+            recorder.count(
                 Entity::Flow,
                 FlowStatus::Uploading.as_str(),
                 flow_status.as_str(),
             );
         }
-        refresh_video_status(client, flow.video_id, counted).await?;
+        refresh_video_status(client, flow.video_id, recorder).await?;
+        if closed > 0 {
+            let event = match session_status {
+                SessionStatus::Expired => EventType::VideoUploadExpired,
+                _ => EventType::VideoUploadCancelled,
+            };
+            record_flow_events(
+                client,
+                flow.video_id,
+                flow.flow_id,
+                &[(event, error)],
+                recorder,
+            )
+            .await?;
+        }
     }
     Ok(())
 }
@@ -761,7 +819,7 @@ pub async fn fail_processing(
     flow_id: FlowId,
     video_id: VideoId,
     reason: &str,
-    counted: &StateTransitions,
+    recorder: &Recorder,
 ) -> anyhow::Result<bool> {
     let changed = client
         .execute(
@@ -777,13 +835,17 @@ pub async fn fail_processing(
         .await
         .context("failed to fail the flow")?;
     if changed > 0 {
-        counted.record(
+        recorder.count(
             Entity::Flow,
             FlowStatus::Processing.as_str(),
             FlowStatus::Failed.as_str(),
         );
     }
-    refresh_video_status(client, video_id, counted).await?;
+    refresh_video_status(client, video_id, recorder).await?;
+    if changed > 0 {
+        let events = [(EventType::VideoFailed, Some(reason))];
+        record_flow_events(client, video_id, flow_id, &events, recorder).await?;
+    }
     Ok(changed > 0)
 }
 
@@ -796,9 +858,9 @@ pub async fn fail_processing_on_lost_replica(
     session: &SessionRow,
     flow: &crate::store::FlowRef,
     reason: &str,
-    counted: &StateTransitions,
+    recorder: &Recorder,
 ) -> anyhow::Result<bool> {
-    if !fail_processing(client, flow.flow_id, flow.video_id, reason, counted).await? {
+    if !fail_processing(client, flow.flow_id, flow.video_id, reason, recorder).await? {
         return Ok(false);
     }
     client
@@ -821,7 +883,7 @@ pub async fn apply_outcome(
     result: &EncodeResult,
     started: Option<EncodeStart>,
     source_sha256: Option<&str>,
-    counted: &StateTransitions,
+    recorder: &Recorder,
 ) -> anyhow::Result<bool> {
     let source_sha256 = source_sha256.filter(|digest| is_sha256_hex(digest));
     client
@@ -853,12 +915,19 @@ pub async fn apply_outcome(
             EncodeResult::Ready(_) => FlowStatus::Ready,
             EncodeResult::Failed { .. } => FlowStatus::Failed,
         };
-        counted.record(Entity::Flow, FlowStatus::Processing.as_str(), to.as_str());
+        recorder.count(Entity::Flow, FlowStatus::Processing.as_str(), to.as_str());
         if let Some(started) = started {
             record_encode_start(client, flow_id, started).await?;
         }
     }
-    refresh_video_status(client, video_id, counted).await?;
+    refresh_video_status(client, video_id, recorder).await?;
+    if changed > 0 {
+        let event = match result {
+            EncodeResult::Ready(_) => (EventType::VideoReady, None),
+            EncodeResult::Failed { reason } => (EventType::VideoFailed, Some(reason.as_str())),
+        };
+        record_flow_events(client, video_id, flow_id, &[event], recorder).await?;
+    }
     Ok(changed > 0)
 }
 
@@ -971,6 +1040,7 @@ async fn mark_ready(
 pub async fn update_video(
     client: &impl GenericClient,
     update: &vod_contracts::commands::UpdateVideo,
+    recorder: &Recorder,
 ) -> anyhow::Result<bool> {
     let (set_passthrough, passthrough) = match &update.passthrough {
         Some(value) => (true, value.as_deref()),
@@ -994,6 +1064,16 @@ pub async fn update_video(
         )
         .await
         .context("failed to update the video")?;
+    if updated == 1 {
+        recorder
+            .video_event(
+                client,
+                update.video_id,
+                EventType::VideoUpdated,
+                Details::default(),
+            )
+            .await?;
+    }
     Ok(updated == 1)
 }
 
@@ -1015,6 +1095,43 @@ pub async fn mark_video_deleted(
         .await
         .context("failed to mark the video deleted")?;
     Ok(marked == 1)
+}
+
+/// Records that a video was deleted, with the video as it was: called by the deletion, in
+/// the transaction that marked it, once its uploads were terminated (their events come first).
+pub async fn record_video_deleted(
+    client: &impl GenericClient,
+    video_id: VideoId,
+    recorder: &Recorder,
+) -> anyhow::Result<()> {
+    recorder
+        .video_event(
+            client,
+            video_id,
+            EventType::VideoDeleted,
+            Details::default(),
+        )
+        .await
+}
+
+/// Records a flow's events, in order, each with the video as it is now.
+async fn record_flow_events(
+    client: &impl GenericClient,
+    video_id: VideoId,
+    flow_id: FlowId,
+    events: &[(EventType, Option<&str>)],
+    recorder: &Recorder,
+) -> anyhow::Result<()> {
+    for (event, reason) in events {
+        let details = Details {
+            flow_id: Some(flow_id),
+            reason: *reason,
+        };
+        recorder
+            .video_event(client, video_id, *event, details)
+            .await?;
+    }
+    Ok(())
 }
 
 /// Deletes a video with its flows and their upload sessions (the foreign keys cascade). Only

@@ -1,11 +1,8 @@
 //! What the gateway reads of direct uploads. The uploader writes them.
 
-use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
-use vod_contracts::direct_upload::{
-    DirectUploadStatus, DirectUploadView, NewVideoView, PlaybackPolicy,
-};
-use vod_contracts::{DirectUploadId, ProjectId, SessionId, VideoId};
+use vod_contracts::direct_upload::DirectUploadView;
+use vod_contracts::{DirectUploadId, ProjectId, SessionId};
 
 use crate::read_model::ReadError;
 
@@ -44,22 +41,14 @@ pub async fn find_grant(
     }))
 }
 
-const VIEW_COLUMNS: &str = "id, status, cors_origin, title, description, playback_policy, \
-                            expires_at, created_at, video_id, cancelled_at, now()";
-
+/// As the API shows it; another project's is absent.
 pub async fn find(
     pool: &Pool,
     project_id: ProjectId,
     direct_upload_id: DirectUploadId,
 ) -> Result<Option<DirectUploadView>, ReadError> {
     let client = pool.get().await?;
-    let row = client
-        .query_opt(
-            &format!("SELECT {VIEW_COLUMNS} FROM direct_upload WHERE id = $1 AND project_id = $2"),
-            &[&direct_upload_id.0, &project_id.0],
-        )
-        .await?;
-    row.as_ref().map(view).transpose()
+    Ok(vod_read_model::find_direct_upload(&client, project_id, direct_upload_id).await?)
 }
 
 /// Newest first.
@@ -70,37 +59,5 @@ pub async fn list(
     offset: i64,
 ) -> Result<Vec<DirectUploadView>, ReadError> {
     let client = pool.get().await?;
-    let rows = client
-        .query(
-            &format!(
-                "SELECT {VIEW_COLUMNS} FROM direct_upload WHERE project_id = $1 \
-                 ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3"
-            ),
-            &[&project_id.0, &limit, &offset],
-        )
-        .await?;
-    rows.iter().map(view).collect()
-}
-
-fn view(row: &tokio_postgres::Row) -> Result<DirectUploadView, ReadError> {
-    let status: String = row.try_get(1)?;
-    let expires_at: DateTime<Utc> = row.try_get(6)?;
-    let now: DateTime<Utc> = row.try_get(10)?;
-    let video_id: Option<uuid::Uuid> = row.try_get(8)?;
-    Ok(DirectUploadView {
-        id: DirectUploadId(row.try_get(0)?),
-        status: DirectUploadStatus::shown(&status, expires_at, now)
-            .unwrap_or(DirectUploadStatus::Cancelled),
-        cors_origin: row.try_get(2)?,
-        new_video: NewVideoView {
-            title: row.try_get(3)?,
-            description: row.try_get(4)?,
-            // The schema allows no other policy yet.
-            playback_policy: PlaybackPolicy::Public,
-        },
-        expires_at,
-        created_at: row.try_get(7)?,
-        video_id: video_id.map(VideoId),
-        cancelled_at: row.try_get(9)?,
-    })
+    Ok(vod_read_model::list_direct_uploads(&client, project_id, limit, offset).await?)
 }

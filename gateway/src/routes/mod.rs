@@ -1,6 +1,7 @@
 pub mod admin;
 pub mod direct_uploads;
 pub mod docs;
+pub mod events;
 pub mod health;
 mod json;
 pub mod keys;

@@ -62,7 +62,7 @@ impl Handle for CreateFinalUpload {
                 parts: &parts,
                 ttl_secs: handlers.session_ttl_secs,
             },
-            handlers.counted(),
+            handlers.recorder(),
         )
         .await??;
         tx.commit()

@@ -17,7 +17,7 @@ impl Handle for CreatePartialUpload {
             self.total_bytes,
             self.metadata.as_deref(),
             handlers.session_ttl_secs,
-            handlers.counted(),
+            handlers.recorder(),
         )
         .await?;
         tx.commit()

@@ -28,20 +28,23 @@ impl Handle for CreateUpload {
             project_id: self.project_id,
             video_id: self.video_id.filter(|_| claimed.is_none()),
             title,
+            description: claimed
+                .as_ref()
+                .map_or("", |claimed| claimed.description.as_str()),
             filename: self.filename.as_deref(),
             total_bytes: self.total_bytes,
             metadata: self.metadata.as_deref(),
             ttl_secs: handlers.session_ttl_secs,
         };
-        let created = transitions::create_upload(&tx, upload, handlers.counted()).await??;
-        if let (Some(claimed), Some(direct_upload_id)) = (&claimed, self.direct_upload_id) {
+        let created = transitions::create_upload(&tx, upload, handlers.recorder()).await??;
+        if let (Some(_), Some(direct_upload_id)) = (&claimed, self.direct_upload_id) {
             let claim = direct_uploads::Claim {
                 direct_upload_id,
                 video_id: created.video_id,
                 session_id: created.session_id,
-                description: &claimed.description,
             };
-            direct_uploads::record_claim(&tx, claim).await??;
+            direct_uploads::record_claim(&tx, self.project_id, claim, handlers.recorder())
+                .await??;
         }
         tx.commit()
             .await

@@ -55,7 +55,7 @@ impl Handle for DeclareLength {
         transitions::declare_length(&tx, &session, total_bytes).await?;
         let complete = total_bytes == session.uploaded_bytes;
         if complete {
-            transitions::complete_upload(&tx, &session, handlers.counted()).await?;
+            transitions::complete_upload(&tx, &session, handlers.recorder()).await?;
         }
         tx.commit()
             .await

@@ -32,8 +32,9 @@ impl Handle for DeleteVideo {
             }
         }
         for session in &terminated {
-            transitions::terminate_upload(&tx, session, handlers.counted()).await?;
+            transitions::terminate_upload(&tx, session, handlers.recorder()).await?;
         }
+        transitions::record_video_deleted(&tx, video_id, handlers.recorder()).await?;
         tx.commit()
             .await
             .context("failed to commit the deleted video")?;

@@ -14,7 +14,8 @@ use crate::handlers::{HandlerError, Handlers};
 impl Handle for CreateDirectUpload {
     async fn handle(self, handlers: &Handlers) -> Result<DirectUploadStored, HandlerError> {
         let token_sha256 = decode_sha256(&self.token_sha256)?;
-        let client = handlers.pg.get().await.context("no database connection")?;
+        let mut client = handlers.pg.get().await.context("no database connection")?;
+        let tx = client.transaction().await.context("failed to begin")?;
         let direct = NewDirectUpload {
             project_id: self.project_id,
             direct_upload_id: self.direct_upload_id,
@@ -24,7 +25,11 @@ impl Handle for CreateDirectUpload {
             cors_origin: self.cors_origin.as_deref(),
             timeout_secs: self.timeout_secs,
         };
-        let (created_at, expires_at) = direct_uploads::create(&client, direct).await??;
+        let (created_at, expires_at) =
+            direct_uploads::create(&tx, direct, handlers.recorder()).await??;
+        tx.commit()
+            .await
+            .context("failed to commit the direct upload")?;
         tracing::info!(project_id = %self.project_id, direct_upload_id = %self.direct_upload_id, "direct upload created");
         Ok(DirectUploadStored {
             created_at,
@@ -35,8 +40,18 @@ impl Handle for CreateDirectUpload {
 
 impl Handle for CancelDirectUpload {
     async fn handle(self, handlers: &Handlers) -> Result<DirectUploadCancelled, HandlerError> {
-        let client = handlers.pg.get().await.context("no database connection")?;
-        direct_uploads::cancel(&client, self.project_id, self.direct_upload_id).await??;
+        let mut client = handlers.pg.get().await.context("no database connection")?;
+        let tx = client.transaction().await.context("failed to begin")?;
+        direct_uploads::cancel(
+            &tx,
+            self.project_id,
+            self.direct_upload_id,
+            handlers.recorder(),
+        )
+        .await??;
+        tx.commit()
+            .await
+            .context("failed to commit the cancelled direct upload")?;
         tracing::info!(project_id = %self.project_id, direct_upload_id = %self.direct_upload_id, "direct upload cancelled");
         Ok(DirectUploadCancelled {})
     }

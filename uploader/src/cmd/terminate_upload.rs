@@ -30,7 +30,7 @@ impl Handle for TerminateUpload {
                 .into())
             }
         }
-        transitions::terminate_upload(&tx, &session, handlers.counted()).await?;
+        transitions::terminate_upload(&tx, &session, handlers.recorder()).await?;
         tx.commit()
             .await
             .context("failed to commit the termination")?;

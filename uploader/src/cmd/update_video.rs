@@ -7,10 +7,14 @@ use crate::transitions;
 
 impl Handle for UpdateVideo {
     async fn handle(self, handlers: &Handlers) -> Result<VideoUpdated, HandlerError> {
-        let client = handlers.pg.get().await.context("no database connection")?;
-        if !transitions::update_video(&client, &self).await? {
+        let mut client = handlers.pg.get().await.context("no database connection")?;
+        let tx = client.transaction().await.context("failed to begin")?;
+        if !transitions::update_video(&tx, &self, handlers.recorder()).await? {
             return Err(video_not_found(&self.video_id).into());
         }
+        tx.commit()
+            .await
+            .context("failed to commit the updated video")?;
         tracing::info!(video_id = %self.video_id, "video updated");
         Ok(VideoUpdated {})
     }
