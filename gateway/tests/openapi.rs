@@ -65,6 +65,18 @@ async fn served() -> (TestEnv, Served) {
     let direct_upload_id = env
         .insert_direct_upload(DIRECT_TOKEN, video_id, upload_id)
         .await;
+    env.db
+        .execute(
+            "INSERT INTO event (id, project_id, type, object_type, object_id, data) \
+             VALUES ($1, $2, 'video.created', 'video', $3, '{}')",
+            &[
+                &EVENT_ID,
+                &ProjectId::DEFAULT.0,
+                &video_id.0 as &(dyn tokio_postgres::types::ToSql + Sync),
+            ],
+        )
+        .await
+        .expect("an event");
     let config = env.config();
     let admin_token = config.admin_token.expose_secret().to_owned();
     let gateway = Gateway::spawn(config).await;
@@ -313,6 +325,9 @@ async fn is_route_not_found(response: reqwest::Response) -> bool {
     body["code"] == "not_found"
 }
 
+/// The event of the probed video.
+const EVENT_ID: &str = "evt_00000000000000000000000000000001";
+
 /// The token of the URL of a direct upload that made the probed upload.
 const DIRECT_TOKEN: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
 
@@ -331,6 +346,7 @@ fn concrete_path(template: &str, served: &Served) -> String {
         }
         // No such key: its route answers `key_not_found` without asking the uploader.
         (path, "id") if path.starts_with("/v1/keys/") => "no-such-key".to_owned(),
+        (path, "id") if path.starts_with("/v1/events/") => EVENT_ID.to_owned(),
         (path, "id") if path.starts_with("/v1/admin/projects/") => ProjectId::DEFAULT.to_string(),
         _ => panic!("no value to probe {template} with for {{{name}}}: add one"),
     };

@@ -1,6 +1,7 @@
 //! A chunk message processed twice is harmless: the offset moves once and the stitched source
 //! is the one the client sent. So is one that comes before the chunk its request sent ahead of
-//! it (the gateway sends a body's pieces two at a time): it waits for that one.
+//! it (the gateway sends a body's pieces two at a time): it waits for that one. A repeated
+//! chunk records no event: each change of the upload has exactly one.
 
 use std::time::Duration;
 
@@ -64,6 +65,29 @@ async fn the_same_chunk_twice_moves_the_offset_once_and_keeps_the_bytes() {
         (decoded - source.duration_seconds).abs() <= 0.5,
         "decodes for {decoded} s, the source lasts {} s",
         source.duration_seconds
+    );
+    // The repeated completing chunk changed nothing, so it recorded no event either.
+    let recorded: Vec<String> = env
+        .db()
+        .await
+        .query(
+            "SELECT type FROM event WHERE object_id = $1 ORDER BY xact, seq",
+            &[&upload.video_id.0],
+        )
+        .await
+        .expect("the video's events")
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(
+        recorded,
+        [
+            "video.created",
+            "video.upload.created",
+            "video.upload.completed",
+            "video.processing",
+            "video.ready"
+        ]
     );
     client.close().await;
     stack.shutdown().await;
