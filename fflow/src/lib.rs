@@ -40,6 +40,7 @@ mod session;
 mod sniff;
 mod startup;
 mod state;
+mod storyboard;
 mod streaming;
 mod unpublish;
 

@@ -11,10 +11,12 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 use tracing::Instrument;
 use vod_contracts::fflow::EncodeTarget;
-use vod_contracts::layout::{self, DASH_MANIFEST, HLS_MASTER, POSTER};
+use vod_contracts::layout::{
+    self, DASH_MANIFEST, HLS_MASTER, POSTER, STORYBOARD_IMAGE, STORYBOARD_VTT,
+};
 use vod_contracts::outcome::{
     AudioRenditionFacts, AudioTrackFacts, EncodeOutcome, EncodeResult, EncodeStart, MediaFacts,
-    RenditionFacts,
+    RenditionFacts, StoryboardFacts,
 };
 use vod_contracts::EncodePath;
 use vod_infra::backoff::Backoff;
@@ -555,6 +557,8 @@ async fn finalize_presentation(
     } else {
         None
     };
+    let storyboard =
+        write_storyboard(state, dir, plan, source.duration_seconds, remote_dir).await?;
     let top = plan.renditions().first();
     Ok(MediaFacts {
         duration_seconds: source.duration_seconds,
@@ -568,9 +572,57 @@ async fn finalize_presentation(
         renditions,
         audio_renditions,
         poster_path,
+        storyboard,
         // Known once the presentation is on holder.
         stored_bytes: 0,
     })
+}
+
+/// Writes the storyboard's WebVTT track for the grid the encode made, cues covering the
+/// presentation's duration as it turned out; nothing when the plan has no storyboard. A picture
+/// too short for ffmpeg's `fps` filter to pass a frame (a single frame) gets a grid of its
+/// first frame, made like its poster.
+async fn write_storyboard(
+    state: &EncodeContext,
+    dir: &Path,
+    plan: &EncodePlan,
+    duration_seconds: f64,
+    remote_dir: &str,
+) -> anyhow::Result<Option<StoryboardFacts>> {
+    let Some(storyboard) = plan.video.as_ref().and_then(|video| video.storyboard) else {
+        return Ok(None);
+    };
+    if !tokio::fs::try_exists(dir.join(STORYBOARD_IMAGE)).await? {
+        let filters = storyboard.filters_of_first_frame();
+        let args = [
+            "-vf",
+            &filters,
+            "-frames:v",
+            "1",
+            "-q:v",
+            "4",
+            "-update",
+            "1",
+            STORYBOARD_IMAGE,
+        ];
+        from_first_segment(state, dir, &args)
+            .await
+            .map_err(|err| anyhow::anyhow!("failed to make the storyboard: {err}"))?;
+    }
+    tokio::fs::write(
+        dir.join(STORYBOARD_VTT),
+        storyboard.vtt(duration_seconds, STORYBOARD_IMAGE),
+    )
+    .await
+    .context("failed to write the storyboard track")?;
+    let (width, height) = storyboard.image_size();
+    Ok(Some(StoryboardFacts {
+        image_path: format!("{remote_dir}/{STORYBOARD_IMAGE}"),
+        vtt_path: format!("{remote_dir}/{STORYBOARD_VTT}"),
+        width,
+        height,
+        interval_ms: storyboard.interval_ms,
+    }))
 }
 
 /// An audio rendition as encoded.
@@ -610,6 +662,19 @@ async fn ensure_poster(state: &EncodeContext, dir: &Path) -> anyhow::Result<()> 
     if tokio::fs::try_exists(dir.join(POSTER)).await? {
         return Ok(());
     }
+    let args = ["-frames:v", "1", "-q:v", "3", "-update", "1", POSTER];
+    from_first_segment(state, dir, &args)
+        .await
+        .map_err(|err| anyhow::anyhow!("failed to take the poster: {err}"))
+}
+
+/// Runs ffmpeg with output options `args` on the first segment of the tallest rendition (its
+/// initialization segment and first media segment, fed as one fragmented MP4).
+async fn from_first_segment(
+    state: &EncodeContext,
+    dir: &Path,
+    args: &[&str],
+) -> anyhow::Result<()> {
     let playlist = media_playlist_name(0);
     let text = tokio::fs::read_to_string(dir.join(&playlist))
         .await
@@ -631,19 +696,8 @@ async fn ensure_poster(state: &EncodeContext, dir: &Path) -> anyhow::Result<()> 
                 .with_context(|| format!("failed to read {segment}"))?,
         );
     }
-    let args: Vec<String> = [
-        "-nostdin",
-        "-y",
-        "-frames:v",
-        "1",
-        "-q:v",
-        "3",
-        "-update",
-        "1",
-        POSTER,
-    ]
-    .map(str::to_owned)
-    .into();
+    let mut all_args = vec!["-nostdin".to_owned(), "-y".to_owned()];
+    all_args.extend(args.iter().map(|arg| (*arg).to_owned()));
     let segments = Demuxer::own_segments();
     let source = Source {
         input: Input::Stdin,
@@ -653,16 +707,16 @@ async fn ensure_poster(state: &EncodeContext, dir: &Path) -> anyhow::Result<()> 
     let supervision = Supervision {
         feeder: Some(Box::new(move |mut stdin, _| {
             Box::pin(async move {
-                // ffmpeg closes its input once it has the frame.
+                // ffmpeg closes its input once it has what it needs.
                 let _ = stdin.write_all(&bytes).await;
                 let _ = stdin.shutdown().await;
             })
         })),
         ..Supervision::new(state.config.stall_timeout())
     };
-    ffmpeg::run(&state.sandbox, dir, &source, args, supervision)
+    ffmpeg::run(&state.sandbox, dir, &source, all_args, supervision)
         .await
-        .map_err(|err| anyhow::anyhow!("failed to take the poster: {err}"))
+        .map_err(anyhow::Error::new)
 }
 
 fn source_facts(source: &SourceFacts) -> vod_contracts::outcome::SourceFacts {
