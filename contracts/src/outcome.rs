@@ -74,6 +74,9 @@ pub struct MediaFacts {
     /// The seek-bar preview; `None` without a picture, or from a replica older than this field.
     #[serde(default)]
     pub storyboard: Option<StoryboardFacts>,
+    /// The MP4 downloads made (with `mp4_support` `standard`); empty otherwise.
+    #[serde(default)]
+    pub downloads: Vec<DownloadFacts>,
     /// Bytes of the presentation fflow sent to holder (every file of it); 0 from a replica
     /// older than this field.
     #[serde(default)]
@@ -93,6 +96,19 @@ pub struct StoryboardFacts {
     pub height: u32,
     /// Time between two frames.
     pub interval_ms: u64,
+}
+
+/// One MP4 download of a presentation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DownloadFacts {
+    /// `highest.mp4` or `audio.m4a`.
+    pub name: String,
+    /// Path relative to holder's root.
+    pub path: String,
+    pub bytes: u64,
+    /// Size of the picture; `None` for `audio.m4a`.
+    pub width: Option<u32>,
+    pub height: Option<u32>,
 }
 
 /// The uploaded source as ffprobe describes it.

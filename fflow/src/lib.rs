@@ -15,6 +15,7 @@ mod bounds;
 pub mod config;
 mod context;
 mod digest;
+mod downloads;
 mod encode;
 mod error;
 mod ffmpeg;

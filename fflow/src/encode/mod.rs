@@ -10,19 +10,20 @@ use anyhow::Context;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 use tracing::Instrument;
-use vod_contracts::fflow::EncodeTarget;
+use vod_contracts::fflow::{EncodeTarget, Mp4Support};
 use vod_contracts::layout::{
     self, DASH_MANIFEST, HLS_MASTER, POSTER, STORYBOARD_IMAGE, STORYBOARD_VTT,
 };
 use vod_contracts::outcome::{
-    AudioRenditionFacts, AudioTrackFacts, EncodeOutcome, EncodeResult, EncodeStart, MediaFacts,
-    RenditionFacts, StoryboardFacts,
+    AudioRenditionFacts, AudioTrackFacts, DownloadFacts, EncodeOutcome, EncodeResult, EncodeStart,
+    MediaFacts, RenditionFacts, StoryboardFacts,
 };
 use vod_contracts::EncodePath;
 use vod_infra::backoff::Backoff;
 
 use crate::bounds::SourceBounds;
 use crate::context::EncodeContext;
+use crate::downloads;
 use crate::ffmpeg::{self, FfmpegError, Supervision};
 use crate::ftp;
 use crate::interlace;
@@ -252,6 +253,12 @@ pub(crate) async fn finalize_and_store(
     let mut facts = finalize_presentation(state, &output_dir, plan, source, &remote_dir)
         .await
         .map_err(|err| internal("finishing the presentation", &err))?;
+    if target.mp4_support == Mp4Support::Standard {
+        tracing::info!("making the MP4 downloads");
+        facts.downloads = make_downloads(state, &session.dir, &facts, &remote_dir)
+            .await
+            .map_err(|err| internal("making the MP4 downloads", &err))?;
+    }
 
     tracing::info!(remote_dir = %remote_dir, "storing on holder");
     facts.stored_bytes = ftp::store_presentation(
@@ -263,6 +270,52 @@ pub(crate) async fn finalize_and_store(
     .await
     .map_err(|err| format!("could not store the presentation on holder: {err:#}"))?;
     Ok(facts)
+}
+
+/// `highest.mp4` and `audio.m4a` from the presentation in the session's output (see
+/// [`downloads`]), from the tallest rendition and the default sound.
+pub(crate) async fn make_downloads(
+    state: &EncodeContext,
+    session_dir: &Path,
+    facts: &MediaFacts,
+    remote_dir: &str,
+) -> anyhow::Result<Vec<DownloadFacts>> {
+    let local = |path: &str| {
+        path.strip_prefix(remote_dir)
+            .and_then(|rest| rest.strip_prefix('/'))
+            .map(str::to_owned)
+            .with_context(|| format!("{path} is not in {remote_dir}"))
+    };
+    let video_playlist = facts
+        .renditions
+        .first()
+        .map(|top| local(&top.playlist_path))
+        .transpose()?;
+    let audio_playlist = facts
+        .audio_renditions
+        .iter()
+        .find(|audio| audio.default)
+        .or(facts.audio_renditions.first())
+        .map(|audio| local(&audio.playlist_path))
+        .transpose()?;
+    let video = video_playlist.as_deref().map(|playlist| downloads::Track {
+        playlist,
+        size: facts.width.zip(facts.height),
+    });
+    let audio = audio_playlist.as_deref().map(|playlist| downloads::Track {
+        playlist,
+        size: None,
+    });
+    downloads::make(
+        state,
+        session_dir,
+        OUTPUT_DIR,
+        video,
+        audio,
+        facts.duration_seconds,
+        remote_dir,
+    )
+    .await
 }
 
 /// ffprobe's view of the source, or the reason a user reads; a picture whose container does not
@@ -573,6 +626,8 @@ async fn finalize_presentation(
         audio_renditions,
         poster_path,
         storyboard,
+        // Made after, when the flow asks for them.
+        downloads: Vec::new(),
         // Known once the presentation is on holder.
         stored_bytes: 0,
     })

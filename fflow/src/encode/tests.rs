@@ -672,6 +672,7 @@ impl Pipeline {
         let target = EncodeTarget {
             video_id: vod_contracts::VideoId::new(),
             flow_id: vod_contracts::FlowId::new(),
+            mp4_support: Default::default(),
         };
         let request = CreateProcess {
             session_id: vod_contracts::SessionId::new(),
