@@ -207,3 +207,37 @@ async fn no_downloads_are_made_without_mp4_support() {
     replica.stop().await;
     env.stop().await;
 }
+
+#[tokio::test]
+async fn an_audio_only_video_gets_only_audio_m4a() {
+    let env = TestEnv::start().await;
+    let replica = env.start_replica("r1").await;
+    let sound = common::make_with_ffmpeg(
+        &env.dir.path().join("tone.m4a"),
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:duration=5",
+            "-c:a",
+            "aac",
+        ],
+    );
+    upload_with(&env, &replica, &sound, Mp4Support::Standard).await;
+    let outcome = env.next_outcome().await;
+    let EncodeResult::Ready(facts) = outcome.result else {
+        panic!("encode failed: {:?}", outcome.result);
+    };
+    assert_eq!(facts.storyboard, None);
+    let names: Vec<&str> = facts.downloads.iter().map(|d| d.name.as_str()).collect();
+    assert_eq!(names, ["audio.m4a"]);
+    let file = env.holder_root.join(&facts.downloads[0].path);
+    decodes_whole(&file);
+    let (duration, streams) = probed(&file);
+    assert!((duration - 5.0).abs() < 0.5, "{duration} s");
+    assert_eq!(streams.len(), 1);
+    assert_eq!(streams[0].0, "audio");
+
+    replica.stop().await;
+    env.stop().await;
+}
