@@ -78,7 +78,7 @@ pub async fn make(
 
 /// Writes the initialization segment and then every media segment of `playlist` (in
 /// `dir`) into `joined`, one file at a time.
-async fn join_segments(dir: &Path, playlist: &str, joined: &Path) -> anyhow::Result<()> {
+pub async fn join_segments(dir: &Path, playlist: &str, joined: &Path) -> anyhow::Result<()> {
     let text = tokio::fs::read_to_string(dir.join(playlist))
         .await
         .with_context(|| format!("ffmpeg wrote no {playlist}"))?;

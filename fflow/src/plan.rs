@@ -3,7 +3,7 @@
 //! the same timestamps, one stereo AAC rendition per sound track, CMAF segments with an MPD and
 //! HLS playlists, and a JPEG poster.
 
-use vod_contracts::layout::{DASH_MANIFEST, HLS_MASTER, POSTER, STORYBOARD_IMAGE};
+use vod_contracts::layout::{DASH_MANIFEST, HLS_MASTER, POSTER};
 
 use crate::config::Config;
 use crate::ladder::{self, DisplaySize, Rendition};
@@ -39,8 +39,8 @@ pub struct VideoPlan {
     pub tone_map: Option<Hdr>,
     /// Seconds into the picture where the poster is taken.
     pub poster_at_seconds: f64,
-    /// The seek-bar preview made from the same decode; `None` when the duration is unknown or
-    /// storyboards are turned off.
+    /// The seek-bar preview, made after the encode from the smallest rendition; `None` when the
+    /// duration is unknown or storyboards are turned off.
     pub storyboard: Option<Storyboard>,
 }
 
@@ -307,31 +307,12 @@ pub fn encode_args(config: &Config, plan: &EncodePlan, output_dir: &str) -> Vec<
             &format!("{output_dir}/{POSTER}"),
         ]);
     }
-    if plan
-        .video
-        .as_ref()
-        .is_some_and(|video| video.storyboard.is_some())
-    {
-        push(&[
-            "-map",
-            "[storyboard]",
-            "-frames:v",
-            "1",
-            "-update",
-            "1",
-            "-q:v",
-            "4",
-            "-f",
-            "image2",
-            &format!("{output_dir}/{STORYBOARD_IMAGE}"),
-        ]);
-    }
     args
 }
 
 /// One decode: an interlaced source deinterlaced, frame rate made constant and pixels 8-bit 4:2:0 once, then split into every
 /// rendition (scaled, with the pixel aspect that keeps the source's exact display aspect) and
-/// the poster (the first frame at its time) and, when there is one, the storyboard.
+/// the poster (the first frame at its time).
 fn filter_graph(video: &VideoPlan) -> String {
     let (num, den) = video.frame_rate;
     let count = video.renditions.len();
@@ -354,16 +335,14 @@ fn filter_graph(video: &VideoPlan) -> String {
         .tone_map
         .as_ref()
         .map_or(String::new(), tone_map_filters);
-    let branches = count + 1 + usize::from(video.storyboard.is_some());
-    let mut graph =
-        format!("[0:v:0]{deinterlace}{tone_map}fps={num}/{den},format=yuv420p,split={branches}");
+    let mut graph = format!(
+        "[0:v:0]{deinterlace}{tone_map}fps={num}/{den},format=yuv420p,split={}",
+        count + 1
+    );
     for index in 0..count {
         graph.push_str(&format!("[s{index}]"));
     }
     graph.push_str("[p]");
-    if video.storyboard.is_some() {
-        graph.push_str("[b]");
-    }
     for (index, rendition) in video.renditions.iter().enumerate() {
         let (sar_num, sar_den) = rendition.sample_aspect;
         graph.push_str(&format!(
@@ -379,9 +358,6 @@ fn filter_graph(video: &VideoPlan) -> String {
         ";[p]select='isnan(prev_selected_t)*gte(t\\,{:.3})',scale={width}:{height},setsar=1[poster]",
         video.poster_at_seconds
     ));
-    if let Some(storyboard) = &video.storyboard {
-        graph.push_str(&format!(";[b]{}[storyboard]", storyboard.filters()));
-    }
     graph
 }
 
@@ -465,7 +441,7 @@ mod tests {
         let graph = value_of(&args, "-filter_complex").unwrap();
         assert_eq!(graph.matches("split=").count(), 1, "{graph}");
         assert!(
-            graph.starts_with("[0:v:0]fps=25/1,format=yuv420p,split=6[s0][s1][s2][s3][p][b];"),
+            graph.starts_with("[0:v:0]fps=25/1,format=yuv420p,split=5[s0][s1][s2][s3][p];"),
             "{graph}"
         );
         assert!(
@@ -481,22 +457,9 @@ mod tests {
             "{graph}"
         );
         assert!(graph.contains("gte(t\\,4.000)"), "{graph}");
-        // 12 s: a tile every 2 s, 160 x 90 (the display aspect), in one row.
-        assert!(
-            graph.ends_with(";[b]fps=1000/2000,scale=160:90,setsar=1,tile=6x1[storyboard]"),
-            "{graph}"
-        );
         assert_eq!(
             values_of(&args, "-map"),
-            [
-                "[v0]",
-                "[v1]",
-                "[v2]",
-                "[v3]",
-                "0:a:0",
-                "[poster]",
-                "[storyboard]"
-            ]
+            ["[v0]", "[v1]", "[v2]", "[v3]", "0:a:0", "[poster]"]
         );
         assert_eq!(value_of(&args, "-b:v:0"), Some("2800k"));
         assert_eq!(value_of(&args, "-maxrate:v:0"), Some("2996k"));
@@ -519,9 +482,7 @@ mod tests {
         );
         assert_eq!(value_of(&args, "-progress"), Some("pipe:1"));
         assert_eq!(value_of(&args, "-stats_period"), Some("0.500"));
-        assert!(args.iter().any(|arg| arg == "out/poster.jpg"));
-        assert_eq!(args.last().map(String::as_str), Some("out/storyboard.jpg"));
-        assert_eq!(value_of(&args, "-frames:v"), Some("1"));
+        assert_eq!(args.last().map(String::as_str), Some("out/poster.jpg"));
         assert!(args.iter().any(|arg| arg == "out/manifest.mpd"));
         assert_eq!(plan.audio_stream_indices(), 4..5);
     }
@@ -558,15 +519,7 @@ mod tests {
         let args = encode_args(&config, &plan, "out");
         assert_eq!(
             values_of(&args, "-map"),
-            [
-                "[v0]",
-                "[v1]",
-                "0:a:0",
-                "0:a:1",
-                "0:a:2",
-                "[poster]",
-                "[storyboard]"
-            ]
+            ["[v0]", "[v1]", "0:a:0", "0:a:1", "0:a:2", "[poster]"]
         );
         assert_eq!(value_of(&args, "-metadata:s:a:0"), Some("language=en"));
         assert_eq!(value_of(&args, "-metadata:s:a:1"), Some("language=fr"));
@@ -588,10 +541,7 @@ mod tests {
         let config = config();
         let plan = EncodePlan::for_source(&config, &source(320, 240, false));
         let args = encode_args(&config, &plan, "out");
-        assert_eq!(
-            values_of(&args, "-map"),
-            ["[v0]", "[poster]", "[storyboard]"]
-        );
+        assert_eq!(values_of(&args, "-map"), ["[v0]", "[poster]"]);
         assert_eq!(value_of(&args, "-adaptation_sets"), Some("id=0,streams=v"));
         assert_eq!(value_of(&args, "-c:a"), None);
         assert_eq!(plan.audio_stream_indices(), 1..1);
@@ -610,21 +560,20 @@ mod tests {
         assert_eq!(value_of(&args, "-c:v"), None);
         assert_eq!(plan.audio_stream_indices(), 0..1);
         assert!(!args.iter().any(|arg| arg.ends_with("poster.jpg")));
-        assert!(!args.iter().any(|arg| arg.ends_with("storyboard.jpg")));
+        assert_eq!(plan.video, None);
     }
 
     #[test]
     fn storyboards_can_be_turned_off_and_need_a_duration() {
+        let plan = EncodePlan::for_source(&config(), &source(640, 360, true));
+        let storyboard = plan.video.unwrap().storyboard.unwrap();
+        assert_eq!((storyboard.tile_width, storyboard.tile_height), (160, 90));
         let off = Config {
             storyboard_max_tiles: 0,
             ..config()
         };
         let plan = EncodePlan::for_source(&off, &source(640, 360, true));
-        let args = encode_args(&off, &plan, "out");
-        let graph = value_of(&args, "-filter_complex").unwrap();
-        assert!(graph.contains("split=3[s0][s1][p];"), "{graph}");
-        assert!(!graph.contains("tile="), "{graph}");
-        assert!(!args.iter().any(|arg| arg.ends_with("storyboard.jpg")));
+        assert_eq!(plan.video.unwrap().storyboard, None);
 
         let mut unknown = source(640, 360, true);
         unknown.duration_seconds = 0.0;

@@ -1,9 +1,11 @@
 //! The seek-bar preview of a presentation: `storyboard.jpg`, a grid of small frames taken at a
 //! regular interval, and `storyboard.vtt`, whose cues name each frame's rectangle in the grid
-//! (`storyboard.jpg#xywh=x,y,w,h`). The grid is one more branch of the encode's single decode
-//! (see [`crate::plan`]): a frame every interval, scaled down, tiled, written once at the end.
-//! Its size is fixed before the encode from the probed duration, so the image, and the memory
-//! ffmpeg holds for it, are bounded by `FFLOW_STORYBOARD_MAX_TILES`.
+//! (`storyboard.jpg#xywh=x,y,w,h`). The grid is made after the encode from the smallest
+//! rendition: a frame every interval, scaled down, tiled, written once at the end. (As a branch
+//! of the encode's own decode it cost nothing measurable, but ffmpeg 5.1 reports no progress
+//! while an output has written nothing, which blinds the watchdog and the progress reports.)
+//! Its layout is fixed before the encode from the probed duration, so the image, and the
+//! memory ffmpeg holds for it, are bounded by `FFLOW_STORYBOARD_MAX_TILES`.
 
 use std::fmt::Write as _;
 

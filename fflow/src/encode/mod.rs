@@ -633,10 +633,9 @@ async fn finalize_presentation(
     })
 }
 
-/// Writes the storyboard's WebVTT track for the grid the encode made, cues covering the
-/// presentation's duration as it turned out; nothing when the plan has no storyboard. A picture
-/// too short for ffmpeg's `fps` filter to pass a frame (a single frame) gets a grid of its
-/// first frame, made like its poster.
+/// Makes the storyboard (see [`crate::storyboard`]) from the smallest rendition and writes its
+/// WebVTT track, cues covering the presentation's duration as it turned out; nothing when the
+/// plan has no storyboard.
 async fn write_storyboard(
     state: &EncodeContext,
     dir: &Path,
@@ -647,8 +646,24 @@ async fn write_storyboard(
     let Some(storyboard) = plan.video.as_ref().and_then(|video| video.storyboard) else {
         return Ok(None);
     };
-    if !tokio::fs::try_exists(dir.join(STORYBOARD_IMAGE)).await? {
-        let filters = storyboard.filters_of_first_frame();
+    // The smallest rendition, decoded once more: far less than the source, and apart from the
+    // encode, whose progress reports stop while an output of it has written nothing (the grid
+    // is written at the end).
+    let smallest = plan.renditions().len().saturating_sub(1);
+    let joined = "storyboard-rendition.mp4";
+    let session_dir = dir
+        .parent()
+        .context("the output has no session directory")?;
+    downloads::join_segments(
+        dir,
+        &media_playlist_name(smallest),
+        &session_dir.join(joined),
+    )
+    .await?;
+    let output = format!("{OUTPUT_DIR}/{STORYBOARD_IMAGE}");
+    let max_seconds = duration_seconds.max(0.0) + 10.0;
+    for filters in [storyboard.filters(), storyboard.filters_of_first_frame()] {
+        // A single frame passes nothing through `fps`: its grid is made of that frame.
         let args = [
             "-vf",
             &filters,
@@ -658,12 +673,33 @@ async fn write_storyboard(
             "4",
             "-update",
             "1",
-            STORYBOARD_IMAGE,
+            &output,
         ];
-        from_first_segment(state, dir, &args)
-            .await
-            .map_err(|err| anyhow::anyhow!("failed to make the storyboard: {err}"))?;
+        let segments = Demuxer::own_segments();
+        let source = Source {
+            input: Input::File(joined),
+            format: &segments,
+            max_seconds,
+        };
+        let args = args.iter().map(|arg| (*arg).to_owned()).collect();
+        ffmpeg::run(
+            &state.sandbox,
+            session_dir,
+            &source,
+            args,
+            Supervision::new(state.config.stall_timeout()),
+        )
+        .await
+        .map_err(|err| anyhow::anyhow!("failed to make the storyboard: {err}"))?;
+        if tokio::fs::try_exists(dir.join(STORYBOARD_IMAGE)).await? {
+            break;
+        }
     }
+    let _ = tokio::fs::remove_file(session_dir.join(joined)).await;
+    anyhow::ensure!(
+        tokio::fs::try_exists(dir.join(STORYBOARD_IMAGE)).await?,
+        "ffmpeg made no storyboard"
+    );
     tokio::fs::write(
         dir.join(STORYBOARD_VTT),
         storyboard.vtt(duration_seconds, STORYBOARD_IMAGE),
