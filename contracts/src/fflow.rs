@@ -78,6 +78,19 @@ pub struct CreateProcess {
 pub struct EncodeTarget {
     pub video_id: VideoId,
     pub flow_id: FlowId,
+    /// Which MP4 downloads the encode makes besides the presentation.
+    #[serde(default)]
+    pub mp4_support: Mp4Support,
+}
+
+/// MP4 downloads of a video: `none`, or `standard` (`highest.mp4`, the top rendition with its
+/// sound, and `audio.m4a` when there is sound), remuxed from the stored renditions.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mp4Support {
+    #[default]
+    None,
+    Standard,
 }
 
 /// Body of `POST sessions/{id}/finish`.

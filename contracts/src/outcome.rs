@@ -71,10 +71,44 @@ pub struct MediaFacts {
     pub audio_renditions: Vec<AudioRenditionFacts>,
     /// Path of the JPEG poster relative to holder's root; `None` without a picture.
     pub poster_path: Option<String>,
+    /// The seek-bar preview; `None` without a picture, or from a replica older than this field.
+    #[serde(default)]
+    pub storyboard: Option<StoryboardFacts>,
+    /// The MP4 downloads made (with `mp4_support` `standard`); empty otherwise.
+    #[serde(default)]
+    pub downloads: Vec<DownloadFacts>,
     /// Bytes of the presentation fflow sent to holder (every file of it); 0 from a replica
     /// older than this field.
     #[serde(default)]
     pub stored_bytes: u64,
+}
+
+/// A storyboard: one image holding a grid of small frames taken at a regular interval, and a
+/// WebVTT track whose cues name each frame's rectangle (`storyboard.jpg#xywh=x,y,w,h`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StoryboardFacts {
+    /// Path of the JPEG grid relative to holder's root.
+    pub image_path: String,
+    /// Path of the WebVTT track relative to holder's root.
+    pub vtt_path: String,
+    /// Size of the whole image.
+    pub width: u32,
+    pub height: u32,
+    /// Time between two frames.
+    pub interval_ms: u64,
+}
+
+/// One MP4 download of a presentation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DownloadFacts {
+    /// `highest.mp4` or `audio.m4a`.
+    pub name: String,
+    /// Path relative to holder's root.
+    pub path: String,
+    pub bytes: u64,
+    /// Size of the picture; `None` for `audio.m4a`.
+    pub width: Option<u32>,
+    pub height: Option<u32>,
 }
 
 /// The uploaded source as ffprobe describes it.

@@ -8,6 +8,7 @@ use vod_infra::config::{millis, AmqpSettings, HttpLimits};
 use crate::ladder::Ladder;
 use crate::peers::{is_valid_replica_id, Peers};
 use crate::sandbox::{Sandbox, SourceFormats};
+use crate::storyboard::StoryboardSettings;
 
 /// Configuration of an fflow replica, read from `FFLOW_*` variables.
 #[derive(Clone, Debug, Deserialize)]
@@ -46,6 +47,13 @@ pub struct Config {
     pub idet_frames: u32,
     /// The poster is the first frame at this time (or a third into shorter sources).
     pub poster_at_seconds: f64,
+    /// The storyboard (seek-bar preview) holds at most this many tiles, a longer picture
+    /// getting a longer interval between them; 0 makes none.
+    pub storyboard_max_tiles: u32,
+    /// Tiles of the storyboard are at least this far apart.
+    pub storyboard_min_interval_ms: u64,
+    /// The longer side of a storyboard tile, in pixels.
+    pub storyboard_tile_size: u32,
     pub audio_bitrate: String,
     /// Sound tracks beyond this many are left out; each one kept is a rendition.
     pub max_audio_tracks: usize,
@@ -187,6 +195,9 @@ impl Default for Config {
             max_frame_rate: 60,
             idet_frames: 100,
             poster_at_seconds: 5.0,
+            storyboard_max_tiles: 100,
+            storyboard_min_interval_ms: 2_000,
+            storyboard_tile_size: 160,
             audio_bitrate: "128k".to_owned(),
             max_audio_tracks: 8,
             preferred_audio_language: String::new(),
@@ -236,6 +247,9 @@ impl Default for HolderSettings {
         }
     }
 }
+
+/// A storyboard of more tiles would be a large image to hold and to download.
+const MAX_STORYBOARD_TILES: u32 = 500;
 
 const X264_PRESETS: [&str; 10] = [
     "ultrafast",
@@ -336,6 +350,18 @@ impl Config {
             "FFLOW_POSTER_AT_SECONDS must be a time in seconds"
         );
         anyhow::ensure!(
+            self.storyboard_max_tiles <= MAX_STORYBOARD_TILES,
+            "FFLOW_STORYBOARD_MAX_TILES must be at most {MAX_STORYBOARD_TILES}"
+        );
+        anyhow::ensure!(
+            self.storyboard_min_interval_ms > 0,
+            "FFLOW_STORYBOARD_MIN_INTERVAL_MS must be positive"
+        );
+        anyhow::ensure!(
+            (16..=640).contains(&self.storyboard_tile_size),
+            "FFLOW_STORYBOARD_TILE_SIZE must be between 16 and 640 pixels"
+        );
+        anyhow::ensure!(
             self.stall_timeout_seconds > 0,
             "FFLOW_STALL_TIMEOUT_SECONDS must be positive"
         );
@@ -365,6 +391,14 @@ impl Config {
             "FFLOW_PUBLISH_BACKOFF_MS and FFLOW_BROKER_CHECK_INTERVAL_MS must be positive"
         );
         Ok(())
+    }
+
+    pub(crate) fn storyboard(&self) -> StoryboardSettings {
+        StoryboardSettings {
+            max_tiles: self.storyboard_max_tiles,
+            min_interval_ms: self.storyboard_min_interval_ms,
+            tile_size: self.storyboard_tile_size,
+        }
     }
 
     pub(crate) fn probe_timeout(&self) -> Duration {

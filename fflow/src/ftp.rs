@@ -64,7 +64,7 @@ async fn list_files(dir: &Path) -> anyhow::Result<Vec<String>> {
     Ok(names)
 }
 
-/// Segments and init segments first, then media playlists, then the MPD, the master playlist
+/// Segments, init segments, the poster and the storyboard first, then media playlists, then the MPD, the master playlist
 /// last: on a bucket, which has no rename, each file appears when it is uploaded, and a player
 /// must never find a playlist naming a file not there yet.
 pub fn upload_order(mut names: Vec<String>) -> Vec<String> {
@@ -149,6 +149,9 @@ mod tests {
             "media_0.m3u8",
             "chunk-stream0-00001.m4s",
             "init-stream0.m4s",
+            "storyboard.vtt",
+            "poster.jpg",
+            "storyboard.jpg",
         ]
         .map(str::to_owned)
         .to_vec();
@@ -159,6 +162,9 @@ mod tests {
                 "chunk-stream0-00002.m4s",
                 "init-stream0.m4s",
                 "init-stream1.m4s",
+                "poster.jpg",
+                "storyboard.jpg",
+                "storyboard.vtt",
                 "media_0.m3u8",
                 "media_1.m3u8",
                 "zz.m3u8",

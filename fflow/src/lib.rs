@@ -15,6 +15,7 @@ mod bounds;
 pub mod config;
 mod context;
 mod digest;
+mod downloads;
 mod encode;
 mod error;
 mod ffmpeg;
@@ -40,6 +41,7 @@ mod session;
 mod sniff;
 mod startup;
 mod state;
+mod storyboard;
 mod streaming;
 mod unpublish;
 

@@ -9,6 +9,7 @@ use crate::config::Config;
 use crate::ladder::{self, DisplaySize, Rendition};
 use crate::language;
 use crate::probe::{Hdr, Scan, SourceFacts};
+use crate::storyboard::Storyboard;
 
 /// Frame rates a source close to one of them is snapped to, as `(num, den)`.
 const COMMON_FRAME_RATES: [(u32, u32); 9] = [
@@ -38,6 +39,9 @@ pub struct VideoPlan {
     pub tone_map: Option<Hdr>,
     /// Seconds into the picture where the poster is taken.
     pub poster_at_seconds: f64,
+    /// The seek-bar preview, made after the encode from the smallest rendition; `None` when the
+    /// duration is unknown or storyboards are turned off.
+    pub storyboard: Option<Storyboard>,
 }
 
 /// ffmpeg's `bwdif` over an interlaced source, before anything else.
@@ -105,6 +109,12 @@ impl EncodePlan {
                 deinterlace,
                 tone_map: video.hdr.clone(),
                 poster_at_seconds,
+                storyboard: Storyboard::plan(
+                    config.storyboard(),
+                    source.duration_seconds,
+                    display.width,
+                    display.height,
+                ),
             }
         });
         Self {
@@ -550,6 +560,25 @@ mod tests {
         assert_eq!(value_of(&args, "-c:v"), None);
         assert_eq!(plan.audio_stream_indices(), 0..1);
         assert!(!args.iter().any(|arg| arg.ends_with("poster.jpg")));
+        assert_eq!(plan.video, None);
+    }
+
+    #[test]
+    fn storyboards_can_be_turned_off_and_need_a_duration() {
+        let plan = EncodePlan::for_source(&config(), &source(640, 360, true));
+        let storyboard = plan.video.unwrap().storyboard.unwrap();
+        assert_eq!((storyboard.tile_width, storyboard.tile_height), (160, 90));
+        let off = Config {
+            storyboard_max_tiles: 0,
+            ..config()
+        };
+        let plan = EncodePlan::for_source(&off, &source(640, 360, true));
+        assert_eq!(plan.video.unwrap().storyboard, None);
+
+        let mut unknown = source(640, 360, true);
+        unknown.duration_seconds = 0.0;
+        let plan = EncodePlan::for_source(&config(), &unknown);
+        assert_eq!(plan.video.unwrap().storyboard, None);
     }
 
     #[test]

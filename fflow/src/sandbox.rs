@@ -228,6 +228,23 @@ impl Sandbox {
         command
     }
 
+    /// The options that add one more input to an ffmpeg of [`Sandbox::ffmpeg`]: a file of
+    /// fflow's own segments (`name` inside the session directory), read with their demuxer
+    /// only, at most `max_seconds`.
+    pub fn own_segments_input(name: &str, max_seconds: f64) -> Vec<String> {
+        let demuxer = Demuxer::own_segments();
+        let mut args: Vec<String> = input_restrictions(demuxer.name()).map(str::to_owned).into();
+        args.extend([
+            "-f".to_owned(),
+            demuxer.name().to_owned(),
+            "-t".to_owned(),
+            format!("{:.3}", max_seconds.max(0.0)),
+            "-i".to_owned(),
+            name.to_owned(),
+        ]);
+        args
+    }
+
     fn command(&self, program: &str, dir: &Path) -> Command {
         let mut command = Command::new(program);
         command.env_clear().current_dir(dir);
@@ -362,6 +379,25 @@ mod tests {
         assert_eq!(value_of(&args, "-protocol_whitelist"), Some("file,pipe"));
         assert_eq!(value_of(&args, "-format_whitelist"), Some(DEFAULT_FORMATS));
         assert_eq!(args.last().map(String::as_str), Some("source"));
+    }
+
+    #[test]
+    fn a_second_input_of_own_segments_is_restricted_like_the_first() {
+        assert_eq!(
+            Sandbox::own_segments_input("joined.mp4", 12.5),
+            [
+                "-protocol_whitelist",
+                "file,pipe",
+                "-format_whitelist",
+                "mov",
+                "-f",
+                "mov",
+                "-t",
+                "12.500",
+                "-i",
+                "joined.mp4"
+            ]
+        );
     }
 
     #[test]

@@ -96,6 +96,7 @@ async fn create_final(env: &TestEnv, replica: &Replica) -> CreateProcess {
         target: Some(EncodeTarget {
             video_id: VideoId::new(),
             flow_id: FlowId::new(),
+            mp4_support: Default::default(),
         }),
         total_bytes: None,
     };

@@ -98,6 +98,8 @@ async fn uploaded_clip_is_encoded_stored_on_holder_and_reported_ready() {
             "media_0.m3u8",
             "media_1.m3u8",
             "poster.jpg",
+            "storyboard.jpg",
+            "storyboard.vtt",
         ]
     );
     let media = std::fs::read_to_string(stored.join("media_0.m3u8")).unwrap();

@@ -187,6 +187,7 @@ async fn process_creation_is_served_under_the_replica_path_too() {
         target: Some(vod_contracts::fflow::EncodeTarget {
             video_id: VideoId::new(),
             flow_id: FlowId::new(),
+            mp4_support: Default::default(),
         }),
         total_bytes: Some(3),
     };

@@ -26,6 +26,7 @@ impl FlowRef {
         EncodeTarget {
             video_id: self.video_id,
             flow_id: self.flow_id,
+            mp4_support: Default::default(),
         }
     }
 }

@@ -996,6 +996,12 @@ async fn mark_ready(
     let renditions = serde_json::to_value(&facts.renditions)?;
     let audio_tracks = serde_json::to_value(&facts.source.audio_tracks)?;
     let audio_renditions = serde_json::to_value(&facts.audio_renditions)?;
+    let storyboard = facts
+        .storyboard
+        .as_ref()
+        .map(serde_json::to_value)
+        .transpose()?;
+    let downloads = serde_json::to_value(&facts.downloads)?;
     client
         .execute(
             "UPDATE flow SET status = $16, error = NULL, duration_seconds = $2, width = $3, \
@@ -1004,7 +1010,7 @@ async fn mark_ready(
              source_audio_codec = $12, source_frame_rate = $13, renditions = $14, \
              poster_path = $15, source_interlaced = $18, source_hdr = $19, \
              source_audio_tracks = $20, audio_renditions = $21, stored_bytes = $22, \
-             progress_percent = 100, updated_at = now() WHERE id = $1 AND status = $17",
+             storyboard = $23, downloads = $24, progress_percent = 100, updated_at = now() WHERE id = $1 AND status = $17",
             &[
                 &flow_id.0,
                 &facts.duration_seconds,
@@ -1028,6 +1034,8 @@ async fn mark_ready(
                 &audio_tracks,
                 &audio_renditions,
                 &i64::try_from(facts.stored_bytes)?,
+                &storyboard,
+                &downloads,
             ],
         )
         .await

@@ -10,17 +10,20 @@ use anyhow::Context;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 use tracing::Instrument;
-use vod_contracts::fflow::EncodeTarget;
-use vod_contracts::layout::{self, DASH_MANIFEST, HLS_MASTER, POSTER};
+use vod_contracts::fflow::{EncodeTarget, Mp4Support};
+use vod_contracts::layout::{
+    self, DASH_MANIFEST, HLS_MASTER, POSTER, STORYBOARD_IMAGE, STORYBOARD_VTT,
+};
 use vod_contracts::outcome::{
-    AudioRenditionFacts, AudioTrackFacts, EncodeOutcome, EncodeResult, EncodeStart, MediaFacts,
-    RenditionFacts,
+    AudioRenditionFacts, AudioTrackFacts, DownloadFacts, EncodeOutcome, EncodeResult, EncodeStart,
+    MediaFacts, RenditionFacts, StoryboardFacts,
 };
 use vod_contracts::EncodePath;
 use vod_infra::backoff::Backoff;
 
 use crate::bounds::SourceBounds;
 use crate::context::EncodeContext;
+use crate::downloads;
 use crate::ffmpeg::{self, FfmpegError, Supervision};
 use crate::ftp;
 use crate::interlace;
@@ -250,6 +253,12 @@ pub(crate) async fn finalize_and_store(
     let mut facts = finalize_presentation(state, &output_dir, plan, source, &remote_dir)
         .await
         .map_err(|err| internal("finishing the presentation", &err))?;
+    if target.mp4_support == Mp4Support::Standard {
+        tracing::info!("making the MP4 downloads");
+        facts.downloads = make_downloads(state, &session.dir, &facts, &remote_dir)
+            .await
+            .map_err(|err| internal("making the MP4 downloads", &err))?;
+    }
 
     tracing::info!(remote_dir = %remote_dir, "storing on holder");
     facts.stored_bytes = ftp::store_presentation(
@@ -261,6 +270,52 @@ pub(crate) async fn finalize_and_store(
     .await
     .map_err(|err| format!("could not store the presentation on holder: {err:#}"))?;
     Ok(facts)
+}
+
+/// `highest.mp4` and `audio.m4a` from the presentation in the session's output (see
+/// [`downloads`]), from the tallest rendition and the default sound.
+pub(crate) async fn make_downloads(
+    state: &EncodeContext,
+    session_dir: &Path,
+    facts: &MediaFacts,
+    remote_dir: &str,
+) -> anyhow::Result<Vec<DownloadFacts>> {
+    let local = |path: &str| {
+        path.strip_prefix(remote_dir)
+            .and_then(|rest| rest.strip_prefix('/'))
+            .map(str::to_owned)
+            .with_context(|| format!("{path} is not in {remote_dir}"))
+    };
+    let video_playlist = facts
+        .renditions
+        .first()
+        .map(|top| local(&top.playlist_path))
+        .transpose()?;
+    let audio_playlist = facts
+        .audio_renditions
+        .iter()
+        .find(|audio| audio.default)
+        .or(facts.audio_renditions.first())
+        .map(|audio| local(&audio.playlist_path))
+        .transpose()?;
+    let video = video_playlist.as_deref().map(|playlist| downloads::Track {
+        playlist,
+        size: facts.width.zip(facts.height),
+    });
+    let audio = audio_playlist.as_deref().map(|playlist| downloads::Track {
+        playlist,
+        size: None,
+    });
+    downloads::make(
+        state,
+        session_dir,
+        OUTPUT_DIR,
+        video,
+        audio,
+        facts.duration_seconds,
+        remote_dir,
+    )
+    .await
 }
 
 /// ffprobe's view of the source, or the reason a user reads; a picture whose container does not
@@ -555,6 +610,8 @@ async fn finalize_presentation(
     } else {
         None
     };
+    let storyboard =
+        write_storyboard(state, dir, plan, source.duration_seconds, remote_dir).await?;
     let top = plan.renditions().first();
     Ok(MediaFacts {
         duration_seconds: source.duration_seconds,
@@ -568,9 +625,95 @@ async fn finalize_presentation(
         renditions,
         audio_renditions,
         poster_path,
+        storyboard,
+        // Made after, when the flow asks for them.
+        downloads: Vec::new(),
         // Known once the presentation is on holder.
         stored_bytes: 0,
     })
+}
+
+/// Makes the storyboard (see [`crate::storyboard`]) from the smallest rendition and writes its
+/// WebVTT track, cues covering the presentation's duration as it turned out; nothing when the
+/// plan has no storyboard.
+async fn write_storyboard(
+    state: &EncodeContext,
+    dir: &Path,
+    plan: &EncodePlan,
+    duration_seconds: f64,
+    remote_dir: &str,
+) -> anyhow::Result<Option<StoryboardFacts>> {
+    let Some(storyboard) = plan.video.as_ref().and_then(|video| video.storyboard) else {
+        return Ok(None);
+    };
+    // The smallest rendition, decoded once more: far less than the source, and apart from the
+    // encode, whose progress reports stop while an output of it has written nothing (the grid
+    // is written at the end).
+    let smallest = plan.renditions().len().saturating_sub(1);
+    let joined = "storyboard-rendition.mp4";
+    let session_dir = dir
+        .parent()
+        .context("the output has no session directory")?;
+    downloads::join_segments(
+        dir,
+        &media_playlist_name(smallest),
+        &session_dir.join(joined),
+    )
+    .await?;
+    let output = format!("{OUTPUT_DIR}/{STORYBOARD_IMAGE}");
+    let max_seconds = duration_seconds.max(0.0) + 10.0;
+    for filters in [storyboard.filters(), storyboard.filters_of_first_frame()] {
+        // A single frame passes nothing through `fps`: its grid is made of that frame.
+        let args = [
+            "-vf",
+            &filters,
+            "-frames:v",
+            "1",
+            "-q:v",
+            "4",
+            "-update",
+            "1",
+            &output,
+        ];
+        let segments = Demuxer::own_segments();
+        let source = Source {
+            input: Input::File(joined),
+            format: &segments,
+            max_seconds,
+        };
+        let args = args.iter().map(|arg| (*arg).to_owned()).collect();
+        ffmpeg::run(
+            &state.sandbox,
+            session_dir,
+            &source,
+            args,
+            Supervision::new(state.config.stall_timeout()),
+        )
+        .await
+        .map_err(|err| anyhow::anyhow!("failed to make the storyboard: {err}"))?;
+        if tokio::fs::try_exists(dir.join(STORYBOARD_IMAGE)).await? {
+            break;
+        }
+    }
+    let _ = tokio::fs::remove_file(session_dir.join(joined)).await;
+    anyhow::ensure!(
+        tokio::fs::try_exists(dir.join(STORYBOARD_IMAGE)).await?,
+        "ffmpeg made no storyboard"
+    );
+    tokio::fs::write(
+        dir.join(STORYBOARD_VTT),
+        storyboard.vtt(duration_seconds, STORYBOARD_IMAGE),
+    )
+    .await
+    .context("failed to write the storyboard track")?;
+    let (width, height) = storyboard.image_size();
+    Ok(Some(StoryboardFacts {
+        image_path: format!("{remote_dir}/{STORYBOARD_IMAGE}"),
+        vtt_path: format!("{remote_dir}/{STORYBOARD_VTT}"),
+        width,
+        height,
+        interval_ms: storyboard.interval_ms,
+    }))
 }
 
 /// An audio rendition as encoded.
@@ -610,6 +753,19 @@ async fn ensure_poster(state: &EncodeContext, dir: &Path) -> anyhow::Result<()> 
     if tokio::fs::try_exists(dir.join(POSTER)).await? {
         return Ok(());
     }
+    let args = ["-frames:v", "1", "-q:v", "3", "-update", "1", POSTER];
+    from_first_segment(state, dir, &args)
+        .await
+        .map_err(|err| anyhow::anyhow!("failed to take the poster: {err}"))
+}
+
+/// Runs ffmpeg with output options `args` on the first segment of the tallest rendition (its
+/// initialization segment and first media segment, fed as one fragmented MP4).
+async fn from_first_segment(
+    state: &EncodeContext,
+    dir: &Path,
+    args: &[&str],
+) -> anyhow::Result<()> {
     let playlist = media_playlist_name(0);
     let text = tokio::fs::read_to_string(dir.join(&playlist))
         .await
@@ -631,19 +787,8 @@ async fn ensure_poster(state: &EncodeContext, dir: &Path) -> anyhow::Result<()> 
                 .with_context(|| format!("failed to read {segment}"))?,
         );
     }
-    let args: Vec<String> = [
-        "-nostdin",
-        "-y",
-        "-frames:v",
-        "1",
-        "-q:v",
-        "3",
-        "-update",
-        "1",
-        POSTER,
-    ]
-    .map(str::to_owned)
-    .into();
+    let mut all_args = vec!["-nostdin".to_owned(), "-y".to_owned()];
+    all_args.extend(args.iter().map(|arg| (*arg).to_owned()));
     let segments = Demuxer::own_segments();
     let source = Source {
         input: Input::Stdin,
@@ -653,16 +798,16 @@ async fn ensure_poster(state: &EncodeContext, dir: &Path) -> anyhow::Result<()> 
     let supervision = Supervision {
         feeder: Some(Box::new(move |mut stdin, _| {
             Box::pin(async move {
-                // ffmpeg closes its input once it has the frame.
+                // ffmpeg closes its input once it has what it needs.
                 let _ = stdin.write_all(&bytes).await;
                 let _ = stdin.shutdown().await;
             })
         })),
         ..Supervision::new(state.config.stall_timeout())
     };
-    ffmpeg::run(&state.sandbox, dir, &source, args, supervision)
+    ffmpeg::run(&state.sandbox, dir, &source, all_args, supervision)
         .await
-        .map_err(|err| anyhow::anyhow!("failed to take the poster: {err}"))
+        .map_err(anyhow::Error::new)
 }
 
 fn source_facts(source: &SourceFacts) -> vod_contracts::outcome::SourceFacts {

@@ -160,6 +160,8 @@ async fn encode_writes_cmaf_with_vod_playlists_that_play() {
             "media_0.m3u8",
             "media_1.m3u8",
             "poster.jpg",
+            "storyboard.jpg",
+            "storyboard.vtt",
         ]
     );
     for media in ["media_0.m3u8", "media_1.m3u8"] {
@@ -590,8 +592,15 @@ async fn manifest_durations_are_the_tracks_to_the_millisecond() {
         command.args(source.split_whitespace());
         let status = command.arg(dir.path().join(SOURCE_FILE)).status().unwrap();
         assert!(status.success(), "{source}");
-        let (plan, _) = encode(dir.path(), &*test_context(dir.path()).await).await;
+        let (plan, facts) = encode(dir.path(), &*test_context(dir.path()).await).await;
         let out = dir.path().join(OUTPUT_DIR);
+        // Even a single frame gets its storyboard.
+        assert_eq!(facts.storyboard.is_some(), plan.video.is_some(), "{source}");
+        assert_eq!(
+            out.join("storyboard.jpg").exists(),
+            plan.video.is_some(),
+            "{source}"
+        );
         let mpd = std::fs::read_to_string(out.join(DASH_MANIFEST)).unwrap();
         let streams = plan.renditions().len() + plan.audio.len();
         let mut longest = 0.0f64;
@@ -663,6 +672,7 @@ impl Pipeline {
         let target = EncodeTarget {
             video_id: vod_contracts::VideoId::new(),
             flow_id: vod_contracts::FlowId::new(),
+            mp4_support: Default::default(),
         };
         let request = CreateProcess {
             session_id: vod_contracts::SessionId::new(),

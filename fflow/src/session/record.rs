@@ -97,7 +97,11 @@ impl SessionRecord {
     /// The target, also from a record of an earlier version.
     pub fn target(&self) -> Option<EncodeTarget> {
         self.target.or(match (self.video_id, self.flow_id) {
-            (Some(video_id), Some(flow_id)) => Some(EncodeTarget { video_id, flow_id }),
+            (Some(video_id), Some(flow_id)) => Some(EncodeTarget {
+                video_id,
+                flow_id,
+                mp4_support: Default::default(),
+            }),
             _ => None,
         })
     }
@@ -160,6 +164,7 @@ mod tests {
         let target = EncodeTarget {
             video_id: VideoId::new(),
             flow_id: FlowId::new(),
+            mp4_support: Default::default(),
         };
         let record = SessionRecord::new(SessionId::new(), Some(target), Some(9), true, vec![], 4);
         record.write(dir.path()).await.unwrap();

@@ -43,6 +43,7 @@ fn request(total_bytes: u64) -> CreateProcess {
         target: Some(EncodeTarget {
             video_id: VideoId::new(),
             flow_id: FlowId::new(),
+            mp4_support: Default::default(),
         }),
         total_bytes: Some(total_bytes),
     }

@@ -258,11 +258,22 @@ impl Replica {
         http: &reqwest::Client,
         total_bytes: u64,
     ) -> (CreateProcess, ProcessCreated) {
+        self.create_with(http, total_bytes, vod_contracts::fflow::Mp4Support::None)
+            .await
+    }
+
+    pub async fn create_with(
+        &self,
+        http: &reqwest::Client,
+        total_bytes: u64,
+        mp4_support: vod_contracts::fflow::Mp4Support,
+    ) -> (CreateProcess, ProcessCreated) {
         let request = CreateProcess {
             session_id: SessionId::new(),
             target: Some(vod_contracts::fflow::EncodeTarget {
                 video_id: VideoId::new(),
                 flow_id: FlowId::new(),
+                mp4_support,
             }),
             total_bytes: Some(total_bytes),
         };
@@ -341,7 +352,19 @@ impl Replica {
 
 /// Uploads `bytes` in `chunks` pieces and finishes.
 pub async fn upload(env: &TestEnv, replica: &Replica, bytes: &[u8]) -> CreateProcess {
-    let (request, _) = replica.create(&env.http, bytes.len() as u64).await;
+    upload_with(env, replica, bytes, vod_contracts::fflow::Mp4Support::None).await
+}
+
+/// Uploads `bytes` for a flow that wants `mp4_support`, and finishes.
+pub async fn upload_with(
+    env: &TestEnv,
+    replica: &Replica,
+    bytes: &[u8],
+    mp4_support: vod_contracts::fflow::Mp4Support,
+) -> CreateProcess {
+    let (request, _) = replica
+        .create_with(&env.http, bytes.len() as u64, mp4_support)
+        .await;
     let piece = bytes.len().div_ceil(3);
     let mut offset = 0;
     for chunk in bytes.chunks(piece) {
