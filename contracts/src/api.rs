@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::{EncodePath, FlowId, FlowStatus, VideoId, VideoStatus};
+use crate::{EncodePath, FlowId, FlowStatus, PlaybackPolicy, VideoId, VideoStatus};
 
 /// `GET /v1/videos/{id}`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -15,6 +15,9 @@ pub struct VideoView {
     /// The operator's own reference, at most 255 characters; vod never reads it.
     #[serde(default)]
     pub passthrough: Option<String>,
+    /// Who may watch it: `public`, or `signed` (playback URLs need `?token=`).
+    #[serde(default)]
+    pub playback_policy: PlaybackPolicy,
     pub status: VideoStatus,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,

@@ -43,15 +43,7 @@ impl DirectUploadStatus {
     }
 }
 
-/// Who may watch the video made by a direct upload. Only `public` for now: signed playback
-/// comes later.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "snake_case")]
-pub enum PlaybackPolicy {
-    #[default]
-    Public,
-}
+pub use crate::playback::PlaybackPolicy;
 
 /// What the video made by a direct upload gets.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

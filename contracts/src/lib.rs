@@ -13,10 +13,12 @@ pub mod fflow;
 mod ids;
 pub mod layout;
 pub mod outcome;
+pub mod playback;
 #[cfg(feature = "postgres")]
 mod postgres;
 pub mod queues;
 mod status;
 
 pub use ids::{ApiKeyId, DirectUploadId, FlowId, ProjectId, SessionId, VideoId, WriterId};
+pub use playback::PlaybackPolicy;
 pub use status::{EncodePath, FlowStatus, SessionStatus, UnknownStatus, UploadKind, VideoStatus};

@@ -18,6 +18,8 @@ pub enum ReadError {
     Query(#[from] tokio_postgres::Error),
     #[error("unexpected renditions: {0}")]
     CorruptRenditions(#[from] serde_json::Error),
+    #[error("unexpected stored playback policy {0:?}")]
+    CorruptPolicy(String),
 }
 
 impl From<ViewError> for ReadError {
@@ -25,6 +27,7 @@ impl From<ViewError> for ReadError {
         match error {
             ViewError::Query(error) => Self::Query(error),
             ViewError::CorruptJson(error) => Self::CorruptRenditions(error),
+            ViewError::CorruptPolicy(policy) => Self::CorruptPolicy(policy),
         }
     }
 }

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use md5::Md5;
 use sha1::Sha1;
 use sha2::{Digest, Sha256, Sha512};
-use vod_contracts::{SessionId, VideoId};
+use vod_contracts::{PlaybackPolicy, SessionId, VideoId};
 
 use crate::error::ApiError;
 use crate::plain_text::{check_plain_text, Lines};
@@ -380,6 +380,8 @@ pub struct UploadMetadata {
     pub filename: Option<String>,
     pub title: String,
     pub video_id: Option<VideoId>,
+    /// The new video's policy; `public` when the key is absent.
+    pub playback_policy: PlaybackPolicy,
 }
 
 impl UploadMetadata {
@@ -420,10 +422,20 @@ impl UploadMetadata {
                     .map_err(|_| ApiError::validation("video_id", "video_id must be a UUID"))
             })
             .transpose()?;
+        let playback_policy = text("playback_policy")?
+            .map(|policy| {
+                policy
+                    .trim()
+                    .parse::<PlaybackPolicy>()
+                    .map_err(|err| ApiError::validation("playback_policy", err.to_string()))
+            })
+            .transpose()?
+            .unwrap_or_default();
         Ok(Self {
             filename,
             title,
             video_id,
+            playback_policy,
         })
     }
 }
@@ -613,6 +625,27 @@ mod tests {
             let error = check_metadata_limits(&raw, LIMITS).expect_err(&raw);
             assert_eq!(error.code(), code, "{raw}");
         }
+    }
+
+    #[test]
+    fn playback_policy_is_public_unless_the_metadata_says_signed() {
+        let policy = |raw: &str| UploadMetadata::from_header(Some(raw)).map(|m| m.playback_policy);
+        assert_eq!(
+            policy(&format!("title {}", b64("a"))).ok(),
+            Some(PlaybackPolicy::Public)
+        );
+        assert_eq!(
+            policy(&format!("playback_policy {}", b64("signed"))).ok(),
+            Some(PlaybackPolicy::Signed)
+        );
+        assert_eq!(
+            policy(&format!("playback_policy {}", b64("public"))).ok(),
+            Some(PlaybackPolicy::Public)
+        );
+        let error = policy(&format!("playback_policy {}", b64("private"))).expect_err("unknown");
+        assert!(
+            matches!(error, ApiError::ValidationFailed { ref field, .. } if field == "playback_policy")
+        );
     }
 
     #[test]

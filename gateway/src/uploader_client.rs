@@ -634,6 +634,7 @@ mod tests {
             project_id: vod_contracts::ProjectId::DEFAULT,
             title: "t".to_owned(),
             description: String::new(),
+            playback_policy: vod_contracts::PlaybackPolicy::Public,
         }
     }
 

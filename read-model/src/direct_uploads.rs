@@ -2,12 +2,10 @@
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
-use vod_contracts::direct_upload::{
-    DirectUploadStatus, DirectUploadView, NewVideoView, PlaybackPolicy,
-};
+use vod_contracts::direct_upload::{DirectUploadStatus, DirectUploadView, NewVideoView};
 use vod_contracts::{DirectUploadId, ProjectId, VideoId};
 
-use crate::ViewError;
+use crate::{stored_policy, ViewError};
 
 const VIEW_COLUMNS: &str = "id, status, cors_origin, title, description, playback_policy, \
                             expires_at, created_at, video_id, cancelled_at, now()";
@@ -59,8 +57,7 @@ fn view(row: &tokio_postgres::Row) -> Result<DirectUploadView, ViewError> {
         new_video: NewVideoView {
             title: row.try_get(3)?,
             description: row.try_get(4)?,
-            // The schema allows no other policy yet.
-            playback_policy: PlaybackPolicy::Public,
+            playback_policy: stored_policy(row.try_get(5)?)?,
         },
         expires_at,
         created_at: row.try_get(7)?,

@@ -18,7 +18,8 @@ use vod_contracts::api::{
     AudioRenditionView, AudioTrackView, FlowView, Playback, RenditionView, SourceView, VideoView,
 };
 use vod_contracts::outcome::{AudioRenditionFacts, AudioTrackFacts, RenditionFacts};
-use vod_contracts::{EncodePath, FlowStatus, ProjectId, VideoId, VideoStatus};
+use vod_contracts::playback::UnknownPlaybackPolicy;
+use vod_contracts::{EncodePath, FlowStatus, PlaybackPolicy, ProjectId, VideoId, VideoStatus};
 
 pub use direct_uploads::{find_direct_upload, list_direct_uploads};
 
@@ -28,6 +29,8 @@ pub enum ViewError {
     Query(#[from] tokio_postgres::Error),
     #[error("unexpected stored JSON: {0}")]
     CorruptJson(#[from] serde_json::Error),
+    #[error("unexpected stored playback policy {0:?}")]
+    CorruptPolicy(String),
 }
 
 /// Whether a video marked deleted is read.
@@ -39,7 +42,8 @@ pub enum Deleted {
     Shown,
 }
 
-const VIDEO_COLUMNS: &str = "id, title, description, passthrough, status, created_at, updated_at";
+const VIDEO_COLUMNS: &str =
+    "id, title, description, passthrough, playback_policy, status, created_at, updated_at";
 const FLOW_COLUMNS: &str = "id, video_id, status, filename, uploaded_bytes, total_bytes, error, \
      duration_seconds, width, height, video_codec, audio_codec, hls_path, dash_path, source_sha256, created_at, \
      updated_at, progress_percent, encode_path, encode_started_at_byte, source_width, \
@@ -256,12 +260,19 @@ fn video_view(
         title: row.get("title"),
         description: row.get("description"),
         passthrough: row.get("passthrough"),
+        playback_policy: stored_policy(row.try_get("playback_policy")?)?,
         status,
         created_at: row.get("created_at"),
         updated_at: row.get("updated_at"),
         flows: flows.into_iter().map(|flow| flow.view).collect(),
         playback,
     })
+}
+
+/// A policy as the schema stores it (its CHECK allows no other spelling).
+fn stored_policy(text: &str) -> Result<PlaybackPolicy, ViewError> {
+    text.parse()
+        .map_err(|err: UnknownPlaybackPolicy| ViewError::CorruptPolicy(err.0))
 }
 
 pub fn public_url(base: &str, path: &str) -> String {

@@ -15,7 +15,7 @@ use vod_contracts::commands::{
     VideoCreated,
 };
 use vod_contracts::commands::{CreateProject, ProjectCreated};
-use vod_contracts::{ProjectId, SessionId, VideoStatus, WriterId};
+use vod_contracts::{PlaybackPolicy, ProjectId, SessionId, VideoStatus, WriterId};
 use vod_tests::media::generate_clip;
 use vod_tests::tus::{metadata, TUS_VERSION};
 use vod_tests::{Stack, TestEnv};
@@ -42,6 +42,7 @@ async fn every_command_is_answered_with_its_own_reply_type_through_the_broker() 
             project_id: ProjectId::DEFAULT,
             title: "Typed".to_owned(),
             description: "every command".to_owned(),
+            playback_policy: PlaybackPolicy::Public,
         })
         .await
         .expect("video created");
@@ -58,6 +59,7 @@ async fn every_command_is_answered_with_its_own_reply_type_through_the_broker() 
             total_bytes: None,
             metadata: None,
             direct_upload_id: None,
+            playback_policy: PlaybackPolicy::Public,
         })
         .await
         .expect("upload created");
@@ -186,6 +188,7 @@ async fn every_command_is_answered_with_its_own_reply_type_through_the_broker() 
             filename: Some("clip.mp4".to_owned()),
             metadata: None,
             parts: vec![partial.session_id],
+            playback_policy: PlaybackPolicy::Public,
         })
         .await
         .expect("final upload created");
@@ -332,6 +335,7 @@ async fn a_command_of_one_project_finds_nothing_of_another() {
             total_bytes: Some(10),
             metadata: None,
             direct_upload_id: None,
+            playback_policy: PlaybackPolicy::Public,
         })
         .await
         .expect("upload created");
@@ -357,6 +361,7 @@ async fn a_command_of_one_project_finds_nothing_of_another() {
             total_bytes: Some(10),
             metadata: None,
             direct_upload_id: None,
+            playback_policy: PlaybackPolicy::Public,
         })
         .await
         .map(drop);
@@ -396,6 +401,7 @@ async fn a_command_of_one_project_finds_nothing_of_another() {
             filename: None,
             metadata: None,
             parts: vec![partial.session_id],
+            playback_policy: PlaybackPolicy::Public,
         })
         .await
         .map(drop);

@@ -300,7 +300,7 @@ async fn a_direct_upload_url_is_refused_after_its_timeout_and_after_a_cancel() {
             "cors_origin",
         ),
         (
-            json!({"new_video": {"playback_policy": "signed"}}),
+            json!({"new_video": {"playback_policy": "private"}}),
             "new_video.playback_policy",
         ),
     ] {

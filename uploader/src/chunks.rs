@@ -489,6 +489,7 @@ mod tests {
                 video_id: None,
                 title: "fenced",
                 description: "",
+                playback_policy: vod_contracts::PlaybackPolicy::Public,
                 filename: None,
                 total_bytes: Some(total_bytes),
                 metadata: None,

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use vod_contracts::commands::{Reject, RejectCode};
 use vod_contracts::event::EventType;
-use vod_contracts::{DirectUploadId, ProjectId, SessionId, VideoId};
+use vod_contracts::{DirectUploadId, PlaybackPolicy, ProjectId, SessionId, VideoId};
 
 use crate::events::Recorder;
 
@@ -17,6 +17,7 @@ pub struct NewDirectUpload<'a> {
     pub token_sha256: &'a [u8],
     pub title: Option<&'a str>,
     pub description: &'a str,
+    pub playback_policy: PlaybackPolicy,
     pub cors_origin: Option<&'a str>,
     pub timeout_secs: u32,
 }
@@ -32,8 +33,8 @@ pub async fn create(
     let inserted = client
         .query_opt(
             "INSERT INTO direct_upload (id, project_id, token_sha256, title, description, \
-                                        cors_origin, expires_at) \
-             SELECT $1, p.id, $3, $4, $5, $6, now() + make_interval(secs => $7) \
+                                        cors_origin, expires_at, playback_policy) \
+             SELECT $1, p.id, $3, $4, $5, $6, now() + make_interval(secs => $7), $8 \
              FROM project p WHERE p.id = $2 \
              ON CONFLICT (id) DO UPDATE SET id = EXCLUDED.id \
                  WHERE direct_upload.project_id = EXCLUDED.project_id \
@@ -47,6 +48,7 @@ pub async fn create(
                 &direct.description,
                 &direct.cors_origin,
                 &timeout_secs,
+                &direct.playback_policy.as_str(),
             ],
         )
         .await
@@ -76,6 +78,7 @@ pub async fn create(
 pub struct Claimed {
     pub title: Option<String>,
     pub description: String,
+    pub playback_policy: PlaybackPolicy,
 }
 
 /// Locks a waiting, unexpired direct upload of the project for the upload being created in
@@ -89,7 +92,7 @@ pub async fn lock_waiting(
 ) -> anyhow::Result<Result<Claimed, Reject>> {
     let row = client
         .query_opt(
-            "SELECT title, description FROM direct_upload \
+            "SELECT title, description, playback_policy FROM direct_upload \
              WHERE id = $1 AND project_id = $2 AND status = 'waiting' AND expires_at > now() \
              FOR UPDATE",
             &[&direct_upload_id.0, &project_id.0],
@@ -100,6 +103,10 @@ pub async fn lock_waiting(
         Some(row) => Ok(Ok(Claimed {
             title: row.try_get(0)?,
             description: row.try_get(1)?,
+            playback_policy: row
+                .try_get::<_, &str>(2)?
+                .parse()
+                .context("unexpected stored playback policy")?,
         })),
         None => Ok(Err(expired(direct_upload_id))),
     }

@@ -15,8 +15,8 @@ use vod_contracts::commands::{Reject, RejectCode};
 use vod_contracts::event::EventType;
 use vod_contracts::outcome::{EncodeResult, EncodeStart, MediaFacts};
 use vod_contracts::{
-    FlowId, FlowStatus, ProjectId, SessionId, SessionStatus, UploadKind, VideoId, VideoStatus,
-    WriterId,
+    FlowId, FlowStatus, PlaybackPolicy, ProjectId, SessionId, SessionStatus, UploadKind, VideoId,
+    VideoStatus, WriterId,
 };
 
 use crate::events::{Details, Recorder};
@@ -88,19 +88,21 @@ pub async fn create_video(
     project_id: ProjectId,
     title: &str,
     description: &str,
+    playback_policy: PlaybackPolicy,
     recorder: &Recorder,
 ) -> anyhow::Result<VideoId> {
     let video_id = VideoId::new();
     client
         .execute(
-            "INSERT INTO video (id, project_id, title, description, status) \
-             VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO video (id, project_id, title, description, status, playback_policy) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
             &[
                 &video_id.0,
                 &project_id.0,
                 &title,
                 &description,
                 &VideoStatus::Created,
+                &playback_policy.as_str(),
             ],
         )
         .await
@@ -125,6 +127,8 @@ pub struct NewUpload<'a> {
     pub title: &'a str,
     /// The description of the video it makes, if it makes one.
     pub description: &'a str,
+    /// The playback policy of the video it makes, if it makes one.
+    pub playback_policy: PlaybackPolicy,
     pub filename: Option<&'a str>,
     /// `None` while deferred.
     pub total_bytes: Option<u64>,
@@ -147,7 +151,7 @@ async fn upload_video(
     client: &impl GenericClient,
     project_id: ProjectId,
     video_id: Option<VideoId>,
-    (title, description): (&str, &str),
+    (title, description, playback_policy): (&str, &str, PlaybackPolicy),
     recorder: &Recorder,
 ) -> anyhow::Result<Result<VideoId, Reject>> {
     let Some(video_id) = video_id else {
@@ -156,6 +160,7 @@ async fn upload_video(
             project_id,
             title,
             description,
+            playback_policy,
             recorder,
         )
         .await?));
@@ -192,7 +197,7 @@ pub async fn create_upload(
         client,
         upload.project_id,
         upload.video_id,
-        (upload.title, upload.description),
+        (upload.title, upload.description, upload.playback_policy),
         recorder,
     )
     .await?
@@ -317,6 +322,8 @@ pub struct FinalUpload<'a> {
     /// Complete partial uploads, locked by the caller, in order.
     pub parts: &'a [SessionRow],
     pub ttl_secs: u64,
+    /// The playback policy of the video it makes, if it makes one.
+    pub playback_policy: PlaybackPolicy,
 }
 
 /// Creates a final upload: its flow has every byte already (they are the parts' bytes), so it
@@ -331,7 +338,7 @@ pub async fn create_final_upload(
         client,
         upload.project_id,
         upload.video_id,
-        (upload.title, ""),
+        (upload.title, "", upload.playback_policy),
         recorder,
     )
     .await?
@@ -1046,11 +1053,13 @@ pub async fn update_video(
         Some(value) => (true, value.as_deref()),
         None => (false, None),
     };
+    let playback_policy = update.playback_policy.map(PlaybackPolicy::as_str);
     let updated = client
         .execute(
             "UPDATE video SET title = COALESCE($3, title), \
                     description = COALESCE($4, description), \
                     passthrough = CASE WHEN $5 THEN $6 ELSE passthrough END, \
+                    playback_policy = COALESCE($7, playback_policy), \
                     updated_at = now() \
              WHERE id = $1 AND project_id = $2 AND deleted_at IS NULL",
             &[
@@ -1060,6 +1069,7 @@ pub async fn update_video(
                 &update.description,
                 &set_passthrough,
                 &passthrough,
+                &playback_policy,
             ],
         )
         .await

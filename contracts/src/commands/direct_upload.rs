@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::json_request;
-use crate::{DirectUploadId, ProjectId};
+use crate::{DirectUploadId, PlaybackPolicy, ProjectId};
 
 /// Store a direct upload of a project, waiting for its upload until `timeout_secs` from now.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -17,6 +17,8 @@ pub struct CreateDirectUpload {
     pub token_sha256: String,
     pub title: Option<String>,
     pub description: String,
+    #[serde(default)]
+    pub playback_policy: PlaybackPolicy,
     pub cors_origin: Option<String>,
     pub timeout_secs: u32,
 }

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::json_request;
-use crate::{DirectUploadId, FlowId, ProjectId, SessionId, VideoId};
+use crate::{DirectUploadId, FlowId, PlaybackPolicy, ProjectId, SessionId, VideoId};
 
 /// Create a flow and its upload session (the tus upload), on a new video unless `video_id`
 /// names an existing one.
@@ -24,6 +24,10 @@ pub struct CreateUpload {
     /// title and description win over the upload's.
     #[serde(default)]
     pub direct_upload_id: Option<DirectUploadId>,
+    /// The new video's policy (`playback_policy` in `Upload-Metadata`); an existing video, or
+    /// a direct upload's, keeps its own.
+    #[serde(default)]
+    pub playback_policy: PlaybackPolicy,
 }
 
 /// Create a partial upload (tus `concatenation`): an upload session with no flow, whose bytes
@@ -47,6 +51,9 @@ pub struct CreateFinalUpload {
     pub filename: Option<String>,
     pub metadata: Option<String>,
     pub parts: Vec<SessionId>,
+    /// As in [`CreateUpload`].
+    #[serde(default)]
+    pub playback_policy: PlaybackPolicy,
 }
 
 /// The client gave up on the upload (tus termination).

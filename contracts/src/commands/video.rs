@@ -3,7 +3,7 @@
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::json_request;
-use crate::{ProjectId, VideoId};
+use crate::{PlaybackPolicy, ProjectId, VideoId};
 
 /// Create an empty video.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -12,6 +12,8 @@ pub struct CreateVideo {
     pub project_id: ProjectId,
     pub title: String,
     pub description: String,
+    #[serde(default)]
+    pub playback_policy: PlaybackPolicy,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -36,6 +38,8 @@ pub struct UpdateVideo {
         deserialize_with = "present"
     )]
     pub passthrough: Option<Option<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub playback_policy: Option<PlaybackPolicy>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,6 +92,7 @@ mod tests {
             title: None,
             description: None,
             passthrough: Some(None),
+            playback_policy: Some(PlaybackPolicy::Signed),
         };
         let json = serde_json::to_string(&update).unwrap_or_default();
         assert_eq!(

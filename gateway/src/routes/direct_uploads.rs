@@ -50,7 +50,7 @@ pub struct NewVideoRequest {
         custom(function = "valid_description")
     )]
     description: Option<String>,
-    /// `public` (the default), the only policy for now: signed playback comes later.
+    /// `public` (the default) or `signed`: who may watch the video, as in `POST /v1/videos`.
     #[schema(nullable = false)]
     #[serde(default, deserialize_with = "not_null")]
     playback_policy: Option<PlaybackPolicy>,
@@ -108,7 +108,7 @@ fn valid_origin(origin: &str) -> Result<(), ValidationError> {
     description = "The answer's `url` is a tus creation endpoint (`POST`, then `HEAD` and \
         `PATCH` on the `Location` it answers) that takes one upload without a key, until \
         `expires_at`, and in browsers only from `cors_origin`. The upload makes a new video \
-        of the project with `new_video`'s title and description. `url` is shown this once: \
+        of the project with `new_video`'s title, description and playback policy. `url` is shown this once: \
         only a hash of its secret is kept.",
     request_body = CreateDirectUploadRequest,
     responses(
@@ -171,6 +171,7 @@ pub async fn create(
             token_sha256: token.sha256_hex(),
             title: title.clone(),
             description: description.clone(),
+            playback_policy: new_video.playback_policy.unwrap_or_default(),
             cors_origin: cors_origin.clone(),
             timeout_secs,
         })

@@ -13,7 +13,7 @@ use utoipa::PartialSchema;
 use validator::{Validate, ValidationError};
 use vod_contracts::api::{ErrorBody, VideoList, VideoView};
 use vod_contracts::commands::{present, CreateVideo, DeleteVideo, UpdateVideo, VideoCreated};
-use vod_contracts::VideoId;
+use vod_contracts::{PlaybackPolicy, VideoId};
 
 use super::json::ValidJson;
 use super::page::{Page, PageQuery};
@@ -56,6 +56,11 @@ pub struct CreateVideoRequest {
         custom(function = "valid_description")
     )]
     description: Option<String>,
+    /// Who may watch it: `public` (the default) plays from the plain `playback` URLs, `signed`
+    /// only with `?token=` signed by one of the project's signing keys.
+    #[schema(nullable = false)]
+    #[serde(default, deserialize_with = "present")]
+    playback_policy: Option<PlaybackPolicy>,
 }
 
 pub(super) fn valid_title(title: &str) -> Result<(), ValidationError> {
@@ -83,7 +88,7 @@ pub(super) fn valid_description(description: &str) -> Result<(), ValidationError
         (status = 201, description = "The video.", body = VideoView, headers(
             ("Location" = String, description = "`/v1/videos/{id}`."),
         )),
-        (status = 400, description = "`validation_failed` (`title` or `description` in `field`), `invalid_json`, `invalid_request`.", body = ErrorBody),
+        (status = 400, description = "`validation_failed` (`title`, `description` or `playback_policy` in `field`), `invalid_json`, `invalid_request`.", body = ErrorBody),
         (status = 413, description = "`payload_too_large`: the body is over the JSON limit.", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`: the body is not `application/json`.", body = ErrorBody),
         (status = 500, description = "`internal`.", body = ErrorBody),
@@ -109,6 +114,7 @@ pub async fn create(
             project_id: caller.project_id,
             title,
             description: request.description.unwrap_or_default(),
+            playback_policy: request.playback_policy.unwrap_or_default(),
         })
         .await?;
     tracing::info!(%video_id, "video created");
@@ -148,6 +154,11 @@ pub struct UpdateVideoRequest {
         custom(function = "valid_passthrough")
     )]
     passthrough: Option<Option<String>>,
+    /// As in `POST /v1/videos`; it cannot be `null`. It applies to every flow of the video,
+    /// those already ready included.
+    #[schema(nullable = false)]
+    #[serde(default, deserialize_with = "present")]
+    playback_policy: Option<PlaybackPolicy>,
 }
 
 /// A property of `UpdateVideoRequest` is documented as `CreateVideoRequest` documents it: a
@@ -182,13 +193,13 @@ fn valid_passthrough(passthrough: &str) -> Result<(), ValidationError> {
     path = "/v1/videos/{id}",
     operation_id = "update_video",
     tag = "videos",
-    summary = "Change a video's title, description or passthrough",
+    summary = "Change a video's title, description, passthrough or playback policy",
     description = "Fields left out keep their value.",
     params(("id" = uuid::Uuid, Path, description = "The video's id.")),
     request_body = UpdateVideoRequest,
     responses(
         (status = 200, description = "The video as it is now.", body = VideoView),
-        (status = 400, description = "`validation_failed` (`title`, `description` or `passthrough` in `field`), `invalid_json`, `invalid_request`.", body = ErrorBody),
+        (status = 400, description = "`validation_failed` (`title`, `description`, `passthrough` or `playback_policy` in `field`), `invalid_json`, `invalid_request`.", body = ErrorBody),
         (status = 404, description = "`video_not_found`: no such video, or the id is not a UUID.", body = ErrorBody),
         (status = 413, description = "`payload_too_large`: the body is over the JSON limit.", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`: the body is not `application/json`.", body = ErrorBody),
@@ -218,6 +229,7 @@ pub async fn update(
             title,
             description: request.description.map(Option::unwrap_or_default),
             passthrough: request.passthrough,
+            playback_policy: request.playback_policy,
         })
         .await?;
     tracing::info!(%video_id, "video updated");

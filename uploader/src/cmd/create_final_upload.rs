@@ -61,6 +61,7 @@ impl Handle for CreateFinalUpload {
                 metadata: self.metadata.as_deref(),
                 parts: &parts,
                 ttl_secs: handlers.session_ttl_secs,
+                playback_policy: self.playback_policy,
             },
             handlers.recorder(),
         )

@@ -31,6 +31,9 @@ impl Handle for CreateUpload {
             description: claimed
                 .as_ref()
                 .map_or("", |claimed| claimed.description.as_str()),
+            playback_policy: claimed
+                .as_ref()
+                .map_or(self.playback_policy, |claimed| claimed.playback_policy),
             filename: self.filename.as_deref(),
             total_bytes: self.total_bytes,
             metadata: self.metadata.as_deref(),

@@ -14,6 +14,7 @@ impl Handle for CreateVideo {
             self.project_id,
             &self.title,
             &self.description,
+            self.playback_policy,
             handlers.recorder(),
         )
         .await?;

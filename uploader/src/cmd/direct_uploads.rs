@@ -22,6 +22,7 @@ impl Handle for CreateDirectUpload {
             token_sha256: &token_sha256,
             title: self.title.as_deref(),
             description: &self.description,
+            playback_policy: self.playback_policy,
             cors_origin: self.cors_origin.as_deref(),
             timeout_secs: self.timeout_secs,
         };

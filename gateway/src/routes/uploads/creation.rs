@@ -193,6 +193,7 @@ pub(super) async fn create_upload(
                 total_bytes,
                 metadata: raw_metadata,
                 direct_upload_id,
+                playback_policy: metadata.playback_policy,
             })
             .await?;
         tracing::info!(%session_id, %video_id, %flow_id, total_bytes, "upload created");
@@ -282,6 +283,7 @@ async fn create_final(
             filename: metadata.filename,
             metadata: raw_metadata,
             parts,
+            playback_policy: metadata.playback_policy,
         })
         .await?;
     tracing::info!(%session_id, %video_id, %flow_id, parts = urls.len(), "final upload created");
