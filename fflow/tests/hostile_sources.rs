@@ -150,13 +150,21 @@ async fn ffmpeg_sees_only_path_and_reads_only_the_upload_with_its_probed_demuxer
         offset = replica.put_ok(&env.http, session_id, offset, chunk).await;
     }
 
-    // The streaming encode's ffmpeg waits for the rest of the upload: look at it.
+    // The streaming encode's ffmpeg waits for the rest of the upload: look at it (the one that
+    // reads its standard input; a short `idet` run over the spool may come first).
     let session_dir = replica.session_dir(session_id);
+    let streaming_encoder = || {
+        ffmpeg_processes_in(&session_dir).into_iter().find(|pid| {
+            // A process that ended meanwhile has no command line left to read.
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|cmdline| cmdline.split(|byte| *byte == 0).any(|arg| arg == b"pipe:0"))
+        })
+    };
     eventually("the streaming encode's ffmpeg", || {
-        !ffmpeg_processes_in(&session_dir).is_empty()
+        streaming_encoder().is_some()
     })
     .await;
-    let pid = ffmpeg_processes_in(&session_dir)[0];
+    let pid = streaming_encoder().expect("the streaming encode's ffmpeg is running");
     let path = std::env::var("PATH").unwrap();
     assert_eq!(environment_of(pid), [format!("PATH={path}")]);
     let args = arguments_of(pid);
