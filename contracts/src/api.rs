@@ -22,6 +22,9 @@ pub struct VideoView {
     pub flows: Vec<FlowView>,
     /// Absolute URLs of the newest ready flow's presentation on holder.
     pub playback: Option<Playback>,
+    /// The seek-bar preview of the presentation that plays (`playback`), when it has one.
+    #[serde(default)]
+    pub storyboard: Option<StoryboardView>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -68,6 +71,21 @@ pub struct FlowView {
     /// Absolute URL of the JPEG poster on holder, once ready (none without a picture).
     #[serde(default)]
     pub poster: Option<String>,
+    /// The seek-bar preview, once ready (none without a picture).
+    #[serde(default)]
+    pub storyboard: Option<StoryboardView>,
+}
+
+/// A storyboard: one JPEG holding a grid of small frames taken at a regular interval, and a
+/// WebVTT track whose cues name each frame's rectangle (`storyboard.jpg#xywh=x,y,w,h`), as
+/// players show previews on their seek bar.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct StoryboardView {
+    /// Absolute URL of the JPEG grid on holder.
+    pub image: String,
+    /// Absolute URL of the WebVTT track on holder.
+    pub vtt: String,
 }
 
 /// The uploaded source as ffprobe read it.

@@ -15,9 +15,12 @@ use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 use uuid::Uuid;
 use vod_contracts::api::{
-    AudioRenditionView, AudioTrackView, FlowView, Playback, RenditionView, SourceView, VideoView,
+    AudioRenditionView, AudioTrackView, FlowView, Playback, RenditionView, SourceView,
+    StoryboardView, VideoView,
 };
-use vod_contracts::outcome::{AudioRenditionFacts, AudioTrackFacts, RenditionFacts};
+use vod_contracts::outcome::{
+    AudioRenditionFacts, AudioTrackFacts, RenditionFacts, StoryboardFacts,
+};
 use vod_contracts::{EncodePath, FlowStatus, ProjectId, VideoId, VideoStatus};
 
 pub use direct_uploads::{find_direct_upload, list_direct_uploads};
@@ -44,7 +47,7 @@ const FLOW_COLUMNS: &str = "id, video_id, status, filename, uploaded_bytes, tota
      duration_seconds, width, height, video_codec, audio_codec, hls_path, dash_path, source_sha256, created_at, \
      updated_at, progress_percent, encode_path, encode_started_at_byte, source_width, \
      source_height, source_video_codec, source_audio_codec, source_frame_rate, renditions, \
-     poster_path, source_interlaced, source_hdr, source_audio_tracks, audio_renditions";
+     poster_path, source_interlaced, source_hdr, source_audio_tracks, audio_renditions, storyboard";
 
 /// The video if it is the project's (and not deleted, unless `deleted` shows it), in one
 /// statement that names the project, so that another project's video reads as a missing one.
@@ -151,6 +154,14 @@ impl FlowRow {
             Some(json) => serde_json::from_value::<Vec<AudioRenditionFacts>>(json)?,
             None => Vec::new(),
         };
+        let storyboard = match row.get::<_, Option<serde_json::Value>>("storyboard") {
+            Some(json) => Some(serde_json::from_value::<StoryboardFacts>(json)?),
+            None => None,
+        }
+        .map(|facts| StoryboardView {
+            image: public_url(holder_public_url, &facts.image_path),
+            vtt: public_url(holder_public_url, &facts.vtt_path),
+        });
         let source_video_codec: Option<String> = row.get("source_video_codec");
         let source_audio_codec: Option<String> = row.get("source_audio_codec");
         let source =
@@ -230,6 +241,7 @@ impl FlowRow {
                 poster: row
                     .get::<_, Option<&str>>("poster_path")
                     .map(|path| public_url(holder_public_url, path)),
+                storyboard,
             },
         })
     }
@@ -242,15 +254,19 @@ fn video_view(
     holder_public_url: &str,
 ) -> Result<VideoView, ViewError> {
     let status: VideoStatus = row.try_get("status")?;
-    let playback = flows
+    let (playback, storyboard) = flows
         .iter()
         .find_map(|flow| match (&flow.hls_path, &flow.dash_path) {
-            (Some(hls), Some(dash)) if flow.view.status == FlowStatus::Ready => Some(Playback {
-                hls: public_url(holder_public_url, hls),
-                dash: public_url(holder_public_url, dash),
-            }),
+            (Some(hls), Some(dash)) if flow.view.status == FlowStatus::Ready => Some((
+                Some(Playback {
+                    hls: public_url(holder_public_url, hls),
+                    dash: public_url(holder_public_url, dash),
+                }),
+                flow.view.storyboard.clone(),
+            )),
             _ => None,
-        });
+        })
+        .unwrap_or_default();
     Ok(VideoView {
         id: row.get::<_, Uuid>("id").into(),
         title: row.get("title"),
@@ -261,6 +277,7 @@ fn video_view(
         updated_at: row.get("updated_at"),
         flows: flows.into_iter().map(|flow| flow.view).collect(),
         playback,
+        storyboard,
     })
 }
 

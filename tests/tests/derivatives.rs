@@ -1,4 +1,5 @@
-//! A ready flow records the derivatives fflow made of its presentation.
+//! A ready flow records the derivatives fflow made of its presentation, and the video JSON
+//! links them.
 
 use vod_contracts::layout;
 use vod_contracts::VideoStatus;
@@ -6,7 +7,7 @@ use vod_tests::media::generate_clip;
 use vod_tests::{Stack, TestEnv};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_ready_flow_records_its_storyboard_and_no_downloads_by_default() {
+async fn a_ready_video_links_its_storyboard_and_makes_no_downloads_by_default() {
     let env = TestEnv::new().await;
     let stack = Stack::spawn(&env).await;
     let clip = env.dir.path().join("clip.mp4");
@@ -48,6 +49,27 @@ async fn a_ready_flow_records_its_storyboard_and_no_downloads_by_default() {
         .join(layout::STORYBOARD_VTT)
         .exists());
     assert_eq!(downloads, serde_json::json!([]));
+
+    // The video JSON links the storyboard of the flow that plays, served by holder.
+    let storyboard = video
+        .storyboard
+        .clone()
+        .expect("the video links its storyboard");
+    assert_eq!(video.flows[0].storyboard.as_ref(), Some(&storyboard));
+    assert!(storyboard
+        .image
+        .ends_with(&format!("{dir}/{}", layout::STORYBOARD_IMAGE)));
+    let (content_type, jpeg) = stack.fetch(&storyboard.image).await;
+    assert_eq!(content_type, "image/jpeg");
+    assert!(jpeg.starts_with(&[0xff, 0xd8]), "the storyboard is a JPEG");
+    let (content_type, vtt) = stack.fetch(&storyboard.vtt).await;
+    assert!(content_type.starts_with("text/vtt"), "{content_type}");
+    let vtt = String::from_utf8(vtt).expect("the storyboard track is text");
+    assert!(vtt.starts_with("WEBVTT"), "{vtt}");
+    assert!(
+        vtt.contains(&format!("{}#xywh=0,0,160,120", layout::STORYBOARD_IMAGE)),
+        "{vtt}"
+    );
 
     stack.shutdown().await;
 }
