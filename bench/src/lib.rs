@@ -45,6 +45,8 @@ impl LocalStack {
         let dir = tempfile::tempdir()?;
         let ftp_password = format!("bench-{}", world.id);
         let fflow_token = format!("bench-fflow-{}", world.id);
+        let chunks_token = format!("bench-chunks-{}", uuid::Uuid::new_v4().simple());
+        let chunk_ports = [free_port()?, free_port()?];
         let holder_http = free_port()?;
         let holder_ftp = free_port()?;
         let fflow_ports = [free_port()?, free_port()?];
@@ -99,7 +101,7 @@ impl LocalStack {
             stack.spawn(bin_dir, &format!("fflow-{replica}"), "fflow", env)?;
             fflow_urls.push(format!("http://127.0.0.1:{port}"));
         }
-        for index in 1..=2 {
+        for (index, chunk_port) in (1..=2).zip(chunk_ports) {
             let env = HashMap::from([
                 ("UPLOADER_POSTGRES__URL", postgres_url.clone()),
                 ("UPLOADER_REDIS__URL", testsuite::redis_url()),
@@ -111,6 +113,11 @@ impl LocalStack {
                 ("UPLOADER_REPLICA_NAME", format!("uploader-{index}")),
                 // Port 0: the replicas share the machine; nothing here scrapes them.
                 ("UPLOADER_LISTEN_ADDR", "127.0.0.1:0".to_owned()),
+                (
+                    "UPLOADER_CHUNKS_LISTEN_ADDR",
+                    format!("127.0.0.1:{chunk_port}"),
+                ),
+                ("UPLOADER_CHUNKS_TOKEN", chunks_token.clone()),
                 ("UPLOADER_HOLDER_PUBLIC_URL", stack.holder_url.clone()),
             ]);
             stack.spawn(bin_dir, &format!("uploader-{index}"), "uploader", env)?;
@@ -122,6 +129,13 @@ impl LocalStack {
             ("GATEWAY_AMQP__QUEUE_PREFIX", queue_prefix.clone()),
             ("GATEWAY_HOLDER_PUBLIC_URL", stack.holder_url.clone()),
             ("GATEWAY_ADMIN_TOKEN", admin_token.clone()),
+            (
+                "GATEWAY_UPLOADER_CHUNKS_URLS",
+                chunk_ports
+                    .map(|port| format!("http://127.0.0.1:{port}"))
+                    .join(","),
+            ),
+            ("GATEWAY_UPLOADER_CHUNKS_TOKEN", chunks_token.clone()),
         ]);
         stack.spawn(bin_dir, "gateway", "gateway", gateway_env)?;
 

@@ -7,6 +7,7 @@ use serde::Deserialize;
 use vod_infra::config::{AmqpSettings, HttpLimits, PostgresSettings};
 
 use crate::body_pace::{MinRate, Pace};
+use crate::chunk_client::ChunkClientOptions;
 use crate::metrics::BrokerMetrics;
 use crate::tus::MetadataLimits;
 use crate::uploader_client::ClientOptions;
@@ -102,6 +103,18 @@ pub struct Config {
     pub http: HttpLimits,
     pub postgres: PostgresSettings,
     pub amqp: AmqpSettings,
+    /// The uploaders' chunk listeners (their `UPLOADER_CHUNKS_LISTEN_ADDR`), or a balancer in
+    /// front of them: a body's bytes are streamed there, piece after piece, and pass on to
+    /// fflow as they arrive (`GATEWAY_UPLOADER_CHUNKS_URLS=http://a:8072,http://b:8072`).
+    /// Empty: they go through the broker, a piece per message. Commands go through the broker
+    /// either way.
+    pub uploader_chunks_urls: Vec<String>,
+    /// The uploaders' `UPLOADER_CHUNKS_TOKEN`; required with `uploader_chunks_urls`.
+    pub uploader_chunks_token: SecretString,
+    /// Timeout of opening a connection to a chunk listener.
+    pub uploader_chunks_connect_timeout_ms: u64,
+    /// How long a chunk listener that could not be reached is passed over.
+    pub uploader_chunks_retry_after_ms: u64,
 }
 
 impl Default for Config {
@@ -140,6 +153,11 @@ impl Default for Config {
             http: HttpLimits::default(),
             postgres: PostgresSettings::default(),
             amqp: AmqpSettings::default(),
+            uploader_chunks_urls: Vec::new(),
+            // Empty means unset; required only with `uploader_chunks_urls`.
+            uploader_chunks_token: SecretString::from(""),
+            uploader_chunks_connect_timeout_ms: 2_000,
+            uploader_chunks_retry_after_ms: 5_000,
         }
     }
 }
@@ -252,6 +270,18 @@ impl Config {
 
     pub fn rpc_timeout(&self) -> Duration {
         vod_infra::config::millis(self.rpc_timeout_ms)
+    }
+
+    /// How the uploaders' chunk listeners are reached.
+    pub fn chunk_client(&self) -> ChunkClientOptions {
+        let millis = vod_infra::config::millis;
+        ChunkClientOptions {
+            urls: self.uploader_chunks_urls.clone(),
+            token: self.uploader_chunks_token.clone(),
+            connect_timeout: millis(self.uploader_chunks_connect_timeout_ms),
+            retry_after: millis(self.uploader_chunks_retry_after_ms),
+            pool_idle_timeout: millis(vod_infra::config::DEFAULT_CLIENT_POOL_IDLE_TIMEOUT_MS),
+        }
     }
 
     /// How the connection to the uploaders behaves, counting into `metrics`.

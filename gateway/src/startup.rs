@@ -23,6 +23,7 @@ use utoipa_axum::routes;
 use vod_infra::config::{millis, HttpLimits};
 
 use crate::auth::{self, KeyCache};
+use crate::chunk_client::ChunkClient;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::metrics::GatewayMetrics;
@@ -58,6 +59,7 @@ impl App {
         let (uploader, broker_supervisor) =
             UploaderClient::connect(&config.amqp, config.uploader_client(metrics.broker.clone()))
                 .await?;
+        let chunks = ChunkClient::new(config.chunk_client())?.map(Arc::new);
         let (listener, local_addr) = vod_infra::http::bind(&config.listen_addr).await?;
         config.public_url = Some(config.public_base(local_addr));
         let body_tasks = TaskTracker::new();
@@ -76,6 +78,7 @@ impl App {
             config: Arc::new(config),
             pool: pool.clone(),
             uploader: uploader.clone(),
+            chunks,
             body_tasks: body_tasks.clone(),
             metrics,
             keys,

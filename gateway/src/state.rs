@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::cache::KeyCache;
+use crate::chunk_client::ChunkClient;
 use crate::config::Config;
 use crate::metrics::GatewayMetrics;
 use crate::uploader_client::UploaderClient;
@@ -20,6 +21,9 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub pool: Pool,
     pub uploader: UploaderClient,
+    /// The uploaders' chunk listeners, when configured: bodies are streamed there instead of
+    /// through the broker.
+    pub chunks: Option<Arc<ChunkClient>>,
     /// Upload bodies being stored; they finish even when their request is dropped.
     pub body_tasks: TaskTracker,
     pub metrics: GatewayMetrics,

@@ -40,6 +40,7 @@ pub fn from_vars<T: DeserializeOwned>(
         .try_parsing(true)
         .list_separator(",")
         .with_list_parse_key("fflow_urls")
+        .with_list_parse_key("uploader_chunks_urls")
         .source(vars.map(|vars| vars.into_iter().collect()));
     let config = ::config::Config::builder().add_source(source).build()?;
     let mut unknown = Vec::new();

@@ -303,6 +303,9 @@ pub struct Stack {
     /// `/readyz`, `/metrics`), in start order.
     pub fflow_urls: Vec<String>,
     pub uploader_urls: Vec<String>,
+    /// Base URLs of the uploaders' chunk listeners, and the token they take from the gateway.
+    pub uploader_chunks_urls: Vec<String>,
+    pub chunks_token: SecretString,
     /// The proxies of the dependencies [`StackOptions::proxied`] named.
     pub proxies: Proxies,
     /// The free-space reserves of the fflow replicas' spools (`r1` first) and of holder's
@@ -436,11 +439,16 @@ impl Stack {
             ));
         }
 
+        // The gateway streams bodies to the uploaders' chunk listeners with this token.
+        let chunks_token = SecretString::from(format!("chunks-{}", uuid::Uuid::new_v4().simple()));
         let mut schedulers = Vec::new();
         let mut uploader_urls = Vec::new();
+        let mut uploader_chunks_urls = Vec::new();
         for index in 1..=2 {
             let mut config = uploader::Config {
                 listen_addr: "127.0.0.1:0".to_owned(),
+                chunks_listen_addr: "127.0.0.1:0".to_owned(),
+                chunks_token: chunks_token.clone(),
                 postgres: postgres.clone(),
                 redis: redis.clone(),
                 amqp: amqp.clone(),
@@ -461,6 +469,9 @@ impl Stack {
                 .expect("uploader starts");
             schedulers.push(app.scheduler());
             uploader_urls.push(format!("http://{}", app.local_addr()));
+            if let Some(addr) = app.chunks_addr() {
+                uploader_chunks_urls.push(format!("http://{addr}"));
+            }
             services.push(Running::spawn(
                 runtime,
                 &format!("uploader-{index}"),
@@ -477,6 +488,8 @@ impl Stack {
         gateway_config.lock_wait_ms = options.lock_wait_ms;
         gateway_config.shutdown_timeout_ms = options.shutdown_timeout_ms;
         gateway_config.api_key_cache_ms = KEY_CACHE_MS;
+        gateway_config.uploader_chunks_urls = uploader_chunks_urls.clone();
+        gateway_config.uploader_chunks_token = chunks_token.clone();
         (options.configure_gateway)(&mut gateway_config);
         let admin_token = gateway_config.admin_token.expose_secret().to_owned();
         let runtime = service_runtime("gateway");
@@ -510,6 +523,8 @@ impl Stack {
             schedulers,
             fflow_urls,
             uploader_urls,
+            uploader_chunks_urls,
+            chunks_token,
             proxies,
             fflow_free_space,
             holder_free_space,

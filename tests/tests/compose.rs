@@ -16,6 +16,7 @@ const OPERATOR_VARIABLES: &[(&str, &str)] = &[
     ("VOD_GATEWAY_POSTGRES_PASSWORD", "pg-gateway-secret"),
     ("VOD_AMQP_PASSWORD", "amqp-secret"),
     ("VOD_FFLOW_TOKEN", "fflow-secret"),
+    ("VOD_CHUNKS_TOKEN", "chunks-secret"),
     // The gateway refuses an admin token shorter than 16 bytes.
     ("VOD_ADMIN_TOKEN", "admin-token-secret"),
     ("VOD_GRAFANA_PASSWORD", "grafana-secret"),

@@ -282,17 +282,26 @@ fn other_replica<'s>(stack: &'s Stack, address: &str) -> &'s str {
         .expect("two replicas")
 }
 
+/// A gateway that sends bodies through the broker, a piece per message, as it does without
+/// the uploaders' chunk listeners.
+fn bodies_through_the_broker(config: &mut gateway::Config) {
+    config.uploader_chunks_urls.clear();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_upload_survives_the_broker_connection_dropping_and_coming_back() {
     let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let env = TestEnv::new().await;
     let stack = Stack::spawn_with(
         &env,
-        // Every service with its default settings.
-        options(Proxied {
-            amqp: true,
-            ..Proxied::default()
-        }),
+        // Every service with its default settings, but bodies on the broker.
+        StackOptions {
+            configure_gateway: bodies_through_the_broker,
+            ..options(Proxied {
+                amqp: true,
+                ..Proxied::default()
+            })
+        },
     )
     .await;
     let bytes = clip(&env);
@@ -309,6 +318,44 @@ async fn an_upload_survives_the_broker_connection_dropping_and_coming_back() {
     let response = create_upload_status(&stack).await;
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_retry_after(&response);
+    assert!(matches!(client.send_next_piece().await, Sent::Unavailable));
+    client.resume().await;
+
+    broker.restore();
+    client.finish().await;
+    stack
+        .assert_ready_with_source(client.upload.video_id, &bytes)
+        .await;
+    stack.assert_running();
+    stack.shutdown().await;
+}
+
+/// With bodies streamed to the chunk listeners, the broker carries only commands: a PATCH that
+/// holds its write lock when the broker goes away stores its whole body, and the next one,
+/// which must ask for the lock, is answered 503 until the broker is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_streamed_patch_outlives_the_broker_and_the_next_waits_for_it() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
+    let env = TestEnv::new().await;
+    let stack = Stack::spawn_with(
+        &env,
+        options(Proxied {
+            amqp: true,
+            ..Proxied::default()
+        }),
+    )
+    .await;
+    let bytes = clip(&env);
+    let mut client = Client::start(&stack, &bytes, 4).await;
+    assert!(matches!(client.send_next_piece().await, Sent::Stored));
+
+    let broker = stack.proxies.amqp();
+    let sent = client.send_next_piece_cut_by(|| broker.cut()).await;
+    assert!(
+        matches!(sent, Sent::Stored),
+        "a PATCH holding its lock stores its body without the broker"
+    );
+    assert_eq!(client.told, 2 * client.piece_len as u64);
     assert!(matches!(client.send_next_piece().await, Sent::Unavailable));
     client.resume().await;
 

@@ -8,20 +8,46 @@
 //! seen, so a request that lost the lock while its chunk was on the way can neither overwrite
 //! bytes another request wrote nor move the offset over them.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{anyhow, Context};
 use bytes::Bytes;
 use vod_contracts::commands::{ChunkCommit, ChunkHeader, ChunkReply, Reject, RejectCode};
 use vod_contracts::{FlowStatus, SessionStatus, WriterId};
 
-use crate::fflow_client::FflowCallError;
+use crate::fflow_client::{ChunkPayload, FflowCallError};
 use crate::handlers::{
     check_length, closed, locked, name_upload_in_span, no_room, not_found, offset_mismatch,
     HandlerError, Handlers,
 };
 use crate::store::{self, SessionRow};
 use crate::transitions::{self, Advance, WriterChange};
+
+/// The bytes of a chunk, as they came.
+pub enum ChunkBody {
+    /// A broker message, held whole: written again when the upload moved while it was on its
+    /// way to fflow.
+    Whole(Bytes),
+    /// A request body, passed on to fflow as it arrives (the chunk listener): written once,
+    /// and the chunk is what arrives, at most the header's `len`.
+    Streamed(Option<StreamedBody>),
+}
+
+/// A request body on its way to fflow.
+pub struct StreamedBody {
+    pub body: reqwest::Body,
+    /// Set when the body broke or went past the header's `len`: a failed write is then the
+    /// sender's doing, not fflow's.
+    pub cut: Arc<AtomicBool>,
+}
+
+impl ChunkBody {
+    fn is_streamed(&self) -> bool {
+        matches!(self, ChunkBody::Streamed(_))
+    }
+}
 
 /// What one attempt to store a chunk came to.
 enum Attempt {
@@ -85,27 +111,17 @@ impl Handlers {
     pub async fn chunk(
         &self,
         header: ChunkHeader,
-        payload: Bytes,
+        mut body: ChunkBody,
     ) -> Result<ChunkReply, HandlerError> {
         let deadline = tokio::time::Instant::now() + self.chunk_ahead_wait;
         let writer = Writer::of(&header);
         let mut pause = Duration::ZERO;
         let mut moved = 0;
         loop {
-            match self.try_chunk(&header, writer, payload.clone()).await? {
+            match self.try_chunk(&header, writer, &mut body).await? {
                 Attempt::Done(ack) => return Ok(ack),
                 Attempt::Moved if moved < MOVED_ATTEMPTS => moved += 1,
-                Attempt::Moved => {
-                    return Err(Reject::new(
-                        RejectCode::UploadLocked,
-                        format!(
-                            "upload {} kept changing while the chunk was stored; retry from \
-                             the offset HEAD gives",
-                            header.session_id
-                        ),
-                    )
-                    .into())
-                }
+                Attempt::Moved => return Err(moved_under(&header).into()),
                 Attempt::Ahead(session) if tokio::time::Instant::now() + pause < deadline => {
                     tracing::debug!(session_id = %session.session_id, offset = header.offset, uploaded = session.uploaded_bytes, "chunk came before those sent ahead of it, waiting");
                     tokio::time::sleep(pause).await;
@@ -126,7 +142,7 @@ impl Handlers {
         &self,
         header: &ChunkHeader,
         writer: Writer,
-        payload: Bytes,
+        body: &mut ChunkBody,
     ) -> Result<Attempt, HandlerError> {
         let end = header.offset.checked_add(header.len).ok_or_else(|| {
             Reject::new(
@@ -144,8 +160,11 @@ impl Handlers {
             let session = session?.ok_or_else(|| not_found(header.session_id))?;
             name_upload_in_span(&session);
             check_length(&session, end)?;
-            if let Some(ack) = self.already_stored(&session, header, end).await {
-                return Ok(Attempt::Done(ack));
+            // A streamed chunk is sent once and is never a copy of one stored before.
+            if !body.is_streamed() {
+                if let Some(ack) = self.already_stored(&session, header, end).await {
+                    return Ok(Attempt::Done(ack));
+                }
             }
             if session.status == SessionStatus::Open && session.expired {
                 return Err(self.expire_found(client, &session).await);
@@ -187,6 +206,21 @@ impl Handlers {
                 self.routing.address_for(&self.pg, &session).await?
             }
         };
+        let (payload, cut) = match body {
+            ChunkBody::Whole(bytes) => (ChunkPayload::Whole(bytes.clone()), None),
+            ChunkBody::Streamed(streamed) => match streamed.take() {
+                Some(StreamedBody { body, cut }) => (
+                    ChunkPayload::Streamed {
+                        body,
+                        // A request that holds the chunk longer has lost its lease.
+                        timeout: Duration::from_secs(self.writer_lease_secs),
+                    },
+                    Some(cut),
+                ),
+                // Its bytes went to fflow once, and the upload moved before they counted.
+                None => return Err(moved_under(header).into()),
+            },
+        };
         let written = match self
             .fflow
             .put_chunk(&address, session.session_id, header.offset, epoch, payload)
@@ -197,11 +231,33 @@ impl Handlers {
                 tracing::info!(session_id = %session.session_id, "the write lock passed to another request while the chunk was on its way");
                 return Ok(Attempt::Moved);
             }
+            Err(error) if cut.as_ref().is_some_and(|cut| cut.load(Ordering::Acquire)) => {
+                tracing::info!(session_id = %session.session_id, error = %error, "chunk body cut off on its way in, nothing counted");
+                return Err(Reject::new(
+                    RejectCode::InvalidCommand,
+                    "the chunk's body broke off or went past its length; nothing of it counts",
+                )
+                .into());
+            }
             Err(error) => return Err(self.chunk_not_taken(&session, &address, error).await),
         };
-        if written.received_bytes != end {
-            tracing::warn!(session_id = %session.session_id, received = written.received_bytes, expected = end, "fflow holds an unexpected length");
-        }
+        let end = if cut.is_some() {
+            // A streamed chunk is what arrived.
+            if !(header.offset..=end).contains(&written.received_bytes) {
+                return Err(HandlerError::Internal(anyhow!(
+                    "fflow holds {} bytes after a chunk of at most {} at {}",
+                    written.received_bytes,
+                    header.len,
+                    header.offset
+                )));
+            }
+            written.received_bytes
+        } else {
+            if written.received_bytes != end {
+                tracing::warn!(session_id = %session.session_id, received = written.received_bytes, expected = end, "fflow holds an unexpected length");
+            }
+            end
+        };
         self.count(&session, header, writer, epoch, end).await
     }
 
@@ -410,6 +466,18 @@ impl Handlers {
                 .filter(|_| session.status == SessionStatus::Open),
         })
     }
+}
+
+/// The refusal of a chunk whose upload kept changing while it was stored.
+fn moved_under(header: &ChunkHeader) -> Reject {
+    Reject::new(
+        RejectCode::UploadLocked,
+        format!(
+            "upload {} kept changing while the chunk was stored; retry from the offset HEAD \
+             gives",
+            header.session_id
+        ),
+    )
 }
 
 /// Whether the chunk is one its request sent while chunks before it are still on their way:

@@ -13,6 +13,12 @@ pub struct Config {
     /// The operators' listener's header-read timeout and connection limit
     /// (`UPLOADER_HTTP__...`).
     pub http: HttpLimits,
+    /// The chunk listener, where the gateway streams chunks' bytes instead of sending them
+    /// through the broker (with the limits of `http`). Served only when `chunks_token` is set.
+    pub chunks_listen_addr: String,
+    /// The secret the gateway presents to the chunk listener (its
+    /// `GATEWAY_UPLOADER_CHUNKS__TOKEN`); unset, the replica takes chunks from the broker only.
+    pub chunks_token: SecretString,
     pub postgres: PostgresSettings,
     pub redis: RedisSettings,
     pub amqp: AmqpSettings,
@@ -146,6 +152,9 @@ impl Default for Config {
             listen_addr: "127.0.0.1:8070".to_owned(),
             readiness_timeout_ms: 2_000,
             http: HttpLimits::default(),
+            chunks_listen_addr: "127.0.0.1:8072".to_owned(),
+            // Empty means unset: no chunk listener, there is no default token.
+            chunks_token: SecretString::from(""),
             postgres: PostgresSettings::default(),
             redis: RedisSettings::default(),
             amqp: AmqpSettings::default(),

@@ -189,9 +189,9 @@ async fn handle_command<C: Handle + DeserializeOwned>(
 }
 
 /// A handled message: the body of its reply, and what it came to for the metrics.
-struct Answer {
-    body: Vec<u8>,
-    result: Result<(), RejectCode>,
+pub(crate) struct Answer {
+    pub(crate) body: Vec<u8>,
+    pub(crate) result: Result<(), RejectCode>,
 }
 
 impl<T: Serialize> From<Result<T, HandlerError>> for Answer {
@@ -211,7 +211,7 @@ impl<T: Serialize> From<Result<T, HandlerError>> for Answer {
     }
 }
 
-fn invalid(message: String) -> HandlerError {
+pub(crate) fn invalid(message: String) -> HandlerError {
     HandlerError::Rejected(Reject::new(RejectCode::InvalidCommand, message))
 }
 

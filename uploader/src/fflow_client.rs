@@ -78,6 +78,18 @@ impl FflowCallError {
     }
 }
 
+/// The bytes of a chunk sent to fflow.
+pub enum ChunkPayload {
+    /// Held whole: the call has the client's timeout.
+    Whole(Bytes),
+    /// Passed on as it arrives, at the pace of whoever sends it, so the call may take up to
+    /// `timeout`.
+    Streamed {
+        body: reqwest::Body,
+        timeout: Duration,
+    },
+}
+
 pub struct FflowClient {
     http: reqwest::Client,
     default_urls: Vec<String>,
@@ -177,17 +189,19 @@ impl FflowClient {
         session_id: SessionId,
         offset: u64,
         epoch: u64,
-        payload: Bytes,
+        payload: ChunkPayload,
     ) -> Result<ChunkWritten, FflowCallError> {
         let url = format!("{address}{}", chunks_path(session_id));
-        let result = self
+        let mut request = self
             .http
             .put(&url)
             .query(&[("offset", offset), ("epoch", epoch)])
-            .header("content-type", "application/octet-stream")
-            .body(payload)
-            .send()
-            .await;
+            .header("content-type", "application/octet-stream");
+        request = match payload {
+            ChunkPayload::Whole(bytes) => request.body(bytes),
+            ChunkPayload::Streamed { body, timeout } => request.body(body).timeout(timeout),
+        };
+        let result = request.send().await;
         read_json(&url, result).await
     }
 

@@ -4,8 +4,10 @@
 //! forwarded to the fflow replica that owns its session (found through Redis, with PostgreSQL
 //! keeping the durable copy), and only then counted. fflow's encode outcomes come back on the
 //! outcomes queue and finish the flow; its progress reports on the progress queue. One replica
-//! may also run the scheduler. An HTTP listener serves `/healthz`, `/readyz` and `/metrics`.
+//! may also run the scheduler. An HTTP listener serves `/healthz`, `/readyz` and `/metrics`; another,
+//! when the gateway's token is configured, takes chunks streamed over HTTP instead of the broker.
 
+mod chunk_listener;
 mod chunks;
 mod cmd;
 pub mod config;

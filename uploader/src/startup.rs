@@ -4,11 +4,13 @@ use std::sync::Arc;
 use anyhow::Context;
 use axum::Router;
 use lapin::Connection;
+use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use vod_contracts::queues::QueueNames;
 use vod_infra::amqp::LossWatch;
 use vod_infra::backoff::Backoff;
+use vod_infra::bearer::SharedToken;
 use vod_infra::config::millis;
 
 use crate::config::Config;
@@ -18,7 +20,7 @@ use crate::http::{self, CurrentBroker, HttpState};
 use crate::metrics::UploaderMetrics;
 use crate::routing::Routing;
 use crate::scheduler::{Crons, EventRetention, Scheduler, UnusedVideos};
-use crate::{consumer, outcomes, progress};
+use crate::{chunk_listener, consumer, outcomes, progress};
 
 /// A broker connection and what tells that it was lost.
 struct Broker {
@@ -39,6 +41,9 @@ pub struct App {
     /// The operators' listener and its routes, until they are served.
     http: Option<(TcpListener, Router)>,
     local_addr: SocketAddr,
+    /// The chunk listener and its routes, when the gateway's token is configured.
+    chunks: Option<(TcpListener, Router)>,
+    chunks_addr: Option<SocketAddr>,
 }
 
 impl App {
@@ -104,6 +109,17 @@ impl App {
             quota: config.quota.clone(),
             recorder,
         });
+        let (chunks, chunks_addr) = if config.chunks_token.expose_secret().is_empty() {
+            (None, None)
+        } else {
+            let (listener, addr) = vod_infra::http::bind(&config.chunks_listen_addr).await?;
+            tracing::info!(replica = %config.replica_name, %addr, "uploader taking chunks over HTTP");
+            let token = SharedToken::new(config.chunks_token.clone());
+            (
+                Some((listener, chunk_listener::router(handlers.clone(), token))),
+                Some(addr),
+            )
+        };
         let scheduler = Scheduler::new(
             handlers.clone(),
             config.session_ttl_secs,
@@ -129,12 +145,19 @@ impl App {
             scheduler,
             http: Some((listener, router)),
             local_addr,
+            chunks,
+            chunks_addr,
         })
     }
 
     /// The address of `/healthz`, `/readyz` and `/metrics`.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The address of the chunk listener, when it is served.
+    pub fn chunks_addr(&self) -> Option<SocketAddr> {
+        self.chunks_addr
     }
 
     /// The scheduler's jobs, to run them directly.
@@ -160,23 +183,33 @@ impl App {
         };
         let stop = shutdown.child_token();
         let http_limits = self.config.http.clone();
-        let served = async {
-            let served = vod_infra::http::serve(
-                listener,
-                router,
-                &http_limits,
-                stop.clone(),
-                abandon.clone(),
-            )
-            .await;
-            if served.is_err() {
-                stop.cancel();
+        let serve = |listener, router| {
+            let (stop, abandon, limits) = (stop.clone(), abandon.clone(), http_limits.clone());
+            async move {
+                let served =
+                    vod_infra::http::serve(listener, router, &limits, stop.clone(), abandon).await;
+                if served.is_err() {
+                    stop.cancel();
+                }
+                served
             }
-            served
         };
-        let (consumed, served) = tokio::join!(self.consume_until_stopped(&stop, &abandon), served);
+        let served = serve(listener, router);
+        let chunks = self.chunks.take();
+        let chunks_served = async {
+            match chunks {
+                Some((listener, router)) => serve(listener, router).await,
+                None => Ok(()),
+            }
+        };
+        let (consumed, served, chunks_served) = tokio::join!(
+            self.consume_until_stopped(&stop, &abandon),
+            served,
+            chunks_served
+        );
         consumed?;
-        served
+        served?;
+        chunks_served
     }
 
     /// Runs the scheduler and the consumers, connecting again after the broker is lost, until

@@ -6,6 +6,14 @@ use serde::{Deserialize, Serialize};
 use super::{CommandKind, Request};
 use crate::{SessionId, WriterId};
 
+/// Where an uploader replica takes chunks over HTTP, apart from the broker: `PUT` with the
+/// chunk's [`ChunkHeader`] as JSON in the [`CHUNK_HEADER`] header and its bytes as the body,
+/// streamed; `len` is then the most the body may carry, and the chunk is what arrives. The
+/// answer is `200` with the JSON a broker reply carries (see [`super::Reply`]); a request
+/// without the shared token is `401`.
+pub const CHUNKS_PATH: &str = "/v1/chunks";
+pub const CHUNK_HEADER: &str = "vod-chunk";
+
 /// How a chunk counts.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "mode", rename_all = "snake_case")]

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 pub use chunk::{
     chunk_frame_prefix, decode_chunk, encode_chunk, ChunkCommit, ChunkHeader, ChunkReply,
-    FrameError,
+    FrameError, CHUNKS_PATH, CHUNK_HEADER,
 };
 pub use direct_upload::{
     CancelDirectUpload, CreateDirectUpload, DirectUploadCancelled, DirectUploadStored,

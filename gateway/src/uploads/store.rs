@@ -1,6 +1,7 @@
 //! Writing a request body to an upload through the uploader: the memory it may hold
-//! (`reserve_buffer`), the body cut into pieces as it streams in (`upload_stream`), each piece
-//! sent under the request's write lease, and where the upload stands once it is answered.
+//! (`reserve_buffer`), the body cut into pieces as it streams in (`upload_stream`), or passed
+//! on piece by piece to a chunk listener (`stream_through`), each piece sent under the
+//! request's write lease, and where the upload stands once it is answered.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,12 +20,14 @@ use vod_contracts::{ProjectId, SessionId, WriterId};
 
 use super::lock::{lock_upload, Lock, UnlockLater, Writing};
 use crate::body_pace::{paced, Pace};
+use crate::chunk_client::ChunkClient;
 use crate::error::ApiError;
 use crate::metrics::GatewayMetrics;
 use crate::state::AppState;
+use crate::stream_through::{stream_through, PieceFrames, Span};
 use crate::tus::{self, Checksum};
 use crate::upload_stream::{stream_in_pieces, BodyEnd, Piece, StoreFailed, Storing, Streamed};
-use crate::uploader_client::UploaderClient;
+use crate::uploader_client::{CallError, UploaderClient};
 
 /// Where a request body goes.
 pub struct BodyTarget {
@@ -54,9 +57,10 @@ impl Stored {
     }
 }
 
-/// Sends the body to the uploader in pieces of at most `chunk_size_bytes`, `chunks_in_flight`
-/// at a time. The upload's write lock is asked for at once, while the first piece
-/// is read, and the last piece gives it back; a request whose last piece did not get through
+/// Sends the body to the uploader in pieces of at most `chunk_size_bytes`: streamed to a chunk
+/// listener one piece after another when they are configured (a checksummed body excepted),
+/// else through the broker `chunks_in_flight` at a time. The upload's write lock is asked for
+/// at once, while the first piece is read, and the last piece gives it back; a request whose last piece did not get through
 /// gives it back on its own. It runs as its own task so that the bytes received before a client
 /// goes away are still stored when the request itself is dropped.
 pub async fn store_body(
@@ -70,12 +74,21 @@ pub async fn store_body(
         pace: state.config.body_pace(),
     };
     let offset = target.offset;
-    let buffering = reserve_buffer(state, &target)
-        .await
-        .map_err(|error| StoreFailed {
-            uploaded_bytes: offset,
-            error,
-        })?;
+    // A body streamed to a chunk listener holds no piece; one sent through the broker (or
+    // checked whole against its checksum) holds its pieces in flight.
+    let chunks = state.chunks.clone();
+    let streaming = chunks.is_some() && target.checksum.is_none();
+    let buffering = if streaming {
+        None
+    } else {
+        reserve_buffer(state, &target)
+            .await
+            .map_err(|error| StoreFailed {
+                uploaded_bytes: offset,
+                error,
+            })?
+    };
+    let answer_within = state.config.rpc_timeout();
     let uploader = state.uploader.clone();
     let metrics = state.metrics.clone();
     let publishing = state.publishing.clone();
@@ -102,7 +115,13 @@ pub async fn store_body(
             released: AtomicBool::new(false),
             expires_at: Mutex::new(None),
         };
-        let stored = stream_body(&uploader, &metrics, target, writer, cutting, body, &writing).await;
+        let via = Via {
+            uploader: &uploader,
+            chunks: chunks.as_deref(),
+            metrics: &metrics,
+            answer_within,
+        };
+        let stored = stream_body(via, target, writer, cutting, body, &writing).await;
         // A body that sent no piece waits for the lock here: a refusal (another offset, a
         // closed upload, another writer) is then the answer.
         let locked = writing.locked().await;
@@ -172,9 +191,18 @@ struct Cutting {
     pace: Pace,
 }
 
+/// Where a body's pieces go: through the broker, or to the uploaders' chunk listeners.
+#[derive(Clone, Copy)]
+struct Via<'a> {
+    uploader: &'a UploaderClient,
+    chunks: Option<&'a ChunkClient>,
+    metrics: &'a GatewayMetrics,
+    /// How long a piece's answer may take once its bytes are sent.
+    answer_within: Duration,
+}
+
 async fn stream_body(
-    uploader: &UploaderClient,
-    metrics: &GatewayMetrics,
+    via: Via<'_>,
     target: BodyTarget,
     writer: WriterId,
     cutting: Cutting,
@@ -194,7 +222,7 @@ async fn stream_body(
         .as_ref()
         .map(|checksum| Arc::new(Mutex::new(Some(checksum.algorithm.hasher()))));
     let hashing = hasher.clone();
-    let received = metrics.clone();
+    let received = via.metrics.clone();
     let frames = paced(body.into_data_stream(), cutting.pace).map(move |frame| {
         match &frame {
             Ok(bytes) => received.bytes_received(bytes.len()),
@@ -207,39 +235,68 @@ async fn stream_body(
         }
         frame
     });
-    let streamed = stream_in_pieces(
-        frames,
-        base,
-        limit,
-        cutting.piece_size,
-        if staged {
-            Storing::HoldingLast
-        } else {
-            Storing::Pipelined(cutting.in_flight)
-        },
-        ends_at,
-        move |offset, piece, last| async move {
-            let target = if staged {
-                PieceTarget {
-                    session_id,
-                    writer,
-                    offset,
-                    commit: ChunkCommit::Stage { base },
-                    release: false,
-                }
-            } else {
-                PieceTarget {
-                    session_id,
-                    writer,
-                    offset,
-                    commit: ChunkCommit::Immediate,
-                    release: last,
-                }
+    let streamed = match via.chunks {
+        Some(chunks) if !staged => {
+            let span = Span {
+                offset: base,
+                total: limit,
+                piece_size: cutting.piece_size,
+                ends_at,
             };
-            send_piece(uploader, metrics, target, piece, writing).await
-        },
-    )
-    .await?;
+            stream_through(
+                frames,
+                span,
+                via.answer_within,
+                || ApiError::from(CallError::Timeout),
+                |start, frames| async move {
+                    let target = PieceTarget {
+                        session_id,
+                        writer,
+                        offset: start.offset,
+                        commit: ChunkCommit::Immediate,
+                        release: start.last,
+                    };
+                    send_streamed(chunks, via.metrics, target, start.max_len, frames, writing).await
+                },
+            )
+            .await?
+        }
+        _ => {
+            stream_in_pieces(
+                frames,
+                base,
+                limit,
+                cutting.piece_size,
+                if staged {
+                    Storing::HoldingLast
+                } else {
+                    Storing::Pipelined(cutting.in_flight)
+                },
+                ends_at,
+                move |offset, piece, last| async move {
+                    let target = if staged {
+                        PieceTarget {
+                            session_id,
+                            writer,
+                            offset,
+                            commit: ChunkCommit::Stage { base },
+                            release: false,
+                        }
+                    } else {
+                        PieceTarget {
+                            session_id,
+                            writer,
+                            offset,
+                            commit: ChunkCommit::Immediate,
+                            release: last,
+                        }
+                    };
+                    send_piece(via, target, piece, writing).await
+                },
+            )
+            .await?
+        }
+    };
     let expires_at = || *lock(&writing.expires_at);
     let Some(checksum) = checksum else {
         let committed = streamed.uploaded_bytes;
@@ -274,18 +331,12 @@ async fn stream_body(
         commit: ChunkCommit::CommitStaged { base },
         release: true,
     };
-    let committed = send_piece(
-        uploader,
-        metrics,
-        target,
-        streamed.held.clone().into(),
-        writing,
-    )
-    .await
-    .map_err(|error| StoreFailed {
-        uploaded_bytes: base,
-        error,
-    })?;
+    let committed = send_piece(via, target, streamed.held.clone().into(), writing)
+        .await
+        .map_err(|error| StoreFailed {
+            uploaded_bytes: base,
+            error,
+        })?;
     Ok(Stored {
         streamed,
         committed,
@@ -304,34 +355,67 @@ struct PieceTarget {
     release: bool,
 }
 
+impl PieceTarget {
+    /// The header of a piece of `len` bytes (at most, when streamed).
+    fn header(&self, len: u64) -> ChunkHeader {
+        ChunkHeader {
+            session_id: self.session_id,
+            offset: self.offset,
+            len,
+            writer: Some(self.writer),
+            commit: self.commit,
+            release: self.release,
+        }
+    }
+}
+
 /// Sends one piece, once the request holds the write lock; returns where it took the upload
 /// (or its staged bytes).
 async fn send_piece(
-    uploader: &UploaderClient,
-    metrics: &GatewayMetrics,
+    via: Via<'_>,
     target: PieceTarget,
     piece: Piece,
     writing: &Writing,
 ) -> Result<u64, ApiError> {
-    let PieceTarget {
-        session_id,
-        writer,
-        offset,
-        commit,
-        release,
-    } = target;
     writing.locked().await?;
-    let header = ChunkHeader {
-        session_id,
-        offset,
-        len: piece.len() as u64,
-        writer: Some(writer),
-        commit,
-        release,
+    let header = target.header(piece.len() as u64);
+    let reply = match via.chunks {
+        Some(chunks) => chunks.send(&header, piece.into_bytes().into()).await,
+        None => {
+            let frame = piece.with_prefix(&chunk_frame_prefix(&header));
+            let slot = writing.publishing.clone().acquire_owned().await.ok();
+            via.uploader.send_chunk_frame(frame, slot).await
+        }
     };
-    let frame = piece.with_prefix(&chunk_frame_prefix(&header));
-    let slot = writing.publishing.clone().acquire_owned().await.ok();
-    let reply = match uploader.send_chunk_frame(frame, slot).await {
+    answered(via.metrics, &header, reply, writing)
+}
+
+/// Sends one piece to a chunk listener while its frames arrive, once the request holds the
+/// write lock; returns where it took the upload.
+async fn send_streamed(
+    chunks: &ChunkClient,
+    metrics: &GatewayMetrics,
+    target: PieceTarget,
+    max_len: u64,
+    frames: PieceFrames,
+    writing: &Writing,
+) -> Result<u64, ApiError> {
+    writing.locked().await?;
+    let header = target.header(max_len);
+    let reply = chunks
+        .send(&header, reqwest::Body::wrap_stream(frames))
+        .await;
+    answered(metrics, &header, reply, writing)
+}
+
+/// What a piece's reply means for the request.
+fn answered(
+    metrics: &GatewayMetrics,
+    header: &ChunkHeader,
+    reply: Result<ChunkReply, CallError>,
+    writing: &Writing,
+) -> Result<u64, ApiError> {
+    let reply = match reply {
         Ok(reply) => {
             metrics.chunk_accepted();
             reply
@@ -348,9 +432,9 @@ async fn send_piece(
             expires_at,
             ..
         } => {
-            tracing::debug!(%session_id, offset, len = header.len, uploaded_bytes, "chunk stored");
+            tracing::debug!(session_id = %header.session_id, offset = header.offset, len = header.len, uploaded_bytes, "chunk stored");
             *lock(&writing.expires_at) = expires_at;
-            writing.released.store(release, Ordering::Release);
+            writing.released.store(header.release, Ordering::Release);
             Ok(uploaded_bytes)
         }
         ChunkReply::Staged { staged_to } => Ok(staged_to),

@@ -6,6 +6,7 @@ use bytes::Bytes;
 use tracing::Instrument;
 use vod_contracts::commands::{decode_chunk, ChunkReply, CommandKind, Reject, RejectCode};
 
+use crate::chunks::ChunkBody;
 use crate::handlers::{HandlerError, Handlers};
 
 pub async fn handle_chunk(
@@ -26,7 +27,7 @@ pub async fn handle_chunk(
     let frame = Bytes::from(frame);
     let payload = frame.slice(frame.len() - payload_len..);
     handlers
-        .chunk(header, payload)
+        .chunk(header, ChunkBody::Whole(payload))
         .instrument(span.clone())
         .await
 }
