@@ -1,36 +1,23 @@
 //! Passing a request body on as it streams in, for a store that takes a piece's bytes while
 //! they arrive (the uploaders' chunk listeners). Each piece of at most `piece_size` bytes is
-//! sent as soon as its first bytes come, its frames forwarded as they arrive, and the next piece
-//! starts once it is answered: the gateway holds no piece, only the few frames on their way.
-//! The outcome reads as `upload_stream::stream_in_pieces`'s does.
+//! sent as soon as its first bytes come, and its request reads the client's body itself, frame
+//! by frame, up to the piece's end: the gateway holds no piece, and no task stands between the
+//! two connections. The next piece starts once one is answered. The outcome reads as
+//! `upload_stream::stream_in_pieces`'s does.
 
 use std::fmt::Display;
-use std::future::Future;
+use std::future::{poll_fn, Future};
 use std::io;
 use std::pin::{pin, Pin};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
-use tokio::sync::mpsc;
+use tokio::sync::oneshot;
 
 use crate::upload_stream::{BodyEnd, StoreFailed, Streamed};
-
-/// Frames of the body between the client and a piece's request: enough to keep both sides
-/// busy, few enough that a request holds almost no memory.
-const FRAMES_IN_FLIGHT: usize = 16;
-
-/// The frames of one piece, as they arrive.
-pub struct PieceFrames(mpsc::Receiver<io::Result<Bytes>>);
-
-impl Stream for PieceFrames {
-    type Item = io::Result<Bytes>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.0.poll_recv(cx)
-    }
-}
 
 /// A piece about to be sent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,12 +41,105 @@ pub struct Span {
     pub ends_at: Option<u64>,
 }
 
-/// Streams `body` over `span` through pieces sent by `send(start, frames)`, which returns the upload's confirmed length once the piece is stored.
-/// A piece's answer is waited for at most `answer_within` after its last frame
-/// (`timed_out()` is the error then). Once a piece fails, or is confirmed at another offset
-/// than it reached, nothing more is sent and the result names the last offset confirmed.
+/// The client's body, shared by the piece reading it and the loop that starts the next one.
+struct Shared<B> {
+    body: B,
+    /// Bytes of the last frame read past a piece's end: the next piece's first.
+    carried: Option<Bytes>,
+    /// How the body ended, once it did.
+    end: Option<BodyEnd>,
+    /// Bytes the current piece handed on.
+    piece_sent: u64,
+}
+
+/// The frames of one piece, read from the client's body by whoever polls them (the piece's
+/// request) up to the piece's end or the body's.
+pub struct PieceFrames<B> {
+    shared: Arc<Mutex<Shared<B>>>,
+    left: u64,
+    /// Told once the piece's body is over.
+    done: Option<oneshot::Sender<()>>,
+}
+
+impl<B> PieceFrames<B> {
+    fn over(&mut self) -> Poll<Option<io::Result<Bytes>>> {
+        if let Some(done) = self.done.take() {
+            let _ = done.send(());
+        }
+        Poll::Ready(None)
+    }
+}
+
+impl<B, E> Stream for PieceFrames<B>
+where
+    B: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: Display,
+{
+    type Item = io::Result<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        if this.left == 0 {
+            return this.over();
+        }
+        let shared = this.shared.clone();
+        let mut shared = lock(&shared);
+        let mut frame = match shared.carried.take() {
+            Some(frame) => frame,
+            None if shared.end.is_some() => return this.over(),
+            None => match poll_frame(&mut shared, cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(frame)) => frame,
+                Poll::Ready(None) => return this.over(),
+            },
+        };
+        let take = usize::try_from(this.left).map_or(frame.len(), |left| left.min(frame.len()));
+        let rest = frame.split_off(take);
+        if !rest.is_empty() {
+            shared.carried = Some(rest);
+        }
+        shared.piece_sent += take as u64;
+        this.left -= take as u64;
+        Poll::Ready(Some(Ok(frame)))
+    }
+}
+
+/// The body's next frame that is not empty; `None` once it ended, which `end` then says how.
+fn poll_frame<B, E>(shared: &mut Shared<B>, cx: &mut Context<'_>) -> Poll<Option<Bytes>>
+where
+    B: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: Display,
+{
+    loop {
+        match shared.body.poll_next_unpin(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(None) => {
+                shared.end = Some(BodyEnd::Complete);
+                return Poll::Ready(None);
+            }
+            Poll::Ready(Some(Err(error))) => {
+                shared.end = Some(BodyEnd::Interrupted(error.to_string()));
+                return Poll::Ready(None);
+            }
+            Poll::Ready(Some(Ok(frame))) if frame.is_empty() => continue,
+            Poll::Ready(Some(Ok(frame))) => return Poll::Ready(Some(frame)),
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Streams `body` over `span` through pieces sent by `send(start, frames)`, which returns the
+/// upload's confirmed length once the piece is stored. A piece's answer is waited for at most
+/// `answer_within` after its body is over (`timed_out()` is the error then). Once a piece
+/// fails, or is confirmed at another offset than it reached, nothing more is sent and the
+/// result names the last offset confirmed.
 pub async fn stream_through<B, BodyError, S, F, StoreError>(
-    mut body: B,
+    body: B,
     span: Span,
     answer_within: Duration,
     timed_out: impl Fn() -> StoreError,
@@ -68,7 +148,7 @@ pub async fn stream_through<B, BodyError, S, F, StoreError>(
 where
     B: Stream<Item = Result<Bytes, BodyError>> + Unpin,
     BodyError: Display,
-    S: FnMut(PieceStart, PieceFrames) -> F,
+    S: FnMut(PieceStart, PieceFrames<B>) -> F,
     F: Future<Output = Result<u64, StoreError>>,
 {
     let Span {
@@ -77,21 +157,38 @@ where
         piece_size,
         ends_at,
     } = span;
+    let shared = Arc::new(Mutex::new(Shared {
+        body,
+        carried: None,
+        end: None,
+        piece_sent: 0,
+    }));
     let mut confirmed = offset;
-    let mut carried: Option<Bytes> = None;
     let streamed = |uploaded_bytes, end| Streamed {
         uploaded_bytes,
         end,
         held: Bytes::new(),
     };
     loop {
-        let first = match carried.take() {
-            Some(frame) => frame,
-            None => match next_frame(&mut body).await {
-                Next::Frame(frame) => frame,
-                Next::End(end) => return Ok(streamed(confirmed, end)),
-            },
-        };
+        // A piece is sent only once there are bytes for it.
+        let more = poll_fn(|cx| {
+            let mut shared = lock(&shared);
+            if shared.carried.is_some() {
+                return Poll::Ready(true);
+            }
+            if shared.end.is_some() {
+                return Poll::Ready(false);
+            }
+            poll_frame(&mut shared, cx).map(|frame| {
+                shared.carried = frame;
+                shared.carried.is_some()
+            })
+        })
+        .await;
+        if !more {
+            let end = lock(&shared).end.take().unwrap_or(BodyEnd::Complete);
+            return Ok(streamed(confirmed, end));
+        }
         let max_len = total
             .saturating_sub(confirmed)
             .min(piece_size.max(1) as u64)
@@ -105,30 +202,36 @@ where
             max_len,
             last: reaches == total || ends_at == Some(reaches),
         };
-        let (frames, receiver) = mpsc::channel(FRAMES_IN_FLIGHT);
-        let mut answer = pin!(send(start, PieceFrames(receiver)));
-        let pumped = {
-            let mut pumping = pin!(pump(&mut body, first, max_len, frames));
-            tokio::select! {
-                pumped = &mut pumping => pumped,
-                // Answered before its body was all sent: refused, or cut off on its way.
-                answered = &mut answer => {
-                    let answered = answered.map_err(|error| StoreFailed {
-                        uploaded_bytes: confirmed,
-                        error,
-                    })?;
-                    return Ok(streamed(answered, BodyEnd::Diverged));
-                }
-            }
+        lock(&shared).piece_sent = 0;
+        let (done, over) = oneshot::channel();
+        let frames = PieceFrames {
+            shared: shared.clone(),
+            left: max_len,
+            done: Some(done),
         };
-        let Pumped { sent, rest, end } = pumped;
-        let answered = tokio::time::timeout(answer_within, answer)
-            .await
-            .unwrap_or_else(|_| Err(timed_out()))
-            .map_err(|error| StoreFailed {
-                uploaded_bytes: confirmed,
-                error,
-            })?;
+        let mut answer = pin!(send(start, frames));
+        // The answer comes once the piece's body is over: read to its end, or dropped by a
+        // request that ended sooner (refused, or cut off on its way). It is waited for at
+        // most `answer_within` from then.
+        let early = tokio::select! {
+            biased;
+            _ = over => None,
+            answered = &mut answer => Some(answered),
+        };
+        let answered = match early {
+            Some(answered) => answered,
+            None => tokio::time::timeout(answer_within, answer)
+                .await
+                .unwrap_or_else(|_| Err(timed_out())),
+        }
+        .map_err(|error| StoreFailed {
+            uploaded_bytes: confirmed,
+            error,
+        })?;
+        let (sent, end) = {
+            let mut shared = lock(&shared);
+            (shared.piece_sent, shared.end.take())
+        };
         let expected = confirmed + sent;
         confirmed = answered;
         if answered != expected {
@@ -136,90 +239,6 @@ where
         }
         if let Some(end) = end {
             return Ok(streamed(confirmed, end));
-        }
-        carried = rest;
-    }
-}
-
-/// What was forwarded of one piece.
-struct Pumped {
-    sent: u64,
-    /// Bytes of the last frame past the piece: the next piece's first.
-    rest: Option<Bytes>,
-    /// How the body ended, if it did while this piece was forwarded.
-    end: Option<BodyEnd>,
-}
-
-/// Forwards frames of `body`, starting with `first`, until `max_len` bytes went or the body
-/// ended; dropping `frames` at the end ends the piece's request body.
-async fn pump<B, E>(
-    body: &mut B,
-    mut frame: Bytes,
-    max_len: u64,
-    frames: mpsc::Sender<io::Result<Bytes>>,
-) -> Pumped
-where
-    B: Stream<Item = Result<Bytes, E>> + Unpin,
-    E: Display,
-{
-    let mut sent = 0u64;
-    loop {
-        let take =
-            usize::try_from(max_len - sent).map_or(frame.len(), |left| left.min(frame.len()));
-        let rest = frame.split_off(take);
-        sent += take as u64;
-        if frames.send(Ok(frame)).await.is_err() {
-            // The request is gone; its answer says why.
-            return Pumped {
-                sent,
-                rest: None,
-                end: None,
-            };
-        }
-        if !rest.is_empty() {
-            return Pumped {
-                sent,
-                rest: Some(rest),
-                end: None,
-            };
-        }
-        if sent == max_len {
-            return Pumped {
-                sent,
-                rest: None,
-                end: None,
-            };
-        }
-        frame = match next_frame(body).await {
-            Next::Frame(next) => next,
-            Next::End(end) => {
-                return Pumped {
-                    sent,
-                    rest: None,
-                    end: Some(end),
-                }
-            }
-        };
-    }
-}
-
-enum Next {
-    Frame(Bytes),
-    End(BodyEnd),
-}
-
-/// The body's next frame that is not empty, or how it ended.
-async fn next_frame<B, E>(body: &mut B) -> Next
-where
-    B: Stream<Item = Result<Bytes, E>> + Unpin,
-    E: Display,
-{
-    loop {
-        match body.next().await {
-            None => return Next::End(BodyEnd::Complete),
-            Some(Err(error)) => return Next::End(BodyEnd::Interrupted(error.to_string())),
-            Some(Ok(frame)) if frame.is_empty() => continue,
-            Some(Ok(frame)) => return Next::Frame(frame),
         }
     }
 }
@@ -276,7 +295,7 @@ mod tests {
             },
             Duration::from_secs(5),
             || "timed out".to_owned(),
-            move |start, frames: PieceFrames| {
+            move |start, frames: PieceFrames<_>| {
                 let recording = recording.clone();
                 async move {
                     let bytes: Vec<u8> = frames
@@ -362,7 +381,7 @@ mod tests {
             span(0, 200, 64),
             Duration::from_secs(5),
             || "timed out".to_owned(),
-            |start: PieceStart, frames: PieceFrames| {
+            |start: PieceStart, frames: PieceFrames<_>| {
                 calls += 1;
                 let call = calls;
                 async move {
@@ -393,7 +412,7 @@ mod tests {
             span(0, 200, 64),
             Duration::from_secs(5),
             || "timed out".to_owned(),
-            |start: PieceStart, frames: PieceFrames| async move {
+            |start: PieceStart, frames: PieceFrames<_>| async move {
                 let _ = frames.count().await;
                 // Another request moved the upload further.
                 Ok::<_, String>(start.offset + 1_000)
@@ -413,7 +432,7 @@ mod tests {
             span(0, 10, 64),
             Duration::from_millis(50),
             || "timed out".to_owned(),
-            |_, frames: PieceFrames| async move {
+            |_, frames: PieceFrames<_>| async move {
                 let _ = frames.count().await;
                 std::future::pending::<Result<u64, String>>().await
             },

@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use anyhow::anyhow;
 use axum::body::Body;
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use futures_util::StreamExt;
+use futures_util::{Stream, StreamExt};
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::Instrument;
 use vod_contracts::commands::{
@@ -24,7 +25,7 @@ use crate::chunk_client::ChunkClient;
 use crate::error::ApiError;
 use crate::metrics::GatewayMetrics;
 use crate::state::AppState;
-use crate::stream_through::{stream_through, PieceFrames, Span};
+use crate::stream_through::{stream_through, Span};
 use crate::tus::{self, Checksum};
 use crate::upload_stream::{stream_in_pieces, BodyEnd, Piece, StoreFailed, Storing, Streamed};
 use crate::uploader_client::{CallError, UploaderClient};
@@ -397,7 +398,7 @@ async fn send_streamed(
     metrics: &GatewayMetrics,
     target: PieceTarget,
     max_len: u64,
-    frames: PieceFrames,
+    frames: impl Stream<Item = std::io::Result<Bytes>> + Send + 'static,
     writing: &Writing,
 ) -> Result<u64, ApiError> {
     writing.locked().await?;
