@@ -330,11 +330,11 @@ async fn an_upload_survives_the_broker_connection_dropping_and_coming_back() {
     stack.shutdown().await;
 }
 
-/// With bodies streamed to the chunk listeners, the broker carries only commands: a PATCH that
-/// holds its write lock when the broker goes away stores its whole body, and the next one,
-/// which must ask for the lock, is answered 503 until the broker is back.
+/// With bodies streamed to the chunk listeners, a PATCH needs no broker: its first piece takes
+/// the write lock in its own request, its last gives it back. A PATCH under way when the
+/// broker goes away stores its whole body, and the next ones are stored too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_streamed_patch_outlives_the_broker_and_the_next_waits_for_it() {
+async fn streamed_patches_need_no_broker() {
     let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let env = TestEnv::new().await;
     let stack = Stack::spawn_with(
@@ -356,8 +356,11 @@ async fn a_streamed_patch_outlives_the_broker_and_the_next_waits_for_it() {
         "a PATCH holding its lock stores its body without the broker"
     );
     assert_eq!(client.told, 2 * client.piece_len as u64);
-    assert!(matches!(client.send_next_piece().await, Sent::Unavailable));
-    client.resume().await;
+    assert!(
+        matches!(client.send_next_piece().await, Sent::Stored),
+        "a PATCH starting while the broker is away is stored"
+    );
+    assert_eq!(client.told, 3 * client.piece_len as u64);
 
     broker.restore();
     client.finish().await;
@@ -404,11 +407,15 @@ async fn the_gateway_connects_again_after_losing_its_broker_connection() {
     let env = TestEnv::new().await;
     let stack = Stack::spawn_with(
         &env,
-        // Every service with its default settings.
-        options(Proxied {
-            amqp: true,
-            ..Proxied::default()
-        }),
+        // Every service with its default settings, but bodies on the broker, so that a PATCH
+        // needs it (a streamed one does not: `streamed_patches_need_no_broker`).
+        StackOptions {
+            configure_gateway: bodies_through_the_broker,
+            ..options(Proxied {
+                amqp: true,
+                ..Proxied::default()
+            })
+        },
     )
     .await;
     let bytes = clip(&env);
@@ -503,6 +510,8 @@ async fn uploaders_and_fflow_connect_again_after_losing_their_broker_connections
         StackOptions {
             configure_uploader: uploaders_reconnect_quickly,
             configure_fflow: fflow_reconnects_quickly,
+            // Bodies on the broker, so that a PATCH needs it.
+            configure_gateway: bodies_through_the_broker,
             ..options(Proxied {
                 amqp: true,
                 ..Proxied::default()

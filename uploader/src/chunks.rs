@@ -55,6 +55,9 @@ enum Attempt {
     /// The chunk's request holds the write lock and sent chunks before this one that are not
     /// stored yet: the upload is short of the chunk's offset.
     Ahead(SessionRow),
+    /// Another request holds the write lock, and the chunk, which takes the lock itself, may
+    /// wait for it ([`ChunkHeader::lock_wait_ms`]); nothing of its body was read.
+    Locked(SessionRow),
     /// The upload moved while the chunk was on its way (a redelivered copy was counted first,
     /// or the lock passed to another request): it is checked again against the new state.
     Moved,
@@ -64,6 +67,9 @@ enum Attempt {
 /// doubling up to the second.
 const AHEAD_FIRST_PAUSE: Duration = Duration::from_millis(1);
 const AHEAD_MAX_PAUSE: Duration = Duration::from_millis(10);
+
+/// How often a chunk waiting for another request's write lock checks again.
+const LOCKED_PAUSE: Duration = Duration::from_millis(100);
 
 /// How often a chunk whose upload moved under it is checked again before it is refused.
 const MOVED_ATTEMPTS: u32 = 3;
@@ -113,13 +119,26 @@ impl Handlers {
         header: ChunkHeader,
         mut body: ChunkBody,
     ) -> Result<ChunkReply, HandlerError> {
-        let deadline = tokio::time::Instant::now() + self.chunk_ahead_wait;
+        let started = tokio::time::Instant::now();
+        let deadline = started + self.chunk_ahead_wait;
+        // Never past the lease: a lock held that long is given up anyway.
+        let lock_deadline = header.lock_wait_ms.map(|wait| {
+            started + Duration::from_millis(wait).min(Duration::from_secs(self.writer_lease_secs))
+        });
         let writer = Writer::of(&header);
         let mut pause = Duration::ZERO;
         let mut moved = 0;
         loop {
             match self.try_chunk(&header, writer, &mut body).await? {
                 Attempt::Done(ack) => return Ok(ack),
+                Attempt::Locked(_)
+                    if lock_deadline.is_some_and(|until| {
+                        tokio::time::Instant::now() + LOCKED_PAUSE < until
+                    }) =>
+                {
+                    tokio::time::sleep(LOCKED_PAUSE).await;
+                }
+                Attempt::Locked(session) => return Err(locked(&session).into()),
                 Attempt::Moved if moved < MOVED_ATTEMPTS => moved += 1,
                 Attempt::Moved => return Err(moved_under(&header).into()),
                 Attempt::Ahead(session) if tokio::time::Instant::now() + pause < deadline => {
@@ -172,6 +191,13 @@ impl Handlers {
             if is_ahead(&session, header) {
                 return Ok(Attempt::Ahead(session));
             }
+            let waits_for_lock = header.lock_wait_ms.is_some();
+            if waits_for_lock
+                && session.status == SessionStatus::Open
+                && !session.may_write(header.writer)
+            {
+                return Ok(Attempt::Locked(session));
+            }
             check_writable(&session, header)?;
             let epoch = if session.writer == Some(writer.id) {
                 session.writer_epoch
@@ -187,6 +213,7 @@ impl Handlers {
                 .await?
                 {
                     Some(epoch) => epoch,
+                    None if waits_for_lock => return Ok(Attempt::Locked(session)),
                     None => return Err(locked(&session).into()),
                 }
             };

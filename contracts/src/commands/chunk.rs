@@ -45,6 +45,12 @@ pub struct ChunkHeader {
     /// the same transaction, which saves the request an [`super::UnlockUpload`].
     #[serde(default)]
     pub release: bool,
+    /// Set when the chunk itself takes the write lock for `writer` (its request asked for none
+    /// with [`super::LockUpload`]): while another request holds the lock, the chunk waits up
+    /// to this long for it, as `LockUpload` would, before any of its bytes is read; then it is
+    /// refused `upload_locked`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock_wait_ms: Option<u64>,
 }
 
 impl ChunkHeader {
@@ -57,6 +63,7 @@ impl ChunkHeader {
             writer: None,
             commit: ChunkCommit::Immediate,
             release: false,
+            lock_wait_ms: None,
         }
     }
 }

@@ -93,26 +93,39 @@ pub async fn store_body(
     let uploader = state.uploader.clone();
     let metrics = state.metrics.clone();
     let publishing = state.publishing.clone();
-    let lock_wait = Duration::from_millis(state.config.lock_wait_ms);
+    let lock_wait_ms = state.config.lock_wait_ms;
+    let lock_wait = Duration::from_millis(lock_wait_ms);
     let unlock_later = UnlockLater::from_state(state);
     let storing = state.body_tasks.spawn(async move {
         let _buffering = buffering;
         let writer = WriterId::new();
         let session_id = target.session_id;
-        let locking = tokio::spawn(
-            lock_upload(
-                uploader.clone(),
-                target.project_id,
-                session_id,
-                writer,
-                offset,
-                lock_wait,
-            )
-                .instrument(tracing::Span::current()),
-        );
+        let ask_lock = {
+            let uploader = uploader.clone();
+            let project_id = target.project_id;
+            move || {
+                lock_upload(
+                    uploader.clone(),
+                    project_id,
+                    session_id,
+                    writer,
+                    offset,
+                    lock_wait,
+                )
+                .instrument(tracing::Span::current())
+            }
+        };
+        // A streamed body's first piece takes the lock in its own request, waiting as
+        // `LockUpload` does while another request holds it, which saves a round trip through
+        // the broker per PATCH; a body sent through the broker asks for it as it starts.
+        let lock = if streaming {
+            Lock::Held(None)
+        } else {
+            Lock::Asked(tokio::spawn(ask_lock()))
+        };
         let writing = Writing {
             publishing,
-            lock: tokio::sync::Mutex::new(Lock::Asked(locking)),
+            lock: tokio::sync::Mutex::new(lock),
             released: AtomicBool::new(false),
             expires_at: Mutex::new(None),
         };
@@ -121,11 +134,19 @@ pub async fn store_body(
             chunks: chunks.as_deref(),
             metrics: &metrics,
             answer_within,
+            lock_wait_ms: streaming.then_some(lock_wait_ms),
         };
         let stored = stream_body(via, target, writer, cutting, body, &writing).await;
-        // A body that sent no piece waits for the lock here: a refusal (another offset, a
+        // A body that stored no piece asks for the lock here: a refusal (another offset, a
         // closed upload, another writer) is then the answer.
-        let locked = writing.locked().await;
+        let stored_none = stored
+            .as_ref()
+            .is_ok_and(|stored| stored.streamed.uploaded_bytes == offset);
+        let locked = if streaming && stored_none {
+            ask_lock().await
+        } else {
+            writing.locked().await
+        };
         if locked.is_ok() && !writing.released.load(Ordering::Acquire) {
             if let Err(error) = uploader
                 .call(&UnlockUpload { session_id, writer })
@@ -200,6 +221,9 @@ struct Via<'a> {
     metrics: &'a GatewayMetrics,
     /// How long a piece's answer may take once its bytes are sent.
     answer_within: Duration,
+    /// Set when a streamed piece takes the write lock itself: how long it waits while another
+    /// request holds it.
+    lock_wait_ms: Option<u64>,
 }
 
 async fn stream_body(
@@ -256,6 +280,7 @@ async fn stream_body(
                         offset: start.offset,
                         commit: ChunkCommit::Immediate,
                         release: start.last,
+                        lock_wait_ms: via.lock_wait_ms,
                     };
                     send_streamed(chunks, via.metrics, target, start.max_len, frames, writing).await
                 },
@@ -282,6 +307,7 @@ async fn stream_body(
                             offset,
                             commit: ChunkCommit::Stage { base },
                             release: false,
+                            lock_wait_ms: None,
                         }
                     } else {
                         PieceTarget {
@@ -290,6 +316,7 @@ async fn stream_body(
                             offset,
                             commit: ChunkCommit::Immediate,
                             release: last,
+                            lock_wait_ms: None,
                         }
                     };
                     send_piece(via, target, piece, writing).await
@@ -331,6 +358,7 @@ async fn stream_body(
         offset: streamed.uploaded_bytes,
         commit: ChunkCommit::CommitStaged { base },
         release: true,
+        lock_wait_ms: None,
     };
     let committed = send_piece(via, target, streamed.held.clone().into(), writing)
         .await
@@ -354,6 +382,7 @@ struct PieceTarget {
     commit: ChunkCommit,
     /// No piece of the request follows: this one gives the write lock back.
     release: bool,
+    lock_wait_ms: Option<u64>,
 }
 
 impl PieceTarget {
@@ -366,6 +395,7 @@ impl PieceTarget {
             writer: Some(self.writer),
             commit: self.commit,
             release: self.release,
+            lock_wait_ms: self.lock_wait_ms,
         }
     }
 }
