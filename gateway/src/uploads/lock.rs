@@ -1,7 +1,8 @@
-//! The write lease a request holds on an upload while it writes: asked for as the request
-//! starts (`lock_upload`, polling while another request holds it), waited for before the first
-//! piece is sent (`Writing::locked`), given back by the last piece, or, when that could not be
-//! told to the uploader, later (`UnlockLater`).
+//! The write lease a request holds on an upload while it writes: for a body sent through the
+//! broker, asked for as the request starts (`lock_upload`, polling while another request holds
+//! it) and waited for before the first piece is sent (`Writing::locked`); a streamed body's
+//! first piece takes it in its own request instead. Given back by the last piece, or, when
+//! that could not be told to the uploader, later (`UnlockLater`).
 
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
