@@ -23,7 +23,7 @@ use crate::config::HolderSettings;
 pub enum FtpCallError {
     #[error("holder did not answer while {0}")]
     TimedOut(&'static str),
-    #[error("holder answered {status} while {doing}: {text}")]
+    #[error("holder answered {status}{} while {doing}: {text}", meaning(*status))]
     Answered {
         doing: &'static str,
         status: u32,
@@ -33,6 +33,16 @@ pub enum FtpCallError {
     Failed(FtpError),
     #[error("holder's CA certificates in {file} cannot be used: {reason}")]
     TlsSetup { file: String, reason: String },
+}
+
+/// What holder means by a reply whose own text is generic: libunftp answers every failure of
+/// holder's store, its disk or its bucket, with "451 Local error".
+fn meaning(status: u32) -> &'static str {
+    match status {
+        451 => " (its storage, disk or bucket, failed the request)",
+        452 => " (its storage is full)",
+        _ => "",
+    }
 }
 
 impl FtpCallError {
@@ -204,5 +214,29 @@ async fn within<T>(
         }),
         Ok(Err(err)) => Err(FtpCallError::Failed(err)),
         Ok(Ok(value)) => Ok(value),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_storage_failure_on_holder_is_named_as_such() {
+        let answered = |status| FtpCallError::Answered {
+            doing: "uploading",
+            status,
+            text: format!("{status} Local error"),
+        };
+        assert_eq!(
+            answered(451).to_string(),
+            "holder answered 451 (its storage, disk or bucket, failed the request) while \
+             uploading: 451 Local error"
+        );
+        assert!(answered(452).to_string().contains("its storage is full"));
+        assert_eq!(
+            answered(550).to_string(),
+            "holder answered 550 while uploading: 550 Local error"
+        );
     }
 }

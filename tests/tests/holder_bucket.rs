@@ -136,7 +136,7 @@ fn impatient_ftp(config: &mut fflow::Config) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_bucket_away_past_the_retries_fails_the_flow_with_a_reason_naming_holder() {
+async fn a_bucket_away_past_the_retries_fails_the_flow_with_a_reason_naming_holders_storage() {
     let env = TestEnv::new().await;
     let options = StackOptions {
         holder_store: HolderStore::S3,
@@ -154,8 +154,8 @@ async fn a_bucket_away_past_the_retries_fails_the_flow_with_a_reason_naming_hold
     assert_eq!(video.status, VideoStatus::Failed, "{video:#?}");
     let reason = video.flows[0].error.as_deref().unwrap_or_default();
     assert!(
-        reason.contains("holder"),
-        "the reason names holder: {reason}"
+        reason.contains("holder") && reason.contains("storage"),
+        "the reason names holder and its storage: {reason}"
     );
     assert!(
         stack.proxies.bucket().refused() >= 3,
