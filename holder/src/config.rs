@@ -121,6 +121,13 @@ pub struct S3Settings {
     /// `HOLDER_S3__RETRY_AFTER_SECS`: the `Retry-After` of a 503 answered while the bucket
     /// cannot be reached.
     pub retry_after_secs: u64,
+    /// `HOLDER_S3__PRESIGNED_REDIRECT_SECS`: when above 0, a segment, rendition, download or
+    /// image (what is cached as immutable) is answered with a `307` redirect to a URL of the
+    /// bucket signed for this long, so its bytes go from the bucket (or a CDN in front of it)
+    /// to the player without passing through holder. Playlists and manifests are always served
+    /// by holder, so that their relative URIs keep pointing at holder. The bucket must answer
+    /// the players' CORS itself. 0 (the default): holder serves every byte.
+    pub presigned_redirect_secs: u64,
 }
 
 impl Default for S3Settings {
@@ -139,6 +146,7 @@ impl Default for S3Settings {
             max_retries: 2,
             retry_timeout_ms: 5_000,
             retry_after_secs: 2,
+            presigned_redirect_secs: 0,
         }
     }
 }

@@ -206,3 +206,72 @@ async fn two_replicas_over_one_bucket_serve_the_same_bytes_and_one_alone_still_s
         .unwrap();
     assert_eq!(response.status(), 200);
 }
+
+#[tokio::test]
+async fn with_presigned_redirects_segments_come_from_the_bucket_and_playlists_from_holder() {
+    let holder = TestHolder::spawn_on_with(Backend::S3, |mut config| {
+        config.s3.presigned_redirect_secs = 600;
+        config
+    })
+    .await;
+    let mut ftp = holder.ftp().await;
+    let segment: Vec<u8> = (0..70_000u32).map(|i| (i % 241) as u8).collect();
+    mkdir_all(&mut ftp, &format!("{DIR}/720p")).await;
+    upload(&mut ftp, &format!("{DIR}/720p/segment_00001.m4s"), &segment).await;
+    upload(&mut ftp, &format!("{DIR}/master.m3u8"), b"#EXTM3U\n").await;
+    step(ftp.quit()).await.unwrap();
+
+    let not_following = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let response = not_following
+        .get(holder.url(&format!("/{DIR}/720p/segment_00001.m4s")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 307);
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    assert!(
+        location.contains("X-Amz-Signature=") && location.contains("segment_00001.m4s"),
+        "{location}"
+    );
+    assert_eq!(response.headers()["cache-control"], "private, max-age=300");
+    let from_bucket = reqwest::get(&location).await.unwrap();
+    assert_eq!(
+        from_bucket.status(),
+        200,
+        "the bucket takes its own signature"
+    );
+    assert_eq!(from_bucket.bytes().await.unwrap(), segment);
+    // A player following redirects gets the bytes as before.
+    let followed = reqwest::get(holder.url(&format!("/{DIR}/720p/segment_00001.m4s")))
+        .await
+        .unwrap();
+    assert_eq!(followed.bytes().await.unwrap(), segment);
+
+    // Playlists stay on holder, so their relative URIs resolve against it; HEAD too.
+    let playlist = not_following
+        .get(holder.url(&format!("/{DIR}/master.m3u8")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(playlist.status(), 200);
+    assert_eq!(playlist.bytes().await.unwrap(), &b"#EXTM3U\n"[..]);
+    let head = not_following
+        .head(holder.url(&format!("/{DIR}/720p/segment_00001.m4s")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(head.headers()["content-length"], segment.len().to_string());
+    // A missing segment is a signed URL too: the bucket answers 404 for it.
+    let missing = not_following
+        .get(holder.url(&format!("/{DIR}/720p/segment_00002.m4s")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 307);
+    let location = missing.headers()["location"].to_str().unwrap().to_owned();
+    assert_eq!(reqwest::get(&location).await.unwrap().status(), 404);
+}

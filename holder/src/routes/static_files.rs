@@ -23,7 +23,7 @@ use super::Files;
 use crate::byte_range::{self, RangeRequest};
 use crate::conditional::{self, Precondition, Validators};
 use crate::error::ApiError;
-use crate::media::media_type;
+use crate::media::{media_type, Caching};
 use crate::request_path::PublishedPath;
 use crate::store::object_key;
 
@@ -69,6 +69,14 @@ async fn serve_file(files: &Files, request: Request) -> Response {
         path: &path,
         key: &key,
     };
+    if !is_head && is_immutable(&path) {
+        if let Some(signed) = files.store.presigned_get(&key).await {
+            return match signed {
+                Ok((url, lasts)) => redirect(&url, lasts),
+                Err(err) => served.store_failed(err).await,
+            };
+        }
+    }
     let headers = request.headers();
     if !is_head && !conditional::is_conditional(headers) {
         return served.whole().await;
@@ -242,6 +250,30 @@ impl Served<'_> {
             .await
             .is_ok_and(|listed| !listed.objects.is_empty() || !listed.common_prefixes.is_empty())
     }
+}
+
+/// Segments, renditions, downloads and images: what never changes once published, and may be
+/// fetched from the bucket directly. Playlists and manifests are not: their relative URIs must
+/// resolve against holder.
+fn is_immutable(path: &PublishedPath) -> bool {
+    media_type(path.as_str()).is_some_and(|media| media.caching == Caching::Immutable)
+}
+
+/// `307` to a signed URL of the bucket. The redirect itself may be cached by the player (not a
+/// shared cache: the URL is a credential) for half of the URL's life, so that it is never
+/// followed once expired.
+fn redirect(url: &str, lasts: std::time::Duration) -> Response {
+    let Ok(location) = HeaderValue::try_from(url) else {
+        error!("a signed URL of the bucket is no header value");
+        return ApiError::StorageUnavailable.into_response();
+    };
+    let mut response = StatusCode::TEMPORARY_REDIRECT.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::LOCATION, location);
+    if let Ok(cache) = HeaderValue::try_from(format!("private, max-age={}", lasts.as_secs() / 2)) {
+        headers.insert(header::CACHE_CONTROL, cache);
+    }
+    response
 }
 
 fn unsatisfiable(size: u64) -> Response {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use object_store::aws::AmazonS3Builder;
+use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path as ObjectPath;
 use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
 use secrecy::ExposeSecret;
@@ -17,7 +17,7 @@ use crate::config::S3Settings;
 const CHECK_PREFIX: &str = ".holder-check";
 
 /// The client of the configured bucket. Nothing is sent yet.
-pub fn bucket_store(s3: &S3Settings) -> anyhow::Result<Arc<dyn ObjectStore>> {
+pub fn bucket_store(s3: &S3Settings) -> anyhow::Result<Arc<AmazonS3>> {
     let endpoint = s3.endpoint.trim().trim_end_matches('/');
     let client = ClientOptions::new()
         .with_allow_http(endpoint.starts_with("http://"))

@@ -11,8 +11,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use object_store::aws::AmazonS3;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
+use object_store::signer::Signer;
 use object_store::ObjectStore;
 
 use crate::config::{Config, S3Settings, StoreKind};
@@ -24,6 +26,9 @@ pub use bucket::{bucket_store, check_bucket};
 pub struct Store {
     objects: Arc<dyn ObjectStore>,
     place: Place,
+    /// The bucket's URL signer and how long a signed URL lasts, when reads are redirected to
+    /// the bucket (`HOLDER_S3__PRESIGNED_REDIRECT_SECS`).
+    redirects: Option<(Arc<AmazonS3>, Duration)>,
 }
 
 /// What the store is, for checks and for the FTP back end.
@@ -42,11 +47,18 @@ impl Store {
         match config.store {
             StoreKind::Fs => Self::directory(&config.root).await,
             StoreKind::S3 => {
-                let objects = bucket_store(&config.s3)?;
-                check_bucket(objects.as_ref(), &config.s3).await?;
+                let bucket = bucket_store(&config.s3)?;
+                check_bucket(bucket.as_ref(), &config.s3).await?;
+                let redirects = (config.s3.presigned_redirect_secs > 0).then(|| {
+                    (
+                        bucket.clone(),
+                        Duration::from_secs(config.s3.presigned_redirect_secs),
+                    )
+                });
                 Ok(Store {
-                    objects,
+                    objects: bucket,
                     place: Place::Bucket(config.s3.clone()),
+                    redirects,
                 })
             }
         }
@@ -64,6 +76,7 @@ impl Store {
         Ok(Store {
             objects: Arc::new(objects),
             place: Place::Directory(root),
+            redirects: None,
         })
     }
 
@@ -81,6 +94,21 @@ impl Store {
             Place::Directory(root) => format!("fs:{}", root.display()),
             Place::Bucket(s3) => format!("s3:{}/{}", s3.endpoint.trim_end_matches('/'), s3.bucket),
         }
+    }
+
+    /// A URL of the bucket that reads `key` for a while, when reads are redirected there; how
+    /// long it lasts comes with it.
+    pub async fn presigned_get(
+        &self,
+        key: &ObjectPath,
+    ) -> Option<Result<(String, Duration), object_store::Error>> {
+        let (signer, lasts) = self.redirects.as_ref()?;
+        Some(
+            signer
+                .signed_url(axum::http::Method::GET, key, *lasts)
+                .await
+                .map(|url| (url.to_string(), *lasts)),
+        )
     }
 
     /// How long a player is told to wait when the store cannot be reached.
