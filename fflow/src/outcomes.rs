@@ -8,21 +8,16 @@ use std::time::Duration;
 
 use anyhow::Context;
 use futures_util::future::BoxFuture;
-use lapin::options::BasicPublishOptions;
-use lapin::Confirmation;
-use lapin::{BasicProperties, Channel, Connection};
+use lapin::{Channel, Connection};
 use tokio_util::sync::CancellationToken;
 use vod_contracts::outcome::{EncodeOutcome, EncodeProgress};
 use vod_contracts::queues::QueueNames;
-use vod_infra::amqp::LossWatch;
+use vod_infra::amqp::{LossWatch, PERSISTENT, TRANSIENT};
 use vod_infra::backoff::Backoff;
 use vod_infra::config::AmqpSettings;
 
 use crate::metrics::FflowMetrics;
 use crate::outcome_sink::OutcomeSink;
-
-const TRANSIENT: u8 = 1;
-const PERSISTENT: u8 = 2;
 
 pub struct Publisher {
     settings: AmqpSettings,
@@ -90,7 +85,7 @@ impl Publisher {
         let channel = self.open_channel(&mut link).await?;
         let published = tokio::time::timeout(
             self.timeout,
-            self.publish_on(&channel, queue, payload, delivery_mode),
+            vod_infra::amqp::publish_confirmed(&channel, queue, payload, delivery_mode),
         )
         .await
         .unwrap_or_else(|_| Err(anyhow::anyhow!("rabbitmq did not confirm in time")));
@@ -104,41 +99,6 @@ impl Publisher {
         tokio::time::timeout(self.timeout, link.channel(self))
             .await
             .unwrap_or_else(|_| Err(anyhow::anyhow!("rabbitmq did not answer in time")))
-    }
-
-    async fn publish_on(
-        &self,
-        channel: &Channel,
-        queue: &str,
-        payload: &[u8],
-        delivery_mode: u8,
-    ) -> anyhow::Result<()> {
-        let properties = BasicProperties::default()
-            .with_delivery_mode(delivery_mode)
-            .with_content_type("application/json".into());
-        let confirmation = channel
-            .basic_publish(
-                "".into(),
-                queue.into(),
-                BasicPublishOptions {
-                    mandatory: true,
-                    ..BasicPublishOptions::default()
-                },
-                payload,
-                properties,
-            )
-            .await
-            .context("failed to publish")?
-            .await
-            .context("failed to get the publish confirmed")?;
-        match confirmation {
-            Confirmation::Ack(None) => Ok(()),
-            Confirmation::Ack(Some(returned)) | Confirmation::Nack(Some(returned)) => {
-                anyhow::bail!("rabbitmq returned the message: {}", returned.reply_text)
-            }
-            Confirmation::Nack(None) => anyhow::bail!("rabbitmq refused the message"),
-            Confirmation::NotRequested => anyhow::bail!("publisher confirms are off"),
-        }
     }
 
     /// Until `stopping`, checks every `every` whether the publishing connection was lost,

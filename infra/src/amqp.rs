@@ -4,9 +4,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 use futures_util::StreamExt;
-use lapin::options::{BasicQosOptions, ConfirmSelectOptions, QueueDeclareOptions};
+use lapin::options::{
+    BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, QueueDeclareOptions,
+};
 use lapin::types::FieldTable;
-use lapin::{Channel, Connection, ConnectionProperties, ConnectionStatus, Event};
+use lapin::{
+    BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ConnectionStatus,
+    Event,
+};
 use secrecy::ExposeSecret;
 use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
@@ -145,6 +150,48 @@ pub async fn publisher_channel(connection: &Connection) -> anyhow::Result<Channe
         .await
         .context("failed to enable publisher confirms")?;
     Ok(channel)
+}
+
+/// A message kept on disk by the broker (AMQP delivery mode 2).
+pub const PERSISTENT: u8 = 2;
+/// A message the broker may keep in memory only (delivery mode 1).
+pub const TRANSIENT: u8 = 1;
+
+/// Publishes a JSON `payload` to `queue` through the default exchange on a channel with
+/// publisher confirms: `Ok` once the broker routed it to the queue and confirmed it, an error
+/// when it returned it (no such queue) or refused it.
+pub async fn publish_confirmed(
+    channel: &Channel,
+    queue: &str,
+    payload: &[u8],
+    delivery_mode: u8,
+) -> anyhow::Result<()> {
+    let properties = BasicProperties::default()
+        .with_delivery_mode(delivery_mode)
+        .with_content_type("application/json".into());
+    let confirmation = channel
+        .basic_publish(
+            "".into(),
+            queue.into(),
+            BasicPublishOptions {
+                mandatory: true,
+                ..BasicPublishOptions::default()
+            },
+            payload,
+            properties,
+        )
+        .await
+        .context("failed to publish")?
+        .await
+        .context("failed to get the publish confirmed")?;
+    match confirmation {
+        Confirmation::Ack(None) => Ok(()),
+        Confirmation::Ack(Some(returned)) | Confirmation::Nack(Some(returned)) => {
+            anyhow::bail!("rabbitmq returned the message: {}", returned.reply_text)
+        }
+        Confirmation::Nack(None) => anyhow::bail!("rabbitmq refused the message"),
+        Confirmation::NotRequested => anyhow::bail!("publisher confirms are off"),
+    }
 }
 
 /// A channel for consuming with the given prefetch, set before any `basic_consume`.
