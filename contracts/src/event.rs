@@ -39,6 +39,8 @@ status_enum!(
         DirectUploadAssetCreated => "direct_upload.asset_created",
         /// A direct upload was cancelled.
         DirectUploadCancelled => "direct_upload.cancelled",
+        /// A webhook endpoint was disabled because its deliveries kept failing.
+        WebhookEndpointDisabled => "webhook_endpoint.disabled",
     }
 );
 
@@ -49,6 +51,7 @@ impl EventType {
             EventType::DirectUploadCreated
             | EventType::DirectUploadAssetCreated
             | EventType::DirectUploadCancelled => ObjectType::DirectUpload,
+            EventType::WebhookEndpointDisabled => ObjectType::WebhookEndpoint,
             _ => ObjectType::Video,
         }
     }
@@ -59,6 +62,7 @@ status_enum!(
     ObjectType {
         Video => "video",
         DirectUpload => "direct_upload",
+        WebhookEndpoint => "webhook_endpoint",
     }
 );
 

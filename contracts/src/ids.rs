@@ -94,6 +94,18 @@ id_type!(
     /// A new, time-ordered id (UUIDv7): public, listed by `GET /v1/direct-uploads`.
     new: Uuid::now_v7()
 );
+id_type!(
+    /// A webhook endpoint of a project.
+    WebhookId,
+    /// A new, time-ordered id (UUIDv7): public, listed by `GET /v1/webhooks`.
+    new: Uuid::now_v7()
+);
+id_type!(
+    /// One event (or ping) sent to one webhook endpoint, with all its attempts.
+    DeliveryId,
+    /// A new, time-ordered id (UUIDv7): public, in the delivery log.
+    new: Uuid::now_v7()
+);
 
 impl ProjectId {
     /// The project every row made before projects existed belongs to (migration V7).

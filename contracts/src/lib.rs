@@ -17,6 +17,10 @@ pub mod outcome;
 mod postgres;
 pub mod queues;
 mod status;
+pub mod webhook;
 
-pub use ids::{ApiKeyId, DirectUploadId, FlowId, ProjectId, SessionId, VideoId, WriterId};
+pub use ids::{
+    ApiKeyId, DeliveryId, DirectUploadId, FlowId, ProjectId, SessionId, VideoId, WebhookId,
+    WriterId,
+};
 pub use status::{EncodePath, FlowStatus, SessionStatus, UnknownStatus, UploadKind, VideoStatus};

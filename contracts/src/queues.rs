@@ -10,6 +10,9 @@ pub struct QueueNames {
     pub outcomes: String,
     /// fflow → uploader encode progress reports.
     pub progress: String,
+    /// Webhook deliveries to attempt, competed for by uploader replicas; the retry queues
+    /// ([`QueueNames::webhook_retry`]) dead-letter into it.
+    pub webhooks: String,
 }
 
 impl QueueNames {
@@ -18,12 +21,24 @@ impl QueueNames {
             commands: format!("{prefix}.commands"),
             outcomes: format!("{prefix}.outcomes"),
             progress: format!("{prefix}.progress"),
+            webhooks: format!("{prefix}.webhooks"),
         }
     }
 
+    /// The queue where a delivery waits `delay_ms` before it goes back to `webhooks`: one
+    /// queue per delay, since a message's own TTL expires only at the head of its queue.
+    pub fn webhook_retry(&self, delay_ms: u64) -> String {
+        format!("{}.retry.{delay_ms}", self.webhooks)
+    }
+
     /// Every queue, to declare or delete them all.
-    pub fn all(&self) -> [&str; 3] {
-        [&self.commands, &self.outcomes, &self.progress]
+    pub fn all(&self) -> [&str; 4] {
+        [
+            &self.commands,
+            &self.outcomes,
+            &self.progress,
+            &self.webhooks,
+        ]
     }
 }
 

@@ -1,5 +1,6 @@
-//! Videos and direct uploads as the public JSON API shows them (`GET /v1/videos/{id}`,
-//! `GET /v1/direct-uploads/{id}`), read from PostgreSQL.
+//! Videos, direct uploads and webhook endpoints as the public JSON API shows them
+//! (`GET /v1/videos/{id}`, `GET /v1/direct-uploads/{id}`, `GET /v1/webhooks/{id}`), read from
+//! PostgreSQL.
 //!
 //! One rendering, used by the gateway to answer and by the uploader to record an event's
 //! `data` inside the transaction of the change the event reports, so that an event shows the
@@ -7,6 +8,8 @@
 //! transaction (`deadpool_postgres::GenericClient`).
 
 mod direct_uploads;
+mod events;
+mod webhooks;
 
 use std::collections::HashMap;
 
@@ -24,6 +27,8 @@ use vod_contracts::outcome::{
 use vod_contracts::{EncodePath, FlowStatus, ProjectId, VideoId, VideoStatus};
 
 pub use direct_uploads::{find_direct_upload, list_direct_uploads};
+pub use events::{event_view, find_event, EVENT_COLUMNS};
+pub use webhooks::{find_webhook, list_deliveries, list_webhooks};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ViewError {

@@ -109,6 +109,80 @@ pub struct Config {
     pub purge_events_cron: String,
     /// Events deleted per run of that job, at most.
     pub purge_events_batch: u32,
+    /// Webhook deliveries (`UPLOADER_WEBHOOKS__*`).
+    pub webhooks: WebhookSettings,
+}
+
+/// How an uploader delivers webhooks.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default)]
+pub struct WebhookSettings {
+    /// Whether this replica publishes deliveries and attempts them. Off, it still records
+    /// them (every event's transaction does), for the replicas that deliver.
+    pub deliver: bool,
+    /// `http` URLs are delivered to, beside `https` (the gateway's
+    /// `GATEWAY_WEBHOOKS__ALLOW_HTTP` decides which are accepted).
+    pub allow_http: bool,
+    /// Loopback, private and link-local addresses are connected to (a local stack). Never
+    /// metadata, unspecified or multicast addresses.
+    pub allow_private: bool,
+    /// An attempt's whole budget: connecting, sending and the receiver's status line.
+    pub timeout_ms: u64,
+    /// The delay after the first failed attempt, doubled after each one up to `retry_max_ms`,
+    /// each stretched by a random one of `retry_jitter_steps` steps of an eighth.
+    pub retry_first_ms: u64,
+    pub retry_max_ms: u64,
+    pub retry_jitter_steps: u32,
+    /// How long after its first attempt a delivery is tried again; then it is failed.
+    pub retry_period_secs: u64,
+    /// An endpoint whose attempts failed for this long without a success is disabled.
+    pub disable_after_secs: u64,
+    /// How often the relay looks for deliveries to publish, and how many it takes at once.
+    pub relay_interval_ms: u64,
+    pub relay_batch: u32,
+    /// Attempts made at once by a replica (each a consumer of its own, so that a slow receiver
+    /// holds up only one).
+    pub concurrency: u16,
+    /// The longest error kept in the delivery log, in bytes.
+    pub max_error_bytes: usize,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        Self {
+            deliver: true,
+            allow_http: false,
+            allow_private: false,
+            timeout_ms: 10_000,
+            retry_first_ms: 30_000,
+            retry_max_ms: 3_600_000,
+            retry_jitter_steps: 4,
+            retry_period_secs: 24 * 3600,
+            disable_after_secs: 3 * 24 * 3600,
+            relay_interval_ms: 200,
+            relay_batch: 100,
+            concurrency: 8,
+            max_error_bytes: 500,
+        }
+    }
+}
+
+impl WebhookSettings {
+    fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.timeout_ms > 0
+                && self.retry_first_ms > 0
+                && self.retry_max_ms >= self.retry_first_ms
+                && self.retry_jitter_steps > 0
+                && self.retry_jitter_steps <= 8
+                && self.relay_interval_ms > 0
+                && self.relay_batch > 0
+                && self.concurrency > 0,
+            "UPLOADER_WEBHOOKS__* must be positive, RETRY_MAX_MS at least RETRY_FIRST_MS and \
+             RETRY_JITTER_STEPS at most 8"
+        );
+        Ok(())
+    }
 }
 
 /// The default quotas of a project, checked where an upload is created.
@@ -191,6 +265,7 @@ impl Default for Config {
             event_retention_secs: 30 * 24 * 3600,
             purge_events_cron: "0 15 * * * *".to_owned(),
             purge_events_batch: 10_000,
+            webhooks: WebhookSettings::default(),
         }
     }
 }
@@ -205,6 +280,7 @@ impl Config {
     pub fn validate(&self) -> anyhow::Result<()> {
         self.amqp.validate("UPLOADER")?;
         self.http.validate("UPLOADER")?;
+        self.webhooks.validate()?;
         anyhow::ensure!(
             !self.fflow_urls.is_empty(),
             "UPLOADER_FFLOW_URLS names no fflow address"

@@ -20,9 +20,10 @@ use tracing::field::Empty;
 use tracing::Instrument;
 use vod_contracts::commands::{
     CancelDirectUpload, CommandKind, CreateApiKey, CreateDirectUpload, CreateFinalUpload,
-    CreatePartialUpload, CreateProject, CreateUpload, CreateVideo, DeclareLength, DeleteVideo,
-    LockUpload, Reject, RejectCode, Reply, RevokeApiKey, SetProjectQuotas, TerminateUpload,
-    TouchApiKeys, UnlockUpload, UpdateVideo,
+    CreatePartialUpload, CreateProject, CreateUpload, CreateVideo, CreateWebhook, DeclareLength,
+    DeleteVideo, DeleteWebhook, LockUpload, QueueDeliveries, Reject, RejectCode, Reply,
+    RevokeApiKey, RotateWebhookSecret, SetProjectQuotas, TerminateUpload, TouchApiKeys,
+    UnlockUpload, UpdateVideo, UpdateWebhook,
 };
 use vod_infra::consume::{Deliveries, Subscription};
 
@@ -160,6 +161,15 @@ async fn dispatch(
         }
         CommandKind::SetProjectQuotas => {
             handle_command::<SetProjectQuotas>(&body, handlers, span).await
+        }
+        CommandKind::CreateWebhook => handle_command::<CreateWebhook>(&body, handlers, span).await,
+        CommandKind::UpdateWebhook => handle_command::<UpdateWebhook>(&body, handlers, span).await,
+        CommandKind::DeleteWebhook => handle_command::<DeleteWebhook>(&body, handlers, span).await,
+        CommandKind::RotateWebhookSecret => {
+            handle_command::<RotateWebhookSecret>(&body, handlers, span).await
+        }
+        CommandKind::QueueDeliveries => {
+            handle_command::<QueueDeliveries>(&body, handlers, span).await
         }
         CommandKind::Chunk => {
             let handled = cmd::handle_chunk(body, handlers, span).await;

@@ -5,7 +5,8 @@
 //!
 //! An event's `data` is rendered here, inside that transaction, by the same code that answers
 //! `GET /v1/videos/{id}` (`vod_read_model`), so it shows the object as a read at that moment
-//! would, with the type's own fields added. Retention is `purge_expired`, a scheduler job.
+//! would, with the type's own fields added. The same transaction makes the event's webhook
+//! deliveries (`webhooks::deliveries::fan_out`). Retention is `purge_expired`, a scheduler job.
 
 use std::sync::Arc;
 
@@ -13,7 +14,7 @@ use anyhow::Context;
 use deadpool_postgres::GenericClient;
 use serde_json::{Map, Value};
 use vod_contracts::event::EventType;
-use vod_contracts::{DirectUploadId, FlowId, ProjectId, VideoId};
+use vod_contracts::{DirectUploadId, FlowId, ProjectId, VideoId, WebhookId};
 use vod_read_model::Deleted;
 
 use crate::metrics::{Entity, StateTransitions};
@@ -129,6 +130,32 @@ impl Recorder {
     }
 }
 
+impl Recorder {
+    /// Records an event about a webhook endpoint, as the API shows it now.
+    pub async fn webhook_event(
+        &self,
+        client: &impl GenericClient,
+        project_id: ProjectId,
+        webhook_id: WebhookId,
+        event_type: EventType,
+    ) -> anyhow::Result<()> {
+        let Some(webhook) = vod_read_model::find_webhook(client, project_id, webhook_id)
+            .await
+            .context("failed to render the event's webhook endpoint")?
+        else {
+            return Ok(());
+        };
+        insert(
+            client,
+            project_id,
+            event_type,
+            webhook_id.0,
+            serde_json::to_value(&webhook)?,
+        )
+        .await
+    }
+}
+
 /// A new event id: `evt_` and 128 random bits in hex.
 fn new_event_id() -> String {
     format!("evt_{}", uuid::Uuid::new_v4().simple())
@@ -141,12 +168,13 @@ async fn insert(
     object_id: uuid::Uuid,
     data: Value,
 ) -> anyhow::Result<()> {
+    let event_id = new_event_id();
     client
         .execute(
             "INSERT INTO event (id, project_id, type, object_type, object_id, data) \
              VALUES ($1, $2, $3, $4, $5, $6)",
             &[
-                &new_event_id(),
+                &event_id,
                 &project_id.0,
                 &event_type.as_str(),
                 &event_type.object_type().as_str(),
@@ -156,7 +184,7 @@ async fn insert(
         )
         .await
         .with_context(|| format!("failed to record the event {event_type}"))?;
-    Ok(())
+    crate::webhooks::deliveries::fan_out(client, project_id, &event_id, event_type).await
 }
 
 /// Deletes events older than `retention_secs`, at most `batch` of them; returns how many.

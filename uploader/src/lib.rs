@@ -29,6 +29,7 @@ pub mod scheduler;
 mod startup;
 mod store;
 pub mod transitions;
+mod webhooks;
 
 pub use config::Config;
 pub use startup::App;

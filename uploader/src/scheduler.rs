@@ -107,8 +107,9 @@ impl Scheduler {
         }
     }
 
-    /// Deletes the events older than the retention, at most a batch of them. Returns how many
-    /// (0 when another replica holds the job's lock).
+    /// Deletes the events older than the retention, at most a batch of them, and the webhook
+    /// deliveries that finished as long ago. Returns how many events (0 when another replica
+    /// holds the job's lock).
     pub async fn purge_expired_events(&self) -> anyhow::Result<usize> {
         let mut client = self
             .handlers
@@ -122,6 +123,12 @@ impl Scheduler {
             return Ok(0);
         }
         let deleted = crate::events::purge_expired(
+            &tx,
+            self.event_retention.retention_secs,
+            i64::from(self.event_retention.batch),
+        )
+        .await?;
+        crate::webhooks::deliveries::purge_finished(
             &tx,
             self.event_retention.retention_secs,
             i64::from(self.event_retention.batch),

@@ -12,6 +12,8 @@ use vod_infra::amqp::LossWatch;
 use vod_infra::backoff::Backoff;
 use vod_infra::bearer::SharedToken;
 use vod_infra::config::millis;
+use vod_infra::consume::Subscription;
+use vod_infra::public_target::TargetPolicy;
 
 use crate::config::Config;
 use crate::fflow_client::FflowClient;
@@ -20,6 +22,7 @@ use crate::http::{self, CurrentBroker, HttpState};
 use crate::metrics::UploaderMetrics;
 use crate::routing::Routing;
 use crate::scheduler::{Crons, EventRetention, Scheduler, UnusedVideos};
+use crate::webhooks::{Attempting, Relay, RetrySchedule, Sender, WebhookMetrics};
 use crate::{chunk_listener, consumer, outcomes, progress};
 
 /// A broker connection and what tells that it was lost.
@@ -44,6 +47,8 @@ pub struct App {
     /// The chunk listener and its routes, when the gateway's token is configured.
     chunks: Option<(TcpListener, Router)>,
     chunks_addr: Option<SocketAddr>,
+    /// What attempts webhook deliveries, when this replica delivers them.
+    webhooks: Option<Arc<Attempting>>,
 }
 
 impl App {
@@ -58,6 +63,7 @@ impl App {
         crate::quotas::record_defaults(&pg.get().await?, &config.quota).await?;
         let mut registry = vod_infra::metrics::registry("uploader");
         let metrics = UploaderMetrics::register(&mut registry);
+        let webhook_metrics = WebhookMetrics::register(&mut registry);
         let fflow = Arc::new(FflowClient::new(
             config.fflow_urls.clone(),
             &config.fflow_token,
@@ -85,6 +91,7 @@ impl App {
                 queues.commands.clone(),
                 queues.outcomes.clone(),
                 queues.progress.clone(),
+                queues.webhooks.clone(),
             ],
             metrics: metrics.clone(),
             registry,
@@ -95,6 +102,11 @@ impl App {
         tracing::info!(replica = %config.replica_name, addr = %local_addr, "uploader listening");
         let recorder =
             crate::events::Recorder::new(metrics.transitions.clone(), &config.holder_public_url);
+        let webhooks = config
+            .webhooks
+            .deliver
+            .then(|| webhooks(&config, &pg, recorder.clone(), webhook_metrics))
+            .transpose()?;
         let handlers = Arc::new(Handlers {
             pg,
             routing,
@@ -147,6 +159,7 @@ impl App {
             local_addr,
             chunks,
             chunks_addr,
+            webhooks,
         })
     }
 
@@ -393,6 +406,14 @@ impl App {
                 .await,
             )
         };
+        let webhooks = async {
+            match &self.webhooks {
+                Some(attempting) => stop_on_error(
+                    unless_abandoned(abandon, self.deliver_webhooks(amqp, attempting, &stop)).await,
+                ),
+                None => Ok(()),
+            }
+        };
         // A lost connection leaves its consumers waiting forever, not ended.
         let watched = async {
             let check_every = millis(self.config.broker_check_interval_ms);
@@ -404,15 +425,85 @@ impl App {
             })
         };
         tracing::info!(replica = %name, queue = %self.queues.commands, "uploader consuming");
-        let (commands, outcomes, progress, watched) =
-            tokio::join!(commands, outcomes, progress, watched);
+        let (commands, outcomes, progress, webhooks, watched) =
+            tokio::join!(commands, outcomes, progress, webhooks, watched);
         watched?;
+        webhooks.context("webhook deliveries stopped")?;
         commands.context("commands consumer failed")?;
         outcomes.context("outcomes consumer failed")?;
         progress.context("progress consumer failed")?;
         Ok(())
     }
 }
+
+impl App {
+    /// Publishes webhook deliveries (the relay) and attempts them, `concurrency` at once,
+    /// until `stop` or a broker failure.
+    async fn deliver_webhooks(
+        &self,
+        amqp: &Connection,
+        attempting: &Arc<Attempting>,
+        stop: &CancellationToken,
+    ) -> anyhow::Result<()> {
+        let settings = &self.config.webhooks;
+        let relay = Relay {
+            pg: self.handlers.pg.clone(),
+            queues: self.queues.clone(),
+            interval: millis(settings.relay_interval_ms),
+            batch: i64::from(settings.relay_batch),
+        };
+        let relay_channel = vod_infra::amqp::publisher_channel(amqp).await?;
+        let mut consumers = Vec::with_capacity(usize::from(settings.concurrency));
+        for n in 0..settings.concurrency {
+            let channel = vod_infra::amqp::consumer_channel(amqp, 1).await?;
+            let subscription = Subscription {
+                queue: self.queues.webhooks.clone(),
+                consumer_tag: format!("{}-webhooks-{n}", self.config.replica_name),
+                what: "webhook deliveries",
+            };
+            consumers.push(attempting.clone().run(channel, subscription, stop.clone()));
+        }
+        let (relayed, consumed) = tokio::join!(
+            relay.run(relay_channel, stop),
+            futures_util::future::join_all(consumers)
+        );
+        relayed.context("webhook relay failed")?;
+        consumed
+            .into_iter()
+            .collect::<anyhow::Result<Vec<()>>>()
+            .context("webhook consumer failed")?;
+        Ok(())
+    }
+}
+
+/// The webhook deliveries' sender and what its attempts share.
+fn webhooks(
+    config: &Config,
+    pg: &deadpool_postgres::Pool,
+    recorder: crate::events::Recorder,
+    metrics: WebhookMetrics,
+) -> anyhow::Result<Arc<Attempting>> {
+    let settings = &config.webhooks;
+    let policy = TargetPolicy {
+        allow_http: settings.allow_http,
+        allow_private: settings.allow_private,
+        ..TargetPolicy::default()
+    };
+    let timeout = millis(settings.timeout_ms);
+    Ok(Arc::new(Attempting {
+        pg: pg.clone(),
+        sender: Sender::new(policy, timeout, settings.max_error_bytes)?,
+        schedule: RetrySchedule::new(settings),
+        recorder,
+        metrics,
+        claim_for: timeout + CLAIM_MARGIN,
+        disable_after_secs: settings.disable_after_secs,
+        retry_after: millis(config.outcome_retry_ms),
+    }))
+}
+
+/// How long a claim outlasts an attempt's budget.
+const CLAIM_MARGIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Runs a consumer until it ends, or drops it at the shutdown timeout: the delivery it was
 /// handling, unacknowledged, goes back to the queue.

@@ -16,6 +16,7 @@ mod direct_upload;
 mod project;
 mod upload;
 mod video;
+mod webhook;
 mod write_lock;
 
 use std::fmt::Debug;
@@ -40,6 +41,10 @@ pub use upload::{
 };
 pub use video::{
     present, CreateVideo, DeleteVideo, UpdateVideo, VideoCreated, VideoDeleted, VideoUpdated,
+};
+pub use webhook::{
+    CreateWebhook, DeleteWebhook, QueueDeliveries, RotateWebhookSecret, ToDeliver, UpdateWebhook,
+    WebhookDeleted,
 };
 pub use write_lock::{LockUpload, UnlockUpload, UploadLocked, UploadUnlocked};
 
@@ -88,10 +93,15 @@ pub enum CommandKind {
     CreateDirectUpload,
     CancelDirectUpload,
     SetProjectQuotas,
+    CreateWebhook,
+    UpdateWebhook,
+    DeleteWebhook,
+    RotateWebhookSecret,
+    QueueDeliveries,
 }
 
 impl CommandKind {
-    pub const ALL: [CommandKind; 18] = [
+    pub const ALL: [CommandKind; 23] = [
         CommandKind::CreateVideo,
         CommandKind::CreateUpload,
         CommandKind::CreatePartialUpload,
@@ -110,6 +120,11 @@ impl CommandKind {
         CommandKind::CreateDirectUpload,
         CommandKind::CancelDirectUpload,
         CommandKind::SetProjectQuotas,
+        CommandKind::CreateWebhook,
+        CommandKind::UpdateWebhook,
+        CommandKind::DeleteWebhook,
+        CommandKind::RotateWebhookSecret,
+        CommandKind::QueueDeliveries,
     ];
 
     /// The request's name: `create_video`, …, `chunk`.
@@ -133,6 +148,11 @@ impl CommandKind {
             CommandKind::CreateDirectUpload => "create_direct_upload",
             CommandKind::CancelDirectUpload => "cancel_direct_upload",
             CommandKind::SetProjectQuotas => "set_project_quotas",
+            CommandKind::CreateWebhook => "create_webhook",
+            CommandKind::UpdateWebhook => "update_webhook",
+            CommandKind::DeleteWebhook => "delete_webhook",
+            CommandKind::RotateWebhookSecret => "rotate_webhook_secret",
+            CommandKind::QueueDeliveries => "queue_deliveries",
         }
     }
 
@@ -157,6 +177,11 @@ impl CommandKind {
             CommandKind::CreateDirectUpload => "vod.create_direct_upload",
             CommandKind::CancelDirectUpload => "vod.cancel_direct_upload",
             CommandKind::SetProjectQuotas => "vod.set_project_quotas",
+            CommandKind::CreateWebhook => "vod.create_webhook",
+            CommandKind::UpdateWebhook => "vod.update_webhook",
+            CommandKind::DeleteWebhook => "vod.delete_webhook",
+            CommandKind::RotateWebhookSecret => "vod.rotate_webhook_secret",
+            CommandKind::QueueDeliveries => "vod.queue_deliveries",
         }
     }
 
@@ -206,6 +231,10 @@ pub enum RejectCode {
     DirectUploadFinished,
     /// The project stores as many bytes as its quota allows: no upload is created.
     QuotaExceeded,
+    /// No such webhook endpoint in the project.
+    WebhookNotFound,
+    /// No such event in the project (or it is past its retention).
+    EventNotFound,
     /// The project has as many open uploads as its quota allows; retry after
     /// `retry_after_secs`.
     TooManyOpenUploads,

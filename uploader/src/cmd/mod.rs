@@ -15,6 +15,7 @@ mod projects;
 mod terminate_upload;
 mod unlock_upload;
 mod update_video;
+mod webhooks;
 
 use std::future::Future;
 
