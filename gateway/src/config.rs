@@ -115,6 +115,51 @@ pub struct Config {
     pub uploader_chunks_connect_timeout_ms: u64,
     /// How long a chunk listener that could not be reached is passed over.
     pub uploader_chunks_retry_after_ms: u64,
+    /// Webhook endpoints (`GATEWAY_WEBHOOKS__*`).
+    pub webhooks: WebhookSettings,
+}
+
+/// Which webhook URLs are accepted. The uploaders check every address again as they connect
+/// (`UPLOADER_WEBHOOKS__ALLOW_HTTP`, `UPLOADER_WEBHOOKS__ALLOW_PRIVATE`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default)]
+pub struct WebhookSettings {
+    /// `http` URLs beside `https`.
+    pub allow_http: bool,
+    /// URLs resolving to loopback, private or link-local addresses (a local stack); never
+    /// metadata, unspecified or multicast ones.
+    pub allow_private: bool,
+    pub max_url_bytes: usize,
+    /// How long a URL's name may take to resolve as it is checked.
+    pub resolve_timeout_ms: u64,
+    /// How long a rotated secret keeps signing beside the new one, unless the rotation says.
+    pub rotation_overlap_secs: u64,
+    /// Endpoints a project may have.
+    pub max_per_project: u32,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        Self {
+            allow_http: false,
+            allow_private: false,
+            max_url_bytes: 2048,
+            resolve_timeout_ms: 5_000,
+            rotation_overlap_secs: 24 * 3600,
+            max_per_project: 20,
+        }
+    }
+}
+
+impl WebhookSettings {
+    /// The policy a URL is checked against.
+    pub fn policy(&self) -> vod_infra::public_target::TargetPolicy {
+        vod_infra::public_target::TargetPolicy {
+            allow_http: self.allow_http,
+            allow_private: self.allow_private,
+            max_url_bytes: self.max_url_bytes,
+        }
+    }
 }
 
 impl Default for Config {
@@ -158,6 +203,7 @@ impl Default for Config {
             uploader_chunks_token: SecretString::from(""),
             uploader_chunks_connect_timeout_ms: 2_000,
             uploader_chunks_retry_after_ms: 5_000,
+            webhooks: WebhookSettings::default(),
         }
     }
 }

@@ -95,6 +95,11 @@ pub enum ApiError {
     DirectUploadFinished(String),
     #[error("{0}")]
     EventNotFound(String),
+    #[error("no such webhook endpoint")]
+    WebhookNotFound,
+    /// The project has as many webhook endpoints as allowed.
+    #[error("{0}")]
+    WebhookLimitReached(String),
     /// The project stores as much as its quota allows: no upload is created.
     #[error("{0}")]
     QuotaExceeded(String),
@@ -163,7 +168,9 @@ impl ApiError {
                 StatusCode::FORBIDDEN
             }
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Self::ProjectNameTaken(_) | Self::DirectUploadFinished(_) => StatusCode::CONFLICT,
+            Self::ProjectNameTaken(_)
+            | Self::DirectUploadFinished(_)
+            | Self::WebhookLimitReached(_) => StatusCode::CONFLICT,
             Self::ChecksumMismatch => CHECKSUM_MISMATCH,
             Self::UploadNotFound
             | Self::VideoNotFound
@@ -172,7 +179,8 @@ impl ApiError {
             | Self::KeyNotFound
             | Self::UploadUrlNotFound
             | Self::DirectUploadNotFound
-            | Self::EventNotFound(_) => StatusCode::NOT_FOUND,
+            | Self::EventNotFound(_)
+            | Self::WebhookNotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::UploadExpired | Self::UploadUrlExpired => StatusCode::GONE,
             Self::UploadTooLarge { .. }
@@ -226,6 +234,8 @@ impl ApiError {
         "direct_upload_not_found",
         "direct_upload_finished",
         "event_not_found",
+        "webhook_not_found",
+        "webhook_limit_reached",
         "quota_exceeded",
         "too_many_open_uploads",
         "rate_limited",
@@ -273,6 +283,8 @@ impl ApiError {
             Self::DirectUploadNotFound => "direct_upload_not_found",
             Self::DirectUploadFinished(_) => "direct_upload_finished",
             Self::EventNotFound(_) => "event_not_found",
+            Self::WebhookNotFound => "webhook_not_found",
+            Self::WebhookLimitReached(_) => "webhook_limit_reached",
             Self::QuotaExceeded(_) => "quota_exceeded",
             Self::TooManyOpenUploads { .. } => "too_many_open_uploads",
             Self::RateLimited { .. } => "rate_limited",
@@ -337,6 +349,8 @@ impl From<Reject> for ApiError {
             RejectCode::UploadUrlExpired => Self::UploadUrlExpired,
             RejectCode::DirectUploadNotFound => Self::DirectUploadNotFound,
             RejectCode::DirectUploadFinished => Self::DirectUploadFinished(message),
+            RejectCode::WebhookNotFound => Self::WebhookNotFound,
+            RejectCode::EventNotFound => Self::EventNotFound(message),
             RejectCode::QuotaExceeded => Self::QuotaExceeded(message),
             RejectCode::TooManyOpenUploads => Self::TooManyOpenUploads {
                 message,
@@ -437,6 +451,8 @@ mod tests {
                 409,
                 "direct_upload_finished",
             ),
+            (RejectCode::WebhookNotFound, 404, "webhook_not_found"),
+            (RejectCode::EventNotFound, 404, "event_not_found"),
             (RejectCode::QuotaExceeded, 413, "quota_exceeded"),
             (RejectCode::TooManyOpenUploads, 429, "too_many_open_uploads"),
             (RejectCode::RateLimited, 429, "rate_limited"),
@@ -491,6 +507,8 @@ mod tests {
             ApiError::DirectUploadNotFound,
             ApiError::DirectUploadFinished(String::new()),
             ApiError::EventNotFound(String::new()),
+            ApiError::WebhookNotFound,
+            ApiError::WebhookLimitReached(String::new()),
             ApiError::QuotaExceeded(String::new()),
             ApiError::TooManyOpenUploads {
                 message: String::new(),
@@ -543,6 +561,8 @@ mod tests {
                 | ApiError::DirectUploadNotFound
                 | ApiError::DirectUploadFinished(_)
                 | ApiError::EventNotFound(_)
+                | ApiError::WebhookNotFound
+                | ApiError::WebhookLimitReached(_)
                 | ApiError::QuotaExceeded(_)
                 | ApiError::TooManyOpenUploads { .. }
                 | ApiError::RateLimited { .. }

@@ -7,15 +7,12 @@
 //! committed) holds the page back at its own events until it ends, so what was shown is
 //! always a prefix of what will ever be shown.
 
-use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
-use tokio_postgres::Row;
-use vod_contracts::event::{EventObject, EventType, EventView, ObjectType};
+use vod_contracts::event::{EventType, EventView};
 use vod_contracts::ProjectId;
+use vod_read_model::{event_view, EVENT_COLUMNS};
 
 use crate::read_model::ReadError;
-
-const EVENT_COLUMNS: &str = "id, type, object_type, object_id, created_at, data";
 
 /// A page of a project's events after `after` (from the oldest without it), in order, of
 /// `types` only (of every type when empty). `None` when `after` is not one of the project's
@@ -55,7 +52,10 @@ pub async fn list(
             &[&project_id.0, &after, &types, &limit],
         )
         .await?;
-    rows.iter().map(view).collect::<Result<_, _>>().map(Some)
+    rows.iter()
+        .map(|row| event_view(row).map_err(ReadError::from))
+        .collect::<Result<_, _>>()
+        .map(Some)
 }
 
 /// One of the project's events.
@@ -65,35 +65,7 @@ pub async fn find(
     event_id: &str,
 ) -> Result<Option<EventView>, ReadError> {
     let client = pool.get().await?;
-    let row = client
-        .query_opt(
-            &format!("SELECT {EVENT_COLUMNS} FROM event WHERE id = $1 AND project_id = $2"),
-            &[&event_id, &project_id.0],
-        )
-        .await?;
-    row.as_ref().map(view).transpose()
-}
-
-fn view(row: &Row) -> Result<EventView, ReadError> {
-    let event_type: &str = row.try_get(1)?;
-    let object_type: &str = row.try_get(2)?;
-    let corrupt = |what: &str| {
-        ReadError::CorruptRenditions(serde::de::Error::custom(format!(
-            "unknown {what} in the event table"
-        )))
-    };
-    Ok(EventView {
-        id: row.try_get(0)?,
-        event_type: event_type.parse().map_err(|_| corrupt("type"))?,
-        object: EventObject {
-            object_type: object_type
-                .parse::<ObjectType>()
-                .map_err(|_| corrupt("object type"))?,
-            id: row.try_get(3)?,
-        },
-        created_at: row.try_get::<_, DateTime<Utc>>(4)?,
-        data: row.try_get(5)?,
-    })
+    Ok(vod_read_model::find_event(&client, project_id, event_id).await?)
 }
 
 #[cfg(test)]

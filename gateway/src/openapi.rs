@@ -60,6 +60,13 @@ use crate::tus::grammar;
         (name = "usage", description = "The caller's project's usage counters and quotas."),
         (name = "events", description = "What happened to the project's videos and direct \
             uploads, in order: each change is recorded with its event in one transaction."),
+        (name = "webhooks", description = "Endpoints the project's events are posted to, as \
+            they happen, at least once. Each delivery is a `POST` of the event's JSON (as \
+            `GET /v1/events/{id}` shows it) with `Vod-Event-Id`, `Vod-Event-Type` and \
+            `Vod-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, \"<t>.<body>\")>` \
+            (one `v1` per secret in force). A 2xx within the timeout delivers it; anything \
+            else is retried with exponential backoff for a day, keeping the event's id. An \
+            endpoint failing for days is disabled, with a `webhook_endpoint.disabled` event."),
         (name = "admin", description = "Projects, their quotas and their keys, with the \
             admin token."),
         (name = "service", description = "Health, this document and the page to try it."),

@@ -28,7 +28,9 @@ use crate::config::Config;
 use crate::error::ApiError;
 use crate::metrics::GatewayMetrics;
 use crate::openapi::{self, ApiDoc};
-use crate::routes::{admin, direct_uploads, docs, events, health, keys, uploads, usage, videos};
+use crate::routes::{
+    admin, direct_uploads, docs, events, health, keys, uploads, usage, videos, webhooks,
+};
 use crate::state::AppState;
 use crate::tus;
 use crate::uploader_client::UploaderClient;
@@ -172,6 +174,12 @@ fn documented_routes() -> OpenApiRouter<AppState> {
     let key_routes = OpenApiRouter::new()
         .routes(routes!(keys::create, keys::list))
         .routes(routes!(keys::revoke));
+    let webhook_routes = OpenApiRouter::new()
+        .routes(routes!(webhooks::create, webhooks::list))
+        .routes(routes!(webhooks::show, webhooks::update, webhooks::delete))
+        .routes(routes!(webhooks::rotate_secret))
+        .routes(routes!(webhooks::test))
+        .routes(routes!(webhooks::deliveries));
     let admin_routes = OpenApiRouter::new()
         .routes(routes!(admin::create_project, admin::list_projects))
         .routes(routes!(admin::update_project))
@@ -190,6 +198,8 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(usage::show))
         .routes(routes!(events::list))
         .routes(routes!(events::show))
+        .routes(routes!(events::redeliver))
+        .merge(webhook_routes)
         .merge(admin_routes)
 }
 

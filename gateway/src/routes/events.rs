@@ -1,12 +1,17 @@
-//! `/v1/events`: the project's event log, the polling counterpart of webhooks.
+//! `/v1/events`: the project's event log, the polling counterpart of webhooks, and sending an
+//! event to the webhooks again.
 
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use vod_contracts::api::ErrorBody;
+use vod_contracts::commands::{QueueDeliveries, ToDeliver};
 use vod_contracts::event::{is_event_id, EventList, EventType, EventView};
+use vod_contracts::webhook::Redelivered;
 
 use crate::auth::Caller;
 use crate::error::ApiError;
@@ -34,7 +39,7 @@ pub struct EventsQuery {
     #[param(
         value_type = Option<String>,
         rename = "type",
-        pattern = "^(video\\.created|video\\.upload\\.created|video\\.upload\\.completed|video\\.upload\\.expired|video\\.upload\\.cancelled|video\\.processing|video\\.ready|video\\.failed|video\\.updated|video\\.deleted|direct_upload\\.created|direct_upload\\.asset_created|direct_upload\\.cancelled)(,(video\\.created|video\\.upload\\.created|video\\.upload\\.completed|video\\.upload\\.expired|video\\.upload\\.cancelled|video\\.processing|video\\.ready|video\\.failed|video\\.updated|video\\.deleted|direct_upload\\.created|direct_upload\\.asset_created|direct_upload\\.cancelled))*$"
+        pattern = "^(video\\.created|video\\.upload\\.created|video\\.upload\\.completed|video\\.upload\\.expired|video\\.upload\\.cancelled|video\\.processing|video\\.ready|video\\.failed|video\\.updated|video\\.deleted|direct_upload\\.created|direct_upload\\.asset_created|direct_upload\\.cancelled|webhook_endpoint\\.disabled)(,(video\\.created|video\\.upload\\.created|video\\.upload\\.completed|video\\.upload\\.expired|video\\.upload\\.cancelled|video\\.processing|video\\.ready|video\\.failed|video\\.updated|video\\.deleted|direct_upload\\.created|direct_upload\\.asset_created|direct_upload\\.cancelled|webhook_endpoint\\.disabled))*$"
     )]
     #[serde(rename = "type")]
     types: Option<String>,
@@ -190,6 +195,67 @@ pub async fn show(
         .await?
         .ok_or_else(not_found)?;
     Ok(Json(event).into_response())
+}
+
+/// `POST /v1/events/{id}/redeliver`'s query.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RedeliverQuery {
+    /// Only to this endpoint (enabled or not); without it, to every enabled endpoint of the
+    /// project that takes the event's type.
+    #[param(value_type = Option<uuid::Uuid>)]
+    webhook_id: Option<String>,
+}
+
+/// `POST /v1/events/{id}/redeliver`.
+#[utoipa::path(
+    post,
+    path = "/v1/events/{id}/redeliver",
+    operation_id = "redeliver_event",
+    tag = "events",
+    summary = "Send an event to webhook endpoints again",
+    description = "Each endpoint gets a new delivery of the same event (the same `id` and \
+        `Vod-Event-Id`), with attempts and retries of its own.",
+    params(
+        ("id" = String, Path, description = "The event's id.", pattern = "^evt_[0-9a-f]{32}$"),
+        RedeliverQuery,
+    ),
+    responses(
+        (status = 202, description = "The deliveries queued (none when no endpoint takes the event).", body = Redelivered),
+        (status = 400, description = "`invalid_request`.", body = ErrorBody),
+        (status = 404, description = "`event_not_found` (no such event of the project, or no longer), `webhook_not_found`.", body = ErrorBody),
+        (status = 500, description = "`internal`.", body = ErrorBody),
+        (status = 503, description = "`service_unavailable`; retry after `Retry-After` seconds.", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait."))),
+    ),
+)]
+pub async fn redeliver(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    query: Result<Query<RedeliverQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(query) =
+        query.map_err(|rejection| ApiError::InvalidRequest(rejection.body_text()))?;
+    if !is_event_id(&id) {
+        return Err(ApiError::EventNotFound(format!("no such event: {id}")));
+    }
+    let webhook_id = query
+        .webhook_id
+        .as_deref()
+        .map(super::webhooks::parse_id)
+        .transpose()?;
+    let redelivered = state
+        .uploader
+        .call(&QueueDeliveries {
+            project_id: caller.project_id,
+            deliver: ToDeliver::Event {
+                event_id: id,
+                webhook_id,
+            },
+        })
+        .await?;
+    Ok((StatusCode::ACCEPTED, Json(redelivered)).into_response())
 }
 
 #[cfg(test)]

@@ -9,3 +9,4 @@ mod page;
 pub mod uploads;
 pub mod usage;
 pub mod videos;
+pub mod webhooks;
