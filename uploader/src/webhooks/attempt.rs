@@ -85,8 +85,8 @@ impl Attempting {
         };
         let attempt = match (&claimed.body, claimed.sendable) {
             (Some(body), true) => self.sender.attempt(&claimed, body.clone()).await,
-            (None, _) => refused(&claimed, "the event is past its retention"),
-            (_, false) => refused(&claimed, "the endpoint is disabled"),
+            (None, _) => refused("the event is past its retention"),
+            (_, false) => refused("the endpoint is disabled"),
         };
         let next = self.next(&claimed, &attempt);
         self.metrics.attempted(&attempt, next);
@@ -137,7 +137,7 @@ impl Attempting {
 }
 
 /// An attempt not made, and why.
-fn refused(_claimed: &Claimed, why: &str) -> Attempt {
+fn refused(why: &str) -> Attempt {
     Attempt {
         attempted_at: chrono::Utc::now(),
         status_code: None,

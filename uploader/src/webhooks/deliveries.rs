@@ -168,6 +168,9 @@ pub enum Claim {
 
 /// Claims the delivery `message` asks for, for `hold` (at least the attempt's budget), when
 /// no attempt is under way and the message is the delivery's current one.
+///
+/// `queued` is not asked for: the message may arrive before the relay that published it
+/// commits. The relay's row lock makes the claim wait for that commit.
 pub async fn claim(
     client: &impl GenericClient,
     message: AttemptDelivery,
@@ -178,7 +181,7 @@ pub async fn claim(
     let row = client
         .query_opt(
             "UPDATE webhook_delivery SET claimed_until = now() + make_interval(secs => $3) \
-             WHERE id = $1 AND status = 'pending' AND attempts = $2 AND queued \
+             WHERE id = $1 AND status = 'pending' AND attempts = $2 \
                AND (claimed_until IS NULL OR claimed_until < now()) \
              RETURNING endpoint_id, event_id, event_type, payload, \
                        extract(epoch FROM now() - created_at)::float8",
@@ -190,7 +193,7 @@ pub async fn claim(
         let current = client
             .query_opt(
                 "SELECT 1 FROM webhook_delivery \
-                 WHERE id = $1 AND status = 'pending' AND attempts = $2 AND queued",
+                 WHERE id = $1 AND status = 'pending' AND attempts = $2",
                 &[&message.delivery_id.0, &attempts],
             )
             .await
