@@ -36,6 +36,16 @@ CREATE TABLE webhook_secret (
     PRIMARY KEY (endpoint_id, secret)
 );
 
+-- The gateway never signs: its read-only role (deploy/postgres/initdb/10-gateway-reader.sh)
+-- does not read the secrets, whichever of this and that script runs first.
+DO $$
+BEGIN
+  IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'vod_gateway') THEN
+    REVOKE ALL ON webhook_secret FROM vod_gateway;
+  END IF;
+END
+$$;
+
 CREATE TABLE webhook_delivery (
     id              uuid PRIMARY KEY,
     endpoint_id     uuid NOT NULL REFERENCES webhook_endpoint (id) ON DELETE CASCADE,

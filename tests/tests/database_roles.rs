@@ -148,6 +148,16 @@ async fn the_gateway_reads_as_vod_gateway_which_cannot_write() {
         .query("SELECT token_sha256 FROM direct_upload", &[])
         .await
         .expect("vod_gateway reads direct uploads");
+    // Webhook signing secrets are the uploaders' alone.
+    let denied = reader
+        .query("SELECT secret FROM webhook_secret", &[])
+        .await
+        .expect_err("vod_gateway must not read webhook secrets");
+    assert_eq!(
+        denied.code(),
+        Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE),
+        "{denied:?}"
+    );
     let title: String = owner
         .query_one("SELECT title FROM video WHERE id = $1", &[&video_id])
         .await

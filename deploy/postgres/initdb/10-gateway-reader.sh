@@ -33,4 +33,13 @@ GRANT CONNECT ON DATABASE :"database" TO vod_gateway;
 GRANT USAGE ON SCHEMA public TO vod_gateway;
 GRANT SELECT ON ALL TABLES IN SCHEMA public TO vod_gateway;
 ALTER DEFAULT PRIVILEGES FOR ROLE :"owner" IN SCHEMA public GRANT SELECT ON TABLES TO vod_gateway;
+-- Except webhook signing secrets: only the uploaders sign (a migration revokes them too when
+-- it makes the table after this runs).
+DO $$
+BEGIN
+  IF to_regclass('public.webhook_secret') IS NOT NULL THEN
+    REVOKE ALL ON webhook_secret FROM vod_gateway;
+  END IF;
+END
+$$;
 SQL
