@@ -9,6 +9,7 @@ pub mod browser;
 mod env;
 pub mod exposition;
 pub mod media;
+pub mod receiver;
 mod stack;
 pub mod tus;
 

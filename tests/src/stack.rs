@@ -149,6 +149,30 @@ struct Running {
     runtime: Option<tokio::runtime::Runtime>,
 }
 
+/// An uploader started on a runtime of its own.
+struct StartedUploader {
+    running: Running,
+    scheduler: uploader::scheduler::Scheduler,
+    url: String,
+    chunks_url: Option<String>,
+}
+
+impl StartedUploader {
+    async fn start(mut config: uploader::Config, name: &str) -> Self {
+        config.replica_name = name.to_owned();
+        let runtime = service_runtime(name);
+        let app = on_runtime(&runtime, uploader::App::build(config))
+            .await
+            .expect("uploader starts");
+        Self {
+            scheduler: app.scheduler(),
+            url: format!("http://{}", app.local_addr()),
+            chunks_url: app.chunks_addr().map(|addr| format!("http://{addr}")),
+            running: Running::spawn(runtime, name, |stop| app.run_until_stopped(stop)),
+        }
+    }
+}
+
 /// A runtime for one service.
 fn service_runtime(name: &str) -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -312,6 +336,8 @@ pub struct Stack {
     /// FTP uploads, to change while the stack runs.
     pub fflow_free_space: Vec<FreeSpaceReserve>,
     pub holder_free_space: FreeSpaceReserve,
+    /// The uploaders' configuration before [`StackOptions::configure_uploader`].
+    uploader_base: uploader::Config,
     services: Vec<Running>,
 }
 
@@ -444,39 +470,30 @@ impl Stack {
         let mut schedulers = Vec::new();
         let mut uploader_urls = Vec::new();
         let mut uploader_chunks_urls = Vec::new();
+        let uploader_base = uploader::Config {
+            listen_addr: "127.0.0.1:0".to_owned(),
+            chunks_listen_addr: "127.0.0.1:0".to_owned(),
+            chunks_token: chunks_token.clone(),
+            postgres: postgres.clone(),
+            redis: redis.clone(),
+            amqp: amqp.clone(),
+            fflow_urls: fflow_urls.clone(),
+            fflow_token: fflow_token.clone(),
+            routing_ttl_secs: 3_600,
+            session_ttl_secs: options.session_ttl_secs,
+            fflow_reassign_after_ms: options.fflow_reassign_after_ms,
+            shutdown_timeout_ms: options.shutdown_timeout_ms,
+            holder_public_url: holder_url.clone(),
+            ..uploader::Config::default()
+        };
         for index in 1..=2 {
-            let mut config = uploader::Config {
-                listen_addr: "127.0.0.1:0".to_owned(),
-                chunks_listen_addr: "127.0.0.1:0".to_owned(),
-                chunks_token: chunks_token.clone(),
-                postgres: postgres.clone(),
-                redis: redis.clone(),
-                amqp: amqp.clone(),
-                fflow_urls: fflow_urls.clone(),
-                fflow_token: fflow_token.clone(),
-                replica_name: format!("uploader-{index}"),
-                routing_ttl_secs: 3_600,
-                session_ttl_secs: options.session_ttl_secs,
-                fflow_reassign_after_ms: options.fflow_reassign_after_ms,
-                shutdown_timeout_ms: options.shutdown_timeout_ms,
-                holder_public_url: holder_url.clone(),
-                ..uploader::Config::default()
-            };
+            let mut config = uploader_base.clone();
             (options.configure_uploader)(&mut config);
-            let runtime = service_runtime(&format!("uploader-{index}"));
-            let app = on_runtime(&runtime, uploader::App::build(config))
-                .await
-                .expect("uploader starts");
-            schedulers.push(app.scheduler());
-            uploader_urls.push(format!("http://{}", app.local_addr()));
-            if let Some(addr) = app.chunks_addr() {
-                uploader_chunks_urls.push(format!("http://{addr}"));
-            }
-            services.push(Running::spawn(
-                runtime,
-                &format!("uploader-{index}"),
-                |stop| app.run_until_stopped(stop),
-            ));
+            let started = StartedUploader::start(config, &format!("uploader-{index}")).await;
+            schedulers.push(started.scheduler);
+            uploader_urls.push(started.url);
+            uploader_chunks_urls.extend(started.chunks_url);
+            services.push(started.running);
         }
 
         let mut gateway_config = gateway::Config::for_tests(&postgres_url, &env.queue_prefix);
@@ -528,8 +545,26 @@ impl Stack {
             proxies,
             fflow_free_space,
             holder_free_space,
+            uploader_base,
             services,
         }
+    }
+
+    /// Starts one more uploader, named `name`, configured as the stack's were before
+    /// [`StackOptions::configure_uploader`], then by `configure`; returns its base URL. The
+    /// gateway does not stream bodies to it.
+    pub async fn start_uploader(
+        &mut self,
+        name: &str,
+        configure: fn(&mut uploader::Config),
+    ) -> String {
+        let mut config = self.uploader_base.clone();
+        configure(&mut config);
+        let started = StartedUploader::start(config, name).await;
+        self.schedulers.push(started.scheduler);
+        self.uploader_urls.push(started.url.clone());
+        self.services.push(started.running);
+        started.url
     }
 
     /// Panics unless every service is still running: a dependency that went away and came
