@@ -9,7 +9,11 @@ use serde::de::DeserializeOwned;
 use vod_contracts::access::{KeyCreated, KeyList, Scope};
 use vod_contracts::api::{ErrorBody, VideoList, VideoView};
 use vod_contracts::direct_upload::{DirectUploadCreated, DirectUploadList};
-use vod_contracts::{ApiKeyId, DirectUploadId, VideoId};
+use vod_contracts::event::EventList;
+use vod_contracts::webhook::{
+    DeliveryList, DeliveryQueued, SecretRotated, WebhookCreated, WebhookList,
+};
+use vod_contracts::{ApiKeyId, DirectUploadId, VideoId, WebhookId};
 
 use crate::api_key::{self, ApiKey};
 
@@ -305,6 +309,77 @@ impl Api {
         )
         .await
         .map(drop)
+    }
+
+    /// `GET /v1/events`: a page of events after `after` (from the oldest kept without it),
+    /// of the types in `types` (every type when empty).
+    pub async fn events(
+        &self,
+        after: Option<&str>,
+        types: &[String],
+        limit: u32,
+    ) -> Result<EventList, ApiError> {
+        let mut query: Vec<(&str, String)> = vec![("limit", limit.to_string())];
+        if let Some(after) = after {
+            query.push(("after", after.to_owned()));
+        }
+        if !types.is_empty() {
+            query.push(("type", types.join(",")));
+        }
+        self.json(self.http.get(self.url("/v1/events")).query(&query))
+            .await
+    }
+
+    pub async fn create_webhook(
+        &self,
+        request: &serde_json::Value,
+    ) -> Result<WebhookCreated, ApiError> {
+        self.json(self.http.post(self.url("/v1/webhooks")).json(request))
+            .await
+    }
+
+    pub async fn webhooks(&self) -> Result<WebhookList, ApiError> {
+        self.json(self.http.get(self.url("/v1/webhooks"))).await
+    }
+
+    pub async fn delete_webhook(&self, id: WebhookId) -> Result<(), ApiError> {
+        self.send(self.http.delete(self.url(&format!("/v1/webhooks/{id}"))))
+            .await
+            .map(drop)
+    }
+
+    /// `POST /v1/webhooks/{id}/test`: a ping, queued.
+    pub async fn test_webhook(&self, id: WebhookId) -> Result<DeliveryQueued, ApiError> {
+        self.json(self.http.post(self.url(&format!("/v1/webhooks/{id}/test"))))
+            .await
+    }
+
+    pub async fn rotate_webhook_secret(
+        &self,
+        id: WebhookId,
+        overlap_seconds: Option<u64>,
+    ) -> Result<SecretRotated, ApiError> {
+        let mut request = self
+            .http
+            .post(self.url(&format!("/v1/webhooks/{id}/rotate-secret")));
+        if let Some(overlap) = overlap_seconds {
+            request = request.query(&[("overlap_seconds", overlap)]);
+        }
+        self.json(request).await
+    }
+
+    /// The newest `limit` deliveries to the endpoint, newest first.
+    pub async fn webhook_deliveries(
+        &self,
+        id: WebhookId,
+        limit: u32,
+    ) -> Result<DeliveryList, ApiError> {
+        self.json(
+            self.http
+                .get(self.url(&format!("/v1/webhooks/{id}/deliveries")))
+                .query(&[("limit", limit)]),
+        )
+        .await
     }
 
     /// `GET /v1/usage`, as the server wrote it: the command prints every counter it gives.

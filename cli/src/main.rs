@@ -3,9 +3,11 @@
 mod api;
 mod api_key;
 mod direct_uploads;
+mod events;
 mod keys;
 mod state;
 mod upload;
+mod webhooks;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -19,8 +21,10 @@ use vod_contracts::{VideoId, VideoStatus};
 use crate::api::Api;
 use crate::api_key::ApiKey;
 use crate::direct_uploads::DirectUploadCommand;
+use crate::events::EventsArgs;
 use crate::keys::KeysCommand;
 use crate::upload::UploadOptions;
+use crate::webhooks::WebhooksCommand;
 
 #[derive(Parser)]
 #[command(
@@ -113,6 +117,13 @@ enum Command {
         #[command(subcommand)]
         command: DirectUploadCommand,
     },
+    /// The project's events, oldest first; `--follow` prints new ones as they happen.
+    Events(EventsArgs),
+    /// The endpoints the project's events are posted to, signed.
+    Webhooks {
+        #[command(subcommand)]
+        command: WebhooksCommand,
+    },
 }
 
 #[tokio::main]
@@ -183,6 +194,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Usage => println!("{}", serde_json::to_string_pretty(&api.usage().await?)?),
         Command::Keys { command } => keys::run(&api, command).await?,
         Command::DirectUpload { command } => direct_uploads::run(&api, command).await?,
+        Command::Events(args) => events::run(&api, args).await?,
+        Command::Webhooks { command } => webhooks::run(&api, command).await?,
     }
     Ok(())
 }

@@ -2,61 +2,15 @@
 //! from the command line works, is listed, and once revoked is refused with a plain message;
 //! no command ever prints a key it was given.
 
-use std::process::Output;
 use std::time::Duration;
 
 use vod_contracts::access::{KeyCreated, Scope};
 use vod_contracts::api::VideoView;
 use vod_tests::{poll_until, Stack, TestEnv};
 
-/// `vod` against the stack with `key` in `VOD_API_KEY`, and nothing else from this process's
-/// environment that names a key or a server.
-fn vod(stack: &Stack, key: Option<&str>, args: &[&str]) -> std::process::Command {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_vod"));
-    command
-        .env_remove("VOD_API_KEY")
-        .env_remove("VOD_SERVER")
-        .arg("--server")
-        .arg(&stack.gateway_url)
-        .args(args);
-    if let Some(key) = key {
-        command.env("VOD_API_KEY", key);
-    }
-    command
-}
+use common::{run, shows_no_key, stderr, succeeded, vod};
 
-async fn run(mut command: std::process::Command) -> Output {
-    tokio::task::spawn_blocking(move || command.output().expect("vod runs"))
-        .await
-        .expect("vod finished")
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-fn succeeded(output: &Output) -> String {
-    assert!(
-        output.status.success(),
-        "{}{}",
-        stdout(output),
-        stderr(output)
-    );
-    stdout(output)
-}
-
-/// Neither stream of `output` holds any of `keys`.
-fn shows_no_key(output: &Output, keys: &[&str]) {
-    for key in keys {
-        for (name, text) in [("stdout", stdout(output)), ("stderr", stderr(output))] {
-            assert!(!text.contains(key), "a key on {name}: {text}");
-        }
-    }
-}
+mod common;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_key_made_listed_and_revoked_with_vod_keys_is_refused_once_revoked() {
