@@ -13,6 +13,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use deadpool_postgres::GenericClient;
 use serde_json::{Map, Value};
+use uuid::Uuid;
 use vod_contracts::event::EventType;
 use vod_contracts::{DirectUploadId, FlowId, ProjectId, VideoId, WebhookId};
 use vod_read_model::Deleted;
@@ -113,24 +114,12 @@ impl Recorder {
         direct_upload_id: DirectUploadId,
         event_type: EventType,
     ) -> anyhow::Result<()> {
-        let Some(direct) = vod_read_model::find_direct_upload(client, project_id, direct_upload_id)
+        let shown = vod_read_model::find_direct_upload(client, project_id, direct_upload_id)
             .await
-            .context("failed to render the event's direct upload")?
-        else {
-            return Ok(());
-        };
-        insert(
-            client,
-            project_id,
-            event_type,
-            direct_upload_id.0,
-            serde_json::to_value(&direct)?,
-        )
-        .await
+            .context("failed to render the event's direct upload")?;
+        insert_shown(client, project_id, event_type, direct_upload_id.0, shown).await
     }
-}
 
-impl Recorder {
     /// Records an event about a webhook endpoint, as the API shows it now.
     pub async fn webhook_event(
         &self,
@@ -139,23 +128,34 @@ impl Recorder {
         webhook_id: WebhookId,
         event_type: EventType,
     ) -> anyhow::Result<()> {
-        let Some(webhook) = vod_read_model::find_webhook(client, project_id, webhook_id)
+        let shown = vod_read_model::find_webhook(client, project_id, webhook_id)
             .await
-            .context("failed to render the event's webhook endpoint")?
-        else {
-            return Ok(());
-        };
-        insert(
-            client,
-            project_id,
-            event_type,
-            webhook_id.0,
-            serde_json::to_value(&webhook)?,
-        )
-        .await
+            .context("failed to render the event's webhook endpoint")?;
+        insert_shown(client, project_id, event_type, webhook_id.0, shown).await
     }
 }
 
+/// Records an event whose `data` is `shown`, the object as the API shows it; none when the
+/// object is gone.
+async fn insert_shown<T: serde::Serialize>(
+    client: &impl GenericClient,
+    project_id: ProjectId,
+    event_type: EventType,
+    object_id: Uuid,
+    shown: Option<T>,
+) -> anyhow::Result<()> {
+    let Some(shown) = shown else {
+        return Ok(());
+    };
+    insert(
+        client,
+        project_id,
+        event_type,
+        object_id,
+        serde_json::to_value(&shown)?,
+    )
+    .await
+}
 /// A new event id: `evt_` and 128 random bits in hex.
 fn new_event_id() -> String {
     format!("evt_{}", uuid::Uuid::new_v4().simple())
@@ -193,17 +193,28 @@ pub async fn purge_expired(
     retention_secs: u64,
     batch: i64,
 ) -> anyhow::Result<u64> {
+    delete_older(
+        client,
+        "DELETE FROM event WHERE seq IN ( \
+             SELECT seq FROM event \
+             WHERE created_at < now() - make_interval(secs => $1) \
+             ORDER BY created_at LIMIT $2)",
+        retention_secs,
+        batch,
+    )
+    .await
+    .context("failed to delete expired events")
+}
+
+/// Runs a retention `delete`, whose `$1` is the retention in seconds and `$2` the batch.
+pub async fn delete_older(
+    client: &impl GenericClient,
+    delete: &str,
+    retention_secs: u64,
+    batch: i64,
+) -> anyhow::Result<u64> {
     let retention = retention_secs as f64;
-    client
-        .execute(
-            "DELETE FROM event WHERE seq IN ( \
-                 SELECT seq FROM event \
-                 WHERE created_at < now() - make_interval(secs => $1) \
-                 ORDER BY created_at LIMIT $2)",
-            &[&retention, &batch],
-        )
-        .await
-        .context("failed to delete expired events")
+    Ok(client.execute(delete, &[&retention, &batch]).await?)
 }
 
 #[cfg(test)]

@@ -326,15 +326,15 @@ pub async fn purge_finished(
     retention_secs: u64,
     batch: i64,
 ) -> anyhow::Result<u64> {
-    let retention = retention_secs as f64;
-    client
-        .execute(
-            "DELETE FROM webhook_delivery WHERE id IN ( \
-                 SELECT id FROM webhook_delivery \
-                 WHERE finished_at < now() - make_interval(secs => $1) \
-                 ORDER BY finished_at LIMIT $2)",
-            &[&retention, &batch],
-        )
-        .await
-        .context("failed to delete old deliveries")
+    crate::events::delete_older(
+        client,
+        "DELETE FROM webhook_delivery WHERE id IN ( \
+             SELECT id FROM webhook_delivery \
+             WHERE finished_at < now() - make_interval(secs => $1) \
+             ORDER BY finished_at LIMIT $2)",
+        retention_secs,
+        batch,
+    )
+    .await
+    .context("failed to delete old deliveries")
 }
