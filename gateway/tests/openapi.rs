@@ -53,6 +53,7 @@ struct Served {
     upload_id: SessionId,
     video_id: VideoId,
     direct_upload_id: DirectUploadId,
+    webhook_id: uuid::Uuid,
     admin_token: String,
 }
 
@@ -77,6 +78,15 @@ async fn served() -> (TestEnv, Served) {
         )
         .await
         .expect("an event");
+    let webhook_id = uuid::Uuid::now_v7();
+    env.db
+        .execute(
+            "INSERT INTO webhook_endpoint (id, project_id, url, events) \
+             VALUES ($1, $2, 'https://example.com/hook', '{*}')",
+            &[&webhook_id, &ProjectId::DEFAULT.0],
+        )
+        .await
+        .expect("a webhook endpoint");
     let config = env.config();
     let admin_token = config.admin_token.expose_secret().to_owned();
     let gateway = Gateway::spawn(config).await;
@@ -94,6 +104,7 @@ async fn served() -> (TestEnv, Served) {
         upload_id,
         video_id,
         direct_upload_id,
+        webhook_id,
         admin_token,
     };
     (env, served)
@@ -233,6 +244,12 @@ async fn the_document_lists_every_route_the_gateway_serves_and_nothing_else() {
                 served
                     .gateway
                     .url(&format!("/v1/direct-uploads/{}", DirectUploadId::new()))
+            } else if path.starts_with("/v1/webhooks/{id}")
+                && !matches!(method, Method::GET | Method::HEAD)
+            {
+                // A change to an endpoint is a command: probed with one that does not exist,
+                // answered `webhook_not_found` without asking the uploader.
+                served.gateway.url(&path.replace("{id}", "no-such-webhook"))
             } else {
                 url.clone()
             };
@@ -346,7 +363,11 @@ fn concrete_path(template: &str, served: &Served) -> String {
         }
         // No such key: its route answers `key_not_found` without asking the uploader.
         (path, "id") if path.starts_with("/v1/keys/") => "no-such-key".to_owned(),
+        // Sending an event again is a command: probed with an event that does not exist,
+        // answered `event_not_found` without asking the uploader.
+        ("/v1/events/{id}/redeliver", "id") => format!("evt_{}", "f".repeat(32)),
         (path, "id") if path.starts_with("/v1/events/") => EVENT_ID.to_owned(),
+        (path, "id") if path.starts_with("/v1/webhooks/") => served.webhook_id.to_string(),
         (path, "id") if path.starts_with("/v1/admin/projects/") => ProjectId::DEFAULT.to_string(),
         _ => panic!("no value to probe {template} with for {{{name}}}: add one"),
     };

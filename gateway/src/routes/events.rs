@@ -16,6 +16,7 @@ use vod_contracts::webhook::Redelivered;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::events;
+use crate::read_model::ReadError;
 use crate::state::AppState;
 
 const DEFAULT_LIMIT: i64 = 100;
@@ -245,6 +246,17 @@ pub async fn redeliver(
         .as_deref()
         .map(super::webhooks::parse_id)
         .transpose()?;
+    // An event that is not the project's (or no longer kept) is told at once, without a
+    // command; the uploader checks again in the transaction that queues the deliveries.
+    let client = state.pool.get().await.map_err(ReadError::from)?;
+    if vod_read_model::find_event(&client, caller.project_id, &id)
+        .await
+        .map_err(ReadError::from)?
+        .is_none()
+    {
+        return Err(ApiError::EventNotFound(format!("no such event: {id}")));
+    }
+    drop(client);
     let redelivered = state
         .uploader
         .call(&QueueDeliveries {
