@@ -244,6 +244,34 @@ async fn an_upload_is_delivered_in_order_signed_with_the_event_logs_ids() {
             .sum("uploader_webhook_attempts_total", &[("result", "success")]);
     }
     assert!(successes >= 6.0, "{successes} successful attempts counted");
+    // What the dashboard draws of webhooks, the uploaders expose.
+    let dashboard = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../deploy/grafana/dashboards/vod.json"),
+    )
+    .expect("the dashboard");
+    let mut exposed = std::collections::BTreeSet::new();
+    for url in &stack.uploader_urls {
+        let metrics = stack.metrics(url).await;
+        exposed.extend(metrics.samples.into_iter().map(|sample| sample.name));
+    }
+    let drawn: std::collections::BTreeSet<&str> = dashboard
+        .match_indices("uploader_webhook_")
+        .map(|(at, _)| {
+            let rest = &dashboard[at..];
+            let end = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len());
+            &rest[..end]
+        })
+        .collect();
+    assert!(drawn.len() >= 4, "the dashboard draws webhooks: {drawn:?}");
+    for name in drawn {
+        assert!(
+            exposed.contains(name),
+            "the dashboard draws {name}, which no uploader exposes"
+        );
+    }
     stack.shutdown().await;
 }
 
