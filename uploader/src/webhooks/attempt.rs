@@ -92,6 +92,9 @@ impl Attempting {
         self.metrics.attempted(&attempt, next);
         let mut client = self.pg.get().await.context("no database connection")?;
         let tx = client.transaction().await.context("failed to begin")?;
+        // The endpoint before its delivery, the order in which deleting an endpoint locks
+        // them, so that a deletion and an attempt wait for each other instead of deadlocking.
+        endpoints::lock(&tx, claimed.webhook_id).await?;
         deliveries::settle(&tx, &claimed, &attempt, next).await?;
         if claimed.sendable {
             if attempt.error.is_none() {

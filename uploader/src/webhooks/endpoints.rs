@@ -166,6 +166,18 @@ async fn shown(
         .with_context(|| format!("webhook endpoint {webhook_id} vanished in its transaction"))
 }
 
+/// Locks the endpoint's row for a change of its own fields, if it is still there.
+pub async fn lock(client: &impl GenericClient, webhook_id: WebhookId) -> anyhow::Result<()> {
+    client
+        .query_opt(
+            "SELECT 1 FROM webhook_endpoint WHERE id = $1 FOR NO KEY UPDATE",
+            &[&webhook_id.0],
+        )
+        .await
+        .context("failed to lock an endpoint")?;
+    Ok(())
+}
+
 /// A delivery to the endpoint succeeded: it is failing no more.
 pub async fn succeeded(client: &impl GenericClient, webhook_id: WebhookId) -> anyhow::Result<()> {
     client
