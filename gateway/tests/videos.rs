@@ -92,6 +92,25 @@ async fn create_video_refuses_what_is_not_json() {
         .expect("post");
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     assert_eq!(error_body(response).await.code, "invalid_json");
+
+    // An array is JSON, but no request is one: serde alone would take a struct from it.
+    let video_id = vod_contracts::VideoId::new();
+    for (method, path) in [
+        (reqwest::Method::POST, "/v1/videos".to_owned()),
+        (reqwest::Method::PATCH, format!("/v1/videos/{video_id}")),
+    ] {
+        let response = http()
+            .request(method, gateway.url(&path))
+            .header("Content-Type", "application/json")
+            .body(r#"["x", ""]"#)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{path}");
+        let error = error_body(response).await;
+        assert_eq!(error.code, "invalid_json");
+        assert!(error.message.contains("object"), "{}", error.message);
+    }
 }
 
 #[tokio::test]

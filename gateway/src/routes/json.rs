@@ -1,6 +1,7 @@
 //! JSON request bodies: parsed, checked with their `validator` rules, and every failure
 //! answered with its stable code (the offending field named where there is one).
 
+use axum::body::Bytes;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
@@ -21,9 +22,24 @@ where
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let max_json_bytes = state.config.max_json_bytes;
+        let (parts, body) = request.into_parts();
+        let bytes = Bytes::from_request(Request::from_parts(parts.clone(), body), state)
+            .await
+            .map_err(|rejection| {
+                json_rejection(JsonRejection::BytesRejection(rejection), max_json_bytes)
+            })?;
+        // Every body is an object: serde would also take a struct from an array.
+        let is_object = bytes.trim_ascii_start().first() == Some(&b'{');
+        let request = Request::from_parts(parts, axum::body::Body::from(bytes));
         let Json(value) = Json::<T>::from_request(request, state)
             .await
-            .map_err(|rejection| json_rejection(rejection, state.config.max_json_bytes))?;
+            .map_err(|rejection| json_rejection(rejection, max_json_bytes))?;
+        if !is_object {
+            return Err(ApiError::InvalidJson(
+                "the body must be a JSON object".to_owned(),
+            ));
+        }
         value.validate().map_err(first_validation_error)?;
         Ok(ValidJson(value))
     }
