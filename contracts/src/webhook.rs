@@ -165,6 +165,36 @@ pub struct AttemptDelivery {
     pub attempts: u32,
 }
 
+/// The schema of an endpoint's `events`: `["*"]`, or known event types, each once.
+#[cfg(feature = "openapi")]
+pub struct EventFilterSchema;
+
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for EventFilterSchema {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Type};
+        let everything = ArrayBuilder::new()
+            .items(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some([ALL_EVENTS])),
+            )
+            .min_items(Some(1))
+            .max_items(Some(1))
+            .description(Some("Every type, those added later too."));
+        let types = ArrayBuilder::new()
+            .items(EventType::schema())
+            .min_items(Some(1))
+            .max_items(Some(EventType::ALL.len()))
+            .unique_items(true)
+            .description(Some("These types, each once."));
+        OneOfBuilder::new().item(everything).item(types).into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for EventFilterSchema {}
+
 /// What an endpoint's `events` may hold: `*` alone, or known event types, each once.
 pub fn check_event_filter(events: &[String]) -> Result<(), String> {
     if events.is_empty() {

@@ -70,10 +70,24 @@ def before_load_schema(context, raw_schema):
             "terminate_direct_upload",
         )
     }
+    # The example URL names no machine: the examples phase sends `WEBHOOK_URL` instead.
+    for name in ("CreateWebhookRequest", "UpdateWebhookRequest"):
+        url = raw_schema["components"]["schemas"][name]["properties"]["url"]
+        for key in ("example", "examples"):
+            if key in url:
+                url[key] = WEBHOOK_URL if key == "example" else [WEBHOOK_URL]
+
+
+# Where a webhook URL valid by the document points: whether a URL is accepted depends on the
+# addresses its name resolves to at that moment, which no document can say (and this machine
+# may resolve no public name). The stack under test accepts local `http` targets; nothing
+# listens there, so the deliveries fail and are retried, as they would for any receiver.
+WEBHOOK_URL = "http://127.0.0.1:9/hooks/vod"
 
 
 @schemathesis.hook
 def map_case(context, case):
+    _point_webhook_urls_here(case)
     if not _is_valid_by_the_document(case):
         return case
     operation = case.operation
@@ -90,6 +104,20 @@ def map_case(context, case):
     if operation.path.startswith("/v1/direct/{token}"):
         _use_a_real_direct_upload_url(case, fresh=operation.path == "/v1/direct/{token}")
     return case
+
+
+def _point_webhook_urls_here(case):
+    """A webhook URL valid by the document (a string within its length) becomes
+    `WEBHOOK_URL`, in requests generated as valid or invalid alike: an invalid one stays
+    invalid through its other parts, or its URL is not such a string."""
+    operation = case.operation
+    if operation.path not in ("/v1/webhooks", "/v1/webhooks/{id}"):
+        return
+    if operation.method.upper() not in ("POST", "PATCH") or not isinstance(case.body, dict):
+        return
+    url = case.body.get("url")
+    if isinstance(url, str) and len(url.encode()) <= 2048:
+        case.body = {**case.body, "url": WEBHOOK_URL}
 
 
 # The tokens of the direct upload URLs made for this run, which a link may carry on.
@@ -180,8 +208,12 @@ def _is_invalid_only_through_its_upload_body(case):
 
 
 def _make_creation_coherent(case, headers):
-    """One of `Upload-Length` and `Upload-Defer-Length`, none for a final upload, which names
-    each partial upload once; a first body within the declared length."""
+    """Each metadata key once; one of `Upload-Length` and `Upload-Defer-Length`, none for a
+    final upload, which names each partial upload once; a first body within the declared
+    length."""
+    metadata = _header(headers, "Upload-Metadata")
+    if metadata is not None:
+        headers[metadata] = _each_metadata_key_once(str(headers[metadata]))
     length = _header(headers, "Upload-Length")
     defer = _header(headers, "Upload-Defer-Length")
     concat = _header(headers, "Upload-Concat")
@@ -201,6 +233,19 @@ def _make_creation_coherent(case, headers):
         body = _body_bytes(case)
         if len(body) > declared:
             case.body = Binary(body[:declared])
+
+
+def _each_metadata_key_once(metadata):
+    """`Upload-Metadata` without a pair whose key an earlier pair has: tus keys are unique."""
+    seen = set()
+    pairs = []
+    for pair in metadata.split(","):
+        key = pair.strip(" \t").split(" ", 1)[0].split("\t", 1)[0]
+        if key in seen:
+            continue
+        seen.add(key)
+        pairs.append(pair)
+    return ",".join(pairs)
 
 
 def _each_part_once(concat):

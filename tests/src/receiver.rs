@@ -34,12 +34,17 @@ pub fn local_targets(config: &mut gateway::Config) {
     config.webhooks.allow_private = true;
 }
 
+/// The uploaders deliver to local receivers, with the default schedule.
+pub fn local_delivery(config: &mut uploader::Config) {
+    config.webhooks.allow_http = true;
+    config.webhooks.allow_private = true;
+}
+
 /// The uploaders deliver to a local receiver, retry within a second and give up an attempt
 /// after 1.5 s.
 pub fn local_quick_delivery(config: &mut uploader::Config) {
+    local_delivery(config);
     let webhooks = &mut config.webhooks;
-    webhooks.allow_http = true;
-    webhooks.allow_private = true;
     webhooks.retry_first_ms = 200;
     webhooks.retry_max_ms = 800;
     webhooks.relay_interval_ms = 50;

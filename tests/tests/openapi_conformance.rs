@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use vod_tests::{Stack, TestEnv};
+use vod_tests::{Stack, StackOptions, TestEnv};
 
 fn schemathesis_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("schemathesis")
@@ -24,7 +24,16 @@ async fn schemathesis_finds_the_gateway_true_to_its_openapi_document() {
         dir.display()
     );
     let env = TestEnv::new().await;
-    let stack = Stack::spawn(&env).await;
+    // Webhook URLs valid by the document point at this machine (`hooks.py`).
+    let stack = Stack::spawn_with(
+        &env,
+        StackOptions {
+            configure_gateway: vod_tests::receiver::local_targets,
+            configure_uploader: vod_tests::receiver::local_delivery,
+            ..StackOptions::default()
+        },
+    )
+    .await;
 
     let output = tokio::process::Command::new(&schemathesis)
         .arg("--config-file")

@@ -13,8 +13,8 @@ use vod_contracts::commands::{
     CreateWebhook, DeleteWebhook, QueueDeliveries, RotateWebhookSecret, ToDeliver, UpdateWebhook,
 };
 use vod_contracts::webhook::{
-    check_event_filter, DeliveryList, DeliveryQueued, SecretRotated, WebhookCreated, WebhookList,
-    WebhookView, ALL_EVENTS,
+    check_event_filter, DeliveryList, DeliveryQueued, EventFilterSchema, SecretRotated,
+    WebhookCreated, WebhookList, WebhookView, ALL_EVENTS,
 };
 use vod_contracts::WebhookId;
 
@@ -37,7 +37,7 @@ pub struct CreateWebhookRequest {
     #[schema(max_length = 2048, example = "https://app.example/hooks/vod")]
     url: String,
     /// The event types to send, or `["*"]` (the default) for every type.
-    #[schema(nullable = false)]
+    #[schema(value_type = Option<EventFilterSchema>, nullable = false)]
     #[serde(default, deserialize_with = "not_null")]
     events: Option<Vec<String>>,
     /// For the project's own use; at most 500 characters.
@@ -56,7 +56,7 @@ pub struct UpdateWebhookRequest {
     #[schema(nullable = false, max_length = 2048)]
     #[serde(default, deserialize_with = "not_null")]
     url: Option<String>,
-    #[schema(nullable = false)]
+    #[schema(value_type = Option<EventFilterSchema>, nullable = false)]
     #[serde(default, deserialize_with = "not_null")]
     events: Option<Vec<String>>,
     #[schema(nullable = false, max_length = 500, pattern = r"^[^\u0000]*$")]
