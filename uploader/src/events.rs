@@ -193,7 +193,7 @@ pub async fn purge_expired(
     retention_secs: u64,
     batch: i64,
 ) -> anyhow::Result<u64> {
-    delete_older(
+    crate::retention::delete_older(
         client,
         "DELETE FROM event WHERE seq IN ( \
              SELECT seq FROM event \
@@ -204,17 +204,6 @@ pub async fn purge_expired(
     )
     .await
     .context("failed to delete expired events")
-}
-
-/// Runs a retention `delete`, whose `$1` is the retention in seconds and `$2` the batch.
-pub async fn delete_older(
-    client: &impl GenericClient,
-    delete: &str,
-    retention_secs: u64,
-    batch: i64,
-) -> anyhow::Result<u64> {
-    let retention = retention_secs as f64;
-    Ok(client.execute(delete, &[&retention, &batch]).await?)
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ mod outcomes;
 mod progress;
 mod projects;
 mod quotas;
+mod retention;
 mod routing;
 pub mod scheduler;
 mod startup;

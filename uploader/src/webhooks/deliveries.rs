@@ -326,7 +326,7 @@ pub async fn purge_finished(
     retention_secs: u64,
     batch: i64,
 ) -> anyhow::Result<u64> {
-    crate::events::delete_older(
+    crate::retention::delete_older(
         client,
         "DELETE FROM webhook_delivery WHERE id IN ( \
              SELECT id FROM webhook_delivery \
