@@ -61,19 +61,36 @@ async fn create_video(stack: &Stack, http: &reqwest::Client, title: &str) -> Vid
         .expect("the video's id")
 }
 
-/// The project's events of `video_id`, oldest first (the tests make only a few).
-async fn logged_events(stack: &Stack, http: &reqwest::Client, video_id: VideoId) -> Vec<EventView> {
-    let response = http
-        .get(stack.url("/v1/events?limit=100"))
-        .send()
-        .await
-        .expect("gateway answers");
-    let list: EventList = serde_json::from_value(json_of(response, "GET /v1/events", 200).await)
-        .expect("an event list");
-    list.events
-        .into_iter()
-        .filter(|event| event.object.id == video_id.0)
-        .collect()
+/// The project's events of `video_id`, oldest first (the tests make only a few), once the log
+/// shows at least `count`: the log may show an event later than its commit (it waits for every
+/// older transaction to end, other tests' on this server too).
+async fn logged_events(
+    stack: &Stack,
+    http: &reqwest::Client,
+    video_id: VideoId,
+    count: usize,
+) -> Vec<EventView> {
+    poll_until(
+        &format!("{count} events of {video_id} in the log"),
+        Duration::from_secs(30),
+        || async {
+            let response = http
+                .get(stack.url("/v1/events?limit=100"))
+                .send()
+                .await
+                .expect("gateway answers");
+            let list: EventList =
+                serde_json::from_value(json_of(response, "GET /v1/events", 200).await)
+                    .expect("an event list");
+            let events: Vec<EventView> = list
+                .events
+                .into_iter()
+                .filter(|event| event.object.id == video_id.0)
+                .collect();
+            (events.len() >= count).then_some(events)
+        },
+    )
+    .await
 }
 
 async fn delivery_log(
@@ -204,8 +221,10 @@ async fn an_upload_is_delivered_in_order_signed_with_the_event_logs_ids() {
         .collect();
     assert_eq!(delivered_types, UPLOAD_TYPES);
 
-    // The same events, by id and content, as the log shows them.
-    let logged = logged_events(&stack, &stack.http, upload.video_id).await;
+    // The same events, by id and content, as the log shows them. The log may show an event
+    // later than its webhook (it waits for every transaction older than the event's to end,
+    // other tests' on this server too), never earlier.
+    let logged = logged_events(&stack, &stack.http, upload.video_id, delivered.len()).await;
     let logged: Vec<Value> = logged
         .iter()
         .map(|event| serde_json::to_value(event).expect("event JSON"))
@@ -400,7 +419,7 @@ async fn an_endpoint_failing_past_the_period_is_disabled_with_an_event() {
 
     // A disabled endpoint gets no delivery of new events: none is even made.
     let video_id = create_video(&stack, &stack.http, "unseen").await;
-    let created = logged_events(&stack, &stack.http, video_id).await;
+    let created = logged_events(&stack, &stack.http, video_id, 1).await;
     let deliveries = db
         .query_one(
             "SELECT count(*) FROM webhook_delivery WHERE endpoint_id = $1 AND event_id = $2",
@@ -448,7 +467,7 @@ async fn deliveries_committed_before_every_uploader_died_are_delivered_by_the_ne
     let receiver = Receiver::start().await;
     let outbox = add_webhook(&stack, &stack.http, &receiver.url("outbox"), &["*"]).await;
     let video_id = create_video(&stack, &stack.http, "outbox").await;
-    let logged = logged_events(&stack, &stack.http, video_id).await;
+    let logged = logged_events(&stack, &stack.http, video_id, 1).await;
     assert_eq!(logged.len(), 1, "{logged:#?}");
 
     // The state changed and its event is recorded; no uploader published it, and now none
