@@ -863,3 +863,53 @@ async fn receivers_that_redirect_stall_or_flood_are_bounded() {
     );
     stack.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_project_has_at_most_the_configured_number_of_endpoints() {
+    let env = TestEnv::new().await;
+    let stack = Stack::spawn_with(
+        &env,
+        StackOptions {
+            configure_gateway: |config| {
+                vod_tests::receiver::local_targets(config);
+                config.webhooks.max_per_project = 2;
+            },
+            ..local_options()
+        },
+    )
+    .await;
+    let receiver = Receiver::start().await;
+    let first = add_webhook(&stack, &stack.http, &receiver.url("one"), &["*"]).await;
+    add_webhook(&stack, &stack.http, &receiver.url("two"), &["*"]).await;
+    let create = |http: &reqwest::Client| {
+        http.post(stack.url("/v1/webhooks"))
+            .json(&json!({"url": receiver.url("three")}))
+            .send()
+    };
+    let body = json_of(create(&stack.http).await.expect("answers"), "a third", 409).await;
+    assert_eq!(body["code"], "webhook_limit_reached", "{body}");
+
+    // The limit is the project's: another one has its own.
+    let (_, other) = stack.project_client("other").await;
+    json_of(
+        create(&other).await.expect("answers"),
+        "another project's",
+        201,
+    )
+    .await;
+    // Deleting one makes room again.
+    let response = stack
+        .http
+        .delete(stack.url(&format!("/v1/webhooks/{}", first.webhook.id)))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(response.status(), 204);
+    json_of(
+        create(&stack.http).await.expect("answers"),
+        "after a deletion",
+        201,
+    )
+    .await;
+    stack.shutdown().await;
+}
