@@ -17,7 +17,7 @@ use vod_contracts::direct_upload::{
 };
 use vod_contracts::DirectUploadId;
 
-use super::json::ValidJson;
+use super::json::{not_null, ValidJson};
 use super::page::{Page, PageQuery};
 use super::videos::{
     description_as_created, title_as_created, valid_description, valid_title, MAX_DESCRIPTION_CHARS,
@@ -80,16 +80,6 @@ pub struct CreateDirectUploadRequest {
     #[schema(value_type = Option<i64>, nullable = false, minimum = 60, maximum = 604800)]
     #[serde(default, deserialize_with = "not_null")]
     timeout_seconds: Option<f64>,
-}
-
-/// A field that may be left out but, when sent, is not `null`: the document calls none of
-/// them nullable.
-fn not_null<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    T::deserialize(deserializer).map(Some)
 }
 
 fn valid_origin(origin: &str) -> Result<(), ValidationError> {

@@ -96,3 +96,13 @@ pub(crate) fn first_validation_error(errors: ValidationErrors) -> ApiError {
         None => ApiError::InvalidRequest("the request is invalid".to_owned()),
     }
 }
+
+/// A field that may be left out but, when sent, is not `null`: the document calls none of
+/// them nullable (`#[serde(default, deserialize_with = "not_null")]`).
+pub(crate) fn not_null<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
+}

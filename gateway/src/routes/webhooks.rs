@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
-use validator::{Validate, ValidationError};
+use validator::Validate;
 use vod_contracts::api::ErrorBody;
 use vod_contracts::commands::{
     CreateWebhook, DeleteWebhook, QueueDeliveries, RotateWebhookSecret, ToDeliver, UpdateWebhook,
@@ -18,8 +18,9 @@ use vod_contracts::webhook::{
 };
 use vod_contracts::WebhookId;
 
-use super::json::ValidJson;
+use super::json::{not_null, ValidJson};
 use super::page::{Page, PageQuery};
+use super::videos::valid_description;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::read_model::ReadError;
@@ -40,12 +41,17 @@ pub struct CreateWebhookRequest {
     #[schema(value_type = Option<EventFilterSchema>, nullable = false)]
     #[serde(default, deserialize_with = "not_null")]
     events: Option<Vec<String>>,
-    /// For the project's own use; at most 500 characters.
-    #[schema(nullable = false, max_length = 500, pattern = r"^[^\u0000]*$")]
+    /// For the project's own use; at most 500 characters, without control characters other
+    /// than line breaks and tabs, or bidirectional formatting characters.
+    #[schema(
+        nullable = false,
+        max_length = 500,
+        pattern = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$"
+    )]
     #[serde(default, deserialize_with = "not_null")]
     #[validate(
         length(max = MAX_DESCRIPTION_CHARS, message = "description must be at most 500 characters"),
-        custom(function = "no_nul")
+        custom(function = "valid_description")
     )]
     description: Option<String>,
 }
@@ -59,11 +65,15 @@ pub struct UpdateWebhookRequest {
     #[schema(value_type = Option<EventFilterSchema>, nullable = false)]
     #[serde(default, deserialize_with = "not_null")]
     events: Option<Vec<String>>,
-    #[schema(nullable = false, max_length = 500, pattern = r"^[^\u0000]*$")]
+    #[schema(
+        nullable = false,
+        max_length = 500,
+        pattern = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$"
+    )]
     #[serde(default, deserialize_with = "not_null")]
     #[validate(
         length(max = MAX_DESCRIPTION_CHARS, message = "description must be at most 500 characters"),
-        custom(function = "no_nul")
+        custom(function = "valid_description")
     )]
     description: Option<String>,
     /// `true` enables an endpoint (also one vod disabled for failing); `false` disables it.
@@ -80,21 +90,6 @@ pub struct RotateQuery {
     /// operator's default (24 hours) when left out.
     #[param(value_type = Option<i64>, minimum = 0, maximum = 604800)]
     overlap_seconds: Option<String>,
-}
-
-fn not_null<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    T::deserialize(deserializer).map(Some)
-}
-
-fn no_nul(text: &str) -> Result<(), ValidationError> {
-    if text.contains('\0') {
-        return Err(ValidationError::new("nul").with_message("NUL is not allowed".into()));
-    }
-    Ok(())
 }
 
 /// The URL as it is stored, if the target policy accepts it and what it resolves to.
